@@ -1,0 +1,100 @@
+//! The one error type of this crate. Every variant says what was checked, what
+//! was expected and what was found; none carries secret or plaintext data.
+
+use thiserror::Error;
+
+/// Why evidence was rejected.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The input ended inside a structure.
+    #[error("truncated {what}: needed {needed} bytes at offset {offset}, {available} available")]
+    Truncated {
+        /// The structure being read.
+        what: &'static str,
+        /// Where it started.
+        offset: usize,
+        /// Bytes it needed.
+        needed: usize,
+        /// Bytes that were left.
+        available: usize,
+    },
+    /// Bytes were left after a complete structure.
+    #[error("{extra} trailing bytes after {what}")]
+    TrailingBytes {
+        /// The structure that should have ended.
+        what: &'static str,
+        /// How many bytes followed it.
+        extra: usize,
+    },
+    /// A field holds a value this verifier does not accept.
+    #[error("unsupported {field}: expected {expected}, found {found}")]
+    Unsupported {
+        /// The field.
+        field: &'static str,
+        /// What is accepted.
+        expected: String,
+        /// What the evidence holds.
+        found: String,
+    },
+    /// A length field exceeds its limit.
+    #[error("{what} is larger than allowed")]
+    TooLarge {
+        /// The oversized structure.
+        what: &'static str,
+    },
+    /// A certificate could not be parsed or is unfit for its place in the chain.
+    #[error("certificate {position} ({subject}): {reason}")]
+    Certificate {
+        /// Its position in the chain, e.g. "PCK leaf".
+        position: String,
+        /// Its subject, or "?" when unparsable.
+        subject: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A certificate is not valid at the verification time.
+    #[error("certificate {position} ({subject}) is not valid at {now}: valid from {not_before} to {not_after}")]
+    CertificateNotValidAt {
+        /// Its position in the chain.
+        position: String,
+        /// Its subject.
+        subject: String,
+        /// Start of validity (RFC 3339).
+        not_before: String,
+        /// End of validity (RFC 3339).
+        not_after: String,
+        /// Verification time (RFC 3339).
+        now: String,
+    },
+    /// The chain does not end in a configured trust root.
+    #[error("certificate chain is not anchored in a trusted root: expected one of [{expected}], found {found}")]
+    UntrustedRoot {
+        /// The trusted roots' names and fingerprints.
+        expected: String,
+        /// The chain's root subject and fingerprint.
+        found: String,
+    },
+    /// A signature did not verify.
+    #[error("invalid signature: {what}")]
+    BadSignature {
+        /// Which signature.
+        what: &'static str,
+    },
+    /// A digest or value that binds two structures does not match.
+    #[error("{what} mismatch: expected {expected}, found {found}")]
+    Mismatch {
+        /// What was compared.
+        what: &'static str,
+        /// The value computed by the verifier.
+        expected: String,
+        /// The value in the evidence.
+        found: String,
+    },
+    /// The bundle's JSON is malformed.
+    #[error("malformed attestation bundle: {0}")]
+    Bundle(String),
+    /// The simulated TEE could not produce evidence.
+    #[error("simulated TEE: {0}")]
+    Sim(String),
+}

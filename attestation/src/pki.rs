@@ -1,0 +1,229 @@
+//! X.509 certificate chains anchored in configured trust roots.
+//!
+//! The verifier never trusts a root found in the evidence: the chain's last
+//! certificate must be byte-identical to one of the [`TrustAnchors`] passed
+//! in. Each certificate must be valid at the given time and signed by the
+//! next; every issuer must be a CA.
+
+use sha2::{Digest, Sha256};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::prelude::{FromDer, Pem};
+use x509_parser::time::ASN1Time;
+
+use crate::Error;
+
+/// Largest number of certificates accepted in one chain.
+const MAX_CHAIN_LEN: usize = 8;
+
+/// A named trust root, e.g. Intel's SGX Root CA or this machine's sim root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustAnchor {
+    /// The name policies use for it.
+    pub name: String,
+    /// The root certificate (DER).
+    pub der: Vec<u8>,
+    /// True for a simulated TEE's root: evidence under it proves nothing about hardware.
+    pub simulated: bool,
+}
+
+impl TrustAnchor {
+    /// Reads the first certificate of a PEM text as a trust anchor.
+    pub fn from_pem(name: &str, pem: &[u8], simulated: bool) -> Result<Self, Error> {
+        let der = pem_certificates(pem)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Certificate {
+                position: format!("trust root {name}"),
+                subject: "?".into(),
+                reason: "no certificate in PEM".into(),
+            })?;
+        parse_certificate(&der, &format!("trust root {name}"))?;
+        Ok(Self {
+            name: name.to_string(),
+            der,
+            simulated,
+        })
+    }
+
+    /// SHA-256 of the DER certificate, hex.
+    pub fn fingerprint(&self) -> String {
+        hex::encode(Sha256::digest(&self.der))
+    }
+}
+
+/// The set of roots a verification accepts.
+#[derive(Debug, Clone, Default)]
+pub struct TrustAnchors {
+    /// The accepted roots.
+    pub roots: Vec<TrustAnchor>,
+}
+
+/// A chain that verified: its leaf's public key and the anchor it ends in.
+#[derive(Debug, Clone)]
+pub struct VerifiedChain {
+    /// The leaf certificate's subject public key (for EC keys: 0x04 || x || y).
+    pub leaf_public_key: Vec<u8>,
+    /// The leaf certificate's subject.
+    pub leaf_subject: String,
+    /// The trust anchor that the chain ends in.
+    pub anchor: TrustAnchor,
+}
+
+/// Splits a PEM text into DER certificates.
+pub fn pem_certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
+    let mut out = Vec::new();
+    for item in Pem::iter_from_buffer(pem) {
+        let item = item.map_err(|e| Error::Certificate {
+            position: format!("#{} in PEM chain", out.len()),
+            subject: "?".into(),
+            reason: format!("bad PEM: {e}"),
+        })?;
+        if item.label != "CERTIFICATE" {
+            continue;
+        }
+        if out.len() == MAX_CHAIN_LEN {
+            return Err(Error::TooLarge {
+                what: "certificate chain",
+            });
+        }
+        out.push(item.contents);
+    }
+    Ok(out)
+}
+
+fn parse_certificate<'a>(der: &'a [u8], position: &str) -> Result<X509Certificate<'a>, Error> {
+    match X509Certificate::from_der(der) {
+        Ok((rest, cert)) if rest.is_empty() => Ok(cert),
+        Ok((rest, _)) => Err(Error::Certificate {
+            position: position.into(),
+            subject: "?".into(),
+            reason: format!("{} trailing bytes after DER", rest.len()),
+        }),
+        Err(e) => Err(Error::Certificate {
+            position: position.into(),
+            subject: "?".into(),
+            reason: format!("bad DER: {e}"),
+        }),
+    }
+}
+
+/// Formats a Unix time as RFC 3339 for messages.
+pub fn rfc3339(unix: i64) -> String {
+    ASN1Time::from_timestamp(unix)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| unix.to_string())
+}
+
+/// Verifies a chain given leaf first, ending in (or just below) a trust anchor.
+///
+/// `positions` names the certificates for messages (leaf first); missing
+/// names are numbered.
+pub fn verify_chain(
+    chain: &[Vec<u8>],
+    anchors: &TrustAnchors,
+    now: i64,
+    positions: &[&str],
+) -> Result<VerifiedChain, Error> {
+    let name = |i: usize| {
+        positions
+            .get(i)
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| format!("#{i}"))
+    };
+    if chain.is_empty() {
+        return Err(Error::Certificate {
+            position: name(0),
+            subject: "?".into(),
+            reason: "empty certificate chain".into(),
+        });
+    }
+    let certs = chain
+        .iter()
+        .enumerate()
+        .map(|(i, der)| parse_certificate(der, &name(i)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let at = ASN1Time::from_timestamp(now).map_err(|_| Error::Unsupported {
+        field: "verification time",
+        expected: "a representable time".into(),
+        found: now.to_string(),
+    })?;
+    for (i, cert) in certs.iter().enumerate() {
+        let validity = cert.validity();
+        if !validity.is_valid_at(at) {
+            return Err(Error::CertificateNotValidAt {
+                position: name(i),
+                subject: cert.subject().to_string(),
+                not_before: validity.not_before.to_string(),
+                not_after: validity.not_after.to_string(),
+                now: at.to_string(),
+            });
+        }
+    }
+    // Every certificate above the leaf must be a CA.
+    for (i, cert) in certs.iter().enumerate().skip(1) {
+        let is_ca = cert
+            .basic_constraints()
+            .ok()
+            .flatten()
+            .map(|bc| bc.value.ca)
+            .unwrap_or(false);
+        if !is_ca {
+            return Err(Error::Certificate {
+                position: name(i),
+                subject: cert.subject().to_string(),
+                reason: "issuer is not a CA (basicConstraints cA is false or absent)".into(),
+            });
+        }
+    }
+    // Each certificate is signed by the next; the last one by itself.
+    for (i, cert) in certs.iter().enumerate() {
+        let issuer = certs.get(i + 1).unwrap_or(cert);
+        if cert.issuer() != issuer.subject() {
+            return Err(Error::Certificate {
+                position: name(i),
+                subject: cert.subject().to_string(),
+                reason: format!(
+                    "issuer {} does not match the next certificate's subject {}",
+                    cert.issuer(),
+                    issuer.subject()
+                ),
+            });
+        }
+        cert.verify_signature(Some(issuer.public_key()))
+            .map_err(|_| Error::Certificate {
+                position: name(i),
+                subject: cert.subject().to_string(),
+                reason: format!("signature does not verify under {}", issuer.subject()),
+            })?;
+    }
+    let root_der = chain.last().map(Vec::as_slice).unwrap_or_default();
+    let anchor = anchors
+        .roots
+        .iter()
+        .find(|a| a.der == root_der)
+        .cloned()
+        .ok_or_else(|| Error::UntrustedRoot {
+            expected: anchors
+                .roots
+                .iter()
+                .map(|a| format!("{} sha256:{}", a.name, a.fingerprint()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            found: format!(
+                "{} sha256:{}",
+                certs
+                    .last()
+                    .map(|c| c.subject().to_string())
+                    .unwrap_or_default(),
+                hex::encode(Sha256::digest(root_der))
+            ),
+        })?;
+    let leaf = certs.first().ok_or(Error::TooLarge {
+        what: "certificate chain",
+    })?;
+    Ok(VerifiedChain {
+        leaf_public_key: leaf.public_key().subject_public_key.data.to_vec(),
+        leaf_subject: leaf.subject().to_string(),
+        anchor,
+    })
+}

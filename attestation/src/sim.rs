@@ -1,0 +1,311 @@
+//! The simulated TEE: real TDX quote v4 structures under a fake root.
+//!
+//! A [`SimRoot`] is an ECDSA P-256 CA created once per installation (the
+//! caller stores it). [`SimTdx`] plays the platform: it issues a PCK platform
+//! CA and a PCK leaf certificate under the root, an attestation key, and a QE
+//! report signed by the PCK key that binds the attestation key, exactly as
+//! Intel's Quoting Enclave does. Its quotes go through the same
+//! [`crate::tdx::verify_quote`] as hardware quotes; only the root differs,
+//! and the root is marked simulated so production policies refuse it.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    PKCS_ECDSA_P256_SHA256,
+};
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::pki::TrustAnchor;
+use crate::tdx::quote::{self, Header, Measurement, QeReport, Quote, QuoteSignature, TdReportBody};
+use crate::tdx::rtmr_extend;
+use crate::Error;
+
+/// The name policies use for this installation's sim root.
+pub const SIM_ROOT: &str = "sim-local";
+/// Common name of every sim root, so that a human reading a chain knows.
+pub const SIM_ROOT_CN: &str = "kokon simulated TEE root (NOT HARDWARE)";
+/// Validity of a sim root.
+const ROOT_VALIDITY_SECS: i64 = 10 * 365 * 24 * 3600;
+/// Validity of the platform certificates issued at each start.
+const PLATFORM_VALIDITY_SECS: i64 = 365 * 24 * 3600;
+/// Backdating of certificates to tolerate clock skew.
+const BACKDATE_SECS: i64 = 24 * 3600;
+
+fn sim_err(e: impl std::fmt::Display) -> Error {
+    Error::Sim(e.to_string())
+}
+
+fn validity(params: &mut CertificateParams, now: i64, secs: i64) -> Result<(), Error> {
+    params.not_before = rcgen::date_time_ymd(1970, 1, 1) + time_offset(now - BACKDATE_SECS)?;
+    params.not_after = rcgen::date_time_ymd(1970, 1, 1) + time_offset(now + secs)?;
+    Ok(())
+}
+
+fn time_offset(secs: i64) -> Result<std::time::Duration, Error> {
+    u64::try_from(secs)
+        .map(std::time::Duration::from_secs)
+        .map_err(|_| sim_err("time before 1970"))
+}
+
+fn ca_params(cn: &str, now: i64, secs: i64) -> Result<CertificateParams, Error> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(sim_err)?;
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "kokon simulated TEE");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    validity(&mut params, now, secs)?;
+    Ok(params)
+}
+
+/// The per-installation root of the simulated TEE.
+pub struct SimRoot {
+    cert_der: Vec<u8>,
+    key_pkcs8: Zeroizing<Vec<u8>>,
+}
+
+impl SimRoot {
+    /// Creates a new root valid from (about) `now` for ten years.
+    pub fn generate(now: i64) -> Result<Self, Error> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(sim_err)?;
+        let cert = ca_params(SIM_ROOT_CN, now, ROOT_VALIDITY_SECS)?
+            .self_signed(&key)
+            .map_err(sim_err)?;
+        Ok(Self {
+            cert_der: cert.der().to_vec(),
+            key_pkcs8: Zeroizing::new(key.serialize_der()),
+        })
+    }
+
+    /// Loads a root from its certificate (DER) and PKCS#8 key (DER).
+    pub fn from_parts(cert_der: Vec<u8>, key_pkcs8: Zeroizing<Vec<u8>>) -> Result<Self, Error> {
+        let root = Self {
+            cert_der,
+            key_pkcs8,
+        };
+        root.key_pair()?;
+        Ok(root)
+    }
+
+    fn key_pair(&self) -> Result<KeyPair, Error> {
+        KeyPair::from_pkcs8_der_and_sign_algo(
+            &self.key_pkcs8.as_slice().into(),
+            &PKCS_ECDSA_P256_SHA256,
+        )
+        .map_err(sim_err)
+    }
+
+    /// The root certificate (DER).
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    /// The root's private key (PKCS#8 DER).
+    pub fn key_pkcs8(&self) -> &[u8] {
+        &self.key_pkcs8
+    }
+
+    /// The root as a trust anchor, marked simulated.
+    pub fn anchor(&self) -> TrustAnchor {
+        TrustAnchor {
+            name: SIM_ROOT.into(),
+            der: self.cert_der.clone(),
+            simulated: true,
+        }
+    }
+}
+
+/// The TD's initial measurements in the simulation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimTd {
+    /// MRTD: kokon's sim takes SHA-384 of the enclave binary.
+    pub mr_td: Measurement,
+    /// RTMR0-2 at launch (firmware, kernel, initrd: none in the process backend).
+    pub rtmr: [Measurement; 3],
+    /// Whether the TD claims debug mode (TD attributes bit 0).
+    pub debug: bool,
+}
+
+/// A simulated TDX platform and Quoting Enclave.
+pub struct SimTdx {
+    pck_chain_pem: Vec<u8>,
+    attestation_key: EcdsaKeyPair,
+    qe_report: QeReport,
+    qe_report_signature: [u8; 64],
+    td: SimTd,
+    rtmr3: Measurement,
+    rng: SystemRandom,
+}
+
+impl SimTdx {
+    /// Provisions a platform under `root` at `now`: PCK platform CA, PCK leaf,
+    /// attestation key and its QE report.
+    pub fn new(root: &SimRoot, td: SimTd, now: i64) -> Result<Self, Error> {
+        let rng = SystemRandom::new();
+        let root_key = root.key_pair()?;
+        let root_issuer = Issuer::from_ca_cert_der(&root.cert_der.as_slice().into(), root_key)
+            .map_err(sim_err)?;
+
+        let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(sim_err)?;
+        let ca_params = ca_params("kokon sim PCK Platform CA", now, PLATFORM_VALIDITY_SECS)?;
+        let ca_cert = ca_params
+            .signed_by(&ca_key, &root_issuer)
+            .map_err(sim_err)?;
+        let ca_issuer = Issuer::new(ca_params, ca_key);
+
+        let pck_pkcs8 = Zeroizing::new(
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .map_err(sim_err)?
+                .as_ref()
+                .to_vec(),
+        );
+        let pck_key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pck_pkcs8, &rng)
+            .map_err(sim_err)?;
+        let pck_rcgen = KeyPair::from_pkcs8_der_and_sign_algo(
+            &pck_pkcs8.as_slice().into(),
+            &PKCS_ECDSA_P256_SHA256,
+        )
+        .map_err(sim_err)?;
+        let mut leaf_params = CertificateParams::new(Vec::<String>::new()).map_err(sim_err)?;
+        leaf_params
+            .distinguished_name
+            .push(DnType::CommonName, "kokon sim PCK Certificate");
+        leaf_params
+            .distinguished_name
+            .push(DnType::OrganizationName, "kokon simulated TEE");
+        leaf_params.is_ca = IsCa::ExplicitNoCa;
+        leaf_params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::ContentCommitment,
+        ];
+        validity(&mut leaf_params, now, PLATFORM_VALIDITY_SECS)?;
+        let leaf_cert = leaf_params
+            .signed_by(&pck_rcgen, &ca_issuer)
+            .map_err(sim_err)?;
+
+        let mut pck_chain_pem = String::new();
+        for der in [
+            leaf_cert.der().as_ref(),
+            ca_cert.der().as_ref(),
+            root.cert_der.as_slice(),
+        ] {
+            pck_chain_pem.push_str(&pem_encode(der));
+        }
+
+        let att_pkcs8 = Zeroizing::new(
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .map_err(sim_err)?
+                .as_ref()
+                .to_vec(),
+        );
+        let attestation_key =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &att_pkcs8, &rng)
+                .map_err(sim_err)?;
+        let att_pub = attestation_public_key(&attestation_key)?;
+        let qe_auth_data: &[u8] = &[];
+        let mut qe_report_data = [0u8; 64];
+        qe_report_data[..32].copy_from_slice(
+            &Sha256::new()
+                .chain_update(att_pub)
+                .chain_update(qe_auth_data)
+                .finalize(),
+        );
+        let qe_report = QeReport::build(
+            Sha256::digest(b"kokon sim QE").into(),
+            Sha256::digest(b"kokon sim QE signer").into(),
+            1,
+            8,
+            qe_report_data,
+        );
+        let qe_report_signature = sign(&pck_key, &rng, &qe_report.raw)?;
+
+        Ok(Self {
+            pck_chain_pem: pck_chain_pem.into_bytes(),
+            attestation_key,
+            qe_report,
+            qe_report_signature,
+            td,
+            rtmr3: [0; 48],
+            rng,
+        })
+    }
+
+    /// Extends RTMR3 with an event digest, as the TDX module's TDG.MR.RTMR.EXTEND does.
+    pub fn extend_rtmr3(&mut self, digest: &Measurement) {
+        self.rtmr3 = rtmr_extend(&self.rtmr3, digest);
+    }
+
+    /// Produces a quote with the given report data.
+    pub fn quote(&self, report_data: [u8; 64]) -> Result<Vec<u8>, Error> {
+        let header = Header {
+            version: quote::QUOTE_VERSION_4,
+            att_key_type: quote::ATT_KEY_TYPE_ECDSA_P256,
+            tee_type: quote::TEE_TYPE_TDX,
+            qe_svn: 8,
+            pce_svn: 13,
+            qe_vendor_id: quote::INTEL_QE_VENDOR_ID,
+            user_data: [0; 20],
+        };
+        let [rtmr0, rtmr1, rtmr2] = self.td.rtmr;
+        let body = TdReportBody {
+            tee_tcb_svn: [0; 16],
+            mr_seam: [0; 48],
+            mr_signer_seam: [0; 48],
+            seam_attributes: [0; 8],
+            td_attributes: (if self.td.debug {
+                quote::TD_ATTRIBUTES_DEBUG
+            } else {
+                0
+            })
+            .to_le_bytes(),
+            xfam: 0x0006_02e7u64.to_le_bytes(),
+            mr_td: self.td.mr_td,
+            mr_config_id: [0; 48],
+            mr_owner: [0; 48],
+            mr_owner_config: [0; 48],
+            rtmr: [rtmr0, rtmr1, rtmr2, self.rtmr3],
+            report_data,
+        };
+        let signed = Quote::encode_signed_part(&header, &body);
+        let signature = QuoteSignature {
+            signature: sign(&self.attestation_key, &self.rng, &signed)?,
+            attestation_key: attestation_public_key(&self.attestation_key)?,
+            qe_report: self.qe_report.clone(),
+            qe_report_signature: self.qe_report_signature,
+            qe_auth_data: Vec::new(),
+            pck_chain_pem: self.pck_chain_pem.clone(),
+        };
+        Quote::encode(&header, &body, &signature)
+    }
+}
+
+fn sign(key: &EcdsaKeyPair, rng: &SystemRandom, msg: &[u8]) -> Result<[u8; 64], Error> {
+    let sig = key.sign(rng, msg).map_err(sim_err)?;
+    sig.as_ref()
+        .try_into()
+        .map_err(|_| sim_err("unexpected ECDSA signature length"))
+}
+
+fn attestation_public_key(key: &EcdsaKeyPair) -> Result<[u8; 64], Error> {
+    key.public_key()
+        .as_ref()
+        .get(1..)
+        .and_then(|xy| <[u8; 64]>::try_from(xy).ok())
+        .ok_or_else(|| sim_err("unexpected public key encoding"))
+}
+
+/// Encodes DER as a PEM certificate block.
+pub fn pem_encode(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}

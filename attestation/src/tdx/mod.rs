@@ -1,0 +1,100 @@
+//! Intel TDX: the quote format and its verification.
+//!
+//! [`verify_quote`] checks, in order: the quote parses completely; the QE is
+//! Intel's; the PCK certificate chain is valid at `now` and ends in a trust
+//! anchor; the QE report is signed by the PCK key; the QE report data binds
+//! the attestation key; the quote is signed by the attestation key.
+//! TCB info and QE identity (collateral) are appraised on top of this by the
+//! hardware-attestation layer.
+
+pub mod quote;
+
+use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
+use sha2::{Digest, Sha256, Sha384};
+
+use crate::pki::{pem_certificates, verify_chain, TrustAnchors, VerifiedChain};
+use crate::Error;
+pub use quote::{Measurement, Quote, TdReportBody};
+
+/// A quote whose signatures and certificate chain verified.
+#[derive(Debug, Clone)]
+pub struct VerifiedQuote {
+    /// The parsed quote.
+    pub quote: Quote,
+    /// The PCK chain and the anchor it ends in.
+    pub chain: VerifiedChain,
+}
+
+/// Verifies a TDX quote's signatures and PCK chain against `anchors` at `now` (Unix seconds).
+pub fn verify_quote(
+    bytes: &[u8],
+    anchors: &TrustAnchors,
+    now: i64,
+) -> Result<VerifiedQuote, Error> {
+    let quote = Quote::parse(bytes)?;
+    if quote.header.qe_vendor_id != quote::INTEL_QE_VENDOR_ID {
+        return Err(Error::Mismatch {
+            what: "QE vendor ID",
+            expected: hex::encode(quote::INTEL_QE_VENDOR_ID),
+            found: hex::encode(quote.header.qe_vendor_id),
+        });
+    }
+    let sig = &quote.signature;
+    let chain = pem_certificates(&sig.pck_chain_pem)?;
+    let chain = verify_chain(
+        &chain,
+        anchors,
+        now,
+        &["PCK leaf", "PCK platform CA", "root CA"],
+    )?;
+
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &chain.leaf_public_key)
+        .verify(&sig.qe_report.raw, &sig.qe_report_signature)
+        .map_err(|_| Error::BadSignature {
+            what: "QE report signature by the PCK key",
+        })?;
+
+    let mut expected = [0u8; 64];
+    let binding = Sha256::new()
+        .chain_update(sig.attestation_key)
+        .chain_update(&sig.qe_auth_data)
+        .finalize();
+    expected[..32].copy_from_slice(&binding);
+    if sig.qe_report.report_data != expected {
+        return Err(Error::Mismatch {
+            what: "QE report data (SHA-256 of attestation key and QE auth data)",
+            expected: hex::encode(expected),
+            found: hex::encode(sig.qe_report.report_data),
+        });
+    }
+
+    let mut att_key = Vec::with_capacity(65);
+    att_key.push(0x04);
+    att_key.extend_from_slice(&sig.attestation_key);
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &att_key)
+        .verify(&quote.signed_bytes, &sig.signature)
+        .map_err(|_| Error::BadSignature {
+            what: "quote signature by the attestation key",
+        })?;
+
+    Ok(VerifiedQuote { quote, chain })
+}
+
+/// Extends an RTMR as the TDX module does: `new = SHA-384(old || digest)`.
+pub fn rtmr_extend(current: &Measurement, digest: &Measurement) -> Measurement {
+    let mut out = [0u8; 48];
+    out.copy_from_slice(
+        &Sha384::new()
+            .chain_update(current)
+            .chain_update(digest)
+            .finalize(),
+    );
+    out
+}
+
+/// Replays a list of event digests from an all-zero RTMR.
+pub fn rtmr_replay<'a>(events: impl IntoIterator<Item = &'a Measurement>) -> Measurement {
+    events
+        .into_iter()
+        .fold([0u8; 48], |acc, event| rtmr_extend(&acc, event))
+}

@@ -1,0 +1,328 @@
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
+//! TDX quote verification: the sim round trip, one failure per check, and the
+//! real go-tdx-guest quote under Intel's root.
+
+use kokon_attestation::claims::Claims;
+use kokon_attestation::sim::{SimRoot, SimTd, SimTdx};
+use kokon_attestation::tdx::{rtmr_replay, verify_quote};
+use kokon_attestation::{
+    roots, verify_bundle, AttestationBundle, Error, Evidence, EvidenceFormat, TrustAnchors,
+};
+
+const NOW: i64 = 1_780_000_000; // 2026-05-28
+
+fn claims() -> Claims {
+    Claims {
+        kokon_version: "0.1.0".into(),
+        ohttp_key_config: vec![0x01, 0x00, 0x20],
+        receipt_key: [7; 32],
+        model_name: "magika".into(),
+        model_digest: [9; 32],
+        config_digest: [3; 32],
+        runtime: "onnxruntime cpu".into(),
+        nonce: vec![5; 32],
+        issued_at: NOW,
+    }
+}
+
+struct Setup {
+    root: SimRoot,
+    bundle: AttestationBundle,
+}
+
+fn setup_with(debug: bool) -> Setup {
+    let root = SimRoot::generate(NOW).unwrap();
+    let mut tdx = SimTdx::new(
+        &root,
+        SimTd {
+            mr_td: [0xaa; 48],
+            rtmr: [[0; 48]; 3],
+            debug,
+        },
+        NOW,
+    )
+    .unwrap();
+    let claims = claims();
+    for event in claims.rtmr3_events() {
+        tdx.extend_rtmr3(&event);
+    }
+    let quote = tdx.quote(claims.report_data()).unwrap();
+    let bundle = AttestationBundle {
+        version: 1,
+        backend: "sim".into(),
+        evidence: Evidence {
+            format: EvidenceFormat::TdxQuote,
+            data: quote,
+        },
+        claims,
+    };
+    Setup { root, bundle }
+}
+
+fn setup() -> Setup {
+    setup_with(false)
+}
+
+fn anchors(root: &SimRoot) -> TrustAnchors {
+    TrustAnchors {
+        roots: vec![root.anchor()],
+    }
+}
+
+#[test]
+fn sim_quote_verifies_and_binds_the_claims() {
+    let s = setup();
+    let v = verify_bundle(&s.bundle, &anchors(&s.root), NOW).unwrap();
+    assert!(v.anchor.simulated);
+    assert_eq!(v.td.mr_td, [0xaa; 48]);
+    assert_eq!(v.td.rtmr[3], rtmr_replay(&s.bundle.claims.rtmr3_events()));
+    assert!(!v.td.is_debug());
+    assert_eq!(v.claims, s.bundle.claims);
+}
+
+#[test]
+fn sim_debug_bit_is_reported() {
+    let s = setup_with(true);
+    assert!(verify_bundle(&s.bundle, &anchors(&s.root), NOW)
+        .unwrap()
+        .td
+        .is_debug());
+}
+
+/// Offsets inside the sim quote: header 0..48, body 48..632, then u32 length,
+/// signature 636..700, attestation key 700..764, cert type, size, QE report at 770.
+fn flipped(s: &Setup, offset: usize) -> Result<kokon_attestation::VerifiedEvidence, Error> {
+    let mut b = s.bundle.clone();
+    b.evidence.data[offset] ^= 0x01;
+    verify_bundle(&b, &anchors(&s.root), NOW)
+}
+
+#[test]
+fn a_flipped_byte_anywhere_signed_is_rejected() {
+    let s = setup();
+    // Header version.
+    assert!(matches!(
+        flipped(&s, 0),
+        Err(Error::Unsupported {
+            field: "quote version",
+            ..
+        })
+    ));
+    // QE vendor ID.
+    assert!(matches!(
+        flipped(&s, 12),
+        Err(Error::Mismatch {
+            what: "QE vendor ID",
+            ..
+        })
+    ));
+    // MRTD, RTMR3 and report data are covered by the quote signature.
+    for offset in [48 + 136, 48 + 136 + 48 * 7, 48 + 520, 631] {
+        assert_eq!(
+            flipped(&s, offset).err(),
+            Some(Error::BadSignature {
+                what: "quote signature by the attestation key"
+            }),
+            "offset {offset}"
+        );
+    }
+    // The signature itself and the attestation key.
+    assert!(matches!(flipped(&s, 640), Err(Error::BadSignature { .. })));
+    assert!(matches!(flipped(&s, 720), Err(Error::Mismatch { .. })));
+    // The QE report (its MRENCLAVE) is covered by the PCK signature.
+    assert_eq!(
+        flipped(&s, 770 + 70).err(),
+        Some(Error::BadSignature {
+            what: "QE report signature by the PCK key"
+        })
+    );
+    // The QE report signature.
+    assert_eq!(
+        flipped(&s, 770 + 384 + 3).err(),
+        Some(Error::BadSignature {
+            what: "QE report signature by the PCK key"
+        })
+    );
+}
+
+#[test]
+fn a_flipped_byte_in_the_pck_chain_is_rejected() {
+    let s = setup();
+    let data = &s.bundle.evidence.data;
+    let pem_start = data.windows(5).position(|w| w == b"-----").unwrap();
+    // Flip a base64 character in the middle of the leaf certificate's body.
+    let mut b = s.bundle.clone();
+    let at = pem_start + 28 + 200;
+    b.evidence.data[at] = if b.evidence.data[at] == b'A' {
+        b'B'
+    } else {
+        b'A'
+    };
+    let err = verify_bundle(&b, &anchors(&s.root), NOW).unwrap_err();
+    assert!(matches!(err, Error::Certificate { .. }), "{err}");
+}
+
+#[test]
+fn claims_not_bound_by_the_report_data_are_rejected() {
+    let s = setup();
+    let mut b = s.bundle.clone();
+    b.claims.model_digest = [8; 32];
+    let err = verify_bundle(&b, &anchors(&s.root), NOW).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Mismatch {
+                what: "report data (SHA-512 of the claims)",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains(&hex::encode(b.claims.report_data())),
+        "message names the expected value: {err}"
+    );
+}
+
+#[test]
+fn rtmr3_must_replay_to_the_claimed_config_and_model() {
+    let root = SimRoot::generate(NOW).unwrap();
+    let tdx = SimTdx::new(
+        &root,
+        SimTd {
+            mr_td: [0xaa; 48],
+            rtmr: [[0; 48]; 3],
+            debug: false,
+        },
+        NOW,
+    )
+    .unwrap();
+    // No RTMR3 extension: the quote binds the claims but RTMR3 is all zero.
+    let c = claims();
+    let quote = tdx.quote(c.report_data()).unwrap();
+    let bundle = AttestationBundle {
+        version: 1,
+        backend: "sim".into(),
+        evidence: Evidence {
+            format: EvidenceFormat::TdxQuote,
+            data: quote,
+        },
+        claims: c,
+    };
+    let err = verify_bundle(&bundle, &anchors(&root), NOW).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Mismatch {
+                what: "RTMR3 (replay of the claimed config and model events)",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn another_root_is_not_trusted() {
+    let s = setup();
+    let other = SimRoot::generate(NOW).unwrap();
+    let err = verify_bundle(&s.bundle, &anchors(&other), NOW).unwrap_err();
+    assert!(matches!(err, Error::UntrustedRoot { .. }), "{err}");
+    let intel = TrustAnchors {
+        roots: vec![roots::intel_sgx_root().unwrap()],
+    };
+    let err = verify_bundle(&s.bundle, &intel, NOW)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("intel-sgx-root") && err.contains("kokon simulated TEE root"),
+        "{err}"
+    );
+}
+
+#[test]
+fn certificates_are_checked_at_the_given_time() {
+    let s = setup();
+    let a = anchors(&s.root);
+    assert!(matches!(
+        verify_bundle(&s.bundle, &a, NOW - 3 * 24 * 3600),
+        Err(Error::CertificateNotValidAt { .. })
+    ));
+    assert!(matches!(
+        verify_bundle(&s.bundle, &a, NOW + 2 * 365 * 24 * 3600),
+        Err(Error::CertificateNotValidAt { .. })
+    ));
+}
+
+#[test]
+fn every_truncation_and_trailing_bytes_are_rejected_without_panic() {
+    let s = setup();
+    let data = &s.bundle.evidence.data;
+    let a = anchors(&s.root);
+    for len in 0..data.len() {
+        assert!(
+            verify_quote(&data[..len], &a, NOW).is_err(),
+            "truncated to {len} accepted"
+        );
+    }
+    let mut longer = data.clone();
+    longer.push(0);
+    assert!(matches!(
+        verify_quote(&longer, &a, NOW),
+        Err(Error::TrailingBytes {
+            what: "quote",
+            extra: 1
+        })
+    ));
+}
+
+fn fixture(path: &str) -> Option<Vec<u8>> {
+    let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures")
+        .join(path);
+    match std::fs::read(&full) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => panic!(
+            "fixture {} unreadable ({e}); ../shared must sit beside the repository",
+            full.display()
+        ),
+    }
+}
+
+#[test]
+fn real_go_tdx_guest_quote_verifies_under_intel_root_in_2023_and_expires_by_2053() {
+    let file = fixture("tdx/gotdx_prod_quote_v4_spr_e4.dat").unwrap();
+    // go-tdx-guest appends "extra bytes(only for testing purpose)" to its sample; kokon
+    // rejects anything after the declared signature data.
+    let declared = 636 + u32::from_le_bytes(file[632..636].try_into().unwrap()) as usize;
+    let intel = TrustAnchors {
+        roots: vec![roots::intel_sgx_root().unwrap()],
+    };
+    assert!(matches!(
+        verify_quote(&file, &intel, 1_688_173_200),
+        Err(Error::TrailingBytes {
+            what: "quote",
+            extra: 39
+        })
+    ));
+    let quote = &file[..declared];
+    let intel = TrustAnchors {
+        roots: vec![roots::intel_sgx_root().unwrap()],
+    };
+    let at_2023 = 1_688_173_200; // 2023-07-01T01:00Z
+    let v = verify_quote(quote, &intel, at_2023).unwrap();
+    assert_eq!(v.chain.anchor.name, "intel-sgx-root");
+    assert!(!v.chain.anchor.simulated);
+    let at_2053 = 2_635_635_600; // 2053-07-08
+    assert!(matches!(
+        verify_quote(quote, &intel, at_2053),
+        Err(Error::CertificateNotValidAt { .. })
+    ));
+    // The same real quote is rejected by a trust store holding only a sim root.
+    let sim = SimRoot::generate(at_2023).unwrap();
+    assert!(matches!(
+        verify_quote(quote, &anchors(&sim), at_2023),
+        Err(Error::UntrustedRoot { .. })
+    ));
+}
