@@ -1,1 +1,217 @@
-//! placeholder
+//! The frame protocol between the host shim and its enclave.
+//!
+//! This is the only code the host and the enclave share. One request and one
+//! response travel per connection (a Unix socket in development, vsock in a
+//! VM). A frame is a 4-byte big-endian length, a 1-byte kind and a payload;
+//! lengths are bounded before anything is allocated.
+//!
+//! Nothing in a frame is ever plaintext of a client: attestation requests
+//! carry a nonce, inference requests carry OHTTP ciphertext, and error
+//! messages are written by the enclave before (or without) decryption.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Largest payload accepted in a frame (16 MiB).
+pub const MAX_FRAME_LEN: u32 = 16 * 1024 * 1024;
+
+/// What the host asks the enclave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Produce an attestation bundle binding this client nonce.
+    Attest {
+        /// The client's nonce.
+        nonce: Vec<u8>,
+    },
+    /// Open, serve and seal one OHTTP-encapsulated request.
+    Ohttp(Vec<u8>),
+    /// Report readiness.
+    Health,
+}
+
+/// What the enclave answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// An attestation bundle (JSON).
+    Bundle(Vec<u8>),
+    /// An OHTTP-encapsulated response.
+    Ohttp(Vec<u8>),
+    /// Health report (JSON).
+    Health(Vec<u8>),
+    /// The request was refused; the message is safe to show the host.
+    Rejected(String),
+    /// The enclave failed; the message is safe to show the host.
+    Failed(String),
+}
+
+/// A framing error.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The peer closed the connection before a whole frame arrived.
+    #[error("connection closed before a complete frame")]
+    Closed,
+    /// The frame announced a payload over [`MAX_FRAME_LEN`].
+    #[error("frame of {0} bytes exceeds the {MAX_FRAME_LEN}-byte limit")]
+    TooLarge(u32),
+    /// The frame kind is unknown.
+    #[error("unknown frame kind {0}")]
+    UnknownKind(u8),
+    /// The payload is not valid for its kind.
+    #[error("malformed {0} frame")]
+    Malformed(&'static str),
+    /// An I/O error.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+const REQ_ATTEST: u8 = 1;
+const REQ_OHTTP: u8 = 2;
+const REQ_HEALTH: u8 = 3;
+const RESP_BUNDLE: u8 = 0x81;
+const RESP_OHTTP: u8 = 0x82;
+const RESP_HEALTH: u8 = 0x83;
+const RESP_REJECTED: u8 = 0xe0;
+const RESP_FAILED: u8 = 0xe1;
+
+async fn write_frame<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    kind: u8,
+    payload: &[u8],
+) -> Result<(), WireError> {
+    let len = u32::try_from(payload.len())
+        .ok()
+        .filter(|l| *l <= MAX_FRAME_LEN)
+        .ok_or(WireError::TooLarge(u32::MAX))?;
+    let mut head = [0u8; 5];
+    head[..4].copy_from_slice(&len.to_be_bytes());
+    head[4] = kind;
+    w.write_all(&head).await?;
+    w.write_all(payload).await?;
+    w.flush().await?;
+    Ok(())
+}
+
+async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<(u8, Vec<u8>), WireError> {
+    let mut head = [0u8; 5];
+    r.read_exact(&mut head).await.map_err(eof_is_closed)?;
+    let [a, b, c, d, kind] = head;
+    let len = u32::from_be_bytes([a, b, c, d]);
+    if len > MAX_FRAME_LEN {
+        return Err(WireError::TooLarge(len));
+    }
+    let mut payload = vec![0u8; len as usize];
+    r.read_exact(&mut payload).await.map_err(eof_is_closed)?;
+    Ok((kind, payload))
+}
+
+fn eof_is_closed(e: std::io::Error) -> WireError {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        WireError::Closed
+    } else {
+        WireError::Io(e)
+    }
+}
+
+impl Request {
+    /// Writes the request as one frame.
+    pub async fn write<W: AsyncWrite + Unpin>(&self, w: &mut W) -> Result<(), WireError> {
+        match self {
+            Request::Attest { nonce } => write_frame(w, REQ_ATTEST, nonce).await,
+            Request::Ohttp(bytes) => write_frame(w, REQ_OHTTP, bytes).await,
+            Request::Health => write_frame(w, REQ_HEALTH, &[]).await,
+        }
+    }
+
+    /// Reads one request frame.
+    pub async fn read<R: AsyncRead + Unpin>(r: &mut R) -> Result<Self, WireError> {
+        match read_frame(r).await? {
+            (REQ_ATTEST, nonce) => Ok(Request::Attest { nonce }),
+            (REQ_OHTTP, bytes) => Ok(Request::Ohttp(bytes)),
+            (REQ_HEALTH, _) => Ok(Request::Health),
+            (kind, _) => Err(WireError::UnknownKind(kind)),
+        }
+    }
+}
+
+impl Response {
+    /// Writes the response as one frame.
+    pub async fn write<W: AsyncWrite + Unpin>(&self, w: &mut W) -> Result<(), WireError> {
+        match self {
+            Response::Bundle(b) => write_frame(w, RESP_BUNDLE, b).await,
+            Response::Ohttp(b) => write_frame(w, RESP_OHTTP, b).await,
+            Response::Health(b) => write_frame(w, RESP_HEALTH, b).await,
+            Response::Rejected(m) => write_frame(w, RESP_REJECTED, m.as_bytes()).await,
+            Response::Failed(m) => write_frame(w, RESP_FAILED, m.as_bytes()).await,
+        }
+    }
+
+    /// Reads one response frame.
+    pub async fn read<R: AsyncRead + Unpin>(r: &mut R) -> Result<Self, WireError> {
+        let text = |b: Vec<u8>, what| String::from_utf8(b).map_err(|_| WireError::Malformed(what));
+        match read_frame(r).await? {
+            (RESP_BUNDLE, b) => Ok(Response::Bundle(b)),
+            (RESP_OHTTP, b) => Ok(Response::Ohttp(b)),
+            (RESP_HEALTH, b) => Ok(Response::Health(b)),
+            (RESP_REJECTED, b) => Ok(Response::Rejected(text(b, "rejected")?)),
+            (RESP_FAILED, b) => Ok(Response::Failed(text(b, "failed")?)),
+            (kind, _) => Err(WireError::UnknownKind(kind)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_round_trip() {
+        for req in [
+            Request::Attest { nonce: vec![1; 32] },
+            Request::Ohttp(vec![9; 1000]),
+            Request::Health,
+        ] {
+            let mut buf = Vec::new();
+            req.write(&mut buf).await.unwrap();
+            assert_eq!(Request::read(&mut buf.as_slice()).await.unwrap(), req);
+        }
+        for resp in [
+            Response::Bundle(vec![1]),
+            Response::Ohttp(vec![2]),
+            Response::Health(vec![]),
+            Response::Rejected("no".into()),
+            Response::Failed("x".into()),
+        ] {
+            let mut buf = Vec::new();
+            resp.write(&mut buf).await.unwrap();
+            assert_eq!(Response::read(&mut buf.as_slice()).await.unwrap(), resp);
+        }
+    }
+
+    #[tokio::test]
+    async fn oversized_truncated_and_unknown_frames_are_errors() {
+        let huge = [0xff, 0xff, 0xff, 0xff, REQ_OHTTP];
+        assert!(matches!(
+            Request::read(&mut huge.as_slice()).await,
+            Err(WireError::TooLarge(_))
+        ));
+        let short = [0, 0, 0, 10, REQ_OHTTP, 1, 2];
+        assert!(matches!(
+            Request::read(&mut short.as_slice()).await,
+            Err(WireError::Closed)
+        ));
+        let unknown = [0, 0, 0, 0, 0x42];
+        assert!(matches!(
+            Request::read(&mut unknown.as_slice()).await,
+            Err(WireError::UnknownKind(0x42))
+        ));
+        assert!(matches!(
+            Request::read(&mut [].as_slice()).await,
+            Err(WireError::Closed)
+        ));
+    }
+}

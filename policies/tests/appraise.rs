@@ -1,0 +1,216 @@
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
+//! The shipped policies against simulated evidence: each check has a case that trips it.
+
+use kokon_attestation::claims::Claims;
+use kokon_attestation::sim::{SimRoot, SimTd, SimTdx};
+use kokon_attestation::{
+    verify_bundle, AttestationBundle, Error, Evidence, EvidenceFormat, VerifiedEvidence,
+};
+use kokon_policies::{LocalReferences, Policy};
+
+const NOW: i64 = 1_780_000_000;
+const DEV: &str = include_str!("../dev-sim.toml");
+const PROD: &str = include_str!("../production-tdx.toml");
+const MAGIKA: &str = "fe2d2eb49c5f88a9e0a6c048e15d6ffdf86235519c2afc535044de433169ec8c";
+const MRTD: [u8; 48] = [0xab; 48];
+
+struct Sim {
+    root: SimRoot,
+    bundle: AttestationBundle,
+}
+
+fn sim(debug: bool, model_digest: [u8; 32], issued_at: i64) -> Sim {
+    let root = SimRoot::generate(NOW).unwrap();
+    let mut tdx = SimTdx::new(
+        &root,
+        SimTd {
+            mr_td: MRTD,
+            rtmr: [[0; 48]; 3],
+            debug,
+        },
+        NOW,
+    )
+    .unwrap();
+    let claims = Claims {
+        kokon_version: "0.1.0".into(),
+        ohttp_key_config: vec![1],
+        receipt_key: [1; 32],
+        model_name: "magika".into(),
+        model_digest,
+        config_digest: [2; 32],
+        runtime: "onnxruntime cpu".into(),
+        nonce: vec![3; 32],
+        issued_at,
+    };
+    for e in claims.rtmr3_events() {
+        tdx.extend_rtmr3(&e);
+    }
+    let quote = tdx.quote(claims.report_data()).unwrap();
+    let bundle = AttestationBundle {
+        version: 1,
+        backend: "sim".into(),
+        evidence: Evidence {
+            format: EvidenceFormat::TdxQuote,
+            data: quote,
+        },
+        claims,
+    };
+    Sim { root, bundle }
+}
+
+fn magika() -> [u8; 32] {
+    hex::decode(MAGIKA).unwrap().try_into().unwrap()
+}
+
+fn dev_policy(root: &SimRoot, mrtd: [u8; 48]) -> Policy {
+    Policy::from_toml(
+        DEV,
+        &LocalReferences {
+            sim_root: Some(root.anchor()),
+            enclave_build_mrtd: Some(mrtd),
+        },
+    )
+    .unwrap()
+}
+
+fn verified(s: &Sim, policy: &Policy) -> VerifiedEvidence {
+    verify_bundle(&s.bundle, &policy.anchors, NOW).unwrap()
+}
+
+#[test]
+fn dev_policy_accepts_the_local_sim_enclave() {
+    let s = sim(false, magika(), NOW);
+    let p = dev_policy(&s.root, MRTD);
+    p.appraise(&verified(&s, &p), NOW).unwrap();
+}
+
+#[test]
+fn sim_evidence_is_rejected_by_the_production_policy() {
+    let s = sim(false, magika(), NOW);
+    let prod = Policy::from_toml(PROD, &LocalReferences::default()).unwrap();
+    // The verifier refuses the chain: production trusts only Intel's root.
+    let err = verify_bundle(&s.bundle, &prod.anchors, NOW).unwrap_err();
+    assert!(matches!(err, Error::UntrustedRoot { .. }), "{err}");
+    // And were the evidence verified some other way, appraisal refuses it too.
+    let dev = dev_policy(&s.root, MRTD);
+    let rejection = prod.appraise(&verified(&s, &dev), NOW).unwrap_err();
+    let checks: Vec<_> = rejection
+        .failures
+        .iter()
+        .map(|f| f.check.as_str())
+        .collect();
+    assert!(
+        checks.contains(&"simulated TEE")
+            && checks.contains(&"trust root")
+            && checks.contains(&"MRTD"),
+        "{rejection}"
+    );
+}
+
+#[test]
+fn production_policy_cannot_be_made_to_trust_the_sim_root() {
+    let text = PROD.replace(
+        "[\"intel-sgx-root\"]",
+        "[\"intel-sgx-root\", \"sim-local\"]",
+    );
+    let root = SimRoot::generate(NOW).unwrap();
+    let err = Policy::from_toml(
+        &text,
+        &LocalReferences {
+            sim_root: Some(root.anchor()),
+            enclave_build_mrtd: None,
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("allow_simulated = false"), "{err}");
+}
+
+#[test]
+fn a_debug_td_is_rejected() {
+    let s = sim(true, magika(), NOW);
+    let p = dev_policy(&s.root, MRTD);
+    let r = p.appraise(&verified(&s, &p), NOW).unwrap_err();
+    assert_eq!(r.failures.len(), 1, "{r}");
+    assert_eq!(r.failures[0].check, "debug");
+}
+
+#[test]
+fn a_wrong_model_digest_is_rejected_with_expected_and_found() {
+    let s = sim(false, [0x11; 32], NOW);
+    let p = dev_policy(&s.root, MRTD);
+    let r = p.appraise(&verified(&s, &p), NOW).unwrap_err();
+    assert_eq!(r.failures[0].check, "model");
+    assert!(
+        r.failures[0].expected.contains(MAGIKA) && r.failures[0].found.contains(&"11".repeat(32)),
+        "{r}"
+    );
+}
+
+#[test]
+fn another_enclave_binary_is_rejected() {
+    let s = sim(false, magika(), NOW);
+    let p = dev_policy(&s.root, [0xcd; 48]);
+    let r = p.appraise(&verified(&s, &p), NOW).unwrap_err();
+    assert_eq!(r.failures[0].check, "MRTD");
+    assert_eq!(r.failures[0].found, hex::encode(MRTD));
+}
+
+#[test]
+fn stale_and_future_evidence_is_rejected() {
+    let s = sim(false, magika(), NOW - 301);
+    let p = dev_policy(&s.root, MRTD);
+    assert_eq!(
+        p.appraise(&verified(&s, &p), NOW).unwrap_err().failures[0].check,
+        "evidence age"
+    );
+    let s = sim(false, magika(), NOW + 120);
+    let p = dev_policy(&s.root, MRTD);
+    assert_eq!(
+        p.appraise(&verified(&s, &p), NOW).unwrap_err().failures[0].check,
+        "evidence time"
+    );
+}
+
+#[test]
+fn empty_allow_lists_accept_nothing() {
+    let text = DEV.replace("mrtd = [\"local-enclave-build\"]", "mrtd = []");
+    let s = sim(false, magika(), NOW);
+    let p = Policy::from_toml(
+        &text,
+        &LocalReferences {
+            sim_root: Some(s.root.anchor()),
+            enclave_build_mrtd: None,
+        },
+    )
+    .unwrap();
+    let r = p.appraise(&verified(&s, &p), NOW).unwrap_err();
+    assert!(
+        r.failures[0].expected.contains("nothing is accepted"),
+        "{r}"
+    );
+}
+
+#[test]
+fn malformed_policies_are_load_errors() {
+    let locals = LocalReferences::default();
+    for (text, needle) in [
+        (PROD.replace("mrtd = []", "mrtx = []"), "unknown register"),
+        (
+            PROD.replace("mrtd = []", "mrtd = [\"abcd\"]"),
+            "expected 48 bytes",
+        ),
+        (PROD.replace("intel-sgx-root", "acme-root"), "unknown root"),
+        (
+            PROD.replace("max_age_seconds = 300", "max_age_seconds = \"soon\""),
+            "syntax",
+        ),
+        (
+            PROD.replace("allow_debug = false", "allow_debug = false\nextra = 1"),
+            "syntax",
+        ),
+        (DEV.to_string(), "no sim root"),
+    ] {
+        let err = Policy::from_toml(&text, &locals).unwrap_err().to_string();
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+}
