@@ -1,1 +1,142 @@
-//! placeholder
+//! The kokon enclave: the worker that runs inside the TEE.
+//!
+//! At start it measures itself (the sim's MRTD is SHA-384 of this binary),
+//! starts its evidence backend, loads ONNX Runtime and the model, extends
+//! RTMR3 with its serving configuration and model digest, generates its
+//! keyset, and only then listens. It serves attestation bundles binding a
+//! client nonce to its keys and model, and OHTTP-sealed KServe v2 requests
+//! that only it can open.
+//!
+//! It must never write client plaintext anywhere but into a sealed response:
+//! not to logs, not to error messages for the host, not to disk.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod evidence;
+pub mod gateway;
+pub mod inference;
+pub mod keys;
+pub mod server;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use evidence::TeeKind;
+use inference::Device;
+
+/// Environment variable that (under `--tee sim` only) delays every inference,
+/// in milliseconds: fault injection for tests that kill the enclave mid-request.
+pub const SIM_FAULT_DELAY_ENV: &str = "KOKON_SIM_INFER_DELAY_MS";
+
+/// Command-line arguments of `kokon-enclave`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kokon-enclave",
+    version,
+    about = "kokon enclave: attested, sealed ONNX inference"
+)]
+pub struct Args {
+    /// Unix socket to serve the host on.
+    #[arg(long)]
+    pub socket: PathBuf,
+    /// The ONNX model file.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The name the model is served under.
+    #[arg(long, default_value = "magika")]
+    pub model_name: String,
+    /// ONNX Runtime shared library (libonnxruntime.so.1.x).
+    #[arg(long, env = "KOKON_ORT_LIB")]
+    pub ort_lib: PathBuf,
+    /// Evidence backend.
+    #[arg(long, default_value = "sim")]
+    pub tee: TeeKind,
+    /// kokon's data directory (holds the sim root).
+    #[arg(long, env = "KOKON_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Inference device.
+    #[arg(long, default_value = "cpu")]
+    pub device: Device,
+    /// ONNX Runtime sessions to pool (parallel inferences).
+    #[arg(long, default_value_t = 2)]
+    pub sessions: usize,
+    /// Largest batch accepted in one request.
+    #[arg(long, default_value_t = 64)]
+    pub max_batch: usize,
+}
+
+/// The serving configuration the enclave measures into RTMR3.
+#[derive(Debug, Serialize)]
+pub struct ServingConfig<'a> {
+    /// kokon version.
+    pub kokon_version: &'a str,
+    /// Model name.
+    pub model_name: &'a str,
+    /// Device.
+    pub device: Device,
+    /// Batch limit.
+    pub max_batch: usize,
+    /// Freshness window of requests.
+    pub freshness_window_secs: i64,
+}
+
+impl ServingConfig<'_> {
+    /// SHA-256 of its JSON encoding (fixed field order).
+    pub fn digest(&self) -> [u8; 32] {
+        Sha256::digest(serde_json::to_vec(self).unwrap_or_default()).into()
+    }
+}
+
+/// Starts the enclave and serves until told to stop.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let now = gateway::unix_now();
+    let exe = std::env::current_exe().context("locating the enclave binary")?;
+    let mr_td = evidence::measure_file(&exe)?;
+    let mut backend = match args.tee {
+        TeeKind::Sim => evidence::start_sim(&args.data_dir, mr_td, now)?,
+    };
+    let env = inference::load_runtime(&args.ort_lib)?;
+    let model = inference::Model::load(
+        &env,
+        &args.model,
+        &args.model_name,
+        args.device,
+        args.sessions,
+        args.max_batch,
+    )?;
+    let config_digest = ServingConfig {
+        kokon_version: env!("CARGO_PKG_VERSION"),
+        model_name: &args.model_name,
+        device: args.device,
+        max_batch: args.max_batch,
+        freshness_window_secs: gateway::FRESHNESS_WINDOW_SECS,
+    }
+    .digest();
+    for event in kokon_attestation::claims::rtmr3_events(&config_digest, &model.digest()) {
+        backend.extend_runtime_measurement(&event);
+    }
+    let fault_delay = match (
+        args.tee,
+        std::env::var(SIM_FAULT_DELAY_ENV)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok()),
+    ) {
+        (TeeKind::Sim, Some(ms)) => Some(Duration::from_millis(ms)),
+        _ => None,
+    };
+    let keys = keys::Keyset::generate()?;
+    tracing::info!(model = %args.model_name, model_digest = %hex::encode(model.digest()), mrtd = %hex::encode(mr_td), "enclave initialised");
+    let enclave = Arc::new(server::Enclave {
+        gateway: gateway::Gateway::new(keys, model, fault_delay),
+        backend,
+        config_digest,
+    });
+    server::serve(enclave, &args.socket).await
+}

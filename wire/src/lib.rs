@@ -1,6 +1,9 @@
-//! The frame protocol between the host shim and its enclave.
+//! The protocols kokon speaks between its parts.
 //!
-//! This is the only code the host and the enclave share. One request and one
+//! [`kserve`] holds the KServe Open Inference Protocol v2 messages that the
+//! client and the enclave exchange inside the OHTTP envelope. The rest of
+//! this crate is the frame protocol between the host shim and its enclave:
+//! the only code the host and the enclave share. One request and one
 //! response travel per connection (a Unix socket in development, vsock in a
 //! VM). A frame is a 4-byte big-endian length, a 1-byte kind and a payload;
 //! lengths are bounded before anything is allocated.
@@ -11,6 +14,8 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod kserve;
 
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

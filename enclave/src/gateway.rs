@@ -1,0 +1,259 @@
+//! The OHTTP gateway: the only place where client plaintext exists.
+//!
+//! For each encapsulated request it: decapsulates with the attested HPKE key
+//! (RFC 9458); parses the Binary HTTP request (RFC 9292); checks freshness
+//! (`kokon-sent-at` within the window) and that this exact encapsulated
+//! request was never served before (RFC 9458 section 6.2: replay defence
+//! needs both); routes it (KServe v2); signs a usage receipt over the request
+//! and response digests; and seals the Binary HTTP response under the
+//! request's HPKE context.
+//!
+//! What leaves this module toward the host is either a sealed response or a
+//! [`Outcome::Rejected`] message written without looking at plaintext.
+//! Nothing here logs request or response content.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Cursor;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bhttp::{Message, Mode, StatusCode};
+use kokon_billing::{digest, RECEIPT_HEADER};
+use kokon_wire::kserve::{ErrorBody, InferRequest};
+use zeroize::Zeroizing;
+
+use crate::inference::{InferError, Model};
+use crate::keys::Keyset;
+
+/// The request header carrying the client's send time (Unix seconds).
+pub const SENT_AT_HEADER: &str = "kokon-sent-at";
+/// Requests older or newer than this many seconds are refused.
+pub const FRESHNESS_WINDOW_SECS: i64 = 120;
+/// Most requests remembered for replay detection; beyond it the gateway fails closed.
+const REPLAY_CACHE_CAPACITY: usize = 1 << 20;
+
+/// What the gateway returns to the host.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The sealed Binary HTTP response.
+    Sealed(Vec<u8>),
+    /// Refused before or without reading plaintext; the message is for the host.
+    Rejected(String),
+}
+
+/// Remembers served requests until they fall out of the freshness window.
+#[derive(Default)]
+struct ReplayCache {
+    seen: HashMap<[u8; 32], i64>,
+    order: VecDeque<([u8; 32], i64)>,
+}
+
+impl ReplayCache {
+    /// Records `id` (expiring at `expires`); false if it was already there.
+    fn insert(&mut self, id: [u8; 32], now: i64, expires: i64) -> Result<bool, ()> {
+        while let Some((old, exp)) = self.order.front().copied() {
+            if exp > now {
+                break;
+            }
+            self.order.pop_front();
+            self.seen.remove(&old);
+        }
+        if self.seen.contains_key(&id) {
+            return Ok(false);
+        }
+        if self.seen.len() >= REPLAY_CACHE_CAPACITY {
+            return Err(());
+        }
+        self.seen.insert(id, expires);
+        self.order.push_back((id, expires));
+        Ok(true)
+    }
+}
+
+/// The gateway: keys, model and replay state.
+pub struct Gateway {
+    keys: Keyset,
+    model: Model,
+    replay: Mutex<ReplayCache>,
+    fault_delay: Option<Duration>,
+}
+
+struct Reply {
+    status: u16,
+    body: Vec<u8>,
+    units: u64,
+}
+
+impl Reply {
+    fn json(status: u16, value: &impl serde::Serialize, units: u64) -> Self {
+        Self {
+            status,
+            body: serde_json::to_vec(value).unwrap_or_default(),
+            units,
+        }
+    }
+
+    fn error(status: u16, message: impl Into<String>) -> Self {
+        Self::json(
+            status,
+            &ErrorBody {
+                error: message.into(),
+            },
+            0,
+        )
+    }
+}
+
+impl Gateway {
+    /// A gateway serving `model` with `keys`. `fault_delay` (simulation only)
+    /// holds each inference for a while, so tests can kill the enclave mid-request.
+    pub fn new(keys: Keyset, model: Model, fault_delay: Option<Duration>) -> Self {
+        Self {
+            keys,
+            model,
+            replay: Mutex::new(ReplayCache::default()),
+            fault_delay,
+        }
+    }
+
+    /// The keyset.
+    pub fn keys(&self) -> &Keyset {
+        &self.keys
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Serves one encapsulated request at `now` (Unix seconds).
+    pub fn handle(&self, encapsulated: &[u8], now: i64) -> Outcome {
+        let (plain, context) = match self.keys.ohttp.decapsulate(encapsulated) {
+            Ok(opened) => opened,
+            Err(e) => return Outcome::Rejected(format!("cannot open the OHTTP request (not sealed to this enclave's key, or tampered): {e}")),
+        };
+        let plain = Zeroizing::new(plain);
+        let request = match Message::read_bhttp(&mut Cursor::new(plain.as_slice())) {
+            Ok(m) => m,
+            Err(_) => {
+                return self.seal(
+                    context,
+                    &plain,
+                    Reply::error(400, "the sealed content is not a valid Binary HTTP request"),
+                )
+            }
+        };
+        let sent_at = request
+            .header()
+            .get(SENT_AT_HEADER.as_bytes())
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.parse::<i64>().ok());
+        match sent_at {
+            Some(t) if (now - t).abs() <= FRESHNESS_WINDOW_SECS => {}
+            _ => return Outcome::Rejected(format!("request outside the {FRESHNESS_WINDOW_SECS} s freshness window or without {SENT_AT_HEADER}")),
+        }
+        let id = digest(encapsulated);
+        let fresh = match self.replay.lock() {
+            Ok(mut cache) => cache.insert(id, now, now + 2 * FRESHNESS_WINDOW_SECS),
+            Err(_) => Err(()),
+        };
+        match fresh {
+            Ok(true) => {}
+            Ok(false) => {
+                return Outcome::Rejected(
+                    "replayed request: this encapsulated request was already served".into(),
+                )
+            }
+            Err(()) => return Outcome::Rejected("replay cache full: try again shortly".into()),
+        }
+        let reply = self.route(&request);
+        self.seal(context, &plain, reply)
+    }
+
+    fn route(&self, request: &Message) -> Reply {
+        let method = request.control().method().unwrap_or_default();
+        let path = std::str::from_utf8(request.control().path().unwrap_or_default()).unwrap_or("");
+        let name = self.model.name();
+        let model_path = format!("/v2/models/{name}");
+        match (method, path) {
+            (b"GET", p) if p == model_path => Reply::json(200, &self.model.metadata(), 0),
+            (b"POST", p) if p == format!("{model_path}/infer") => self.infer(request.content()),
+            (_, p) if p.starts_with("/v2/models/") => Reply::error(404, format!("unknown model or route; this enclave serves {model_path} and {model_path}/infer")),
+            _ => Reply::error(404, "unknown route"),
+        }
+    }
+
+    fn infer(&self, body: &[u8]) -> Reply {
+        let request: InferRequest = match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => return Reply::error(400, format!("malformed inference request JSON: {e}")),
+        };
+        if let Some(delay) = self.fault_delay {
+            std::thread::sleep(delay);
+        }
+        match self.model.infer(&request) {
+            Ok((response, units)) => Reply::json(200, &response, units),
+            Err(InferError::BadRequest(msg)) => Reply::error(400, msg),
+            Err(e) => Reply::error(500, e.to_string()),
+        }
+    }
+
+    fn seal(
+        &self,
+        context: kokon_seal::ResponseContext,
+        request_plain: &[u8],
+        reply: Reply,
+    ) -> Outcome {
+        let now = unix_now();
+        let receipt = self.keys.receipts.sign(
+            digest(request_plain),
+            digest(&reply.body),
+            self.model.digest(),
+            reply.units,
+            now,
+        );
+        let Ok(status) = StatusCode::try_from(reply.status) else {
+            return Outcome::Rejected("internal error: invalid response status".into());
+        };
+        let mut response = Message::response(status);
+        response.put_header("content-type", "application/json");
+        response.put_header(RECEIPT_HEADER, receipt.to_header());
+        response.write_content(&reply.body);
+        let mut encoded = Zeroizing::new(Vec::new());
+        if response
+            .write_bhttp(Mode::KnownLength, &mut *encoded)
+            .is_err()
+        {
+            return Outcome::Rejected("internal error encoding the response".into());
+        }
+        match context.encapsulate(&encoded) {
+            Ok(sealed) => Outcome::Sealed(sealed),
+            Err(_) => Outcome::Rejected("internal error sealing the response".into()),
+        }
+    }
+}
+
+/// The enclave's clock, in Unix seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_cache_remembers_until_expiry_and_fails_closed_when_full() {
+        let mut c = ReplayCache::default();
+        assert_eq!(c.insert([1; 32], 100, 200), Ok(true));
+        assert_eq!(c.insert([1; 32], 150, 250), Ok(false));
+        assert_eq!(
+            c.insert([1; 32], 201, 300),
+            Ok(true),
+            "expired entries are forgotten"
+        );
+    }
+}

@@ -1,0 +1,495 @@
+//! ONNX Runtime inference behind the KServe v2 signature of the model.
+//!
+//! ONNX Runtime is loaded at run time from a shared library (`ort`'s
+//! `load-dynamic`), so the enclave image pins the exact library it measures.
+//! A missing or unloadable library is an error that names the fix.
+//!
+//! Requests are validated against the model's own signature (names,
+//! datatypes, shapes, element ranges) before anything reaches ONNX Runtime;
+//! a mismatch is a [`InferError::BadRequest`] that states the expected
+//! signature. Sessions are pooled because `Session::run` takes `&mut self`.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use kokon_wire::kserve::{
+    datatype, InferInput, InferOutput, InferRequest, InferResponse, ModelMetadata, TensorMetadata,
+};
+use ort::environment::Environment;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::{Session, SessionInputValue};
+use ort::value::{Tensor, TensorElementType, ValueType};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+/// Where inference runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Device {
+    /// ONNX Runtime's CPU execution provider.
+    Cpu,
+    /// ONNX Runtime's CUDA execution provider (GPU in confidential-computing mode in production).
+    Cuda,
+}
+
+impl std::str::FromStr for Device {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cpu" => Ok(Self::Cpu),
+            "cuda" => Ok(Self::Cuda),
+            other => Err(format!("unknown device {other:?}: expected cpu or cuda")),
+        }
+    }
+}
+
+/// Why the model could not be loaded or run.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum InferError {
+    /// ONNX Runtime's shared library could not be loaded.
+    #[error("cannot load ONNX Runtime from {path}: {reason}. Install it with `just setup` (PyPI onnxruntime into .cache/) or pass --ort-lib")]
+    Runtime {
+        /// The library path tried.
+        path: String,
+        /// The loader's error.
+        reason: String,
+    },
+    /// The model could not be loaded.
+    #[error("cannot load model {path}: {reason}")]
+    Model {
+        /// The model path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The request does not fit the model's signature.
+    #[error("{0}")]
+    BadRequest(String),
+    /// ONNX Runtime failed while running.
+    #[error("inference failed: {0}")]
+    Run(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DType {
+    Int32,
+    Int64,
+    Fp32,
+}
+
+impl DType {
+    fn from_ort(t: TensorElementType) -> Option<Self> {
+        match t {
+            TensorElementType::Int32 => Some(Self::Int32),
+            TensorElementType::Int64 => Some(Self::Int64),
+            TensorElementType::Float32 => Some(Self::Fp32),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Int32 => datatype::INT32,
+            Self::Int64 => datatype::INT64,
+            Self::Fp32 => datatype::FP32,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Spec {
+    name: String,
+    dtype: DType,
+    shape: Vec<i64>,
+}
+
+impl Spec {
+    fn metadata(&self) -> TensorMetadata {
+        TensorMetadata {
+            name: self.name.clone(),
+            datatype: self.dtype.name().into(),
+            shape: self.shape.clone(),
+        }
+    }
+}
+
+fn signature_text(specs: &[Spec]) -> String {
+    specs
+        .iter()
+        .map(|s| format!("{} {} {:?}", s.name, s.dtype.name(), s.shape))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A loaded model with its signature and a pool of sessions.
+pub struct Model {
+    name: String,
+    digest: [u8; 32],
+    inputs: Vec<Spec>,
+    outputs: Vec<Spec>,
+    sessions: Vec<Mutex<Session>>,
+    next: AtomicUsize,
+    max_batch: usize,
+    runtime: String,
+}
+
+fn specs(outlets: &[ort::value::Outlet], what: &str) -> Result<Vec<Spec>, String> {
+    outlets
+        .iter()
+        .map(|o| match o.dtype() {
+            ValueType::Tensor { ty, shape, .. } => Ok(Spec {
+                name: o.name().to_string(),
+                dtype: DType::from_ort(*ty).ok_or_else(|| {
+                    format!("{what} {:?} has unsupported element type {ty:?}", o.name())
+                })?,
+                shape: shape.iter().copied().collect(),
+            }),
+            other => Err(format!("{what} {:?} is not a tensor ({other:?})", o.name())),
+        })
+        .collect()
+}
+
+/// Loads the ONNX Runtime library once per process.
+pub fn load_runtime(lib: &Path) -> Result<Environment, InferError> {
+    let err = |reason: String| InferError::Runtime {
+        path: lib.display().to_string(),
+        reason,
+    };
+    if !lib.is_file() {
+        return Err(err("no such file".into()));
+    }
+    ort::init_from(lib)
+        .map_err(|e| err(e.to_string()))?
+        .with_name("kokon")
+        .build()
+        .map_err(|e| err(e.to_string()))
+}
+
+impl Model {
+    /// Loads `path` into `sessions` ONNX Runtime sessions on `device`.
+    pub fn load(
+        env: &Environment,
+        path: &Path,
+        name: &str,
+        device: Device,
+        sessions: usize,
+        max_batch: usize,
+    ) -> Result<Self, InferError> {
+        let model_err = |reason: String| InferError::Model {
+            path: path.display().to_string(),
+            reason,
+        };
+        let bytes = std::fs::read(path).map_err(|e| model_err(e.to_string()))?;
+        let digest: [u8; 32] = Sha256::digest(&bytes).into();
+        let mut pool = Vec::new();
+        for _ in 0..sessions.max(1) {
+            let builder = Session::builder(env)
+                .map_err(|e| model_err(e.to_string()))?
+                .with_optimization_level(GraphOptimizationLevel::Level3)
+                .map_err(|e| model_err(e.to_string()))?
+                .with_intra_threads(1)
+                .map_err(|e| model_err(e.to_string()))?;
+            let mut builder = match device {
+                Device::Cpu => builder,
+                Device::Cuda => with_cuda(builder).map_err(model_err)?,
+            };
+            pool.push(Mutex::new(
+                builder
+                    .commit_from_memory(&bytes)
+                    .map_err(|e| model_err(e.to_string()))?,
+            ));
+        }
+        let first = pool.first().ok_or_else(|| model_err("no session".into()))?;
+        let (inputs, outputs) = {
+            let s = first.lock().map_err(|_| model_err("poisoned".into()))?;
+            (
+                specs(s.inputs(), "input").map_err(model_err)?,
+                specs(s.outputs(), "output").map_err(model_err)?,
+            )
+        };
+        let runtime = format!(
+            "onnxruntime (api {}) {}",
+            ort::MINOR_VERSION,
+            serde_json::to_value(device)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default()
+        );
+        Ok(Self {
+            name: name.into(),
+            digest,
+            inputs,
+            outputs,
+            sessions: pool,
+            next: AtomicUsize::new(0),
+            max_batch,
+            runtime,
+        })
+    }
+
+    /// The name the model is served under.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// SHA-256 of the ONNX file.
+    pub fn digest(&self) -> [u8; 32] {
+        self.digest
+    }
+
+    /// Runtime and device, for the claims.
+    pub fn runtime(&self) -> &str {
+        &self.runtime
+    }
+
+    /// KServe v2 model metadata.
+    pub fn metadata(&self) -> ModelMetadata {
+        ModelMetadata {
+            name: self.name.clone(),
+            versions: vec!["1".into()],
+            platform: "onnxruntime_onnx".into(),
+            inputs: self.inputs.iter().map(Spec::metadata).collect(),
+            outputs: self.outputs.iter().map(Spec::metadata).collect(),
+        }
+    }
+
+    /// Validates a request against the signature, runs it, and returns the
+    /// response with the number of units (batch rows) consumed.
+    pub fn infer(&self, request: &InferRequest) -> Result<(InferResponse, u64), InferError> {
+        let expected = || format!("expected inputs [{}]", signature_text(&self.inputs));
+        if request.inputs.len() != self.inputs.len() {
+            return Err(InferError::BadRequest(format!(
+                "{} inputs given; {}",
+                request.inputs.len(),
+                expected()
+            )));
+        }
+        let mut values: Vec<(String, SessionInputValue<'static>)> =
+            Vec::with_capacity(self.inputs.len());
+        let mut batch = None;
+        for spec in &self.inputs {
+            let input = request
+                .inputs
+                .iter()
+                .find(|i| i.name == spec.name)
+                .ok_or_else(|| {
+                    InferError::BadRequest(format!("input {:?} missing; {}", spec.name, expected()))
+                })?;
+            let shape = check_shape(spec, input, self.max_batch)
+                .map_err(|e| InferError::BadRequest(format!("{e}; {}", expected())))?;
+            let rows = shape.first().copied().unwrap_or(1);
+            if *batch.get_or_insert(rows) != rows {
+                return Err(InferError::BadRequest(
+                    "inputs disagree on the batch size".into(),
+                ));
+            }
+            let value = tensor(spec, input, shape)
+                .map_err(|e| InferError::BadRequest(format!("{e}; {}", expected())))?;
+            values.push((spec.name.clone(), value));
+        }
+        let wanted: Vec<&Spec> = match &request.outputs {
+            None => self.outputs.iter().collect(),
+            Some(list) => list
+                .iter()
+                .map(|o| {
+                    self.outputs
+                        .iter()
+                        .find(|s| s.name == o.name)
+                        .ok_or_else(|| {
+                            InferError::BadRequest(format!(
+                                "unknown output {:?}; outputs are [{}]",
+                                o.name,
+                                signature_text(&self.outputs)
+                            ))
+                        })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.sessions.len().max(1);
+        let slot = self
+            .sessions
+            .get(index)
+            .ok_or_else(|| InferError::Run("no session".into()))?;
+        let mut session = slot
+            .lock()
+            .map_err(|_| InferError::Run("session lock poisoned".into()))?;
+        let results = session
+            .run(values)
+            .map_err(|e| InferError::Run(e.to_string()))?;
+        let mut outputs = Vec::with_capacity(wanted.len());
+        for spec in wanted {
+            let value = results
+                .get(spec.name.as_str())
+                .ok_or_else(|| InferError::Run(format!("output {:?} missing", spec.name)))?;
+            outputs.push(output(spec, value)?);
+        }
+        let units = batch.and_then(|b| u64::try_from(b).ok()).unwrap_or(1);
+        Ok((
+            InferResponse {
+                model_name: self.name.clone(),
+                id: request.id.clone(),
+                outputs,
+            },
+            units,
+        ))
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn with_cuda(
+    builder: ort::session::builder::SessionBuilder,
+) -> Result<ort::session::builder::SessionBuilder, String> {
+    builder
+        .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
+        .map_err(|e| format!("CUDA execution provider unavailable: {e}"))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn with_cuda(
+    _: ort::session::builder::SessionBuilder,
+) -> Result<ort::session::builder::SessionBuilder, String> {
+    Err("this enclave was built without the `cuda` feature; rebuild with `--features cuda` or use --device cpu".into())
+}
+
+fn check_shape(spec: &Spec, input: &InferInput, max_batch: usize) -> Result<Vec<usize>, String> {
+    if input.datatype != spec.dtype.name() {
+        return Err(format!(
+            "input {:?}: datatype {} given, {} expected",
+            spec.name,
+            input.datatype,
+            spec.dtype.name()
+        ));
+    }
+    if input.shape.len() != spec.shape.len() {
+        return Err(format!(
+            "input {:?}: shape {:?} given, rank {} expected ({:?})",
+            spec.name,
+            input.shape,
+            spec.shape.len(),
+            spec.shape
+        ));
+    }
+    let mut shape = Vec::with_capacity(input.shape.len());
+    for (given, want) in input.shape.iter().zip(&spec.shape) {
+        let dim = usize::try_from(*given)
+            .ok()
+            .filter(|d| *d > 0)
+            .ok_or_else(|| format!("input {:?}: dimension {given} is not positive", spec.name))?;
+        if *want >= 0 && *given != *want {
+            return Err(format!(
+                "input {:?}: shape {:?} given, {:?} expected",
+                spec.name, input.shape, spec.shape
+            ));
+        }
+        shape.push(dim);
+    }
+    if let Some(rows) = shape.first() {
+        if spec.shape.first() == Some(&-1) && *rows > max_batch {
+            return Err(format!(
+                "input {:?}: batch of {rows} exceeds the limit of {max_batch}",
+                spec.name
+            ));
+        }
+    }
+    let count = shape
+        .iter()
+        .try_fold(1usize, |acc, d| acc.checked_mul(*d))
+        .ok_or_else(|| format!("input {:?}: shape too large", spec.name))?;
+    if count != input.data.len() {
+        return Err(format!(
+            "input {:?}: shape {:?} needs {count} elements, {} given",
+            spec.name,
+            input.shape,
+            input.data.len()
+        ));
+    }
+    Ok(shape)
+}
+
+fn tensor(
+    spec: &Spec,
+    input: &InferInput,
+    shape: Vec<usize>,
+) -> Result<SessionInputValue<'static>, String> {
+    let bad = |i: usize, n: &serde_json::Number| {
+        format!(
+            "input {:?}: element {i} ({n}) is not a valid {}",
+            spec.name,
+            spec.dtype.name()
+        )
+    };
+    let value: Result<SessionInputValue<'static>, ort::Error> = match spec.dtype {
+        DType::Int32 => {
+            let data = input
+                .data
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    n.as_i64()
+                        .and_then(|v| i32::try_from(v).ok())
+                        .ok_or_else(|| bad(i, n))
+                })
+                .collect::<Result<Vec<i32>, _>>()?;
+            Tensor::from_array((shape, data)).map(Into::into)
+        }
+        DType::Int64 => {
+            let data = input
+                .data
+                .iter()
+                .enumerate()
+                .map(|(i, n)| n.as_i64().ok_or_else(|| bad(i, n)))
+                .collect::<Result<Vec<i64>, _>>()?;
+            Tensor::from_array((shape, data)).map(Into::into)
+        }
+        DType::Fp32 => {
+            let data = input
+                .data
+                .iter()
+                .enumerate()
+                .map(|(i, n)| n.as_f64().map(|v| v as f32).ok_or_else(|| bad(i, n)))
+                .collect::<Result<Vec<f32>, _>>()?;
+            Tensor::from_array((shape, data)).map(Into::into)
+        }
+    };
+    value.map_err(|e| format!("input {:?}: {e}", spec.name))
+}
+
+fn output(spec: &Spec, value: &ort::value::DynValue) -> Result<InferOutput, InferError> {
+    let run = |e: ort::Error| InferError::Run(format!("output {:?}: {e}", spec.name));
+    let (shape, data): (Vec<i64>, Vec<serde_json::Number>) = match spec.dtype {
+        DType::Int32 => {
+            let (s, d) = value.try_extract_tensor::<i32>().map_err(run)?;
+            (
+                s.iter().copied().collect(),
+                d.iter().map(|v| (*v).into()).collect(),
+            )
+        }
+        DType::Int64 => {
+            let (s, d) = value.try_extract_tensor::<i64>().map_err(run)?;
+            (
+                s.iter().copied().collect(),
+                d.iter().map(|v| (*v).into()).collect(),
+            )
+        }
+        DType::Fp32 => {
+            let (s, d) = value.try_extract_tensor::<f32>().map_err(run)?;
+            let numbers = d
+                .iter()
+                .map(|v| {
+                    serde_json::Number::from_f64(f64::from(*v)).ok_or_else(|| {
+                        InferError::Run(format!("output {:?} holds a non-finite value", spec.name))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            (s.iter().copied().collect(), numbers)
+        }
+    };
+    Ok(InferOutput {
+        name: spec.name.clone(),
+        shape,
+        datatype: spec.dtype.name().into(),
+        data,
+    })
+}

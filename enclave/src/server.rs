@@ -1,0 +1,144 @@
+//! The enclave's side of the host link: one frame in, one frame out, per
+//! connection. Attestation requests get a fresh bundle binding the client's
+//! nonce; OHTTP requests go to the gateway on a blocking thread.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kokon_attestation::{AttestationBundle, Claims, Evidence, EvidenceFormat};
+use kokon_wire::{Request, Response};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::evidence::Backend;
+use crate::gateway::{unix_now, Gateway, Outcome};
+
+/// Shortest and longest accepted client nonce.
+pub const NONCE_LEN: std::ops::RangeInclusive<usize> = 16..=64;
+/// Time allowed to read a request frame.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Everything the enclave serves with.
+pub struct Enclave {
+    /// The OHTTP gateway (keys, model, replay state).
+    pub gateway: Gateway,
+    /// The evidence backend.
+    pub backend: Backend,
+    /// SHA-256 of the serving configuration.
+    pub config_digest: [u8; 32],
+}
+
+impl Enclave {
+    /// The claims for a given nonce, as of now.
+    pub fn claims(&self, nonce: Vec<u8>) -> Claims {
+        let model = self.gateway.model();
+        Claims {
+            kokon_version: env!("CARGO_PKG_VERSION").into(),
+            ohttp_key_config: self.gateway.keys().ohttp_key_config.clone(),
+            receipt_key: self.gateway.keys().receipts.public_key(),
+            model_name: model.name().into(),
+            model_digest: model.digest(),
+            config_digest: self.config_digest,
+            runtime: model.runtime().into(),
+            nonce,
+            issued_at: unix_now(),
+        }
+    }
+
+    fn attest(&self, nonce: Vec<u8>) -> Response {
+        if !NONCE_LEN.contains(&nonce.len()) {
+            return Response::Rejected(format!(
+                "nonce of {} bytes; expected {} to {} bytes",
+                nonce.len(),
+                NONCE_LEN.start(),
+                NONCE_LEN.end()
+            ));
+        }
+        let claims = self.claims(nonce);
+        match self.backend.evidence(claims.report_data()) {
+            Ok(data) => Response::Bundle(
+                AttestationBundle {
+                    version: kokon_attestation::bundle::BUNDLE_VERSION,
+                    backend: self.backend.name().into(),
+                    evidence: Evidence {
+                        format: EvidenceFormat::TdxQuote,
+                        data,
+                    },
+                    claims,
+                }
+                .to_json(),
+            ),
+            Err(e) => Response::Failed(format!("evidence backend {}: {e}", self.backend.name())),
+        }
+    }
+
+    fn health(&self) -> Response {
+        let model = self.gateway.model();
+        Response::Health(
+            serde_json::json!({
+                "ready": true,
+                "backend": self.backend.name(),
+                "model": model.name(),
+                "model_digest": hex::encode(model.digest()),
+                "pid": std::process::id(),
+            })
+            .to_string()
+            .into_bytes(),
+        )
+    }
+}
+
+async fn serve_connection(enclave: Arc<Enclave>, mut stream: UnixStream) {
+    let request = match tokio::time::timeout(READ_TIMEOUT, Request::read(&mut stream)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            let _ = Response::Rejected(format!("bad frame: {e}"))
+                .write(&mut stream)
+                .await;
+            return;
+        }
+        Err(_) => return,
+    };
+    let response = match request {
+        Request::Attest { nonce } => enclave.attest(nonce),
+        Request::Health => enclave.health(),
+        Request::Ohttp(bytes) => {
+            let e = enclave.clone();
+            match tokio::task::spawn_blocking(move || e.gateway.handle(&bytes, unix_now())).await {
+                Ok(Outcome::Sealed(b)) => Response::Ohttp(b),
+                Ok(Outcome::Rejected(m)) => Response::Rejected(m),
+                Err(_) => Response::Failed("inference worker failed".into()),
+            }
+        }
+    };
+    let kind = match &response {
+        Response::Ohttp(_) => "sealed",
+        Response::Bundle(_) => "bundle",
+        Response::Health(_) => "health",
+        Response::Rejected(_) => "rejected",
+        Response::Failed(_) => "failed",
+    };
+    tracing::debug!(kind, "answered");
+    let _ = response.write(&mut stream).await;
+}
+
+/// Serves on a Unix socket until SIGTERM or SIGINT.
+pub async fn serve(enclave: Arc<Enclave>, socket: &Path) -> anyhow::Result<()> {
+    let _ = std::fs::remove_file(socket);
+    let listener = UnixListener::bind(socket)?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tracing::info!(socket = %socket.display(), backend = enclave.backend.name(), "enclave ready");
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => { tokio::spawn(serve_connection(enclave.clone(), stream)); }
+                Err(e) => tracing::warn!(error = %e, "accept failed"),
+            },
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    tracing::info!("enclave stopping");
+    let _ = std::fs::remove_file(socket);
+    Ok(())
+}
