@@ -1,1 +1,454 @@
-fn main() {}
+//! `kokon`: run a host, attest an enclave, verify evidence, run private inference.
+//!
+//! Exit status: 0 success; 2 evidence or policy rejected (reasons on stderr);
+//! 1 any other error.
+
+#![forbid(unsafe_code)]
+
+mod local;
+mod report;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kokon_attestation::AttestationBundle;
+use kokon_client::magika::{self, Classification, Magika, Prepared};
+use kokon_client::{Client, ClientError, VerifiedEnclave};
+use kokon_host::{EnclaveCommand, HostConfig, Limits};
+use kokon_wire::kserve::{InferInput, InferRequest};
+
+#[derive(Parser)]
+#[command(
+    name = "kokon",
+    version,
+    about = "Confidential inference: attested enclaves, sealed requests, signed receipts"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the host shim and its enclave.
+    Host(HostArgs),
+    /// Fetch and verify an enclave's attestation.
+    Attest {
+        /// The host's base URL.
+        #[arg(long)]
+        host: String,
+        /// The policy file.
+        #[arg(long)]
+        policy: PathBuf,
+        /// Save the verified bundle here.
+        #[arg(long)]
+        save: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify a saved attestation bundle offline (the nonce is not checked).
+    Verify {
+        /// The bundle file.
+        #[arg(long)]
+        bundle: PathBuf,
+        /// The policy file.
+        #[arg(long)]
+        policy: PathBuf,
+        /// Verification time (RFC 3339); default now.
+        #[arg(long)]
+        at: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify the enclave, then classify a file privately.
+    Infer {
+        /// The host's base URL.
+        #[arg(long)]
+        host: String,
+        /// The policy file.
+        #[arg(long)]
+        policy: PathBuf,
+        /// Model name.
+        #[arg(long, default_value = "magika")]
+        model: String,
+        /// The file to classify.
+        #[arg(long)]
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The whole story on this machine: host, enclave, attestation, private inference.
+    Demo {
+        /// Policy for the local sim enclave.
+        #[arg(long, default_value = "policies/dev-sim.toml")]
+        policy: PathBuf,
+        /// Files to classify after the built-in sample.
+        #[arg(long)]
+        file: Vec<PathBuf>,
+    },
+}
+
+#[derive(clap::Parser, Clone)]
+struct HostArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// Evidence backend of the enclave.
+    #[arg(long, default_value = "sim")]
+    tee: String,
+    /// Inference device (cpu or cuda).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// The ONNX model (default $KOKON_MODEL).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// The model's served name.
+    #[arg(long, default_value = "magika")]
+    model_name: String,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    max_body: usize,
+    /// Requests relayed at once.
+    #[arg(long, default_value_t = 64)]
+    max_concurrency: usize,
+    /// Seconds allowed per request.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+}
+
+fn host_config(args: &HostArgs) -> anyhow::Result<HostConfig> {
+    let data_dir = local::data_dir();
+    let model = match &args.model {
+        Some(m) => m.clone(),
+        None => local::env_path("KOKON_MODEL")?,
+    };
+    let ort_lib = local::env_path("KOKON_ORT_LIB")?;
+    let run_dir = data_dir.join("run");
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    let enclave = local::enclave_binary()?;
+    if !enclave.is_file() {
+        anyhow::bail!("enclave binary {} not found: build it with `cargo build --release` or set KOKON_ENCLAVE_BIN", enclave.display());
+    }
+    let path = |p: &Path| p.display().to_string();
+    Ok(HostConfig {
+        listen: args.listen,
+        enclave: EnclaveCommand {
+            program: enclave,
+            args: vec![
+                "--tee".into(),
+                args.tee.clone(),
+                "--device".into(),
+                args.device.clone(),
+                "--model".into(),
+                path(&model),
+                "--model-name".into(),
+                args.model_name.clone(),
+                "--ort-lib".into(),
+                path(&ort_lib),
+                "--data-dir".into(),
+                path(&data_dir),
+            ],
+            env: Vec::new(),
+            socket: run_dir.join(format!("enclave-{}.sock", std::process::id())),
+            startup_timeout: Duration::from_secs(60),
+        },
+        limits: Limits {
+            max_body_bytes: args.max_body,
+            max_concurrency: args.max_concurrency,
+            request_timeout: Duration::from_secs(args.timeout),
+        },
+    })
+}
+
+fn parse_time(at: Option<&str>) -> anyhow::Result<i64> {
+    match at {
+        None => Ok(kokon_client::unix_now()),
+        Some(s) => Ok(time::OffsetDateTime::parse(
+            s,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .with_context(|| format!("--at {s:?} is not an RFC 3339 time"))?
+        .unix_timestamp()),
+    }
+}
+
+fn print_verified(e: &VerifiedEnclave, policy: &str, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report::json(e, policy)).unwrap_or_default()
+        );
+    } else {
+        print!("{}", report::text(e, policy));
+    }
+}
+
+/// Reads what Magika needs of a file: its size and up to a block from each end.
+fn sample_file(path: &Path, block: usize) -> anyhow::Result<(usize, Vec<u8>, Vec<u8>)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let size = usize::try_from(f.metadata()?.len()).context("file too large")?;
+    let n = size.min(block);
+    let mut head = vec![0; n];
+    f.read_exact(&mut head)?;
+    let mut tail = vec![0; n];
+    f.seek(SeekFrom::Start((size - n) as u64))?;
+    f.read_exact(&mut tail)?;
+    Ok((size, head, tail))
+}
+
+/// The outcome of one private classification.
+struct Classified {
+    result: Classification,
+    receipt: Option<kokon_billing::SignedReceipt>,
+    sealed_bytes: usize,
+    elapsed: Duration,
+}
+
+async fn classify(
+    client: &Client,
+    enclave: &VerifiedEnclave,
+    magika: &Magika,
+    prepared: Prepared,
+) -> Result<Classified, ClientError> {
+    let started = Instant::now();
+    let row = match prepared {
+        Prepared::Decided(result) => {
+            return Ok(Classified {
+                result,
+                receipt: None,
+                sealed_bytes: 0,
+                elapsed: started.elapsed(),
+            })
+        }
+        Prepared::Features(row) => row,
+    };
+    let request = InferRequest {
+        id: None,
+        inputs: vec![InferInput::int32(
+            magika::INPUT,
+            vec![1, row.len() as i64],
+            &row,
+        )],
+        outputs: None,
+        parameters: None,
+    };
+    let sealed_bytes = serde_json::to_vec(&request).map(|b| b.len()).unwrap_or(0);
+    let (response, receipt) = client.infer(enclave, &request).await?;
+    let scores = response
+        .outputs
+        .iter()
+        .find(|o| o.name == magika::OUTPUT)
+        .and_then(|o| o.f32_data())
+        .ok_or_else(|| {
+            ClientError::Protocol(format!("response has no numeric {} output", magika::OUTPUT))
+        })?;
+    let result = magika.classify(&scores).map_err(ClientError::Protocol)?;
+    Ok(Classified {
+        result,
+        receipt: Some(receipt),
+        sealed_bytes,
+        elapsed: started.elapsed(),
+    })
+}
+
+fn load_magika() -> anyhow::Result<Magika> {
+    Magika::load(&local::env_path("KOKON_MAGIKA_DIR")?).map_err(anyhow::Error::msg)
+}
+
+const SAMPLE_NAME: &str = "built-in sample (a Python script)";
+const SAMPLE: &[u8] = b"#!/usr/bin/env python3\n\"\"\"Count words in the files given on the command line.\"\"\"\nimport sys\nfrom collections import Counter\n\n\ndef main(paths):\n    counts = Counter()\n    for path in paths:\n        with open(path, encoding=\"utf-8\") as f:\n            for line in f:\n                counts.update(line.split())\n    for word, n in counts.most_common(10):\n        print(f\"{n:6d} {word}\")\n\n\nif __name__ == \"__main__\":\n    main(sys.argv[1:])\n";
+
+async fn demo(policy_path: &Path, files: &[PathBuf]) -> anyhow::Result<()> {
+    let step = |n: u32, title: &str| println!("\n[{n}] {title}");
+    println!("kokon demo: one private inference end to end (sim TEE, CPU)");
+    step(1, "host shim starts and launches the enclave");
+    let t = Instant::now();
+    let args = HostArgs::parse_from(["host", "--listen", "127.0.0.1:0"]);
+    let host = kokon_host::start(host_config(&args)?).await?;
+    host.wait_ready(Duration::from_secs(90)).await?;
+    println!(
+        "  host listening on http://{} ; enclave pid {} ready in {:.0?}",
+        host.addr,
+        host.state.pid.load(std::sync::atomic::Ordering::Relaxed),
+        t.elapsed()
+    );
+    let result = demo_client(&format!("http://{}", host.addr), policy_path, files, step).await;
+    step(6, "host shuts down");
+    host.shutdown().await;
+    println!("  host and enclave stopped");
+    result
+}
+
+async fn demo_client(
+    base: &str,
+    policy_path: &Path,
+    files: &[PathBuf],
+    step: impl Fn(u32, &str),
+) -> anyhow::Result<()> {
+    let client = Client::new(base);
+    let policy = local::load_policy(policy_path)?;
+    step(
+        2,
+        &format!(
+            "client fetches evidence with a fresh nonce and verifies it against {}",
+            policy_path.display()
+        ),
+    );
+    let t = Instant::now();
+    let enclave = client.attest(&policy).await?;
+    print!("{}", report::text(&enclave, &policy.name));
+    println!("  verified in {:.1?}", t.elapsed());
+    let magika = load_magika()?;
+    let mut inputs: Vec<(String, Prepared)> = vec![(SAMPLE_NAME.into(), magika.prepare(SAMPLE))];
+    for f in files {
+        let (size, head, tail) = sample_file(f, magika.block_size())?;
+        inputs.push((
+            f.display().to_string(),
+            magika.prepare_parts(size, &head, &tail),
+        ));
+    }
+    for (i, (name, prepared)) in inputs.into_iter().enumerate() {
+        step(3 + i as u32, &format!("classify {name} privately"));
+        let c = classify(&client, &enclave, &magika, prepared).await?;
+        match &c.receipt {
+            None => println!(
+                "  decided locally (too small for the model): {}",
+                c.result.output
+            ),
+            Some(r) => {
+                println!("  request sealed to the attested key (HPKE X25519/AES-256-GCM); the host relayed only ciphertext");
+                println!(
+                    "  result: {} (model label {}, score {:.3})",
+                    c.result.output, c.result.dl, c.result.score
+                );
+                println!(
+                    "  receipt verified: seq {} units {} model sha256:{}… signed by ed25519:{}…",
+                    r.receipt.sequence,
+                    r.receipt.units,
+                    &hex::encode(r.receipt.model_digest)[..16],
+                    &hex::encode(enclave.evidence.claims.receipt_key)[..16]
+                );
+                println!(
+                    "  {} bytes of tensor JSON, end to end in {:.1?}",
+                    c.sealed_bytes, c.elapsed
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Host(args) => kokon_host::run_until_signal(host_config(&args)?).await,
+        Command::Attest {
+            host,
+            policy,
+            save,
+            json,
+        } => {
+            let p = local::load_policy(&policy)?;
+            let enclave = Client::new(&host).attest(&p).await?;
+            if let Some(path) = save {
+                std::fs::write(&path, enclave.bundle.to_json())
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            print_verified(&enclave, &p.name, json);
+            Ok(())
+        }
+        Command::Verify {
+            bundle,
+            policy,
+            at,
+            json,
+        } => {
+            let p = local::load_policy(&policy)?;
+            let bytes =
+                std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?;
+            let b = AttestationBundle::from_json(&bytes).map_err(ClientError::from)?;
+            let enclave = kokon_client::verify(b, &p, None, parse_time(at.as_deref())?)?;
+            print_verified(&enclave, &p.name, json);
+            Ok(())
+        }
+        Command::Infer {
+            host,
+            policy,
+            model,
+            file,
+            json,
+        } => {
+            let p = local::load_policy(&policy)?;
+            let client = Client::new(&host);
+            let enclave = client.attest(&p).await?;
+            if enclave.evidence.claims.model_name != model {
+                anyhow::bail!(
+                    "the attested enclave serves model {:?}, not {model:?}",
+                    enclave.evidence.claims.model_name
+                );
+            }
+            let magika = load_magika()?;
+            let (size, head, tail) = sample_file(&file, magika.block_size())?;
+            let c = classify(
+                &client,
+                &enclave,
+                &magika,
+                magika.prepare_parts(size, &head, &tail),
+            )
+            .await?;
+            if json {
+                let out = serde_json::json!({
+                    "file": file.display().to_string(),
+                    "dl": c.result.dl, "output": c.result.output, "score": c.result.score,
+                    "receipt": c.receipt,
+                });
+                println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            } else {
+                println!(
+                    "{}: {} (model label {}, score {:.3})",
+                    file.display(),
+                    c.result.output,
+                    c.result.dl,
+                    c.result.score
+                );
+                if let Some(r) = c.receipt {
+                    println!(
+                        "receipt verified: seq {} units {}",
+                        r.receipt.sequence, r.receipt.units
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Demo { policy, file } => demo(&policy, &file).await,
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KOKON_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let rejected = e
+                .downcast_ref::<ClientError>()
+                .is_some_and(ClientError::is_rejection);
+            ExitCode::from(if rejected { 2 } else { 1 })
+        }
+    }
+}

@@ -1,1 +1,385 @@
-//! placeholder
+//! The kokon client SDK.
+//!
+//! A client trusts its policy file and the hardware vendors' roots, nothing
+//! else. [`Client::attest`] fetches an attestation bundle for a fresh nonce,
+//! verifies the evidence (signatures, chain to a policy root, binding of the
+//! claims, RTMR3 replay), checks the nonce, and appraises it against the
+//! policy; the result is a [`VerifiedEnclave`]. [`Client::request`] seals a
+//! Binary HTTP request to the enclave's attested OHTTP key, sends it through
+//! the (untrusted) host, opens the response and verifies its usage receipt
+//! against the attested receipt key before returning anything.
+//!
+//! It must never send plaintext to an unverified key, nor return a response
+//! whose receipt does not check out.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod magika;
+
+use std::io::Cursor;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bhttp::{Message, Mode};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::rt::TokioExecutor;
+use kokon_attestation::{verify_bundle, AttestationBundle, VerifiedEvidence};
+use kokon_billing::{digest, Expected, ReceiptError, SignedReceipt, RECEIPT_HEADER};
+use kokon_policies::{Policy, Rejection};
+use kokon_seal::{KeyConfig, SealError, Suite};
+use kokon_wire::kserve::{ErrorBody, InferRequest, InferResponse};
+use thiserror::Error;
+
+/// The header with the client's send time (checked by the enclave's replay defence).
+pub const SENT_AT_HEADER: &str = "kokon-sent-at";
+/// Default time allowed for one HTTP exchange.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What went wrong.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The evidence did not verify.
+    #[error("evidence rejected: {0}")]
+    Evidence(#[from] kokon_attestation::Error),
+    /// The policy rejected the verified evidence.
+    #[error("{0}")]
+    Policy(#[from] Rejection),
+    /// The bundle answers another nonce: a replayed or stale attestation.
+    #[error("nonce mismatch (stale or replayed attestation): expected {expected}, found {found}")]
+    Nonce {
+        /// The nonce sent.
+        expected: String,
+        /// The nonce in the claims.
+        found: String,
+    },
+    /// The attested key configuration is unusable.
+    #[error("attested OHTTP key configuration: {0}")]
+    KeyConfig(SealError),
+    /// Sealing or opening failed (a tampered or foreign response).
+    #[error("{0}")]
+    Seal(SealError),
+    /// The receipt did not verify.
+    #[error("{0}")]
+    Receipt(#[from] ReceiptError),
+    /// The host answered with an error (it never sees plaintext, so this is about transport or the enclave's availability).
+    #[error("host answered {status}: {message}")]
+    Host {
+        /// HTTP status.
+        status: u16,
+        /// Its error message.
+        message: String,
+    },
+    /// The enclave answered a sealed error.
+    #[error("enclave answered {status}: {message}")]
+    Enclave {
+        /// Status inside the sealed response.
+        status: u16,
+        /// Its error message.
+        message: String,
+    },
+    /// The host could not be reached or the exchange failed.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// A message did not have the expected form.
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    /// True when evidence or policy rejected the enclave (CLI exit status 2).
+    pub fn is_rejection(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Evidence(_)
+                | ClientError::Policy(_)
+                | ClientError::Nonce { .. }
+                | ClientError::KeyConfig(_)
+        )
+    }
+}
+
+/// An enclave whose evidence verified and satisfied the policy.
+#[derive(Debug)]
+pub struct VerifiedEnclave {
+    /// The bundle as received.
+    pub bundle: AttestationBundle,
+    /// What verification established.
+    pub evidence: VerifiedEvidence,
+    /// The attested OHTTP key configuration.
+    pub key_config: KeyConfig,
+    last_sequence: Mutex<Option<u64>>,
+}
+
+/// Verifies a bundle under `policy` at `now`; with `nonce`, also requires the
+/// claims to echo it (omit it only for offline checks of saved bundles).
+pub fn verify(
+    bundle: AttestationBundle,
+    policy: &Policy,
+    nonce: Option<&[u8]>,
+    now: i64,
+) -> Result<VerifiedEnclave, ClientError> {
+    let evidence = verify_bundle(&bundle, &policy.anchors, now)?;
+    if let Some(nonce) = nonce {
+        if evidence.claims.nonce != nonce {
+            return Err(ClientError::Nonce {
+                expected: hex::encode(nonce),
+                found: hex::encode(&evidence.claims.nonce),
+            });
+        }
+    }
+    policy.appraise(&evidence, now)?;
+    let key_config = KeyConfig::parse(&evidence.claims.ohttp_key_config, Some(Suite::Aes256Gcm))
+        .map_err(ClientError::KeyConfig)?;
+    Ok(VerifiedEnclave {
+        bundle,
+        evidence,
+        key_config,
+        last_sequence: Mutex::new(None),
+    })
+}
+
+/// A response opened and checked.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    /// Status inside the sealed response.
+    pub status: u16,
+    /// Its body.
+    pub body: Vec<u8>,
+    /// Its verified receipt.
+    pub receipt: SignedReceipt,
+}
+
+/// A request sealed to an enclave, with what is needed to open its answer.
+pub struct Sealed {
+    /// The encapsulated request (what travels through the host).
+    pub bytes: Vec<u8>,
+    context: kokon_seal::ClientContext,
+    request_digest: [u8; 32],
+    units: u64,
+}
+
+/// The current time in Unix seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl VerifiedEnclave {
+    /// Seals a request. `units` is what a successful answer should be billed.
+    pub fn seal(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        units: u64,
+    ) -> Result<Sealed, ClientError> {
+        let mut message = Message::request(
+            method.as_bytes().to_vec(),
+            b"https".to_vec(),
+            b"kokon.enclave".to_vec(),
+            path.as_bytes().to_vec(),
+        );
+        message.put_header("content-type", "application/json");
+        message.put_header(SENT_AT_HEADER, unix_now().to_string());
+        message.write_content(body);
+        let mut encoded = zeroize::Zeroizing::new(Vec::new());
+        message
+            .write_bhttp(Mode::KnownLength, &mut *encoded)
+            .map_err(|e| ClientError::Protocol(format!("encoding Binary HTTP: {e}")))?;
+        let (bytes, context) =
+            kokon_seal::encapsulate(&self.key_config, &encoded).map_err(ClientError::Seal)?;
+        Ok(Sealed {
+            bytes,
+            context,
+            request_digest: digest(&encoded),
+            units,
+        })
+    }
+
+    /// Opens the answer to `sealed` and verifies its receipt.
+    pub fn open(&self, sealed: Sealed, response: &[u8]) -> Result<Opened, ClientError> {
+        let plain = sealed
+            .context
+            .decapsulate(response)
+            .map_err(ClientError::Seal)?;
+        let message = Message::read_bhttp(&mut Cursor::new(plain.as_slice())).map_err(|e| {
+            ClientError::Protocol(format!("sealed response is not Binary HTTP: {e}"))
+        })?;
+        let status = message
+            .control()
+            .status()
+            .map(u16::from)
+            .ok_or_else(|| ClientError::Protocol("sealed response has no status".into()))?;
+        let receipt =
+            message
+                .header()
+                .get(RECEIPT_HEADER.as_bytes())
+                .ok_or(ReceiptError::Malformed(
+                    "the sealed response carries no receipt".into(),
+                ))?;
+        let receipt = SignedReceipt::from_header(receipt)?;
+        let body = message.content().to_vec();
+        let claims = &self.evidence.claims;
+        let mut last = self
+            .last_sequence
+            .lock()
+            .map_err(|_| ClientError::Protocol("poisoned".into()))?;
+        receipt.verify(&Expected {
+            key: claims.receipt_key,
+            request_digest: sealed.request_digest,
+            response_digest: digest(&body),
+            model_digest: claims.model_digest,
+            units: if status == 200 { sealed.units } else { 0 },
+            after_sequence: *last,
+        })?;
+        *last = Some(receipt.receipt.sequence);
+        Ok(Opened {
+            status,
+            body,
+            receipt,
+        })
+    }
+}
+
+/// A connection to a kokon host.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    http: HttpClient<HttpConnector, Full<Bytes>>,
+    timeout: Duration,
+}
+
+impl Client {
+    /// A client for the host at `base` (e.g. `http://127.0.0.1:8443`).
+    pub fn new(base: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            http: HttpClient::builder(TokioExecutor::new()).build_http(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    async fn exchange(
+        &self,
+        req: http::Request<Full<Bytes>>,
+    ) -> Result<(u16, Vec<u8>), ClientError> {
+        let fut = async {
+            let resp = self
+                .http
+                .request(req)
+                .await
+                .map_err(|e| ClientError::Transport(format!("{e}")))?;
+            let status = resp.status().as_u16();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| ClientError::Transport(format!("reading the response: {e}")))?
+                .to_bytes()
+                .to_vec();
+            Ok((status, body))
+        };
+        tokio::time::timeout(self.timeout, fut)
+            .await
+            .map_err(|_| ClientError::Transport(format!("no answer within {:?}", self.timeout)))?
+    }
+
+    fn host_error(status: u16, body: &[u8]) -> ClientError {
+        let message = serde_json::from_slice::<ErrorBody>(body)
+            .map(|e| e.error)
+            .unwrap_or_else(|_| String::from_utf8_lossy(body).chars().take(500).collect());
+        ClientError::Host { status, message }
+    }
+
+    /// Fetches an attestation bundle for `nonce`.
+    pub async fn fetch_bundle(&self, nonce: &[u8]) -> Result<AttestationBundle, ClientError> {
+        let uri = format!("{}/v1/attestation?nonce={}", self.base, hex::encode(nonce));
+        let req = http::Request::get(uri)
+            .body(Full::default())
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let (status, body) = self.exchange(req).await?;
+        if status != 200 {
+            return Err(Self::host_error(status, &body));
+        }
+        Ok(AttestationBundle::from_json(&body)?)
+    }
+
+    /// Attests the enclave behind the host with a fresh nonce and appraises it.
+    pub async fn attest(&self, policy: &Policy) -> Result<VerifiedEnclave, ClientError> {
+        let mut nonce = [0u8; 32];
+        getrandom::fill(&mut nonce).map_err(|e| ClientError::Protocol(format!("OS RNG: {e}")))?;
+        let bundle = self.fetch_bundle(&nonce).await?;
+        verify(bundle, policy, Some(&nonce), unix_now())
+    }
+
+    /// Sends sealed bytes through the host.
+    pub async fn send(&self, sealed: &[u8]) -> Result<Vec<u8>, ClientError> {
+        let req = http::Request::post(format!("{}/v1/ohttp", self.base))
+            .header(http::header::CONTENT_TYPE, kokon_seal::REQUEST_MEDIA_TYPE)
+            .body(Full::new(Bytes::copy_from_slice(sealed)))
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let (status, body) = self.exchange(req).await?;
+        if status != 200 {
+            return Err(Self::host_error(status, &body));
+        }
+        Ok(body)
+    }
+
+    /// Seals, sends, opens and checks one request.
+    pub async fn request(
+        &self,
+        enclave: &VerifiedEnclave,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        units: u64,
+    ) -> Result<Opened, ClientError> {
+        let sealed = enclave.seal(method, path, body, units)?;
+        let response = self.send(&sealed.bytes).await?;
+        enclave.open(sealed, &response)
+    }
+
+    /// Runs a KServe v2 inference on the attested model.
+    pub async fn infer(
+        &self,
+        enclave: &VerifiedEnclave,
+        request: &InferRequest,
+    ) -> Result<(InferResponse, SignedReceipt), ClientError> {
+        let model = &enclave.evidence.claims.model_name;
+        let units = request
+            .inputs
+            .first()
+            .and_then(|i| i.shape.first())
+            .and_then(|r| u64::try_from(*r).ok())
+            .unwrap_or(1);
+        let body = serde_json::to_vec(request).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let opened = self
+            .request(
+                enclave,
+                "POST",
+                &format!("/v2/models/{model}/infer"),
+                &body,
+                units,
+            )
+            .await?;
+        if opened.status != 200 {
+            let message = serde_json::from_slice::<ErrorBody>(&opened.body)
+                .map(|e| e.error)
+                .unwrap_or_default();
+            return Err(ClientError::Enclave {
+                status: opened.status,
+                message,
+            });
+        }
+        let response = serde_json::from_slice(&opened.body)
+            .map_err(|e| ClientError::Protocol(format!("inference response: {e}")))?;
+        Ok((response, opened.receipt))
+    }
+}

@@ -1,0 +1,74 @@
+//! What the CLI finds on this machine: data directory, enclave binary,
+//! ONNX Runtime, model, and the local references policies may name.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use kokon_attestation::tdx::Measurement;
+use kokon_attestation::TrustAnchor;
+use kokon_policies::{LocalReferences, Policy};
+use sha2::{Digest, Sha384};
+
+/// kokon's data directory: `$KOKON_DATA_DIR`, else the platform's data dir + `kokon`.
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("KOKON_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            dirs::data_dir()
+                .unwrap_or_else(std::env::temp_dir)
+                .join("kokon")
+        })
+}
+
+/// The enclave binary: `$KOKON_ENCLAVE_BIN`, else `kokon-enclave` next to this executable.
+pub fn enclave_binary() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("KOKON_ENCLAVE_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().context("locating the kokon executable")?;
+    Ok(exe.with_file_name("kokon-enclave"))
+}
+
+/// A path from an environment variable, with a hint when it is missing.
+pub fn env_path(var: &str) -> anyhow::Result<PathBuf> {
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .with_context(|| format!("${var} is not set: run `just setup` and source .cache/kokon.env (the just recipes do this for you)"))
+}
+
+/// The sim root of this installation, if the sim TEE has run here.
+pub fn sim_root_anchor(data_dir: &Path) -> anyhow::Result<Option<TrustAnchor>> {
+    let path = data_dir.join("sim-root").join("root.der");
+    match std::fs::read(&path) {
+        Ok(der) => Ok(Some(TrustAnchor {
+            name: kokon_attestation::sim::SIM_ROOT.into(),
+            der,
+            simulated: true,
+        })),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// SHA-384 of a file, the sim MRTD of an enclave binary.
+pub fn measure(path: &Path) -> anyhow::Result<Measurement> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading {} to measure it", path.display()))?;
+    Ok(Sha384::digest(bytes).into())
+}
+
+/// Loads a policy file, resolving `sim-local` and `local-enclave-build`.
+pub fn load_policy(path: &Path) -> anyhow::Result<Policy> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading policy {}", path.display()))?;
+    let enclave = enclave_binary()?;
+    let locals = LocalReferences {
+        sim_root: sim_root_anchor(&data_dir())?,
+        enclave_build_mrtd: if enclave.is_file() {
+            Some(measure(&enclave)?)
+        } else {
+            None
+        },
+    };
+    Policy::from_toml(&text, &locals).with_context(|| format!("policy {}", path.display()))
+}

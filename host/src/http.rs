@@ -1,0 +1,258 @@
+//! The host's HTTP front.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /v1/attestation?nonce=HEX` | relays to the enclave; returns its attestation bundle (JSON) |
+//! | `POST /v1/ohttp` (`message/ohttp-req`) | relays ciphertext; returns `message/ohttp-res` |
+//! | `GET /healthz` | 200 when the enclave is up, 503 otherwise (JSON) |
+//! | `GET /metrics` | Prometheus text format |
+//!
+//! Every request is bounded: body size (413), concurrency (503 when all
+//! slots are busy), and time (504). Errors are JSON `{"error": "..."}` and
+//! say what failed; none of them can contain client plaintext, which the
+//! host never has.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{header, Method, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use kokon_wire::{Request as Frame, Response as Reply};
+use tokio::sync::Semaphore;
+
+use crate::metrics::{Metrics, RouteLabels};
+use crate::relay::{self, RelayError};
+use crate::supervisor::EnclaveState;
+use crate::Limits;
+
+/// What every handler needs.
+pub struct Front {
+    /// Enclave socket.
+    pub socket: std::path::PathBuf,
+    /// Enclave state.
+    pub state: Arc<EnclaveState>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Limits.
+    pub limits: Limits,
+    /// Concurrency slots.
+    pub slots: Semaphore,
+}
+
+type Body = Full<Bytes>;
+
+fn json_error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    let body = serde_json::json!({ "error": message.into() }).to_string();
+    respond(status, "application/json", body.into_bytes())
+}
+
+fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    if let Ok(v) = header::HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn relay_error(e: RelayError) -> Response<Body> {
+    let status = match e {
+        RelayError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        RelayError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        RelayError::Closed | RelayError::Wire(_) => StatusCode::BAD_GATEWAY,
+    };
+    json_error(status, e.to_string())
+}
+
+impl Front {
+    /// Serves one request.
+    pub async fn handle(
+        self: Arc<Self>,
+        req: hyper::Request<Incoming>,
+    ) -> Result<Response<Body>, Infallible> {
+        let started = Instant::now();
+        let route = match (req.method(), req.uri().path()) {
+            (&Method::GET, "/v1/attestation") => "/v1/attestation",
+            (&Method::POST, "/v1/ohttp") => "/v1/ohttp",
+            (&Method::GET, "/healthz") => "/healthz",
+            (&Method::GET, "/metrics") => "/metrics",
+            _ => "other",
+        };
+        self.metrics.in_flight.inc();
+        let response = match route {
+            "/healthz" => self.healthz(),
+            "/metrics" => respond(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                self.metrics.render().into_bytes(),
+            ),
+            "other" => json_error(
+                StatusCode::NOT_FOUND,
+                "no such route; see /v1/attestation, /v1/ohttp, /healthz, /metrics",
+            ),
+            _ => match self.slots.try_acquire() {
+                Err(_) => json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "all {} request slots are busy; retry shortly",
+                        self.limits.max_concurrency
+                    ),
+                ),
+                Ok(_permit) => match tokio::time::timeout(
+                    self.limits.request_timeout,
+                    self.clone().relayed(route, req),
+                )
+                .await
+                {
+                    Ok(r) => r,
+                    Err(_) => json_error(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        format!("request took longer than {:?}", self.limits.request_timeout),
+                    ),
+                },
+            },
+        };
+        self.metrics.in_flight.dec();
+        self.metrics
+            .latency
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .requests
+            .get_or_create(&RouteLabels {
+                route: route.into(),
+                status: response.status().as_u16(),
+            })
+            .inc();
+        Ok(response)
+    }
+
+    fn healthz(&self) -> Response<Body> {
+        let up = self.state.up.load(Ordering::Relaxed);
+        let body = serde_json::json!({
+            "status": if up { "ok" } else { "enclave unavailable" },
+            "enclave": {
+                "up": up,
+                "pid": self.state.pid.load(Ordering::Relaxed),
+                "restarts": self.state.restarts.load(Ordering::Relaxed),
+            }
+        });
+        respond(
+            if up {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            },
+            "application/json",
+            body.to_string().into_bytes(),
+        )
+    }
+
+    async fn relayed(
+        self: Arc<Self>,
+        route: &str,
+        req: hyper::Request<Incoming>,
+    ) -> Response<Body> {
+        let frame = match route {
+            "/v1/attestation" => match nonce(req.uri().query()) {
+                Ok(nonce) => Frame::Attest { nonce },
+                Err(msg) => return json_error(StatusCode::BAD_REQUEST, msg),
+            },
+            _ => {
+                let content_type = req
+                    .headers()
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if content_type != media_type::REQUEST {
+                    return json_error(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        format!(
+                            "content-type must be {}, found {content_type:?}",
+                            media_type::REQUEST
+                        ),
+                    );
+                }
+                match read_body(req, self.limits.max_body_bytes).await {
+                    Ok(body) => Frame::Ohttp(body),
+                    Err(r) => return r,
+                }
+            }
+        };
+        if let Frame::Ohttp(b) = &frame {
+            self.metrics.bytes_to_enclave.inc_by(b.len() as u64);
+        }
+        match relay::call(&self.socket, &frame, self.limits.request_timeout).await {
+            Ok(Reply::Bundle(b)) => respond(StatusCode::OK, "application/json", b),
+            Ok(Reply::Ohttp(b)) => {
+                self.metrics.bytes_from_enclave.inc_by(b.len() as u64);
+                respond(StatusCode::OK, media_type::RESPONSE, b)
+            }
+            Ok(Reply::Rejected(m)) => json_error(
+                StatusCode::BAD_REQUEST,
+                format!("the enclave rejected the request: {m}"),
+            ),
+            Ok(Reply::Failed(m)) => {
+                json_error(StatusCode::BAD_GATEWAY, format!("the enclave failed: {m}"))
+            }
+            Ok(Reply::Health(_)) => json_error(
+                StatusCode::BAD_GATEWAY,
+                "the enclave answered with the wrong frame",
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, route, "relay failed");
+                relay_error(e)
+            }
+        }
+    }
+}
+
+/// Media types of OHTTP messages (RFC 9458 section 9).
+pub mod media_type {
+    /// An encapsulated request.
+    pub const REQUEST: &str = "message/ohttp-req";
+    /// An encapsulated response.
+    pub const RESPONSE: &str = "message/ohttp-res";
+}
+
+fn nonce(query: Option<&str>) -> Result<Vec<u8>, String> {
+    let value = query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("nonce="))
+        .ok_or("missing query parameter nonce=HEX (16 to 64 random bytes)")?;
+    hex::decode(value).map_err(|e| format!("nonce is not hex: {e}"))
+}
+
+async fn read_body(req: hyper::Request<Incoming>, max: usize) -> Result<Vec<u8>, Response<Body>> {
+    let too_large = || {
+        json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body exceeds the {max}-byte limit"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > max) {
+        return Err(too_large());
+    }
+    match Limited::new(req.into_body(), max).collect().await {
+        Ok(collected) => Ok(collected.to_bytes().to_vec()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_large())
+        }
+        Err(e) => Err(json_error(
+            StatusCode::BAD_REQUEST,
+            format!("cannot read the request body: {e}"),
+        )),
+    }
+}
