@@ -1,1 +1,181 @@
-//! placeholder
+//! Test harness for kokon's end-to-end tests and benchmarks: locates the
+//! run-time dependencies installed by `just setup` and the built binaries,
+//! and starts a host with its enclave on loopback in a private data directory.
+
+#![warn(missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kokon_client::magika::Magika;
+use kokon_client::{Client, VerifiedEnclave};
+use kokon_host::{EnclaveCommand, HostConfig, Limits, RunningHost};
+use kokon_policies::{LocalReferences, Policy};
+use kokon_wire::kserve::{InferInput, InferRequest};
+use sha2::{Digest, Sha384};
+
+/// The development policy shipped in `policies/`.
+pub const DEV_POLICY: &str = include_str!("../../policies/dev-sim.toml");
+/// The production TDX policy shipped in `policies/`.
+pub const PRODUCTION_POLICY: &str = include_str!("../../policies/production-tdx.toml");
+
+/// Paths to everything the tests run.
+#[derive(Debug, Clone)]
+pub struct Env {
+    /// ONNX Runtime shared library.
+    pub ort_lib: PathBuf,
+    /// The magika ONNX model.
+    pub model: PathBuf,
+    /// The installed magika Python package.
+    pub magika_dir: PathBuf,
+    /// Python of the venv that has magika.
+    pub python: PathBuf,
+    /// The built `kokon-enclave`.
+    pub enclave_bin: PathBuf,
+    /// The built `kokon`.
+    pub kokon_bin: PathBuf,
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+impl Env {
+    /// Reads `.cache/kokon.env` (written by `just setup`) and finds the binaries
+    /// in the target directory this test was built into.
+    pub fn load() -> Self {
+        let env_file = repo_root().join(".cache/kokon.env");
+        let text = std::fs::read_to_string(&env_file).unwrap_or_else(|e| panic!("{} unreadable ({e}): run `just setup` (or `just test`)", env_file.display()));
+        let var = |name: &str| -> PathBuf {
+            std::env::var_os(name)
+                .map(PathBuf::from)
+                .or_else(|| text.lines().find_map(|l| l.strip_prefix(&format!("{name}=")).map(PathBuf::from)))
+                .unwrap_or_else(|| panic!("{name} missing from {}", env_file.display()))
+        };
+        let exe = std::env::current_exe().unwrap_or_default();
+        let profile_dir = exe.ancestors().find(|p| p.join("kokon-enclave").is_file() || p.file_name().is_some_and(|n| n == "debug" || n == "release")).map(Path::to_path_buf).unwrap_or_default();
+        let bin = |name: &str| {
+            let p = profile_dir.join(name);
+            assert!(p.is_file(), "{} not built: run `cargo build --bins` first (`just test` does)", p.display());
+            p
+        };
+        Self {
+            ort_lib: var("KOKON_ORT_LIB"),
+            model: var("KOKON_MODEL"),
+            magika_dir: var("KOKON_MAGIKA_DIR"),
+            python: var("KOKON_PYTHON"),
+            enclave_bin: bin("kokon-enclave"),
+            kokon_bin: bin("kokon"),
+        }
+    }
+
+    /// Magika's configuration.
+    pub fn magika(&self) -> Magika {
+        Magika::load(&self.magika_dir).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// SHA-384 of the enclave binary: its sim MRTD.
+    pub fn enclave_mrtd(&self) -> [u8; 48] {
+        Sha384::digest(std::fs::read(&self.enclave_bin).unwrap_or_default()).into()
+    }
+}
+
+/// Options for a test stack.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Extra environment for the enclave process.
+    pub enclave_env: Vec<(String, String)>,
+    /// Host limits (defaults when `None`).
+    pub limits: Option<Limits>,
+}
+
+/// A host and its enclave on loopback, with a client.
+pub struct Stack {
+    /// The running host.
+    pub host: RunningHost,
+    /// Private data directory (holds this stack's sim root).
+    pub data: tempfile::TempDir,
+    /// The host's base URL.
+    pub base: String,
+    /// A client for it.
+    pub client: Client,
+    /// Paths.
+    pub env: Env,
+}
+
+impl Stack {
+    /// Starts a host (which launches the enclave) and waits until it serves.
+    pub async fn start(options: Options) -> Self {
+        let env = Env::load();
+        let data = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let p = |p: &Path| p.display().to_string();
+        let config = HostConfig {
+            listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+            enclave: EnclaveCommand {
+                program: env.enclave_bin.clone(),
+                args: vec![
+                    "--tee".into(),
+                    "sim".into(),
+                    "--model".into(),
+                    p(&env.model),
+                    "--ort-lib".into(),
+                    p(&env.ort_lib),
+                    "--data-dir".into(),
+                    p(data.path()),
+                ],
+                env: options.enclave_env.clone(),
+                socket: data.path().join("enclave.sock"),
+                startup_timeout: Duration::from_secs(60),
+            },
+            limits: options.limits.unwrap_or_default(),
+        };
+        let host = kokon_host::start(config).await.unwrap_or_else(|e| panic!("host: {e}"));
+        host.wait_ready(Duration::from_secs(90)).await.unwrap_or_else(|e| panic!("{e}"));
+        let base = format!("http://{}", host.addr);
+        Self { client: Client::new(&base), host, data, base, env }
+    }
+
+    /// A policy from TOML text with this stack's sim root and enclave binary as local references.
+    pub fn policy(&self, text: &str) -> Policy {
+        let der = std::fs::read(self.data.path().join("sim-root/root.der")).unwrap_or_default();
+        let locals = LocalReferences {
+            sim_root: Some(kokon_attestation::TrustAnchor { name: "sim-local".into(), der, simulated: true }),
+            enclave_build_mrtd: Some(self.env.enclave_mrtd()),
+        };
+        Policy::from_toml(text, &locals).unwrap_or_else(|e| panic!("policy: {e}"))
+    }
+
+    /// The shipped development policy for this stack.
+    pub fn dev_policy(&self) -> Policy {
+        self.policy(DEV_POLICY)
+    }
+
+    /// Attests the enclave under the development policy.
+    pub async fn attest(&self) -> VerifiedEnclave {
+        self.client.attest(&self.dev_policy()).await.unwrap_or_else(|e| panic!("attestation: {e}"))
+    }
+
+    /// Stops host and enclave.
+    pub async fn shutdown(self) {
+        self.host.shutdown().await;
+    }
+}
+
+/// A KServe request for magika with the given rows.
+pub fn magika_request(rows: &[Vec<i32>]) -> InferRequest {
+    let width = rows.first().map(Vec::len).unwrap_or(0);
+    let flat: Vec<i32> = rows.iter().flatten().copied().collect();
+    InferRequest { id: None, inputs: vec![InferInput::int32("bytes", vec![rows.len() as i64, width as i64], &flat)], outputs: None, parameters: None }
+}
+
+/// A plain HTTP GET on loopback: status and body.
+pub async fn http_get(base: &str, path: &str) -> (u16, String) {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<http_body_util::Full<bytes::Bytes>>();
+    let uri: hyper::Uri = format!("{base}{path}").parse().unwrap_or_else(|e| panic!("{e}"));
+    let resp = client.get(uri).await.unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
