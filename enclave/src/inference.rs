@@ -275,7 +275,16 @@ impl Model {
                 .iter()
                 .find(|i| i.name == spec.name)
                 .ok_or_else(|| {
-                    InferError::BadRequest(format!("input {:?} missing; {}", spec.name, expected()))
+                    InferError::BadRequest(format!(
+                        "input {:?} missing (given {:?}); {}",
+                        spec.name,
+                        request
+                            .inputs
+                            .iter()
+                            .map(|i| i.name.as_str())
+                            .collect::<Vec<_>>(),
+                        expected()
+                    ))
                 })?;
             let shape = check_shape(spec, input, self.max_batch)
                 .map_err(|e| InferError::BadRequest(format!("{e}; {}", expected())))?;

@@ -46,18 +46,38 @@ impl Env {
     /// in the target directory this test was built into.
     pub fn load() -> Self {
         let env_file = repo_root().join(".cache/kokon.env");
-        let text = std::fs::read_to_string(&env_file).unwrap_or_else(|e| panic!("{} unreadable ({e}): run `just setup` (or `just test`)", env_file.display()));
+        let text = std::fs::read_to_string(&env_file).unwrap_or_else(|e| {
+            panic!(
+                "{} unreadable ({e}): run `just setup` (or `just test`)",
+                env_file.display()
+            )
+        });
         let var = |name: &str| -> PathBuf {
             std::env::var_os(name)
                 .map(PathBuf::from)
-                .or_else(|| text.lines().find_map(|l| l.strip_prefix(&format!("{name}=")).map(PathBuf::from)))
+                .or_else(|| {
+                    text.lines()
+                        .find_map(|l| l.strip_prefix(&format!("{name}=")).map(PathBuf::from))
+                })
                 .unwrap_or_else(|| panic!("{name} missing from {}", env_file.display()))
         };
         let exe = std::env::current_exe().unwrap_or_default();
-        let profile_dir = exe.ancestors().find(|p| p.join("kokon-enclave").is_file() || p.file_name().is_some_and(|n| n == "debug" || n == "release")).map(Path::to_path_buf).unwrap_or_default();
+        let profile_dir = exe
+            .ancestors()
+            .find(|p| {
+                p.join("kokon-enclave").is_file()
+                    || p.file_name()
+                        .is_some_and(|n| n == "debug" || n == "release")
+            })
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let bin = |name: &str| {
             let p = profile_dir.join(name);
-            assert!(p.is_file(), "{} not built: run `cargo build --bins` first (`just test` does)", p.display());
+            assert!(
+                p.is_file(),
+                "{} not built: run `cargo build --bins` first (`just test` does)",
+                p.display()
+            );
             p
         };
         Self {
@@ -130,17 +150,31 @@ impl Stack {
             },
             limits: options.limits.unwrap_or_default(),
         };
-        let host = kokon_host::start(config).await.unwrap_or_else(|e| panic!("host: {e}"));
-        host.wait_ready(Duration::from_secs(90)).await.unwrap_or_else(|e| panic!("{e}"));
+        let host = kokon_host::start(config)
+            .await
+            .unwrap_or_else(|e| panic!("host: {e}"));
+        host.wait_ready(Duration::from_secs(90))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         let base = format!("http://{}", host.addr);
-        Self { client: Client::new(&base), host, data, base, env }
+        Self {
+            client: Client::new(&base),
+            host,
+            data,
+            base,
+            env,
+        }
     }
 
     /// A policy from TOML text with this stack's sim root and enclave binary as local references.
     pub fn policy(&self, text: &str) -> Policy {
         let der = std::fs::read(self.data.path().join("sim-root/root.der")).unwrap_or_default();
         let locals = LocalReferences {
-            sim_root: Some(kokon_attestation::TrustAnchor { name: "sim-local".into(), der, simulated: true }),
+            sim_root: Some(kokon_attestation::TrustAnchor {
+                name: "sim-local".into(),
+                der,
+                simulated: true,
+            }),
             enclave_build_mrtd: Some(self.env.enclave_mrtd()),
         };
         Policy::from_toml(text, &locals).unwrap_or_else(|e| panic!("policy: {e}"))
@@ -153,7 +187,10 @@ impl Stack {
 
     /// Attests the enclave under the development policy.
     pub async fn attest(&self) -> VerifiedEnclave {
-        self.client.attest(&self.dev_policy()).await.unwrap_or_else(|e| panic!("attestation: {e}"))
+        self.client
+            .attest(&self.dev_policy())
+            .await
+            .unwrap_or_else(|e| panic!("attestation: {e}"))
     }
 
     /// Stops host and enclave.
@@ -166,16 +203,38 @@ impl Stack {
 pub fn magika_request(rows: &[Vec<i32>]) -> InferRequest {
     let width = rows.first().map(Vec::len).unwrap_or(0);
     let flat: Vec<i32> = rows.iter().flatten().copied().collect();
-    InferRequest { id: None, inputs: vec![InferInput::int32("bytes", vec![rows.len() as i64, width as i64], &flat)], outputs: None, parameters: None }
+    InferRequest {
+        id: None,
+        inputs: vec![InferInput::int32(
+            "bytes",
+            vec![rows.len() as i64, width as i64],
+            &flat,
+        )],
+        outputs: None,
+        parameters: None,
+    }
 }
 
-/// A plain HTTP GET on loopback: status and body.
-pub async fn http_get(base: &str, path: &str) -> (u16, String) {
+/// A plain HTTP GET on loopback: status and body, or `None` when nothing answers.
+pub async fn try_http_get(base: &str, path: &str) -> Option<(u16, String)> {
     use http_body_util::BodyExt;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<http_body_util::Full<bytes::Bytes>>();
-    let uri: hyper::Uri = format!("{base}{path}").parse().unwrap_or_else(|e| panic!("{e}"));
-    let resp = client.get(uri).await.unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let uri: hyper::Uri = format!("{base}{path}").parse().ok()?;
+    let resp = client.get(uri).await.ok()?;
     let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    Some((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// A plain HTTP GET on loopback that must be answered.
+pub async fn http_get(base: &str, path: &str) -> (u16, String) {
+    try_http_get(base, path)
+        .await
+        .unwrap_or_else(|| panic!("GET {base}{path}: no answer"))
 }

@@ -1,4 +1,9 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    missing_docs
+)]
 //! End to end on loopback: host + enclave + client, through the real code paths.
 
 use std::time::Duration;
@@ -22,19 +27,42 @@ async fn one_private_inference_end_to_end() {
     let stack = Stack::start(Options::default()).await;
     let enclave = stack.attest().await;
     assert_eq!(enclave.bundle.backend, "sim");
-    assert_eq!(enclave.evidence.td.mr_td, stack.env.enclave_mrtd(), "MRTD is the measurement of the enclave binary");
-    let (response, receipt) = stack.client.infer(&enclave, &magika_request(&[row(&stack, PYTHON)])).await.unwrap();
+    assert_eq!(
+        enclave.evidence.td.mr_td,
+        stack.env.enclave_mrtd(),
+        "MRTD is the measurement of the enclave binary"
+    );
+    let (response, receipt) = stack
+        .client
+        .infer(&enclave, &magika_request(&[row(&stack, PYTHON)]))
+        .await
+        .unwrap();
     let scores = response.outputs[0].f32_data().unwrap();
     assert_eq!(response.outputs[0].shape, vec![1, 214]);
     let label = stack.env.magika().classify(&scores).unwrap();
     assert_eq!(label.output, "python");
     assert_eq!((receipt.receipt.units, receipt.receipt.sequence), (1, 1));
     // A batch of three is three units, and receipts keep counting.
-    let (response, receipt) = stack.client.infer(&enclave, &magika_request(&[row(&stack, PYTHON), row(&stack, PYTHON), row(&stack, PYTHON)])).await.unwrap();
+    let (response, receipt) = stack
+        .client
+        .infer(
+            &enclave,
+            &magika_request(&[
+                row(&stack, PYTHON),
+                row(&stack, PYTHON),
+                row(&stack, PYTHON),
+            ]),
+        )
+        .await
+        .unwrap();
     assert_eq!(response.outputs[0].shape, vec![3, 214]);
     assert_eq!((receipt.receipt.units, receipt.receipt.sequence), (3, 2));
     // Model metadata is served sealed too.
-    let meta = stack.client.request(&enclave, "GET", "/v2/models/magika", b"", 0).await.unwrap();
+    let meta = stack
+        .client
+        .request(&enclave, "GET", "/v2/models/magika", b"", 0)
+        .await
+        .unwrap();
     let meta: serde_json::Value = serde_json::from_slice(&meta.body).unwrap();
     assert_eq!(meta["inputs"][0]["name"], "bytes");
     assert_eq!(meta["inputs"][0]["shape"], serde_json::json!([-1, 2048]));
@@ -47,12 +75,22 @@ async fn a_flipped_evidence_byte_is_rejected() {
     let nonce = [7u8; 32];
     let policy = stack.dev_policy();
     let bundle = stack.client.fetch_bundle(&nonce).await.unwrap();
-    assert!(kokon_client::verify(bundle.clone(), &policy, Some(&nonce), kokon_client::unix_now()).is_ok());
+    assert!(kokon_client::verify(
+        bundle.clone(),
+        &policy,
+        Some(&nonce),
+        kokon_client::unix_now()
+    )
+    .is_ok());
     for offset in [100, 700, 2000] {
         let mut b = bundle.clone();
         b.evidence.data[offset] ^= 1;
-        let err = kokon_client::verify(b, &policy, Some(&nonce), kokon_client::unix_now()).unwrap_err();
-        assert!(matches!(err, ClientError::Evidence(_)) && err.is_rejection(), "offset {offset}: {err}");
+        let err =
+            kokon_client::verify(b, &policy, Some(&nonce), kokon_client::unix_now()).unwrap_err();
+        assert!(
+            matches!(err, ClientError::Evidence(_)) && err.is_rejection(),
+            "offset {offset}: {err}"
+        );
     }
     stack.shutdown().await;
 }
@@ -64,17 +102,29 @@ async fn sim_evidence_is_rejected_by_the_production_policy() {
     let err = stack.client.attest(&production).await.unwrap_err();
     assert!(err.is_rejection(), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("intel-sgx-root") && msg.contains("kokon simulated TEE root"), "{msg}");
+    assert!(
+        msg.contains("intel-sgx-root") && msg.contains("kokon simulated TEE root"),
+        "{msg}"
+    );
     stack.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_model_digest_is_rejected() {
     let stack = Stack::start(Options::default()).await;
-    let text = kokon_tests::DEV_POLICY.replace("fe2d2eb49c5f88a9e0a6c048e15d6ffdf86235519c2afc535044de433169ec8c", &"ab".repeat(32));
+    let text = kokon_tests::DEV_POLICY.replace(
+        "fe2d2eb49c5f88a9e0a6c048e15d6ffdf86235519c2afc535044de433169ec8c",
+        &"ab".repeat(32),
+    );
     let err = stack.client.attest(&stack.policy(&text)).await.unwrap_err();
     let msg = err.to_string();
-    assert!(err.is_rejection() && msg.contains("model") && msg.contains(&"ab".repeat(32)) && msg.contains("fe2d2eb4"), "{msg}");
+    assert!(
+        err.is_rejection()
+            && msg.contains("model")
+            && msg.contains(&"ab".repeat(32))
+            && msg.contains("fe2d2eb4"),
+        "{msg}"
+    );
     stack.shutdown().await;
 }
 
@@ -84,8 +134,17 @@ async fn a_stale_nonce_is_rejected() {
     let policy = stack.dev_policy();
     let old = stack.client.fetch_bundle(&[1u8; 32]).await.unwrap();
     // The host replays an earlier bundle in answer to a new nonce.
-    let err = kokon_client::verify(old.clone(), &policy, Some(&[2u8; 32]), kokon_client::unix_now()).unwrap_err();
-    assert!(matches!(err, ClientError::Nonce { .. }) && err.is_rejection(), "{err}");
+    let err = kokon_client::verify(
+        old.clone(),
+        &policy,
+        Some(&[2u8; 32]),
+        kokon_client::unix_now(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, ClientError::Nonce { .. }) && err.is_rejection(),
+        "{err}"
+    );
     // And an old bundle is stale under the policy's age limit even offline.
     let err = kokon_client::verify(old, &policy, None, kokon_client::unix_now() + 301).unwrap_err();
     assert!(err.to_string().contains("evidence age"), "{err}");
@@ -97,16 +156,26 @@ async fn tampered_ciphertext_is_rejected_both_ways() {
     let stack = Stack::start(Options::default()).await;
     let enclave = stack.attest().await;
     let body = serde_json::to_vec(&magika_request(&[row(&stack, PYTHON)])).unwrap();
-    let mut sealed = enclave.seal("POST", "/v2/models/magika/infer", &body, 1).unwrap();
+    let mut sealed = enclave
+        .seal("POST", "/v2/models/magika/infer", &body, 1)
+        .unwrap();
     let last = sealed.bytes.len() - 1;
     sealed.bytes[last] ^= 1;
     let err = stack.client.send(&sealed.bytes).await.unwrap_err();
-    assert!(matches!(&err, ClientError::Host { status: 400, message } if message.contains("cannot open the OHTTP request")), "{err}");
+    assert!(
+        matches!(&err, ClientError::Host { status: 400, message } if message.contains("cannot open the OHTTP request")),
+        "{err}"
+    );
     // A response altered on its way back is refused by the client.
-    let sealed = enclave.seal("POST", "/v2/models/magika/infer", &body, 1).unwrap();
+    let sealed = enclave
+        .seal("POST", "/v2/models/magika/infer", &body, 1)
+        .unwrap();
     let mut response = stack.client.send(&sealed.bytes).await.unwrap();
     response[40] ^= 1;
-    assert!(matches!(enclave.open(sealed, &response), Err(ClientError::Seal(_))));
+    assert!(matches!(
+        enclave.open(sealed, &response),
+        Err(ClientError::Seal(_))
+    ));
     stack.shutdown().await;
 }
 
@@ -115,25 +184,51 @@ async fn a_replayed_request_is_refused() {
     let stack = Stack::start(Options::default()).await;
     let enclave = stack.attest().await;
     let body = serde_json::to_vec(&magika_request(&[row(&stack, PYTHON)])).unwrap();
-    let sealed = enclave.seal("POST", "/v2/models/magika/infer", &body, 1).unwrap();
+    let sealed = enclave
+        .seal("POST", "/v2/models/magika/infer", &body, 1)
+        .unwrap();
     let first = stack.client.send(&sealed.bytes).await.unwrap();
     let err = stack.client.send(&sealed.bytes).await.unwrap_err();
-    assert!(matches!(&err, ClientError::Host { status: 400, message } if message.contains("replayed")), "{err}");
+    assert!(
+        matches!(&err, ClientError::Host { status: 400, message } if message.contains("replayed")),
+        "{err}"
+    );
     // The original answer still opens, and its receipt is the only one issued.
     let opened = enclave.open(sealed, &first).unwrap();
     assert_eq!(opened.receipt.receipt.sequence, 1);
-    let (_, next) = stack.client.infer(&enclave, &magika_request(&[row(&stack, PYTHON)])).await.unwrap();
-    assert_eq!(next.receipt.sequence, 2, "the replay was not served or billed");
+    let (_, next) = stack
+        .client
+        .infer(&enclave, &magika_request(&[row(&stack, PYTHON)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        next.receipt.sequence, 2,
+        "the replay was not served or billed"
+    );
     stack.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_oversized_body_gets_413_and_the_enclave_keeps_serving() {
-    let stack = Stack::start(Options { limits: Some(Limits { max_body_bytes: 64 * 1024, ..Limits::default() }), ..Options::default() }).await;
+    let stack = Stack::start(Options {
+        limits: Some(Limits {
+            max_body_bytes: 64 * 1024,
+            ..Limits::default()
+        }),
+        ..Options::default()
+    })
+    .await;
     let enclave = stack.attest().await;
     let err = stack.client.send(&vec![0u8; 65 * 1024]).await.unwrap_err();
-    assert!(matches!(&err, ClientError::Host { status: 413, message } if message.contains("65536")), "{err}");
-    assert!(stack.client.infer(&enclave, &magika_request(&[row(&stack, PYTHON)])).await.is_ok());
+    assert!(
+        matches!(&err, ClientError::Host { status: 413, message } if message.contains("65536")),
+        "{err}"
+    );
+    assert!(stack
+        .client
+        .infer(&enclave, &magika_request(&[row(&stack, PYTHON)]))
+        .await
+        .is_ok());
     stack.shutdown().await;
 }
 
@@ -141,7 +236,17 @@ async fn an_oversized_body_gets_413_and_the_enclave_keeps_serving() {
 async fn malformed_json_and_wrong_tensors_get_400_and_the_enclave_keeps_serving() {
     let stack = Stack::start(Options::default()).await;
     let enclave = stack.attest().await;
-    let opened = stack.client.request(&enclave, "POST", "/v2/models/magika/infer", b"{\"inputs\": [", 1).await.unwrap();
+    let opened = stack
+        .client
+        .request(
+            &enclave,
+            "POST",
+            "/v2/models/magika/infer",
+            b"{\"inputs\": [",
+            1,
+        )
+        .await
+        .unwrap();
     assert_eq!(opened.status, 400);
     assert!(String::from_utf8_lossy(&opened.body).contains("malformed inference request JSON"));
     assert_eq!(opened.receipt.receipt.units, 0, "errors are not billed");
@@ -158,15 +263,31 @@ async fn malformed_json_and_wrong_tensors_get_400_and_the_enclave_keeps_serving(
     wrong_dtype.inputs[0].datatype = "FP32".into();
     let mut out_of_range = magika_request(&[good.clone()]);
     out_of_range.inputs[0].data[0] = serde_json::Number::from(1i64 << 40);
-    for (what, request) in [("name", wrong_name), ("shape", wrong_shape), ("length", wrong_len), ("dtype", wrong_dtype), ("range", out_of_range)] {
+    for (what, request) in [
+        ("name", wrong_name),
+        ("shape", wrong_shape),
+        ("length", wrong_len),
+        ("dtype", wrong_dtype),
+        ("range", out_of_range),
+    ] {
         match stack.client.infer(&enclave, &request).await {
-            Err(ClientError::Enclave { status: 400, message }) => assert!(message.contains(signature), "{what}: {message}"),
+            Err(ClientError::Enclave {
+                status: 400,
+                message,
+            }) => assert!(message.contains(signature), "{what}: {message}"),
             other => panic!("{what}: {other:?}"),
         }
     }
     let too_big = magika_request(&vec![good.clone(); 65]);
-    assert!(matches!(stack.client.infer(&enclave, &too_big).await, Err(ClientError::Enclave { status: 400, .. })));
-    let (_, receipt) = stack.client.infer(&enclave, &magika_request(&[good])).await.unwrap();
+    assert!(matches!(
+        stack.client.infer(&enclave, &too_big).await,
+        Err(ClientError::Enclave { status: 400, .. })
+    ));
+    let (_, receipt) = stack
+        .client
+        .infer(&enclave, &magika_request(&[good]))
+        .await
+        .unwrap();
     assert_eq!(receipt.receipt.units, 1);
     stack.shutdown().await;
 }
@@ -174,26 +295,66 @@ async fn malformed_json_and_wrong_tensors_get_400_and_the_enclave_keeps_serving(
 #[tokio::test(flavor = "multi_thread")]
 async fn the_enclave_killed_mid_request_is_restarted_and_serves_again() {
     let delay = ("KOKON_SIM_INFER_DELAY_MS".to_string(), "1500".to_string());
-    let stack = Stack::start(Options { enclave_env: vec![delay], ..Options::default() }).await;
+    let stack = Stack::start(Options {
+        enclave_env: vec![delay],
+        ..Options::default()
+    })
+    .await;
     let enclave = stack.attest().await;
-    let pid = stack.host.state.pid.load(std::sync::atomic::Ordering::Relaxed);
+    let pid = stack
+        .host
+        .state
+        .pid
+        .load(std::sync::atomic::Ordering::Relaxed);
     let client = stack.client.clone();
     let request = magika_request(&[row(&stack, PYTHON)]);
     let in_flight = tokio::spawn(async move { client.infer(&enclave, &request).await });
     tokio::time::sleep(Duration::from_millis(400)).await;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     let err = in_flight.await.unwrap().unwrap_err();
-    assert!(matches!(&err, ClientError::Host { status: 502, message } if message.contains("closed the connection")), "{err}");
+    assert!(
+        matches!(&err, ClientError::Host { status: 502, message } if message.contains("closed the connection")),
+        "{err}"
+    );
     // The host restarts it; the client re-attests (new keys) and is served.
-    stack.host.wait_ready(Duration::from_secs(30)).await.unwrap();
+    stack
+        .host
+        .wait_ready(Duration::from_secs(30))
+        .await
+        .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while stack.host.state.restarts.load(std::sync::atomic::Ordering::Relaxed) == 0 || !stack.host.state.up.load(std::sync::atomic::Ordering::Relaxed) {
-        assert!(tokio::time::Instant::now() < deadline, "enclave not restarted");
+    while stack
+        .host
+        .state
+        .restarts
+        .load(std::sync::atomic::Ordering::Relaxed)
+        == 0
+        || !stack
+            .host
+            .state
+            .up
+            .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "enclave not restarted"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let enclave = stack.attest().await;
-    let (_, receipt) = stack.client.infer(&enclave, &magika_request(&[row(&stack, PYTHON)])).await.unwrap();
-    assert_eq!(receipt.receipt.sequence, 1, "a fresh enclave with a fresh receipt key");
+    let (_, receipt) = stack
+        .client
+        .infer(&enclave, &magika_request(&[row(&stack, PYTHON)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        receipt.receipt.sequence, 1,
+        "a fresh enclave with a fresh receipt key"
+    );
     stack.shutdown().await;
 }
 
@@ -201,13 +362,20 @@ async fn the_enclave_killed_mid_request_is_restarted_and_serves_again() {
 async fn health_and_metrics_report_the_enclave() {
     let stack = Stack::start(Options::default()).await;
     let enclave = stack.attest().await;
-    stack.client.infer(&enclave, &magika_request(&[row(&stack, PYTHON)])).await.unwrap();
+    stack
+        .client
+        .infer(&enclave, &magika_request(&[row(&stack, PYTHON)]))
+        .await
+        .unwrap();
     let (status, health) = kokon_tests::http_get(&stack.base, "/healthz").await;
     assert_eq!(status, 200, "{health}");
     assert!(health.contains("\"up\":true"), "{health}");
     let (_, metrics) = kokon_tests::http_get(&stack.base, "/metrics").await;
     assert!(metrics.contains("kokon_host_enclave_up 1"), "{metrics}");
-    assert!(metrics.contains("kokon_host_requests_total{route=\"/v1/ohttp\",status=\"200\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("kokon_host_requests_total{route=\"/v1/ohttp\",status=\"200\"} 1"),
+        "{metrics}"
+    );
     let (status, _) = kokon_tests::http_get(&stack.base, "/nope").await;
     assert_eq!(status, 404);
     stack.shutdown().await;
