@@ -190,20 +190,6 @@ fn print_verified(e: &VerifiedEnclave, policy: &str, json: bool) {
     }
 }
 
-/// Reads what Magika needs of a file: its size and up to a block from each end.
-fn sample_file(path: &Path, block: usize) -> anyhow::Result<(usize, Vec<u8>, Vec<u8>)> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let size = usize::try_from(f.metadata()?.len()).context("file too large")?;
-    let n = size.min(block);
-    let mut head = vec![0; n];
-    f.read_exact(&mut head)?;
-    let mut tail = vec![0; n];
-    f.seek(SeekFrom::Start((size - n) as u64))?;
-    f.read_exact(&mut tail)?;
-    Ok((size, head, tail))
-}
-
 /// The outcome of one private classification.
 struct Classified {
     result: Classification,
@@ -309,11 +295,10 @@ async fn demo_client(
     let magika = load_magika()?;
     let mut inputs: Vec<(String, Prepared)> = vec![(SAMPLE_NAME.into(), magika.prepare(SAMPLE))];
     for f in files {
-        let (size, head, tail) = sample_file(f, magika.block_size())?;
-        inputs.push((
-            f.display().to_string(),
-            magika.prepare_parts(size, &head, &tail),
-        ));
+        let prepared = magika
+            .prepare_file(f)
+            .with_context(|| format!("reading {}", f.display()))?;
+        inputs.push((f.display().to_string(), prepared));
     }
     for (i, (name, prepared)) in inputs.into_iter().enumerate() {
         step(3 + i as u32, &format!("classify {name} privately"));
@@ -395,14 +380,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             let magika = load_magika()?;
-            let (size, head, tail) = sample_file(&file, magika.block_size())?;
-            let c = classify(
-                &client,
-                &enclave,
-                &magika,
-                magika.prepare_parts(size, &head, &tail),
-            )
-            .await?;
+            let prepared = magika
+                .prepare_file(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let c = classify(&client, &enclave, &magika, prepared).await?;
             if json {
                 let out = serde_json::json!({
                     "file": file.display().to_string(),

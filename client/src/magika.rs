@@ -200,6 +200,20 @@ impl Magika {
         Prepared::Features(row)
     }
 
+    /// Pre-processes a file, reading only its size and up to one block from each end.
+    pub fn prepare_file(&self, path: &Path) -> std::io::Result<Prepared> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(path)?;
+        let size = usize::try_from(f.metadata()?.len()).map_err(std::io::Error::other)?;
+        let n = size.min(self.block_size);
+        let mut head = vec![0; n];
+        f.read_exact(&mut head)?;
+        let mut tail = vec![0; n];
+        f.seek(SeekFrom::Start((size - n) as u64))?;
+        f.read_exact(&mut tail)?;
+        Ok(self.prepare_parts(size, &head, &tail))
+    }
+
     /// Turns one row of model scores into a classification.
     pub fn classify(&self, scores: &[f32]) -> Result<Classification, String> {
         if scores.len() != self.labels.len() {

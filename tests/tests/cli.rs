@@ -1,0 +1,166 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+//! The `kokon` command line against a running host: output and exit status
+//! (0 success, 2 evidence or policy rejected, 1 any other error).
+
+use std::process::Output;
+
+use kokon_tests::{repo_root, Options, Stack};
+
+fn kokon(stack: &Stack, args: &[&str]) -> Output {
+    std::process::Command::new(&stack.env.kokon_bin)
+        .args(args)
+        .current_dir(repo_root())
+        .env("KOKON_DATA_DIR", stack.data.path())
+        .env("KOKON_ENCLAVE_BIN", &stack.env.enclave_bin)
+        .env("KOKON_MAGIKA_DIR", &stack.env.magika_dir)
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attest_verify_and_infer_from_the_command_line() {
+    let stack = Stack::start(Options::default()).await;
+    let bundle = stack.data.path().join("bundle.json");
+    let bundle = bundle.to_str().unwrap();
+
+    let out = kokon(
+        &stack,
+        &[
+            "attest",
+            "--host",
+            &stack.base,
+            "--policy",
+            "policies/dev-sim.toml",
+            "--save",
+            bundle,
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["verdict"], "accepted");
+    assert_eq!(report["evidence"]["simulated"], true);
+    assert_eq!(
+        report["evidence"]["mrtd"],
+        hex::encode(stack.env.enclave_mrtd())
+    );
+
+    let out = kokon(
+        &stack,
+        &[
+            "verify",
+            "--bundle",
+            bundle,
+            "--policy",
+            "policies/dev-sim.toml",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("ACCEPTED"));
+
+    let out = kokon(
+        &stack,
+        &[
+            "verify",
+            "--bundle",
+            bundle,
+            "--policy",
+            "policies/production-tdx.toml",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "sim evidence under the production policy"
+    );
+    assert!(
+        text(&out.stderr).contains("not anchored in a trusted root"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let later = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+    let later = later
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let out = kokon(
+        &stack,
+        &[
+            "verify",
+            "--bundle",
+            bundle,
+            "--policy",
+            "policies/dev-sim.toml",
+            "--at",
+            &later,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("evidence age"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = kokon(
+        &stack,
+        &[
+            "infer",
+            "--host",
+            &stack.base,
+            "--policy",
+            "policies/dev-sim.toml",
+            "--model",
+            "magika",
+            "--file",
+            "Cargo.toml",
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["output"], "toml");
+    assert_eq!(result["receipt"]["receipt"]["units"], 1);
+
+    let out = kokon(
+        &stack,
+        &[
+            "infer",
+            "--host",
+            &stack.base,
+            "--policy",
+            "policies/dev-sim.toml",
+            "--model",
+            "llama",
+            "--file",
+            "Cargo.toml",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a model the enclave does not serve is an ordinary error"
+    );
+
+    let out = kokon(
+        &stack,
+        &[
+            "verify",
+            "--bundle",
+            "/nonexistent/bundle.json",
+            "--policy",
+            "policies/dev-sim.toml",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    stack.shutdown().await;
+}

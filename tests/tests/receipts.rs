@@ -1,0 +1,242 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+//! The client refuses responses whose receipt is forged, missing, or for
+//! another request, even when the response itself is correctly sealed. An
+//! in-process enclave built from the real parts plays the (misbehaving) server.
+
+use std::io::Cursor;
+
+use bhttp::{Message, Mode, StatusCode};
+use kokon_attestation::claims::Claims;
+use kokon_attestation::sim::{SimRoot, SimTd, SimTdx};
+use kokon_attestation::{AttestationBundle, Evidence, EvidenceFormat};
+use kokon_billing::{digest, ReceiptError, ReceiptSigner, RECEIPT_HEADER};
+use kokon_client::{ClientError, VerifiedEnclave};
+use kokon_policies::{LocalReferences, Policy};
+use kokon_seal::{ServerKey, Suite};
+
+const MRTD: [u8; 48] = [0x42; 48];
+const MAGIKA: &str = "fe2d2eb49c5f88a9e0a6c048e15d6ffdf86235519c2afc535044de433169ec8c";
+
+struct FakeEnclave {
+    key: ServerKey,
+    signer: ReceiptSigner,
+    verified: VerifiedEnclave,
+}
+
+fn fake_enclave() -> FakeEnclave {
+    let now = kokon_client::unix_now();
+    let root = SimRoot::generate(now).unwrap();
+    let mut tdx = SimTdx::new(
+        &root,
+        SimTd {
+            mr_td: MRTD,
+            rtmr: [[0; 48]; 3],
+            debug: false,
+        },
+        now,
+    )
+    .unwrap();
+    let key = ServerKey::derive(1, Suite::Aes256Gcm, &[3; 32]);
+    let signer = ReceiptSigner::from_secret(&[4; 32]);
+    let claims = Claims {
+        kokon_version: "test".into(),
+        ohttp_key_config: key.config().encode(),
+        receipt_key: signer.public_key(),
+        model_name: "magika".into(),
+        model_digest: hex::decode(MAGIKA).unwrap().try_into().unwrap(),
+        config_digest: [1; 32],
+        runtime: "test".into(),
+        nonce: vec![9; 32],
+        issued_at: now,
+    };
+    for e in claims.rtmr3_events() {
+        tdx.extend_rtmr3(&e);
+    }
+    let quote = tdx.quote(claims.report_data()).unwrap();
+    let bundle = AttestationBundle {
+        version: 1,
+        backend: "sim".into(),
+        evidence: Evidence {
+            format: EvidenceFormat::TdxQuote,
+            data: quote,
+        },
+        claims,
+    };
+    let policy = Policy::from_toml(
+        kokon_tests::DEV_POLICY,
+        &LocalReferences {
+            sim_root: Some(root.anchor()),
+            enclave_build_mrtd: Some(MRTD),
+        },
+    )
+    .unwrap();
+    let verified = kokon_client::verify(bundle, &policy, Some(&[9; 32]), now).unwrap();
+    FakeEnclave {
+        key,
+        signer,
+        verified,
+    }
+}
+
+/// Serves one sealed request, letting `receipt` decide what receipt header to attach.
+fn answer(
+    fake: &FakeEnclave,
+    sealed: &[u8],
+    receipt: impl Fn(&[u8], &[u8]) -> Option<Vec<u8>>,
+) -> Vec<u8> {
+    let (plain, ctx) = fake.key.decapsulate(sealed).unwrap();
+    Message::read_bhttp(&mut Cursor::new(plain.as_slice())).unwrap();
+    let body = br#"{"model_name":"magika","outputs":[]}"#;
+    let mut response = Message::response(StatusCode::try_from(200u16).unwrap());
+    if let Some(header) = receipt(&plain, body) {
+        response.put_header(RECEIPT_HEADER, header);
+    }
+    response.write_content(body);
+    let mut encoded = Vec::new();
+    response
+        .write_bhttp(Mode::KnownLength, &mut encoded)
+        .unwrap();
+    ctx.encapsulate(&encoded).unwrap()
+}
+
+fn model_digest() -> [u8; 32] {
+    hex::decode(MAGIKA).unwrap().try_into().unwrap()
+}
+
+#[test]
+fn a_genuine_receipt_is_accepted() {
+    let fake = fake_enclave();
+    let sealed = fake
+        .verified
+        .seal("POST", "/v2/models/magika/infer", b"{}", 1)
+        .unwrap();
+    let response = answer(&fake, &sealed.bytes, |req, body| {
+        Some(
+            fake.signer
+                .sign(digest(req), digest(body), model_digest(), 1, 0)
+                .to_header(),
+        )
+    });
+    let opened = fake.verified.open(sealed, &response).unwrap();
+    assert_eq!(opened.receipt.receipt.units, 1);
+}
+
+#[test]
+fn a_forged_receipt_is_rejected() {
+    let fake = fake_enclave();
+    let forger = ReceiptSigner::from_secret(&[5; 32]);
+    let sealed = fake
+        .verified
+        .seal("POST", "/v2/models/magika/infer", b"{}", 1)
+        .unwrap();
+    let response = answer(&fake, &sealed.bytes, |req, body| {
+        Some(
+            forger
+                .sign(digest(req), digest(body), model_digest(), 1, 0)
+                .to_header(),
+        )
+    });
+    let err = fake.verified.open(sealed, &response).unwrap_err();
+    assert!(
+        matches!(err, ClientError::Receipt(ReceiptError::BadSignature { .. })),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_inflated_or_misdirected_receipt_is_rejected() {
+    let fake = fake_enclave();
+    type Case = (&'static str, fn(&FakeEnclave, &[u8], &[u8]) -> Vec<u8>);
+    let cases: [Case; 4] = [
+        ("units", |f, req, body| {
+            f.signer
+                .sign(digest(req), digest(body), model_digest(), 100, 0)
+                .to_header()
+        }),
+        ("request digest", |f, _, body| {
+            f.signer
+                .sign(
+                    digest(b"another request"),
+                    digest(body),
+                    model_digest(),
+                    1,
+                    0,
+                )
+                .to_header()
+        }),
+        ("response digest", |f, req, _| {
+            f.signer
+                .sign(digest(req), digest(b"another body"), model_digest(), 1, 0)
+                .to_header()
+        }),
+        ("model digest", |f, req, body| {
+            f.signer
+                .sign(digest(req), digest(body), [0; 32], 1, 0)
+                .to_header()
+        }),
+    ];
+    for (field, make) in cases {
+        let sealed = fake
+            .verified
+            .seal("POST", "/v2/models/magika/infer", b"{}", 1)
+            .unwrap();
+        let response = answer(&fake, &sealed.bytes, |req, body| {
+            Some(make(&fake, req, body))
+        });
+        match fake.verified.open(sealed, &response) {
+            Err(ClientError::Receipt(ReceiptError::Mismatch { field: f, .. })) => {
+                assert_eq!(f, field)
+            }
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_missing_or_reused_receipt_is_rejected() {
+    let fake = fake_enclave();
+    let sealed = fake
+        .verified
+        .seal("POST", "/v2/models/magika/infer", b"{}", 1)
+        .unwrap();
+    let response = answer(&fake, &sealed.bytes, |_, _| None);
+    assert!(matches!(
+        fake.verified.open(sealed, &response),
+        Err(ClientError::Receipt(ReceiptError::Malformed(_)))
+    ));
+    // Sequence numbers must increase: a receipt with an old sequence number is a replay.
+    let first = fake.verified.seal("POST", "/p", b"{}", 1).unwrap();
+    let r1 = answer(&fake, &first.bytes, |req, body| {
+        Some(
+            fake.signer
+                .sign(digest(req), digest(body), model_digest(), 1, 0)
+                .to_header(),
+        )
+    });
+    fake.verified.open(first, &r1).unwrap();
+    let again = ReceiptSigner::from_secret(&[4; 32]); // same key, counter restarted at 1
+    let second = fake.verified.seal("POST", "/p", b"{}", 1).unwrap();
+    let r2 = answer(&fake, &second.bytes, |req, body| {
+        Some(
+            again
+                .sign(digest(req), digest(body), model_digest(), 1, 0)
+                .to_header(),
+        )
+    });
+    let err = fake.verified.open(second, &r2).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::Receipt(ReceiptError::Mismatch {
+                field: "sequence",
+                ..
+            })
+        ),
+        "{err}"
+    );
+}
