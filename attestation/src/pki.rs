@@ -93,7 +93,7 @@ pub fn pem_certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
 
 fn parse_certificate<'a>(der: &'a [u8], position: &str) -> Result<X509Certificate<'a>, Error> {
     match X509Certificate::from_der(der) {
-        Ok((rest, cert)) if rest.is_empty() => Ok(cert),
+        Ok(([], cert)) => Ok(cert),
         Ok((rest, _)) => Err(Error::Certificate {
             position: position.into(),
             subject: "?".into(),

@@ -279,7 +279,8 @@ mod tests {
     #[test]
     fn each_field_is_checked_against_the_client_view() {
         let (_, r, e) = signed();
-        let cases: Vec<(fn(&mut Expected), &str)> = vec![
+        type Case = (fn(&mut Expected), &'static str);
+        let cases: Vec<Case> = vec![
             (|e| e.request_digest[0] ^= 1, "request digest"),
             (|e| e.response_digest[0] ^= 1, "response digest"),
             (|e| e.model_digest[0] ^= 1, "model digest"),

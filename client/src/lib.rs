@@ -259,9 +259,12 @@ pub struct Client {
 impl Client {
     /// A client for the host at `base` (e.g. `http://127.0.0.1:8443`).
     pub fn new(base: &str) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let http = HttpClient::builder(TokioExecutor::new()).build(connector);
         Self {
             base: base.trim_end_matches('/').to_string(),
-            http: HttpClient::builder(TokioExecutor::new()).build_http(),
+            http,
             timeout: DEFAULT_TIMEOUT,
         }
     }

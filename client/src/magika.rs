@@ -304,7 +304,7 @@ mod tests {
         assert_eq!(m.prepare(b"ab"), Magika::decided("txt"));
         assert_eq!(m.prepare(b"\xff\xfe"), Magika::decided("unknown"));
         assert_eq!(
-            m.prepare(b"   ab    "),
+            m.prepare(b"     ab"),
             Magika::decided("txt"),
             "stripped beginning shorter than the minimum"
         );

@@ -229,6 +229,22 @@ impl Model {
         })
     }
 
+    /// The first idle session (so a lone client keeps one warm), else the next in turn.
+    fn session(&self) -> Result<std::sync::MutexGuard<'_, Session>, InferError> {
+        for slot in &self.sessions {
+            if let Ok(guard) = slot.try_lock() {
+                return Ok(guard);
+            }
+        }
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.sessions.len().max(1);
+        let slot = self
+            .sessions
+            .get(index)
+            .ok_or_else(|| InferError::Run("no session".into()))?;
+        slot.lock()
+            .map_err(|_| InferError::Run("session lock poisoned".into()))
+    }
+
     /// The name the model is served under.
     pub fn name(&self) -> &str {
         &self.name
@@ -316,14 +332,7 @@ impl Model {
                 })
                 .collect::<Result<_, _>>()?,
         };
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.sessions.len().max(1);
-        let slot = self
-            .sessions
-            .get(index)
-            .ok_or_else(|| InferError::Run("no session".into()))?;
-        let mut session = slot
-            .lock()
-            .map_err(|_| InferError::Run("session lock poisoned".into()))?;
+        let mut session = self.session()?;
         let results = session
             .run(values)
             .map_err(|e| InferError::Run(e.to_string()))?;

@@ -70,6 +70,24 @@ pub struct Args {
     /// Largest batch accepted in one request.
     #[arg(long, default_value_t = 64)]
     pub max_batch: usize,
+    /// CPUs to run on (comma-separated indices), as a TEE VM's dedicated vCPUs.
+    #[arg(long, value_delimiter = ',')]
+    pub cpus: Vec<usize>,
+}
+
+/// Restricts this process (and every thread it creates afterwards) to `cpus`.
+/// Call before the async runtime starts, so that it sizes itself to them.
+pub fn pin_to_cpus(cpus: &[usize]) -> anyhow::Result<()> {
+    if cpus.is_empty() {
+        return Ok(());
+    }
+    let mut set = nix::sched::CpuSet::new();
+    for cpu in cpus {
+        set.set(*cpu)
+            .map_err(|e| anyhow::anyhow!("--cpus {cpu}: {e}"))?;
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+        .map_err(|e| anyhow::anyhow!("--cpus {cpus:?}: {e}"))
 }
 
 /// The serving configuration the enclave measures into RTMR3.

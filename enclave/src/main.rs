@@ -2,16 +2,24 @@
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(false)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KOKON_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
         .init();
-    match kokon_enclave::run(kokon_enclave::Args::parse()).await {
+    let args = kokon_enclave::Args::parse();
+    let run = || -> anyhow::Result<()> {
+        kokon_enclave::pin_to_cpus(&args.cpus)?;
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(kokon_enclave::run(args))
+    };
+    match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("enclave failed: {e:#}");

@@ -131,6 +131,7 @@ async fn serve(listener: TcpListener, front: Arc<http::Front>, mut stop: watch::
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
                 let front = front.clone();
                 let conn = http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())

@@ -264,6 +264,10 @@ fn aead_open(suite: Suite, key: &[u8], nonce: &[u8; NN], ct: &[u8]) -> Result<Ve
 }
 
 type Kem = X25519HkdfSha256;
+/// A secret byte string, zeroized on drop.
+type Secret = Zeroizing<Vec<u8>>;
+/// A sealed request: encapsulated key, ciphertext and the exported response secret.
+type SealedParts = (Vec<u8>, Vec<u8>, Secret);
 
 /// The enclave's side: the private key and its configuration.
 pub struct ServerKey {
@@ -285,7 +289,7 @@ pub struct ClientContext {
     suite: Suite,
 }
 
-fn export<A: Aead>(
+fn export(
     export: impl FnOnce(&[u8], &mut [u8]) -> Result<(), hpke::HpkeError>,
     suite: Suite,
 ) -> Result<Zeroizing<Vec<u8>>, SealError> {
@@ -369,7 +373,7 @@ fn open_request<A: Aead>(
     info: &[u8],
     ct: &[u8],
     suite: Suite,
-) -> Result<(Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>), SealError> {
+) -> Result<(Secret, Secret), SealError> {
     let mut ctx: AeadCtxR<A, HkdfSha256, Kem> =
         hpke::setup_receiver(&OpModeR::Base, sk, encapped, info)
             .map_err(|_| SealError::Decrypt("request"))?;
@@ -377,7 +381,7 @@ fn open_request<A: Aead>(
         ctx.open(ct, b"")
             .map_err(|_| SealError::Decrypt("request"))?,
     );
-    let secret = export::<A>(|l, o| ctx.export(l, o), suite)?;
+    let secret = export(|l, o| ctx.export(l, o), suite)?;
     Ok((plain, secret))
 }
 
@@ -386,11 +390,11 @@ fn seal_request<A: Aead>(
     info: &[u8],
     pt: &[u8],
     suite: Suite,
-) -> Result<(Vec<u8>, Vec<u8>, Zeroizing<Vec<u8>>), SealError> {
+) -> Result<SealedParts, SealError> {
     let (encapped, mut ctx): (_, AeadCtxS<A, HkdfSha256, Kem>) =
         hpke::setup_sender(&OpModeS::Base, pk, info).map_err(crypto)?;
     let ct = ctx.seal(pt, b"").map_err(crypto)?;
-    let secret = export::<A>(|l, o| ctx.export(l, o), suite)?;
+    let secret = export(|l, o| ctx.export(l, o), suite)?;
     Ok((encapped.to_bytes().to_vec(), ct, secret))
 }
 

@@ -1,1 +1,226 @@
-fn main() {}
+//! `kokon-bench`: the cost of confidentiality.
+//!
+//! In one run, on the same model, session options and input row, it
+//! interleaves (a) bare `session.run` in this process and (b) a full
+//! confidential inference: seal to the attested key, HTTP relay through the
+//! host, Unix-socket hop, open, validate, run, receipt, seal, open, verify.
+//! It prints p50/p99 of each and their ratio, where the confidential path's
+//! time goes (phases), then throughput with 1 and 16 concurrent clients, and
+//! ends with `e2e_p50_ratio=<x>`.
+//!
+//! The two are measured in alternating blocks of 50 rather than sample by
+//! sample: the bench process and the enclave process each hold a copy of the
+//! model, and alternating every few milliseconds makes each evict the
+//! other's weights from the shared CPU caches, a cost a deployed enclave
+//! (alone on its cores) does not pay. Blocks keep both under the same
+//! conditions over the whole run while measuring each warm.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kokon_client::magika::Prepared;
+use kokon_tests::{magika_request, Env, Options, Stack};
+
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::Tensor;
+
+const SAMPLES: usize = 400;
+const BLOCK: usize = 50;
+const WARMUP: usize = 30;
+const THROUGHPUT_WINDOW: Duration = Duration::from_secs(4);
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(idx).copied().unwrap_or_default()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// With two or more CPUs, the enclave gets the last one to itself, as a TEE
+/// VM gets dedicated vCPUs; the client, the host and the bare baseline share
+/// the others (see [`main`]).
+fn enclave_cpus() -> Vec<String> {
+    match cpu_count() {
+        n if n >= 2 => vec!["--cpus".into(), (n - 1).to_string()],
+        _ => Vec::new(),
+    }
+}
+
+fn cpu_count() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn main() -> anyhow::Result<()> {
+    let n = cpu_count();
+    if n >= 2 {
+        kokon_enclave::pin_to_cpus(&(0..n - 1).collect::<Vec<_>>())?;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(bench())
+}
+
+async fn bench() -> anyhow::Result<()> {
+    let env = Env::load();
+    let magika = env.magika();
+    let sample = std::fs::read(kokon_tests::repo_root().join("attestation/src/tdx/quote.rs"))?;
+    let Prepared::Features(row) = magika.prepare(&sample) else {
+        anyhow::bail!("sample too small")
+    };
+
+    // Bare ONNX Runtime, configured exactly as the enclave configures each session.
+    let ort_env = ort::init_from(&env.ort_lib)?
+        .with_name("kokon-bench")
+        .build()?;
+    let mut session = Session::builder(&ort_env)
+        .and_then(|b| {
+            b.with_optimization_level(GraphOptimizationLevel::Level3)
+                .map_err(|e| ort::Error::new(e.to_string()))
+        })
+        .and_then(|b| {
+            b.with_intra_threads(1)
+                .map_err(|e| ort::Error::new(e.to_string()))
+        })
+        .and_then(|mut b| b.commit_from_file(&env.model))
+        .map_err(|e| anyhow::anyhow!("bare session: {e}"))?;
+    let mut bare = || -> anyhow::Result<Duration> {
+        let t = Instant::now();
+        let input = Tensor::from_array((vec![1usize, row.len()], row.clone()))?;
+        let out = session.run(ort::inputs!["bytes" => input])?;
+        let (_, scores) = out
+            .get("target_label")
+            .ok_or_else(|| anyhow::anyhow!("no output"))?
+            .try_extract_tensor::<f32>()?;
+        std::hint::black_box(scores);
+        Ok(t.elapsed())
+    };
+
+    // The enclave's own inference path (KServe validation, tensors, run, output), in process.
+    let model = kokon_enclave::inference::Model::load(
+        &ort_env,
+        &env.model,
+        "magika",
+        kokon_enclave::inference::Device::Cpu,
+        1,
+        64,
+    )?;
+    let kserve_request = magika_request(std::slice::from_ref(&row));
+    let mut model_t = Vec::with_capacity(SAMPLES);
+    for i in 0..SAMPLES + WARMUP {
+        let t = Instant::now();
+        let body = serde_json::to_vec(&kserve_request)?;
+        let parsed: kokon_wire::kserve::InferRequest = serde_json::from_slice(&body)?;
+        let (response, _) = model.infer(&parsed)?;
+        std::hint::black_box(serde_json::to_vec(&response)?);
+        if i >= WARMUP {
+            model_t.push(t.elapsed());
+        }
+    }
+    model_t.sort();
+
+    let stack = Stack::start(Options {
+        enclave_args: enclave_cpus(),
+        ..Options::default()
+    })
+    .await;
+    let enclave = Arc::new(stack.attest().await);
+
+    let request = magika_request(std::slice::from_ref(&row));
+
+    for _ in 0..WARMUP {
+        bare()?;
+        stack.client.infer(&enclave, &request).await?;
+    }
+    let (mut bare_t, mut e2e_t) = (Vec::with_capacity(SAMPLES), Vec::with_capacity(SAMPLES));
+    let mut phases: [Vec<Duration>; 4] = Default::default();
+    for _ in 0..SAMPLES / BLOCK {
+        for _ in 0..BLOCK {
+            bare_t.push(bare()?);
+        }
+        for _ in 0..BLOCK {
+            let t0 = Instant::now();
+            let body = serde_json::to_vec(&request)?;
+            let sealed = enclave.seal("POST", "/v2/models/magika/infer", &body, 1)?;
+            let t1 = Instant::now();
+            let response = stack.client.send(&sealed.bytes).await?;
+            let t2 = Instant::now();
+            let opened = enclave.open(sealed, &response)?;
+            let parsed: kokon_wire::kserve::InferResponse = serde_json::from_slice(&opened.body)?;
+            std::hint::black_box(parsed);
+            let t3 = Instant::now();
+            e2e_t.push(t3 - t0);
+            for (slot, d) in phases.iter_mut().zip([t1 - t0, t2 - t1, t3 - t2]) {
+                slot.push(d);
+            }
+        }
+    }
+    bare_t.sort();
+    e2e_t.sort();
+    let (b50, b99, e50, e99) = (
+        percentile(&bare_t, 0.5),
+        percentile(&bare_t, 0.99),
+        percentile(&e2e_t, 0.5),
+        percentile(&e2e_t, 0.99),
+    );
+    println!("model: magika standard_v3_3 (1 x 2048 int32), ONNX Runtime CPU, {SAMPLES} samples each in alternating blocks of {BLOCK}; enclave on CPUs {:?}", enclave_cpus().last());
+    println!(
+        "bare session.run      p50 {:7.3} ms   p99 {:7.3} ms",
+        ms(b50),
+        ms(b99)
+    );
+    println!("enclave path in-proc  p50 {:7.3} ms   (JSON decode, validate, run, JSON encode; no crypto, no transport)", ms(percentile(&model_t, 0.5)));
+    println!(
+        "confidential e2e      p50 {:7.3} ms   p99 {:7.3} ms",
+        ms(e50),
+        ms(e99)
+    );
+    println!(
+        "overhead              p50 {:7.3} ms",
+        ms(e50.saturating_sub(b50))
+    );
+    let names = [
+        "client: encode + seal",
+        "host relay + enclave (open, infer, receipt, seal)",
+        "client: open + verify receipt + parse",
+    ];
+    for (name, mut v) in names.into_iter().zip(phases) {
+        v.sort();
+        println!("  phase {name:<52} p50 {:7.3} ms", ms(percentile(&v, 0.5)));
+    }
+
+    for clients in [1usize, 16] {
+        let done = Arc::new(AtomicU64::new(0));
+        let deadline = Instant::now() + THROUGHPUT_WINDOW;
+        let mut tasks = Vec::new();
+        for _ in 0..clients {
+            let (client, enclave, request, done) = (
+                stack.client.clone(),
+                enclave.clone(),
+                request.clone(),
+                done.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    if client.infer(&enclave, &request).await.is_ok() {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await?;
+        }
+        let rps = done.load(Ordering::Relaxed) as f64 / THROUGHPUT_WINDOW.as_secs_f64();
+        println!("throughput, {clients:>2} concurrent client(s): {rps:8.1} requests/s (enclave on its own CPU)");
+    }
+    stack.shutdown().await;
+    println!("e2e_p50_ratio={:.3}", e50.as_secs_f64() / b50.as_secs_f64());
+    Ok(())
+}

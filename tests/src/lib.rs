@@ -108,6 +108,8 @@ pub struct Options {
     pub enclave_env: Vec<(String, String)>,
     /// Host limits (defaults when `None`).
     pub limits: Option<Limits>,
+    /// Extra arguments for the enclave.
+    pub enclave_args: Vec<String>,
 }
 
 /// A host and its enclave on loopback, with a client.
@@ -143,7 +145,10 @@ impl Stack {
                     p(&env.ort_lib),
                     "--data-dir".into(),
                     p(data.path()),
-                ],
+                ]
+                .into_iter()
+                .chain(options.enclave_args.clone())
+                .collect(),
                 env: options.enclave_env.clone(),
                 socket: data.path().join("enclave.sock"),
                 startup_timeout: Duration::from_secs(60),

@@ -136,7 +136,7 @@ async fn host_never_sees_the_prompt() {
         Prepared::Decided(c) => panic!("{c:?}"),
     };
     // 1. A request whose ID and tensor carry the marker; the ID is echoed in the sealed response.
-    let mut request = magika_request(&[row.clone()]);
+    let mut request = magika_request(std::slice::from_ref(&row));
     request.id = Some(marker.clone());
     let (response, _) = client.infer(&enclave, &request).await.unwrap();
     assert_eq!(

