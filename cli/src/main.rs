@@ -121,6 +121,9 @@ struct HostArgs {
     /// Seconds allowed per request.
     #[arg(long, default_value_t = 30)]
     timeout: u64,
+    /// Pin the enclave to these CPUs (comma-separated), as a TEE VM's dedicated vCPUs.
+    #[arg(long)]
+    enclave_cpus: Option<String>,
 }
 
 fn host_config(args: &HostArgs) -> anyhow::Result<HostConfig> {
@@ -137,6 +140,10 @@ fn host_config(args: &HostArgs) -> anyhow::Result<HostConfig> {
         anyhow::bail!("enclave binary {} not found: build it with `cargo build --release` or set KOKON_ENCLAVE_BIN", enclave.display());
     }
     let path = |p: &Path| p.display().to_string();
+    let pinning = args
+        .enclave_cpus
+        .iter()
+        .flat_map(|cpus| ["--cpus".to_string(), cpus.clone()]);
     Ok(HostConfig {
         listen: args.listen,
         enclave: EnclaveCommand {
@@ -154,7 +161,10 @@ fn host_config(args: &HostArgs) -> anyhow::Result<HostConfig> {
                 path(&ort_lib),
                 "--data-dir".into(),
                 path(&data_dir),
-            ],
+            ]
+            .into_iter()
+            .chain(pinning)
+            .collect(),
             env: Vec::new(),
             socket: run_dir.join(format!("enclave-{}.sock", std::process::id())),
             startup_timeout: Duration::from_secs(60),

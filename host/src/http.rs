@@ -256,3 +256,18 @@ async fn read_body(req: hyper::Request<Incoming>, max: usize) -> Result<Vec<u8>,
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::nonce;
+
+    #[test]
+    fn nonces_are_read_from_the_query() {
+        assert_eq!(nonce(Some("nonce=00ff")), Ok(vec![0, 0xff]));
+        assert_eq!(nonce(Some("a=1&nonce=0102&b=2")), Ok(vec![1, 2]));
+        assert!(nonce(None)
+            .unwrap_err()
+            .contains("missing query parameter nonce"));
+        assert!(nonce(Some("nonce=xyz")).unwrap_err().contains("not hex"));
+    }
+}

@@ -380,3 +380,33 @@ async fn health_and_metrics_report_the_enclave() {
     assert_eq!(status, 404);
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nonces_outside_16_to_64_bytes_are_refused() {
+    let stack = Stack::start(Options::default()).await;
+    for len in [0usize, 8, 15, 65] {
+        let err = stack
+            .client
+            .fetch_bundle(&vec![1u8; len])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ClientError::Host { status: 400, message } if message.contains("expected 16 to 64 bytes")),
+            "{len}: {err}"
+        );
+    }
+    for len in [16usize, 64] {
+        assert_eq!(
+            stack
+                .client
+                .fetch_bundle(&vec![1u8; len])
+                .await
+                .unwrap()
+                .claims
+                .nonce
+                .len(),
+            len
+        );
+    }
+    stack.shutdown().await;
+}

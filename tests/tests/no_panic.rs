@@ -1,0 +1,192 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+//! Every parser of untrusted bytes, fed thousands of mutations of valid
+//! inputs (bit flips, truncations, insertions, corrupted length fields and
+//! random bytes), returns an error or a value and never panics. A fast,
+//! deterministic complement to the fuzz targets.
+
+use kokon_attestation::claims::Claims;
+use kokon_attestation::sim::{SimRoot, SimTd, SimTdx};
+use kokon_attestation::tdx::quote::Quote;
+use kokon_attestation::{verify_bundle, AttestationBundle, Evidence, EvidenceFormat, TrustAnchors};
+use kokon_billing::SignedReceipt;
+use kokon_seal::{KeyConfig, ServerKey, Suite};
+
+struct Mutator(u64);
+
+impl Mutator {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    fn mutate(&mut self, input: &[u8]) -> Vec<u8> {
+        let mut v = input.to_vec();
+        for _ in 0..1 + self.below(4) {
+            match self.below(6) {
+                0 if !v.is_empty() => {
+                    let i = self.below(v.len());
+                    v[i] ^= 1 << self.below(8);
+                }
+                1 => v.truncate(self.below(v.len() + 1)),
+                2 => {
+                    let i = self.below(v.len() + 1);
+                    v.insert(i, self.next() as u8);
+                }
+                3 if v.len() >= 4 => {
+                    // Corrupt what may be a length field with an extreme value.
+                    let i = self.below(v.len() - 3);
+                    let value = [0u32, 1, 0x7fff_ffff, u32::MAX, v.len() as u32][self.below(5)];
+                    v[i..i + 4].copy_from_slice(&value.to_le_bytes());
+                }
+                4 => v = (0..self.below(2048)).map(|_| self.next() as u8).collect(),
+                _ => v.extend((0..self.below(64)).map(|_| self.next() as u8)),
+            }
+        }
+        v
+    }
+}
+
+fn sim_bundle() -> (AttestationBundle, TrustAnchors) {
+    let now = 1_780_000_000;
+    let root = SimRoot::generate(now).unwrap();
+    let mut tdx = SimTdx::new(
+        &root,
+        SimTd {
+            mr_td: [1; 48],
+            rtmr: [[0; 48]; 3],
+            debug: false,
+        },
+        now,
+    )
+    .unwrap();
+    let claims = Claims {
+        kokon_version: "0".into(),
+        ohttp_key_config: vec![1],
+        receipt_key: [1; 32],
+        model_name: "m".into(),
+        model_digest: [2; 32],
+        config_digest: [3; 32],
+        runtime: "r".into(),
+        nonce: vec![4; 32],
+        issued_at: now,
+    };
+    for e in claims.rtmr3_events() {
+        tdx.extend_rtmr3(&e);
+    }
+    let quote = tdx.quote(claims.report_data()).unwrap();
+    let bundle = AttestationBundle {
+        version: 1,
+        backend: "sim".into(),
+        evidence: Evidence {
+            format: EvidenceFormat::TdxQuote,
+            data: quote,
+        },
+        claims,
+    };
+    (
+        bundle,
+        TrustAnchors {
+            roots: vec![root.anchor()],
+        },
+    )
+}
+
+#[test]
+fn quote_parser_and_verifier_never_panic() {
+    let (bundle, anchors) = sim_bundle();
+    let mut m = Mutator(0x9e37_79b9_7f4a_7c15);
+    let mut real = Vec::new();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/tdx/gotdx_prod_quote_v4_spr_e4.dat");
+    if let Ok(bytes) = std::fs::read(fixture) {
+        real = bytes;
+    }
+    for seed in [&bundle.evidence.data, &real] {
+        for _ in 0..3000 {
+            let input = m.mutate(seed);
+            let _ = Quote::parse(&input);
+            let mut b = bundle.clone();
+            b.evidence.data = input;
+            let _ = verify_bundle(&b, &anchors, 1_780_000_000);
+        }
+    }
+}
+
+#[test]
+fn bundle_json_parser_never_panics() {
+    let (bundle, _) = sim_bundle();
+    let json = bundle.to_json();
+    let mut m = Mutator(7);
+    for _ in 0..5000 {
+        let _ = AttestationBundle::from_json(&m.mutate(&json));
+    }
+}
+
+#[test]
+fn ohttp_parsers_never_panic() {
+    let key = ServerKey::derive(1, Suite::Aes256Gcm, &[7; 32]);
+    let config = key.config().encode();
+    let (request, _) = kokon_seal::encapsulate(key.config(), b"a request").unwrap();
+    let mut m = Mutator(11);
+    for _ in 0..3000 {
+        let _ = KeyConfig::parse(&m.mutate(&config), None);
+        if let Ok((_, ctx)) = key.decapsulate(&m.mutate(&request)) {
+            let _ = ctx.encapsulate(b"x");
+        }
+    }
+    for _ in 0..2000 {
+        let (request, client) = kokon_seal::encapsulate(key.config(), b"q").unwrap();
+        let (_, ctx) = key.decapsulate(&request).unwrap();
+        let response = ctx.encapsulate(b"a response").unwrap();
+        let _ = client.decapsulate(&m.mutate(&response));
+    }
+}
+
+#[test]
+fn receipt_and_frame_parsers_never_panic() {
+    let signer = kokon_billing::ReceiptSigner::from_secret(&[1; 32]);
+    let receipt = signer.sign([1; 32], [2; 32], [3; 32], 1, 0).to_header();
+    let mut m = Mutator(13);
+    for _ in 0..3000 {
+        let _ = SignedReceipt::from_header(&m.mutate(&receipt));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut frame = Vec::new();
+        kokon_wire::Request::Ohttp(vec![5; 300])
+            .write(&mut frame)
+            .await
+            .unwrap();
+        for _ in 0..3000 {
+            let bytes = m.mutate(&frame);
+            let _ = kokon_wire::Request::read(&mut bytes.as_slice()).await;
+            let _ = kokon_wire::Response::read(&mut bytes.as_slice()).await;
+        }
+    });
+}
+
+#[test]
+fn policy_parser_never_panics() {
+    let mut m = Mutator(17);
+    let text = kokon_tests::PRODUCTION_POLICY.as_bytes();
+    for _ in 0..3000 {
+        let mutated = m.mutate(text);
+        if let Ok(s) = std::str::from_utf8(&mutated) {
+            let _ =
+                kokon_policies::Policy::from_toml(s, &kokon_policies::LocalReferences::default());
+        }
+    }
+}
