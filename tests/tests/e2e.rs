@@ -410,3 +410,68 @@ async fn nonces_outside_16_to_64_bytes_are_refused() {
     }
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrency_and_time_limits_answer_503_and_504() {
+    let delay = ("KOKON_SIM_INFER_DELAY_MS".to_string(), "1500".to_string());
+    let limits = Limits {
+        max_concurrency: 1,
+        request_timeout: Duration::from_millis(1000),
+        ..Limits::default()
+    };
+    let stack = Stack::start(Options {
+        enclave_env: vec![delay],
+        limits: Some(limits),
+        ..Options::default()
+    })
+    .await;
+    let enclave = std::sync::Arc::new(stack.attest().await);
+    let request = magika_request(&[row(&stack, PYTHON)]);
+    let (client, e, r) = (stack.client.clone(), enclave.clone(), request.clone());
+    let slow = tokio::spawn(async move { client.infer(&e, &r).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let busy = stack.client.infer(&enclave, &request).await.unwrap_err();
+    assert!(
+        matches!(&busy, ClientError::Host { status: 503, message } if message.contains("slots are busy")),
+        "{busy}"
+    );
+    let timed_out = slow.await.unwrap().unwrap_err();
+    assert!(
+        matches!(&timed_out, ClientError::Host { status: 504, .. }),
+        "{timed_out}"
+    );
+    stack.shutdown().await;
+}
+
+#[test]
+fn a_missing_onnx_runtime_is_a_clear_error_not_a_panic() {
+    let env = kokon_tests::Env::load();
+    let data = tempfile::tempdir().unwrap();
+    let not_a_library = data.path().join("libonnxruntime.so.1.99.0");
+    std::fs::write(&not_a_library, b"not a shared library").unwrap();
+    for lib in [data.path().join("missing.so"), not_a_library] {
+        let out = std::process::Command::new(&env.enclave_bin)
+            .args([
+                "--socket",
+                &data.path().join("s.sock").display().to_string(),
+                "--model",
+                &env.model.display().to_string(),
+            ])
+            .args([
+                "--data-dir",
+                &data.path().display().to_string(),
+                "--ort-lib",
+                &lib.display().to_string(),
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("cannot load ONNX Runtime")
+                && stderr.contains("just setup")
+                && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+    }
+}
