@@ -309,3 +309,29 @@ pub fn pem_encode(der: &[u8]) -> String {
     out.push_str("-----END CERTIFICATE-----\n");
     out
 }
+
+/// Provisions a sim platform under `root` and returns the bundle that an
+/// enclave with `td`'s measurements would hand out for `claims`, after
+/// extending RTMR3 with the claims' configuration and model events. For
+/// tests, examples and tools; the enclave itself keeps its [`SimTdx`].
+pub fn simulate(
+    root: &SimRoot,
+    td: SimTd,
+    claims: crate::Claims,
+    now: i64,
+) -> Result<crate::AttestationBundle, Error> {
+    let mut tdx = SimTdx::new(root, td, now)?;
+    for event in claims.rtmr3_events() {
+        tdx.extend_rtmr3(&event);
+    }
+    let data = tdx.quote(claims.report_data())?;
+    Ok(crate::AttestationBundle {
+        version: crate::bundle::BUNDLE_VERSION,
+        backend: "sim".into(),
+        evidence: crate::Evidence {
+            format: crate::EvidenceFormat::TdxQuote,
+            data,
+        },
+        claims,
+    })
+}

@@ -3,7 +3,7 @@
 //! real go-tdx-guest quote under Intel's root.
 
 use kokon_attestation::claims::Claims;
-use kokon_attestation::sim::{SimRoot, SimTd, SimTdx};
+use kokon_attestation::sim::{simulate, SimRoot, SimTd, SimTdx};
 use kokon_attestation::tdx::{rtmr_replay, verify_quote};
 use kokon_attestation::{
     roots, verify_bundle, AttestationBundle, Error, Evidence, EvidenceFormat, TrustAnchors,
@@ -32,30 +32,17 @@ struct Setup {
 
 fn setup_with(debug: bool) -> Setup {
     let root = SimRoot::generate(NOW).unwrap();
-    let mut tdx = SimTdx::new(
+    let bundle = simulate(
         &root,
         SimTd {
             mr_td: [0xaa; 48],
             rtmr: [[0; 48]; 3],
             debug,
         },
+        claims(),
         NOW,
     )
     .unwrap();
-    let claims = claims();
-    for event in claims.rtmr3_events() {
-        tdx.extend_rtmr3(&event);
-    }
-    let quote = tdx.quote(claims.report_data()).unwrap();
-    let bundle = AttestationBundle {
-        version: 1,
-        backend: "sim".into(),
-        evidence: Evidence {
-            format: EvidenceFormat::TdxQuote,
-            data: quote,
-        },
-        claims,
-    };
     Setup { root, bundle }
 }
 

@@ -2,10 +2,8 @@
 //! The shipped policies against simulated evidence: each check has a case that trips it.
 
 use kokon_attestation::claims::Claims;
-use kokon_attestation::sim::{SimRoot, SimTd, SimTdx};
-use kokon_attestation::{
-    verify_bundle, AttestationBundle, Error, Evidence, EvidenceFormat, VerifiedEvidence,
-};
+use kokon_attestation::sim::{simulate, SimRoot, SimTd};
+use kokon_attestation::{verify_bundle, AttestationBundle, Error, VerifiedEvidence};
 use kokon_policies::{LocalReferences, Policy};
 
 const NOW: i64 = 1_780_000_000;
@@ -21,16 +19,6 @@ struct Sim {
 
 fn sim(debug: bool, model_digest: [u8; 32], issued_at: i64) -> Sim {
     let root = SimRoot::generate(NOW).unwrap();
-    let mut tdx = SimTdx::new(
-        &root,
-        SimTd {
-            mr_td: MRTD,
-            rtmr: [[0; 48]; 3],
-            debug,
-        },
-        NOW,
-    )
-    .unwrap();
     let claims = Claims {
         kokon_version: "0.1.0".into(),
         ohttp_key_config: vec![1],
@@ -42,19 +30,17 @@ fn sim(debug: bool, model_digest: [u8; 32], issued_at: i64) -> Sim {
         nonce: vec![3; 32],
         issued_at,
     };
-    for e in claims.rtmr3_events() {
-        tdx.extend_rtmr3(&e);
-    }
-    let quote = tdx.quote(claims.report_data()).unwrap();
-    let bundle = AttestationBundle {
-        version: 1,
-        backend: "sim".into(),
-        evidence: Evidence {
-            format: EvidenceFormat::TdxQuote,
-            data: quote,
+    let bundle = simulate(
+        &root,
+        SimTd {
+            mr_td: MRTD,
+            rtmr: [[0; 48]; 3],
+            debug,
         },
         claims,
-    };
+        NOW,
+    )
+    .unwrap();
     Sim { root, bundle }
 }
 

@@ -10,9 +10,9 @@
 //! deterministic complement to the fuzz targets.
 
 use kokon_attestation::claims::Claims;
-use kokon_attestation::sim::{SimRoot, SimTd, SimTdx};
+use kokon_attestation::sim::{simulate, SimRoot, SimTd};
 use kokon_attestation::tdx::quote::Quote;
-use kokon_attestation::{verify_bundle, AttestationBundle, Evidence, EvidenceFormat, TrustAnchors};
+use kokon_attestation::{verify_bundle, AttestationBundle, TrustAnchors};
 use kokon_billing::SignedReceipt;
 use kokon_seal::{KeyConfig, ServerKey, Suite};
 
@@ -60,16 +60,6 @@ impl Mutator {
 fn sim_bundle() -> (AttestationBundle, TrustAnchors) {
     let now = 1_780_000_000;
     let root = SimRoot::generate(now).unwrap();
-    let mut tdx = SimTdx::new(
-        &root,
-        SimTd {
-            mr_td: [1; 48],
-            rtmr: [[0; 48]; 3],
-            debug: false,
-        },
-        now,
-    )
-    .unwrap();
     let claims = Claims {
         kokon_version: "0".into(),
         ohttp_key_config: vec![1],
@@ -81,19 +71,17 @@ fn sim_bundle() -> (AttestationBundle, TrustAnchors) {
         nonce: vec![4; 32],
         issued_at: now,
     };
-    for e in claims.rtmr3_events() {
-        tdx.extend_rtmr3(&e);
-    }
-    let quote = tdx.quote(claims.report_data()).unwrap();
-    let bundle = AttestationBundle {
-        version: 1,
-        backend: "sim".into(),
-        evidence: Evidence {
-            format: EvidenceFormat::TdxQuote,
-            data: quote,
+    let bundle = simulate(
+        &root,
+        SimTd {
+            mr_td: [1; 48],
+            rtmr: [[0; 48]; 3],
+            debug: false,
         },
         claims,
-    };
+        now,
+    )
+    .unwrap();
     (
         bundle,
         TrustAnchors {

@@ -12,8 +12,7 @@ use std::io::Cursor;
 
 use bhttp::{Message, Mode, StatusCode};
 use kokon_attestation::claims::Claims;
-use kokon_attestation::sim::{SimRoot, SimTd, SimTdx};
-use kokon_attestation::{AttestationBundle, Evidence, EvidenceFormat};
+use kokon_attestation::sim::{simulate, SimRoot, SimTd};
 use kokon_billing::{digest, ReceiptError, ReceiptSigner, RECEIPT_HEADER};
 use kokon_client::{ClientError, VerifiedEnclave};
 use kokon_policies::{LocalReferences, Policy};
@@ -31,16 +30,6 @@ struct FakeEnclave {
 fn fake_enclave() -> FakeEnclave {
     let now = kokon_client::unix_now();
     let root = SimRoot::generate(now).unwrap();
-    let mut tdx = SimTdx::new(
-        &root,
-        SimTd {
-            mr_td: MRTD,
-            rtmr: [[0; 48]; 3],
-            debug: false,
-        },
-        now,
-    )
-    .unwrap();
     let key = ServerKey::derive(1, Suite::Aes256Gcm, &[3; 32]);
     let signer = ReceiptSigner::from_secret(&[4; 32]);
     let claims = Claims {
@@ -54,19 +43,17 @@ fn fake_enclave() -> FakeEnclave {
         nonce: vec![9; 32],
         issued_at: now,
     };
-    for e in claims.rtmr3_events() {
-        tdx.extend_rtmr3(&e);
-    }
-    let quote = tdx.quote(claims.report_data()).unwrap();
-    let bundle = AttestationBundle {
-        version: 1,
-        backend: "sim".into(),
-        evidence: Evidence {
-            format: EvidenceFormat::TdxQuote,
-            data: quote,
+    let bundle = simulate(
+        &root,
+        SimTd {
+            mr_td: MRTD,
+            rtmr: [[0; 48]; 3],
+            debug: false,
         },
         claims,
-    };
+        now,
+    )
+    .unwrap();
     let policy = Policy::from_toml(
         kokon_tests::DEV_POLICY,
         &LocalReferences {
