@@ -31,3 +31,7 @@ lint:
 
 # What CI runs.
 presubmit: lint test
+
+# Smoke-run every fuzz target (seconds each; default 10).
+fuzz seconds="10":
+    bash scripts/fuzz.sh {{seconds}}
