@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kokon_attestation::{AttestationBundle, Claims, Evidence, EvidenceFormat};
-use kokon_wire::{Request, Response};
+use kokon_wire::{Request, Response, WireError};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::evidence::Backend;
@@ -15,8 +15,9 @@ use crate::gateway::{unix_now, Gateway, Outcome};
 
 /// Shortest and longest accepted client nonce.
 pub const NONCE_LEN: std::ops::RangeInclusive<usize> = 16..=64;
-/// Time allowed to read a request frame.
-const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// An idle connection is closed after this long. The host stops reusing its
+/// idle connections well before ([`kokon_wire::HOST_IDLE_REUSE`]).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Everything the enclave serves with.
 pub struct Enclave {
@@ -88,39 +89,37 @@ impl Enclave {
     }
 }
 
+/// Serves requests on one connection, in turn, until the host closes it or
+/// leaves it idle for [`IDLE_TIMEOUT`].
 async fn serve_connection(enclave: Arc<Enclave>, mut stream: UnixStream) {
-    let request = match tokio::time::timeout(READ_TIMEOUT, Request::read(&mut stream)).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
-            let _ = Response::Rejected(format!("bad frame: {e}"))
-                .write(&mut stream)
-                .await;
-            return;
-        }
-        Err(_) => return,
-    };
-    let response = match request {
-        Request::Attest { nonce } => enclave.attest(nonce),
-        Request::Health => enclave.health(),
-        Request::Ohttp(bytes) => {
+    loop {
+        let request = match tokio::time::timeout(IDLE_TIMEOUT, Request::read(&mut stream)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(WireError::Closed)) | Err(_) => return,
+            Ok(Err(e)) => {
+                let _ = Response::Rejected(format!("bad frame: {e}"))
+                    .write(&mut stream)
+                    .await;
+                return;
+            }
+        };
+        let response = match request {
+            Request::Attest { nonce } => enclave.attest(nonce),
+            Request::Health => enclave.health(),
             // Inference blocks for milliseconds: run it in place (the runtime
             // moves this worker's other tasks away) rather than hopping to the
             // blocking pool and back, which costs two thread wake-ups.
-            match tokio::task::block_in_place(|| enclave.gateway.handle(&bytes, unix_now())) {
-                Outcome::Sealed(b) => Response::Ohttp(b),
-                Outcome::Rejected(m) => Response::Rejected(m),
+            Request::Ohttp(bytes) => {
+                match tokio::task::block_in_place(|| enclave.gateway.handle(&bytes, unix_now())) {
+                    Outcome::Sealed(b) => Response::Ohttp(b),
+                    Outcome::Rejected(m) => Response::Rejected(m),
+                }
             }
+        };
+        if response.write(&mut stream).await.is_err() {
+            return;
         }
-    };
-    let kind = match &response {
-        Response::Ohttp(_) => "sealed",
-        Response::Bundle(_) => "bundle",
-        Response::Health(_) => "health",
-        Response::Rejected(_) => "rejected",
-        Response::Failed(_) => "failed",
-    };
-    tracing::debug!(kind, "answered");
-    let _ = response.write(&mut stream).await;
+    }
 }
 
 /// Serves on a Unix socket until SIGTERM or SIGINT.

@@ -31,8 +31,8 @@ use crate::Limits;
 
 /// What every handler needs.
 pub struct Front {
-    /// Enclave socket.
-    pub socket: std::path::PathBuf,
+    /// The relay to the enclave.
+    pub relay: relay::Relay,
     /// Enclave state.
     pub state: Arc<EnclaveState>,
     /// Metrics.
@@ -185,7 +185,7 @@ impl Front {
         if let Frame::Ohttp(b) = &frame {
             self.metrics.bytes_to_enclave.inc_by(b.len() as u64);
         }
-        match relay::call(&self.socket, &frame, self.limits.request_timeout).await {
+        match self.relay.call(&frame, self.limits.request_timeout).await {
             Ok(Reply::Bundle(b)) => respond(StatusCode::OK, "application/json", b),
             Ok(Reply::Ohttp(b)) => {
                 self.metrics.bytes_from_enclave.inc_by(b.len() as u64);

@@ -108,7 +108,7 @@ pub async fn start(config: HostConfig) -> anyhow::Result<RunningHost> {
         stop_rx.clone(),
     ));
     let front = Arc::new(http::Front {
-        socket: config.enclave.socket.clone(),
+        relay: relay::Relay::new(config.enclave.socket.clone(), state.clone()),
         state: state.clone(),
         metrics,
         slots: Semaphore::new(config.limits.max_concurrency),

@@ -1,12 +1,26 @@
-//! Relays one frame to the enclave and its answer back. The host never
+//! Relays frames to the enclave and its answers back. The host never
 //! interprets the payloads: they are OHTTP ciphertext and attestation bundles.
+//!
+//! Connections are reused: after an answer, the connection goes back to a
+//! small pool of idle ones. A pooled connection is used only while it is
+//! younger than [`HOST_IDLE_REUSE`] and belongs to the enclave process that
+//! is running now. If writing to it fails, the request never reached the
+//! enclave and is sent once more on a fresh connection; any later failure
+//! is reported, never retried (the enclave may have acted on the request).
 
-use std::path::Path;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use kokon_wire::{Request, Response, WireError};
+use kokon_wire::{Request, Response, WireError, HOST_IDLE_REUSE};
 use thiserror::Error;
 use tokio::net::UnixStream;
+
+use crate::supervisor::EnclaveState;
+
+/// Most idle connections kept.
+const MAX_IDLE: usize = 64;
 
 /// Why the enclave did not answer.
 #[derive(Debug, Error)]
@@ -26,7 +40,22 @@ pub enum RelayError {
     Wire(WireError),
 }
 
-/// Sends `request` and waits up to `timeout` for the response.
+fn write_error(e: WireError) -> RelayError {
+    match e {
+        WireError::Io(_) | WireError::Closed => RelayError::Closed,
+        other => RelayError::Wire(other),
+    }
+}
+
+fn read_error(e: WireError) -> RelayError {
+    match e {
+        WireError::Closed => RelayError::Closed,
+        WireError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionReset => RelayError::Closed,
+        other => RelayError::Wire(other),
+    }
+}
+
+/// Sends `request` on a fresh connection and waits up to `timeout` for the response.
 pub async fn call(
     socket: &Path,
     request: &Request,
@@ -36,19 +65,84 @@ pub async fn call(
         let mut stream = UnixStream::connect(socket)
             .await
             .map_err(RelayError::Unavailable)?;
-        request.write(&mut stream).await.map_err(|e| match e {
-            WireError::Io(_) | WireError::Closed => RelayError::Closed,
-            other => RelayError::Wire(other),
-        })?;
-        Response::read(&mut stream).await.map_err(|e| match e {
-            WireError::Closed => RelayError::Closed,
-            WireError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-                RelayError::Closed
-            }
-            other => RelayError::Wire(other),
-        })
+        request.write(&mut stream).await.map_err(write_error)?;
+        Response::read(&mut stream).await.map_err(read_error)
     };
     tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| RelayError::Timeout(timeout))?
+}
+
+struct Idle {
+    stream: UnixStream,
+    since: Instant,
+    pid: u32,
+}
+
+/// A relay to the enclave with a pool of idle connections.
+pub struct Relay {
+    socket: PathBuf,
+    state: Arc<EnclaveState>,
+    idle: Mutex<Vec<Idle>>,
+}
+
+impl Relay {
+    /// A relay to the enclave serving on `socket`.
+    pub fn new(socket: PathBuf, state: Arc<EnclaveState>) -> Self {
+        Self {
+            socket,
+            state,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn take(&self, pid: u32) -> Option<UnixStream> {
+        let mut idle = self.idle.lock().ok()?;
+        idle.retain(|c| c.pid == pid && c.since.elapsed() < HOST_IDLE_REUSE);
+        idle.pop().map(|c| c.stream)
+    }
+
+    fn put(&self, stream: UnixStream, pid: u32) {
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < MAX_IDLE {
+                idle.push(Idle {
+                    stream,
+                    since: Instant::now(),
+                    pid,
+                });
+            }
+        }
+    }
+
+    async fn exchange(&self, request: &Request) -> Result<Response, RelayError> {
+        let pid = self.state.pid.load(Ordering::Relaxed);
+        let mut stream = match self.take(pid) {
+            Some(mut pooled) => match request.write(&mut pooled).await {
+                Ok(()) => Some(pooled),
+                // Not delivered: the pooled connection was stale.
+                Err(_) => None,
+            },
+            None => None,
+        };
+        if stream.is_none() {
+            let mut fresh = UnixStream::connect(&self.socket)
+                .await
+                .map_err(RelayError::Unavailable)?;
+            request.write(&mut fresh).await.map_err(write_error)?;
+            stream = Some(fresh);
+        }
+        let Some(mut stream) = stream else {
+            return Err(RelayError::Closed);
+        };
+        let response = Response::read(&mut stream).await.map_err(read_error)?;
+        self.put(stream, pid);
+        Ok(response)
+    }
+
+    /// Sends `request` and waits up to `timeout` for the response.
+    pub async fn call(&self, request: &Request, timeout: Duration) -> Result<Response, RelayError> {
+        tokio::time::timeout(timeout, self.exchange(request))
+            .await
+            .map_err(|_| RelayError::Timeout(timeout))?
+    }
 }

@@ -42,32 +42,27 @@ fn ms(d: Duration) -> f64 {
 
 /// With two or more CPUs, the enclave gets the last one to itself, as a TEE
 /// VM gets dedicated vCPUs; the client, the host and the bare baseline share
-/// the others (see [`main`]).
-fn enclave_cpus() -> Vec<String> {
-    match cpu_count() {
-        n if n >= 2 => vec!["--cpus".into(), (n - 1).to_string()],
-        _ => Vec::new(),
-    }
-}
-
-fn cpu_count() -> usize {
-    std::thread::available_parallelism()
+/// the others. Returns the enclave's CPU, if any.
+fn pin() -> anyhow::Result<Option<usize>> {
+    let n = std::thread::available_parallelism()
         .map(|n| n.get())
-        .unwrap_or(1)
+        .unwrap_or(1);
+    if n < 2 {
+        return Ok(None);
+    }
+    kokon_enclave::pin_to_cpus(&(0..n - 1).collect::<Vec<_>>())?;
+    Ok(Some(n - 1))
 }
 
 fn main() -> anyhow::Result<()> {
-    let n = cpu_count();
-    if n >= 2 {
-        kokon_enclave::pin_to_cpus(&(0..n - 1).collect::<Vec<_>>())?;
-    }
+    let enclave_cpu = pin()?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(bench())
+        .block_on(bench(enclave_cpu))
 }
 
-async fn bench() -> anyhow::Result<()> {
+async fn bench(enclave_cpu: Option<usize>) -> anyhow::Result<()> {
     let env = Env::load();
     let magika = env.magika();
     let sample = std::fs::read(kokon_tests::repo_root().join("attestation/src/tdx/quote.rs"))?;
@@ -126,7 +121,10 @@ async fn bench() -> anyhow::Result<()> {
     model_t.sort();
 
     let stack = Stack::start(Options {
-        enclave_args: enclave_cpus(),
+        enclave_args: enclave_cpu
+            .iter()
+            .flat_map(|c| ["--cpus".to_string(), c.to_string()])
+            .collect(),
         ..Options::default()
     })
     .await;
@@ -169,7 +167,7 @@ async fn bench() -> anyhow::Result<()> {
         percentile(&e2e_t, 0.5),
         percentile(&e2e_t, 0.99),
     );
-    println!("model: magika standard_v3_3 (1 x 2048 int32), ONNX Runtime CPU, {SAMPLES} samples each in alternating blocks of {BLOCK}; enclave on CPUs {:?}", enclave_cpus().last());
+    println!("model: magika standard_v3_3 (1 x 2048 int32), ONNX Runtime CPU, {SAMPLES} samples each in alternating blocks of {BLOCK}; enclave pinned to CPU {enclave_cpu:?}");
     println!(
         "bare session.run      p50 {:7.3} ms   p99 {:7.3} ms",
         ms(b50),

@@ -3,9 +3,9 @@
 //! [`kserve`] holds the KServe Open Inference Protocol v2 messages that the
 //! client and the enclave exchange inside the OHTTP envelope. The rest of
 //! this crate is the frame protocol between the host shim and its enclave:
-//! the only code the host and the enclave share. One request and one
-//! response travel per connection (a Unix socket in development, vsock in a
-//! VM). A frame is a 4-byte big-endian length, a 1-byte kind and a payload;
+//! the only code the host and the enclave share. Requests and responses
+//! alternate on a connection (a Unix socket in development, vsock in a VM),
+//! one response per request, in order. A frame is a 4-byte big-endian length, a 1-byte kind and a payload;
 //! lengths are bounded before anything is allocated.
 //!
 //! Nothing in a frame is ever plaintext of a client: attestation requests
@@ -19,6 +19,11 @@ pub mod kserve;
 
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// The host reuses an idle connection only within this time; the enclave
+/// closes connections only after a much longer idle time (60 s), so a reused
+/// connection is never closed under a request.
+pub const HOST_IDLE_REUSE: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Largest payload accepted in a frame (16 MiB).
 pub const MAX_FRAME_LEN: u32 = 16 * 1024 * 1024;
@@ -91,11 +96,12 @@ async fn write_frame<W: AsyncWrite + Unpin>(
         .ok()
         .filter(|l| *l <= MAX_FRAME_LEN)
         .ok_or(WireError::TooLarge(u32::MAX))?;
-    let mut head = [0u8; 5];
-    head[..4].copy_from_slice(&len.to_be_bytes());
-    head[4] = kind;
-    w.write_all(&head).await?;
-    w.write_all(payload).await?;
+    // One write per frame, so the reader wakes once.
+    let mut frame = Vec::with_capacity(5 + payload.len());
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.push(kind);
+    frame.extend_from_slice(payload);
+    w.write_all(&frame).await?;
     w.flush().await?;
     Ok(())
 }
