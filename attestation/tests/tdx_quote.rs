@@ -313,3 +313,194 @@ fn real_go_tdx_guest_quote_verifies_under_intel_root_in_2023_and_expires_by_2053
         Err(Error::UntrustedRoot { .. })
     ));
 }
+
+#[test]
+fn every_structural_field_is_checked() {
+    let s = setup();
+    let a = anchors(&s.root);
+    let check = |offset: usize, value: &[u8]| {
+        let mut q = s.bundle.evidence.data.clone();
+        q[offset..offset + value.len()].copy_from_slice(value);
+        verify_quote(&q, &a, NOW).unwrap_err()
+    };
+    assert!(matches!(
+        check(2, &[3, 0]),
+        Error::Unsupported {
+            field: "attestation key type",
+            ..
+        }
+    ));
+    assert!(matches!(
+        check(4, &[0, 0, 0, 0]),
+        Error::Unsupported {
+            field: "TEE type",
+            ..
+        }
+    ));
+    assert!(matches!(
+        check(764, &[5, 0]),
+        Error::Unsupported {
+            field: "certification data type",
+            ..
+        }
+    ));
+    assert!(matches!(
+        check(766, &[0xff, 0xff, 0xff, 0xff]),
+        Error::TooLarge {
+            what: "certification data"
+        }
+    ));
+    assert!(matches!(
+        check(632, &[0xff, 0xff, 0xff, 0x7f]),
+        Error::TooLarge {
+            what: "quote signature data"
+        }
+    ));
+    // QE report (384) + its signature (64) + auth data size (2, zero here): the inner type.
+    assert!(matches!(
+        check(770 + 384 + 64 + 2, &[6, 0]),
+        Error::Unsupported {
+            field: "PCK certification data type",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn unsupported_bundle_versions_are_rejected() {
+    let s = setup();
+    let mut json: serde_json::Value = serde_json::from_slice(&s.bundle.to_json()).unwrap();
+    json["version"] = serde_json::json!(2);
+    let err = AttestationBundle::from_json(json.to_string().as_bytes()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Unsupported {
+                field: "bundle version",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(matches!(
+        AttestationBundle::from_json(b"{\"version\": 1}"),
+        Err(Error::Bundle(_))
+    ));
+}
+
+mod chains {
+    use kokon_attestation::pki::verify_chain;
+    use kokon_attestation::{Error, TrustAnchor, TrustAnchors};
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+
+    fn params(cn: &str, ca: bool) -> CertificateParams {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.is_ca = if ca {
+            IsCa::Ca(BasicConstraints::Unconstrained)
+        } else {
+            IsCa::ExplicitNoCa
+        };
+        p
+    }
+
+    struct Pki {
+        root_der: Vec<u8>,
+        root: Issuer<'static, KeyPair>,
+    }
+
+    fn root() -> Pki {
+        let key = KeyPair::generate().unwrap();
+        let p = params("test root", true);
+        let cert = p.self_signed(&key).unwrap();
+        Pki {
+            root_der: cert.der().to_vec(),
+            root: Issuer::new(p, key),
+        }
+    }
+
+    fn anchors(pki: &Pki) -> TrustAnchors {
+        TrustAnchors {
+            roots: vec![TrustAnchor {
+                name: "test".into(),
+                der: pki.root_der.clone(),
+                simulated: true,
+            }],
+        }
+    }
+
+    const NOW: i64 = 1_780_000_000;
+
+    #[test]
+    fn a_well_formed_chain_verifies() {
+        let pki = root();
+        let (leaf_key, ca_key) = (KeyPair::generate().unwrap(), KeyPair::generate().unwrap());
+        let ca_params = params("ca", true);
+        let ca = ca_params.signed_by(&ca_key, &pki.root).unwrap();
+        let leaf = params("leaf", false)
+            .signed_by(&leaf_key, &Issuer::new(ca_params, ca_key))
+            .unwrap();
+        let chain = vec![leaf.der().to_vec(), ca.der().to_vec(), pki.root_der.clone()];
+        assert!(verify_chain(&chain, &anchors(&pki), NOW, &[]).is_ok());
+    }
+
+    #[test]
+    fn an_issuer_that_is_not_a_ca_is_rejected() {
+        let pki = root();
+        let (leaf_key, mid_key) = (KeyPair::generate().unwrap(), KeyPair::generate().unwrap());
+        let mid_params = params("not a ca", false);
+        let mid = mid_params.signed_by(&mid_key, &pki.root).unwrap();
+        let leaf = params("leaf", false)
+            .signed_by(&leaf_key, &Issuer::new(mid_params, mid_key))
+            .unwrap();
+        let chain = vec![
+            leaf.der().to_vec(),
+            mid.der().to_vec(),
+            pki.root_der.clone(),
+        ];
+        let err = verify_chain(&chain, &anchors(&pki), NOW, &["leaf", "mid", "root"]).unwrap_err();
+        assert!(
+            matches!(&err, Error::Certificate { position, reason, .. } if position == "mid" && reason.contains("not a CA")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_chain_out_of_order_is_rejected() {
+        let pki = root();
+        let other = root();
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = params("leaf", false)
+            .signed_by(&leaf_key, &other.root)
+            .unwrap();
+        // The leaf names "test root" as issuer, but another key of that name signed it.
+        let err = verify_chain(
+            &[leaf.der().to_vec(), pki.root_der.clone()],
+            &anchors(&pki),
+            NOW,
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, Error::Certificate { reason, .. } if reason.contains("signature does not verify")),
+            "{err}"
+        );
+        let mut p = params("stranger", true);
+        p.distinguished_name
+            .push(DnType::OrganizationName, "elsewhere");
+        let stranger_key = KeyPair::generate().unwrap();
+        let stranger = p.self_signed(&stranger_key).unwrap();
+        let err = verify_chain(
+            &[leaf.der().to_vec(), stranger.der().to_vec()],
+            &anchors(&pki),
+            NOW,
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, Error::Certificate { reason, .. } if reason.contains("does not match the next certificate's subject")),
+            "{err}"
+        );
+        assert!(verify_chain(&[], &anchors(&pki), NOW, &[]).is_err());
+    }
+}

@@ -475,3 +475,89 @@ fn a_missing_onnx_runtime_is_a_clear_error_not_a_panic() {
         );
     }
 }
+
+/// Seals a hand-built Binary HTTP request, so tests can set what the client library would not.
+fn seal_raw(
+    enclave: &kokon_client::VerifiedEnclave,
+    message: &bhttp::Message,
+) -> (Vec<u8>, kokon_seal::ClientContext) {
+    let mut encoded = Vec::new();
+    message
+        .write_bhttp(bhttp::Mode::KnownLength, &mut encoded)
+        .unwrap();
+    kokon_seal::encapsulate(&enclave.key_config, &encoded).unwrap()
+}
+
+fn request_at(sent_at: Option<i64>) -> bhttp::Message {
+    let mut m = bhttp::Message::request(
+        b"GET".to_vec(),
+        b"https".to_vec(),
+        b"kokon.enclave".to_vec(),
+        b"/v2/models/magika".to_vec(),
+    );
+    if let Some(t) = sent_at {
+        m.put_header("kokon-sent-at", t.to_string());
+    }
+    m
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_outside_the_freshness_window_are_refused() {
+    let stack = Stack::start(Options::default()).await;
+    let enclave = stack.attest().await;
+    let now = kokon_client::unix_now();
+    for sent_at in [Some(now - 300), Some(now + 300), None] {
+        let (sealed, _) = seal_raw(&enclave, &request_at(sent_at));
+        let err = stack.client.send(&sealed).await.unwrap_err();
+        assert!(
+            matches!(&err, ClientError::Host { status: 400, message } if message.contains("freshness window")),
+            "{sent_at:?}: {err}"
+        );
+    }
+    let (sealed, ctx) = seal_raw(&enclave, &request_at(Some(now)));
+    assert!(
+        ctx.decapsulate(&stack.client.send(&sealed).await.unwrap())
+            .is_ok(),
+        "a fresh one is served"
+    );
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sealed_garbage_and_unknown_routes_get_sealed_errors() {
+    let stack = Stack::start(Options::default()).await;
+    let enclave = stack.attest().await;
+    // Correctly sealed, but not Binary HTTP inside.
+    let (sealed, ctx) =
+        kokon_seal::encapsulate(&enclave.key_config, b"\xff\xfe not binary http").unwrap();
+    let response = ctx
+        .decapsulate(&stack.client.send(&sealed).await.unwrap())
+        .unwrap();
+    let message =
+        bhttp::Message::read_bhttp(&mut std::io::Cursor::new(response.as_slice())).unwrap();
+    assert_eq!(message.control().status().map(u16::from), Some(400));
+    // Unknown model and unknown route.
+    for path in ["/v2/models/llama/infer", "/admin"] {
+        let opened = stack
+            .client
+            .request(&enclave, "GET", path, b"", 0)
+            .await
+            .unwrap();
+        assert_eq!(opened.status, 404, "{path}");
+    }
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_host_wants_the_ohttp_media_type() {
+    let stack = Stack::start(Options::default()).await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let req = http::Request::post(format!("{}/v1/ohttp", stack.base))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 415);
+    stack.shutdown().await;
+}
