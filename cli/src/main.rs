@@ -127,6 +127,9 @@ struct HostArgs {
 }
 
 fn host_config(args: &HostArgs) -> anyhow::Result<HostConfig> {
+    if args.tee != "sim" {
+        anyhow::bail!("--tee {}: hardware evidence acquisition is not in this build yet; only --tee sim is available (kokon never falls back to sim silently)", args.tee);
+    }
     let data_dir = local::data_dir();
     let model = match &args.model {
         Some(m) => m.clone(),

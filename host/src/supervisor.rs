@@ -138,7 +138,12 @@ fn spawn(cmd: &EnclaveCommand) -> std::io::Result<Child> {
         tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                tracing::info!(target: "enclave", "{line}");
+                // Keep the enclave's own severity, so its errors show under the host's filter.
+                if line.contains(" ERROR ") || line.contains(" WARN ") {
+                    tracing::warn!(target: "enclave", "{line}");
+                } else {
+                    tracing::info!(target: "enclave", "{line}");
+                }
             }
         });
     }

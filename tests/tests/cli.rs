@@ -164,3 +164,51 @@ async fn attest_verify_and_infer_from_the_command_line() {
     assert_eq!(out.status.code(), Some(1));
     stack.shutdown().await;
 }
+
+#[test]
+fn the_host_refuses_a_tee_it_cannot_provide_instead_of_falling_back() {
+    let env = kokon_tests::Env::load();
+    let out = std::process::Command::new(&env.kokon_bin)
+        .args(["host", "--listen", "127.0.0.1:0", "--tee", "tdx"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("only --tee sim"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_enclave_that_cannot_start_says_why_under_the_default_log_level() {
+    let env = kokon_tests::Env::load();
+    let data = tempfile::tempdir().unwrap();
+    let mut host = tokio::process::Command::new(&env.kokon_bin)
+        .args(["host", "--listen", "127.0.0.1:0"])
+        .env("KOKON_DATA_DIR", data.path())
+        .env("KOKON_ORT_LIB", data.path().join("missing.so"))
+        .env("KOKON_MODEL", &env.model)
+        .env("KOKON_ENCLAVE_BIN", &env.enclave_bin)
+        .env_remove("KOKON_LOG")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = host.stderr.take().unwrap();
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut buf = [0u8; 4096];
+    while !seen.contains("cannot load ONNX Runtime") && tokio::time::Instant::now() < deadline {
+        use tokio::io::AsyncReadExt;
+        match tokio::time::timeout(std::time::Duration::from_secs(1), stderr.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            _ => {}
+        }
+    }
+    let _ = host.kill().await;
+    assert!(
+        seen.contains("cannot load ONNX Runtime") && seen.contains("just setup"),
+        "{seen}"
+    );
+}
