@@ -425,6 +425,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// A rejection for tools: the verdict and each failed check.
+fn rejection_json(e: &ClientError) -> serde_json::Value {
+    let failures: Vec<serde_json::Value> = match e {
+        ClientError::Policy(r) => r
+            .failures
+            .iter()
+            .map(
+                |f| serde_json::json!({"check": f.check, "expected": f.expected, "found": f.found}),
+            )
+            .collect(),
+        ClientError::Nonce { expected, found } => {
+            vec![serde_json::json!({"check": "nonce", "expected": expected, "found": found})]
+        }
+        other => vec![serde_json::json!({"check": "evidence", "error": other.to_string()})],
+    };
+    serde_json::json!({ "verdict": "rejected", "failures": failures })
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -435,14 +453,25 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| "warn".into()),
         )
         .init();
-    match run(Cli::parse()).await {
+    let cli = Cli::parse();
+    let json = matches!(
+        &cli.command,
+        Command::Attest { json: true, .. }
+            | Command::Verify { json: true, .. }
+            | Command::Infer { json: true, .. }
+    );
+    match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            let rejected = e
-                .downcast_ref::<ClientError>()
-                .is_some_and(ClientError::is_rejection);
-            ExitCode::from(if rejected { 2 } else { 1 })
+            let rejection = e.downcast_ref::<ClientError>().filter(|c| c.is_rejection());
+            if let (Some(rejection), true) = (rejection, json) {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rejection_json(rejection)).unwrap_or_default()
+                );
+            }
+            ExitCode::from(if rejection.is_some() { 2 } else { 1 })
         }
     }
 }

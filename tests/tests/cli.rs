@@ -88,6 +88,28 @@ async fn attest_verify_and_infer_from_the_command_line() {
         text(&out.stderr)
     );
 
+    let out = kokon(
+        &stack,
+        &[
+            "verify",
+            "--bundle",
+            bundle,
+            "--policy",
+            "policies/production-tdx.toml",
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(verdict["verdict"], "rejected");
+    assert!(
+        verdict["failures"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not anchored in a trusted root"),
+        "{verdict}"
+    );
+
     let later = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
     let later = later
         .format(&time::format_description::well_known::Rfc3339)
@@ -110,6 +132,22 @@ async fn attest_verify_and_infer_from_the_command_line() {
         "{}",
         text(&out.stderr)
     );
+    let out = kokon(
+        &stack,
+        &[
+            "verify",
+            "--bundle",
+            bundle,
+            "--policy",
+            "policies/dev-sim.toml",
+            "--at",
+            &later,
+            "--json",
+        ],
+    );
+    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(verdict["failures"][0]["check"], "evidence age", "{verdict}");
+    assert_eq!(verdict["failures"][0]["expected"], "at most 300 s");
 
     let out = kokon(
         &stack,
