@@ -105,7 +105,16 @@ impl Register {
     pub fn value(self, td: &TdReportBody) -> &Measurement {
         match self {
             Self::MrTd => &td.mr_td,
-            Self::Rtmr(i) => td.rtmr.get(usize::from(i)).unwrap_or(&td.rtmr[0]),
+            Self::Rtmr(i) => {
+                // `parse` only builds RTMR0-3.
+                let [r0, r1, r2, r3] = &td.rtmr;
+                match i {
+                    0 => r0,
+                    1 => r1,
+                    2 => r2,
+                    _ => r3,
+                }
+            }
             Self::MrSeam => &td.mr_seam,
             Self::MrSignerSeam => &td.mr_signer_seam,
             Self::MrConfigId => &td.mr_config_id,

@@ -200,3 +200,26 @@ fn malformed_policies_are_load_errors() {
         assert!(err.contains(needle), "{needle}: {err}");
     }
 }
+
+#[test]
+fn each_rtmr_is_checked_against_its_own_register() {
+    let s = sim(false, magika(), NOW);
+    for (register, index) in [("rtmr0", 0), ("rtmr1", 1), ("rtmr2", 2), ("rtmr3", 3)] {
+        let line = format!("{register} = [\"{}\"]", "ee".repeat(48));
+        let text = DEV.replace("[measurements]", &format!("[measurements]\n{line}"));
+        let text = text.replace(&format!("{register} = [\"{}\"]", "0".repeat(96)), "");
+        let p = Policy::from_toml(
+            &text,
+            &LocalReferences {
+                sim_root: Some(s.root.anchor()),
+                enclave_build_mrtd: Some(MRTD),
+            },
+        )
+        .unwrap();
+        let v = verified(&s, &p);
+        let r = p.appraise(&v, NOW).unwrap_err();
+        assert_eq!(r.failures.len(), 1, "{r}");
+        assert_eq!(r.failures[0].check, register.to_uppercase());
+        assert_eq!(r.failures[0].found, hex::encode(v.td.rtmr[index]));
+    }
+}
