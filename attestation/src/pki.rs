@@ -107,14 +107,8 @@ fn parse_certificate<'a>(der: &'a [u8], position: &str) -> Result<X509Certificat
     }
 }
 
-/// Formats a Unix time as RFC 3339 for messages.
-pub fn rfc3339(unix: i64) -> String {
-    ASN1Time::from_timestamp(unix)
-        .map(|t| t.to_string())
-        .unwrap_or_else(|_| unix.to_string())
-}
-
-/// Verifies a chain given leaf first, ending in (or just below) a trust anchor.
+/// Verifies a chain given leaf first, whose last certificate must be
+/// byte-identical to one of `anchors`.
 ///
 /// `positions` names the certificates for messages (leaf first); missing
 /// names are numbered.

@@ -504,3 +504,27 @@ mod chains {
         assert!(verify_chain(&[], &anchors(&pki), NOW, &[]).is_err());
     }
 }
+
+#[test]
+fn a_pck_chain_must_have_exactly_three_certificates() {
+    let s = setup();
+    let data = &s.bundle.evidence.data;
+    // Drop the last certificate (the root) from the PEM chain and fix the two length fields.
+    let pem_start = data.windows(5).position(|w| w == b"-----").unwrap();
+    let text = std::str::from_utf8(&data[pem_start..]).unwrap();
+    let cut = text.rfind("-----BEGIN CERTIFICATE-----").unwrap();
+    let removed = text.len() - cut;
+    let mut q = data[..pem_start + cut].to_vec();
+    let fix = |q: &mut Vec<u8>, at: usize| {
+        let v = u32::from_le_bytes(q[at..at + 4].try_into().unwrap()) - removed as u32;
+        q[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    };
+    fix(&mut q, 632); // signature data size
+    fix(&mut q, 766); // certification data size
+    fix(&mut q, pem_start - 4); // PCK chain size
+    let err = verify_quote(&q, &anchors(&s.root), NOW).unwrap_err();
+    assert!(
+        matches!(&err, Error::Unsupported { field: "PCK certificate chain length", found, .. } if found == "2"),
+        "{err}"
+    );
+}

@@ -115,8 +115,6 @@ pub struct Expected {
     pub model_digest: [u8; 32],
     /// The units the client asked for.
     pub units: u64,
-    /// The receipt must carry a sequence number above this one.
-    pub after_sequence: Option<u64>,
 }
 
 impl SignedReceipt {
@@ -171,16 +169,49 @@ impl SignedReceipt {
                 found: r.units.to_string(),
             });
         }
-        if let Some(last) = expected.after_sequence {
-            if r.sequence <= last {
-                return Err(ReceiptError::Mismatch {
-                    field: "sequence",
-                    expected: format!("> {last}"),
-                    found: r.sequence.to_string(),
-                });
-            }
-        }
         Ok(r)
+    }
+}
+
+/// How far below the highest sequence number seen a receipt may still arrive
+/// (responses to concurrent requests come back in any order).
+pub const SEQUENCE_WINDOW: u64 = 4096;
+
+/// Accepts each receipt sequence number of one enclave key at most once.
+///
+/// Receipts are bound to their request by digest, so a receipt cannot be
+/// moved to another request; this window also refuses a sequence number the
+/// enclave already used (a misbehaving or cloned signer) and numbers too far
+/// behind to be told apart from one, as IPsec's anti-replay window does.
+#[derive(Debug, Default)]
+pub struct SequenceWindow {
+    highest: Option<u64>,
+    seen: std::collections::BTreeSet<u64>,
+}
+
+impl SequenceWindow {
+    /// Records `sequence`, or says why it is refused.
+    pub fn record(&mut self, sequence: u64) -> Result<(), ReceiptError> {
+        let floor = self.highest.map(|h| h.saturating_sub(SEQUENCE_WINDOW));
+        let refuse = |why: &str| ReceiptError::Mismatch {
+            field: "sequence",
+            expected: format!(
+                "a number not seen before{}",
+                floor.map(|f| format!(", above {f}")).unwrap_or_default()
+            ),
+            found: format!("{sequence} ({why})"),
+        };
+        if floor.is_some_and(|f| sequence <= f && f > 0) {
+            return Err(refuse("too old"));
+        }
+        if !self.seen.insert(sequence) {
+            return Err(refuse("already used"));
+        }
+        let highest = self.highest.map_or(sequence, |h| h.max(sequence));
+        self.highest = Some(highest);
+        let keep_from = highest.saturating_sub(SEQUENCE_WINDOW);
+        self.seen = self.seen.split_off(&keep_from);
+        Ok(())
     }
 }
 
@@ -241,7 +272,6 @@ mod tests {
             response_digest: digest(b"resp"),
             model_digest: [9; 32],
             units: 1,
-            after_sequence: Some(0),
         };
         (signer, r, e)
     }
@@ -285,7 +315,6 @@ mod tests {
             (|e| e.response_digest[0] ^= 1, "response digest"),
             (|e| e.model_digest[0] ^= 1, "model digest"),
             (|e| e.units = 2, "units"),
-            (|e| e.after_sequence = Some(1), "sequence"),
         ];
         for (mutate, field) in cases {
             let mut e = e.clone();
@@ -295,6 +324,29 @@ mod tests {
                 other => panic!("{field}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_sequence_window_accepts_any_order_once() {
+        let mut w = SequenceWindow::default();
+        for seq in [3, 1, 2, 5, 4] {
+            assert!(w.record(seq).is_ok(), "{seq}");
+        }
+        assert!(
+            matches!(
+                w.record(2),
+                Err(ReceiptError::Mismatch {
+                    field: "sequence",
+                    ..
+                })
+            ),
+            "reuse"
+        );
+        w.record(10_000).unwrap();
+        let err = w.record(6).unwrap_err();
+        assert!(err.to_string().contains("too old"), "{err}");
+        w.record(9_000).unwrap();
+        assert!(w.record(9_000).is_err());
     }
 
     #[test]

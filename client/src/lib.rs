@@ -28,7 +28,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
 use kokon_attestation::{verify_bundle, AttestationBundle, VerifiedEvidence};
-use kokon_billing::{digest, Expected, ReceiptError, SignedReceipt, RECEIPT_HEADER};
+use kokon_billing::{
+    digest, Expected, ReceiptError, SequenceWindow, SignedReceipt, RECEIPT_HEADER,
+};
 use kokon_policies::{Policy, Rejection};
 use kokon_seal::{KeyConfig, SealError, Suite};
 use kokon_wire::kserve::{ErrorBody, InferRequest, InferResponse};
@@ -112,7 +114,7 @@ pub struct VerifiedEnclave {
     pub evidence: VerifiedEvidence,
     /// The attested OHTTP key configuration.
     pub key_config: KeyConfig,
-    last_sequence: Mutex<Option<u64>>,
+    sequences: Mutex<SequenceWindow>,
 }
 
 /// Verifies a bundle under `policy` at `now`; with `nonce`, also requires the
@@ -139,7 +141,7 @@ pub fn verify(
         bundle,
         evidence,
         key_config,
-        last_sequence: Mutex::new(None),
+        sequences: Mutex::new(SequenceWindow::default()),
     })
 }
 
@@ -227,19 +229,17 @@ impl VerifiedEnclave {
         let receipt = SignedReceipt::from_header(receipt)?;
         let body = message.content().to_vec();
         let claims = &self.evidence.claims;
-        let mut last = self
-            .last_sequence
-            .lock()
-            .map_err(|_| ClientError::Protocol("poisoned".into()))?;
         receipt.verify(&Expected {
             key: claims.receipt_key,
             request_digest: sealed.request_digest,
             response_digest: digest(&body),
             model_digest: claims.model_digest,
             units: if status == 200 { sealed.units } else { 0 },
-            after_sequence: *last,
         })?;
-        *last = Some(receipt.receipt.sequence);
+        self.sequences
+            .lock()
+            .map_err(|_| ClientError::Protocol("poisoned".into()))?
+            .record(receipt.receipt.sequence)?;
         Ok(Opened {
             status,
             body,

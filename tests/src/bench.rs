@@ -195,20 +195,19 @@ async fn bench(enclave_cpu: Option<usize>) -> anyhow::Result<()> {
 
     for clients in [1usize, 16] {
         let done = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
         let deadline = Instant::now() + THROUGHPUT_WINDOW;
         let mut tasks = Vec::new();
         for _ in 0..clients {
-            let (client, enclave, request, done) = (
-                stack.client.clone(),
-                enclave.clone(),
-                request.clone(),
-                done.clone(),
-            );
+            let (client, enclave, request) =
+                (stack.client.clone(), enclave.clone(), request.clone());
+            let (done, failed) = (done.clone(), failed.clone());
             tasks.push(tokio::spawn(async move {
                 while Instant::now() < deadline {
-                    if client.infer(&enclave, &request).await.is_ok() {
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
+                    match client.infer(&enclave, &request).await {
+                        Ok(_) => done.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                    };
                 }
             }));
         }
@@ -216,7 +215,12 @@ async fn bench(enclave_cpu: Option<usize>) -> anyhow::Result<()> {
             t.await?;
         }
         let rps = done.load(Ordering::Relaxed) as f64 / THROUGHPUT_WINDOW.as_secs_f64();
-        println!("throughput, {clients:>2} concurrent client(s): {rps:8.1} requests/s (enclave on its own CPU)");
+        let failed = failed.load(Ordering::Relaxed);
+        println!("throughput, {clients:>2} concurrent client(s): {rps:8.1} requests/s (enclave on its own CPU), {failed} failed");
+        anyhow::ensure!(
+            failed == 0,
+            "{failed} requests failed under {clients} concurrent clients"
+        );
     }
     stack.shutdown().await;
     println!("e2e_p50_ratio={:.3}", e50.as_secs_f64() / b50.as_secs_f64());

@@ -227,3 +227,37 @@ fn a_missing_or_reused_receipt_is_rejected() {
         "{err}"
     );
 }
+
+#[test]
+fn answers_to_concurrent_requests_may_arrive_in_any_order() {
+    let fake = fake_enclave();
+    let first = fake.verified.seal("POST", "/p", b"{}", 1).unwrap();
+    let second = fake.verified.seal("POST", "/p", b"{}", 1).unwrap();
+    let sign = |req: &[u8], body: &[u8]| {
+        Some(
+            fake.signer
+                .sign(digest(req), digest(body), model_digest(), 1, 0)
+                .to_header(),
+        )
+    };
+    let r1 = answer(&fake, &first.bytes, sign);
+    let r2 = answer(&fake, &second.bytes, sign);
+    assert_eq!(
+        fake.verified
+            .open(second, &r2)
+            .unwrap()
+            .receipt
+            .receipt
+            .sequence,
+        2
+    );
+    assert_eq!(
+        fake.verified
+            .open(first, &r1)
+            .unwrap()
+            .receipt
+            .receipt
+            .sequence,
+        1
+    );
+}

@@ -16,6 +16,10 @@ use crate::pki::{pem_certificates, verify_chain, TrustAnchors, VerifiedChain};
 use crate::Error;
 pub use quote::{Measurement, Quote, TdReportBody};
 
+/// Certificates in a PCK chain: the PCK certificate, Intel's platform or
+/// processor CA, and the root CA.
+pub const PCK_CHAIN_LEN: usize = 3;
+
 /// A quote whose signatures and certificate chain verified.
 #[derive(Debug, Clone)]
 pub struct VerifiedQuote {
@@ -41,6 +45,13 @@ pub fn verify_quote(
     }
     let sig = &quote.signature;
     let chain = pem_certificates(&sig.pck_chain_pem)?;
+    if chain.len() != PCK_CHAIN_LEN {
+        return Err(Error::Unsupported {
+            field: "PCK certificate chain length",
+            expected: format!("{PCK_CHAIN_LEN} (PCK certificate, intermediate CA, root CA)"),
+            found: chain.len().to_string(),
+        });
+    }
     let chain = verify_chain(
         &chain,
         anchors,
