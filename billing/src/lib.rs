@@ -210,7 +210,9 @@ impl SequenceWindow {
         let highest = self.highest.map_or(sequence, |h| h.max(sequence));
         self.highest = Some(highest);
         let keep_from = highest.saturating_sub(SEQUENCE_WINDOW);
-        self.seen = self.seen.split_off(&keep_from);
+        while self.seen.first().is_some_and(|first| *first < keep_from) {
+            self.seen.pop_first();
+        }
         Ok(())
     }
 }
