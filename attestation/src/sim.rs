@@ -24,6 +24,12 @@ use crate::Error;
 
 /// The name policies use for this installation's sim root.
 pub const SIM_ROOT: &str = "sim-local";
+/// Directory of the sim root inside kokon's data directory.
+pub const SIM_ROOT_DIR: &str = "sim-root";
+/// File name of the sim root certificate (DER) inside [`SIM_ROOT_DIR`].
+pub const SIM_ROOT_CERT_FILE: &str = "root.der";
+/// File name of the sim root key (PKCS#8 DER) inside [`SIM_ROOT_DIR`].
+pub const SIM_ROOT_KEY_FILE: &str = "root.key";
 /// Common name of every sim root, so that a human reading a chain knows.
 pub const SIM_ROOT_CN: &str = "kokon simulated TEE root (NOT HARDWARE)";
 /// Validity of a sim root.
@@ -110,12 +116,22 @@ impl SimRoot {
 
     /// The root as a trust anchor, marked simulated.
     pub fn anchor(&self) -> TrustAnchor {
-        TrustAnchor {
-            name: SIM_ROOT.into(),
-            der: self.cert_der.clone(),
-            simulated: true,
-        }
+        anchor(self.cert_der.clone())
     }
+}
+
+/// A sim root certificate (DER) as a trust anchor named `sim-local`, marked simulated.
+pub fn anchor(cert_der: Vec<u8>) -> TrustAnchor {
+    TrustAnchor {
+        name: SIM_ROOT.into(),
+        der: cert_der,
+        simulated: true,
+    }
+}
+
+/// The sim's MRTD of an enclave binary: SHA-384 of its bytes.
+pub fn mr_td_of(binary: &[u8]) -> Measurement {
+    sha2::Sha384::digest(binary).into()
 }
 
 /// The TD's initial measurements in the simulation.

@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use kokon_attestation::sim;
 use kokon_attestation::tdx::Measurement;
 use kokon_attestation::TrustAnchor;
 use kokon_policies::{LocalReferences, Policy};
-use sha2::{Digest, Sha384};
 
 /// kokon's data directory: `$KOKON_DATA_DIR`, else the platform's data dir + `kokon`.
 pub fn data_dir() -> PathBuf {
@@ -38,13 +38,11 @@ pub fn env_path(var: &str) -> anyhow::Result<PathBuf> {
 
 /// The sim root of this installation, if the sim TEE has run here.
 pub fn sim_root_anchor(data_dir: &Path) -> anyhow::Result<Option<TrustAnchor>> {
-    let path = data_dir.join("sim-root").join("root.der");
+    let path = data_dir
+        .join(sim::SIM_ROOT_DIR)
+        .join(sim::SIM_ROOT_CERT_FILE);
     match std::fs::read(&path) {
-        Ok(der) => Ok(Some(TrustAnchor {
-            name: kokon_attestation::sim::SIM_ROOT.into(),
-            der,
-            simulated: true,
-        })),
+        Ok(der) => Ok(Some(sim::anchor(der))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
@@ -54,7 +52,7 @@ pub fn sim_root_anchor(data_dir: &Path) -> anyhow::Result<Option<TrustAnchor>> {
 pub fn measure(path: &Path) -> anyhow::Result<Measurement> {
     let bytes =
         std::fs::read(path).with_context(|| format!("reading {} to measure it", path.display()))?;
-    Ok(Sha384::digest(bytes).into())
+    Ok(sim::mr_td_of(&bytes))
 }
 
 /// Loads a policy file, resolving `sim-local` and `local-enclave-build`.

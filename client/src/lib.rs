@@ -325,7 +325,10 @@ impl Client {
     /// Sends sealed bytes through the host.
     pub async fn send(&self, sealed: &[u8]) -> Result<Vec<u8>, ClientError> {
         let req = http::Request::post(format!("{}/v1/ohttp", self.base))
-            .header(http::header::CONTENT_TYPE, kokon_seal::REQUEST_MEDIA_TYPE)
+            .header(
+                http::header::CONTENT_TYPE,
+                kokon_wire::media_type::OHTTP_REQUEST,
+            )
             .body(Full::new(Bytes::copy_from_slice(sealed)))
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         let (status, body) = self.exchange(req).await?;

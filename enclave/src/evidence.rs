@@ -11,15 +11,11 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
-use kokon_attestation::sim::{SimRoot, SimTd, SimTdx};
+use kokon_attestation::sim::{
+    SimRoot, SimTd, SimTdx, SIM_ROOT_CERT_FILE, SIM_ROOT_DIR, SIM_ROOT_KEY_FILE,
+};
 use kokon_attestation::tdx::Measurement;
-use sha2::{Digest, Sha384};
 use zeroize::Zeroizing;
-
-/// File name of the sim root certificate (DER) inside `<data dir>/sim-root/`.
-pub const SIM_ROOT_CERT: &str = "root.der";
-/// File name of the sim root key (PKCS#8 DER) inside `<data dir>/sim-root/`.
-pub const SIM_ROOT_KEY: &str = "root.key";
 
 /// The TEE backend chosen on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +68,7 @@ impl Backend {
 pub fn measure_file(path: &Path) -> anyhow::Result<Measurement> {
     let bytes =
         fs::read(path).with_context(|| format!("reading {} to measure it", path.display()))?;
-    Ok(Sha384::digest(bytes).into())
+    Ok(kokon_attestation::sim::mr_td_of(&bytes))
 }
 
 /// Starts the sim backend: loads or creates the sim root, then provisions a platform.
@@ -92,21 +88,21 @@ pub fn start_sim(data_dir: &Path, mr_td: Measurement, now: i64) -> anyhow::Resul
 /// and renames that directory into place, so concurrent first starts agree
 /// on one root and never pair one's certificate with another's key.
 pub fn load_or_create_sim_root(data_dir: &Path, now: i64) -> anyhow::Result<SimRoot> {
-    let dir = data_dir.join("sim-root");
+    let dir = data_dir.join(SIM_ROOT_DIR);
     if !dir.exists() {
         fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
         let tmp = data_dir.join(format!(".sim-root.{}", std::process::id()));
         fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         let root = SimRoot::generate(now)?;
-        write_file(&tmp.join(SIM_ROOT_KEY), root.key_pkcs8(), 0o600)?;
-        write_file(&tmp.join(SIM_ROOT_CERT), root.cert_der(), 0o644)?;
+        write_file(&tmp.join(SIM_ROOT_KEY_FILE), root.key_pkcs8(), 0o600)?;
+        write_file(&tmp.join(SIM_ROOT_CERT_FILE), root.cert_der(), 0o644)?;
         if fs::rename(&tmp, &dir).is_err() {
             // Another process installed its root first: use that one.
             let _ = fs::remove_dir_all(&tmp);
         }
     }
-    let cert_path = dir.join(SIM_ROOT_CERT);
-    let key_path = dir.join(SIM_ROOT_KEY);
+    let cert_path = dir.join(SIM_ROOT_CERT_FILE);
+    let key_path = dir.join(SIM_ROOT_KEY_FILE);
     let cert = fs::read(&cert_path).with_context(|| format!("reading {}", cert_path.display()))?;
     let key = Zeroizing::new(
         fs::read(&key_path).with_context(|| format!("reading {}", key_path.display()))?,

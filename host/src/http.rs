@@ -21,7 +21,7 @@ use bytes::Bytes;
 use http::{header, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use kokon_wire::{Request as Frame, Response as Reply};
+use kokon_wire::{media_type, Request as Frame, Response as Reply};
 use tokio::sync::Semaphore;
 
 use crate::metrics::{Metrics, RouteLabels};
@@ -167,12 +167,12 @@ impl Front {
                     .get(header::CONTENT_TYPE)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
-                if content_type != media_type::REQUEST {
+                if content_type != media_type::OHTTP_REQUEST {
                     return json_error(
                         StatusCode::UNSUPPORTED_MEDIA_TYPE,
                         format!(
                             "content-type must be {}, found {content_type:?}",
-                            media_type::REQUEST
+                            media_type::OHTTP_REQUEST
                         ),
                     );
                 }
@@ -189,7 +189,7 @@ impl Front {
             Ok(Reply::Bundle(b)) => respond(StatusCode::OK, "application/json", b),
             Ok(Reply::Ohttp(b)) => {
                 self.metrics.bytes_from_enclave.inc_by(b.len() as u64);
-                respond(StatusCode::OK, media_type::RESPONSE, b)
+                respond(StatusCode::OK, media_type::OHTTP_RESPONSE, b)
             }
             Ok(Reply::Rejected(m)) => json_error(
                 StatusCode::BAD_REQUEST,
@@ -208,14 +208,6 @@ impl Front {
             }
         }
     }
-}
-
-/// Media types of OHTTP messages (RFC 9458 section 9).
-pub mod media_type {
-    /// An encapsulated request.
-    pub const REQUEST: &str = "message/ohttp-req";
-    /// An encapsulated response.
-    pub const RESPONSE: &str = "message/ohttp-res";
 }
 
 fn nonce(query: Option<&str>) -> Result<Vec<u8>, String> {

@@ -38,10 +38,6 @@ pub const KDF_HKDF_SHA256: u16 = 0x0001;
 pub const AEAD_AES_128_GCM: u16 = 0x0001;
 /// HPKE AEAD ID of AES-256-GCM: kokon's suite.
 pub const AEAD_AES_256_GCM: u16 = 0x0002;
-/// Media type of an encapsulated request.
-pub const REQUEST_MEDIA_TYPE: &str = "message/ohttp-req";
-/// Media type of an encapsulated response.
-pub const RESPONSE_MEDIA_TYPE: &str = "message/ohttp-res";
 
 const INFO_REQUEST: &[u8] = b"message/bhttp request";
 const LABEL_RESPONSE: &[u8] = b"message/bhttp response";

@@ -12,7 +12,6 @@ use kokon_client::{Client, VerifiedEnclave};
 use kokon_host::{EnclaveCommand, HostConfig, Limits, RunningHost};
 use kokon_policies::{LocalReferences, Policy};
 use kokon_wire::kserve::{InferInput, InferRequest};
-use sha2::{Digest, Sha384};
 
 /// The development policy shipped in `policies/`.
 pub const DEV_POLICY: &str = include_str!("../../policies/dev-sim.toml");
@@ -95,9 +94,21 @@ impl Env {
         Magika::load(&self.magika_dir).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// The sim root in `data_dir` and the built enclave's MRTD, for policies.
+    pub fn local_references(&self, data_dir: &Path) -> LocalReferences {
+        let sim = data_dir
+            .join(kokon_attestation::sim::SIM_ROOT_DIR)
+            .join(kokon_attestation::sim::SIM_ROOT_CERT_FILE);
+        let der = std::fs::read(&sim).unwrap_or_else(|e| panic!("{}: {e}", sim.display()));
+        LocalReferences {
+            sim_root: Some(kokon_attestation::sim::anchor(der)),
+            enclave_build_mrtd: Some(self.enclave_mrtd()),
+        }
+    }
+
     /// SHA-384 of the enclave binary: its sim MRTD.
     pub fn enclave_mrtd(&self) -> [u8; 48] {
-        Sha384::digest(std::fs::read(&self.enclave_bin).unwrap_or_default()).into()
+        kokon_attestation::sim::mr_td_of(&std::fs::read(&self.enclave_bin).unwrap_or_default())
     }
 }
 
@@ -173,16 +184,8 @@ impl Stack {
 
     /// A policy from TOML text with this stack's sim root and enclave binary as local references.
     pub fn policy(&self, text: &str) -> Policy {
-        let der = std::fs::read(self.data.path().join("sim-root/root.der")).unwrap_or_default();
-        let locals = LocalReferences {
-            sim_root: Some(kokon_attestation::TrustAnchor {
-                name: "sim-local".into(),
-                der,
-                simulated: true,
-            }),
-            enclave_build_mrtd: Some(self.env.enclave_mrtd()),
-        };
-        Policy::from_toml(text, &locals).unwrap_or_else(|e| panic!("policy: {e}"))
+        Policy::from_toml(text, &self.env.local_references(self.data.path()))
+            .unwrap_or_else(|e| panic!("policy: {e}"))
     }
 
     /// The shipped development policy for this stack.

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use kokon_client::magika::Prepared;
 use kokon_client::{Client, ClientError};
-use kokon_policies::{LocalReferences, Policy};
+use kokon_policies::Policy;
 use kokon_tests::{magika_request, Env, DEV_POLICY};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -116,15 +116,7 @@ async fn host_never_sees_the_prompt() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let locals = LocalReferences {
-        sim_root: Some(kokon_attestation::TrustAnchor {
-            name: "sim-local".into(),
-            der: std::fs::read(data.path().join("sim-root/root.der")).unwrap(),
-            simulated: true,
-        }),
-        enclave_build_mrtd: Some(env.enclave_mrtd()),
-    };
-    let policy = Policy::from_toml(DEV_POLICY, &locals).unwrap();
+    let policy = Policy::from_toml(DEV_POLICY, &env.local_references(data.path())).unwrap();
     let enclave = client.attest(&policy).await.unwrap();
 
     let mut raw = [0u8; 16];

@@ -25,6 +25,15 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// connection is never closed under a request.
 pub const HOST_IDLE_REUSE: std::time::Duration = std::time::Duration::from_secs(20);
 
+/// Media types of Oblivious HTTP messages (RFC 9458 section 9), as they
+/// travel between client, host and enclave.
+pub mod media_type {
+    /// An encapsulated request.
+    pub const OHTTP_REQUEST: &str = "message/ohttp-req";
+    /// An encapsulated response.
+    pub const OHTTP_RESPONSE: &str = "message/ohttp-res";
+}
+
 /// Largest payload accepted in a frame (16 MiB).
 pub const MAX_FRAME_LEN: u32 = 16 * 1024 * 1024;
 
