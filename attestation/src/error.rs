@@ -91,6 +91,43 @@ pub enum Error {
         /// The value in the evidence.
         found: String,
     },
+    /// A certificate is listed in a CRL signed by its issuer.
+    #[error(
+        "certificate {position} ({subject}) is revoked: serial {serial} is listed in the {crl}"
+    )]
+    Revoked {
+        /// Its position in the chain.
+        position: String,
+        /// Its subject.
+        subject: String,
+        /// Its serial number (hex).
+        serial: String,
+        /// Which CRL lists it.
+        crl: &'static str,
+    },
+    /// A piece of collateral (TCB info, QE identity, CRL) is outside its validity window.
+    #[error("{what} is not valid at {now}: issued {issued}, next update {next_update}")]
+    CollateralNotValidAt {
+        /// Which collateral.
+        what: &'static str,
+        /// Its issue date (RFC 3339).
+        issued: String,
+        /// Its next-update date (RFC 3339).
+        next_update: String,
+        /// Verification time (RFC 3339).
+        now: String,
+    },
+    /// Collateral is malformed or does not fit the evidence.
+    #[error("collateral: {what}: {reason}")]
+    Collateral {
+        /// Which collateral or field.
+        what: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The platform's TCB is at no level listed in the TCB info, or is revoked.
+    #[error("TCB: {0}")]
+    Tcb(String),
     /// The bundle's JSON is malformed.
     #[error("malformed attestation bundle: {0}")]
     Bundle(String),

@@ -67,6 +67,8 @@ pub struct VerifiedChain {
     pub leaf_subject: String,
     /// The trust anchor that the chain ends in.
     pub anchor: TrustAnchor,
+    /// The chain's certificates (DER), leaf first.
+    pub certificates: Vec<Vec<u8>>,
 }
 
 /// Splits a PEM text into DER certificates.
@@ -136,11 +138,7 @@ pub fn verify_chain(
         .enumerate()
         .map(|(i, der)| parse_certificate(der, &name(i)))
         .collect::<Result<Vec<_>, _>>()?;
-    let at = ASN1Time::from_timestamp(now).map_err(|_| Error::Unsupported {
-        field: "verification time",
-        expected: "a representable time".into(),
-        found: now.to_string(),
-    })?;
+    let at = asn1_time(now)?;
     for (i, cert) in certs.iter().enumerate() {
         let validity = cert.validity();
         if !validity.is_valid_at(at) {
@@ -219,5 +217,101 @@ pub fn verify_chain(
         leaf_public_key: leaf.public_key().subject_public_key.data.to_vec(),
         leaf_subject: leaf.subject().to_string(),
         anchor,
+        certificates: chain.to_vec(),
     })
+}
+
+/// A certificate revocation list whose signature and validity were checked.
+#[derive(Debug, Clone)]
+pub struct VerifiedCrl {
+    /// What the list is, for messages ("Intel root CA CRL").
+    pub name: &'static str,
+    /// The issuer's subject.
+    pub issuer: String,
+    /// Serial numbers of the revoked certificates (big-endian, no leading zeros).
+    pub revoked: Vec<Vec<u8>>,
+}
+
+/// Parses a DER CRL, checks that `issuer_der` signed it and that it is
+/// current at `now` (thisUpdate ≤ now ≤ nextUpdate).
+pub fn verify_crl(
+    crl_der: &[u8],
+    issuer_der: &[u8],
+    now: i64,
+    name: &'static str,
+) -> Result<VerifiedCrl, Error> {
+    use x509_parser::revocation_list::CertificateRevocationList;
+    let bad = |reason: String| Error::Collateral { what: name, reason };
+    let crl = match CertificateRevocationList::from_der(crl_der) {
+        Ok(([], crl)) => crl,
+        Ok((rest, _)) => return Err(bad(format!("{} trailing bytes after DER", rest.len()))),
+        Err(e) => return Err(bad(format!("bad DER: {e}"))),
+    };
+    let issuer = parse_certificate(issuer_der, name)?;
+    if crl.issuer() != issuer.subject() {
+        return Err(Error::Mismatch {
+            what: "CRL issuer",
+            expected: issuer.subject().to_string(),
+            found: crl.issuer().to_string(),
+        });
+    }
+    crl.verify_signature(issuer.public_key())
+        .map_err(|_| Error::BadSignature { what: name })?;
+    let at = asn1_time(now)?;
+    let this_update = crl.last_update();
+    let next_update = crl.next_update();
+    let current = this_update <= at && next_update.is_none_or(|next| at <= next);
+    if !current {
+        return Err(Error::CollateralNotValidAt {
+            what: name,
+            issued: this_update.to_string(),
+            next_update: next_update.map(|t| t.to_string()).unwrap_or_default(),
+            now: at.to_string(),
+        });
+    }
+    Ok(VerifiedCrl {
+        name,
+        issuer: crl.issuer().to_string(),
+        revoked: crl
+            .iter_revoked_certificates()
+            .map(|r| r.serial().to_bytes_be())
+            .collect(),
+    })
+}
+
+/// Fails if `cert_der` is listed in `crl` (a CRL of its issuer).
+pub fn check_not_revoked(cert_der: &[u8], crl: &VerifiedCrl, position: &str) -> Result<(), Error> {
+    let cert = parse_certificate(cert_der, position)?;
+    if cert.issuer().to_string() != crl.issuer {
+        return Ok(());
+    }
+    let serial = cert.serial.to_bytes_be();
+    if crl.revoked.contains(&serial) {
+        return Err(Error::Revoked {
+            position: position.into(),
+            subject: cert.subject().to_string(),
+            serial: hex::encode(serial),
+            crl: crl.name,
+        });
+    }
+    Ok(())
+}
+
+fn asn1_time(now: i64) -> Result<ASN1Time, Error> {
+    ASN1Time::from_timestamp(now).map_err(|_| Error::Unsupported {
+        field: "verification time",
+        expected: "a representable time".into(),
+        found: now.to_string(),
+    })
+}
+
+/// Formats Unix seconds as RFC 3339 for messages.
+pub fn rfc3339(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| secs.to_string())
 }

@@ -69,6 +69,11 @@ impl<'a> Reader<'a> {
         Ok(u32::from_le_bytes(self.array(what)?))
     }
 
+    /// Reads a little-endian `u64`.
+    pub fn u64_le(&mut self, what: &'static str) -> Result<u64, Error> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+
     /// Takes a length-prefixed sub-slice whose length is given by `len`.
     pub fn sub(&mut self, len: u32, what: &'static str) -> Result<Reader<'a>, Error> {
         let len = usize::try_from(len).map_err(|_| Error::Truncated {
@@ -85,6 +90,21 @@ impl<'a> Reader<'a> {
         match self.remaining() {
             0 => Ok(()),
             extra => Err(Error::TrailingBytes { what, extra }),
+        }
+    }
+}
+
+impl Reader<'_> {
+    /// Fails if any byte left unread is not zero: quote buffers handed out by
+    /// the kernel are zero-padded to a fixed size, anything else is rejected.
+    pub fn finish_zero_padded(self, what: &'static str) -> Result<(), Error> {
+        let rest = self.bytes.get(self.offset..).unwrap_or_default();
+        match rest.iter().position(|b| *b != 0) {
+            None => Ok(()),
+            Some(_) => Err(Error::TrailingBytes {
+                what,
+                extra: rest.len(),
+            }),
         }
     }
 }

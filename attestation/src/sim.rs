@@ -284,6 +284,7 @@ impl SimTdx {
             mr_owner_config: [0; 48],
             rtmr: [rtmr0, rtmr1, rtmr2, self.rtmr3],
             report_data,
+            td15: None,
         };
         let signed = Quote::encode_signed_part(&header, &body);
         let signature = QuoteSignature {

@@ -4,17 +4,24 @@
 //! Intel's; the PCK certificate chain is valid at `now` and ends in a trust
 //! anchor; the QE report is signed by the PCK key; the QE report data binds
 //! the attestation key; the quote is signed by the attestation key.
-//! TCB info and QE identity (collateral) are appraised on top of this by the
-//! hardware-attestation layer.
+//! [`verify_quote_with_collateral`] adds Intel's collateral: the root and PCK
+//! CRLs (no certificate of the PCK chain revoked), the signed TCB info and QE
+//! identity, the QE identity policy and the TCB level of platform, TDX module
+//! and QE, giving a [`TcbVerdict`].
 
+pub mod collateral;
+pub mod pck;
 pub mod quote;
+pub mod tcb;
 
 use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
 use sha2::{Digest, Sha256, Sha384};
 
 use crate::pki::{pem_certificates, verify_chain, TrustAnchors, VerifiedChain};
 use crate::Error;
+pub use collateral::Collateral;
 pub use quote::{Measurement, Quote, TdReportBody};
+pub use tcb::{TcbStatus, TcbVerdict};
 
 /// Certificates in a PCK chain: the PCK certificate, Intel's platform or
 /// processor CA, and the root CA.
@@ -89,6 +96,54 @@ pub fn verify_quote(
         })?;
 
     Ok(VerifiedQuote { quote, chain })
+}
+
+/// Verifies a TDX quote and appraises its TCB with `collateral`, all against
+/// `anchors` at `now`. A Revoked TCB, a revoked certificate, a platform below
+/// every TCB level, or any collateral outside its validity window is an error;
+/// any other status (OutOfDate, …) is returned for the policy to judge.
+pub fn verify_quote_with_collateral(
+    bytes: &[u8],
+    collateral: &Collateral,
+    anchors: &TrustAnchors,
+    now: i64,
+) -> Result<(VerifiedQuote, TcbVerdict), Error> {
+    let verified = verify_quote(bytes, anchors, now)?;
+    let trusted = collateral::verify(collateral, anchors, now)?;
+    let certs = &verified.chain.certificates;
+    let (Some(leaf), Some(ca), Some(root)) = (certs.first(), certs.get(1), certs.get(2)) else {
+        return Err(Error::Unsupported {
+            field: "PCK certificate chain length",
+            expected: PCK_CHAIN_LEN.to_string(),
+            found: certs.len().to_string(),
+        });
+    };
+    if root != &verified.chain.anchor.der
+        || collateral_root(collateral)?.as_deref() != Some(root.as_slice())
+    {
+        return Err(Error::Mismatch {
+            what: "root CA of the PCK chain and of the collateral",
+            expected: hex::encode(Sha256::digest(root)),
+            found: collateral_root(collateral)?
+                .map(|r| hex::encode(Sha256::digest(r)))
+                .unwrap_or_default(),
+        });
+    }
+    crate::pki::check_not_revoked(ca, &trusted.root_crl, "PCK platform CA")?;
+    let pck_crl = crate::pki::verify_crl(&collateral.pck_crl.0, ca, now, "PCK CRL")?;
+    crate::pki::check_not_revoked(leaf, &pck_crl, "PCK leaf")?;
+    let pck = pck::parse(leaf)?;
+    let verdict = tcb::appraise(
+        &verified.quote,
+        &pck,
+        &trusted.tcb_info,
+        &trusted.qe_identity,
+    )?;
+    Ok((verified, verdict))
+}
+
+fn collateral_root(collateral: &Collateral) -> Result<Option<Vec<u8>>, Error> {
+    Ok(pem_certificates(collateral.tcb_info_issuer_chain.as_bytes())?.pop())
 }
 
 /// Extends an RTMR as the TDX module does: `new = SHA-384(old || digest)`.

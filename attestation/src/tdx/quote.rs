@@ -1,18 +1,31 @@
-//! The Intel TDX quote, version 4, as laid out in Intel's "TDX DCAP Quote
-//! Generation Library and Quote Verification Library" API (rev. 0.9, 2023),
-//! section A.3: a 48-byte header, a 584-byte TD report body (TDX 1.0), then
-//! the quote signature data with ECDSA P-256 certification data of type 6
-//! (QE report certification data) that nests type 5 (PCK certificate chain).
+//! The Intel TDX quote, versions 4 and 5, as laid out in Intel's "TDX DCAP
+//! Quote Generation Library and Quote Verification Library" API (rev. 0.9,
+//! 2023), sections A.3 and A.4: a 48-byte header; in v4 a 584-byte TD report
+//! body (TDX 1.0), in v5 a body descriptor (type 2: TDX 1.0, 584 bytes;
+//! type 3: TDX 1.5, 648 bytes, adding TEE_TCB_SVN2 and MRSERVICETD) and the
+//! body; then the quote signature data with ECDSA P-256 certification data of
+//! type 6 (QE report certification data) that nests type 5 (PCK certificate
+//! chain).
 //!
 //! Parsing is total: every length is bounded by the input, every structure
-//! boundary is checked, trailing bytes are rejected. [`Quote::encode`] writes
-//! the same layout; the simulated TEE uses it.
+//! boundary is checked. After the declared signature data only zero padding
+//! is accepted (the kernel's quote buffers are zero-padded to a fixed size);
+//! any other trailing byte is rejected. [`Quote::encode`] writes the same
+//! layout; the simulated TEE uses it.
 
 use crate::reader::Reader;
 use crate::Error;
 
-/// Quote version this module parses.
+/// Quote version 4: TD report body 1.0 directly after the header.
 pub const QUOTE_VERSION_4: u16 = 4;
+/// Quote version 5: a typed body descriptor after the header.
+pub const QUOTE_VERSION_5: u16 = 5;
+/// v5 body type of a TDX 1.0 TD report.
+pub const BODY_TYPE_TD10: u16 = 2;
+/// v5 body type of a TDX 1.5 TD report.
+pub const BODY_TYPE_TD15: u16 = 3;
+/// Size of a TDX 1.5 TD report body.
+pub const TD15_REPORT_BODY_LEN: usize = 648;
 /// Attestation key type 2: ECDSA-256-with-P-256 curve.
 pub const ATT_KEY_TYPE_ECDSA_P256: u16 = 2;
 /// TEE type of a TDX quote.
@@ -86,6 +99,17 @@ pub struct TdReportBody {
     pub rtmr: [Measurement; 4],
     /// 64 bytes chosen by the TD: kokon puts SHA-512 of its claims here.
     pub report_data: [u8; 64],
+    /// The TDX 1.5 additions, present when the quote carries a 1.5 body.
+    pub td15: Option<Td15Extension>,
+}
+
+/// What a TDX 1.5 TD report adds to 1.0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Td15Extension {
+    /// TCB SVNs of the TDX module currently running (after a TD-preserving update).
+    pub tee_tcb_svn2: [u8; 16],
+    /// Measurement of the service TDs bound to this TD (zero when none).
+    pub mr_service_td: Measurement,
 }
 
 /// The signature part of a quote with its certification data.
@@ -110,6 +134,12 @@ pub struct QuoteSignature {
 pub struct QeReport {
     /// The 384 raw bytes, as signed by the PCK key.
     pub raw: [u8; QE_REPORT_LEN],
+    /// CPU security version of the platform the QE ran on.
+    pub cpu_svn: [u8; 16],
+    /// MISCSELECT of the QE.
+    pub misc_select: u32,
+    /// SGX attributes of the QE (bit 1 of byte 0: debug).
+    pub attributes: [u8; 16],
     /// MRENCLAVE of the Quoting Enclave.
     pub mr_enclave: [u8; 32],
     /// MRSIGNER of the Quoting Enclave.
@@ -146,7 +176,7 @@ impl TdReportBody {
         self.td_attributes_u64() & TD_ATTRIBUTES_DEBUG != 0
     }
 
-    fn parse(r: &mut Reader<'_>) -> Result<Self, Error> {
+    fn parse(r: &mut Reader<'_>, td15: bool) -> Result<Self, Error> {
         Ok(Self {
             tee_tcb_svn: r.array("TD report body: TEE_TCB_SVN")?,
             mr_seam: r.array("TD report body: MRSEAM")?,
@@ -165,6 +195,13 @@ impl TdReportBody {
                 r.array("TD report body: RTMR3")?,
             ],
             report_data: r.array("TD report body: REPORTDATA")?,
+            td15: match td15 {
+                false => None,
+                true => Some(Td15Extension {
+                    tee_tcb_svn2: r.array("TD report body 1.5: TEE_TCB_SVN2")?,
+                    mr_service_td: r.array("TD report body 1.5: MRSERVICETD")?,
+                }),
+            },
         })
     }
 
@@ -188,6 +225,10 @@ impl TdReportBody {
             out.extend_from_slice(rtmr);
         }
         out.extend_from_slice(&self.report_data);
+        if let Some(td15) = &self.td15 {
+            out.extend_from_slice(&td15.tee_tcb_svn2);
+            out.extend_from_slice(&td15.mr_service_td);
+        }
     }
 }
 
@@ -202,10 +243,10 @@ impl Header {
             qe_vendor_id: r.array("quote header: QE vendor ID")?,
             user_data: r.array("quote header: user data")?,
         };
-        if header.version != QUOTE_VERSION_4 {
+        if header.version != QUOTE_VERSION_4 && header.version != QUOTE_VERSION_5 {
             return Err(Error::Unsupported {
                 field: "quote version",
-                expected: QUOTE_VERSION_4.to_string(),
+                expected: format!("{QUOTE_VERSION_4} or {QUOTE_VERSION_5}"),
                 found: header.version.to_string(),
             });
         }
@@ -240,10 +281,10 @@ impl Header {
 impl QeReport {
     fn parse(raw: [u8; QE_REPORT_LEN]) -> Result<Self, Error> {
         let mut r = Reader::new(&raw);
-        r.take(
-            16 + 4 + 28 + 16,
-            "QE report: CPUSVN, MISCSELECT, attributes",
-        )?;
+        let cpu_svn = r.array("QE report: CPUSVN")?;
+        let misc_select = r.u32_le("QE report: MISCSELECT")?;
+        r.take(28, "QE report: reserved")?;
+        let attributes = r.array("QE report: attributes")?;
         let mr_enclave = r.array("QE report: MRENCLAVE")?;
         r.take(32, "QE report: reserved")?;
         let mr_signer = r.array("QE report: MRSIGNER")?;
@@ -255,6 +296,9 @@ impl QeReport {
         r.finish("QE report")?;
         Ok(Self {
             raw,
+            cpu_svn,
+            misc_select,
+            attributes,
             mr_enclave,
             mr_signer,
             isv_prod_id,
@@ -285,6 +329,9 @@ impl QeReport {
         fixed.copy_from_slice(&raw);
         Self {
             raw: fixed,
+            cpu_svn: [0; 16],
+            misc_select: 0,
+            attributes: [0; 16],
             mr_enclave,
             mr_signer,
             isv_prod_id,
@@ -380,11 +427,41 @@ fn len_u32(len: usize, what: &'static str) -> Result<u32, Error> {
 }
 
 impl Quote {
-    /// Parses a TDX quote v4. Fails on any malformed, truncated or extra byte.
+    /// Parses a TDX quote v4 or v5. Fails on any malformed or truncated
+    /// structure and on trailing bytes other than zero padding.
     pub fn parse(bytes: &[u8]) -> Result<Self, Error> {
         let mut r = Reader::new(bytes);
         let header = Header::parse(&mut r)?;
-        let body = TdReportBody::parse(&mut r)?;
+        let body = if header.version == QUOTE_VERSION_5 {
+            let body_type = r.u16_le("quote v5 body type")?;
+            let size = r.u32_le("quote v5 body size")?;
+            let (td15, expected) = match body_type {
+                BODY_TYPE_TD10 => (false, TD_REPORT_BODY_LEN),
+                BODY_TYPE_TD15 => (true, TD15_REPORT_BODY_LEN),
+                other => {
+                    return Err(Error::Unsupported {
+                        field: "quote v5 body type",
+                        expected: format!(
+                            "{BODY_TYPE_TD10} (TDX 1.0) or {BODY_TYPE_TD15} (TDX 1.5)"
+                        ),
+                        found: other.to_string(),
+                    })
+                }
+            };
+            if usize::try_from(size).ok() != Some(expected) {
+                return Err(Error::Unsupported {
+                    field: "quote v5 body size",
+                    expected: expected.to_string(),
+                    found: size.to_string(),
+                });
+            }
+            let mut body = r.sub(size, "TD report body")?;
+            let parsed = TdReportBody::parse(&mut body, td15)?;
+            body.finish("TD report body")?;
+            parsed
+        } else {
+            TdReportBody::parse(&mut r, false)?
+        };
         let signed_bytes = bytes.get(..r.offset()).unwrap_or_default().to_vec();
         let sig_len = r.u32_le("quote signature data size")?;
         let mut sig = r.sub(
@@ -393,7 +470,7 @@ impl Quote {
         )?;
         let signature = QuoteSignature::parse(&mut sig)?;
         sig.finish("quote signature data")?;
-        r.finish("quote")?;
+        r.finish_zero_padded("quote")?;
         Ok(Self {
             header,
             body,
@@ -404,8 +481,16 @@ impl Quote {
 
     /// Encodes header and body: the bytes the attestation key signs.
     pub fn encode_signed_part(header: &Header, body: &TdReportBody) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEADER_LEN + TD_REPORT_BODY_LEN);
+        let mut out = Vec::with_capacity(HEADER_LEN + 6 + TD15_REPORT_BODY_LEN);
         header.encode(&mut out);
+        if header.version == QUOTE_VERSION_5 {
+            let (body_type, len) = match body.td15 {
+                None => (BODY_TYPE_TD10, TD_REPORT_BODY_LEN),
+                Some(_) => (BODY_TYPE_TD15, TD15_REPORT_BODY_LEN),
+            };
+            out.extend_from_slice(&body_type.to_le_bytes());
+            out.extend_from_slice(&(len as u32).to_le_bytes());
+        }
         body.encode(&mut out);
         out
     }

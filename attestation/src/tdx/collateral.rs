@@ -1,0 +1,379 @@
+//! DCAP collateral: what Intel's PCS (or a PCCS) publishes about a platform,
+//! signed by Intel, so that a verifier can appraise a quote's TCB offline.
+//!
+//! [`Collateral`] has the field names and encodings of `dcap-qvl`'s
+//! `QuoteCollateralV3` (CRLs and signatures as hex, issuer chains as PEM,
+//! TCB info and QE identity as the exact JSON text Intel signed), so the same
+//! file works with both. [`verify`] checks every signature, chain, CRL and
+//! validity window and returns the parsed, trusted [`TcbInfo`] and
+//! [`QeIdentity`].
+
+use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::tcb::TcbStatus;
+use crate::pki::{self, check_not_revoked, pem_certificates, verify_chain, TrustAnchors};
+use crate::Error;
+
+/// Largest collateral text accepted (a TCB info is about 10 KiB).
+const MAX_JSON_LEN: usize = 1 << 20;
+
+/// Bytes that travel as a hex string in JSON.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hex(pub Vec<u8>);
+
+impl Serialize for Hex {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Hex {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        hex::decode(text.as_bytes())
+            .map(Hex)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The collateral for one TDX quote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Collateral {
+    /// PEM chain of the PCK CRL's issuer (platform or processor CA, root).
+    pub pck_crl_issuer_chain: String,
+    /// Intel SGX Root CA CRL (DER).
+    pub root_ca_crl: Hex,
+    /// PCK CRL of the platform's or processor's CA (DER).
+    pub pck_crl: Hex,
+    /// PEM chain of the TCB signing certificate and the root.
+    pub tcb_info_issuer_chain: String,
+    /// The TCB info JSON object, exactly as signed.
+    pub tcb_info: String,
+    /// ECDSA P-256 signature (r || s) over `tcb_info`.
+    pub tcb_info_signature: Hex,
+    /// PEM chain of the QE identity's signer and the root.
+    pub qe_identity_issuer_chain: String,
+    /// The QE identity JSON object, exactly as signed.
+    pub qe_identity: String,
+    /// ECDSA P-256 signature (r || s) over `qe_identity`.
+    pub qe_identity_signature: Hex,
+}
+
+impl Collateral {
+    /// Parses collateral JSON.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, Error> {
+        if bytes.len() > 4 * MAX_JSON_LEN {
+            return Err(Error::TooLarge { what: "collateral" });
+        }
+        serde_json::from_slice(bytes).map_err(|e| Error::Collateral {
+            what: "collateral JSON",
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// One SVN of a TCB component.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Component {
+    /// The security version.
+    pub svn: u8,
+}
+
+/// The SVNs a TCB level requires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tcb {
+    /// The 16 SGX components (CPUSVN bytes).
+    #[serde(rename = "sgxtcbcomponents")]
+    pub sgx_components: Vec<Component>,
+    /// PCE security version.
+    #[serde(rename = "pcesvn")]
+    pub pce_svn: u16,
+    /// The 16 TDX components (TEE_TCB_SVN bytes).
+    #[serde(rename = "tdxtcbcomponents", default)]
+    pub tdx_components: Vec<Component>,
+}
+
+/// A platform TCB level and its status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TcbLevel {
+    /// The required SVNs.
+    pub tcb: Tcb,
+    /// When Intel released this TCB.
+    pub tcb_date: String,
+    /// Its status.
+    pub tcb_status: TcbStatus,
+    /// Advisories that apply at this level.
+    #[serde(rename = "advisoryIDs", default)]
+    pub advisory_ids: Vec<String>,
+}
+
+/// An ISV SVN threshold (QE or TDX module).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsvSvn<T> {
+    /// The minimum security version.
+    pub isvsvn: T,
+}
+
+/// A level of a TDX module identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModuleTcbLevel {
+    /// The minimum module SVN.
+    pub tcb: IsvSvn<u8>,
+    /// When Intel released it.
+    pub tcb_date: String,
+    /// Its status.
+    pub tcb_status: TcbStatus,
+    /// Advisories that apply.
+    #[serde(rename = "advisoryIDs", default)]
+    pub advisory_ids: Vec<String>,
+}
+
+/// The expected signer and attributes of the TDX module.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TdxModule {
+    /// Expected MRSIGNERSEAM.
+    pub mrsigner: Hex,
+    /// Expected SEAMATTRIBUTES.
+    pub attributes: Hex,
+    /// Which SEAMATTRIBUTES bits are compared.
+    pub attributes_mask: Hex,
+}
+
+/// A TDX module identity for one module version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TdxModuleIdentity {
+    /// "TDX_<version in hex>".
+    pub id: String,
+    /// Expected MRSIGNERSEAM.
+    pub mrsigner: Hex,
+    /// Expected SEAMATTRIBUTES.
+    pub attributes: Hex,
+    /// Which SEAMATTRIBUTES bits are compared.
+    pub attributes_mask: Hex,
+    /// Its levels, highest first.
+    pub tcb_levels: Vec<ModuleTcbLevel>,
+}
+
+/// Intel's TCB info (version 3, id "TDX").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TcbInfo {
+    /// "TDX".
+    pub id: String,
+    /// 3.
+    pub version: u32,
+    /// Issued at (RFC 3339).
+    pub issue_date: String,
+    /// Must be refreshed by (RFC 3339).
+    pub next_update: String,
+    /// The platform family it describes.
+    pub fmspc: Hex,
+    /// PCE ID.
+    pub pce_id: Hex,
+    /// Evaluation data number (grows with each TCB recovery).
+    pub tcb_evaluation_data_number: u32,
+    /// The default TDX module identity.
+    #[serde(default)]
+    pub tdx_module: Option<TdxModule>,
+    /// TDX module identities per version.
+    #[serde(default)]
+    pub tdx_module_identities: Vec<TdxModuleIdentity>,
+    /// Platform TCB levels.
+    pub tcb_levels: Vec<TcbLevel>,
+}
+
+/// A QE identity TCB level.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QeTcbLevel {
+    /// The minimum QE ISVSVN.
+    pub tcb: IsvSvn<u16>,
+    /// When Intel released it.
+    pub tcb_date: String,
+    /// Its status.
+    pub tcb_status: TcbStatus,
+    /// Advisories that apply.
+    #[serde(rename = "advisoryIDs", default)]
+    pub advisory_ids: Vec<String>,
+}
+
+/// Intel's identity of the TD Quoting Enclave (version 2, id "TD_QE").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QeIdentity {
+    /// "TD_QE".
+    pub id: String,
+    /// 2.
+    pub version: u32,
+    /// Issued at (RFC 3339).
+    pub issue_date: String,
+    /// Must be refreshed by (RFC 3339).
+    pub next_update: String,
+    /// Evaluation data number.
+    pub tcb_evaluation_data_number: u32,
+    /// Expected MISCSELECT.
+    pub miscselect: Hex,
+    /// Which MISCSELECT bits are compared.
+    pub miscselect_mask: Hex,
+    /// Expected attributes.
+    pub attributes: Hex,
+    /// Which attribute bits are compared.
+    pub attributes_mask: Hex,
+    /// Expected MRSIGNER.
+    pub mrsigner: Hex,
+    /// Expected ISVPRODID.
+    pub isvprodid: u16,
+    /// Levels by ISVSVN, highest first.
+    pub tcb_levels: Vec<QeTcbLevel>,
+}
+
+/// Collateral whose signatures, chains, CRLs and dates verified.
+#[derive(Debug, Clone)]
+pub struct VerifiedCollateral {
+    /// The TCB info.
+    pub tcb_info: TcbInfo,
+    /// The QE identity.
+    pub qe_identity: QeIdentity,
+    /// The root CA CRL.
+    pub root_crl: pki::VerifiedCrl,
+}
+
+fn parse_time(what: &'static str, text: &str) -> Result<i64, Error> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|e| Error::Collateral {
+            what,
+            reason: format!("bad date {text:?}: {e}"),
+        })
+}
+
+fn check_window(
+    what: &'static str,
+    issued: &str,
+    next_update: &str,
+    now: i64,
+) -> Result<(), Error> {
+    let from = parse_time(what, issued)?;
+    let until = parse_time(what, next_update)?;
+    if now < from || now > until {
+        return Err(Error::CollateralNotValidAt {
+            what,
+            issued: issued.into(),
+            next_update: next_update.into(),
+            now: pki::rfc3339(now),
+        });
+    }
+    Ok(())
+}
+
+/// Verifies a signed JSON object: its signer's chain (signer, root) ends in
+/// `anchors`, the signer is not revoked, and the signature covers the text.
+fn verify_signed_json(
+    what: &'static str,
+    text: &str,
+    signature: &[u8],
+    issuer_chain: &str,
+    anchors: &TrustAnchors,
+    root_crl: &pki::VerifiedCrl,
+    now: i64,
+) -> Result<(), Error> {
+    if text.len() > MAX_JSON_LEN {
+        return Err(Error::TooLarge { what });
+    }
+    let chain = pem_certificates(issuer_chain.as_bytes())?;
+    if chain.len() != 2 {
+        return Err(Error::Unsupported {
+            field: "collateral signer chain length",
+            expected: "2 (signing certificate, root CA)".into(),
+            found: chain.len().to_string(),
+        });
+    }
+    let verified = verify_chain(&chain, anchors, now, &[what, "root CA"])?;
+    if let Some(signer) = chain.first() {
+        check_not_revoked(signer, root_crl, what)?;
+    }
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &verified.leaf_public_key)
+        .verify(text.as_bytes(), signature)
+        .map_err(|_| Error::BadSignature { what })
+}
+
+/// Verifies collateral against `anchors` at `now`: the root CRL (signed by
+/// the root the TCB signer chains to), then TCB info and QE identity
+/// (chain, revocation, signature, id and version, validity window).
+pub fn verify(
+    collateral: &Collateral,
+    anchors: &TrustAnchors,
+    now: i64,
+) -> Result<VerifiedCollateral, Error> {
+    let signer_chain = pem_certificates(collateral.tcb_info_issuer_chain.as_bytes())?;
+    let root_der = signer_chain.last().ok_or_else(|| Error::Collateral {
+        what: "TCB info issuer chain",
+        reason: "no certificate".into(),
+    })?;
+    // The root must be trusted before its CRL means anything.
+    if !anchors.roots.iter().any(|a| &a.der == root_der) {
+        verify_chain(std::slice::from_ref(root_der), anchors, now, &["root CA"])?;
+    }
+    let root_crl = pki::verify_crl(&collateral.root_ca_crl.0, root_der, now, "root CA CRL")?;
+
+    verify_signed_json(
+        "TCB info",
+        &collateral.tcb_info,
+        &collateral.tcb_info_signature.0,
+        &collateral.tcb_info_issuer_chain,
+        anchors,
+        &root_crl,
+        now,
+    )?;
+    let tcb_info: TcbInfo =
+        serde_json::from_str(&collateral.tcb_info).map_err(|e| Error::Collateral {
+            what: "TCB info",
+            reason: e.to_string(),
+        })?;
+    if tcb_info.id != "TDX" || tcb_info.version != 3 {
+        return Err(Error::Unsupported {
+            field: "TCB info id and version",
+            expected: "TDX version 3".into(),
+            found: format!("{} version {}", tcb_info.id, tcb_info.version),
+        });
+    }
+    check_window("TCB info", &tcb_info.issue_date, &tcb_info.next_update, now)?;
+
+    verify_signed_json(
+        "QE identity",
+        &collateral.qe_identity,
+        &collateral.qe_identity_signature.0,
+        &collateral.qe_identity_issuer_chain,
+        anchors,
+        &root_crl,
+        now,
+    )?;
+    let qe_identity: QeIdentity =
+        serde_json::from_str(&collateral.qe_identity).map_err(|e| Error::Collateral {
+            what: "QE identity",
+            reason: e.to_string(),
+        })?;
+    if qe_identity.id != "TD_QE" || !(2..=3).contains(&qe_identity.version) {
+        return Err(Error::Unsupported {
+            field: "QE identity id and version",
+            expected: "TD_QE version 2 or 3".into(),
+            found: format!("{} version {}", qe_identity.id, qe_identity.version),
+        });
+    }
+    check_window(
+        "QE identity",
+        &qe_identity.issue_date,
+        &qe_identity.next_update,
+        now,
+    )?;
+    Ok(VerifiedCollateral {
+        tcb_info,
+        qe_identity,
+        root_crl,
+    })
+}

@@ -1,0 +1,138 @@
+//! Intel's SGX extension in a PCK certificate (OID 1.2.840.113741.1.13.1):
+//! the platform's FMSPC, PCE ID and the TCB it was certified at. Layout from
+//! Intel's "SGX PCK Certificate and Certificate Revocation List Profile
+//! Specification", section 1.5.
+//!
+//! Parsed with `der-parser`; every lookup is checked, nothing indexes.
+
+use der_parser::ber::BerObject;
+use der_parser::der::parse_der;
+use x509_parser::certificate::X509Certificate;
+use x509_parser::prelude::FromDer;
+
+use crate::Error;
+
+/// The SGX extension's OID.
+const SGX_EXTENSIONS: &str = "1.2.840.113741.1.13.1";
+const TCB: &str = "1.2.840.113741.1.13.1.2";
+const PCESVN: &str = "1.2.840.113741.1.13.1.2.17";
+const CPUSVN: &str = "1.2.840.113741.1.13.1.2.18";
+const PCEID: &str = "1.2.840.113741.1.13.1.3";
+const FMSPC: &str = "1.2.840.113741.1.13.1.4";
+
+/// What the PCK certificate says about the platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PckExtension {
+    /// Family-model-stepping-platform-custom SKU: selects the TCB info.
+    pub fmspc: [u8; 6],
+    /// ID of the Provisioning Certification Enclave.
+    pub pce_id: [u8; 2],
+    /// The 16 SGX TCB component SVNs the certificate was issued for.
+    pub cpu_svn: [u8; 16],
+    /// The PCE security version the certificate was issued for.
+    pub pce_svn: u16,
+}
+
+fn bad(reason: impl Into<String>) -> Error {
+    Error::Certificate {
+        position: "PCK leaf".into(),
+        subject: "?".into(),
+        reason: format!("SGX extension: {}", reason.into()),
+    }
+}
+
+/// Reads the SGX extension of a DER PCK certificate.
+pub fn parse(pck_der: &[u8]) -> Result<PckExtension, Error> {
+    let (_, cert) = X509Certificate::from_der(pck_der).map_err(|e| bad(format!("{e}")))?;
+    let ext = cert
+        .extensions()
+        .iter()
+        .find(|e| e.oid.to_id_string() == SGX_EXTENSIONS)
+        .ok_or_else(|| bad("absent"))?;
+    let (_, root) = parse_der(ext.value).map_err(|e| bad(format!("bad DER: {e}")))?;
+    let entries = pairs(&root)?;
+    let octets = |name: &str, want: usize| -> Result<Vec<u8>, Error> {
+        let value = find(&entries, name)?;
+        let bytes = value
+            .as_slice()
+            .map_err(|_| bad(format!("{name} is not an OCTET STRING")))?;
+        if bytes.len() != want {
+            return Err(bad(format!(
+                "{name} has {} bytes, expected {want}",
+                bytes.len()
+            )));
+        }
+        Ok(bytes.to_vec())
+    };
+    let mut fmspc = [0u8; 6];
+    fmspc.copy_from_slice(&octets(FMSPC, 6)?);
+    let mut pce_id = [0u8; 2];
+    pce_id.copy_from_slice(&octets(PCEID, 2)?);
+
+    let tcb = pairs(find(&entries, TCB)?)?;
+    let mut cpu_svn = [0u8; 16];
+    let raw = find(&tcb, CPUSVN)?
+        .as_slice()
+        .map_err(|_| bad("CPUSVN is not an OCTET STRING"))?;
+    if raw.len() != 16 {
+        return Err(bad(format!("CPUSVN has {} bytes, expected 16", raw.len())));
+    }
+    cpu_svn.copy_from_slice(raw);
+    // The 16 components are also listed one by one (…13.1.2.1 to .16); they must agree.
+    for (i, svn) in cpu_svn.iter().enumerate() {
+        let name = format!("{TCB}.{}", i + 1);
+        let listed = find(&tcb, &name)?
+            .as_u32()
+            .map_err(|_| bad(format!("{name} is not an INTEGER")))?;
+        if listed != u32::from(*svn) {
+            return Err(bad(format!(
+                "TCB component {} is {listed} but CPUSVN byte says {svn}",
+                i + 1
+            )));
+        }
+    }
+    let pce_svn = find(&tcb, PCESVN)?
+        .as_u32()
+        .ok()
+        .and_then(|v| u16::try_from(v).ok())
+        .ok_or_else(|| bad("PCESVN is not a 16-bit INTEGER"))?;
+    Ok(PckExtension {
+        fmspc,
+        pce_id,
+        cpu_svn,
+        pce_svn,
+    })
+}
+
+/// Reads a SEQUENCE of SEQUENCE { OID, value } into (dotted OID, value) pairs.
+fn pairs<'a, 'b>(seq: &'b BerObject<'a>) -> Result<Vec<(String, &'b BerObject<'a>)>, Error> {
+    let items = seq.as_sequence().map_err(|_| bad("expected a SEQUENCE"))?;
+    items
+        .iter()
+        .map(|item| {
+            let pair = item
+                .as_sequence()
+                .map_err(|_| bad("expected SEQUENCE { OID, value }"))?;
+            match pair.as_slice() {
+                [oid, value] => Ok((
+                    oid.as_oid()
+                        .map_err(|_| bad("expected an OID"))?
+                        .to_id_string(),
+                    value,
+                )),
+                _ => Err(bad("expected SEQUENCE { OID, value }")),
+            }
+        })
+        .collect()
+}
+
+fn find<'a, 'b>(
+    entries: &[(String, &'b BerObject<'a>)],
+    oid: &str,
+) -> Result<&'b BerObject<'a>, Error> {
+    entries
+        .iter()
+        .find(|(id, _)| id == oid)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| bad(format!("{oid} is absent")))
+}
