@@ -1,7 +1,7 @@
 //! Evidence formats and their verification.
 //!
 //! This crate turns untrusted bytes into verified facts: it parses hardware
-//! evidence (an Intel TDX quote today), checks its signatures and its
+//! evidence (Intel TDX quotes and AMD SEV-SNP reports), checks its signatures and its
 //! certificate chain against trust roots that the caller passes in, at a time
 //! that the caller passes in, and checks that the evidence binds the
 //! enclave's claims. It also holds the simulated TEE, which produces evidence
@@ -21,6 +21,7 @@ pub mod pki;
 pub mod reader;
 pub mod roots;
 pub mod sim;
+pub mod snp;
 pub mod tdx;
 
 pub use bundle::{verify_bundle, AttestationBundle, Evidence, EvidenceFormat, VerifiedEvidence};

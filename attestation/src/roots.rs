@@ -24,10 +24,116 @@ pub fn intel_sgx_root() -> Result<TrustAnchor, Error> {
     Ok(anchor)
 }
 
+/// An AMD product line with its own root (ARK) and signing CA (ASK).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AmdProduct {
+    /// EPYC 7003 (Zen 3).
+    Milan,
+    /// EPYC 9004/8004 (Zen 4), including Bergamo and Siena.
+    Genoa,
+    /// EPYC 9005 (Zen 5).
+    Turin,
+}
+
+/// AMD's roots and signing CAs as published on its Key Distribution Service
+/// (`https://kdsintf.amd.com/vcek/v1/<product>/cert_chain`), with the ARK's
+/// pinned SHA-256.
+const AMD_CHAINS: [(AmdProduct, &str, &[u8], &[u8], &str); 3] = [
+    (
+        AmdProduct::Milan,
+        "amd-ark-milan",
+        include_bytes!("../roots/amd/milan/ark.pem"),
+        include_bytes!("../roots/amd/milan/ask.pem"),
+        "69d063b45344d26a2e94e1f4210de49ef555308287d4c174445c95639a540bcd",
+    ),
+    (
+        AmdProduct::Genoa,
+        "amd-ark-genoa",
+        include_bytes!("../roots/amd/genoa/ark.pem"),
+        include_bytes!("../roots/amd/genoa/ask.pem"),
+        "4c6598d19c18719c5dfd4a7d335f674e5bfe1d8f800cea2cf270c10d103db2f1",
+    ),
+    (
+        AmdProduct::Turin,
+        "amd-ark-turin",
+        include_bytes!("../roots/amd/turin/ark.pem"),
+        include_bytes!("../roots/amd/turin/ask.pem"),
+        "1f084161a44bb6d93778a904877d4819cafa5d05ef4193b2ded9dd9c73dd3f6a",
+    ),
+];
+
+impl AmdProduct {
+    /// Every product kokon knows.
+    pub const ALL: [AmdProduct; 3] = [AmdProduct::Milan, AmdProduct::Genoa, AmdProduct::Turin];
+
+    /// The trust-anchor name of this product's ARK ("amd-ark-milan", ...).
+    pub fn root_name(self) -> &'static str {
+        AMD_CHAINS
+            .iter()
+            .find(|c| c.0 == self)
+            .map(|c| c.1)
+            .unwrap_or("amd-ark")
+    }
+
+    /// The product whose ARK has this anchor name.
+    pub fn from_root_name(name: &str) -> Option<AmdProduct> {
+        AMD_CHAINS.iter().find(|c| c.1 == name).map(|c| c.0)
+    }
+}
+
+/// The embedded ARK of `product`, checked against its pinned fingerprint.
+pub fn amd_ark(product: AmdProduct) -> Result<TrustAnchor, Error> {
+    let (_, name, ark, _, pin) =
+        AMD_CHAINS
+            .iter()
+            .find(|c| c.0 == product)
+            .ok_or(Error::TooLarge {
+                what: "AMD product",
+            })?;
+    let anchor = TrustAnchor::from_pem(name, ark, false)?;
+    if anchor.fingerprint() != *pin {
+        return Err(Error::Mismatch {
+            what: "embedded AMD ARK fingerprint",
+            expected: (*pin).into(),
+            found: anchor.fingerprint(),
+        });
+    }
+    Ok(anchor)
+}
+
+/// The embedded ASK (VCEK signing CA) of `product`, DER.
+pub fn amd_ask(product: AmdProduct) -> Result<Vec<u8>, Error> {
+    let (_, name, _, ask, _) =
+        AMD_CHAINS
+            .iter()
+            .find(|c| c.0 == product)
+            .ok_or(Error::TooLarge {
+                what: "AMD product",
+            })?;
+    Ok(TrustAnchor::from_pem(name, ask, false)?.der)
+}
+
+/// Every embedded vendor root: Intel's and AMD's per product.
+pub fn hardware_roots() -> Result<Vec<TrustAnchor>, Error> {
+    let mut roots = vec![intel_sgx_root()?];
+    for product in AmdProduct::ALL {
+        roots.push(amd_ark(product)?);
+    }
+    Ok(roots)
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn embedded_intel_root_matches_its_pin() {
-        assert!(super::intel_sgx_root().is_ok());
+    fn embedded_roots_match_their_pins() {
+        assert!(intel_sgx_root().is_ok());
+        for product in AmdProduct::ALL {
+            assert!(amd_ark(product).is_ok(), "{product:?}");
+            assert!(amd_ask(product).is_ok(), "{product:?}");
+        }
+        assert_eq!(hardware_roots().map(|r| r.len()).ok(), Some(4));
     }
 }
