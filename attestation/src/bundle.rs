@@ -2,16 +2,21 @@
 //! and its verification.
 //!
 //! [`verify_bundle`] is the whole of the evidence check that is not policy:
-//! the hardware evidence verifies under the trust anchors at `now`, its
-//! report data equals SHA-512 of the claims, and RTMR3 equals the replay of
-//! the claimed configuration and model events. What is *acceptable* (which
+//! the hardware evidence verifies under the trust anchors at `now` (a TDX
+//! quote with its Intel collateral when the bundle carries it, giving a TCB
+//! status; an SNP report with its VCEK chain), its report data equals
+//! SHA-512 of the claims, and for TDX RTMR3 equals the replay of the claimed
+//! configuration and model events (SNP has no runtime register: there the
+//! claims' config and model digests are bound by the report data alone). What is *acceptable* (which
 //! measurements, which models, debug or not, how old) is the policy's call.
 
 use serde::{Deserialize, Serialize};
 
 use crate::claims::Claims;
 use crate::pki::{TrustAnchor, TrustAnchors};
-use crate::tdx::{self, TdReportBody};
+use crate::roots::AmdProduct;
+use crate::snp::{self, TcbVersion};
+use crate::tdx::{self, Collateral, TcbVerdict, TdReportBody};
 use crate::Error;
 
 /// Current bundle format version.
@@ -21,8 +26,10 @@ pub const BUNDLE_VERSION: u32 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EvidenceFormat {
-    /// An Intel TDX quote (version 4), real or simulated.
+    /// An Intel TDX quote (version 4 or 5), real or simulated.
     TdxQuote,
+    /// An AMD SEV-SNP attestation report (1184 bytes).
+    SnpReport,
 }
 
 /// Hardware evidence, opaque to everything but its verifier.
@@ -34,6 +41,31 @@ pub struct Evidence {
     /// The evidence bytes.
     #[serde(with = "crate::serde_b64")]
     pub data: Vec<u8>,
+    /// SNP: the VCEK or VLEK certificate, then its CA and the ARK (DER).
+    /// Fetched by the untrusted host; the verifier checks them itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "b64_list")]
+    pub certificates: Vec<Vec<u8>>,
+    /// TDX: Intel's collateral (TCB info, QE identity, CRLs), fetched by the
+    /// untrusted host from Intel PCS or a PCCS; the verifier checks it itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collateral: Option<Collateral>,
+}
+
+mod b64_list {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(list: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(list.iter().map(|b| STANDARD.encode(b)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|t| STANDARD.decode(t).map_err(serde::de::Error::custom))
+            .collect()
+    }
 }
 
 /// What the enclave returns from `GET /v1/attestation`.
@@ -71,19 +103,106 @@ impl AttestationBundle {
     }
 }
 
+/// The TEE's own report inside verified evidence.
+#[derive(Debug, Clone)]
+pub enum TeeReport {
+    /// A TDX TD report body: measurements, attributes, report data.
+    Tdx(Box<TdReportBody>),
+    /// An SNP attestation report.
+    Snp(Box<snp::Report>),
+}
+
+/// The vendor's appraisal of the platform's TCB.
+#[derive(Debug, Clone)]
+pub enum PlatformTcb {
+    /// No collateral came with the evidence (simulated, or the host fetched none).
+    Unappraised,
+    /// Intel's TCB status from the collateral.
+    Tdx(TcbVerdict),
+    /// The SNP reported TCB, certified by the VCEK, and the product line.
+    Snp {
+        /// The product line.
+        product: AmdProduct,
+        /// REPORTED_TCB, decoded.
+        reported: TcbVersion,
+    },
+}
+
 /// Evidence that verified, with the claims it binds.
 #[derive(Debug, Clone)]
 pub struct VerifiedEvidence {
     /// The evidence format.
     pub format: EvidenceFormat,
-    /// The TD report body: measurements, attributes, report data.
-    pub td: TdReportBody,
+    /// The TEE's report: measurements, attributes, report data.
+    pub tee: TeeReport,
+    /// The platform's TCB appraisal.
+    pub tcb: PlatformTcb,
     /// The root the evidence chains to.
     pub anchor: TrustAnchor,
-    /// The subject of the PCK (platform) certificate.
+    /// The subject of the platform certificate (PCK, VCEK or VLEK).
     pub platform: String,
     /// The claims, now known to be signed by the TEE.
     pub claims: Claims,
+}
+
+impl VerifiedEvidence {
+    /// The TD report body, for TDX evidence.
+    pub fn td(&self) -> Option<&TdReportBody> {
+        match &self.tee {
+            TeeReport::Tdx(td) => Some(td),
+            TeeReport::Snp(_) => None,
+        }
+    }
+
+    /// The SNP report, for SNP evidence.
+    pub fn snp(&self) -> Option<&snp::Report> {
+        match &self.tee {
+            TeeReport::Snp(r) => Some(r),
+            TeeReport::Tdx(_) => None,
+        }
+    }
+
+    /// The TEE report's fields with their meanings.
+    pub fn fields(&self) -> Vec<crate::explain::Field> {
+        match &self.tee {
+            TeeReport::Tdx(td) => crate::explain::td_report(td),
+            TeeReport::Snp(r) => crate::explain::snp_report(r),
+        }
+    }
+
+    /// The platform's TCB in one line.
+    pub fn tcb_summary(&self) -> String {
+        match &self.tcb {
+            PlatformTcb::Unappraised => "not appraised (no collateral)".into(),
+            PlatformTcb::Tdx(v) => format!(
+                "{} (platform {}, QE {}, FMSPC {}, TCB date {}, advisories {:?})",
+                v.status, v.platform_status, v.qe_status, v.fmspc, v.tcb_date, v.advisory_ids
+            ),
+            PlatformTcb::Snp { product, reported } => {
+                format!("{product:?}, reported TCB {reported} (certified by the VCEK)")
+            }
+        }
+    }
+
+    /// Whether the TEE allows the host to debug (read) the guest.
+    pub fn debug(&self) -> bool {
+        match &self.tee {
+            TeeReport::Tdx(td) => td.is_debug(),
+            TeeReport::Snp(r) => r.debug_allowed(),
+        }
+    }
+}
+
+fn check_report_data(found: &[u8; 64], claims: &Claims) -> Result<(), Error> {
+    let expected = claims.report_data();
+    if *found != expected {
+        return Err(Error::Mismatch {
+            what: "report data (SHA-512 of the claims)",
+            expected: hex::encode(expected),
+            found: hex::encode(found),
+        });
+    }
+    Ok(())
 }
 
 /// Verifies a bundle's evidence and binding under `anchors` at `now` (Unix seconds).
@@ -92,18 +211,22 @@ pub fn verify_bundle(
     anchors: &TrustAnchors,
     now: i64,
 ) -> Result<VerifiedEvidence, Error> {
-    match bundle.evidence.format {
+    let evidence = &bundle.evidence;
+    match evidence.format {
         EvidenceFormat::TdxQuote => {
-            let verified = tdx::verify_quote(&bundle.evidence.data, anchors, now)?;
+            let (verified, tcb) = match &evidence.collateral {
+                Some(c) => {
+                    let (q, v) =
+                        tdx::verify_quote_with_collateral(&evidence.data, c, anchors, now)?;
+                    (q, PlatformTcb::Tdx(v))
+                }
+                None => (
+                    tdx::verify_quote(&evidence.data, anchors, now)?,
+                    PlatformTcb::Unappraised,
+                ),
+            };
             let td = verified.quote.body;
-            let expected = bundle.claims.report_data();
-            if td.report_data != expected {
-                return Err(Error::Mismatch {
-                    what: "report data (SHA-512 of the claims)",
-                    expected: hex::encode(expected),
-                    found: hex::encode(td.report_data),
-                });
-            }
+            check_report_data(&td.report_data, &bundle.claims)?;
             let rtmr3 = tdx::rtmr_replay(&bundle.claims.rtmr3_events());
             let [_, _, _, found_rtmr3] = &td.rtmr;
             if *found_rtmr3 != rtmr3 {
@@ -115,7 +238,26 @@ pub fn verify_bundle(
             }
             Ok(VerifiedEvidence {
                 format: EvidenceFormat::TdxQuote,
-                td,
+                tee: TeeReport::Tdx(Box::new(td)),
+                tcb,
+                anchor: verified.chain.anchor,
+                platform: verified.chain.leaf_subject,
+                claims: bundle.claims.clone(),
+            })
+        }
+        EvidenceFormat::SnpReport => {
+            let (vek, chain) = evidence.certificates.split_first().ok_or_else(|| {
+                Error::Bundle("an SNP report needs its VCEK or VLEK certificate".into())
+            })?;
+            let verified = snp::verify_report(&evidence.data, vek, chain, anchors, now)?;
+            check_report_data(&verified.report.report_data, &bundle.claims)?;
+            Ok(VerifiedEvidence {
+                format: EvidenceFormat::SnpReport,
+                tcb: PlatformTcb::Snp {
+                    product: verified.product,
+                    reported: verified.reported_tcb,
+                },
+                tee: TeeReport::Snp(Box::new(verified.report)),
                 anchor: verified.chain.anchor,
                 platform: verified.chain.leaf_subject,
                 claims: bundle.claims.clone(),

@@ -17,6 +17,7 @@
 pub mod bundle;
 pub mod claims;
 mod error;
+pub mod explain;
 pub mod pki;
 pub mod reader;
 pub mod roots;
@@ -24,7 +25,10 @@ pub mod sim;
 pub mod snp;
 pub mod tdx;
 
-pub use bundle::{verify_bundle, AttestationBundle, Evidence, EvidenceFormat, VerifiedEvidence};
+pub use bundle::{
+    verify_bundle, AttestationBundle, Evidence, EvidenceFormat, PlatformTcb, TeeReport,
+    VerifiedEvidence,
+};
 pub use claims::Claims;
 pub use error::Error;
 pub use pki::{TrustAnchor, TrustAnchors};

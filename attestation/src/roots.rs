@@ -39,7 +39,16 @@ pub enum AmdProduct {
 /// AMD's roots and signing CAs as published on its Key Distribution Service
 /// (`https://kdsintf.amd.com/vcek/v1/<product>/cert_chain`), with the ARK's
 /// pinned SHA-256.
-const AMD_CHAINS: [(AmdProduct, &str, &[u8], &[u8], &str); 3] = [
+/// (product, anchor name, ARK PEM, ASK PEM, ARK SHA-256)
+type AmdChain = (
+    AmdProduct,
+    &'static str,
+    &'static [u8],
+    &'static [u8],
+    &'static str,
+);
+
+const AMD_CHAINS: [AmdChain; 3] = [
     (
         AmdProduct::Milan,
         "amd-ark-milan",

@@ -348,6 +348,8 @@ pub fn simulate(
         evidence: crate::Evidence {
             format: crate::EvidenceFormat::TdxQuote,
             data,
+            certificates: Vec::new(),
+            collateral: None,
         },
         claims,
     })

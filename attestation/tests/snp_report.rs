@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
 //! SEV-SNP reports from real hardware: every fixture verifies, the invalid
 //! VCEKs are rejected, and the verdicts equal the `sev` crate's.
 
@@ -27,8 +28,10 @@ fn virtee_report() -> Vec<u8> {
     .unwrap()
 }
 
-/// (name, report, VEK, chain PEM or none)
-fn cases() -> Vec<(&'static str, Vec<u8>, Vec<u8>, Vec<Vec<u8>>)> {
+/// (name, report, VEK, chain or none)
+type Case = (&'static str, Vec<u8>, Vec<u8>, Vec<Vec<u8>>);
+
+fn cases() -> Vec<Case> {
     vec![
         (
             "virtee milan",

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
 //! TDX quotes with Intel collateral: the fixture facts, and a differential
 //! test against the `dcap-qvl` crate on every quote/collateral pair and time.
 

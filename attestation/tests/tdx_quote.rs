@@ -61,9 +61,12 @@ fn sim_quote_verifies_and_binds_the_claims() {
     let s = setup();
     let v = verify_bundle(&s.bundle, &anchors(&s.root), NOW).unwrap();
     assert!(v.anchor.simulated);
-    assert_eq!(v.td.mr_td, [0xaa; 48]);
-    assert_eq!(v.td.rtmr[3], rtmr_replay(&s.bundle.claims.rtmr3_events()));
-    assert!(!v.td.is_debug());
+    assert_eq!(v.td().unwrap().mr_td, [0xaa; 48]);
+    assert_eq!(
+        v.td().unwrap().rtmr[3],
+        rtmr_replay(&s.bundle.claims.rtmr3_events())
+    );
+    assert!(!v.td().unwrap().is_debug());
     assert_eq!(v.claims, s.bundle.claims);
 }
 
@@ -72,7 +75,8 @@ fn sim_debug_bit_is_reported() {
     let s = setup_with(true);
     assert!(verify_bundle(&s.bundle, &anchors(&s.root), NOW)
         .unwrap()
-        .td
+        .td()
+        .unwrap()
         .is_debug());
 }
 
@@ -87,9 +91,20 @@ fn flipped(s: &Setup, offset: usize) -> Result<kokon_attestation::VerifiedEviden
 #[test]
 fn a_flipped_byte_anywhere_signed_is_rejected() {
     let s = setup();
-    // Header version.
+    // Header version 4 -> 5: the v5 body descriptor is then read from the TD
+    // report and does not name a TD report type.
     assert!(matches!(
         flipped(&s, 0),
+        Err(Error::Unsupported {
+            field: "quote v5 body type",
+            ..
+        })
+    ));
+    // Header version 4 -> 6.
+    let mut b = s.bundle.clone();
+    b.evidence.data[0] = 6;
+    assert!(matches!(
+        verify_bundle(&b, &anchors(&s.root), NOW),
         Err(Error::Unsupported {
             field: "quote version",
             ..
@@ -194,6 +209,8 @@ fn rtmr3_must_replay_to_the_claimed_config_and_model() {
         evidence: Evidence {
             format: EvidenceFormat::TdxQuote,
             data: quote,
+            certificates: vec![],
+            collateral: None,
         },
         claims: c,
     };

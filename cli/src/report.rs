@@ -15,26 +15,26 @@ fn time(unix: i64) -> String {
 
 /// The verification report as JSON.
 pub fn json(e: &VerifiedEnclave, policy: &str) -> serde_json::Value {
-    let td = &e.evidence.td;
     let c = &e.evidence.claims;
+    let fields: serde_json::Map<String, serde_json::Value> = e
+        .evidence
+        .fields()
+        .into_iter()
+        .map(|f| (f.name, f.value.into()))
+        .collect();
     json!({
         "verdict": "accepted",
         "policy": policy,
         "backend": e.bundle.backend,
         "evidence": {
-            "format": "tdx-quote-v4",
+            "format": e.bundle.evidence.format,
             "root": e.evidence.anchor.name,
             "root_sha256": e.evidence.anchor.fingerprint(),
             "simulated": e.evidence.anchor.simulated,
             "platform": e.evidence.platform,
-            "debug": td.is_debug(),
-            "td_attributes": hex::encode(td.td_attributes),
-            "mrtd": hex::encode(td.mr_td),
-            "rtmr0": hex::encode(td.rtmr[0]),
-            "rtmr1": hex::encode(td.rtmr[1]),
-            "rtmr2": hex::encode(td.rtmr[2]),
-            "rtmr3": hex::encode(td.rtmr[3]),
-            "report_data": hex::encode(td.report_data),
+            "debug": e.evidence.debug(),
+            "tcb": e.evidence.tcb_summary(),
+            "fields": fields,
         },
         "claims": {
             "kokon_version": c.kokon_version,
@@ -53,7 +53,6 @@ pub fn json(e: &VerifiedEnclave, policy: &str) -> serde_json::Value {
 
 /// The verification report as text.
 pub fn text(e: &VerifiedEnclave, policy: &str) -> String {
-    let td = &e.evidence.td;
     let c = &e.evidence.claims;
     let mut out = String::new();
     let mut line = |k: &str, v: String| out.push_str(&format!("  {k:<16} {v}\n"));
@@ -62,7 +61,8 @@ pub fn text(e: &VerifiedEnclave, policy: &str) -> String {
     line(
         "evidence",
         format!(
-            "TDX quote v4, chain to {:?}{}",
+            "{:?}, chain to {:?}{}",
+            e.bundle.evidence.format,
             e.evidence.anchor.name,
             if e.evidence.anchor.simulated {
                 " (SIMULATED: no hardware protection)"
@@ -73,19 +73,25 @@ pub fn text(e: &VerifiedEnclave, policy: &str) -> String {
     );
     line(
         "debug",
-        if td.is_debug() {
+        if e.evidence.debug() {
             "ON".into()
         } else {
             "off".into()
         },
     );
-    line("MRTD", hex::encode(td.mr_td));
-    for (i, r) in td.rtmr.iter().enumerate() {
-        line(&format!("RTMR{i}"), hex::encode(r));
+    line("TCB", e.evidence.tcb_summary());
+    for f in e.evidence.fields() {
+        if f.name.starts_with("MR") || f.name.starts_with("RTMR") || f.name == "MEASUREMENT" {
+            line(&f.name, f.value);
+        }
     }
     line(
         "binding",
-        "REPORTDATA = SHA-512(claims) ✓, RTMR3 = replay(config, model) ✓".into(),
+        match e.evidence.td() {
+            Some(_) => "REPORTDATA = SHA-512(claims) ✓, RTMR3 = replay(config, model) ✓",
+            None => "REPORT_DATA = SHA-512(claims) ✓",
+        }
+        .into(),
     );
     line(
         "model",

@@ -1,27 +1,40 @@
 //! Evidence backends: where the enclave's attestation evidence comes from.
 //!
-//! Today: `sim`, the simulated TDX platform of the `attestation` crate under
-//! a root CA kept in kokon's data directory (created on first use, key file
-//! mode 0600). Hardware backends (configfs-tsm, /dev/tdx_guest,
-//! /dev/sev-guest) plug in here; there is never a silent fallback to `sim`:
-//! the backend is chosen explicitly and reported in every bundle.
+//! - `sim`: the simulated TDX platform of the `attestation` crate under a
+//!   root CA kept in kokon's data directory (created on first use, key file
+//!   mode 0600).
+//! - `tdx`, `snp`: the hardware, through configfs-tsm ([`crate::tsm`]).
+//! - `auto`: asks configfs-tsm which provider this guest has.
+//!
+//! There is never a silent fallback to `sim`: the backend is chosen
+//! explicitly (or detected as hardware) and reported in every bundle.
 
 use std::fs;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use kokon_attestation::sim::{
     SimRoot, SimTd, SimTdx, SIM_ROOT_CERT_FILE, SIM_ROOT_DIR, SIM_ROOT_KEY_FILE,
 };
+use kokon_attestation::snp::cert_table;
 use kokon_attestation::tdx::Measurement;
+use kokon_attestation::{Evidence, EvidenceFormat};
 use zeroize::Zeroizing;
+
+use crate::tsm::{self, Tsm};
 
 /// The TEE backend chosen on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TeeKind {
     /// The simulated TDX platform.
     Sim,
+    /// Intel TDX through configfs-tsm.
+    Tdx,
+    /// AMD SEV-SNP through configfs-tsm.
+    Snp,
+    /// Whichever hardware configfs-tsm reports; never sim.
+    Auto,
 }
 
 impl std::str::FromStr for TeeKind {
@@ -29,38 +42,134 @@ impl std::str::FromStr for TeeKind {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "sim" => Ok(Self::Sim),
-            "tdx" | "snp" | "auto" => Err(format!("--tee {s}: hardware evidence acquisition is not part of this build yet; only --tee sim is available")),
-            other => Err(format!("unknown TEE {other:?}: expected sim")),
+            "tdx" => Ok(Self::Tdx),
+            "snp" => Ok(Self::Snp),
+            "auto" => Ok(Self::Auto),
+            other => Err(format!(
+                "unknown TEE {other:?}: expected sim, tdx, snp or auto"
+            )),
         }
     }
+}
+
+/// Where the hardware interfaces live (overridable for tests on fake trees).
+#[derive(Debug, Clone)]
+pub struct HardwarePaths {
+    /// The configfs-tsm report directory.
+    pub tsm_root: PathBuf,
+    /// The TDX guest's sysfs directory.
+    pub tdx_sysfs: PathBuf,
 }
 
 /// A running evidence backend.
 pub enum Backend {
     /// Simulated TDX.
     Sim(Box<SimTdx>),
+    /// TDX hardware.
+    Tdx {
+        /// Its configfs-tsm interface.
+        tsm: Tsm,
+        /// Its sysfs directory (RTMR extension).
+        sysfs: PathBuf,
+    },
+    /// SEV-SNP hardware.
+    Snp {
+        /// Its configfs-tsm interface.
+        tsm: Tsm,
+    },
 }
 
 impl Backend {
+    /// Starts the backend for `kind`. `Auto` picks the hardware that
+    /// configfs-tsm reports and fails when there is none.
+    pub fn start(
+        kind: TeeKind,
+        paths: &HardwarePaths,
+        data_dir: &Path,
+        mr_td: Measurement,
+        now: i64,
+    ) -> anyhow::Result<Backend> {
+        let hardware = |expected: Option<&str>| -> anyhow::Result<Backend> {
+            let tsm = Tsm::open(&paths.tsm_root)?;
+            let provider = tsm.provider()?;
+            if let Some(expected) = expected {
+                if provider != expected {
+                    anyhow::bail!(
+                        "--tee {kind:?}: configfs-tsm provider is {provider:?}, expected {expected:?}"
+                    );
+                }
+            }
+            match provider.as_str() {
+                tsm::PROVIDER_TDX => Ok(Backend::Tdx {
+                    tsm,
+                    sysfs: paths.tdx_sysfs.clone(),
+                }),
+                tsm::PROVIDER_SNP => Ok(Backend::Snp { tsm }),
+                other => anyhow::bail!("unknown configfs-tsm provider {other:?}"),
+            }
+        };
+        match kind {
+            TeeKind::Sim => start_sim(data_dir, mr_td, now),
+            TeeKind::Tdx => hardware(Some(tsm::PROVIDER_TDX)),
+            TeeKind::Snp => hardware(Some(tsm::PROVIDER_SNP)),
+            TeeKind::Auto => hardware(None).context(
+                "--tee auto found no TEE hardware (use --tee sim for development; there is no silent fallback)",
+            ),
+        }
+    }
+
     /// The backend's name as reported in bundles.
     pub fn name(&self) -> &'static str {
         match self {
             Backend::Sim(_) => "sim",
+            Backend::Tdx { .. } => "tdx",
+            Backend::Snp { .. } => "snp",
         }
     }
 
-    /// Extends the runtime register (RTMR3) with an event digest.
-    pub fn extend_runtime_measurement(&mut self, digest: &Measurement) {
+    /// Extends the runtime register (RTMR3) with an event digest. SEV-SNP
+    /// has no runtime register: there the claims' digests are bound by the
+    /// report data alone.
+    pub fn extend_runtime_measurement(&mut self, digest: &Measurement) -> anyhow::Result<()> {
         match self {
-            Backend::Sim(tdx) => tdx.extend_rtmr3(digest),
+            Backend::Sim(tdx) => {
+                tdx.extend_rtmr3(digest);
+                Ok(())
+            }
+            Backend::Tdx { sysfs, .. } => tsm::extend_rtmr3(sysfs, digest),
+            Backend::Snp { .. } => Ok(()),
         }
     }
 
     /// Produces evidence binding `report_data`.
-    pub fn evidence(&self, report_data: [u8; 64]) -> anyhow::Result<Vec<u8>> {
-        match self {
-            Backend::Sim(tdx) => Ok(tdx.quote(report_data)?),
-        }
+    pub fn evidence(&self, report_data: [u8; 64]) -> anyhow::Result<Evidence> {
+        let (format, data, certificates) = match self {
+            Backend::Sim(tdx) => (
+                EvidenceFormat::TdxQuote,
+                tdx.quote(report_data)?,
+                Vec::new(),
+            ),
+            Backend::Tdx { tsm, .. } => {
+                let report = tsm.report(&report_data, tsm::PROVIDER_TDX)?;
+                (EvidenceFormat::TdxQuote, report.outblob, Vec::new())
+            }
+            Backend::Snp { tsm } => {
+                let report = tsm.report(&report_data, tsm::PROVIDER_SNP)?;
+                // The host's certificate table, if any; the host may also add
+                // the VCEK from AMD KDS later. Either way the client verifies.
+                let certificates = match &report.auxblob {
+                    Some(table) => cert_table::chain(&cert_table::parse(table)?)?,
+                    None => Vec::new(),
+                };
+                (EvidenceFormat::SnpReport, report.outblob, certificates)
+            }
+        };
+        Ok(Evidence {
+            format,
+            data,
+            certificates,
+            collateral: None,
+        })
     }
 }
 

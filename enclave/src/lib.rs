@@ -18,6 +18,7 @@ pub mod gateway;
 pub mod inference;
 pub mod keys;
 pub mod server;
+pub mod tsm;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,9 +56,15 @@ pub struct Args {
     /// ONNX Runtime shared library (libonnxruntime.so.1.x).
     #[arg(long, env = "KOKON_ORT_LIB")]
     pub ort_lib: PathBuf,
-    /// Evidence backend.
+    /// Evidence backend: sim, tdx, snp or auto (hardware only, never sim).
     #[arg(long, default_value = "sim")]
     pub tee: TeeKind,
+    /// configfs-tsm report directory (hardware backends).
+    #[arg(long, default_value = tsm::DEFAULT_TSM_ROOT)]
+    pub tsm_root: PathBuf,
+    /// TDX guest sysfs directory, for RTMR3 extension.
+    #[arg(long, default_value = tsm::DEFAULT_TDX_SYSFS)]
+    pub tdx_sysfs: PathBuf,
     /// kokon's data directory (holds the sim root).
     #[arg(long, env = "KOKON_DATA_DIR")]
     pub data_dir: PathBuf,
@@ -117,9 +124,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let now = gateway::unix_now();
     let exe = std::env::current_exe().context("locating the enclave binary")?;
     let mr_td = evidence::measure_file(&exe)?;
-    let mut backend = match args.tee {
-        TeeKind::Sim => evidence::start_sim(&args.data_dir, mr_td, now)?,
+    let paths = evidence::HardwarePaths {
+        tsm_root: args.tsm_root.clone(),
+        tdx_sysfs: args.tdx_sysfs.clone(),
     };
+    let mut backend = evidence::Backend::start(args.tee, &paths, &args.data_dir, mr_td, now)?;
+    tracing::info!(backend = backend.name(), requested = ?args.tee, "evidence backend started");
     let env = inference::load_runtime(&args.ort_lib)?;
     let model = inference::Model::load(
         &env,
@@ -138,7 +148,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     .digest();
     for event in kokon_attestation::claims::rtmr3_events(&config_digest, &model.digest()) {
-        backend.extend_runtime_measurement(&event);
+        backend.extend_runtime_measurement(&event)?;
     }
     let fault_delay = match (
         args.tee,

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kokon_attestation::{AttestationBundle, Claims, Evidence, EvidenceFormat};
+use kokon_attestation::{AttestationBundle, Claims};
 use kokon_wire::{Request, Response, WireError};
 use tokio::net::{UnixListener, UnixStream};
 
@@ -57,14 +57,11 @@ impl Enclave {
         }
         let claims = self.claims(nonce);
         match self.backend.evidence(claims.report_data()) {
-            Ok(data) => Response::Bundle(
+            Ok(evidence) => Response::Bundle(
                 AttestationBundle {
                     version: kokon_attestation::bundle::BUNDLE_VERSION,
                     backend: self.backend.name().into(),
-                    evidence: Evidence {
-                        format: EvidenceFormat::TdxQuote,
-                        data,
-                    },
+                    evidence,
                     claims,
                 }
                 .to_json(),

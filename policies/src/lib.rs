@@ -16,9 +16,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use kokon_attestation::roots::AmdProduct;
 use kokon_attestation::sim::SIM_ROOT;
-use kokon_attestation::tdx::{Measurement, TdReportBody};
-use kokon_attestation::{roots, TrustAnchor, TrustAnchors, VerifiedEvidence};
+use kokon_attestation::snp::TcbVersion;
+use kokon_attestation::tdx::{Measurement, TcbStatus};
+use kokon_attestation::{
+    roots, PlatformTcb, TeeReport, TrustAnchor, TrustAnchors, VerifiedEvidence,
+};
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -37,7 +41,60 @@ struct PolicyFile {
     evidence: EvidenceSection,
     #[serde(default)]
     measurements: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    tcb: Option<TcbSection>,
+    #[serde(default)]
+    snp: Option<SnpSection>,
     models: ModelsSection,
+}
+
+/// Requirements on the vendor's TCB appraisal.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TcbSection {
+    /// TDX: accepted Intel TCB statuses (e.g. ["UpToDate"]); evidence
+    /// without collateral is rejected when this section is present.
+    allowed_statuses: Vec<TcbStatus>,
+    /// TDX: advisory IDs tolerated; any other advisory rejects.
+    #[serde(default)]
+    allowed_advisories: Vec<String>,
+    /// SNP: the minimum reported TCB.
+    #[serde(default)]
+    snp_minimum: Option<SnpFloor>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnpFloor {
+    bootloader: u8,
+    tee: u8,
+    snp: u8,
+    microcode: u8,
+    #[serde(default)]
+    fmc: Option<u8>,
+}
+
+/// SNP guest-policy and VMPL requirements.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnpSection {
+    /// Whether a migration agent may be associated with the guest.
+    pub allow_migration_agent: bool,
+    /// Whether the host may run with SMT enabled.
+    pub allow_smt: bool,
+    /// The least privileged VMPL a report may come from (0 = most privileged).
+    pub max_vmpl: u32,
+}
+
+/// What a policy requires of the vendor's TCB appraisal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcbRequirements {
+    /// Accepted TDX TCB statuses.
+    pub allowed_statuses: Vec<TcbStatus>,
+    /// Tolerated advisory IDs.
+    pub allowed_advisories: Vec<String>,
+    /// SNP minimum reported TCB.
+    pub snp_minimum: Option<TcbVersion>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -79,10 +136,15 @@ pub enum Register {
     MrOwner,
     /// MROWNERCONFIG.
     MrOwnerConfig,
+    /// SNP launch MEASUREMENT.
+    SnpMeasurement,
+    /// SNP HOST_DATA (32 bytes).
+    SnpHostData,
+    /// SNP ID_KEY_DIGEST.
+    SnpIdKeyDigest,
 }
 
-const REGISTER_NAMES: &str =
-    "mrtd, rtmr0, rtmr1, rtmr2, rtmr3, mrseam, mrsignerseam, mrconfigid, mrowner, mrownerconfig";
+const REGISTER_NAMES: &str = "mrtd, rtmr0, rtmr1, rtmr2, rtmr3, mrseam, mrsignerseam, mrconfigid, mrowner, mrownerconfig (TDX); snp_measurement, snp_host_data, snp_id_key_digest (SEV-SNP)";
 
 impl Register {
     fn parse(name: &str) -> Option<Self> {
@@ -97,29 +159,50 @@ impl Register {
             "mrconfigid" => Self::MrConfigId,
             "mrowner" => Self::MrOwner,
             "mrownerconfig" => Self::MrOwnerConfig,
+            "snp_measurement" => Self::SnpMeasurement,
+            "snp_host_data" => Self::SnpHostData,
+            "snp_id_key_digest" => Self::SnpIdKeyDigest,
             _ => return None,
         })
     }
 
-    /// The register's value in a TD report.
-    pub fn value(self, td: &TdReportBody) -> &Measurement {
+    /// Its size in bytes.
+    pub fn size(self) -> usize {
         match self {
-            Self::MrTd => &td.mr_td,
-            Self::Rtmr(i) => {
-                // `parse` only builds RTMR0-3.
-                let [r0, r1, r2, r3] = &td.rtmr;
-                match i {
-                    0 => r0,
-                    1 => r1,
-                    2 => r2,
-                    _ => r3,
+            Self::SnpHostData => 32,
+            _ => 48,
+        }
+    }
+
+    /// The register's value in a TEE report, or `None` when this kind of
+    /// evidence has no such register.
+    pub fn value(self, tee: &TeeReport) -> Option<&[u8]> {
+        match tee {
+            TeeReport::Tdx(td) => Some(match self {
+                Self::MrTd => &td.mr_td,
+                Self::Rtmr(i) => {
+                    // `parse` only builds RTMR0-3.
+                    let [r0, r1, r2, r3] = &td.rtmr;
+                    match i {
+                        0 => r0,
+                        1 => r1,
+                        2 => r2,
+                        _ => r3,
+                    }
                 }
-            }
-            Self::MrSeam => &td.mr_seam,
-            Self::MrSignerSeam => &td.mr_signer_seam,
-            Self::MrConfigId => &td.mr_config_id,
-            Self::MrOwner => &td.mr_owner,
-            Self::MrOwnerConfig => &td.mr_owner_config,
+                Self::MrSeam => &td.mr_seam,
+                Self::MrSignerSeam => &td.mr_signer_seam,
+                Self::MrConfigId => &td.mr_config_id,
+                Self::MrOwner => &td.mr_owner,
+                Self::MrOwnerConfig => &td.mr_owner_config,
+                Self::SnpMeasurement | Self::SnpHostData | Self::SnpIdKeyDigest => return None,
+            }),
+            TeeReport::Snp(r) => match self {
+                Self::SnpMeasurement => Some(&r.measurement),
+                Self::SnpHostData => Some(&r.host_data),
+                Self::SnpIdKeyDigest => Some(&r.id_key_digest),
+                _ => None,
+            },
         }
     }
 }
@@ -134,6 +217,9 @@ impl fmt::Display for Register {
             Self::MrConfigId => f.write_str("MRCONFIGID"),
             Self::MrOwner => f.write_str("MROWNER"),
             Self::MrOwnerConfig => f.write_str("MROWNERCONFIG"),
+            Self::SnpMeasurement => f.write_str("SNP MEASUREMENT"),
+            Self::SnpHostData => f.write_str("SNP HOST_DATA"),
+            Self::SnpIdKeyDigest => f.write_str("SNP ID_KEY_DIGEST"),
         }
     }
 }
@@ -172,7 +258,11 @@ pub struct Policy {
     /// Largest accepted age of evidence, in seconds.
     pub max_age_seconds: u64,
     /// Allowed values per pinned register (an empty list allows nothing).
-    pub measurements: BTreeMap<Register, Vec<Measurement>>,
+    pub measurements: BTreeMap<Register, Vec<Vec<u8>>>,
+    /// TCB requirements; `None` accepts evidence without a vendor appraisal.
+    pub tcb: Option<TcbRequirements>,
+    /// SNP guest-policy requirements; `None` puts none beyond debug.
+    pub snp: Option<SnpSection>,
     /// Allowed models.
     pub models: Vec<AllowedModel>,
 }
@@ -235,6 +325,18 @@ fn invalid(field: impl Into<String>, reason: impl Into<String>) -> LoadError {
     }
 }
 
+fn hex_bytes(field: &str, text: &str, len: usize) -> Result<Vec<u8>, LoadError> {
+    let bytes =
+        hex::decode(text).map_err(|e| invalid(field, format!("{text:?} is not hex: {e}")))?;
+    if bytes.len() != len {
+        return Err(invalid(
+            field,
+            format!("expected {len} bytes, found {}", bytes.len()),
+        ));
+    }
+    Ok(bytes)
+}
+
 fn hex_array<const N: usize>(field: &str, text: &str) -> Result<[u8; N], LoadError> {
     let bytes =
         hex::decode(text).map_err(|e| invalid(field, format!("{text:?} is not hex: {e}")))?;
@@ -253,6 +355,10 @@ impl Policy {
             let anchor = match name.as_str() {
                 roots::INTEL_SGX_ROOT => roots::intel_sgx_root()
                     .map_err(|e| invalid("evidence.trusted_roots", e.to_string()))?,
+                amd if AmdProduct::from_root_name(amd).is_some() => AmdProduct::from_root_name(amd)
+                    .map(roots::amd_ark)
+                    .unwrap_or(Err(kokon_attestation::Error::TooLarge { what: "root" }))
+                    .map_err(|e| invalid("evidence.trusted_roots", e.to_string()))?,
                 SIM_ROOT => {
                     if !file.evidence.allow_simulated {
                         return Err(invalid(
@@ -267,7 +373,7 @@ impl Policy {
                 other => {
                     return Err(invalid(
                         "evidence.trusted_roots",
-                        format!("unknown root {other:?}; known: intel-sgx-root, sim-local"),
+                        format!("unknown root {other:?}; known: intel-sgx-root, amd-ark-milan, amd-ark-genoa, amd-ark-turin, sim-local"),
                     ))
                 }
             };
@@ -291,13 +397,15 @@ impl Policy {
             let resolved = values
                 .iter()
                 .map(|v| match v.as_str() {
-                    LOCAL_ENCLAVE_BUILD => locals.enclave_build_mrtd.ok_or_else(|| {
-                        invalid(
-                            &field,
-                            "\"local-enclave-build\": no local enclave binary was found to measure",
-                        )
-                    }),
-                    hex => hex_array::<48>(&field, hex),
+                    LOCAL_ENCLAVE_BUILD if register == Register::MrTd => {
+                        locals.enclave_build_mrtd.map(|m| m.to_vec()).ok_or_else(|| {
+                            invalid(
+                                &field,
+                                "\"local-enclave-build\": no local enclave binary was found to measure",
+                            )
+                        })
+                    }
+                    hex => hex_bytes(&field, hex, register.size()),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             measurements.insert(register, resolved);
@@ -313,7 +421,20 @@ impl Policy {
                 })
             })
             .collect::<Result<Vec<_>, LoadError>>()?;
+        let tcb = file.tcb.map(|t| TcbRequirements {
+            allowed_statuses: t.allowed_statuses,
+            allowed_advisories: t.allowed_advisories,
+            snp_minimum: t.snp_minimum.map(|f| TcbVersion {
+                fmc: f.fmc,
+                bootloader: f.bootloader,
+                tee: f.tee,
+                snp: f.snp,
+                microcode: f.microcode,
+            }),
+        });
         Ok(Self {
+            tcb,
+            snp: file.snp,
             name: file.name,
             description: file.description,
             anchors,
@@ -362,15 +483,41 @@ impl Policy {
                 evidence.anchor.name.clone(),
             );
         }
-        if evidence.td.is_debug() && !self.allow_debug {
-            fail(
-                "debug",
-                "TD attributes DEBUG off (allow_debug = false)".into(),
-                format!(
-                    "DEBUG on (TD attributes {})",
-                    hex::encode(evidence.td.td_attributes)
-                ),
-            );
+        if evidence.debug() && !self.allow_debug {
+            let found = match &evidence.tee {
+                TeeReport::Tdx(td) => {
+                    format!("DEBUG on (TD attributes {})", hex::encode(td.td_attributes))
+                }
+                TeeReport::Snp(r) => format!("DEBUG allowed (guest policy {:#x})", r.policy),
+            };
+            fail("debug", "debugging off (allow_debug = false)".into(), found);
+        }
+        if let Some(tcb) = &self.tcb {
+            self.appraise_tcb(tcb, &evidence.tcb, &mut fail);
+        }
+        if let (Some(req), Some(report)) = (&self.snp, evidence.snp()) {
+            use kokon_attestation::snp::report::{POLICY_MIGRATE_MA, POLICY_SMT};
+            if report.policy & POLICY_MIGRATE_MA != 0 && !req.allow_migration_agent {
+                fail(
+                    "SNP migration agent",
+                    "MIGRATE_MA off (allow_migration_agent = false)".into(),
+                    format!("allowed (guest policy {:#x})", report.policy),
+                );
+            }
+            if report.policy & POLICY_SMT != 0 && !req.allow_smt {
+                fail(
+                    "SNP SMT",
+                    "SMT off (allow_smt = false)".into(),
+                    format!("allowed (guest policy {:#x})", report.policy),
+                );
+            }
+            if report.vmpl > req.max_vmpl {
+                fail(
+                    "SNP VMPL",
+                    format!("at most {}", req.max_vmpl),
+                    report.vmpl.to_string(),
+                );
+            }
         }
         let issued = evidence.claims.issued_at;
         let age = now.saturating_sub(issued);
@@ -389,8 +536,15 @@ impl Policy {
             );
         }
         for (register, allowed) in &self.measurements {
-            let found = register.value(&evidence.td);
-            if !allowed.contains(found) {
+            let Some(found) = register.value(&evidence.tee) else {
+                fail(
+                    &register.to_string(),
+                    format!("evidence with a {register} register"),
+                    format!("{:?} evidence, which has none", evidence.format),
+                );
+                continue;
+            };
+            if !allowed.iter().any(|a| a.as_slice() == found) {
                 let expected = if allowed.is_empty() {
                     "a configured value (the policy lists none, so nothing is accepted)".to_string()
                 } else {
@@ -436,6 +590,53 @@ impl Policy {
                 policy: self.name.clone(),
                 failures,
             })
+        }
+    }
+
+    fn appraise_tcb(
+        &self,
+        req: &TcbRequirements,
+        tcb: &PlatformTcb,
+        fail: &mut impl FnMut(&str, String, String),
+    ) {
+        match tcb {
+            PlatformTcb::Unappraised => fail(
+                "TCB",
+                "evidence with the vendor's TCB appraisal (TDX collateral or SNP VCEK)".into(),
+                "evidence without collateral".into(),
+            ),
+            PlatformTcb::Tdx(v) => {
+                if !req.allowed_statuses.contains(&v.status) {
+                    fail(
+                        "TCB status",
+                        format!("one of {:?}", req.allowed_statuses),
+                        format!("{} (FMSPC {}, TCB date {})", v.status, v.fmspc, v.tcb_date),
+                    );
+                }
+                let extra: Vec<&String> = v
+                    .advisory_ids
+                    .iter()
+                    .filter(|a| !req.allowed_advisories.contains(a))
+                    .collect();
+                if !extra.is_empty() {
+                    fail(
+                        "TCB advisories",
+                        format!("only {:?}", req.allowed_advisories),
+                        format!("{extra:?}"),
+                    );
+                }
+            }
+            PlatformTcb::Snp { product, reported } => {
+                if let Some(floor) = &req.snp_minimum {
+                    if !reported.at_least(floor) {
+                        fail(
+                            "SNP TCB",
+                            format!("at least {floor}"),
+                            format!("{reported} ({product:?})"),
+                        );
+                    }
+                }
+            }
         }
     }
 

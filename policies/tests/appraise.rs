@@ -220,6 +220,9 @@ fn each_rtmr_is_checked_against_its_own_register() {
         let r = p.appraise(&v, NOW).unwrap_err();
         assert_eq!(r.failures.len(), 1, "{r}");
         assert_eq!(r.failures[0].check, register.to_uppercase());
-        assert_eq!(r.failures[0].found, hex::encode(v.td.rtmr[index]));
+        assert_eq!(
+            r.failures[0].found,
+            hex::encode(v.td().unwrap().rtmr[index])
+        );
     }
 }

@@ -50,7 +50,7 @@ async fn attest_verify_and_infer_from_the_command_line() {
     assert_eq!(report["verdict"], "accepted");
     assert_eq!(report["evidence"]["simulated"], true);
     assert_eq!(
-        report["evidence"]["mrtd"],
+        report["evidence"]["fields"]["MRTD"],
         hex::encode(stack.env.enclave_mrtd())
     );
 

@@ -28,7 +28,7 @@ async fn one_private_inference_end_to_end() {
     let enclave = stack.attest().await;
     assert_eq!(enclave.bundle.backend, "sim");
     assert_eq!(
-        enclave.evidence.td.mr_td,
+        enclave.evidence.td().unwrap().mr_td,
         stack.env.enclave_mrtd(),
         "MRTD is the measurement of the enclave binary"
     );

@@ -10,6 +10,7 @@
 //! under the certificate's key. Guest policy (debug, migration agent, SMT),
 //! VMPL, TCB floors and measurements are the appraisal policy's business.
 
+pub mod cert_table;
 pub mod report;
 
 use ring::signature::{UnparsedPublicKey, ECDSA_P384_SHA384_FIXED};

@@ -1,5 +1,5 @@
 //! Helpers shared by the attestation tests: fixtures from ../shared.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use kokon_attestation::{roots, TrustAnchors};
 
