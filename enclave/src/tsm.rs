@@ -91,7 +91,7 @@ impl Tsm {
     /// The provider of this machine's TSM ("tdx_guest", "sev_guest").
     pub fn provider(&self) -> anyhow::Result<String> {
         let entry = self.entry()?;
-        let provider = read_text(&entry.0.join("provider"));
+        let provider = read_attr(&entry.0.join("provider"));
         drop(entry);
         provider
     }
@@ -110,7 +110,7 @@ impl Tsm {
         fs::write(dir.join("inblob"), report_data)
             .with_context(|| format!("writing {}/inblob", dir.display()))?;
         let generation = wait_generation(&dir.join("generation"))?;
-        let provider = read_text(&dir.join("provider"))?;
+        let provider = read_attr(&dir.join("provider"))?;
         if provider != expected {
             bail!("configfs-tsm provider is {provider:?}, expected {expected:?}");
         }
@@ -136,6 +136,17 @@ impl Tsm {
             auxblob,
         })
     }
+}
+
+/// Reads an attribute that configfs creates with the directory. The kernel
+/// has it ready at once; the bounded wait only covers a tree that fills in
+/// attributes asynchronously (the tests' fake kernel).
+fn read_attr(path: &Path) -> anyhow::Result<String> {
+    let deadline = Instant::now() + GENERATION_WAIT;
+    while !path.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    read_text(path)
 }
 
 /// Waits until `generation` shows our single write, and returns it.
