@@ -145,6 +145,40 @@ pub struct VerifiedEvidence {
     pub claims: Claims,
 }
 
+impl TeeReport {
+    /// Every field of the report with its meaning.
+    pub fn fields(&self) -> Vec<crate::explain::Field> {
+        match self {
+            TeeReport::Tdx(td) => crate::explain::td_report(td),
+            TeeReport::Snp(r) => crate::explain::snp_report(r),
+        }
+    }
+
+    /// Whether the TEE allows the host to debug (read) the guest.
+    pub fn debug(&self) -> bool {
+        match self {
+            TeeReport::Tdx(td) => td.is_debug(),
+            TeeReport::Snp(r) => r.debug_allowed(),
+        }
+    }
+}
+
+impl PlatformTcb {
+    /// The appraisal in one line.
+    pub fn summary(&self) -> String {
+        match self {
+            PlatformTcb::Unappraised => "not appraised (no collateral)".into(),
+            PlatformTcb::Tdx(v) => format!(
+                "{} (platform {}, QE {}, FMSPC {}, TCB date {}, advisories {:?})",
+                v.status, v.platform_status, v.qe_status, v.fmspc, v.tcb_date, v.advisory_ids
+            ),
+            PlatformTcb::Snp { product, reported } => {
+                format!("{product:?}, reported TCB {reported} (certified by the VCEK)")
+            }
+        }
+    }
+}
+
 impl VerifiedEvidence {
     /// The TD report body, for TDX evidence.
     pub fn td(&self) -> Option<&TdReportBody> {
@@ -164,32 +198,17 @@ impl VerifiedEvidence {
 
     /// The TEE report's fields with their meanings.
     pub fn fields(&self) -> Vec<crate::explain::Field> {
-        match &self.tee {
-            TeeReport::Tdx(td) => crate::explain::td_report(td),
-            TeeReport::Snp(r) => crate::explain::snp_report(r),
-        }
+        self.tee.fields()
     }
 
     /// The platform's TCB in one line.
     pub fn tcb_summary(&self) -> String {
-        match &self.tcb {
-            PlatformTcb::Unappraised => "not appraised (no collateral)".into(),
-            PlatformTcb::Tdx(v) => format!(
-                "{} (platform {}, QE {}, FMSPC {}, TCB date {}, advisories {:?})",
-                v.status, v.platform_status, v.qe_status, v.fmspc, v.tcb_date, v.advisory_ids
-            ),
-            PlatformTcb::Snp { product, reported } => {
-                format!("{product:?}, reported TCB {reported} (certified by the VCEK)")
-            }
-        }
+        self.tcb.summary()
     }
 
     /// Whether the TEE allows the host to debug (read) the guest.
     pub fn debug(&self) -> bool {
-        match &self.tee {
-            TeeReport::Tdx(td) => td.is_debug(),
-            TeeReport::Snp(r) => r.debug_allowed(),
-        }
+        self.tee.debug()
     }
 }
 
@@ -205,13 +224,56 @@ fn check_report_data(found: &[u8; 64], claims: &Claims) -> Result<(), Error> {
     Ok(())
 }
 
-/// Verifies a bundle's evidence and binding under `anchors` at `now` (Unix seconds).
-pub fn verify_bundle(
-    bundle: &AttestationBundle,
+/// Evidence whose signatures and chains verified, without claims: what
+/// `kokon verify --evidence` checks on raw evidence.
+#[derive(Debug, Clone)]
+pub struct VerifiedPlatform {
+    /// The evidence format.
+    pub format: EvidenceFormat,
+    /// The TEE's report.
+    pub tee: TeeReport,
+    /// The platform's TCB appraisal.
+    pub tcb: PlatformTcb,
+    /// The root the evidence chains to.
+    pub anchor: TrustAnchor,
+    /// The subject of the platform certificate (PCK, VCEK or VLEK).
+    pub platform: String,
+}
+
+/// Recognises raw evidence: a TDX quote (version 4 or 5, TEE type 0x81) or
+/// an SNP report (1184 bytes, version 2, 3 or 5, signature algorithm 1).
+pub fn detect_format(bytes: &[u8]) -> Option<EvidenceFormat> {
+    let u16_at = |o: usize| {
+        bytes
+            .get(o..o + 2)
+            .and_then(|b| b.try_into().ok())
+            .map(u16::from_le_bytes)
+    };
+    let u32_at = |o: usize| {
+        bytes
+            .get(o..o + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+    };
+    if bytes.len() == snp::report::REPORT_LEN
+        && matches!(u32_at(0), Some(2 | 3 | 5))
+        && u32_at(0x34) == Some(snp::report::SIG_ALGO_ECDSA_P384_SHA384)
+    {
+        return Some(EvidenceFormat::SnpReport);
+    }
+    if matches!(u16_at(0), Some(4 | 5)) && u32_at(4) == Some(tdx::quote::TEE_TYPE_TDX) {
+        return Some(EvidenceFormat::TdxQuote);
+    }
+    None
+}
+
+/// Verifies hardware evidence (signatures, chains, collateral, TCB) under
+/// `anchors` at `now`, without looking at any claims.
+pub fn verify_evidence(
+    evidence: &Evidence,
     anchors: &TrustAnchors,
     now: i64,
-) -> Result<VerifiedEvidence, Error> {
-    let evidence = &bundle.evidence;
+) -> Result<VerifiedPlatform, Error> {
     match evidence.format {
         EvidenceFormat::TdxQuote => {
             let (verified, tcb) = match &evidence.collateral {
@@ -225,7 +287,42 @@ pub fn verify_bundle(
                     PlatformTcb::Unappraised,
                 ),
             };
-            let td = verified.quote.body;
+            Ok(VerifiedPlatform {
+                format: EvidenceFormat::TdxQuote,
+                tee: TeeReport::Tdx(Box::new(verified.quote.body)),
+                tcb,
+                anchor: verified.chain.anchor,
+                platform: verified.chain.leaf_subject,
+            })
+        }
+        EvidenceFormat::SnpReport => {
+            let (vek, chain) = evidence.certificates.split_first().ok_or_else(|| {
+                Error::Bundle("an SNP report needs its VCEK or VLEK certificate".into())
+            })?;
+            let verified = snp::verify_report(&evidence.data, vek, chain, anchors, now)?;
+            Ok(VerifiedPlatform {
+                format: EvidenceFormat::SnpReport,
+                tcb: PlatformTcb::Snp {
+                    product: verified.product,
+                    reported: verified.reported_tcb,
+                },
+                tee: TeeReport::Snp(Box::new(verified.report)),
+                anchor: verified.chain.anchor,
+                platform: verified.chain.leaf_subject,
+            })
+        }
+    }
+}
+
+/// Verifies a bundle's evidence and binding under `anchors` at `now` (Unix seconds).
+pub fn verify_bundle(
+    bundle: &AttestationBundle,
+    anchors: &TrustAnchors,
+    now: i64,
+) -> Result<VerifiedEvidence, Error> {
+    let v = verify_evidence(&bundle.evidence, anchors, now)?;
+    match &v.tee {
+        TeeReport::Tdx(td) => {
             check_report_data(&td.report_data, &bundle.claims)?;
             let rtmr3 = tdx::rtmr_replay(&bundle.claims.rtmr3_events());
             let [_, _, _, found_rtmr3] = &td.rtmr;
@@ -236,32 +333,15 @@ pub fn verify_bundle(
                     found: hex::encode(found_rtmr3),
                 });
             }
-            Ok(VerifiedEvidence {
-                format: EvidenceFormat::TdxQuote,
-                tee: TeeReport::Tdx(Box::new(td)),
-                tcb,
-                anchor: verified.chain.anchor,
-                platform: verified.chain.leaf_subject,
-                claims: bundle.claims.clone(),
-            })
         }
-        EvidenceFormat::SnpReport => {
-            let (vek, chain) = evidence.certificates.split_first().ok_or_else(|| {
-                Error::Bundle("an SNP report needs its VCEK or VLEK certificate".into())
-            })?;
-            let verified = snp::verify_report(&evidence.data, vek, chain, anchors, now)?;
-            check_report_data(&verified.report.report_data, &bundle.claims)?;
-            Ok(VerifiedEvidence {
-                format: EvidenceFormat::SnpReport,
-                tcb: PlatformTcb::Snp {
-                    product: verified.product,
-                    reported: verified.reported_tcb,
-                },
-                tee: TeeReport::Snp(Box::new(verified.report)),
-                anchor: verified.chain.anchor,
-                platform: verified.chain.leaf_subject,
-                claims: bundle.claims.clone(),
-            })
-        }
+        TeeReport::Snp(report) => check_report_data(&report.report_data, &bundle.claims)?,
     }
+    Ok(VerifiedEvidence {
+        format: v.format,
+        tee: v.tee,
+        tcb: v.tcb,
+        anchor: v.anchor,
+        platform: v.platform,
+        claims: bundle.claims.clone(),
+    })
 }

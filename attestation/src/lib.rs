@@ -26,8 +26,8 @@ pub mod snp;
 pub mod tdx;
 
 pub use bundle::{
-    verify_bundle, AttestationBundle, Evidence, EvidenceFormat, PlatformTcb, TeeReport,
-    VerifiedEvidence,
+    detect_format, verify_bundle, verify_evidence, AttestationBundle, Evidence, EvidenceFormat,
+    PlatformTcb, TeeReport, VerifiedEvidence, VerifiedPlatform,
 };
 pub use claims::Claims;
 pub use error::Error;

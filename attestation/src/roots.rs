@@ -25,7 +25,9 @@ pub fn intel_sgx_root() -> Result<TrustAnchor, Error> {
 }
 
 /// An AMD product line with its own root (ARK) and signing CA (ASK).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum AmdProduct {
     /// EPYC 7003 (Zen 3).

@@ -21,7 +21,7 @@ use kokon_attestation::sim::SIM_ROOT;
 use kokon_attestation::snp::TcbVersion;
 use kokon_attestation::tdx::{Measurement, TcbStatus};
 use kokon_attestation::{
-    roots, PlatformTcb, TeeReport, TrustAnchor, TrustAnchors, VerifiedEvidence,
+    roots, PlatformTcb, TeeReport, TrustAnchor, TrustAnchors, VerifiedEvidence, VerifiedPlatform,
 };
 use serde::Deserialize;
 use thiserror::Error;
@@ -54,13 +54,16 @@ struct PolicyFile {
 struct TcbSection {
     /// TDX: accepted Intel TCB statuses (e.g. ["UpToDate"]); evidence
     /// without collateral is rejected when this section is present.
+    #[serde(default)]
     allowed_statuses: Vec<TcbStatus>,
     /// TDX: advisory IDs tolerated; any other advisory rejects.
     #[serde(default)]
     allowed_advisories: Vec<String>,
-    /// SNP: the minimum reported TCB.
+    /// SNP: the minimum reported TCB per product line (TCB numbering
+    /// differs between Milan, Genoa and Turin); a product without a floor
+    /// is rejected.
     #[serde(default)]
-    snp_minimum: Option<SnpFloor>,
+    snp_minimum: BTreeMap<AmdProduct, SnpFloor>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -93,8 +96,8 @@ pub struct TcbRequirements {
     pub allowed_statuses: Vec<TcbStatus>,
     /// Tolerated advisory IDs.
     pub allowed_advisories: Vec<String>,
-    /// SNP minimum reported TCB.
-    pub snp_minimum: Option<TcbVersion>,
+    /// SNP minimum reported TCB per product line.
+    pub snp_minimum: BTreeMap<AmdProduct, TcbVersion>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -424,13 +427,22 @@ impl Policy {
         let tcb = file.tcb.map(|t| TcbRequirements {
             allowed_statuses: t.allowed_statuses,
             allowed_advisories: t.allowed_advisories,
-            snp_minimum: t.snp_minimum.map(|f| TcbVersion {
-                fmc: f.fmc,
-                bootloader: f.bootloader,
-                tee: f.tee,
-                snp: f.snp,
-                microcode: f.microcode,
-            }),
+            snp_minimum: t
+                .snp_minimum
+                .into_iter()
+                .map(|(product, f)| {
+                    (
+                        product,
+                        TcbVersion {
+                            fmc: f.fmc,
+                            bootloader: f.bootloader,
+                            tee: f.tee,
+                            snp: f.snp,
+                            microcode: f.microcode,
+                        },
+                    )
+                })
+                .collect(),
         });
         Ok(Self {
             tcb,
@@ -446,7 +458,8 @@ impl Policy {
         })
     }
 
-    /// Appraises verified evidence at `now` (Unix seconds).
+    /// Appraises verified evidence at `now` (Unix seconds): the platform
+    /// checks of [`Policy::appraise_platform`], then evidence age and model.
     pub fn appraise(&self, evidence: &VerifiedEvidence, now: i64) -> Result<(), Rejection> {
         let mut failures = Vec::new();
         let mut fail = |check: &str, expected: String, found: String| {
@@ -456,69 +469,7 @@ impl Policy {
                 found,
             })
         };
-
-        if evidence.anchor.simulated && !self.allow_simulated {
-            fail(
-                "simulated TEE",
-                "evidence from hardware (allow_simulated = false)".into(),
-                format!("simulated evidence under root {:?}", evidence.anchor.name),
-            );
-        }
-        if !self
-            .anchors
-            .roots
-            .iter()
-            .any(|a| a.der == evidence.anchor.der)
-        {
-            fail(
-                "trust root",
-                format!(
-                    "one of {:?}",
-                    self.anchors
-                        .roots
-                        .iter()
-                        .map(|a| &a.name)
-                        .collect::<Vec<_>>()
-                ),
-                evidence.anchor.name.clone(),
-            );
-        }
-        if evidence.debug() && !self.allow_debug {
-            let found = match &evidence.tee {
-                TeeReport::Tdx(td) => {
-                    format!("DEBUG on (TD attributes {})", hex::encode(td.td_attributes))
-                }
-                TeeReport::Snp(r) => format!("DEBUG allowed (guest policy {:#x})", r.policy),
-            };
-            fail("debug", "debugging off (allow_debug = false)".into(), found);
-        }
-        if let Some(tcb) = &self.tcb {
-            self.appraise_tcb(tcb, &evidence.tcb, &mut fail);
-        }
-        if let (Some(req), Some(report)) = (&self.snp, evidence.snp()) {
-            use kokon_attestation::snp::report::{POLICY_MIGRATE_MA, POLICY_SMT};
-            if report.policy & POLICY_MIGRATE_MA != 0 && !req.allow_migration_agent {
-                fail(
-                    "SNP migration agent",
-                    "MIGRATE_MA off (allow_migration_agent = false)".into(),
-                    format!("allowed (guest policy {:#x})", report.policy),
-                );
-            }
-            if report.policy & POLICY_SMT != 0 && !req.allow_smt {
-                fail(
-                    "SNP SMT",
-                    "SMT off (allow_smt = false)".into(),
-                    format!("allowed (guest policy {:#x})", report.policy),
-                );
-            }
-            if report.vmpl > req.max_vmpl {
-                fail(
-                    "SNP VMPL",
-                    format!("at most {}", req.max_vmpl),
-                    report.vmpl.to_string(),
-                );
-            }
-        }
+        self.platform_checks(&evidence.tee, &evidence.tcb, &evidence.anchor, &mut fail);
         let issued = evidence.claims.issued_at;
         let age = now.saturating_sub(issued);
         if age > i64::try_from(self.max_age_seconds).unwrap_or(i64::MAX) {
@@ -534,31 +485,6 @@ impl Policy {
                 format!("issued no later than {now} + {MAX_CLOCK_SKEW_SECS} s"),
                 format!("issued at {issued}"),
             );
-        }
-        for (register, allowed) in &self.measurements {
-            let Some(found) = register.value(&evidence.tee) else {
-                fail(
-                    &register.to_string(),
-                    format!("evidence with a {register} register"),
-                    format!("{:?} evidence, which has none", evidence.format),
-                );
-                continue;
-            };
-            if !allowed.iter().any(|a| a.as_slice() == found) {
-                let expected = if allowed.is_empty() {
-                    "a configured value (the policy lists none, so nothing is accepted)".to_string()
-                } else {
-                    format!(
-                        "one of [{}]",
-                        allowed
-                            .iter()
-                            .map(hex::encode)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                };
-                fail(&register.to_string(), expected, hex::encode(found));
-            }
         }
         let claims = &evidence.claims;
         if !self
@@ -583,6 +509,29 @@ impl Policy {
                 ),
             );
         }
+        self.verdict(failures)
+    }
+
+    /// Appraises raw evidence without claims (`kokon verify --evidence`): roots,
+    /// simulation, debug, TCB, SNP guest policy and measurements.
+    pub fn appraise_platform(&self, evidence: &VerifiedPlatform) -> Result<(), Rejection> {
+        let mut failures = Vec::new();
+        self.platform_checks(
+            &evidence.tee,
+            &evidence.tcb,
+            &evidence.anchor,
+            &mut |check: &str, expected, found| {
+                failures.push(Failure {
+                    check: check.into(),
+                    expected,
+                    found,
+                })
+            },
+        );
+        self.verdict(failures)
+    }
+
+    fn verdict(&self, failures: Vec<Failure>) -> Result<(), Rejection> {
         if failures.is_empty() {
             Ok(())
         } else {
@@ -590,6 +539,97 @@ impl Policy {
                 policy: self.name.clone(),
                 failures,
             })
+        }
+    }
+
+    fn platform_checks(
+        &self,
+        tee: &TeeReport,
+        tcb: &PlatformTcb,
+        anchor: &TrustAnchor,
+        fail: &mut impl FnMut(&str, String, String),
+    ) {
+        if anchor.simulated && !self.allow_simulated {
+            fail(
+                "simulated TEE",
+                "evidence from hardware (allow_simulated = false)".into(),
+                format!("simulated evidence under root {:?}", anchor.name),
+            );
+        }
+        if !self.anchors.roots.iter().any(|a| a.der == anchor.der) {
+            fail(
+                "trust root",
+                format!(
+                    "one of {:?}",
+                    self.anchors
+                        .roots
+                        .iter()
+                        .map(|a| &a.name)
+                        .collect::<Vec<_>>()
+                ),
+                anchor.name.clone(),
+            );
+        }
+        if tee.debug() && !self.allow_debug {
+            let found = match tee {
+                TeeReport::Tdx(td) => {
+                    format!("DEBUG on (TD attributes {})", hex::encode(td.td_attributes))
+                }
+                TeeReport::Snp(r) => format!("DEBUG allowed (guest policy {:#x})", r.policy),
+            };
+            fail("debug", "debugging off (allow_debug = false)".into(), found);
+        }
+        if let Some(tcb_req) = &self.tcb {
+            self.appraise_tcb(tcb_req, tcb, fail);
+        }
+        if let (Some(req), Some(report)) = (&self.snp, tee_snp(tee)) {
+            use kokon_attestation::snp::report::{POLICY_MIGRATE_MA, POLICY_SMT};
+            if report.policy & POLICY_MIGRATE_MA != 0 && !req.allow_migration_agent {
+                fail(
+                    "SNP migration agent",
+                    "MIGRATE_MA off (allow_migration_agent = false)".into(),
+                    format!("allowed (guest policy {:#x})", report.policy),
+                );
+            }
+            if report.policy & POLICY_SMT != 0 && !req.allow_smt {
+                fail(
+                    "SNP SMT",
+                    "SMT off (allow_smt = false)".into(),
+                    format!("allowed (guest policy {:#x})", report.policy),
+                );
+            }
+            if report.vmpl > req.max_vmpl {
+                fail(
+                    "SNP VMPL",
+                    format!("at most {}", req.max_vmpl),
+                    report.vmpl.to_string(),
+                );
+            }
+        }
+        for (register, allowed) in &self.measurements {
+            let Some(found) = register.value(tee) else {
+                fail(
+                    &register.to_string(),
+                    format!("evidence with a {register} register"),
+                    format!("{:?} evidence, which has none", tee_format(tee)),
+                );
+                continue;
+            };
+            if !allowed.iter().any(|a| a.as_slice() == found) {
+                let expected = if allowed.is_empty() {
+                    "a configured value (the policy lists none, so nothing is accepted)".to_string()
+                } else {
+                    format!(
+                        "one of [{}]",
+                        allowed
+                            .iter()
+                            .map(hex::encode)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                fail(&register.to_string(), expected, hex::encode(found));
+            }
         }
     }
 
@@ -626,17 +666,22 @@ impl Policy {
                     );
                 }
             }
-            PlatformTcb::Snp { product, reported } => {
-                if let Some(floor) = &req.snp_minimum {
-                    if !reported.at_least(floor) {
-                        fail(
-                            "SNP TCB",
-                            format!("at least {floor}"),
-                            format!("{reported} ({product:?})"),
-                        );
-                    }
-                }
-            }
+            PlatformTcb::Snp { product, reported } => match req.snp_minimum.get(product) {
+                Some(floor) if reported.at_least(floor) => {}
+                Some(floor) => fail(
+                    "SNP TCB",
+                    format!("at least {floor} ({product:?})"),
+                    format!("{reported}"),
+                ),
+                None => fail(
+                    "SNP TCB",
+                    format!(
+                        "a product with a floor in the policy ({:?})",
+                        req.snp_minimum.keys().collect::<Vec<_>>()
+                    ),
+                    format!("{product:?}, which has none"),
+                ),
+            },
         }
     }
 
@@ -645,5 +690,19 @@ impl Policy {
         self.models
             .iter()
             .any(|m| m.name == name && &m.digest == digest)
+    }
+}
+
+fn tee_snp(tee: &TeeReport) -> Option<&kokon_attestation::snp::Report> {
+    match tee {
+        TeeReport::Snp(r) => Some(r),
+        TeeReport::Tdx(_) => None,
+    }
+}
+
+fn tee_format(tee: &TeeReport) -> &'static str {
+    match tee {
+        TeeReport::Tdx(_) => "TDX",
+        TeeReport::Snp(_) => "SEV-SNP",
     }
 }
