@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+mod evidence;
 mod local;
 mod report;
 
@@ -51,14 +52,38 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Verify a saved attestation bundle offline (the nonce is not checked).
+    /// Verify a saved attestation bundle, or raw TDX/SNP evidence, offline.
+    ///
+    /// With --bundle (and --policy): the evidence, its binding of the claims
+    /// and the policy; the nonce is not checked. With --evidence: the quote or
+    /// report's signatures, chain and collateral; without --policy the
+    /// evidence must also be UpToDate (TDX), exit 2 otherwise.
     Verify {
-        /// The bundle file.
+        /// A saved attestation bundle.
+        #[arg(
+            long,
+            conflicts_with = "evidence",
+            required_unless_present = "evidence"
+        )]
+        bundle: Option<PathBuf>,
+        /// A raw TDX quote or SNP report (binary or hex).
         #[arg(long)]
-        bundle: PathBuf,
-        /// The policy file.
-        #[arg(long)]
-        policy: PathBuf,
+        evidence: Option<PathBuf>,
+        /// Format of --evidence when it is not detected: tdx-quote or snp-report.
+        #[arg(long, requires = "evidence")]
+        format: Option<String>,
+        /// TDX collateral (JSON, as Intel PCS/PCCS or dcap-qvl's QuoteCollateralV3).
+        #[arg(long, requires = "evidence")]
+        collateral: Option<PathBuf>,
+        /// SNP: the VCEK or VLEK certificate (DER or PEM).
+        #[arg(long, requires = "evidence")]
+        vcek: Option<PathBuf>,
+        /// SNP: its CA chain (ASK or ASVK, then ARK; PEM); default the embedded ASK.
+        #[arg(long, requires = "evidence")]
+        chain: Option<PathBuf>,
+        /// The policy file (required with --bundle).
+        #[arg(long, required_unless_present = "evidence")]
+        policy: Option<PathBuf>,
         /// Verification time (RFC 3339); default now.
         #[arg(long)]
         at: Option<String>,
@@ -84,6 +109,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Auditor tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// The whole story on this machine: host, enclave, attestation, private inference.
     Demo {
         /// Policy for the local sim enclave.
@@ -92,6 +120,21 @@ enum Command {
         /// Files to classify after the built-in sample.
         #[arg(long)]
         file: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Print every field of a TDX quote, SNP report or attestation bundle with its meaning.
+    Explain {
+        /// The quote, report (binary or hex) or bundle (JSON).
+        file: PathBuf,
+        /// Format, when not detected: tdx-quote or snp-report.
+        #[arg(long)]
+        format: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -127,8 +170,21 @@ struct HostArgs {
 }
 
 fn host_config(args: &HostArgs) -> anyhow::Result<HostConfig> {
-    if args.tee != "sim" {
-        anyhow::bail!("--tee {}: hardware evidence acquisition is not in this build yet; only --tee sim is available (kokon never falls back to sim silently)", args.tee);
+    match args.tee.as_str() {
+        "sim" => {}
+        "tdx" | "snp" | "auto" => {
+            // The enclave acquires evidence through configfs-tsm; fail before
+            // launching it when this machine has none (never fall back to sim).
+            let tsm = Path::new(kokon_wire::TSM_REPORT_ROOT);
+            if !tsm.is_dir() {
+                anyhow::bail!(
+                    "--tee {}: configfs-tsm not found at {} (needs a TDX or SEV-SNP guest with Linux 6.7+); kokon never falls back to sim",
+                    args.tee,
+                    tsm.display()
+                );
+            }
+        }
+        other => anyhow::bail!("--tee {other}: expected sim, tdx, snp or auto"),
     }
     let data_dir = local::data_dir();
     let model = match &args.model {
@@ -364,17 +420,47 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Verify {
             bundle,
+            evidence,
+            format,
+            collateral,
+            vcek,
+            chain,
             policy,
             at,
             json,
         } => {
-            let p = local::load_policy(&policy)?;
+            let p = policy.as_deref().map(local::load_policy).transpose()?;
+            let now = parse_time(at.as_deref())?;
+            if let Some(file) = evidence {
+                let raw = evidence::RawEvidence {
+                    file,
+                    format,
+                    collateral,
+                    vcek,
+                    chain,
+                };
+                let v = evidence::verify(&raw, p.as_ref(), now)?;
+                let name = p.as_ref().map(|p| p.name.as_str());
+                if json {
+                    let out = evidence::report_json(&v, name);
+                    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+                } else {
+                    print!("{}", evidence::report_text(&v, name));
+                }
+                return Ok(());
+            }
+            let (Some(bundle), Some(p)) = (bundle, p) else {
+                anyhow::bail!("--bundle needs --policy");
+            };
             let bytes =
                 std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?;
             let b = AttestationBundle::from_json(&bytes).map_err(ClientError::from)?;
-            let enclave = kokon_client::verify(b, &p, None, parse_time(at.as_deref())?)?;
+            let enclave = kokon_client::verify(b, &p, None, now)?;
             print_verified(&enclave, &p.name, json);
             Ok(())
+        }
+        Command::Audit(AuditCommand::Explain { file, format, json }) => {
+            evidence::explain(&file, format.as_deref(), json)
         }
         Command::Infer {
             host,

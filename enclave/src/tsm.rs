@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 /// Where the kernel mounts configfs-tsm reports.
-pub const DEFAULT_TSM_ROOT: &str = "/sys/kernel/config/tsm/report";
+pub const DEFAULT_TSM_ROOT: &str = kokon_wire::TSM_REPORT_ROOT;
 /// Where the TDX guest driver exposes its measurement registers.
 pub const DEFAULT_TDX_SYSFS: &str = "/sys/class/misc/tdx_guest";
 /// configfs-tsm provider name of a TDX guest.

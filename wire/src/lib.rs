@@ -34,6 +34,10 @@ pub mod media_type {
     pub const OHTTP_RESPONSE: &str = "message/ohttp-res";
 }
 
+/// Where Linux mounts configfs-tsm reports: the enclave's hardware evidence
+/// source, which the host checks for before launching a hardware enclave.
+pub const TSM_REPORT_ROOT: &str = "/sys/kernel/config/tsm/report";
+
 /// Largest payload accepted in a frame (16 MiB).
 pub const MAX_FRAME_LEN: u32 = 16 * 1024 * 1024;
 
