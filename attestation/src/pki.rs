@@ -189,7 +189,21 @@ pub fn verify_chain(
             })?;
     }
     let root_der = chain.last().map(Vec::as_slice).unwrap_or_default();
-    let anchor = anchors
+    let anchor = find_anchor(anchors, root_der)?;
+    let leaf = certs.first().ok_or(Error::TooLarge {
+        what: "certificate chain",
+    })?;
+    Ok(VerifiedChain {
+        leaf_public_key: leaf.public_key().subject_public_key.data.to_vec(),
+        leaf_subject: leaf.subject().to_string(),
+        anchor,
+        certificates: chain.to_vec(),
+    })
+}
+
+/// The anchor that is byte-identical to `root_der`, or why there is none.
+pub fn find_anchor(anchors: &TrustAnchors, root_der: &[u8]) -> Result<TrustAnchor, Error> {
+    anchors
         .roots
         .iter()
         .find(|a| a.der == root_der)
@@ -203,22 +217,12 @@ pub fn verify_chain(
                 .join(", "),
             found: format!(
                 "{} sha256:{}",
-                certs
-                    .last()
-                    .map(|c| c.subject().to_string())
-                    .unwrap_or_default(),
+                X509Certificate::from_der(root_der)
+                    .map(|(_, c)| c.subject().to_string())
+                    .unwrap_or_else(|_| "?".into()),
                 hex::encode(Sha256::digest(root_der))
             ),
-        })?;
-    let leaf = certs.first().ok_or(Error::TooLarge {
-        what: "certificate chain",
-    })?;
-    Ok(VerifiedChain {
-        leaf_public_key: leaf.public_key().subject_public_key.data.to_vec(),
-        leaf_subject: leaf.subject().to_string(),
-        anchor,
-        certificates: chain.to_vec(),
-    })
+        })
 }
 
 /// A certificate revocation list whose signature and validity were checked.

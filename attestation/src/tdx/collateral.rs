@@ -316,9 +316,7 @@ pub fn verify(
         reason: "no certificate".into(),
     })?;
     // The root must be trusted before its CRL means anything.
-    if !anchors.roots.iter().any(|a| &a.der == root_der) {
-        verify_chain(std::slice::from_ref(root_der), anchors, now, &["root CA"])?;
-    }
+    pki::find_anchor(anchors, root_der)?;
     let root_crl = pki::verify_crl(&collateral.root_ca_crl.0, root_der, now, "root CA CRL")?;
 
     verify_signed_json(
