@@ -49,10 +49,6 @@ fn flip(bytes: &mut [u8], offset: usize) {
     bytes[offset] ^= 0x01;
 }
 
-fn flip_hex(text: &mut Vec<u8>, offset: usize) {
-    text[offset] ^= 0x01;
-}
-
 /// Changes one character of a JSON text (outside quotes' structure).
 fn tamper_json(text: &mut String, from: &str, to: &str) {
     assert!(text.contains(from), "{from} not in collateral");
@@ -63,56 +59,276 @@ type TdxCase = (&'static str, fn(&mut Tdx), &'static str);
 
 fn tdx_cases() -> Vec<TdxCase> {
     vec![
-        ("empty input", |t| t.quote.clear(), "truncated quote header: version"),
-        ("truncated inside the header", |t| t.quote.truncate(47), "truncated quote header: user data"),
-        ("truncated inside the TD report", |t| t.quote.truncate(100), "truncated TD report body"),
-        ("truncated before the signature length", |t| t.quote.truncate(SIG_LEN), "truncated quote signature data size"),
-        ("truncated inside the signature data", |t| t.quote.truncate(QE_REPORT + 10), "truncated quote signature data"),
-        ("truncated inside the PCK chain", |t| t.quote.truncate(PEM + 100), "truncated quote signature data"),
-        ("non-zero trailing byte", |t| t.quote.push(7), "trailing bytes after quote"),
-        ("version 3 (SGX)", |t| t.quote[0] = 3, "unsupported quote version"),
+        (
+            "empty input",
+            |t| t.quote.clear(),
+            "truncated quote header: version",
+        ),
+        (
+            "truncated inside the header",
+            |t| t.quote.truncate(47),
+            "truncated quote header: user data",
+        ),
+        (
+            "truncated inside the TD report",
+            |t| t.quote.truncate(100),
+            "truncated TD report body",
+        ),
+        (
+            "truncated before the signature length",
+            |t| t.quote.truncate(SIG_LEN),
+            "truncated quote signature data size",
+        ),
+        (
+            "truncated inside the signature data",
+            |t| t.quote.truncate(QE_REPORT + 10),
+            "truncated quote signature data",
+        ),
+        (
+            "truncated inside the PCK chain",
+            |t| t.quote.truncate(PEM + 100),
+            "truncated quote signature data",
+        ),
+        (
+            "non-zero trailing byte",
+            |t| t.quote.push(7),
+            "trailing bytes after quote",
+        ),
+        (
+            "version 3 (SGX)",
+            |t| t.quote[0] = 3,
+            "unsupported quote version",
+        ),
         ("version 6", |t| t.quote[0] = 6, "unsupported quote version"),
-        ("version 5 without a body descriptor", |t| t.quote[0] = 5, "unsupported quote v5 body type"),
-        ("attestation key type 3 (ECDSA P-384)", |t| t.quote[2] = 3, "unsupported attestation key type"),
+        (
+            "version 5 without a body descriptor",
+            |t| t.quote[0] = 5,
+            "unsupported quote v5 body type",
+        ),
+        (
+            "attestation key type 3 (ECDSA P-384)",
+            |t| t.quote[2] = 3,
+            "unsupported attestation key type",
+        ),
         ("TEE type SGX", |t| t.quote[4] = 0, "unsupported TEE type"),
-        ("QE vendor ID not Intel's", |t| flip(&mut t.quote, 12), "QE vendor ID mismatch"),
-        ("header user data changed", |t| flip(&mut t.quote, 40), "invalid signature: quote signature by the attestation key"),
-        ("TEE_TCB_SVN changed", |t| flip(&mut t.quote, BODY), "invalid signature: quote signature by the attestation key"),
-        ("MRSEAM changed", |t| flip(&mut t.quote, BODY + 16), "invalid signature: quote signature by the attestation key"),
-        ("TDATTRIBUTES: DEBUG set", |t| flip(&mut t.quote, BODY + 120), "invalid signature: quote signature by the attestation key"),
-        ("MRTD changed", |t| flip(&mut t.quote, BODY + 136), "invalid signature: quote signature by the attestation key"),
-        ("RTMR3 changed", |t| flip(&mut t.quote, BODY + 136 + 48 * 7), "invalid signature: quote signature by the attestation key"),
-        ("REPORTDATA changed", |t| flip(&mut t.quote, BODY + 520), "invalid signature: quote signature by the attestation key"),
-        ("quote signature changed", |t| flip(&mut t.quote, QUOTE_SIG + 5), "invalid signature: quote signature by the attestation key"),
-        ("attestation key changed", |t| flip(&mut t.quote, ATT_KEY + 5), "QE report data (SHA-256 of attestation key and QE auth data) mismatch"),
-        ("certification data type 5 at the top", |t| t.quote[CERT_TYPE] = 5, "unsupported certification data type"),
-        ("QE report MRSIGNER changed", |t| flip(&mut t.quote, QE_REPORT + 128), "invalid signature: QE report signature by the PCK key"),
-        ("QE report ISVSVN changed", |t| flip(&mut t.quote, QE_REPORT + 258), "invalid signature: QE report signature by the PCK key"),
-        ("QE report signature changed", |t| flip(&mut t.quote, QE_REPORT_SIG + 3), "invalid signature: QE report signature by the PCK key"),
-        ("QE auth data changed", |t| flip(&mut t.quote, QE_AUTH + 1), "QE report data (SHA-256 of attestation key and QE auth data) mismatch"),
-        ("inner certification data type 3", |t| t.quote[INNER_TYPE] = 3, "unsupported PCK certification data type"),
-        ("PCK leaf certificate corrupted", |t| flip_hex(&mut t.quote, PEM + 300), "certificate PCK leaf"),
-        ("signature data length beyond the limit", |t| t.quote[SIG_LEN + 3] = 0x10, "quote signature data is larger than allowed"),
-        ("another root only", |t| t.anchors = TrustAnchors { roots: vec![SimRoot::generate(t.now).unwrap().anchor()] }, "not anchored in a trusted root"),
-        ("no trusted root at all", |t| t.anchors = TrustAnchors::default(), "not anchored in a trusted root"),
-        ("PCK chain expired (2053)", |t| t.now = at("2053-07-01T00:00:00Z"), "is not valid at"),
-        ("before the collateral was issued", |t| t.now = at("2025-06-10T00:00:00Z"), "is not valid at"),
-        ("PCK CRL past its next update", |t| t.now = at("2025-07-19T10:05:00Z"), "PCK CRL is not valid at"),
-        ("TCB info past its next update", |t| t.now = at("2025-08-01T00:00:00Z"), "not valid at"),
-        ("TCB info signature changed", |t| t.collateral.tcb_info_signature.0[5] ^= 1, "invalid signature: TCB info"),
-        ("TCB info text changed (a TCB status)", |t| tamper_json(&mut t.collateral.tcb_info, "\"OutOfDate\"", "\"UpToDate\""), "invalid signature: TCB info"),
-        ("TCB info text changed (FMSPC)", |t| tamper_json(&mut t.collateral.tcb_info, "B0C06F000000", "B0C06F000001"), "invalid signature: TCB info"),
-        ("QE identity signature changed", |t| t.collateral.qe_identity_signature.0[9] ^= 1, "invalid signature: QE identity"),
-        ("QE identity text changed (ISVPRODID)", |t| tamper_json(&mut t.collateral.qe_identity, "\"isvprodid\":2", "\"isvprodid\":3"), "invalid signature: QE identity"),
-        ("TCB info signature truncated", |t| t.collateral.tcb_info_signature.0.truncate(63), "invalid signature: TCB info"),
-        ("root CA CRL signature changed", |t| { let n = t.collateral.root_ca_crl.0.len(); t.collateral.root_ca_crl.0[n - 3] ^= 1 }, "invalid signature: root CA CRL"),
-        ("root CA CRL not DER", |t| t.collateral.root_ca_crl.0.truncate(20), "collateral: root CA CRL: bad DER"),
-        ("PCK CRL signature changed", |t| { let n = t.collateral.pck_crl.0.len(); t.collateral.pck_crl.0[n - 3] ^= 1 }, "invalid signature: PCK CRL"),
-        ("PCK CRL of another issuer (the root's)", |t| t.collateral.pck_crl = t.collateral.root_ca_crl.clone(), "CRL issuer mismatch"),
-        ("TCB info signer chain without its root", |t| { let pem = t.collateral.tcb_info_issuer_chain.clone(); let end = pem.find("-----END CERTIFICATE-----").unwrap() + 25; t.collateral.tcb_info_issuer_chain = pem[..end].to_string() }, "not anchored in a trusted root"),
-        ("QE identity signer chain empty", |t| t.collateral.qe_identity_issuer_chain.clear(), "unsupported collateral signer chain length"),
-        ("TCB info signed by the QE identity's key (swapped texts)", |t| { let c = &mut t.collateral; std::mem::swap(&mut c.tcb_info_signature, &mut c.qe_identity_signature) }, "invalid signature: TCB info"),
-        ("collateral from another platform (outdated quote's)", |t| t.collateral = Collateral::from_json(&fixture("tdx/dcapqvl_tdx_quote_outdated_collateral.json")).unwrap(), "not valid at"),
+        (
+            "QE vendor ID not Intel's",
+            |t| flip(&mut t.quote, 12),
+            "QE vendor ID mismatch",
+        ),
+        (
+            "header user data changed",
+            |t| flip(&mut t.quote, 40),
+            "invalid signature: quote signature by the attestation key",
+        ),
+        (
+            "TEE_TCB_SVN changed",
+            |t| flip(&mut t.quote, BODY),
+            "invalid signature: quote signature by the attestation key",
+        ),
+        (
+            "MRSEAM changed",
+            |t| flip(&mut t.quote, BODY + 16),
+            "invalid signature: quote signature by the attestation key",
+        ),
+        (
+            "TDATTRIBUTES: DEBUG set",
+            |t| flip(&mut t.quote, BODY + 120),
+            "invalid signature: quote signature by the attestation key",
+        ),
+        (
+            "MRTD changed",
+            |t| flip(&mut t.quote, BODY + 136),
+            "invalid signature: quote signature by the attestation key",
+        ),
+        (
+            "RTMR3 changed",
+            |t| flip(&mut t.quote, BODY + 136 + 48 * 7),
+            "invalid signature: quote signature by the attestation key",
+        ),
+        (
+            "REPORTDATA changed",
+            |t| flip(&mut t.quote, BODY + 520),
+            "invalid signature: quote signature by the attestation key",
+        ),
+        (
+            "quote signature changed",
+            |t| flip(&mut t.quote, QUOTE_SIG + 5),
+            "invalid signature: quote signature by the attestation key",
+        ),
+        (
+            "attestation key changed",
+            |t| flip(&mut t.quote, ATT_KEY + 5),
+            "QE report data (SHA-256 of attestation key and QE auth data) mismatch",
+        ),
+        (
+            "certification data type 5 at the top",
+            |t| t.quote[CERT_TYPE] = 5,
+            "unsupported certification data type",
+        ),
+        (
+            "QE report MRSIGNER changed",
+            |t| flip(&mut t.quote, QE_REPORT + 128),
+            "invalid signature: QE report signature by the PCK key",
+        ),
+        (
+            "QE report ISVSVN changed",
+            |t| flip(&mut t.quote, QE_REPORT + 258),
+            "invalid signature: QE report signature by the PCK key",
+        ),
+        (
+            "QE report signature changed",
+            |t| flip(&mut t.quote, QE_REPORT_SIG + 3),
+            "invalid signature: QE report signature by the PCK key",
+        ),
+        (
+            "QE auth data changed",
+            |t| flip(&mut t.quote, QE_AUTH + 1),
+            "QE report data (SHA-256 of attestation key and QE auth data) mismatch",
+        ),
+        (
+            "inner certification data type 3",
+            |t| t.quote[INNER_TYPE] = 3,
+            "unsupported PCK certification data type",
+        ),
+        (
+            "PCK leaf certificate corrupted",
+            |t| flip(&mut t.quote, PEM + 300),
+            "certificate PCK leaf",
+        ),
+        (
+            "signature data length beyond the limit",
+            |t| t.quote[SIG_LEN + 3] = 0x10,
+            "quote signature data is larger than allowed",
+        ),
+        (
+            "another root only",
+            |t| {
+                t.anchors = TrustAnchors {
+                    roots: vec![SimRoot::generate(t.now).unwrap().anchor()],
+                }
+            },
+            "not anchored in a trusted root",
+        ),
+        (
+            "no trusted root at all",
+            |t| t.anchors = TrustAnchors::default(),
+            "not anchored in a trusted root",
+        ),
+        (
+            "PCK chain expired (2053)",
+            |t| t.now = at("2053-07-01T00:00:00Z"),
+            "is not valid at",
+        ),
+        (
+            "before the collateral was issued",
+            |t| t.now = at("2025-06-10T00:00:00Z"),
+            "is not valid at",
+        ),
+        (
+            "PCK CRL past its next update",
+            |t| t.now = at("2025-07-19T10:05:00Z"),
+            "PCK CRL is not valid at",
+        ),
+        (
+            "TCB info past its next update",
+            |t| t.now = at("2025-08-01T00:00:00Z"),
+            "not valid at",
+        ),
+        (
+            "TCB info signature changed",
+            |t| t.collateral.tcb_info_signature.0[5] ^= 1,
+            "invalid signature: TCB info",
+        ),
+        (
+            "TCB info text changed (a TCB status)",
+            |t| tamper_json(&mut t.collateral.tcb_info, "\"OutOfDate\"", "\"UpToDate\""),
+            "invalid signature: TCB info",
+        ),
+        (
+            "TCB info text changed (FMSPC)",
+            |t| tamper_json(&mut t.collateral.tcb_info, "B0C06F000000", "B0C06F000001"),
+            "invalid signature: TCB info",
+        ),
+        (
+            "QE identity signature changed",
+            |t| t.collateral.qe_identity_signature.0[9] ^= 1,
+            "invalid signature: QE identity",
+        ),
+        (
+            "QE identity text changed (ISVPRODID)",
+            |t| {
+                tamper_json(
+                    &mut t.collateral.qe_identity,
+                    "\"isvprodid\":2",
+                    "\"isvprodid\":3",
+                )
+            },
+            "invalid signature: QE identity",
+        ),
+        (
+            "TCB info signature truncated",
+            |t| t.collateral.tcb_info_signature.0.truncate(63),
+            "invalid signature: TCB info",
+        ),
+        (
+            "root CA CRL signature changed",
+            |t| {
+                let n = t.collateral.root_ca_crl.0.len();
+                t.collateral.root_ca_crl.0[n - 3] ^= 1
+            },
+            "invalid signature: root CA CRL",
+        ),
+        (
+            "root CA CRL not DER",
+            |t| t.collateral.root_ca_crl.0.truncate(20),
+            "collateral: root CA CRL: bad DER",
+        ),
+        (
+            "PCK CRL signature changed",
+            |t| {
+                let n = t.collateral.pck_crl.0.len();
+                t.collateral.pck_crl.0[n - 3] ^= 1
+            },
+            "invalid signature: PCK CRL",
+        ),
+        (
+            "PCK CRL of another issuer (the root's)",
+            |t| t.collateral.pck_crl = t.collateral.root_ca_crl.clone(),
+            "CRL issuer mismatch",
+        ),
+        (
+            "TCB info signer chain without its root",
+            |t| {
+                let pem = t.collateral.tcb_info_issuer_chain.clone();
+                let end = pem.find("-----END CERTIFICATE-----").unwrap() + 25;
+                t.collateral.tcb_info_issuer_chain = pem[..end].to_string()
+            },
+            "not anchored in a trusted root",
+        ),
+        (
+            "QE identity signer chain empty",
+            |t| t.collateral.qe_identity_issuer_chain.clear(),
+            "unsupported collateral signer chain length",
+        ),
+        (
+            "TCB info signed by the QE identity's key (swapped texts)",
+            |t| {
+                let c = &mut t.collateral;
+                std::mem::swap(&mut c.tcb_info_signature, &mut c.qe_identity_signature)
+            },
+            "invalid signature: TCB info",
+        ),
+        (
+            "collateral from another platform (outdated quote's)",
+            |t| {
+                t.collateral = Collateral::from_json(&fixture(
+                    "tdx/dcapqvl_tdx_quote_outdated_collateral.json",
+                ))
+                .unwrap()
+            },
+            "not valid at",
+        ),
     ]
 }
 
@@ -157,7 +373,10 @@ fn snp_base() -> Snp {
         vek: fixture("snp/trustee_vcek.der"),
         chain: vec![],
         anchors: TrustAnchors {
-            roots: AmdProduct::ALL.iter().map(|p| amd_ark(*p).unwrap()).collect(),
+            roots: AmdProduct::ALL
+                .iter()
+                .map(|p| amd_ark(*p).unwrap())
+                .collect(),
         },
         now: at("2025-01-01T00:00:00Z"),
     }
@@ -169,61 +388,302 @@ type SnpCase = (&'static str, fn(&mut Snp), &'static str);
 
 fn snp_cases() -> Vec<SnpCase> {
     vec![
-        ("empty input", |s| s.report.clear(), "truncated SNP report: VERSION"),
-        ("truncated in the header", |s| s.report.truncate(10), "truncated SNP report: POLICY"),
-        ("truncated in the measurement", |s| s.report.truncate(0xA0), "truncated SNP report: MEASUREMENT"),
-        ("truncated at the signature", |s| s.report.truncate(0x2A0), "truncated SNP report: signature R"),
-        ("truncated inside the signature", |s| s.report.truncate(0x2A0 + 100), "truncated SNP report: signature S"),
-        ("one trailing byte", |s| s.report.push(0), "1 trailing bytes after SNP report"),
-        ("version 1", |s| s.report[0] = 1, "unsupported SNP report version"),
-        ("version 4", |s| s.report[0] = 4, "unsupported SNP report version"),
-        ("signature algorithm 2", |s| s.report[0x34] = 2, "unsupported SNP report signature algorithm"),
-        ("signing key field 2 (reserved)", |s| s.report[0x48] = 2 << 2, "unsupported SNP report signing key"),
-        ("signing key says VLEK, certificate is a VCEK", |s| s.report[0x48] = 1 << 2, "endorsement key certificate kind"),
-        ("reserved word at 0x4C set", |s| s.report[0x4C] = 1, "SNP report: reserved 0x4C"),
-        ("version 2 with CPUID bytes set", |s| s.report[0x188] = 0x19, "v2 reserved bytes 0x188"),
-        ("reserved bytes after CPUID set", |s| s.report[0x190] = 1, "SNP report: reserved 0x18B"),
-        ("mitigation vector set before version 5", |s| s.report[0x1F8] = 1, "reserved bytes 0x1F8"),
-        ("reserved bytes before the signature set", |s| s.report[0x250] = 1, "SNP report: reserved 0x208"),
-        ("signature R wider than P-384", |s| s.report[0x2A0 + 60] = 1, "SNP report signature component"),
-        ("signature reserved area set", |s| s.report[0x2A0 + 200] = 1, "SNP report: signature reserved"),
-        ("GUEST_SVN changed", |s| flip(&mut s.report, 0x04), SIGNATURE_BY_VEK),
-        ("POLICY: DEBUG set", |s| s.report[0x0A] ^= 0x08, SIGNATURE_BY_VEK),
-        ("FAMILY_ID changed", |s| flip(&mut s.report, 0x10), SIGNATURE_BY_VEK),
-        ("IMAGE_ID changed", |s| flip(&mut s.report, 0x20), SIGNATURE_BY_VEK),
-        ("VMPL changed", |s| flip(&mut s.report, 0x30), SIGNATURE_BY_VEK),
-        ("CURRENT_TCB changed", |s| flip(&mut s.report, 0x38), SIGNATURE_BY_VEK),
-        ("PLATFORM_INFO changed", |s| flip(&mut s.report, 0x40), SIGNATURE_BY_VEK),
-        ("chip ID masked afterwards", |s| s.report[0x48] |= 0b10, SIGNATURE_BY_VEK),
-        ("REPORT_DATA changed", |s| flip(&mut s.report, 0x50), SIGNATURE_BY_VEK),
-        ("MEASUREMENT changed", |s| flip(&mut s.report, 0x90), SIGNATURE_BY_VEK),
-        ("HOST_DATA changed", |s| flip(&mut s.report, 0xC0), SIGNATURE_BY_VEK),
-        ("ID_KEY_DIGEST changed", |s| flip(&mut s.report, 0xE0), SIGNATURE_BY_VEK),
-        ("AUTHOR_KEY_DIGEST changed", |s| flip(&mut s.report, 0x110), SIGNATURE_BY_VEK),
-        ("REPORT_ID changed", |s| flip(&mut s.report, 0x140), SIGNATURE_BY_VEK),
-        ("REPORT_ID_MA changed", |s| flip(&mut s.report, 0x160), SIGNATURE_BY_VEK),
-        ("COMMITTED_TCB changed", |s| flip(&mut s.report, 0x1E0), SIGNATURE_BY_VEK),
-        ("LAUNCH_TCB changed", |s| flip(&mut s.report, 0x1F0), SIGNATURE_BY_VEK),
-        ("signature R changed", |s| flip(&mut s.report, 0x2A0), SIGNATURE_BY_VEK),
-        ("signature S changed", |s| flip(&mut s.report, 0x2A0 + 72), SIGNATURE_BY_VEK),
-        ("REPORTED_TCB bootloader SPL raised", |s| s.report[0x180] += 1, "REPORTED_TCB vs endorsement key certificate TCB mismatch"),
-        ("REPORTED_TCB microcode SPL lowered", |s| s.report[0x187] -= 1, "REPORTED_TCB vs endorsement key certificate TCB mismatch"),
-        ("CHIP_ID changed", |s| flip(&mut s.report, 0x1A0), "CHIP_ID (report vs VCEK hwID) mismatch"),
-        ("version 3 naming a Genoa CPU on a Milan chain", |s| { s.report[0] = 3; s.report[0x188] = 0x19; s.report[0x189] = 0x11 }, "SNP product (report CPUID vs certificate chain) mismatch"),
-        ("the legacy invalid VCEK", |s| s.vek = fixture("snp/trustee_vcek_invalid_legacy.der"), "certificate VCEK"),
-        ("the new invalid VCEK", |s| s.vek = fixture("snp/trustee_vcek_invalid_new.der"), "certificate VCEK"),
-        ("another chip's VCEK", |s| s.vek = fixture("snp/virtee_vcek_milan.der"), "mismatch"),
-        ("a Turin VCEK", |s| s.vek = fixture("snp/virtee_vcek_turin.der"), "mismatch"),
-        ("VCEK not DER", |s| s.vek.truncate(40), "certificate VCEK (?): bad DER"),
-        ("a VLEK certificate for a VCEK report", |s| s.vek = fixture("snp/trustee_vlek.der"), "endorsement key certificate kind"),
-        ("Genoa ASK with the Milan ARK", |s| s.chain = vec![amd_ask(AmdProduct::Genoa).unwrap(), amd_ark(AmdProduct::Milan).unwrap().der], "does not match the next certificate's subject"),
-        ("chain of the ASK alone", |s| s.chain = vec![amd_ask(AmdProduct::Milan).unwrap()], "certificate ASK"),
-        ("chain in the wrong order", |s| s.chain = vec![amd_ark(AmdProduct::Milan).unwrap().der, amd_ask(AmdProduct::Milan).unwrap()], "does not match the next certificate's subject"),
-        ("the ARK as the VCEK's only issuer", |s| s.chain = vec![amd_ark(AmdProduct::Milan).unwrap().der], "does not match the next certificate's subject"),
-        ("anchors without the Milan ARK", |s| s.anchors = TrustAnchors { roots: vec![amd_ark(AmdProduct::Genoa).unwrap(), amd_ark(AmdProduct::Turin).unwrap()] }, "not anchored in a trusted root"),
-        ("Intel's root only", |s| s.anchors = intel(), "not anchored in a trusted root"),
-        ("before the VCEK's validity", |s| s.now = at("2022-06-01T00:00:00Z"), "certificate VCEK (OU=Engineering"),
-        ("after the VCEK's validity", |s| s.now = at("2031-01-01T00:00:00Z"), "is not valid at"),
+        (
+            "empty input",
+            |s| s.report.clear(),
+            "truncated SNP report: VERSION",
+        ),
+        (
+            "truncated in the header",
+            |s| s.report.truncate(10),
+            "truncated SNP report: POLICY",
+        ),
+        (
+            "truncated in the measurement",
+            |s| s.report.truncate(0xA0),
+            "truncated SNP report: MEASUREMENT",
+        ),
+        (
+            "truncated at the signature",
+            |s| s.report.truncate(0x2A0),
+            "truncated SNP report: signature R",
+        ),
+        (
+            "truncated inside the signature",
+            |s| s.report.truncate(0x2A0 + 100),
+            "truncated SNP report: signature S",
+        ),
+        (
+            "one trailing byte",
+            |s| s.report.push(0),
+            "1 trailing bytes after SNP report",
+        ),
+        (
+            "version 1",
+            |s| s.report[0] = 1,
+            "unsupported SNP report version",
+        ),
+        (
+            "version 4",
+            |s| s.report[0] = 4,
+            "unsupported SNP report version",
+        ),
+        (
+            "signature algorithm 2",
+            |s| s.report[0x34] = 2,
+            "unsupported SNP report signature algorithm",
+        ),
+        (
+            "signing key field 2 (reserved)",
+            |s| s.report[0x48] = 2 << 2,
+            "unsupported SNP report signing key",
+        ),
+        (
+            "signing key says VLEK, certificate is a VCEK",
+            |s| s.report[0x48] = 1 << 2,
+            "endorsement key certificate kind",
+        ),
+        (
+            "reserved word at 0x4C set",
+            |s| s.report[0x4C] = 1,
+            "SNP report: reserved 0x4C",
+        ),
+        (
+            "version 2 with CPUID bytes set",
+            |s| s.report[0x188] = 0x19,
+            "v2 reserved bytes 0x188",
+        ),
+        (
+            "reserved bytes after CPUID set",
+            |s| s.report[0x190] = 1,
+            "SNP report: reserved 0x18B",
+        ),
+        (
+            "mitigation vector set before version 5",
+            |s| s.report[0x1F8] = 1,
+            "reserved bytes 0x1F8",
+        ),
+        (
+            "reserved bytes before the signature set",
+            |s| s.report[0x250] = 1,
+            "SNP report: reserved 0x208",
+        ),
+        (
+            "signature R wider than P-384",
+            |s| s.report[0x2A0 + 60] = 1,
+            "SNP report signature component",
+        ),
+        (
+            "signature reserved area set",
+            |s| s.report[0x2A0 + 200] = 1,
+            "SNP report: signature reserved",
+        ),
+        (
+            "GUEST_SVN changed",
+            |s| flip(&mut s.report, 0x04),
+            SIGNATURE_BY_VEK,
+        ),
+        (
+            "POLICY: DEBUG set",
+            |s| s.report[0x0A] ^= 0x08,
+            SIGNATURE_BY_VEK,
+        ),
+        (
+            "FAMILY_ID changed",
+            |s| flip(&mut s.report, 0x10),
+            SIGNATURE_BY_VEK,
+        ),
+        (
+            "IMAGE_ID changed",
+            |s| flip(&mut s.report, 0x20),
+            SIGNATURE_BY_VEK,
+        ),
+        (
+            "VMPL changed",
+            |s| flip(&mut s.report, 0x30),
+            SIGNATURE_BY_VEK,
+        ),
+        (
+            "CURRENT_TCB changed",
+            |s| flip(&mut s.report, 0x38),
+            SIGNATURE_BY_VEK,
+        ),
+        (
+            "PLATFORM_INFO changed",
+            |s| flip(&mut s.report, 0x40),
+            SIGNATURE_BY_VEK,
+        ),
+        (
+            "chip ID masked afterwards",
+            |s| s.report[0x48] |= 0b10,
+            SIGNATURE_BY_VEK,
+        ),
+        (
+            "REPORT_DATA changed",
+            |s| flip(&mut s.report, 0x50),
+            SIGNATURE_BY_VEK,
+        ),
+        (
+            "MEASUREMENT changed",
+            |s| flip(&mut s.report, 0x90),
+            SIGNATURE_BY_VEK,
+        ),
+        (
+            "HOST_DATA changed",
+            |s| flip(&mut s.report, 0xC0),
+            SIGNATURE_BY_VEK,
+        ),
+        (
+            "ID_KEY_DIGEST changed",
+            |s| flip(&mut s.report, 0xE0),
+            SIGNATURE_BY_VEK,
+        ),
+        (
+            "AUTHOR_KEY_DIGEST changed",
+            |s| flip(&mut s.report, 0x110),
+            SIGNATURE_BY_VEK,
+        ),
+        (
+            "REPORT_ID changed",
+            |s| flip(&mut s.report, 0x140),
+            SIGNATURE_BY_VEK,
+        ),
+        (
+            "REPORT_ID_MA changed",
+            |s| flip(&mut s.report, 0x160),
+            SIGNATURE_BY_VEK,
+        ),
+        (
+            "COMMITTED_TCB changed",
+            |s| flip(&mut s.report, 0x1E0),
+            SIGNATURE_BY_VEK,
+        ),
+        (
+            "LAUNCH_TCB changed",
+            |s| flip(&mut s.report, 0x1F0),
+            SIGNATURE_BY_VEK,
+        ),
+        (
+            "signature R changed",
+            |s| flip(&mut s.report, 0x2A0),
+            SIGNATURE_BY_VEK,
+        ),
+        (
+            "signature S changed",
+            |s| flip(&mut s.report, 0x2A0 + 72),
+            SIGNATURE_BY_VEK,
+        ),
+        (
+            "REPORTED_TCB bootloader SPL raised",
+            |s| s.report[0x180] += 1,
+            "REPORTED_TCB vs endorsement key certificate TCB mismatch",
+        ),
+        (
+            "REPORTED_TCB microcode SPL lowered",
+            |s| s.report[0x187] -= 1,
+            "REPORTED_TCB vs endorsement key certificate TCB mismatch",
+        ),
+        (
+            "CHIP_ID changed",
+            |s| flip(&mut s.report, 0x1A0),
+            "CHIP_ID (report vs VCEK hwID) mismatch",
+        ),
+        (
+            "version 3 naming a Genoa CPU on a Milan chain",
+            |s| {
+                s.report[0] = 3;
+                s.report[0x188] = 0x19;
+                s.report[0x189] = 0x11
+            },
+            "SNP product (report CPUID vs certificate chain) mismatch",
+        ),
+        (
+            "the legacy invalid VCEK",
+            |s| s.vek = fixture("snp/trustee_vcek_invalid_legacy.der"),
+            "certificate VCEK",
+        ),
+        (
+            "the new invalid VCEK",
+            |s| s.vek = fixture("snp/trustee_vcek_invalid_new.der"),
+            "certificate VCEK",
+        ),
+        (
+            "another chip's VCEK",
+            |s| s.vek = fixture("snp/virtee_vcek_milan.der"),
+            "mismatch",
+        ),
+        (
+            "a Turin VCEK",
+            |s| s.vek = fixture("snp/virtee_vcek_turin.der"),
+            "mismatch",
+        ),
+        (
+            "VCEK not DER",
+            |s| s.vek.truncate(40),
+            "certificate VCEK (?): bad DER",
+        ),
+        (
+            "a VLEK certificate for a VCEK report",
+            |s| s.vek = fixture("snp/trustee_vlek.der"),
+            "endorsement key certificate kind",
+        ),
+        (
+            "Genoa ASK with the Milan ARK",
+            |s| {
+                s.chain = vec![
+                    amd_ask(AmdProduct::Genoa).unwrap(),
+                    amd_ark(AmdProduct::Milan).unwrap().der,
+                ]
+            },
+            "does not match the next certificate's subject",
+        ),
+        (
+            "chain of the ASK alone",
+            |s| s.chain = vec![amd_ask(AmdProduct::Milan).unwrap()],
+            "certificate ASK",
+        ),
+        (
+            "chain in the wrong order",
+            |s| {
+                s.chain = vec![
+                    amd_ark(AmdProduct::Milan).unwrap().der,
+                    amd_ask(AmdProduct::Milan).unwrap(),
+                ]
+            },
+            "does not match the next certificate's subject",
+        ),
+        (
+            "the ARK as the VCEK's only issuer",
+            |s| s.chain = vec![amd_ark(AmdProduct::Milan).unwrap().der],
+            "does not match the next certificate's subject",
+        ),
+        (
+            "anchors without the Milan ARK",
+            |s| {
+                s.anchors = TrustAnchors {
+                    roots: vec![
+                        amd_ark(AmdProduct::Genoa).unwrap(),
+                        amd_ark(AmdProduct::Turin).unwrap(),
+                    ],
+                }
+            },
+            "not anchored in a trusted root",
+        ),
+        (
+            "Intel's root only",
+            |s| s.anchors = intel(),
+            "not anchored in a trusted root",
+        ),
+        (
+            "before the VCEK's validity",
+            |s| s.now = at("2022-06-01T00:00:00Z"),
+            "certificate VCEK (OU=Engineering",
+        ),
+        (
+            "after the VCEK's validity",
+            |s| s.now = at("2031-01-01T00:00:00Z"),
+            "is not valid at",
+        ),
     ]
 }
 
@@ -257,7 +717,10 @@ fn every_prefix_of_genuine_evidence_is_an_error_not_a_panic() {
     let t = tdx_base();
     // The fixture is zero-padded from 4936 to 5006 bytes: cut inside the quote.
     for len in (0..4936).step_by(7) {
-        assert!(verify_quote_with_collateral(&t.quote[..len], &t.collateral, &t.anchors, t.now).is_err());
+        assert!(
+            verify_quote_with_collateral(&t.quote[..len], &t.collateral, &t.anchors, t.now)
+                .is_err()
+        );
     }
     let s = snp_base();
     for len in 0..s.report.len() {

@@ -378,9 +378,9 @@ fn every_structural_field_is_checked() {
             what: "quote signature data"
         }
     ));
-    // QE report (384) + its signature (64) + auth data size (2, zero here): the inner type.
+    // QE report (384) + its signature (64) + auth data size (2) and data (32): the inner type.
     assert!(matches!(
-        check(770 + 384 + 64 + 2, &[6, 0]),
+        check(770 + 384 + 64 + 2 + 32, &[6, 0]),
         Error::Unsupported {
             field: "PCK certification data type",
             ..

@@ -15,9 +15,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use kokon_attestation::sim::{
-    SimRoot, SimTd, SimTdx, SIM_ROOT_CERT_FILE, SIM_ROOT_DIR, SIM_ROOT_KEY_FILE,
+    SimRoot, SimTcb, SimTd, SimTdx, SIM_ROOT_CERT_FILE, SIM_ROOT_DIR, SIM_ROOT_KEY_FILE,
 };
 use kokon_attestation::snp::cert_table;
+use kokon_attestation::tdx::Collateral;
 use kokon_attestation::tdx::Measurement;
 use kokon_attestation::{Evidence, EvidenceFormat};
 use zeroize::Zeroizing;
@@ -63,8 +64,13 @@ pub struct HardwarePaths {
 
 /// A running evidence backend.
 pub enum Backend {
-    /// Simulated TDX.
-    Sim(Box<SimTdx>),
+    /// Simulated TDX, with the sim PCS's collateral.
+    Sim {
+        /// The platform.
+        tdx: Box<SimTdx>,
+        /// Its collateral, issued at start.
+        collateral: Box<Collateral>,
+    },
     /// TDX hardware.
     Tdx {
         /// Its configfs-tsm interface.
@@ -121,7 +127,7 @@ impl Backend {
     /// The backend's name as reported in bundles.
     pub fn name(&self) -> &'static str {
         match self {
-            Backend::Sim(_) => "sim",
+            Backend::Sim { .. } => "sim",
             Backend::Tdx { .. } => "tdx",
             Backend::Snp { .. } => "snp",
         }
@@ -132,7 +138,7 @@ impl Backend {
     /// report data alone.
     pub fn extend_runtime_measurement(&mut self, digest: &Measurement) -> anyhow::Result<()> {
         match self {
-            Backend::Sim(tdx) => {
+            Backend::Sim { tdx, .. } => {
                 tdx.extend_rtmr3(digest);
                 Ok(())
             }
@@ -143,12 +149,16 @@ impl Backend {
 
     /// Produces evidence binding `report_data`.
     pub fn evidence(&self, report_data: [u8; 64]) -> anyhow::Result<Evidence> {
+        let mut collateral = None;
         let (format, data, certificates) = match self {
-            Backend::Sim(tdx) => (
-                EvidenceFormat::TdxQuote,
-                tdx.quote(report_data)?,
-                Vec::new(),
-            ),
+            Backend::Sim { tdx, collateral: c } => {
+                collateral = Some(c.as_ref().clone());
+                (
+                    EvidenceFormat::TdxQuote,
+                    tdx.quote(report_data)?,
+                    Vec::new(),
+                )
+            }
             Backend::Tdx { tsm, .. } => {
                 let report = tsm.report(&report_data, tsm::PROVIDER_TDX)?;
                 (EvidenceFormat::TdxQuote, report.outblob, Vec::new())
@@ -168,7 +178,7 @@ impl Backend {
             format,
             data,
             certificates,
-            collateral: None,
+            collateral,
         })
     }
 }
@@ -188,7 +198,25 @@ pub fn start_sim(data_dir: &Path, mr_td: Measurement, now: i64) -> anyhow::Resul
         rtmr: [[0; 48]; 3],
         debug: false,
     };
-    Ok(Backend::Sim(Box::new(SimTdx::new(&root, td, now)?)))
+    let tdx = SimTdx::new(&root, td, now)?;
+    let collateral = tdx.collateral(&sim_tcb()?, now)?;
+    Ok(Backend::Sim {
+        tdx: Box::new(tdx),
+        collateral: Box::new(collateral),
+    })
+}
+
+/// Environment variable (sim only) naming the TCB status the sim PCS
+/// reports, e.g. `OutOfDate`: for tests of TCB policies end to end.
+pub const SIM_TCB_STATUS_ENV: &str = "KOKON_SIM_TCB_STATUS";
+
+fn sim_tcb() -> anyhow::Result<SimTcb> {
+    let mut tcb = SimTcb::default();
+    if let Ok(status) = std::env::var(SIM_TCB_STATUS_ENV) {
+        tcb.status = serde_json::from_value(serde_json::Value::String(status.clone()))
+            .with_context(|| format!("{SIM_TCB_STATUS_ENV}={status:?} is not a TCB status"))?;
+    }
+    Ok(tcb)
 }
 
 /// Loads the sim root from `<data_dir>/sim-root/`, creating it on first use.

@@ -561,3 +561,23 @@ async fn the_host_wants_the_ohttp_media_type() {
     assert_eq!(resp.status().as_u16(), 415);
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_out_of_date_platform_tcb_is_rejected_with_the_status_found() {
+    let status = ("KOKON_SIM_TCB_STATUS".to_string(), "OutOfDate".to_string());
+    let stack = Stack::start(Options {
+        enclave_env: vec![status],
+        ..Options::default()
+    })
+    .await;
+    let err = stack.client.attest(&stack.dev_policy()).await.unwrap_err();
+    match &err {
+        ClientError::Policy(r) => {
+            assert_eq!(r.failures.len(), 1, "{r}");
+            assert_eq!(r.failures[0].check, "TCB status");
+            assert!(r.failures[0].found.starts_with("OutOfDate"), "{r}");
+        }
+        other => panic!("expected a policy rejection, got {other}"),
+    }
+    stack.shutdown().await;
+}

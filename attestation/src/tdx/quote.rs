@@ -46,6 +46,9 @@ pub const TD_REPORT_BODY_LEN: usize = 584;
 pub const QE_REPORT_LEN: usize = 384;
 /// Bit 0 of TD attributes: the TD is debuggable (its memory readable by the host).
 pub const TD_ATTRIBUTES_DEBUG: u64 = 1;
+/// Bit 28 of TD attributes: EPT violations are not converted to #VE (a
+/// mitigation production TDs enable).
+pub const TD_ATTRIBUTES_SEPT_VE_DISABLE: u64 = 1 << 28;
 
 /// Largest certification data accepted (PCK chains are about 4 KiB).
 const MAX_CERT_DATA_LEN: u32 = 64 * 1024;

@@ -17,6 +17,9 @@ use ring::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNIN
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+mod pcs;
+pub use pcs::{SimTcb, SIM_CPU_SVN, SIM_FMSPC, SIM_PCE_SVN};
+
 use crate::pki::TrustAnchor;
 use crate::tdx::quote::{self, Header, Measurement, QeReport, Quote, QuoteSignature, TdReportBody};
 use crate::tdx::rtmr_extend;
@@ -32,6 +35,13 @@ pub const SIM_ROOT_CERT_FILE: &str = "root.der";
 pub const SIM_ROOT_KEY_FILE: &str = "root.key";
 /// Common name of every sim root, so that a human reading a chain knows.
 pub const SIM_ROOT_CN: &str = "kokon simulated TEE root (NOT HARDWARE)";
+/// QE authentication data: Intel's QE sends 32 bytes (0, 1, ..., 31).
+const QE_AUTH_DATA: [u8; 32] = [
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25,
+    26, 27, 28, 29, 30, 31,
+];
+/// ISVPRODID of the sim Quoting Enclave.
+pub const SIM_QE_ISV_PROD_ID: u16 = 2;
 /// Validity of a sim root.
 const ROOT_VALIDITY_SECS: i64 = 10 * 365 * 24 * 3600;
 /// Validity of the platform certificates issued at each start.
@@ -147,6 +157,11 @@ pub struct SimTd {
 
 /// A simulated TDX platform and Quoting Enclave.
 pub struct SimTdx {
+    root_issuer: Issuer<'static, KeyPair>,
+    root_der: Vec<u8>,
+    ca_issuer: Issuer<'static, KeyPair>,
+    ca_serial: Vec<u8>,
+    pck_serial: Vec<u8>,
     pck_chain_pem: Vec<u8>,
     attestation_key: EcdsaKeyPair,
     qe_report: QeReport,
@@ -166,7 +181,9 @@ impl SimTdx {
             .map_err(sim_err)?;
 
         let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(sim_err)?;
-        let ca_params = ca_params("kokon sim PCK Platform CA", now, PLATFORM_VALIDITY_SECS)?;
+        let mut ca_params = ca_params("kokon sim PCK Platform CA", now, PLATFORM_VALIDITY_SECS)?;
+        let ca_serial = pcs::serial(&rng)?;
+        ca_params.serial_number = Some(ca_serial.clone().into());
         let ca_cert = ca_params
             .signed_by(&ca_key, &root_issuer)
             .map_err(sim_err)?;
@@ -198,6 +215,9 @@ impl SimTdx {
             KeyUsagePurpose::ContentCommitment,
         ];
         validity(&mut leaf_params, now, PLATFORM_VALIDITY_SECS)?;
+        let pck_serial = pcs::serial(&rng)?;
+        leaf_params.serial_number = Some(pck_serial.clone().into());
+        leaf_params.custom_extensions = vec![pcs::sgx_extension()];
         let leaf_cert = leaf_params
             .signed_by(&pck_rcgen, &ca_issuer)
             .map_err(sim_err)?;
@@ -221,7 +241,7 @@ impl SimTdx {
             EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &att_pkcs8, &rng)
                 .map_err(sim_err)?;
         let att_pub = attestation_public_key(&attestation_key)?;
-        let qe_auth_data: &[u8] = &[];
+        let qe_auth_data: &[u8] = &QE_AUTH_DATA;
         let mut qe_report_data = [0u8; 64];
         qe_report_data[..32].copy_from_slice(
             &Sha256::new()
@@ -232,13 +252,18 @@ impl SimTdx {
         let qe_report = QeReport::build(
             Sha256::digest(b"kokon sim QE").into(),
             Sha256::digest(b"kokon sim QE signer").into(),
-            1,
+            SIM_QE_ISV_PROD_ID,
             8,
             qe_report_data,
         );
         let qe_report_signature = sign(&pck_key, &rng, &qe_report.raw)?;
 
         Ok(Self {
+            root_issuer,
+            root_der: root.cert_der.clone(),
+            ca_issuer,
+            ca_serial,
+            pck_serial,
             pck_chain_pem: pck_chain_pem.into_bytes(),
             attestation_key,
             qe_report,
@@ -271,11 +296,13 @@ impl SimTdx {
             mr_seam: [0; 48],
             mr_signer_seam: [0; 48],
             seam_attributes: [0; 8],
-            td_attributes: (if self.td.debug {
-                quote::TD_ATTRIBUTES_DEBUG
-            } else {
-                0
-            })
+            // SEPT_VE_DISABLE, as production TDs set it; DEBUG on request.
+            td_attributes: (quote::TD_ATTRIBUTES_SEPT_VE_DISABLE
+                | if self.td.debug {
+                    quote::TD_ATTRIBUTES_DEBUG
+                } else {
+                    0
+                })
             .to_le_bytes(),
             xfam: 0x0006_02e7u64.to_le_bytes(),
             mr_td: self.td.mr_td,
@@ -292,7 +319,7 @@ impl SimTdx {
             attestation_key: attestation_public_key(&self.attestation_key)?,
             qe_report: self.qe_report.clone(),
             qe_report_signature: self.qe_report_signature,
-            qe_auth_data: Vec::new(),
+            qe_auth_data: QE_AUTH_DATA.to_vec(),
             pck_chain_pem: self.pck_chain_pem.clone(),
         };
         Quote::encode(&header, &body, &signature)
@@ -329,7 +356,8 @@ pub fn pem_encode(der: &[u8]) -> String {
 
 /// Provisions a sim platform under `root` and returns the bundle that an
 /// enclave with `td`'s measurements would hand out for `claims`, after
-/// extending RTMR3 with the claims' configuration and model events. For
+/// extending RTMR3 with the claims' configuration and model events, with
+/// UpToDate sim collateral. For
 /// tests, examples and tools; the enclave itself keeps its [`SimTdx`].
 pub fn simulate(
     root: &SimRoot,
@@ -349,7 +377,7 @@ pub fn simulate(
             format: crate::EvidenceFormat::TdxQuote,
             data,
             certificates: Vec::new(),
-            collateral: None,
+            collateral: Some(tdx.collateral(&SimTcb::default(), now)?),
         },
         claims,
     })
