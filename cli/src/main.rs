@@ -167,6 +167,18 @@ struct HostArgs {
     /// Pin the enclave to these CPUs (comma-separated), as a TEE VM's dedicated vCPUs.
     #[arg(long)]
     enclave_cpus: Option<String>,
+    /// Hardware TEEs: Intel PCS or PCCS base URL for TDX collateral.
+    #[arg(long, default_value = kokon_host::collateral::INTEL_PCS)]
+    pcs_url: String,
+    /// Hardware TEEs: URL of the Intel SGX Root CA CRL.
+    #[arg(long, default_value = kokon_host::collateral::INTEL_ROOT_CRL)]
+    root_crl_url: String,
+    /// Hardware TEEs: AMD KDS base URL for VCEKs.
+    #[arg(long, default_value = kokon_host::collateral::AMD_KDS)]
+    kds_url: String,
+    /// SEV-SNP product line (milan, genoa, turin) for reports that do not name it.
+    #[arg(long)]
+    snp_product: Option<String>,
 }
 
 fn host_config(args: &HostArgs) -> anyhow::Result<HostConfig> {
@@ -232,6 +244,22 @@ fn host_config(args: &HostArgs) -> anyhow::Result<HostConfig> {
             max_body_bytes: args.max_body,
             max_concurrency: args.max_concurrency,
             request_timeout: Duration::from_secs(args.timeout),
+        },
+        collateral: match args.tee.as_str() {
+            // The sim PCS's collateral comes with the sim's bundles.
+            "sim" => None,
+            _ => Some(kokon_host::collateral::CollateralConfig {
+                pcs_url: args.pcs_url.clone(),
+                root_crl_url: args.root_crl_url.clone(),
+                kds_url: args.kds_url.clone(),
+                snp_product: args
+                    .snp_product
+                    .as_deref()
+                    .map(|p| serde_json::from_value(serde_json::Value::String(p.into())))
+                    .transpose()
+                    .context("--snp-product: expected milan, genoa or turin")?,
+                cache_dir: data_dir.join("collateral"),
+            }),
         },
     })
 }

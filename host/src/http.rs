@@ -41,6 +41,8 @@ pub struct Front {
     pub limits: Limits,
     /// Concurrency slots.
     pub slots: Semaphore,
+    /// Fetches collateral the enclave's bundles lack.
+    pub collateral: Option<crate::collateral::CollateralService>,
 }
 
 type Body = Full<Bytes>;
@@ -186,7 +188,13 @@ impl Front {
             self.metrics.bytes_to_enclave.inc_by(b.len() as u64);
         }
         match self.relay.call(&frame, self.limits.request_timeout).await {
-            Ok(Reply::Bundle(b)) => respond(StatusCode::OK, "application/json", b),
+            Ok(Reply::Bundle(b)) => {
+                let b = match &self.collateral {
+                    Some(service) => service.complete(b, unix_now()).await,
+                    None => b,
+                };
+                respond(StatusCode::OK, "application/json", b)
+            }
             Ok(Reply::Ohttp(b)) => {
                 self.metrics.bytes_from_enclave.inc_by(b.len() as u64);
                 respond(StatusCode::OK, media_type::OHTTP_RESPONSE, b)
@@ -262,4 +270,11 @@ mod tests {
             .contains("missing query parameter nonce"));
         assert!(nonce(Some("nonce=xyz")).unwrap_err().contains("not hex"));
     }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }

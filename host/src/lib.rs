@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod collateral;
 pub mod http;
 pub mod metrics;
 pub mod relay;
@@ -60,6 +61,8 @@ pub struct HostConfig {
     pub enclave: EnclaveCommand,
     /// Request limits.
     pub limits: Limits,
+    /// Where to fetch TDX/SNP collateral for hardware bundles (none: relay as is).
+    pub collateral: Option<collateral::CollateralConfig>,
 }
 
 /// A running host.
@@ -113,6 +116,10 @@ pub async fn start(config: HostConfig) -> anyhow::Result<RunningHost> {
         metrics,
         slots: Semaphore::new(config.limits.max_concurrency),
         limits: config.limits,
+        collateral: config
+            .collateral
+            .map(collateral::CollateralService::new)
+            .transpose()?,
     });
     let server = tokio::spawn(serve(listener, front, stop_rx));
     tracing::info!(%addr, "host listening");

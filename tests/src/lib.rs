@@ -165,6 +165,7 @@ impl Stack {
                 startup_timeout: Duration::from_secs(60),
             },
             limits: options.limits.unwrap_or_default(),
+            collateral: None,
         };
         let host = kokon_host::start(config)
             .await

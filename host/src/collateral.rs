@@ -1,0 +1,379 @@
+//! Collateral: what the vendors publish about a platform, fetched by the
+//! host and shipped in the attestation bundle.
+//!
+//! The host is untrusted, and so is everything it fetches: the client
+//! verifies every signature, chain, CRL and date itself. The host fetches
+//! only because the enclave's VM should not need the network, and caches so
+//! that Intel's and AMD's services are asked once per validity period, not
+//! once per attestation.
+//!
+//! - Intel TDX: TCB info and QE identity from Intel PCS (or a PCCS) API v4,
+//!   the PCK CRL of the platform's CA, and the SGX Root CA CRL. The FMSPC and
+//!   the CA come from the PCK certificate inside the quote.
+//! - AMD SEV-SNP: the VCEK for the chip and reported TCB, and the ASK/ARK
+//!   chain, from AMD's Key Distribution Service.
+//!
+//! Cached entries live under `cache_dir` as JSON with their expiry: the
+//! earliest next-update of the pieces they contain.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use kokon_attestation::pki::pem_certificates;
+use kokon_attestation::roots::AmdProduct;
+use kokon_attestation::snp::{Report, TcbVersion};
+use kokon_attestation::tdx::collateral::{Collateral, Hex, QeIdentity, TcbInfo};
+use kokon_attestation::tdx::{pck, Quote};
+use kokon_attestation::{AttestationBundle, EvidenceFormat};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// Intel's Provisioning Certification Service.
+pub const INTEL_PCS: &str = "https://api.trustedservices.intel.com";
+/// Where Intel publishes the SGX Root CA's CRL.
+pub const INTEL_ROOT_CRL: &str =
+    "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der";
+/// AMD's Key Distribution Service.
+pub const AMD_KDS: &str = "https://kdsintf.amd.com";
+/// Largest response accepted from a collateral service.
+const MAX_RESPONSE: usize = 1 << 20;
+/// Time allowed for one collateral request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Where collateral comes from and where it is kept.
+#[derive(Debug, Clone)]
+pub struct CollateralConfig {
+    /// Intel PCS or PCCS base URL (API v4 paths are appended).
+    pub pcs_url: String,
+    /// URL of the Intel SGX Root CA CRL (DER).
+    pub root_crl_url: String,
+    /// AMD KDS base URL.
+    pub kds_url: String,
+    /// SNP product line, for reports (version 2) that do not name it.
+    pub snp_product: Option<AmdProduct>,
+    /// Cache directory.
+    pub cache_dir: PathBuf,
+}
+
+impl CollateralConfig {
+    /// The vendors' public services, cached under `cache_dir`.
+    pub fn public(cache_dir: PathBuf) -> Self {
+        Self {
+            pcs_url: INTEL_PCS.into(),
+            root_crl_url: INTEL_ROOT_CRL.into(),
+            kds_url: AMD_KDS.into(),
+            snp_product: None,
+            cache_dir,
+        }
+    }
+}
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// One cached entry: a value and when it stops being usable.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Cached<T> {
+    valid_until: i64,
+    value: T,
+}
+
+/// Fetches and caches collateral.
+pub struct CollateralService {
+    config: CollateralConfig,
+    client: HttpsClient,
+    memory: Mutex<HashMap<String, (i64, serde_json::Value)>>,
+    fetches: std::sync::atomic::AtomicU64,
+}
+
+struct Fetched {
+    headers: http::HeaderMap,
+    body: Bytes,
+}
+
+fn rfc3339(text: &str) -> anyhow::Result<i64> {
+    Ok(
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .with_context(|| format!("bad date {text:?}"))?
+            .unix_timestamp(),
+    )
+}
+
+impl CollateralService {
+    /// A service with `config`; HTTPS is verified against the Mozilla roots.
+    pub fn new(config: CollateralConfig) -> anyhow::Result<Self> {
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build(https);
+        Ok(Self {
+            config,
+            client,
+            memory: Mutex::new(HashMap::new()),
+            fetches: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// How many HTTP requests this service has made.
+    pub fn fetch_count(&self) -> u64 {
+        self.fetches.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn get(&self, url: &str) -> anyhow::Result<Fetched> {
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let uri: http::Uri = url.parse().with_context(|| format!("bad URL {url}"))?;
+        let response = tokio::time::timeout(REQUEST_TIMEOUT, self.client.get(uri))
+            .await
+            .with_context(|| format!("GET {url} timed out"))?
+            .with_context(|| format!("GET {url}"))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = Limited::new(response.into_body(), MAX_RESPONSE)
+            .collect()
+            .await
+            .map_err(|e| anyhow::anyhow!("GET {url}: body: {e}"))?
+            .to_bytes();
+        if !status.is_success() {
+            bail!("GET {url}: {status}");
+        }
+        Ok(Fetched { headers, body })
+    }
+
+    /// A cached value, from memory or disk, if still valid at `now`.
+    fn cached<T: for<'de> Deserialize<'de>>(&self, key: &str, now: i64) -> Option<T> {
+        if let Ok(memory) = self.memory.lock() {
+            if let Some((until, value)) = memory.get(key) {
+                if now < *until {
+                    return serde_json::from_value(value.clone()).ok();
+                }
+            }
+        }
+        let bytes = std::fs::read(self.config.cache_dir.join(format!("{key}.json"))).ok()?;
+        let cached: Cached<serde_json::Value> = serde_json::from_slice(&bytes).ok()?;
+        if now >= cached.valid_until {
+            return None;
+        }
+        if let Ok(mut memory) = self.memory.lock() {
+            memory.insert(key.into(), (cached.valid_until, cached.value.clone()));
+        }
+        serde_json::from_value(cached.value).ok()
+    }
+
+    fn store<T: Serialize>(&self, key: &str, value: &T, valid_until: i64) -> anyhow::Result<()> {
+        let value = serde_json::to_value(value)?;
+        if let Ok(mut memory) = self.memory.lock() {
+            memory.insert(key.into(), (valid_until, value.clone()));
+        }
+        std::fs::create_dir_all(&self.config.cache_dir)
+            .with_context(|| format!("creating {}", self.config.cache_dir.display()))?;
+        let path = self.config.cache_dir.join(format!("{key}.json"));
+        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+        std::fs::write(&tmp, serde_json::to_vec(&Cached { valid_until, value })?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("installing {}", path.display()))?;
+        Ok(())
+    }
+
+    /// Intel's collateral for a TDX quote, from the cache or the PCS.
+    pub async fn tdx(&self, quote: &[u8], now: i64) -> anyhow::Result<Collateral> {
+        let quote = Quote::parse(quote).context("parsing the quote to find its platform")?;
+        let chain = pem_certificates(&quote.signature.pck_chain_pem)?;
+        let (Some(leaf), Some(ca)) = (chain.first(), chain.get(1)) else {
+            bail!("the quote's PCK chain has no leaf and CA");
+        };
+        let fmspc = hex::encode_upper(pck::parse(leaf)?.fmspc);
+        let ca_name = ca_kind(ca)?;
+        let key = format!("tdx-{fmspc}-{ca_name}");
+        if let Some(c) = self.cached::<Collateral>(&key, now) {
+            return Ok(c);
+        }
+        let base = self.config.pcs_url.trim_end_matches('/');
+        let tcb = self
+            .get(&format!("{base}/tdx/certification/v4/tcb?fmspc={fmspc}"))
+            .await?;
+        let (tcb_info, tcb_info_signature) = signed_json(&tcb.body, "tcbInfo")?;
+        let qe = self
+            .get(&format!("{base}/tdx/certification/v4/qe/identity"))
+            .await?;
+        let (qe_identity, qe_identity_signature) = signed_json(&qe.body, "enclaveIdentity")?;
+        let pck_crl = self
+            .get(&format!(
+                "{base}/sgx/certification/v4/pckcrl?ca={ca_name}&encoding=der"
+            ))
+            .await?;
+        let root_crl = self.get(&self.config.root_crl_url).await?;
+        let collateral = Collateral {
+            pck_crl_issuer_chain: issuer_chain(&pck_crl.headers, "SGX-PCK-CRL-Issuer-Chain")?,
+            root_ca_crl: Hex(der_or_hex(&root_crl.body)),
+            pck_crl: Hex(der_or_hex(&pck_crl.body)),
+            tcb_info_issuer_chain: issuer_chain(&tcb.headers, "TCB-Info-Issuer-Chain")?,
+            tcb_info,
+            tcb_info_signature,
+            qe_identity_issuer_chain: issuer_chain(
+                &qe.headers,
+                "SGX-Enclave-Identity-Issuer-Chain",
+            )?,
+            qe_identity,
+            qe_identity_signature,
+        };
+        let tcb_next: TcbInfo = serde_json::from_str(&collateral.tcb_info)?;
+        let qe_next: QeIdentity = serde_json::from_str(&collateral.qe_identity)?;
+        let until = rfc3339(&tcb_next.next_update)?.min(rfc3339(&qe_next.next_update)?);
+        self.store(&key, &collateral, until)?;
+        Ok(collateral)
+    }
+
+    /// The VCEK and its chain for an SNP report, from the cache or AMD KDS.
+    pub async fn snp(&self, report: &[u8], now: i64) -> anyhow::Result<Vec<Vec<u8>>> {
+        let report = Report::parse(report).context("parsing the SNP report")?;
+        let product = report.product().or(self.config.snp_product).context(
+            "the report does not name its product (version 2): configure the SNP product line",
+        )?;
+        let name = match product {
+            AmdProduct::Milan => "Milan",
+            AmdProduct::Genoa => "Genoa",
+            AmdProduct::Turin => "Turin",
+        };
+        let tcb = TcbVersion::decode(report.reported_tcb, product);
+        let hw_id = match product {
+            AmdProduct::Turin => hex::encode(report.chip_id.get(..8).unwrap_or_default()),
+            _ => hex::encode(report.chip_id),
+        };
+        let mut query = format!(
+            "blSPL={}&teeSPL={}&snpSPL={}&ucodeSPL={}",
+            tcb.bootloader, tcb.tee, tcb.snp, tcb.microcode
+        );
+        if let Some(fmc) = tcb.fmc {
+            query = format!("fmcSPL={fmc}&{query}");
+        }
+        let key = format!(
+            "snp-{name}-{}-{:016x}",
+            hw_id.get(..16).unwrap_or(&hw_id),
+            report.reported_tcb
+        );
+        if let Some(certs) = self.cached::<Vec<String>>(&key, now) {
+            return certs
+                .iter()
+                .map(|c| hex::decode(c).map_err(anyhow::Error::from))
+                .collect();
+        }
+        let base = self.config.kds_url.trim_end_matches('/');
+        let vcek = self
+            .get(&format!("{base}/vcek/v1/{name}/{hw_id}?{query}"))
+            .await?;
+        let chain = self
+            .get(&format!("{base}/vcek/v1/{name}/cert_chain"))
+            .await?;
+        let mut certs = vec![vcek.body.to_vec()];
+        certs.extend(pem_certificates(&chain.body)?);
+        // VCEKs are valid for seven years; refresh daily all the same.
+        self.store(
+            &key,
+            &certs.iter().map(hex::encode).collect::<Vec<_>>(),
+            now + 24 * 3600,
+        )?;
+        Ok(certs)
+    }
+
+    /// Adds what a bundle lacks: collateral to a TDX quote, the VCEK chain
+    /// to an SNP report. A bundle that already has it, or whose collateral
+    /// cannot be fetched, is returned as it is (a client whose policy needs
+    /// collateral will then reject it, saying why).
+    pub async fn complete(&self, bundle: Vec<u8>, now: i64) -> Vec<u8> {
+        let Ok(mut parsed) = AttestationBundle::from_json(&bundle) else {
+            return bundle;
+        };
+        let evidence = &mut parsed.evidence;
+        let result = match evidence.format {
+            EvidenceFormat::TdxQuote if evidence.collateral.is_none() => self
+                .tdx(&evidence.data, now)
+                .await
+                .map(|c| evidence.collateral = Some(c)),
+            EvidenceFormat::SnpReport if evidence.certificates.len() < 3 => self
+                .snp(&evidence.data, now)
+                .await
+                .map(|c| evidence.certificates = c),
+            _ => return bundle,
+        };
+        match result {
+            Ok(()) => parsed.to_json(),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "collateral unavailable; relaying the bundle without it");
+                bundle
+            }
+        }
+    }
+}
+
+/// "platform" or "processor", from the PCK chain's intermediate CA.
+fn ca_kind(ca_der: &[u8]) -> anyhow::Result<&'static str> {
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(ca_der)
+        .map_err(|e| anyhow::anyhow!("PCK CA certificate: {e}"))?;
+    let subject = cert.subject().to_string();
+    if subject.contains("Processor") {
+        Ok("processor")
+    } else if subject.contains("Platform") {
+        Ok("platform")
+    } else {
+        bail!("PCK CA {subject} is neither a platform nor a processor CA")
+    }
+}
+
+/// Splits a PCS response `{"<field>": {...}, "signature": "hex"}` into the
+/// exact text of the signed object and its signature.
+fn signed_json(body: &[u8], field: &str) -> anyhow::Result<(String, Hex)> {
+    #[derive(Deserialize)]
+    struct Response<'a> {
+        #[serde(borrow, rename = "tcbInfo")]
+        tcb_info: Option<&'a RawValue>,
+        #[serde(borrow, rename = "enclaveIdentity")]
+        enclave_identity: Option<&'a RawValue>,
+        signature: String,
+    }
+    let r: Response<'_> = serde_json::from_slice(body).context("PCS response JSON")?;
+    let raw = match field {
+        "tcbInfo" => r.tcb_info,
+        _ => r.enclave_identity,
+    }
+    .with_context(|| format!("PCS response has no {field}"))?;
+    let signature = hex::decode(&r.signature).context("PCS signature is not hex")?;
+    Ok((raw.get().to_string(), Hex(signature)))
+}
+
+fn issuer_chain(headers: &http::HeaderMap, name: &str) -> anyhow::Result<String> {
+    let value = headers
+        .get(name)
+        .with_context(|| format!("response has no {name} header"))?;
+    Ok(percent_encoding::percent_decode(value.as_bytes())
+        .decode_utf8()
+        .with_context(|| format!("{name} is not URL-encoded UTF-8"))?
+        .into_owned())
+}
+
+/// PCCS serves CRLs as hex text, PCS as DER.
+fn der_or_hex(body: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(body);
+    match hex::decode(text.trim()) {
+        Ok(der) if body.first() != Some(&0x30) => der,
+        _ => body.to_vec(),
+    }
+}

@@ -1,0 +1,281 @@
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
+//! Collateral fetching against a local HTTP server that serves the fixture
+//! collateral the way Intel PCS and AMD KDS do: the assembled collateral
+//! equals the fixture byte for byte (so the client's verification passes),
+//! it is cached on disk until its next update, and bundles are completed.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use kokon_attestation::claims::Claims;
+use kokon_attestation::pki::pem_certificates;
+use kokon_attestation::roots::{self, AmdProduct};
+use kokon_attestation::tdx::{verify_quote_with_collateral, Collateral};
+use kokon_attestation::{AttestationBundle, Evidence, EvidenceFormat, TrustAnchors};
+use kokon_host::collateral::{CollateralConfig, CollateralService};
+
+fn fixture(path: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/fixtures")
+            .join(path),
+    )
+    .unwrap()
+}
+
+fn at(text: &str) -> i64 {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .unwrap()
+        .unix_timestamp()
+}
+
+/// path+query -> (headers, body)
+type Routes = HashMap<String, (Vec<(&'static str, String)>, Vec<u8>)>;
+
+fn encode_header(pem: &str) -> String {
+    percent_encoding::utf8_percent_encode(pem, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// The routes of a PCS serving the dcap-qvl fixture collateral, and of a KDS
+/// serving the virtee Milan VCEK.
+fn routes(c: &Collateral) -> Routes {
+    let mut r = Routes::new();
+    r.insert(
+        "/tdx/certification/v4/tcb?fmspc=B0C06F000000".into(),
+        (
+            vec![(
+                "TCB-Info-Issuer-Chain",
+                encode_header(&c.tcb_info_issuer_chain),
+            )],
+            format!(
+                "{{\"tcbInfo\":{},\"signature\":\"{}\"}}",
+                c.tcb_info,
+                hex::encode(&c.tcb_info_signature.0)
+            )
+            .into_bytes(),
+        ),
+    );
+    r.insert(
+        "/tdx/certification/v4/qe/identity".into(),
+        (
+            vec![(
+                "SGX-Enclave-Identity-Issuer-Chain",
+                encode_header(&c.qe_identity_issuer_chain),
+            )],
+            format!(
+                "{{\"enclaveIdentity\":{},\"signature\":\"{}\"}}",
+                c.qe_identity,
+                hex::encode(&c.qe_identity_signature.0)
+            )
+            .into_bytes(),
+        ),
+    );
+    r.insert(
+        "/sgx/certification/v4/pckcrl?ca=platform&encoding=der".into(),
+        (
+            vec![(
+                "SGX-PCK-CRL-Issuer-Chain",
+                encode_header(&c.pck_crl_issuer_chain),
+            )],
+            c.pck_crl.0.clone(),
+        ),
+    );
+    r.insert(
+        "/IntelSGXRootCA.der".into(),
+        (vec![], c.root_ca_crl.0.clone()),
+    );
+    let report = virtee_report();
+    let parsed = kokon_attestation::snp::Report::parse(&report).unwrap();
+    r.insert(
+        format!(
+            "/vcek/v1/Milan/{}?blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115",
+            hex::encode(parsed.chip_id)
+        ),
+        (vec![], fixture("snp/virtee_vcek_milan.der")),
+    );
+    r.insert(
+        "/vcek/v1/Milan/cert_chain".into(),
+        (vec![], fixture("snp/virtee_cert_chain_milan.pem")),
+    );
+    r
+}
+
+fn virtee_report() -> Vec<u8> {
+    hex::decode(
+        String::from_utf8(fixture("snp/virtee_report_milan.hex"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap()
+}
+
+struct Server {
+    base: String,
+    hits: Arc<Mutex<Vec<String>>>,
+}
+
+async fn serve(routes: Routes) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let routes = Arc::new(routes);
+    let hits = Arc::new(Mutex::new(Vec::new()));
+    let log = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (routes, log) = (routes.clone(), log.clone());
+            tokio::spawn(async move {
+                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let key = req
+                        .uri()
+                        .path_and_query()
+                        .map(|p| p.to_string())
+                        .unwrap_or_default();
+                    log.lock().unwrap().push(key.clone());
+                    let mut response = match routes.get(&key) {
+                        Some((headers, body)) => {
+                            let mut r = hyper::Response::new(Full::new(Bytes::from(body.clone())));
+                            for (name, value) in headers {
+                                r.headers_mut().insert(*name, value.parse().unwrap());
+                            }
+                            r
+                        }
+                        None => {
+                            let mut r = hyper::Response::new(Full::new(Bytes::from_static(b"")));
+                            *r.status_mut() = hyper::StatusCode::NOT_FOUND;
+                            r
+                        }
+                    };
+                    response
+                        .headers_mut()
+                        .insert("connection", "close".parse().unwrap());
+                    async move { Ok::<_, Infallible>(response) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Server { base, hits }
+}
+
+fn service(server: &Server, cache: &Path) -> CollateralService {
+    CollateralService::new(CollateralConfig {
+        pcs_url: server.base.clone(),
+        root_crl_url: format!("{}/IntelSGXRootCA.der", server.base),
+        kds_url: server.base.clone(),
+        snp_product: Some(AmdProduct::Milan),
+        cache_dir: cache.to_path_buf(),
+    })
+    .unwrap()
+}
+
+fn fixture_collateral() -> Collateral {
+    Collateral::from_json(&fixture("tdx/dcapqvl_tdx_quote_collateral.json")).unwrap()
+}
+
+#[tokio::test]
+async fn tdx_collateral_is_assembled_from_pcs_responses_verified_and_cached() {
+    let expected = fixture_collateral();
+    let server = serve(routes(&expected)).await;
+    let cache = tempfile::tempdir().unwrap();
+    let svc = service(&server, cache.path());
+    let quote = fixture("tdx/dcapqvl_tdx_quote.dat");
+    let now = at("2025-07-01T00:00:00Z");
+
+    let got = svc.tdx(&quote, now).await.unwrap();
+    assert_eq!(got, expected, "byte-identical to what Intel signed");
+    let intel = TrustAnchors {
+        roots: vec![roots::intel_sgx_root().unwrap()],
+    };
+    verify_quote_with_collateral(&quote, &got, &intel, now).unwrap();
+    assert_eq!(svc.fetch_count(), 4);
+
+    // Cached: in memory, and on disk for a new process.
+    svc.tdx(&quote, now).await.unwrap();
+    assert_eq!(svc.fetch_count(), 4);
+    let again = service(&server, cache.path());
+    assert_eq!(again.tdx(&quote, now).await.unwrap(), expected);
+    assert_eq!(again.fetch_count(), 0);
+    // Past the TCB info's next update, it is fetched again.
+    again.tdx(&quote, at("2025-07-20T00:00:00Z")).await.unwrap();
+    assert_eq!(again.fetch_count(), 4);
+    assert!(server
+        .hits
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|h| !h.contains("processor")));
+}
+
+#[tokio::test]
+async fn bundles_without_collateral_are_completed_and_others_left_alone() {
+    let expected = fixture_collateral();
+    let server = serve(routes(&expected)).await;
+    let cache = tempfile::tempdir().unwrap();
+    let svc = service(&server, cache.path());
+    let claims = Claims {
+        kokon_version: "0.1.0".into(),
+        ohttp_key_config: vec![1],
+        receipt_key: [1; 32],
+        model_name: "m".into(),
+        model_digest: [2; 32],
+        config_digest: [3; 32],
+        runtime: "cpu".into(),
+        nonce: vec![4; 16],
+        issued_at: 0,
+    };
+    let bundle = |format, data: Vec<u8>| AttestationBundle {
+        version: 1,
+        backend: "tdx".into(),
+        evidence: Evidence {
+            format,
+            data,
+            certificates: vec![],
+            collateral: None,
+        },
+        claims: claims.clone(),
+    };
+    let now = at("2025-07-01T00:00:00Z");
+    let tdx = bundle(
+        EvidenceFormat::TdxQuote,
+        fixture("tdx/dcapqvl_tdx_quote.dat"),
+    );
+    let done = svc.complete(tdx.to_json(), now).await;
+    let done = AttestationBundle::from_json(&done).unwrap();
+    assert_eq!(done.evidence.collateral, Some(expected));
+
+    // Completing it again changes nothing and fetches nothing.
+    let before = svc.fetch_count();
+    let json = done.to_json();
+    assert_eq!(svc.complete(json.clone(), now).await, json);
+    assert_eq!(svc.fetch_count(), before);
+
+    let snp = bundle(EvidenceFormat::SnpReport, virtee_report());
+    let done = AttestationBundle::from_json(&svc.complete(snp.to_json(), now).await).unwrap();
+    let chain = pem_certificates(&fixture("snp/virtee_cert_chain_milan.pem")).unwrap();
+    assert_eq!(done.evidence.certificates.len(), 3);
+    assert_eq!(
+        done.evidence.certificates[0],
+        fixture("snp/virtee_vcek_milan.der")
+    );
+    assert_eq!(&done.evidence.certificates[1..], &chain[..]);
+
+    // An unreachable service leaves the bundle as it was.
+    let dead = CollateralService::new(CollateralConfig {
+        pcs_url: "http://127.0.0.1:9".into(),
+        root_crl_url: "http://127.0.0.1:9/crl".into(),
+        kds_url: "http://127.0.0.1:9".into(),
+        snp_product: None,
+        cache_dir: tempfile::tempdir().unwrap().path().to_path_buf(),
+    })
+    .unwrap();
+    let json = tdx.to_json();
+    assert_eq!(dead.complete(json.clone(), now).await, json);
+}
