@@ -257,6 +257,13 @@ async fn read_body(req: hyper::Request<Incoming>, max: usize) -> Result<Vec<u8>,
     }
 }
 
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::nonce;
@@ -270,11 +277,4 @@ mod tests {
             .contains("missing query parameter nonce"));
         assert!(nonce(Some("nonce=xyz")).unwrap_err().contains("not hex"));
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
