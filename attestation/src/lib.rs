@@ -16,6 +16,7 @@
 
 pub mod bundle;
 pub mod claims;
+pub mod der;
 mod error;
 pub mod explain;
 pub mod pki;

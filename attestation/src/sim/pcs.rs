@@ -4,10 +4,8 @@
 //! collateral path — TCB levels, statuses, advisories and revocation — with
 //! the same verifier as hardware.
 //!
-//! The PCK leaf carries Intel's SGX extension (FMSPC, PCE ID, TCB) encoded
-//! here with a minimal DER writer: rcgen takes custom extensions as DER and
-//! no crate in the tree writes this structure (sim only; the verifier parses
-//! it with `der-parser`).
+//! The PCK leaf carries Intel's SGX extension (FMSPC, PCE ID, TCB), written
+//! with [`crate::der`] (the verifier parses it with `der-parser`).
 
 use rcgen::{
     CertificateParams, CertificateRevocationListParams, CustomExtension, DnType, IsCa, Issuer,
@@ -18,6 +16,7 @@ use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::json;
 
 use super::{pem_encode, sign, sim_err, validity, SimTdx};
+use crate::der::{integer, oid, tlv};
 use crate::tdx::collateral::{Collateral, Hex};
 use crate::tdx::TcbStatus;
 use crate::Error;
@@ -75,59 +74,6 @@ pub(super) fn serial(rng: &SystemRandom) -> Result<Vec<u8>, Error> {
         *first = (*first & 0x7f) | 0x01;
     }
     Ok(s)
-}
-
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len
-            .to_be_bytes()
-            .into_iter()
-            .skip_while(|b| *b == 0)
-            .collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
-    }
-    out.extend_from_slice(content);
-    out
-}
-
-fn oid(arcs: &[u64]) -> Vec<u8> {
-    let mut body = Vec::new();
-    let (first, second) = (
-        arcs.first().copied().unwrap_or(0),
-        arcs.get(1).copied().unwrap_or(0),
-    );
-    let mut encode = |mut v: u64| {
-        let mut chunk = vec![(v & 0x7f) as u8];
-        v >>= 7;
-        while v > 0 {
-            chunk.push(0x80 | (v & 0x7f) as u8);
-            v >>= 7;
-        }
-        chunk.reverse();
-        body.extend(chunk);
-    };
-    encode(first * 40 + second);
-    for arc in arcs.iter().skip(2) {
-        encode(*arc);
-    }
-    tlv(0x06, &body)
-}
-
-fn integer(v: u32) -> Vec<u8> {
-    let mut bytes: Vec<u8> = v
-        .to_be_bytes()
-        .into_iter()
-        .skip_while(|b| *b == 0)
-        .collect();
-    if bytes.first().is_none_or(|b| b & 0x80 != 0) {
-        bytes.insert(0, 0);
-    }
-    tlv(0x02, &bytes)
 }
 
 fn pair(arcs: &[u64], value: Vec<u8>) -> Vec<u8> {
