@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Smoke-runs every fuzz target for a few seconds (default 10 s each), with a
 # corpus seeded from valid inputs: the real TDX quotes in ../shared/fixtures,
-# the shipped policies, and kokon's own outputs.
+# the SNP reports, VCEKs and DCAP collateral there, the shipped policies,
+# and kokon's own outputs.
 # cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain
 # accept them. No sanitizer: kokon forbids unsafe code, so the fuzzers look
 # for panics, overflows (debug assertions are on) and hangs.
@@ -12,13 +13,17 @@ export PATH="$HOME/.cargo/bin:$PATH"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 corpus=fuzz/corpus
-mkdir -p $corpus/{tdx_quote,bundle_json,ohttp,wire_frame,receipt,policy}
+mkdir -p $corpus/{tdx_quote,bundle_json,ohttp,wire_frame,receipt,policy,snp_report,tdx_collateral,snp_cert_table,ratls_cert}
 for f in ../shared/fixtures/tdx/*.dat; do [ -f "$f" ] && cp "$f" $corpus/tdx_quote/; done
 cp policies/*.toml $corpus/policy/
+for f in ../shared/fixtures/snp/*.bin; do cp "$f" $corpus/snp_report/; done
+cp ../shared/fixtures/tdx/*_collateral.json $corpus/tdx_collateral/
+for f in ../shared/fixtures/snp/*.der; do cp "$f" $corpus/ratls_cert/; done
+printf '\x8d\x75\xda\x63\x64\xe6\x64\x45\xad\xc5\xf4\xb9\x3b\xe8\xac\xcd\x30\x00\x00\x00\x04\x00\x00\x00%048dvcek' 0 > $corpus/snp_cert_table/vcek
 printf '\x00\x00\x00\x04\x02abcd' > $corpus/wire_frame/ohttp
 printf '{"receipt":{"request_digest":"%064d","response_digest":"%064d","model_digest":"%064d","units":1,"sequence":1,"issued_at":0},"signature":"%0128d"}' 0 0 0 0 > $corpus/receipt/zero
 printf '\x01\x00\x20%032d\x00\x04\x00\x01\x00\x02' 0 > $corpus/ohttp/config
-for target in tdx_quote bundle_json ohttp wire_frame receipt policy; do
+for target in tdx_quote bundle_json ohttp wire_frame receipt policy snp_report tdx_collateral snp_cert_table ratls_cert; do
   echo "fuzz: $target for ${seconds}s" >&2
   cargo fuzz run --sanitizer none "$target" "$corpus/$target" -- -max_total_time="$seconds" -rss_limit_mb=2048 2>&1 | tail -n 3
 done

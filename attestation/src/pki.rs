@@ -3,7 +3,8 @@
 //! The verifier never trusts a root found in the evidence: the chain's last
 //! certificate must be byte-identical to one of the [`TrustAnchors`] passed
 //! in. Each certificate must be valid at the given time and signed by the
-//! next; every issuer must be a CA.
+//! next; every issuer must be a CA. The anchor itself is trusted by
+//! identity (its self-signature is not what makes it trusted).
 
 use sha2::{Digest, Sha256};
 use x509_parser::certificate::X509Certificate;
@@ -69,6 +70,43 @@ pub struct VerifiedChain {
     pub anchor: TrustAnchor,
     /// The chain's certificates (DER), leaf first.
     pub certificates: Vec<Vec<u8>>,
+    /// What revocation checks need of each certificate, leaf first.
+    pub links: Vec<ChainLink>,
+    /// The leaf's extensions: (OID content bytes, extnValue).
+    pub leaf_extensions: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl VerifiedChain {
+    /// The value of the leaf's extension `oid` (dotted), if present.
+    pub fn leaf_extension(&self, oid: &[u64]) -> Option<&[u8]> {
+        let der = crate::der::oid(oid);
+        let content = der.get(2..)?;
+        self.leaf_extensions
+            .iter()
+            .find(|(id, _)| id.as_slice() == content)
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+/// A certificate of a verified chain, as CRLs name it (raw DER fields, so
+/// that revocation checks need no reparsing or formatting).
+#[derive(Debug, Clone)]
+pub struct ChainLink {
+    /// Its subject name (DER).
+    pub subject: Vec<u8>,
+    /// Its issuer name (DER).
+    pub issuer: Vec<u8>,
+    /// Its serial number (big-endian, no leading zeros).
+    pub serial: Vec<u8>,
+    /// Its SubjectPublicKeyInfo (DER): what a CRL it issued is checked with.
+    pub spki: Vec<u8>,
+}
+
+/// Formats a DER name for messages.
+fn name_text(raw: &[u8]) -> String {
+    x509_parser::x509::X509Name::from_der(raw)
+        .map(|(_, n)| n.to_string())
+        .unwrap_or_else(|_| "?".into())
 }
 
 /// Splits a PEM text into DER certificates.
@@ -167,10 +205,16 @@ pub fn verify_chain(
             });
         }
     }
-    // Each certificate is signed by the next; the last one by itself.
+    // The last certificate must be one of the anchors, byte for byte.
+    let root_der = chain.last().map(Vec::as_slice).unwrap_or_default();
+    let anchor = find_anchor(anchors, root_der)?;
+    // Each certificate is signed by the next. The last one is trusted by
+    // identity, so its self-signature adds nothing and is not checked
+    // (as webpki treats trust anchors); its subject must still be its issuer.
+    let last = certs.len().saturating_sub(1);
     for (i, cert) in certs.iter().enumerate() {
         let issuer = certs.get(i + 1).unwrap_or(cert);
-        if cert.issuer() != issuer.subject() {
+        if cert.issuer().as_raw() != issuer.subject().as_raw() {
             return Err(Error::Certificate {
                 position: name(i),
                 subject: cert.subject().to_string(),
@@ -181,6 +225,9 @@ pub fn verify_chain(
                 ),
             });
         }
+        if i == last {
+            break;
+        }
         cert.verify_signature(Some(issuer.public_key()))
             .map_err(|_| Error::Certificate {
                 position: name(i),
@@ -188,8 +235,6 @@ pub fn verify_chain(
                 reason: format!("signature does not verify under {}", issuer.subject()),
             })?;
     }
-    let root_der = chain.last().map(Vec::as_slice).unwrap_or_default();
-    let anchor = find_anchor(anchors, root_der)?;
     let leaf = certs.first().ok_or(Error::TooLarge {
         what: "certificate chain",
     })?;
@@ -198,6 +243,20 @@ pub fn verify_chain(
         leaf_subject: leaf.subject().to_string(),
         anchor,
         certificates: chain.to_vec(),
+        leaf_extensions: leaf
+            .extensions()
+            .iter()
+            .map(|e| (e.oid.as_bytes().to_vec(), e.value.to_vec()))
+            .collect(),
+        links: certs
+            .iter()
+            .map(|c| ChainLink {
+                subject: c.subject().as_raw().to_vec(),
+                issuer: c.issuer().as_raw().to_vec(),
+                serial: serial_bytes(c.raw_serial()).to_vec(),
+                spki: c.public_key().raw.to_vec(),
+            })
+            .collect(),
     })
 }
 
@@ -230,8 +289,8 @@ pub fn find_anchor(anchors: &TrustAnchors, root_der: &[u8]) -> Result<TrustAncho
 pub struct VerifiedCrl {
     /// What the list is, for messages ("Intel root CA CRL").
     pub name: &'static str,
-    /// The issuer's subject.
-    pub issuer: String,
+    /// The issuer's subject name (DER).
+    pub issuer: Vec<u8>,
     /// Serial numbers of the revoked certificates (big-endian, no leading zeros).
     pub revoked: Vec<Vec<u8>>,
 }
@@ -240,7 +299,7 @@ pub struct VerifiedCrl {
 /// current at `now` (thisUpdate ≤ now ≤ nextUpdate).
 pub fn verify_crl(
     crl_der: &[u8],
-    issuer_der: &[u8],
+    issuer: &ChainLink,
     now: i64,
     name: &'static str,
 ) -> Result<VerifiedCrl, Error> {
@@ -251,15 +310,16 @@ pub fn verify_crl(
         Ok((rest, _)) => return Err(bad(format!("{} trailing bytes after DER", rest.len()))),
         Err(e) => return Err(bad(format!("bad DER: {e}"))),
     };
-    let issuer = parse_certificate(issuer_der, name)?;
-    if crl.issuer() != issuer.subject() {
+    if crl.issuer().as_raw() != issuer.subject.as_slice() {
         return Err(Error::Mismatch {
             what: "CRL issuer",
-            expected: issuer.subject().to_string(),
+            expected: name_text(&issuer.subject),
             found: crl.issuer().to_string(),
         });
     }
-    crl.verify_signature(issuer.public_key())
+    let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&issuer.spki)
+        .map_err(|e| bad(format!("issuer key: {e}")))?;
+    crl.verify_signature(&spki)
         .map_err(|_| Error::BadSignature { what: name })?;
     let at = asn1_time(now)?;
     let this_update = crl.last_update();
@@ -275,30 +335,34 @@ pub fn verify_crl(
     }
     Ok(VerifiedCrl {
         name,
-        issuer: crl.issuer().to_string(),
+        issuer: crl.issuer().as_raw().to_vec(),
         revoked: crl
             .iter_revoked_certificates()
-            .map(|r| r.serial().to_bytes_be())
+            .map(|r| serial_bytes(r.raw_serial()).to_vec())
             .collect(),
     })
 }
 
-/// Fails if `cert_der` is listed in `crl` (a CRL of its issuer).
-pub fn check_not_revoked(cert_der: &[u8], crl: &VerifiedCrl, position: &str) -> Result<(), Error> {
-    let cert = parse_certificate(cert_der, position)?;
-    if cert.issuer().to_string() != crl.issuer {
+/// Fails if the certificate `link` is listed in `crl` (a CRL of its issuer).
+pub fn check_not_revoked(link: &ChainLink, crl: &VerifiedCrl, position: &str) -> Result<(), Error> {
+    if link.issuer != crl.issuer {
         return Ok(());
     }
-    let serial = cert.serial.to_bytes_be();
-    if crl.revoked.contains(&serial) {
+    if crl.revoked.contains(&link.serial) {
         return Err(Error::Revoked {
             position: position.into(),
-            subject: cert.subject().to_string(),
-            serial: hex::encode(serial),
+            subject: name_text(&link.subject),
+            serial: hex::encode(&link.serial),
             crl: crl.name,
         });
     }
     Ok(())
+}
+
+/// A DER INTEGER's magnitude without its leading zero bytes.
+fn serial_bytes(raw: &[u8]) -> &[u8] {
+    let start = raw.iter().position(|b| *b != 0).unwrap_or(raw.len());
+    raw.get(start..).unwrap_or_default()
 }
 
 fn asn1_time(now: i64) -> Result<ASN1Time, Error> {

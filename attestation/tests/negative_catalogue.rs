@@ -640,7 +640,7 @@ fn snp_cases() -> Vec<SnpCase> {
         (
             "chain of the ASK alone",
             |s| s.chain = vec![amd_ask(AmdProduct::Milan).unwrap()],
-            "certificate ASK",
+            "not anchored in a trusted root",
         ),
         (
             "chain in the wrong order",

@@ -5,8 +5,9 @@
 //! confidential inference: seal to the attested key, HTTP relay through the
 //! host, Unix-socket hop, open, validate, run, receipt, seal, open, verify.
 //! It prints p50/p99 of each and their ratio, where the confidential path's
-//! time goes (phases), then throughput with 1 and 16 concurrent clients, and
-//! ends with `e2e_p50_ratio=<x>`.
+//! time goes (phases), throughput with 1 and 16 concurrent clients, the
+//! latency of verifying real TDX and SNP evidence against the `dcap-qvl` and
+//! `sev` crates on the same inputs, and ends with `e2e_p50_ratio=<x>`.
 //!
 //! The two are measured in alternating blocks of 50 rather than sample by
 //! sample: the bench process and the enclave process each hold a copy of the
@@ -14,6 +15,8 @@
 //! other's weights from the shared CPU caches, a cost a deployed enclave
 //! (alone on its cores) does not pay. Blocks keep both under the same
 //! conditions over the whole run while measuring each warm.
+
+mod verification;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -55,6 +58,10 @@ fn pin() -> anyhow::Result<Option<usize>> {
 }
 
 fn main() -> anyhow::Result<()> {
+    // `kokon-bench verification`: only the evidence verification figures.
+    if std::env::args().nth(1).as_deref() == Some("verification") {
+        return verification::run();
+    }
     let enclave_cpu = pin()?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -223,6 +230,7 @@ async fn bench(enclave_cpu: Option<usize>) -> anyhow::Result<()> {
         );
     }
     stack.shutdown().await;
+    verification::run()?;
     println!("e2e_p50_ratio={:.3}", e50.as_secs_f64() / b50.as_secs_f64());
     Ok(())
 }

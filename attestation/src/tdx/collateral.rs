@@ -241,6 +241,8 @@ pub struct VerifiedCollateral {
     pub qe_identity: QeIdentity,
     /// The root CA CRL.
     pub root_crl: pki::VerifiedCrl,
+    /// The root the collateral chains to (DER).
+    pub root_der: Vec<u8>,
 }
 
 fn parse_time(what: &'static str, text: &str) -> Result<i64, Error> {
@@ -277,7 +279,7 @@ fn verify_signed_json(
     what: &'static str,
     text: &str,
     signature: &[u8],
-    issuer_chain: &str,
+    issuer_chain: &[Vec<u8>],
     anchors: &TrustAnchors,
     root_crl: &pki::VerifiedCrl,
     now: i64,
@@ -285,7 +287,31 @@ fn verify_signed_json(
     if text.len() > MAX_JSON_LEN {
         return Err(Error::TooLarge { what });
     }
-    let chain = pem_certificates(issuer_chain.as_bytes())?;
+    let signer = verify_signer(what, issuer_chain, anchors, now)?;
+    if let Some(link) = signer.links.first() {
+        check_not_revoked(link, root_crl, what)?;
+    }
+    verify_json_signature(what, text, signature, &signer.leaf_public_key)
+}
+
+fn verify_json_signature(
+    what: &'static str,
+    text: &str,
+    signature: &[u8],
+    key: &[u8],
+) -> Result<(), Error> {
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, key)
+        .verify(text.as_bytes(), signature)
+        .map_err(|_| Error::BadSignature { what })
+}
+
+/// Verifies a collateral signer's chain (signing certificate, root).
+fn verify_signer(
+    what: &'static str,
+    chain: &[Vec<u8>],
+    anchors: &TrustAnchors,
+    now: i64,
+) -> Result<pki::VerifiedChain, Error> {
     if chain.len() != 2 {
         return Err(Error::Unsupported {
             field: "collateral signer chain length",
@@ -293,13 +319,7 @@ fn verify_signed_json(
             found: chain.len().to_string(),
         });
     }
-    let verified = verify_chain(&chain, anchors, now, &[what, "root CA"])?;
-    if let Some(signer) = chain.first() {
-        check_not_revoked(signer, root_crl, what)?;
-    }
-    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &verified.leaf_public_key)
-        .verify(text.as_bytes(), signature)
-        .map_err(|_| Error::BadSignature { what })
+    verify_chain(chain, anchors, now, &[what, "root CA"])
 }
 
 /// Verifies collateral against `anchors` at `now`: the root CRL (signed by
@@ -317,16 +337,23 @@ pub fn verify(
     })?;
     // The root must be trusted before its CRL means anything.
     pki::find_anchor(anchors, root_der)?;
-    let root_crl = pki::verify_crl(&collateral.root_ca_crl.0, root_der, now, "root CA CRL")?;
-
-    verify_signed_json(
+    let signer = verify_signer("TCB info", &signer_chain, anchors, now)?;
+    let root_link = signer.links.last().ok_or(Error::TooLarge {
+        what: "TCB info issuer chain",
+    })?;
+    let root_crl = pki::verify_crl(&collateral.root_ca_crl.0, root_link, now, "root CA CRL")?;
+    if let Some(link) = signer.links.first() {
+        check_not_revoked(link, &root_crl, "TCB info")?;
+    }
+    let tcb_signer = signer.leaf_public_key;
+    if collateral.tcb_info.len() > MAX_JSON_LEN {
+        return Err(Error::TooLarge { what: "TCB info" });
+    }
+    verify_json_signature(
         "TCB info",
         &collateral.tcb_info,
         &collateral.tcb_info_signature.0,
-        &collateral.tcb_info_issuer_chain,
-        anchors,
-        &root_crl,
-        now,
+        &tcb_signer,
     )?;
     let tcb_info: TcbInfo =
         serde_json::from_str(&collateral.tcb_info).map_err(|e| Error::Collateral {
@@ -342,15 +369,30 @@ pub fn verify(
     }
     check_window("TCB info", &tcb_info.issue_date, &tcb_info.next_update, now)?;
 
-    verify_signed_json(
-        "QE identity",
-        &collateral.qe_identity,
-        &collateral.qe_identity_signature.0,
-        &collateral.qe_identity_issuer_chain,
-        anchors,
-        &root_crl,
-        now,
-    )?;
+    // Intel signs both with the same certificate: its chain is checked once.
+    if collateral.qe_identity_issuer_chain == collateral.tcb_info_issuer_chain {
+        if collateral.qe_identity.len() > MAX_JSON_LEN {
+            return Err(Error::TooLarge {
+                what: "QE identity",
+            });
+        }
+        verify_json_signature(
+            "QE identity",
+            &collateral.qe_identity,
+            &collateral.qe_identity_signature.0,
+            &tcb_signer,
+        )?;
+    } else {
+        verify_signed_json(
+            "QE identity",
+            &collateral.qe_identity,
+            &collateral.qe_identity_signature.0,
+            &pem_certificates(collateral.qe_identity_issuer_chain.as_bytes())?,
+            anchors,
+            &root_crl,
+            now,
+        )?;
+    }
     let qe_identity: QeIdentity =
         serde_json::from_str(&collateral.qe_identity).map_err(|e| Error::Collateral {
             what: "QE identity",
@@ -373,5 +415,6 @@ pub fn verify(
         tcb_info,
         qe_identity,
         root_crl,
+        root_der: root_der.clone(),
     })
 }

@@ -111,28 +111,30 @@ pub fn verify_quote_with_collateral(
     let verified = verify_quote(bytes, anchors, now)?;
     let trusted = collateral::verify(collateral, anchors, now)?;
     let certs = &verified.chain.certificates;
-    let (Some(leaf), Some(ca), Some(root)) = (certs.first(), certs.get(1), certs.get(2)) else {
+    let (Some(leaf), Some(root)) = (certs.first(), certs.get(2)) else {
         return Err(Error::Unsupported {
             field: "PCK certificate chain length",
             expected: PCK_CHAIN_LEN.to_string(),
             found: certs.len().to_string(),
         });
     };
-    if root != &verified.chain.anchor.der
-        || collateral_root(collateral)?.as_deref() != Some(root.as_slice())
-    {
+    if root != &trusted.root_der {
         return Err(Error::Mismatch {
             what: "root CA of the PCK chain and of the collateral",
             expected: hex::encode(Sha256::digest(root)),
-            found: collateral_root(collateral)?
-                .map(|r| hex::encode(Sha256::digest(r)))
-                .unwrap_or_default(),
+            found: hex::encode(Sha256::digest(&trusted.root_der)),
         });
     }
-    crate::pki::check_not_revoked(ca, &trusted.root_crl, "PCK platform CA")?;
-    let pck_crl = crate::pki::verify_crl(&collateral.pck_crl.0, ca, now, "PCK CRL")?;
-    crate::pki::check_not_revoked(leaf, &pck_crl, "PCK leaf")?;
-    let pck = pck::parse(leaf)?;
+    let links = &verified.chain.links;
+    if let (Some(leaf_link), Some(ca_link)) = (links.first(), links.get(1)) {
+        crate::pki::check_not_revoked(ca_link, &trusted.root_crl, "PCK platform CA")?;
+        let pck_crl = crate::pki::verify_crl(&collateral.pck_crl.0, ca_link, now, "PCK CRL")?;
+        crate::pki::check_not_revoked(leaf_link, &pck_crl, "PCK leaf")?;
+    }
+    let pck = match verified.chain.leaf_extension(&pck::SGX_EXTENSIONS_OID) {
+        Some(value) => pck::parse_extension(value)?,
+        None => pck::parse(leaf)?,
+    };
     let verdict = tcb::appraise(
         &verified.quote,
         &pck,
@@ -140,10 +142,6 @@ pub fn verify_quote_with_collateral(
         &trusted.qe_identity,
     )?;
     Ok((verified, verdict))
-}
-
-fn collateral_root(collateral: &Collateral) -> Result<Option<Vec<u8>>, Error> {
-    Ok(pem_certificates(collateral.tcb_info_issuer_chain.as_bytes())?.pop())
 }
 
 /// Extends an RTMR as the TDX module does: `new = SHA-384(old || digest)`.

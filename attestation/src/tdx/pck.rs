@@ -41,6 +41,9 @@ fn bad(reason: impl Into<String>) -> Error {
     }
 }
 
+/// The SGX extension's OID arcs.
+pub const SGX_EXTENSIONS_OID: [u64; 7] = [1, 2, 840, 113741, 1, 13, 1];
+
 /// Reads the SGX extension of a DER PCK certificate.
 pub fn parse(pck_der: &[u8]) -> Result<PckExtension, Error> {
     let (_, cert) = X509Certificate::from_der(pck_der).map_err(|e| bad(format!("{e}")))?;
@@ -49,7 +52,12 @@ pub fn parse(pck_der: &[u8]) -> Result<PckExtension, Error> {
         .iter()
         .find(|e| e.oid.to_id_string() == SGX_EXTENSIONS)
         .ok_or_else(|| bad("absent"))?;
-    let (_, root) = parse_der(ext.value).map_err(|e| bad(format!("bad DER: {e}")))?;
+    parse_extension(ext.value)
+}
+
+/// Reads the SGX extension's value (its extnValue contents).
+pub fn parse_extension(value: &[u8]) -> Result<PckExtension, Error> {
+    let (_, root) = parse_der(value).map_err(|e| bad(format!("bad DER: {e}")))?;
     let entries = pairs(&root)?;
     let octets = |name: &str, want: usize| -> Result<Vec<u8>, Error> {
         let value = find(&entries, name)?;
