@@ -650,7 +650,7 @@ fn snp_cases() -> Vec<SnpCase> {
                     amd_ask(AmdProduct::Milan).unwrap(),
                 ]
             },
-            "does not match the next certificate's subject",
+            "not anchored in a trusted root",
         ),
         (
             "the ARK as the VCEK's only issuer",
