@@ -513,7 +513,11 @@ mod chains {
         let stranger_key = KeyPair::generate().unwrap();
         let stranger = p.self_signed(&stranger_key).unwrap();
         let err = verify_chain(
-            &[leaf.der().to_vec(), stranger.der().to_vec()],
+            &[
+                leaf.der().to_vec(),
+                stranger.der().to_vec(),
+                pki.root_der.clone(),
+            ],
             &anchors(&pki),
             NOW,
             &[],
