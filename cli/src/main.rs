@@ -188,11 +188,13 @@ fn host_config(args: &HostArgs) -> anyhow::Result<HostConfig> {
             // The enclave acquires evidence through configfs-tsm; fail before
             // launching it when this machine has none (never fall back to sim).
             let tsm = Path::new(kokon_wire::TSM_REPORT_ROOT);
-            if !tsm.is_dir() {
+            let sev_device = args.tee != "tdx" && Path::new(kokon_wire::SEV_GUEST_DEVICE).exists();
+            if !tsm.is_dir() && !sev_device {
                 anyhow::bail!(
-                    "--tee {}: configfs-tsm not found at {} (needs a TDX or SEV-SNP guest with Linux 6.7+); kokon never falls back to sim",
+                    "--tee {}: configfs-tsm not found at {} (needs a TDX or SEV-SNP guest with Linux 6.7+, or {} for SEV-SNP); kokon never falls back to sim",
                     args.tee,
-                    tsm.display()
+                    tsm.display(),
+                    kokon_wire::SEV_GUEST_DEVICE
                 );
             }
         }

@@ -60,6 +60,8 @@ pub struct HardwarePaths {
     pub tsm_root: PathBuf,
     /// The TDX guest's sysfs directory.
     pub tdx_sysfs: PathBuf,
+    /// The SEV guest device (used when configfs-tsm is absent).
+    pub sev_guest: PathBuf,
 }
 
 /// A running evidence backend.
@@ -83,6 +85,11 @@ pub enum Backend {
         /// Its configfs-tsm interface.
         tsm: Tsm,
     },
+    /// SEV-SNP hardware through `/dev/sev-guest` (kernels without configfs-tsm).
+    SnpDevice {
+        /// The device node.
+        device: PathBuf,
+    },
 }
 
 impl Backend {
@@ -96,7 +103,10 @@ impl Backend {
         now: i64,
     ) -> anyhow::Result<Backend> {
         let hardware = |expected: Option<&str>| -> anyhow::Result<Backend> {
-            let tsm = Tsm::open(&paths.tsm_root)?;
+            let tsm = match Tsm::open(&paths.tsm_root) {
+                Ok(tsm) => tsm,
+                Err(e) => return without_tsm(expected, paths, e),
+            };
             let provider = tsm.provider()?;
             if let Some(expected) = expected {
                 if provider != expected {
@@ -129,7 +139,7 @@ impl Backend {
         match self {
             Backend::Sim { .. } => "sim",
             Backend::Tdx { .. } => "tdx",
-            Backend::Snp { .. } => "snp",
+            Backend::Snp { .. } | Backend::SnpDevice { .. } => "snp",
         }
     }
 
@@ -143,7 +153,7 @@ impl Backend {
                 Ok(())
             }
             Backend::Tdx { sysfs, .. } => tsm::extend_rtmr3(sysfs, digest),
-            Backend::Snp { .. } => Ok(()),
+            Backend::Snp { .. } | Backend::SnpDevice { .. } => Ok(()),
         }
     }
 
@@ -173,6 +183,14 @@ impl Backend {
                 };
                 (EvidenceFormat::SnpReport, report.outblob, certificates)
             }
+            Backend::SnpDevice { device } => {
+                let ext = crate::sev_guest::ext_report(device, &report_data)?;
+                let certificates = match ext.certs.iter().any(|b| *b != 0) {
+                    true => cert_table::chain(&cert_table::parse(&ext.certs)?)?,
+                    false => Vec::new(),
+                };
+                (EvidenceFormat::SnpReport, ext.report, certificates)
+            }
         };
         Ok(Evidence {
             format,
@@ -182,6 +200,31 @@ impl Backend {
         })
     }
 }
+
+/// Without configfs-tsm: SEV-SNP through `/dev/sev-guest`; TDX has no
+/// usable fallback (`/dev/tdx_guest` gives a TDREPORT, which only a quoting
+/// service can turn into remotely verifiable evidence).
+fn without_tsm(
+    expected: Option<&str>,
+    paths: &HardwarePaths,
+    tsm_error: anyhow::Error,
+) -> anyhow::Result<Backend> {
+    let snp_wanted = matches!(expected, None | Some(tsm::PROVIDER_SNP));
+    if snp_wanted && paths.sev_guest.exists() {
+        return Ok(Backend::SnpDevice {
+            device: paths.sev_guest.clone(),
+        });
+    }
+    if expected == Some(tsm::PROVIDER_TDX) && Path::new(TDX_GUEST_DEVICE).exists() {
+        anyhow::bail!(
+            "{tsm_error:#}; {TDX_GUEST_DEVICE} exists but yields only a TDREPORT, which a client cannot verify without a quote: use Linux 6.7+ with configfs-tsm"
+        );
+    }
+    Err(tsm_error)
+}
+
+/// The TDX guest driver's device.
+pub const TDX_GUEST_DEVICE: &str = "/dev/tdx_guest";
 
 /// SHA-384 of a file: the sim's MRTD of the enclave binary.
 pub fn measure_file(path: &Path) -> anyhow::Result<Measurement> {

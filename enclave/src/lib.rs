@@ -10,7 +10,7 @@
 //! It must never write client plaintext anywhere but into a sealed response:
 //! not to logs, not to error messages for the host, not to disk.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod evidence;
@@ -18,6 +18,7 @@ pub mod gateway;
 pub mod inference;
 pub mod keys;
 pub mod server;
+pub mod sev_guest;
 pub mod tsm;
 
 use std::path::PathBuf;
@@ -65,6 +66,9 @@ pub struct Args {
     /// TDX guest sysfs directory, for RTMR3 extension.
     #[arg(long, default_value = tsm::DEFAULT_TDX_SYSFS)]
     pub tdx_sysfs: PathBuf,
+    /// SEV guest device, used when configfs-tsm is absent.
+    #[arg(long, default_value = sev_guest::SEV_GUEST_DEVICE)]
+    pub sev_guest: PathBuf,
     /// kokon's data directory (holds the sim root).
     #[arg(long, env = "KOKON_DATA_DIR")]
     pub data_dir: PathBuf,
@@ -127,6 +131,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let paths = evidence::HardwarePaths {
         tsm_root: args.tsm_root.clone(),
         tdx_sysfs: args.tdx_sysfs.clone(),
+        sev_guest: args.sev_guest.clone(),
     };
     let mut backend = evidence::Backend::start(args.tee, &paths, &args.data_dir, mr_td, now)?;
     tracing::info!(backend = backend.name(), requested = ?args.tee, "evidence backend started");

@@ -77,6 +77,7 @@ impl FakeKernel {
             paths: HardwarePaths {
                 tsm_root,
                 tdx_sysfs,
+                sev_guest: dir.path().join("dev/sev-guest"),
             },
             stop,
             thread: Some(thread),
@@ -213,6 +214,7 @@ fn without_configfs_tsm_there_is_no_silent_fallback() {
     let paths = HardwarePaths {
         tsm_root: dir.path().join("absent"),
         tdx_sysfs: dir.path().join("absent"),
+        sev_guest: dir.path().join("absent"),
     };
     for kind in [TeeKind::Tdx, TeeKind::Snp, TeeKind::Auto] {
         let err = format!("{:#}", start(kind, &paths).err().unwrap());
@@ -232,4 +234,25 @@ fn a_tdx_guest_without_rtmr_sysfs_refuses_to_serve() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("refusing to serve"), "{err}");
+}
+
+#[test]
+fn without_configfs_tsm_snp_uses_the_sev_guest_device_and_tdx_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = dir.path().join("sev-guest");
+    fs::write(&device, b"").unwrap();
+    let paths = HardwarePaths {
+        tsm_root: dir.path().join("absent"),
+        tdx_sysfs: dir.path().join("absent"),
+        sev_guest: device,
+    };
+    for kind in [TeeKind::Snp, TeeKind::Auto] {
+        let backend = start(kind, &paths).unwrap();
+        assert_eq!(backend.name(), "snp", "{kind:?}");
+        // A regular file is not the driver: the ioctl fails, and says so.
+        let err = backend.evidence([0; 64]).unwrap_err().to_string();
+        assert!(err.contains("SNP_GET_EXT_REPORT"), "{err}");
+    }
+    let err = format!("{:#}", start(TeeKind::Tdx, &paths).err().unwrap());
+    assert!(err.contains("configfs-tsm not found"), "{err}");
 }

@@ -38,6 +38,10 @@ pub mod media_type {
 /// source, which the host checks for before launching a hardware enclave.
 pub const TSM_REPORT_ROOT: &str = "/sys/kernel/config/tsm/report";
 
+/// The SEV guest driver's device: the enclave's SEV-SNP evidence source on
+/// kernels without configfs-tsm.
+pub const SEV_GUEST_DEVICE: &str = "/dev/sev-guest";
+
 /// Largest payload accepted in a frame (16 MiB).
 pub const MAX_FRAME_LEN: u32 = 16 * 1024 * 1024;
 
