@@ -93,15 +93,18 @@ impl AmdProduct {
     }
 }
 
+fn amd_chain(product: AmdProduct) -> Result<&'static AmdChain, Error> {
+    AMD_CHAINS
+        .iter()
+        .find(|c| c.0 == product)
+        .ok_or(Error::TooLarge {
+            what: "AMD product",
+        })
+}
+
 /// The embedded ARK of `product`, checked against its pinned fingerprint.
 pub fn amd_ark(product: AmdProduct) -> Result<TrustAnchor, Error> {
-    let (_, name, ark, _, pin) =
-        AMD_CHAINS
-            .iter()
-            .find(|c| c.0 == product)
-            .ok_or(Error::TooLarge {
-                what: "AMD product",
-            })?;
+    let (_, name, ark, _, pin) = amd_chain(product)?;
     let anchor = TrustAnchor::from_pem(name, ark, false)?;
     if anchor.fingerprint() != *pin {
         return Err(Error::Mismatch {
@@ -115,13 +118,7 @@ pub fn amd_ark(product: AmdProduct) -> Result<TrustAnchor, Error> {
 
 /// The embedded ASK (VCEK signing CA) of `product`, DER.
 pub fn amd_ask(product: AmdProduct) -> Result<Vec<u8>, Error> {
-    let (_, name, _, ask, _) =
-        AMD_CHAINS
-            .iter()
-            .find(|c| c.0 == product)
-            .ok_or(Error::TooLarge {
-                what: "AMD product",
-            })?;
+    let (_, name, _, ask, _) = amd_chain(product)?;
     Ok(TrustAnchor::from_pem(name, ask, false)?.der)
 }
 

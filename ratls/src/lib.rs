@@ -205,6 +205,18 @@ fn handshake_signature(
     )
 }
 
+fn tls12_refused() -> Result<HandshakeSignatureValid, rustls::Error> {
+    Err(rustls::Error::General(
+        "attested TLS requires TLS 1.3".into(),
+    ))
+}
+
+fn schemes() -> Vec<SignatureScheme> {
+    provider()
+        .signature_verification_algorithms
+        .supported_schemes()
+}
+
 /// A client-side verifier: the server must present an attested certificate
 /// that the policy accepts. Server names are not checked: the evidence, not
 /// a name, identifies the enclave.
@@ -239,9 +251,7 @@ impl ServerCertVerifier for AttestedServerVerifier {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General(
-            "attested TLS requires TLS 1.3".into(),
-        ))
+        tls12_refused()
     }
 
     fn verify_tls13_signature(
@@ -254,9 +264,7 @@ impl ServerCertVerifier for AttestedServerVerifier {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        provider()
-            .signature_verification_algorithms
-            .supported_schemes()
+        schemes()
     }
 }
 
@@ -295,9 +303,7 @@ impl ClientCertVerifier for AttestedClientVerifier {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General(
-            "attested TLS requires TLS 1.3".into(),
-        ))
+        tls12_refused()
     }
 
     fn verify_tls13_signature(
@@ -310,9 +316,7 @@ impl ClientCertVerifier for AttestedClientVerifier {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        provider()
-            .signature_verification_algorithms
-            .supported_schemes()
+        schemes()
     }
 }
 

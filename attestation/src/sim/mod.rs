@@ -189,32 +189,16 @@ impl SimTdx {
             .map_err(sim_err)?;
         let ca_issuer = Issuer::new(ca_params, ca_key);
 
-        let pck_pkcs8 = Zeroizing::new(
-            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-                .map_err(sim_err)?
-                .as_ref()
-                .to_vec(),
-        );
-        let pck_key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pck_pkcs8, &rng)
-            .map_err(sim_err)?;
-        let pck_rcgen = KeyPair::from_pkcs8_der_and_sign_algo(
-            &pck_pkcs8.as_slice().into(),
-            &PKCS_ECDSA_P256_SHA256,
-        )
-        .map_err(sim_err)?;
-        let mut leaf_params = CertificateParams::new(Vec::<String>::new()).map_err(sim_err)?;
-        leaf_params
-            .distinguished_name
-            .push(DnType::CommonName, "kokon sim PCK Certificate");
-        leaf_params
-            .distinguished_name
-            .push(DnType::OrganizationName, "kokon simulated TEE");
-        leaf_params.is_ca = IsCa::ExplicitNoCa;
-        leaf_params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::ContentCommitment,
-        ];
-        validity(&mut leaf_params, now, PLATFORM_VALIDITY_SECS)?;
+        let (pck_key, pck_rcgen) = signing_key(&rng)?;
+        let mut leaf_params = leaf_params(
+            "kokon sim PCK Certificate",
+            vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::ContentCommitment,
+            ],
+            now,
+            PLATFORM_VALIDITY_SECS,
+        )?;
         let pck_serial = pcs::serial(&rng)?;
         leaf_params.serial_number = Some(pck_serial.clone().into());
         leaf_params.custom_extensions = vec![pcs::sgx_extension()];
@@ -324,6 +308,40 @@ impl SimTdx {
         };
         Quote::encode(&header, &body, &signature)
     }
+}
+
+/// A fresh ECDSA P-256 key, as ring (to sign data) and rcgen (to sign certificates) see it.
+pub(crate) fn signing_key(rng: &SystemRandom) -> Result<(EcdsaKeyPair, KeyPair), Error> {
+    let pkcs8 = Zeroizing::new(
+        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, rng)
+            .map_err(sim_err)?
+            .as_ref()
+            .to_vec(),
+    );
+    let ring_key =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8, rng).map_err(sim_err)?;
+    let rcgen_key =
+        KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8.as_slice().into(), &PKCS_ECDSA_P256_SHA256)
+            .map_err(sim_err)?;
+    Ok((ring_key, rcgen_key))
+}
+
+/// Parameters of a sim end-entity certificate.
+pub(crate) fn leaf_params(
+    cn: &str,
+    key_usages: Vec<KeyUsagePurpose>,
+    now: i64,
+    secs: i64,
+) -> Result<CertificateParams, Error> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(sim_err)?;
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "kokon simulated TEE");
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = key_usages;
+    validity(&mut params, now, secs)?;
+    Ok(params)
 }
 
 fn sign(key: &EcdsaKeyPair, rng: &SystemRandom, msg: &[u8]) -> Result<[u8; 64], Error> {

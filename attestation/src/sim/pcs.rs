@@ -8,14 +8,13 @@
 //! with [`crate::der`] (the verifier parses it with `der-parser`).
 
 use rcgen::{
-    CertificateParams, CertificateRevocationListParams, CustomExtension, DnType, IsCa, Issuer,
-    KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SerialNumber, PKCS_ECDSA_P256_SHA256,
+    CertificateRevocationListParams, CustomExtension, Issuer, KeyIdMethod, KeyPair,
+    KeyUsagePurpose, RevokedCertParams, SerialNumber,
 };
 use ring::rand::{SecureRandom, SystemRandom};
-use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::json;
 
-use super::{pem_encode, sign, sim_err, validity, SimTdx};
+use super::{leaf_params, pem_encode, sign, signing_key, sim_err, SimTdx};
 use crate::der::{integer, oid, tlv};
 use crate::tdx::collateral::{Collateral, Hex};
 use crate::tdx::TcbStatus;
@@ -142,32 +141,15 @@ impl SimTdx {
     pub fn collateral(&self, tcb: &SimTcb, now: i64) -> Result<Collateral, Error> {
         let rng = SystemRandom::new();
         // The TCB signing certificate, under the root, as Intel's "SGX TCB Signing".
-        let pkcs8 = zeroize::Zeroizing::new(
-            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-                .map_err(sim_err)?
-                .as_ref()
-                .to_vec(),
-        );
-        let signer = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8, &rng)
-            .map_err(sim_err)?;
-        let signer_rcgen = KeyPair::from_pkcs8_der_and_sign_algo(
-            &pkcs8.as_slice().into(),
-            &PKCS_ECDSA_P256_SHA256,
-        )
+        let (signer, signer_rcgen) = signing_key(&rng)?;
+        let signer_cert = leaf_params(
+            "kokon sim TCB Signing",
+            vec![KeyUsagePurpose::DigitalSignature],
+            now,
+            COLLATERAL_VALIDITY_SECS,
+        )?
+        .signed_by(&signer_rcgen, &self.root_issuer)
         .map_err(sim_err)?;
-        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(sim_err)?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "kokon sim TCB Signing");
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "kokon simulated TEE");
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        validity(&mut params, now, COLLATERAL_VALIDITY_SECS)?;
-        let signer_cert = params
-            .signed_by(&signer_rcgen, &self.root_issuer)
-            .map_err(sim_err)?;
         let signer_chain = pem_encode(signer_cert.der()) + &pem_encode(&self.root_der);
 
         let issued = rfc3339(now - 3600);

@@ -116,12 +116,12 @@ pub struct IsvSvn<T> {
     pub isvsvn: T,
 }
 
-/// A level of a TDX module identity.
+/// A level of a TDX module identity (SVN `u8`) or of the QE identity (`u16`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ModuleTcbLevel {
-    /// The minimum module SVN.
-    pub tcb: IsvSvn<u8>,
+pub struct IsvTcbLevel<T> {
+    /// The minimum security version.
+    pub tcb: IsvSvn<T>,
     /// When Intel released it.
     pub tcb_date: String,
     /// Its status.
@@ -130,6 +130,11 @@ pub struct ModuleTcbLevel {
     #[serde(rename = "advisoryIDs", default)]
     pub advisory_ids: Vec<String>,
 }
+
+/// A level of a TDX module identity.
+pub type ModuleTcbLevel = IsvTcbLevel<u8>;
+/// A level of the QE identity.
+pub type QeTcbLevel = IsvTcbLevel<u16>;
 
 /// The expected signer and attributes of the TDX module.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,21 +190,6 @@ pub struct TcbInfo {
     pub tdx_module_identities: Vec<TdxModuleIdentity>,
     /// Platform TCB levels.
     pub tcb_levels: Vec<TcbLevel>,
-}
-
-/// A QE identity TCB level.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct QeTcbLevel {
-    /// The minimum QE ISVSVN.
-    pub tcb: IsvSvn<u16>,
-    /// When Intel released it.
-    pub tcb_date: String,
-    /// Its status.
-    pub tcb_status: TcbStatus,
-    /// Advisories that apply.
-    #[serde(rename = "advisoryIDs", default)]
-    pub advisory_ids: Vec<String>,
 }
 
 /// Intel's identity of the TD Quoting Enclave (version 2, id "TD_QE").

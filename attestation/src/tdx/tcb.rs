@@ -193,16 +193,8 @@ fn evaluate(
     let mut status = level.tcb_status;
     let mut advisories = level.advisory_ids.clone();
     let mut date = level.tcb_date.clone();
-    let module_version = tee_tcb_svn.get(1).copied().unwrap_or(0);
-    if module_version > 0 {
-        let wanted = format!("TDX_{module_version:02X}");
-        let identity = info
-            .tdx_module_identities
-            .iter()
-            .find(|i| i.id.eq_ignore_ascii_case(&wanted))
-            .ok_or_else(|| {
-                Error::Tcb(format!("no TDX module identity {wanted} in the TCB info"))
-            })?;
+    if let Some(identity) = module_identity(info, tee_tcb_svn)? {
+        let wanted = &identity.id;
         let module_svn = tee_tcb_svn.first().copied().unwrap_or(0);
         let module_level = identity
             .tcb_levels
@@ -222,25 +214,33 @@ fn evaluate(
     Ok((status, advisories, date))
 }
 
+/// The TDX module identity `TDX_<version>` for a TEE TCB SVN whose byte 1
+/// (the module version) is not zero; `None` for version 0.
+fn module_identity<'a>(
+    info: &'a TcbInfo,
+    tee_tcb_svn: &[u8; 16],
+) -> Result<Option<&'a super::collateral::TdxModuleIdentity>, Error> {
+    let version = tee_tcb_svn.get(1).copied().unwrap_or(0);
+    if version == 0 {
+        return Ok(None);
+    }
+    let wanted = format!("TDX_{version:02X}");
+    info.tdx_module_identities
+        .iter()
+        .find(|i| i.id.eq_ignore_ascii_case(&wanted))
+        .map(Some)
+        .ok_or_else(|| Error::Tcb(format!("no TDX module identity {wanted} in the TCB info")))
+}
+
 /// Checks MRSIGNERSEAM and SEAMATTRIBUTES against the module identity of the TCB info.
 fn check_module_identity(info: &TcbInfo, body: &TdReportBody) -> Result<(), Error> {
     let base = info.tdx_module.as_ref().ok_or_else(|| Error::Collateral {
         what: "TCB info",
         reason: "a TDX TCB info must have tdxModule".into(),
     })?;
-    let module_version = body.tee_tcb_svn.get(1).copied().unwrap_or(0);
-    let (mrsigner, attributes, mask) = if module_version > 0 {
-        let wanted = format!("TDX_{module_version:02X}");
-        let id = info
-            .tdx_module_identities
-            .iter()
-            .find(|i| i.id.eq_ignore_ascii_case(&wanted))
-            .ok_or_else(|| {
-                Error::Tcb(format!("no TDX module identity {wanted} in the TCB info"))
-            })?;
-        (&id.mrsigner, &id.attributes, &id.attributes_mask)
-    } else {
-        (&base.mrsigner, &base.attributes, &base.attributes_mask)
+    let (mrsigner, attributes, mask) = match module_identity(info, &body.tee_tcb_svn)? {
+        Some(id) => (&id.mrsigner, &id.attributes, &id.attributes_mask),
+        None => (&base.mrsigner, &base.attributes, &base.attributes_mask),
     };
     if mrsigner.0.as_slice() != body.mr_signer_seam.as_slice() {
         return Err(Error::Mismatch {
