@@ -66,6 +66,9 @@ pub struct Args {
     /// TDX guest sysfs directory, for RTMR3 extension.
     #[arg(long, default_value = tsm::DEFAULT_TDX_SYSFS)]
     pub tdx_sysfs: PathBuf,
+    /// Also serve over attested TLS 1.3 on this address (certificate carries the evidence).
+    #[arg(long)]
+    pub ratls_listen: Option<std::net::SocketAddr>,
     /// SEV guest device, used when configfs-tsm is absent.
     #[arg(long, default_value = sev_guest::SEV_GUEST_DEVICE)]
     pub sev_guest: PathBuf,
@@ -171,5 +174,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         backend,
         config_digest,
     });
+    if let Some(addr) = args.ratls_listen {
+        let enclave = enclave.clone();
+        tokio::spawn(async move {
+            if let Err(e) = server::serve_ratls(enclave, addr).await {
+                tracing::error!(error = %format!("{e:#}"), "attested TLS listener stopped");
+            }
+        });
+    }
     server::serve(enclave, &args.socket).await
 }

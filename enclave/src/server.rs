@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use kokon_attestation::{AttestationBundle, Claims};
 use kokon_wire::{Request, Response, WireError};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::UnixListener;
 
 use crate::evidence::Backend;
 use crate::gateway::{unix_now, Gateway, Outcome};
@@ -88,7 +89,7 @@ impl Enclave {
 
 /// Serves requests on one connection, in turn, until the host closes it or
 /// leaves it idle for [`IDLE_TIMEOUT`].
-async fn serve_connection(enclave: Arc<Enclave>, mut stream: UnixStream) {
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(enclave: Arc<Enclave>, mut stream: S) {
     loop {
         let request = match tokio::time::timeout(IDLE_TIMEOUT, Request::read(&mut stream)).await {
             Ok(Ok(r)) => r,
@@ -116,6 +117,73 @@ async fn serve_connection(enclave: Arc<Enclave>, mut stream: UnixStream) {
         if response.write(&mut stream).await.is_err() {
             return;
         }
+    }
+}
+
+/// How often the attested TLS certificate (valid an hour) is renewed.
+pub const RATLS_RENEW: Duration = Duration::from_secs(30 * 60);
+
+impl Enclave {
+    /// A TLS 1.3 server configuration whose certificate carries fresh
+    /// evidence binding its key and this enclave's claims.
+    pub fn ratls_config(&self) -> anyhow::Result<rustls::ServerConfig> {
+        let cert = kokon_ratls::issue(
+            self.claims(Vec::new()),
+            |claims| {
+                self.backend
+                    .evidence(claims.report_data())
+                    .map_err(|e| format!("{e:#}"))
+            },
+            self.backend.name(),
+            unix_now(),
+        )?;
+        Ok(kokon_ratls::server_config(cert, None)?)
+    }
+}
+
+/// Serves the same frames over attested TLS on `addr`: clients verify the
+/// enclave in the handshake (see `kokon_ratls`) and need no host to relay.
+pub async fn serve_ratls(enclave: Arc<Enclave>, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let config = Arc::new(std::sync::RwLock::new(Arc::new(enclave.ratls_config()?)));
+    tracing::info!(%addr, "attested TLS listening");
+    let renew = {
+        let (enclave, config) = (enclave.clone(), config.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RATLS_RENEW).await;
+                match enclave.ratls_config() {
+                    Ok(fresh) => {
+                        if let Ok(mut c) = config.write() {
+                            *c = Arc::new(fresh);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "renewing the attested TLS certificate failed")
+                    }
+                }
+            }
+        })
+    };
+    loop {
+        let (tcp, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        let Ok(current) = config.read().map(|c| c.clone()) else {
+            renew.abort();
+            anyhow::bail!("attested TLS configuration lock poisoned");
+        };
+        let enclave = enclave.clone();
+        tokio::spawn(async move {
+            match tokio_rustls::TlsAcceptor::from(current).accept(tcp).await {
+                Ok(tls) => serve_connection(enclave, tls).await,
+                Err(e) => tracing::info!(error = %e, "attested TLS handshake failed"),
+            }
+        });
     }
 }
 
