@@ -59,6 +59,10 @@ struct TcbSection {
     /// TDX: advisory IDs tolerated; any other advisory rejects.
     #[serde(default)]
     allowed_advisories: Vec<String>,
+    /// TDX: the lowest TCB evaluation data number accepted (Intel raises it
+    /// at each TCB recovery; collateral older than the floor is refused).
+    #[serde(default)]
+    min_tcb_evaluation_data_number: u32,
     /// SNP: the minimum reported TCB per product line (TCB numbering
     /// differs between Milan, Genoa and Turin); a product without a floor
     /// is rejected.
@@ -96,6 +100,8 @@ pub struct TcbRequirements {
     pub allowed_statuses: Vec<TcbStatus>,
     /// Tolerated advisory IDs.
     pub allowed_advisories: Vec<String>,
+    /// Lowest TCB evaluation data number accepted.
+    pub min_tcb_evaluation_data_number: u32,
     /// SNP minimum reported TCB per product line.
     pub snp_minimum: BTreeMap<AmdProduct, TcbVersion>,
 }
@@ -139,6 +145,10 @@ pub enum Register {
     MrOwner,
     /// MROWNERCONFIG.
     MrOwnerConfig,
+    /// TDATTRIBUTES (8 bytes): pins DEBUG, SEPT_VE_DISABLE, MIGRATABLE, PKS, ...
+    TdAttributes,
+    /// XFAM (8 bytes): the CPU extended features enabled for the TD.
+    Xfam,
     /// SNP launch MEASUREMENT.
     SnpMeasurement,
     /// SNP HOST_DATA (32 bytes).
@@ -147,7 +157,7 @@ pub enum Register {
     SnpIdKeyDigest,
 }
 
-const REGISTER_NAMES: &str = "mrtd, rtmr0, rtmr1, rtmr2, rtmr3, mrseam, mrsignerseam, mrconfigid, mrowner, mrownerconfig (TDX); snp_measurement, snp_host_data, snp_id_key_digest (SEV-SNP)";
+const REGISTER_NAMES: &str = "mrtd, rtmr0, rtmr1, rtmr2, rtmr3, mrseam, mrsignerseam, mrconfigid, mrowner, mrownerconfig, tdattributes, xfam (TDX); snp_measurement, snp_host_data, snp_id_key_digest (SEV-SNP)";
 
 impl Register {
     fn parse(name: &str) -> Option<Self> {
@@ -162,6 +172,8 @@ impl Register {
             "mrconfigid" => Self::MrConfigId,
             "mrowner" => Self::MrOwner,
             "mrownerconfig" => Self::MrOwnerConfig,
+            "tdattributes" => Self::TdAttributes,
+            "xfam" => Self::Xfam,
             "snp_measurement" => Self::SnpMeasurement,
             "snp_host_data" => Self::SnpHostData,
             "snp_id_key_digest" => Self::SnpIdKeyDigest,
@@ -173,6 +185,7 @@ impl Register {
     pub fn size(self) -> usize {
         match self {
             Self::SnpHostData => 32,
+            Self::TdAttributes | Self::Xfam => 8,
             _ => 48,
         }
     }
@@ -198,6 +211,8 @@ impl Register {
                 Self::MrConfigId => &td.mr_config_id,
                 Self::MrOwner => &td.mr_owner,
                 Self::MrOwnerConfig => &td.mr_owner_config,
+                Self::TdAttributes => &td.td_attributes,
+                Self::Xfam => &td.xfam,
                 Self::SnpMeasurement | Self::SnpHostData | Self::SnpIdKeyDigest => return None,
             }),
             TeeReport::Snp(r) => match self {
@@ -220,6 +235,8 @@ impl fmt::Display for Register {
             Self::MrConfigId => f.write_str("MRCONFIGID"),
             Self::MrOwner => f.write_str("MROWNER"),
             Self::MrOwnerConfig => f.write_str("MROWNERCONFIG"),
+            Self::TdAttributes => f.write_str("TDATTRIBUTES"),
+            Self::Xfam => f.write_str("XFAM"),
             Self::SnpMeasurement => f.write_str("SNP MEASUREMENT"),
             Self::SnpHostData => f.write_str("SNP HOST_DATA"),
             Self::SnpIdKeyDigest => f.write_str("SNP ID_KEY_DIGEST"),
@@ -427,6 +444,7 @@ impl Policy {
         let tcb = file.tcb.map(|t| TcbRequirements {
             allowed_statuses: t.allowed_statuses,
             allowed_advisories: t.allowed_advisories,
+            min_tcb_evaluation_data_number: t.min_tcb_evaluation_data_number,
             snp_minimum: t
                 .snp_minimum
                 .into_iter()
@@ -651,6 +669,13 @@ impl Policy {
                         "TCB status",
                         format!("one of {:?}", req.allowed_statuses),
                         format!("{} (FMSPC {}, TCB date {})", v.status, v.fmspc, v.tcb_date),
+                    );
+                }
+                if v.tcb_evaluation_data_number < req.min_tcb_evaluation_data_number {
+                    fail(
+                        "TCB evaluation data number",
+                        format!("at least {}", req.min_tcb_evaluation_data_number),
+                        v.tcb_evaluation_data_number.to_string(),
                     );
                 }
                 let extra: Vec<&String> = v

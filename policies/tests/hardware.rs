@@ -226,3 +226,27 @@ fn tdx_registers_do_not_exist_in_snp_evidence() {
         .unwrap_err();
     assert_eq!(checks(r), ["MRTD"]);
 }
+
+#[test]
+fn the_tcb_evaluation_data_number_floor_and_td_attributes_are_checked() {
+    let v = tdx_evidence(true);
+    let pins = tdx_pins(&v);
+    let newer = TDX.replace(
+        "min_tcb_evaluation_data_number = 17",
+        "min_tcb_evaluation_data_number = 18",
+    );
+    let r = policy(&newer, &pins).appraise_platform(&v).unwrap_err();
+    assert_eq!(checks(r), ["TCB evaluation data number"]);
+    // A TD with DEBUG (bit 0) besides SEPT_VE_DISABLE is not the pinned TD.
+    let debug = TDX.replace(
+        "tdattributes = [\"0000001000000000\"]",
+        "tdattributes = [\"0100001000000000\"]",
+    );
+    let r = policy(&debug, &pins).appraise_platform(&v).unwrap_err();
+    assert_eq!(checks(r), ["TDATTRIBUTES"]);
+    let xfam = TDX.replace(
+        "[measurements]",
+        "[measurements]\nxfam = [\"e702060000000000\"]",
+    );
+    policy(&xfam, &pins).appraise_platform(&v).unwrap();
+}
