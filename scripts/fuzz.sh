@@ -13,17 +13,19 @@ export PATH="$HOME/.cargo/bin:$PATH"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 corpus=fuzz/corpus
-mkdir -p $corpus/{tdx_quote,bundle_json,ohttp,wire_frame,receipt,policy,snp_report,tdx_collateral,snp_cert_table,ratls_cert}
+mkdir -p $corpus/{tdx_quote,bundle_json,ohttp,wire_frame,receipt,policy,snp_report,tdx_collateral,snp_cert_table,ratls_cert,eventlog}
 for f in ../shared/fixtures/tdx/*.dat; do [ -f "$f" ] && cp "$f" $corpus/tdx_quote/; done
 cp policies/*.toml $corpus/policy/
 for f in ../shared/fixtures/snp/*.bin; do cp "$f" $corpus/snp_report/; done
 cp ../shared/fixtures/tdx/*_collateral.json $corpus/tdx_collateral/
 for f in ../shared/fixtures/snp/*.der; do cp "$f" $corpus/ratls_cert/; done
+head -c 8192 ../shared/fixtures/tdx/eventlog/gotdx_ccel_data.dat > $corpus/eventlog/gotdx
+head -c 8192 ../shared/fixtures/tdx/eventlog/trustee_ccel_data_ovmf.bin > $corpus/eventlog/ovmf
 printf '\x8d\x75\xda\x63\x64\xe6\x64\x45\xad\xc5\xf4\xb9\x3b\xe8\xac\xcd\x30\x00\x00\x00\x04\x00\x00\x00%048dvcek' 0 > $corpus/snp_cert_table/vcek
 printf '\x00\x00\x00\x04\x02abcd' > $corpus/wire_frame/ohttp
 printf '{"receipt":{"request_digest":"%064d","response_digest":"%064d","model_digest":"%064d","units":1,"sequence":1,"issued_at":0},"signature":"%0128d"}' 0 0 0 0 > $corpus/receipt/zero
 printf '\x01\x00\x20%032d\x00\x04\x00\x01\x00\x02' 0 > $corpus/ohttp/config
-for target in tdx_quote bundle_json ohttp wire_frame receipt policy snp_report tdx_collateral snp_cert_table ratls_cert; do
+for target in tdx_quote bundle_json ohttp wire_frame receipt policy snp_report tdx_collateral snp_cert_table ratls_cert eventlog; do
   echo "fuzz: $target for ${seconds}s" >&2
   cargo fuzz run --sanitizer none "$target" "$corpus/$target" -- -max_total_time="$seconds" -rss_limit_mb=2048 2>&1 | tail -n 3
 done

@@ -18,6 +18,7 @@ pub mod bundle;
 pub mod claims;
 pub mod der;
 mod error;
+pub mod eventlog;
 pub mod explain;
 pub mod pki;
 pub mod reader;

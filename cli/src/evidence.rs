@@ -231,3 +231,85 @@ fn explain_evidence(data: &[u8], format: Option<EvidenceFormat>) -> anyhow::Resu
         None => anyhow::bail!("unknown evidence format"),
     })
 }
+
+/// `kokon audit eventlog LOG [--quote QUOTE]`: each event, the replayed
+/// RTMRs, and (with a quote) whether they match the quote's.
+pub fn eventlog(log: &Path, quote: Option<&Path>, json: bool) -> anyhow::Result<()> {
+    use kokon_attestation::eventlog;
+    let events = eventlog::parse(&read(log)?)?;
+    let replayed = eventlog::replay(&events);
+    let quoted = match quote {
+        Some(q) => Some(Quote::parse(&read_evidence(q)?)?.body.rtmr),
+        None => None,
+    };
+    let printable = |data: &[u8]| -> String {
+        let text: String = data
+            .iter()
+            .take(96)
+            .map(|b| match b {
+                0x20..=0x7e => *b as char,
+                _ => '.',
+            })
+            .collect();
+        text
+    };
+    let mismatches: Vec<String> = match &quoted {
+        Some(q) => (0..3)
+            .filter(|i| replayed.get(*i) != q.get(*i))
+            .map(|i| format!("RTMR{i}"))
+            .collect(),
+        None => Vec::new(),
+    };
+    if json {
+        let out = json!({
+            "events": events.iter().map(|e| json!({
+                "mr_index": e.mr_index,
+                "rtmr": e.rtmr(),
+                "type": e.type_name(),
+                "event_type": e.event_type,
+                "digest": hex::encode(e.digest),
+                "data": printable(&e.data),
+            })).collect::<Vec<_>>(),
+            "replayed": replayed.iter().map(hex::encode).collect::<Vec<_>>(),
+            "quote": quoted.map(|q| q.iter().map(hex::encode).collect::<Vec<_>>()),
+            "mismatches": mismatches,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    } else {
+        for (n, e) in events.iter().enumerate() {
+            let target = e
+                .rtmr()
+                .map(|i| format!("RTMR{i}"))
+                .unwrap_or_else(|| "(logged only)".into());
+            println!(
+                "{n:4} {target:<13} {:<34} {}\n     data: {}",
+                e.type_name(),
+                hex::encode(e.digest),
+                printable(&e.data)
+            );
+        }
+        for (i, r) in replayed.iter().enumerate() {
+            let verdict = match &quoted {
+                Some(q) if i < 3 && q.get(i) == Some(r) => " = quote",
+                Some(_) if i < 3 => " != quote",
+                _ => "",
+            };
+            println!("replayed RTMR{i} {}{verdict}", hex::encode(r));
+        }
+    }
+    if !mismatches.is_empty() {
+        return Err(ClientError::Policy(Rejection {
+            policy: "event log replay".into(),
+            failures: mismatches
+                .iter()
+                .map(|m| Failure {
+                    check: m.clone(),
+                    expected: "the quote's value".into(),
+                    found: "a different replay of the event log".into(),
+                })
+                .collect(),
+        })
+        .into());
+    }
+    Ok(())
+}

@@ -125,6 +125,17 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
+    /// Replay a TDX event log (CCEL), print each event, and compare with a quote's RTMRs.
+    Eventlog {
+        /// The event log (the CCEL table's log area, e.g. /sys/firmware/acpi/tables/data/CCEL).
+        log: PathBuf,
+        /// A quote of the same TD: exit 2 unless the replay reproduces its RTMR0-2.
+        #[arg(long)]
+        quote: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print every field of a TDX quote, SNP report or attestation bundle with its meaning.
     Explain {
         /// The quote, report (binary or hex) or bundle (JSON).
@@ -491,6 +502,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Audit(AuditCommand::Explain { file, format, json }) => {
             evidence::explain(&file, format.as_deref(), json)
+        }
+        Command::Audit(AuditCommand::Eventlog { log, quote, json }) => {
+            evidence::eventlog(&log, quote.as_deref(), json)
         }
         Command::Infer {
             host,

@@ -196,3 +196,22 @@ fn audit_explain_prints_every_field_with_its_meaning() {
     ]);
     assert_eq!(out.status.code(), Some(1), "a raw TDREPORT is not a quote");
 }
+
+#[test]
+fn audit_eventlog_replays_the_ccel_log_against_the_quote() {
+    let log = fixture("tdx/eventlog/gotdx_ccel_data.dat")
+        .display()
+        .to_string();
+    let td_quote = fixture("tdx/eventlog/gotdx_cos113_quote.dat")
+        .display()
+        .to_string();
+    let out = kokon(&["audit", "eventlog", &log, "--quote", &td_quote, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["mismatches"].as_array().unwrap().len(), 0);
+    assert_eq!(v["replayed"][0], v["quote"][0]);
+    // Against another TD's quote the replay does not match: exit 2.
+    let out = kokon(&["audit", "eventlog", &log, "--quote", &quote()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("!= quote"));
+}
