@@ -14,12 +14,8 @@ fn replaying_the_ccel_log_reproduces_the_quotes_rtmrs() {
     assert!(events.len() > 10, "{} events", events.len());
     let quote = Quote::parse(&fixture("tdx/eventlog/gotdx_cos113_quote.dat")).unwrap();
     let rtmr = replay(&events);
-    for i in 0..3 {
-        assert_eq!(
-            hex::encode(rtmr[i]),
-            hex::encode(quote.body.rtmr[i]),
-            "RTMR{i}"
-        );
+    for (i, (replayed, quoted)) in rtmr.iter().zip(&quote.body.rtmr).take(3).enumerate() {
+        assert_eq!(hex::encode(replayed), hex::encode(quoted), "RTMR{i}");
     }
     // The quote's report data is the nonce the TD was asked for.
     let nonce = fixture("tdx/eventlog/gotdx_cos113_nonce.dat");
