@@ -103,6 +103,16 @@ fn a_vlek_report_needs_the_asvk_chain() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("ASVK"), "{err}");
+    // Its signature does verify under the VLEK's key (the ASVK chain is
+    // what is missing), and not once a byte of it changes.
+    let vlek = fixture("snp/trustee_vlek.der");
+    let (_, cert) = x509_parser::parse_x509_certificate(&vlek).unwrap();
+    let key = cert.public_key().subject_public_key.data.to_vec();
+    kokon_attestation::snp::check_signature(&parsed, &key, "VLEK").unwrap();
+    let mut flipped = report.clone();
+    flipped[0x90] ^= 1;
+    let flipped = Report::parse(&flipped).unwrap();
+    assert!(kokon_attestation::snp::check_signature(&flipped, &key, "VLEK").is_err());
     // A VCEK cannot stand in for the VLEK the report names.
     let err = verify_report(
         &report,

@@ -151,7 +151,19 @@ pub fn verify_report(
         }
     }
 
-    let key = &chain.leaf_public_key;
+    check_signature(&report, &chain.leaf_public_key, position)?;
+    Ok(VerifiedReport {
+        report,
+        product,
+        signing_key,
+        reported_tcb,
+        chain,
+    })
+}
+
+/// Checks the report's ECDSA P-384 signature under an endorsement key
+/// (uncompressed point). [`verify_report`] does this after the chain.
+pub fn check_signature(report: &Report, key: &[u8], position: &str) -> Result<(), Error> {
     if key.len() != 97 {
         return Err(bad_cert(
             position,
@@ -165,14 +177,7 @@ pub fn verify_report(
         .verify(&report.signed, &report.signature)
         .map_err(|_| Error::BadSignature {
             what: "SNP report signature by the endorsement key",
-        })?;
-    Ok(VerifiedReport {
-        report,
-        product,
-        signing_key,
-        reported_tcb,
-        chain,
-    })
+        })
 }
 
 fn extension<'a>(cert: &'a X509Certificate<'_>, oid: &str) -> Option<&'a [u8]> {
