@@ -4,6 +4,8 @@
 
 #![warn(missing_docs)]
 
+pub mod ton_bridge;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -1,0 +1,342 @@
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
+//! The payment channel on the real TVM (@ton/sandbox): every message is
+//! built and signed by kokon's Rust code (`kokon-ton`) and executed by the
+//! standard payment-channel contract from the `tonweb` package.
+
+use std::str::FromStr;
+
+use ed25519_dalek::SigningKey;
+use kokon_tests::ton_bridge::Bridge;
+use kokon_ton::{
+    boc_base64, cell_from_hex, cooperative_close, cooperative_close_terms, init_channel, sign_cell,
+    top_up, ChannelParams, SemiChannelBody, SignedState,
+};
+use serde_json::{json, Value};
+use tonlib_core::TonAddress;
+
+const TON: u128 = 1_000_000_000;
+const NOW: i64 = 1_780_000_000;
+
+struct Setup {
+    bridge: Bridge,
+    params: ChannelParams,
+    client_key: SigningKey,
+    host_key: SigningKey,
+    client: String,
+    host: String,
+    channel: String,
+}
+
+fn raw(address: &TonAddress) -> String {
+    address.to_hex()
+}
+
+/// Deploys and opens a channel in which the client deposits `deposit`.
+fn open(deposit: u128) -> Setup {
+    let mut bridge = Bridge::start().unwrap();
+    let started = bridge.call(json!({"op": "start", "now": NOW})).unwrap();
+    let code = cell_from_hex(started["code_hex"].as_str().unwrap()).unwrap();
+    let client = started["client"].as_str().unwrap().to_string();
+    let host = started["host"].as_str().unwrap().to_string();
+    let client_key = SigningKey::from_bytes(&[7; 32]);
+    let host_key = SigningKey::from_bytes(&[9; 32]);
+    let params = ChannelParams {
+        channel_id: 0x6b6f6b6f6e_u128 << 64 | 1,
+        key_a: client_key.verifying_key().to_bytes(),
+        key_b: host_key.verifying_key().to_bytes(),
+        address_a: TonAddress::from_str(&client).unwrap(),
+        address_b: TonAddress::from_str(&host).unwrap(),
+        quarantine_duration: 3600,
+        misbehavior_fine: 0,
+        conditional_close_duration: 600,
+        excess_fee: 0,
+    };
+    let deployed = bridge
+        .call(json!({
+            "op": "deploy", "from": "client", "value": (TON / 10).to_string(),
+            "data_boc": boc_base64(params.data_cell().unwrap()).unwrap(),
+        }))
+        .unwrap();
+    let channel = deployed["address"].as_str().unwrap().to_string();
+    assert_eq!(
+        channel,
+        raw(&params.address(&code).unwrap()),
+        "kokon computes the contract's address as the chain does"
+    );
+    let topped = bridge
+        .call(json!({
+            "op": "internal", "from": "client", "to": channel,
+            "value": (deposit + TON / 10).to_string(),
+            "body_boc": boc_base64(top_up(deposit, 0).unwrap()).unwrap(),
+        }))
+        .unwrap();
+    assert_success(&topped, &channel);
+    let init = init_channel(&params, &client_key, true, deposit, 0).unwrap();
+    let inited = bridge
+        .call(json!({
+            "op": "internal", "from": "client", "to": channel, "value": (TON / 10).to_string(),
+            "body_boc": boc_base64(init).unwrap(),
+        }))
+        .unwrap();
+    assert_success(&inited, &channel);
+    let state = bridge
+        .call(json!({"op": "channel", "address": channel}))
+        .unwrap();
+    assert_eq!(state["state"], 1, "channel open: {state}");
+    assert_eq!(state["balance_a"], deposit.to_string());
+    Setup {
+        bridge,
+        params,
+        client_key,
+        host_key,
+        client,
+        host,
+        channel,
+    }
+}
+
+fn tx_for<'a>(answer: &'a Value, address: &str) -> &'a Value {
+    answer["txs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["address"] == address)
+        .unwrap_or_else(|| panic!("no transaction on {address}: {answer}"))
+}
+
+fn assert_success(answer: &Value, address: &str) {
+    let tx = tx_for(answer, address);
+    assert!(
+        tx["success"] == true && tx["aborted"] == false,
+        "transaction failed: {tx}"
+    );
+}
+
+#[test]
+fn a_channel_opens_and_closes_cooperatively_with_the_host_paid_exactly_what_was_sent() {
+    let deposit = 5 * TON;
+    let mut s = open(deposit);
+    // The client pays 37 units of 0.01 TON, one signed cumulative state each.
+    let mut last = None;
+    for seqno in 1..=37u64 {
+        let state = SignedState::sign(
+            &s.client_key,
+            s.params.channel_id,
+            SemiChannelBody {
+                seqno,
+                sent: u128::from(seqno) * TON / 100,
+            },
+            None,
+        )
+        .unwrap();
+        state.verify(&s.params.key_a, s.params.channel_id).unwrap();
+        last = Some(state);
+    }
+    let last = last.unwrap();
+    let sent = last.body.sent;
+    let terms =
+        cooperative_close_terms(&s.params, deposit - sent, sent, last.body.seqno, 1).unwrap();
+    let close = cooperative_close(
+        &terms,
+        &sign_cell(&s.client_key, &terms),
+        &sign_cell(&s.host_key, &terms),
+    )
+    .unwrap();
+    let balance = |b: &mut Bridge, a: &str| -> u128 {
+        b.call(json!({"op": "balance", "address": a})).unwrap()["balance"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let before = balance(&mut s.bridge, &s.channel);
+    let closed = s
+        .bridge
+        .call(json!({
+            "op": "external", "to": s.channel,
+            "body_boc": boc_base64(close).unwrap(),
+        }))
+        .unwrap();
+    assert!(closed.get("rejected").is_none(), "{closed}");
+    let tx = tx_for(&closed, &s.channel);
+    assert_eq!(tx["success"], true, "{tx}");
+    let num = |v: &Value| v.as_str().unwrap().parse::<u128>().unwrap();
+    // What the contract paid to `to`, and the forwarding fee deducted from it.
+    let paid = |to: &str| -> (u128, u128) {
+        tx["out"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["to"] == to)
+            .fold((0, 0), |(v, f), m| {
+                (v + num(&m["value"]), f + num(&m["forward_fee"]))
+            })
+    };
+    let (to_host, host_fwd) = paid(&s.host);
+    let (to_client, client_fwd) = paid(&s.client);
+    // The contract pays each message's forwarding fee out of its value; the
+    // action phase charges the full fees of both messages (the messages carry
+    // the share left for the next hop), in proportion to those shares.
+    let total_fwd = num(&tx["total_fwd_fees"]);
+    let host_full_fee = total_fwd * host_fwd / (host_fwd + client_fwd);
+    assert!(
+        sent - to_host == host_full_fee || sent - to_host == host_full_fee + 1,
+        "the host receives exactly the sum it was sent ({sent}) less its message's forwarding fee ({host_full_fee}): {to_host}"
+    );
+    // The client gets the rest of its deposit, plus what the contract held
+    // beyond the deposit (the gas it was sent with), less fees: everything
+    // the contract held is accounted for within 0.01 TON of fees.
+    assert!(to_client >= deposit - sent, "{to_client}");
+    let after = balance(&mut s.bridge, &s.channel);
+    let fees = before - after - to_host - to_client;
+    assert!(
+        fees < TON / 100,
+        "fees {fees} (before {before}, after {after})"
+    );
+    assert!(after < TON / 100, "the channel keeps only dust: {after}");
+}
+
+#[test]
+fn a_close_signed_with_a_forged_host_signature_is_rejected_on_chain() {
+    let deposit = 2 * TON;
+    let mut s = open(deposit);
+    let terms = cooperative_close_terms(&s.params, 0, deposit, 1, 1).unwrap();
+    let forger = SigningKey::from_bytes(&[1; 32]);
+    let close = cooperative_close(
+        &terms,
+        &sign_cell(&forger, &terms),
+        &sign_cell(&s.host_key, &terms),
+    )
+    .unwrap();
+    let answer = s
+        .bridge
+        .call(json!({"op": "external", "to": s.channel, "body_boc": boc_base64(close).unwrap()}))
+        .unwrap();
+    let rejected = answer["rejected"].as_str().unwrap_or_default();
+    eprintln!("{rejected}");
+    // 101: the contract's "wrong signature" error.
+    assert!(rejected.contains("Exit code: 101"), "{answer}");
+    let state = s
+        .bridge
+        .call(json!({"op": "channel", "address": s.channel}))
+        .unwrap();
+    assert_eq!(state["state"], 1, "still open: {state}");
+    assert_eq!(state["balance_a"], deposit.to_string());
+}
+
+fn voucher(s: &Setup, seqno: u64, sent: u128) -> SignedState {
+    SignedState::sign(
+        &s.client_key,
+        s.params.channel_id,
+        SemiChannelBody { seqno, sent },
+        None,
+    )
+    .unwrap()
+}
+
+fn host_state(s: &Setup) -> SignedState {
+    SignedState::sign(
+        &s.host_key,
+        s.params.channel_id,
+        SemiChannelBody { seqno: 1, sent: 0 },
+        None,
+    )
+    .unwrap()
+}
+
+/// Sends `body` to the channel from a wallet with 0.1 TON for gas; true if
+/// the channel's transaction succeeded.
+fn send_internal(s: &mut Setup, from: &str, body: tonlib_core::cell::Cell) -> bool {
+    let answer = s
+        .bridge
+        .call(json!({
+            "op": "internal", "from": from, "to": s.channel,
+            "value": (TON / 10).to_string(), "body_boc": boc_base64(body).unwrap(),
+        }))
+        .unwrap();
+    let tx = tx_for(&answer, &s.channel);
+    tx["success"] == true && tx["aborted"] == false
+}
+
+fn send_external(s: &mut Setup, body: tonlib_core::cell::Cell) -> Value {
+    s.bridge
+        .call(json!({"op": "external", "to": s.channel, "body_boc": boc_base64(body).unwrap()}))
+        .unwrap()
+}
+
+#[test]
+fn an_uncooperative_close_with_an_old_voucher_loses_to_the_newer_one() {
+    use kokon_ton::{
+        challenge_quarantined_state, finish_uncooperative_close, start_uncooperative_close,
+    };
+    let deposit = 3 * TON;
+    let mut s = open(deposit);
+    let old = voucher(&s, 5, 5 * TON / 100);
+    let newest = voucher(&s, 10, 10 * TON / 100);
+    let host = host_state(&s);
+
+    // A voucher for another channel is refused.
+    let mut other = s.params.clone();
+    other.channel_id += 1;
+    let foreign = SignedState::sign(
+        &s.client_key,
+        other.channel_id,
+        SemiChannelBody {
+            seqno: 11,
+            sent: TON,
+        },
+        None,
+    )
+    .unwrap();
+    let start = start_uncooperative_close(&s.params, &s.host_key, false, &foreign, &host).unwrap();
+    assert!(
+        !send_internal(&mut s, "host", start),
+        "a foreign voucher is refused"
+    );
+
+    // The client tries to close on its older voucher ...
+    let start = start_uncooperative_close(&s.params, &s.client_key, true, &old, &host).unwrap();
+    assert!(send_internal(&mut s, "client", start));
+    let state = s
+        .bridge
+        .call(json!({"op": "channel", "address": s.channel}))
+        .unwrap();
+    assert_eq!(state["state"], 2, "closure started: {state}");
+
+    // ... replaying it is refused, and the host challenges with the newest.
+    let again = start_uncooperative_close(&s.params, &s.client_key, true, &old, &host).unwrap();
+    assert!(
+        !send_internal(&mut s, "client", again),
+        "a replayed start is refused"
+    );
+    let challenge =
+        challenge_quarantined_state(&s.params, &s.host_key, false, &newest, &host).unwrap();
+    assert!(send_internal(&mut s, "host", challenge));
+
+    // Finishing before the quarantine ends is refused; after it, the host is
+    // paid what the newest voucher says.
+    assert!(send_external(&mut s, finish_uncooperative_close().unwrap())
+        .get("rejected")
+        .is_some());
+    let later =
+        NOW + i64::from(s.params.quarantine_duration + s.params.conditional_close_duration) + 10;
+    s.bridge.call(json!({"op": "now", "value": later})).unwrap();
+    let answer = send_external(&mut s, finish_uncooperative_close().unwrap());
+    assert!(answer.get("rejected").is_none(), "{answer}");
+    let tx = tx_for(&answer, &s.channel);
+    let to_host: u128 = tx["out"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["to"] == s.host.as_str())
+        .map(|m| {
+            m["value"].as_str().unwrap().parse::<u128>().unwrap()
+                + m["forward_fee"].as_str().unwrap().parse::<u128>().unwrap()
+        })
+        .sum();
+    let sent = newest.body.sent;
+    assert!(
+        to_host <= sent && sent - to_host < TON / 1000,
+        "the host gets the newest voucher's {sent} less forwarding fees: {to_host}"
+    );
+}
