@@ -3,9 +3,14 @@
 //!
 //! A receipt names the request and response (by SHA-256 of their plaintext,
 //! so the client can recompute both and the host learns nothing), the model,
-//! the units consumed and a per-key sequence number. The signature covers a
-//! canonical encoding behind a domain separator. The client checks every field
+//! the units consumed, the price and amount charged in nanotons, the payment
+//! channel and its cumulative amount under this key, and a per-key sequence
+//! number. It is a TON cell (so that TON contracts and tools can read it) and
+//! the Ed25519 signature covers the cell's hash. The client checks every field
 //! against what it sent and received before it pays for anything.
+//!
+//! Pricing is integer arithmetic in nanotons: amount = units × price per unit,
+//! exactly (no rounding: a price is per whole unit; an overflow is an error).
 //!
 //! This crate must never hold a secret key longer than its signer lives
 //! (keys are zeroized on drop) nor accept a receipt it cannot fully check.
@@ -16,12 +21,17 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use num_bigint::BigUint;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
+use tonlib_core::cell::{Cell, CellBuilder};
 
-/// Domain separator of the receipt encoding, version 1.
-pub const RECEIPT_DOMAIN: &[u8] = b"kokon.receipt.v1\0";
+/// The first 32 bits of a receipt cell ("krc2": kokon receipt, version 2).
+pub const RECEIPT_MAGIC: u32 = 0x6b72_6332;
+/// The header of a sealed request that names the client's payment channel
+/// (decimal channel ID); absent means none (channel 0).
+pub const CHANNEL_HEADER: &str = "kokon-channel";
 /// The header that carries a receipt inside the sealed response.
 pub const RECEIPT_HEADER: &str = "kokon-receipt";
 
@@ -40,6 +50,14 @@ pub struct Receipt {
     pub model_digest: [u8; 32],
     /// Units consumed (for a classifier: inferences, one per input row).
     pub units: u64,
+    /// The enclave's price per unit, nanotons (part of its measured configuration).
+    pub price_per_unit: u128,
+    /// What this request costs: units × price per unit, nanotons.
+    pub amount: u128,
+    /// The payment channel the client named (0: none).
+    pub channel_id: u128,
+    /// Total charged to this channel under this receipt key, this one included.
+    pub cumulative: u128,
     /// Sequence number, strictly increasing per receipt key.
     pub sequence: u64,
     /// When it was served (Unix seconds, enclave clock).
@@ -52,7 +70,7 @@ pub struct Receipt {
 pub struct SignedReceipt {
     /// The receipt.
     pub receipt: Receipt,
-    /// Ed25519 signature over [`Receipt::canonical_bytes`].
+    /// Ed25519 signature over the hash of [`Receipt::cell`].
     #[serde(with = "hex::serde")]
     pub signature: [u8; 64],
 }
@@ -83,17 +101,50 @@ pub enum ReceiptError {
 }
 
 impl Receipt {
-    /// The bytes the signature covers.
-    pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(RECEIPT_DOMAIN.len() + 3 * 32 + 3 * 8);
-        out.extend_from_slice(RECEIPT_DOMAIN);
-        out.extend_from_slice(&self.request_digest);
-        out.extend_from_slice(&self.response_digest);
-        out.extend_from_slice(&self.model_digest);
-        out.extend_from_slice(&self.units.to_be_bytes());
-        out.extend_from_slice(&self.sequence.to_be_bytes());
-        out.extend_from_slice(&self.issued_at.to_be_bytes());
-        out
+    /// The receipt as a TON cell: a root with the magic, channel, units,
+    /// price, amount, cumulative amount, sequence and time, and a reference
+    /// to a cell with the three digests.
+    pub fn cell(&self) -> Result<Cell, ReceiptError> {
+        let bad = |e: tonlib_core::cell::TonCellError| ReceiptError::Malformed(e.to_string());
+        let digests = CellBuilder::new()
+            .store_slice(&self.request_digest)
+            .and_then(|b| b.store_slice(&self.response_digest))
+            .and_then(|b| b.store_slice(&self.model_digest))
+            .and_then(|b| b.build())
+            .map_err(bad)?;
+        CellBuilder::new()
+            .store_u32(32, RECEIPT_MAGIC)
+            .and_then(|b| b.store_uint(128, &BigUint::from(self.channel_id)))
+            .and_then(|b| b.store_u64(64, self.units))
+            .and_then(|b| b.store_coins(&BigUint::from(self.price_per_unit)))
+            .and_then(|b| b.store_coins(&BigUint::from(self.amount)))
+            .and_then(|b| b.store_coins(&BigUint::from(self.cumulative)))
+            .and_then(|b| b.store_u64(64, self.sequence))
+            .and_then(|b| b.store_i64(64, self.issued_at))
+            .and_then(|b| b.store_child(digests))
+            .and_then(|b| b.build())
+            .map_err(bad)
+    }
+
+    /// The 32 bytes the signature covers: the cell's hash.
+    pub fn signed_hash(&self) -> Result<[u8; 32], ReceiptError> {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(self.cell()?.cell_hash().as_slice());
+        Ok(out)
+    }
+}
+
+/// A price in nanotons per unit; `charge` multiplies exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Price {
+    /// Nanotons per unit.
+    pub per_unit: u128,
+}
+
+impl Price {
+    /// units × price, or `None` on overflow.
+    pub fn charge(&self, units: u64) -> Option<u128> {
+        self.per_unit.checked_mul(u128::from(units))
     }
 }
 
@@ -115,6 +166,10 @@ pub struct Expected {
     pub model_digest: [u8; 32],
     /// The units the client asked for.
     pub units: u64,
+    /// The channel the client named (0: none).
+    pub channel_id: u128,
+    /// The highest price per unit the client accepts.
+    pub max_price_per_unit: u128,
 }
 
 impl SignedReceipt {
@@ -135,7 +190,7 @@ impl SignedReceipt {
         };
         let key = VerifyingKey::from_bytes(&expected.key).map_err(|_| bad_sig())?;
         key.verify_strict(
-            &self.receipt.canonical_bytes(),
+            &self.receipt.signed_hash()?,
             &Signature::from_bytes(&self.signature),
         )
         .map_err(|_| bad_sig())?;
@@ -162,12 +217,47 @@ impl SignedReceipt {
             &r.response_digest,
         )?;
         check("model digest", &expected.model_digest, &r.model_digest)?;
+        let mismatch = |field, expected: String, found: String| {
+            Err(ReceiptError::Mismatch {
+                field,
+                expected,
+                found,
+            })
+        };
         if r.units != expected.units {
-            return Err(ReceiptError::Mismatch {
-                field: "units",
-                expected: expected.units.to_string(),
-                found: r.units.to_string(),
-            });
+            return mismatch("units", expected.units.to_string(), r.units.to_string());
+        }
+        if r.channel_id != expected.channel_id {
+            return mismatch(
+                "channel",
+                format!("{:#x}", expected.channel_id),
+                format!("{:#x}", r.channel_id),
+            );
+        }
+        if r.price_per_unit > expected.max_price_per_unit {
+            return mismatch(
+                "price per unit",
+                format!("at most {} nanotons", expected.max_price_per_unit),
+                r.price_per_unit.to_string(),
+            );
+        }
+        let charge = Price {
+            per_unit: r.price_per_unit,
+        }
+        .charge(r.units);
+        if charge != Some(r.amount) {
+            return mismatch(
+                "amount",
+                format!("{} units × {} nanotons", r.units, r.price_per_unit),
+                r.amount.to_string(),
+            );
+        }
+        if r.cumulative < r.amount {
+            return mismatch(
+                "cumulative amount",
+                format!("at least this receipt's {}", r.amount),
+                r.cumulative.to_string(),
+            );
         }
         Ok(r)
     }
@@ -217,18 +307,40 @@ impl SequenceWindow {
     }
 }
 
-/// The enclave's receipt signer: the attested key and its sequence counter.
+/// The enclave's receipt signer: the attested key, its sequence counter, the
+/// price and the cumulative amount per channel.
 pub struct ReceiptSigner {
     key: SigningKey,
     next_sequence: AtomicU64,
+    price: Price,
+    cumulative: std::sync::Mutex<std::collections::HashMap<u128, u128>>,
+}
+
+/// What one served request is billed.
+#[derive(Debug, Clone, Copy)]
+pub struct Usage {
+    /// SHA-256 of the request plaintext.
+    pub request_digest: [u8; 32],
+    /// SHA-256 of the response body.
+    pub response_digest: [u8; 32],
+    /// SHA-256 of the model.
+    pub model_digest: [u8; 32],
+    /// Units consumed.
+    pub units: u64,
+    /// The channel the client named (0: none).
+    pub channel_id: u128,
+    /// When (Unix seconds).
+    pub issued_at: i64,
 }
 
 impl ReceiptSigner {
     /// A signer from 32 secret bytes (the caller draws them from the OS RNG).
-    pub fn from_secret(secret: &[u8; 32]) -> Self {
+    pub fn from_secret(secret: &[u8; 32], price: Price) -> Self {
         Self {
             key: SigningKey::from_bytes(secret),
             next_sequence: AtomicU64::new(1),
+            price,
+            cumulative: Default::default(),
         }
     }
 
@@ -237,26 +349,36 @@ impl ReceiptSigner {
         self.key.verifying_key().to_bytes()
     }
 
-    /// Signs a receipt, assigning it the next sequence number.
-    pub fn sign(
-        &self,
-        request_digest: [u8; 32],
-        response_digest: [u8; 32],
-        model_digest: [u8; 32],
-        units: u64,
-        issued_at: i64,
-    ) -> SignedReceipt {
+    /// Signs a receipt for `usage`, assigning it the next sequence number and
+    /// adding its amount to the channel's cumulative total.
+    pub fn sign(&self, usage: &Usage) -> Result<SignedReceipt, ReceiptError> {
+        let amount = self.price.charge(usage.units).ok_or_else(|| {
+            ReceiptError::Malformed(format!("{} units overflow the price", usage.units))
+        })?;
+        let cumulative = {
+            let mut totals = self
+                .cumulative
+                .lock()
+                .map_err(|_| ReceiptError::Malformed("poisoned".into()))?;
+            let total = totals.entry(usage.channel_id).or_insert(0);
+            *total = total.saturating_add(amount);
+            *total
+        };
         let sequence = self.next_sequence.fetch_add(1, Ordering::SeqCst);
         let receipt = Receipt {
-            request_digest,
-            response_digest,
-            model_digest,
-            units,
+            request_digest: usage.request_digest,
+            response_digest: usage.response_digest,
+            model_digest: usage.model_digest,
+            units: usage.units,
+            price_per_unit: self.price.per_unit,
+            amount,
+            channel_id: usage.channel_id,
+            cumulative,
             sequence,
-            issued_at,
+            issued_at: usage.issued_at,
         };
-        let signature = self.key.sign(&receipt.canonical_bytes()).to_bytes();
-        SignedReceipt { receipt, signature }
+        let signature = self.key.sign(&receipt.signed_hash()?).to_bytes();
+        Ok(SignedReceipt { receipt, signature })
     }
 }
 
@@ -265,15 +387,32 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    const PRICE: Price = Price {
+        per_unit: 1_000_000,
+    };
+
+    fn usage(units: u64) -> Usage {
+        Usage {
+            request_digest: digest(b"req"),
+            response_digest: digest(b"resp"),
+            model_digest: [9; 32],
+            units,
+            channel_id: 7,
+            issued_at: 1_700_000_000,
+        }
+    }
+
     fn signed() -> (ReceiptSigner, SignedReceipt, Expected) {
-        let signer = ReceiptSigner::from_secret(&[42; 32]);
-        let r = signer.sign(digest(b"req"), digest(b"resp"), [9; 32], 1, 1_700_000_000);
+        let signer = ReceiptSigner::from_secret(&[42; 32], PRICE);
+        let r = signer.sign(&usage(3)).unwrap();
         let e = Expected {
             key: signer.public_key(),
             request_digest: digest(b"req"),
             response_digest: digest(b"resp"),
             model_digest: [9; 32],
-            units: 1,
+            units: 3,
+            channel_id: 7,
+            max_price_per_unit: PRICE.per_unit,
         };
         (signer, r, e)
     }
@@ -286,10 +425,41 @@ mod tests {
     }
 
     #[test]
-    fn sequence_numbers_increase() {
+    fn sequence_numbers_and_the_cumulative_amount_increase() {
         let (signer, r1, _) = signed();
-        let r2 = signer.sign([0; 32], [0; 32], [0; 32], 1, 0);
+        let r2 = signer.sign(&usage(2)).unwrap();
         assert_eq!((r1.receipt.sequence, r2.receipt.sequence), (1, 2));
+        assert_eq!(r1.receipt.amount, 3_000_000);
+        assert_eq!(r2.receipt.cumulative, 5_000_000);
+        // Another channel has its own total.
+        let other = signer
+            .sign(&Usage {
+                channel_id: 8,
+                ..usage(1)
+            })
+            .unwrap();
+        assert_eq!(other.receipt.cumulative, 1_000_000);
+        // The price times the units may not overflow.
+        let huge = ReceiptSigner::from_secret(
+            &[1; 32],
+            Price {
+                per_unit: u128::MAX,
+            },
+        );
+        assert!(huge.sign(&usage(2)).is_err());
+    }
+
+    #[test]
+    fn the_receipt_is_a_ton_cell_and_the_signature_covers_its_hash() {
+        let (_, r, e) = signed();
+        let cell = r.receipt.cell().unwrap();
+        assert_eq!(cell.references().len(), 1);
+        let key = VerifyingKey::from_bytes(&e.key).unwrap();
+        key.verify_strict(
+            cell.cell_hash().as_slice(),
+            &Signature::from_bytes(&r.signature),
+        )
+        .unwrap();
     }
 
     #[test]
@@ -300,8 +470,8 @@ mod tests {
             r.verify(&e),
             Err(ReceiptError::BadSignature { .. })
         ));
-        let forger = ReceiptSigner::from_secret(&[1; 32]);
-        let forged = forger.sign(e.request_digest, e.response_digest, e.model_digest, 1, 0);
+        let forger = ReceiptSigner::from_secret(&[1; 32], PRICE);
+        let forged = forger.sign(&usage(3)).unwrap();
         assert!(matches!(
             forged.verify(&e),
             Err(ReceiptError::BadSignature { .. })
@@ -317,6 +487,8 @@ mod tests {
             (|e| e.response_digest[0] ^= 1, "response digest"),
             (|e| e.model_digest[0] ^= 1, "model digest"),
             (|e| e.units = 2, "units"),
+            (|e| e.channel_id = 8, "channel"),
+            (|e| e.max_price_per_unit = 999_999, "price per unit"),
         ];
         for (mutate, field) in cases {
             let mut e = e.clone();

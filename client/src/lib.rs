@@ -114,7 +114,19 @@ pub struct VerifiedEnclave {
     pub evidence: VerifiedEvidence,
     /// The attested OHTTP key configuration.
     pub key_config: KeyConfig,
+    /// The payment channel requests are billed to (0: none).
+    pub channel_id: u128,
+    /// The highest price per unit (nanotons) the client accepts, from its policy.
+    pub max_price_per_unit: u128,
     sequences: Mutex<SequenceWindow>,
+}
+
+impl VerifiedEnclave {
+    /// Bills the following requests to payment channel `channel_id`.
+    pub fn with_channel(mut self, channel_id: u128) -> Self {
+        self.channel_id = channel_id;
+        self
+    }
 }
 
 /// Verifies a bundle under `policy` at `now`; with `nonce`, also requires the
@@ -141,6 +153,8 @@ pub fn verify(
         bundle,
         evidence,
         key_config,
+        channel_id: 0,
+        max_price_per_unit: policy.max_price_per_unit,
         sequences: Mutex::new(SequenceWindow::default()),
     })
 }
@@ -190,6 +204,9 @@ impl VerifiedEnclave {
         );
         message.put_header("content-type", "application/json");
         message.put_header(SENT_AT_HEADER, unix_now().to_string());
+        if self.channel_id != 0 {
+            message.put_header(kokon_billing::CHANNEL_HEADER, self.channel_id.to_string());
+        }
         message.write_content(body);
         let mut encoded = zeroize::Zeroizing::new(Vec::new());
         message
@@ -235,6 +252,8 @@ impl VerifiedEnclave {
             response_digest: digest(&body),
             model_digest: claims.model_digest,
             units: if status == 200 { sealed.units } else { 0 },
+            channel_id: self.channel_id,
+            max_price_per_unit: self.max_price_per_unit,
         })?;
         self.sequences
             .lock()

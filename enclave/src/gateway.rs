@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bhttp::{Message, Mode, StatusCode};
-use kokon_billing::{digest, RECEIPT_HEADER};
+use kokon_billing::{digest, Usage, CHANNEL_HEADER, RECEIPT_HEADER};
 use kokon_wire::kserve::{ErrorBody, InferRequest};
 use zeroize::Zeroizing;
 
@@ -140,6 +140,7 @@ impl Gateway {
                     context,
                     &plain,
                     Reply::error(400, "the sealed content is not a valid Binary HTTP request"),
+                    0,
                 )
             }
         };
@@ -166,8 +167,23 @@ impl Gateway {
             }
             Err(()) => return Outcome::Rejected("replay cache full: try again shortly".into()),
         }
-        let reply = self.route(&request);
-        self.seal(context, &plain, reply)
+        let channel = request.header().get(CHANNEL_HEADER.as_bytes()).map(|v| {
+            std::str::from_utf8(v)
+                .ok()
+                .and_then(|v| v.parse::<u128>().ok())
+        });
+        let (reply, channel) = match channel {
+            None => (self.route(&request), 0),
+            Some(Some(id)) => (self.route(&request), id),
+            Some(None) => (
+                Reply::error(
+                    400,
+                    format!("{CHANNEL_HEADER} must be a decimal channel ID"),
+                ),
+                0,
+            ),
+        };
+        self.seal(context, &plain, reply, channel)
     }
 
     fn route(&self, request: &Message) -> Reply {
@@ -203,15 +219,20 @@ impl Gateway {
         context: kokon_seal::ResponseContext,
         request_plain: &[u8],
         reply: Reply,
+        channel_id: u128,
     ) -> Outcome {
         let now = unix_now();
-        let receipt = self.keys.receipts.sign(
-            digest(request_plain),
-            digest(&reply.body),
-            self.model.digest(),
-            reply.units,
-            now,
-        );
+        let receipt = match self.keys.receipts.sign(&Usage {
+            request_digest: digest(request_plain),
+            response_digest: digest(&reply.body),
+            model_digest: self.model.digest(),
+            units: reply.units,
+            channel_id,
+            issued_at: now,
+        }) {
+            Ok(r) => r,
+            Err(e) => return Outcome::Rejected(format!("internal error signing the receipt: {e}")),
+        };
         let Ok(status) = StatusCode::try_from(reply.status) else {
             return Outcome::Rejected("internal error: invalid response status".into());
         };

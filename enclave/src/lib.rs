@@ -84,6 +84,9 @@ pub struct Args {
     /// Largest batch accepted in one request.
     #[arg(long, default_value_t = 64)]
     pub max_batch: usize,
+    /// Price of one unit (one inference) in nanotons, as receipts charge it.
+    #[arg(long, default_value_t = 0)]
+    pub price_nanoton_per_unit: u128,
     /// CPUs to run on (comma-separated indices), as a TEE VM's dedicated vCPUs.
     #[arg(long, value_delimiter = ',')]
     pub cpus: Vec<usize>,
@@ -117,6 +120,8 @@ pub struct ServingConfig<'a> {
     pub max_batch: usize,
     /// Freshness window of requests.
     pub freshness_window_secs: i64,
+    /// Price per unit in nanotons.
+    pub price_nanoton_per_unit: u128,
 }
 
 impl ServingConfig<'_> {
@@ -153,6 +158,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         device: args.device,
         max_batch: args.max_batch,
         freshness_window_secs: gateway::FRESHNESS_WINDOW_SECS,
+        price_nanoton_per_unit: args.price_nanoton_per_unit,
     }
     .digest();
     for event in kokon_attestation::claims::rtmr3_events(&config_digest, &model.digest()) {
@@ -167,7 +173,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         (TeeKind::Sim, Some(ms)) => Some(Duration::from_millis(ms)),
         _ => None,
     };
-    let keys = keys::Keyset::generate()?;
+    let keys = keys::Keyset::generate(kokon_billing::Price {
+        per_unit: args.price_nanoton_per_unit,
+    })?;
     tracing::info!(model = %args.model_name, model_digest = %hex::encode(model.digest()), mrtd = %hex::encode(mr_td), "enclave initialised");
     let enclave = Arc::new(server::Enclave {
         gateway: gateway::Gateway::new(keys, model, fault_delay),

@@ -6,7 +6,15 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     if let Ok(r) = SignedReceipt::from_header(data) {
         let expected =
-            Expected { key: [1; 32], request_digest: [0; 32], response_digest: [0; 32], model_digest: [0; 32], units: 1 };
+            Expected {
+            key: [1; 32],
+            request_digest: [0; 32],
+            response_digest: [0; 32],
+            model_digest: [0; 32],
+            units: 1,
+            channel_id: 0,
+            max_price_per_unit: u128::MAX,
+        };
         let _ = r.verify(&expected);
     }
 });

@@ -45,7 +45,17 @@ struct PolicyFile {
     tcb: Option<TcbSection>,
     #[serde(default)]
     snp: Option<SnpSection>,
+    #[serde(default)]
+    billing: Option<BillingSection>,
     models: ModelsSection,
+}
+
+/// What the client agrees to pay.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BillingSection {
+    /// The highest price per unit, nanotons, receipts may charge.
+    max_nanoton_per_unit: u64,
 }
 
 /// Requirements on the vendor's TCB appraisal.
@@ -283,6 +293,9 @@ pub struct Policy {
     pub tcb: Option<TcbRequirements>,
     /// SNP guest-policy requirements; `None` puts none beyond debug.
     pub snp: Option<SnpSection>,
+    /// The highest price per unit (nanotons) receipts may charge; 0 without a
+    /// `[billing]` section (free enclaves only).
+    pub max_price_per_unit: u128,
     /// Allowed models.
     pub models: Vec<AllowedModel>,
 }
@@ -465,6 +478,10 @@ impl Policy {
         Ok(Self {
             tcb,
             snp: file.snp,
+            max_price_per_unit: file
+                .billing
+                .map(|b| u128::from(b.max_nanoton_per_unit))
+                .unwrap_or(0),
             name: file.name,
             description: file.description,
             anchors,

@@ -340,3 +340,92 @@ fn an_uncooperative_close_with_an_old_voucher_loses_to_the_newer_one() {
         "the host gets the newest voucher's {sent} less forwarding fees: {to_host}"
     );
 }
+
+/// Closes `s` cooperatively with the host's share `to_b`; returns what the
+/// host's wallet was sent plus that message's full forwarding fee.
+fn close_cooperatively(s: &mut Setup, to_b: u128, deposit: u128, seqno_a: u64) -> u128 {
+    let terms = cooperative_close_terms(&s.params, deposit - to_b, to_b, seqno_a, 1).unwrap();
+    let close = cooperative_close(
+        &terms,
+        &sign_cell(&s.client_key, &terms),
+        &sign_cell(&s.host_key, &terms),
+    )
+    .unwrap();
+    let closed = send_external(s, close);
+    let tx = tx_for(&closed, &s.channel);
+    assert_eq!(tx["success"], true, "{tx}");
+    let num = |v: &Value| v.as_str().unwrap().parse::<u128>().unwrap();
+    let outs = tx["out"].as_array().unwrap();
+    let (value, fwd) = outs
+        .iter()
+        .filter(|m| m["to"] == s.host.as_str())
+        .fold((0, 0), |(v, f), m| {
+            (v + num(&m["value"]), f + num(&m["forward_fee"]))
+        });
+    let all_fwd: u128 = outs.iter().map(|m| num(&m["forward_fee"])).sum();
+    value + num(&tx["total_fwd_fees"]) * fwd / all_fwd.max(1)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hundred_real_inferences_are_paid_by_vouchers_and_settled_on_chain() {
+    use kokon_ton::voucher::{Payee, Payer};
+    const PRICE: u128 = 1_000_000; // 0.001 TON per inference
+    let deposit = TON;
+    let mut s = open(deposit);
+    let stack = kokon_tests::Stack::start(kokon_tests::Options {
+        enclave_args: vec!["--price-nanoton-per-unit".into(), PRICE.to_string()],
+        ..Default::default()
+    })
+    .await;
+    let policy = stack.policy(&format!(
+        "{}\n[billing]\nmax_nanoton_per_unit = {PRICE}\n",
+        kokon_tests::DEV_POLICY
+    ));
+    let enclave = stack
+        .client
+        .attest(&policy)
+        .await
+        .unwrap()
+        .with_channel(s.params.channel_id);
+    let store = tempfile::tempdir().unwrap();
+    let mut payer = Payer::new(s.client_key.clone(), s.params.channel_id, deposit, None);
+    let mut payee = Payee::open(
+        &store.path().join("voucher.json"),
+        s.params.key_a,
+        s.params.channel_id,
+        deposit,
+        5 * PRICE,
+    )
+    .unwrap();
+    let magika = stack.env.magika();
+    let kokon_client::magika::Prepared::Features(row) =
+        magika.prepare(include_bytes!("../../attestation/src/tdx/quote.rs"))
+    else {
+        panic!("sample too small")
+    };
+    let request = kokon_tests::magika_request(&[row]);
+    let mut receipts = 0u128;
+    for _ in 0..100 {
+        payee.admit(PRICE).unwrap();
+        let (_, receipt) = stack.client.infer(&enclave, &request).await.unwrap();
+        let r = &receipt.receipt;
+        assert_eq!((r.amount, r.channel_id), (PRICE, s.params.channel_id));
+        receipts += r.amount;
+        assert_eq!(
+            r.cumulative, receipts,
+            "the enclave's running total for the channel"
+        );
+        payee.charge(r.amount);
+        let voucher = payer.pay(r.amount).unwrap();
+        assert_eq!(payee.accept(&voucher).unwrap(), PRICE);
+    }
+    stack.shutdown().await;
+    assert_eq!(receipts, 100 * PRICE);
+    assert_eq!(payee.paid(), receipts);
+    let seqno = payee.latest().unwrap().body.seqno;
+    let received = close_cooperatively(&mut s, payee.paid(), deposit, seqno);
+    assert!(
+        received == receipts || received + 1 == receipts,
+        "the host receives the sum of the receipts ({receipts}), fees accounted: {received}"
+    );
+}

@@ -143,8 +143,19 @@ fn ohttp_parsers_never_panic() {
 
 #[test]
 fn receipt_and_frame_parsers_never_panic() {
-    let signer = kokon_billing::ReceiptSigner::from_secret(&[1; 32]);
-    let receipt = signer.sign([1; 32], [2; 32], [3; 32], 1, 0).to_header();
+    let signer =
+        kokon_billing::ReceiptSigner::from_secret(&[1; 32], kokon_billing::Price { per_unit: 5 });
+    let receipt = signer
+        .sign(&kokon_billing::Usage {
+            request_digest: [1; 32],
+            response_digest: [2; 32],
+            model_digest: [3; 32],
+            units: 1,
+            channel_id: 9,
+            issued_at: 0,
+        })
+        .unwrap()
+        .to_header();
     let mut m = Mutator(13);
     for _ in 0..3000 {
         let _ = SignedReceipt::from_header(&m.mutate(&receipt));

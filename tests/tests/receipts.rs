@@ -31,7 +31,7 @@ fn fake_enclave() -> FakeEnclave {
     let now = kokon_client::unix_now();
     let root = SimRoot::generate(now).unwrap();
     let key = ServerKey::derive(1, Suite::Aes256Gcm, &[3; 32]);
-    let signer = ReceiptSigner::from_secret(&[4; 32]);
+    let signer = ReceiptSigner::from_secret(&[4; 32], kokon_billing::Price::default());
     let claims = Claims {
         kokon_version: "test".into(),
         ohttp_key_config: key.config().encode(),
@@ -105,7 +105,7 @@ fn a_genuine_receipt_is_accepted() {
     let response = answer(&fake, &sealed.bytes, |req, body| {
         Some(
             fake.signer
-                .sign(digest(req), digest(body), model_digest(), 1, 0)
+                .sign_for(digest(req), digest(body), model_digest(), 1, 0)
                 .to_header(),
         )
     });
@@ -116,7 +116,7 @@ fn a_genuine_receipt_is_accepted() {
 #[test]
 fn a_forged_receipt_is_rejected() {
     let fake = fake_enclave();
-    let forger = ReceiptSigner::from_secret(&[5; 32]);
+    let forger = ReceiptSigner::from_secret(&[5; 32], kokon_billing::Price::default());
     let sealed = fake
         .verified
         .seal("POST", "/v2/models/magika/infer", b"{}", 1)
@@ -124,7 +124,7 @@ fn a_forged_receipt_is_rejected() {
     let response = answer(&fake, &sealed.bytes, |req, body| {
         Some(
             forger
-                .sign(digest(req), digest(body), model_digest(), 1, 0)
+                .sign_for(digest(req), digest(body), model_digest(), 1, 0)
                 .to_header(),
         )
     });
@@ -142,12 +142,12 @@ fn an_inflated_or_misdirected_receipt_is_rejected() {
     let cases: [Case; 4] = [
         ("units", |f, req, body| {
             f.signer
-                .sign(digest(req), digest(body), model_digest(), 100, 0)
+                .sign_for(digest(req), digest(body), model_digest(), 100, 0)
                 .to_header()
         }),
         ("request digest", |f, _, body| {
             f.signer
-                .sign(
+                .sign_for(
                     digest(b"another request"),
                     digest(body),
                     model_digest(),
@@ -158,12 +158,12 @@ fn an_inflated_or_misdirected_receipt_is_rejected() {
         }),
         ("response digest", |f, req, _| {
             f.signer
-                .sign(digest(req), digest(b"another body"), model_digest(), 1, 0)
+                .sign_for(digest(req), digest(b"another body"), model_digest(), 1, 0)
                 .to_header()
         }),
         ("model digest", |f, req, body| {
             f.signer
-                .sign(digest(req), digest(body), [0; 32], 1, 0)
+                .sign_for(digest(req), digest(body), [0; 32], 1, 0)
                 .to_header()
         }),
     ];
@@ -201,17 +201,17 @@ fn a_missing_or_reused_receipt_is_rejected() {
     let r1 = answer(&fake, &first.bytes, |req, body| {
         Some(
             fake.signer
-                .sign(digest(req), digest(body), model_digest(), 1, 0)
+                .sign_for(digest(req), digest(body), model_digest(), 1, 0)
                 .to_header(),
         )
     });
     fake.verified.open(first, &r1).unwrap();
-    let again = ReceiptSigner::from_secret(&[4; 32]); // same key, counter restarted at 1
+    let again = ReceiptSigner::from_secret(&[4; 32], kokon_billing::Price::default()); // same key, counter restarted at 1
     let second = fake.verified.seal("POST", "/p", b"{}", 1).unwrap();
     let r2 = answer(&fake, &second.bytes, |req, body| {
         Some(
             again
-                .sign(digest(req), digest(body), model_digest(), 1, 0)
+                .sign_for(digest(req), digest(body), model_digest(), 1, 0)
                 .to_header(),
         )
     });
@@ -236,7 +236,7 @@ fn answers_to_concurrent_requests_may_arrive_in_any_order() {
     let sign = |req: &[u8], body: &[u8]| {
         Some(
             fake.signer
-                .sign(digest(req), digest(body), model_digest(), 1, 0)
+                .sign_for(digest(req), digest(body), model_digest(), 1, 0)
                 .to_header(),
         )
     };
@@ -260,4 +260,37 @@ fn answers_to_concurrent_requests_may_arrive_in_any_order() {
             .sequence,
         1
     );
+}
+
+/// Signs a receipt for a request of `units` on no channel.
+trait SignFor {
+    fn sign_for(
+        &self,
+        request_digest: [u8; 32],
+        response_digest: [u8; 32],
+        model_digest: [u8; 32],
+        units: u64,
+        issued_at: i64,
+    ) -> kokon_billing::SignedReceipt;
+}
+
+impl SignFor for ReceiptSigner {
+    fn sign_for(
+        &self,
+        request_digest: [u8; 32],
+        response_digest: [u8; 32],
+        model_digest: [u8; 32],
+        units: u64,
+        issued_at: i64,
+    ) -> kokon_billing::SignedReceipt {
+        self.sign(&kokon_billing::Usage {
+            request_digest,
+            response_digest,
+            model_digest,
+            units,
+            channel_id: 0,
+            issued_at,
+        })
+        .unwrap()
+    }
 }

@@ -16,6 +16,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod voucher;
+
 use std::sync::Arc;
 
 use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
@@ -221,7 +223,7 @@ pub fn cooperative_close(
 }
 
 /// A semi-channel body: what one party has sent so far, cumulatively.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SemiChannelBody {
     /// Increases with every new state.
     pub seqno: u64,
