@@ -46,11 +46,13 @@ pub struct TsmReport {
     pub auxblob: Option<Vec<u8>>,
 }
 
+/// Numbers report directories uniquely within this process.
+static ENTRY_COUNTER: AtomicU64 = AtomicU64::new(0);
+
 /// A configfs-tsm report interface rooted at a directory.
 #[derive(Debug)]
 pub struct Tsm {
     root: PathBuf,
-    counter: AtomicU64,
 }
 
 fn read_bounded(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -84,7 +86,6 @@ impl Tsm {
         }
         Ok(Self {
             root: root.to_path_buf(),
-            counter: AtomicU64::new(0),
         })
     }
 
@@ -97,7 +98,7 @@ impl Tsm {
     }
 
     fn entry(&self) -> anyhow::Result<Entry> {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let n = ENTRY_COUNTER.fetch_add(1, Ordering::Relaxed);
         let dir = self.root.join(format!("kokon-{}-{n}", std::process::id()));
         fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(Entry(dir))

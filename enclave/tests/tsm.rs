@@ -51,14 +51,18 @@ impl FakeKernel {
         let thread = {
             let (root, stop) = (tsm_root.clone(), stop.clone());
             std::thread::spawn(move || {
+                // Each directory is answered once, as the kernel does: a
+                // directory being removed is never written to again.
+                let mut introduced = std::collections::HashSet::new();
+                let mut answered = std::collections::HashSet::new();
                 while !stop.load(Ordering::Relaxed) {
                     for entry in fs::read_dir(&root).into_iter().flatten().flatten() {
                         let d = entry.path();
-                        if !d.join("provider").exists() {
+                        if introduced.insert(d.clone()) {
                             let _ = fs::write(d.join("provider"), format!("{provider}\n"));
                         }
                         let inblob = d.join("inblob");
-                        if inblob.exists() && !d.join("generation").exists() {
+                        if inblob.exists() && answered.insert(d.clone()) {
                             let data = fs::read(&inblob).unwrap_or_default();
                             let (out, aux) = answer(&data);
                             let _ = fs::write(d.join("outblob"), out);
