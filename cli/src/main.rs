@@ -190,6 +190,9 @@ struct HostArgs {
     /// SEV-SNP product line (milan, genoa, turin) for reports that do not name it.
     #[arg(long)]
     snp_product: Option<String>,
+    /// Bill requests to the payment channels in this TOML file (see docs/billing.md).
+    #[arg(long)]
+    channels: Option<PathBuf>,
 }
 
 fn host_config(args: &HostArgs) -> anyhow::Result<HostConfig> {
@@ -258,6 +261,11 @@ fn host_config(args: &HostArgs) -> anyhow::Result<HostConfig> {
             max_concurrency: args.max_concurrency,
             request_timeout: Duration::from_secs(args.timeout),
         },
+        ledger: args
+            .channels
+            .as_deref()
+            .map(|f| kokon_host::ledger::LedgerConfig::from_file(f, data_dir.join("vouchers")))
+            .transpose()?,
         collateral: match args.tee.as_str() {
             // The sim PCS's collateral comes with the sim's bundles.
             "sim" => None,

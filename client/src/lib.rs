@@ -341,13 +341,42 @@ impl Client {
         verify(bundle, policy, Some(&nonce), unix_now())
     }
 
+    /// Sends a voucher (the client's newest signed channel state) to the
+    /// host, which is the payee; returns the total the host counts as paid.
+    pub async fn pay(&self, voucher: &kokon_ton::SignedState) -> Result<u128, ClientError> {
+        let body = serde_json::to_vec(&kokon_ton::voucher::VoucherJson::from(voucher))
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let req = http::Request::post(format!("{}/v1/voucher", self.base))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let (status, body) = self.exchange(req).await?;
+        if status != 200 {
+            return Err(Self::host_error(status, &body));
+        }
+        serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("paid")?.as_str()?.parse().ok())
+            .ok_or_else(|| {
+                ClientError::Protocol("the host's voucher answer has no paid amount".into())
+            })
+    }
+
     /// Sends sealed bytes through the host.
     pub async fn send(&self, sealed: &[u8]) -> Result<Vec<u8>, ClientError> {
-        let req = http::Request::post(format!("{}/v1/ohttp", self.base))
-            .header(
-                http::header::CONTENT_TYPE,
-                kokon_wire::media_type::OHTTP_REQUEST,
-            )
+        self.send_billed(sealed, 0).await
+    }
+
+    /// Sends sealed bytes through the host, billed to `channel` (0: none).
+    pub async fn send_billed(&self, sealed: &[u8], channel: u128) -> Result<Vec<u8>, ClientError> {
+        let mut req = http::Request::post(format!("{}/v1/ohttp", self.base)).header(
+            http::header::CONTENT_TYPE,
+            kokon_wire::media_type::OHTTP_REQUEST,
+        );
+        if channel != 0 {
+            req = req.header(kokon_billing::CHANNEL_HEADER, channel.to_string());
+        }
+        let req = req
             .body(Full::new(Bytes::copy_from_slice(sealed)))
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         let (status, body) = self.exchange(req).await?;
@@ -367,7 +396,7 @@ impl Client {
         units: u64,
     ) -> Result<Opened, ClientError> {
         let sealed = enclave.seal(method, path, body, units)?;
-        let response = self.send(&sealed.bytes).await?;
+        let response = self.send_billed(&sealed.bytes, enclave.channel_id).await?;
         enclave.open(sealed, &response)
     }
 

@@ -37,6 +37,14 @@ const REPLAY_CACHE_CAPACITY: usize = 1 << 20;
 pub enum Outcome {
     /// The sealed Binary HTTP response.
     Sealed(Vec<u8>),
+    /// The sealed response to a request billed to a channel, with the
+    /// receipt (JSON) the host needs to count the payment.
+    Billed {
+        /// The sealed response.
+        sealed: Vec<u8>,
+        /// The signed receipt.
+        receipt: Vec<u8>,
+    },
     /// Refused before or without reading plaintext; the message is for the host.
     Rejected(String),
 }
@@ -248,6 +256,10 @@ impl Gateway {
             return Outcome::Rejected("internal error encoding the response".into());
         }
         match context.encapsulate(&encoded) {
+            Ok(sealed) if channel_id != 0 => Outcome::Billed {
+                sealed,
+                receipt: receipt.to_header(),
+            },
             Ok(sealed) => Outcome::Sealed(sealed),
             Err(_) => Outcome::Rejected("internal error sealing the response".into()),
         }

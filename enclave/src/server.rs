@@ -110,6 +110,7 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(enclave: Arc<Enclav
             Request::Ohttp(bytes) => {
                 match tokio::task::block_in_place(|| enclave.gateway.handle(&bytes, unix_now())) {
                     Outcome::Sealed(b) => Response::Ohttp(b),
+                    Outcome::Billed { sealed, receipt } => Response::Billed { sealed, receipt },
                     Outcome::Rejected(m) => Response::Rejected(m),
                 }
             }

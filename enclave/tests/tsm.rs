@@ -61,9 +61,10 @@ impl FakeKernel {
                         if introduced.insert(d.clone()) {
                             let _ = fs::write(d.join("provider"), format!("{provider}\n"));
                         }
-                        let inblob = d.join("inblob");
-                        if inblob.exists() && answered.insert(d.clone()) {
-                            let data = fs::read(&inblob).unwrap_or_default();
+                        // Answer once the 64 bytes are there (a write in
+                        // progress may show an empty file).
+                        let data = fs::read(d.join("inblob")).unwrap_or_default();
+                        if data.len() == 64 && answered.insert(d.clone()) {
                             let (out, aux) = answer(&data);
                             let _ = fs::write(d.join("outblob"), out);
                             if let Some(aux) = aux {

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `GET /v1/attestation?nonce=HEX` | relays to the enclave; returns its attestation bundle (JSON) |
 //! | `POST /v1/ohttp` (`message/ohttp-req`) | relays ciphertext; returns `message/ohttp-res` |
+//! | `POST /v1/voucher` | with billing: verifies, stores and counts a payment-channel voucher (JSON) |
 //! | `GET /healthz` | 200 when the enclave is up, 503 otherwise (JSON) |
 //! | `GET /metrics` | Prometheus text format |
 //!
@@ -43,7 +44,12 @@ pub struct Front {
     pub slots: Semaphore,
     /// Fetches collateral the enclave's bundles lack.
     pub collateral: Option<crate::collateral::CollateralService>,
+    /// With billing: the channels served, charged and paid.
+    pub ledger: Option<crate::ledger::Ledger>,
 }
+
+/// The request header naming the client's payment channel (decimal ID).
+pub const CHANNEL_HEADER: &str = kokon_billing::CHANNEL_HEADER;
 
 type Body = Full<Bytes>;
 
@@ -59,6 +65,13 @@ fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Bo
         r.headers_mut().insert(header::CONTENT_TYPE, v);
     }
     r
+}
+
+fn refused(r: crate::ledger::Refusal) -> Response<Body> {
+    json_error(
+        StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST),
+        r.message,
+    )
 }
 
 fn relay_error(e: RelayError) -> Response<Body> {
@@ -80,6 +93,7 @@ impl Front {
         let route = match (req.method(), req.uri().path()) {
             (&Method::GET, "/v1/attestation") => "/v1/attestation",
             (&Method::POST, "/v1/ohttp") => "/v1/ohttp",
+            (&Method::POST, "/v1/voucher") => "/v1/voucher",
             (&Method::GET, "/healthz") => "/healthz",
             (&Method::GET, "/metrics") => "/metrics",
             _ => "other",
@@ -87,6 +101,7 @@ impl Front {
         self.metrics.in_flight.inc();
         let response = match route {
             "/healthz" => self.healthz(),
+            "/v1/voucher" => self.voucher(req).await,
             "/metrics" => respond(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
@@ -153,6 +168,46 @@ impl Front {
         )
     }
 
+    async fn voucher(&self, req: hyper::Request<Incoming>) -> Response<Body> {
+        let Some(ledger) = &self.ledger else {
+            return json_error(
+                StatusCode::NOT_FOUND,
+                "this host does not bill: no vouchers",
+            );
+        };
+        let body = match read_body(req, 64 * 1024).await {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        match ledger.accept(&body) {
+            Ok(paid) => respond(
+                StatusCode::OK,
+                "application/json",
+                serde_json::json!({ "paid": paid.to_string() })
+                    .to_string()
+                    .into_bytes(),
+            ),
+            Err(r) => refused(r),
+        }
+    }
+
+    /// With billing, the channel a request is billed to, if it may be served.
+    fn admit(&self, req: &hyper::Request<Incoming>) -> Result<(), crate::ledger::Refusal> {
+        let Some(ledger) = &self.ledger else {
+            return Ok(());
+        };
+        let channel = req
+            .headers()
+            .get(CHANNEL_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u128>().ok())
+            .ok_or_else(|| crate::ledger::Refusal {
+                status: 402,
+                message: format!("this host bills every request: name your payment channel in the {CHANNEL_HEADER} header"),
+            })?;
+        ledger.admit(channel)
+    }
+
     async fn relayed(
         self: Arc<Self>,
         route: &str,
@@ -169,6 +224,9 @@ impl Front {
                     .get(header::CONTENT_TYPE)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
+                if let Err(r) = self.admit(&req) {
+                    return refused(r);
+                }
                 if content_type != media_type::OHTTP_REQUEST {
                     return json_error(
                         StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -198,6 +256,15 @@ impl Front {
             Ok(Reply::Ohttp(b)) => {
                 self.metrics.bytes_from_enclave.inc_by(b.len() as u64);
                 respond(StatusCode::OK, media_type::OHTTP_RESPONSE, b)
+            }
+            Ok(Reply::Billed { sealed, receipt }) => {
+                if let Some(ledger) = &self.ledger {
+                    if let Err(r) = ledger.charge(&receipt) {
+                        tracing::warn!(status = r.status, error = %r.message, "could not count a receipt");
+                    }
+                }
+                self.metrics.bytes_from_enclave.inc_by(sealed.len() as u64);
+                respond(StatusCode::OK, media_type::OHTTP_RESPONSE, sealed)
             }
             Ok(Reply::Rejected(m)) => json_error(
                 StatusCode::BAD_REQUEST,

@@ -14,6 +14,7 @@
 
 pub mod collateral;
 pub mod http;
+pub mod ledger;
 pub mod metrics;
 pub mod relay;
 pub mod supervisor;
@@ -63,6 +64,8 @@ pub struct HostConfig {
     pub limits: Limits,
     /// Where to fetch TDX/SNP collateral for hardware bundles (none: relay as is).
     pub collateral: Option<collateral::CollateralConfig>,
+    /// Payment channels to bill (none: requests are free).
+    pub ledger: Option<ledger::LedgerConfig>,
 }
 
 /// A running host.
@@ -119,6 +122,11 @@ pub async fn start(config: HostConfig) -> anyhow::Result<RunningHost> {
         collateral: config
             .collateral
             .map(collateral::CollateralService::new)
+            .transpose()?,
+        ledger: config
+            .ledger
+            .as_ref()
+            .map(ledger::Ledger::open)
             .transpose()?,
     });
     let server = tokio::spawn(serve(listener, front, stop_rx));

@@ -123,6 +123,8 @@ pub struct Options {
     pub limits: Option<Limits>,
     /// Extra arguments for the enclave.
     pub enclave_args: Vec<String>,
+    /// Payment channels the host bills (none: free).
+    pub ledger: Option<kokon_host::ledger::LedgerConfig>,
 }
 
 /// A host and its enclave on loopback, with a client.
@@ -168,6 +170,7 @@ impl Stack {
             },
             limits: options.limits.unwrap_or_default(),
             collateral: None,
+            ledger: options.ledger.clone(),
         };
         let host = kokon_host::start(config)
             .await

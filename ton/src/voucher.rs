@@ -111,13 +111,49 @@ impl Payer {
     }
 }
 
-/// What the payee keeps on disk.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Stored {
-    channel_id: String,
-    seqno: u64,
-    sent: String,
-    signature: String,
+/// A voucher as JSON: what the client sends the host and the host keeps on
+/// disk (amounts as decimal strings, the signature as hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoucherJson {
+    /// The channel ID (decimal).
+    pub channel_id: String,
+    /// The state's seqno.
+    pub seqno: u64,
+    /// Nanotons sent in total (decimal).
+    pub sent: String,
+    /// Ed25519 signature (hex).
+    pub signature: String,
+}
+
+impl From<&SignedState> for VoucherJson {
+    fn from(v: &SignedState) -> Self {
+        Self {
+            channel_id: v.channel_id.to_string(),
+            seqno: v.body.seqno,
+            sent: v.body.sent.to_string(),
+            signature: hex::encode(v.signature),
+        }
+    }
+}
+
+impl VoucherJson {
+    /// The voucher (its signature is not checked here).
+    pub fn state(&self) -> Result<SignedState, String> {
+        let number = |t: &str| t.parse::<u128>().map_err(|e| format!("{t:?}: {e}"));
+        let mut signature = [0u8; 64];
+        hex::decode_to_slice(&self.signature, &mut signature)
+            .map_err(|e| format!("signature: {e}"))?;
+        Ok(SignedState {
+            channel_id: number(&self.channel_id)?,
+            body: SemiChannelBody {
+                seqno: self.seqno,
+                sent: number(&self.sent)?,
+            },
+            counterparty: None,
+            signature,
+        })
+    }
 }
 
 /// The host's side: verifies, stores and counts vouchers; enforces credit.
@@ -129,6 +165,7 @@ pub struct Payee {
     path: PathBuf,
     latest: Option<SignedState>,
     charged: u128,
+    last_charge: u128,
 }
 
 fn store_err(path: &Path, e: impl std::fmt::Display) -> VoucherError {
@@ -150,20 +187,9 @@ impl Payee {
     ) -> Result<Self, VoucherError> {
         let latest = match fs::read(path) {
             Ok(bytes) => {
-                let s: Stored = serde_json::from_slice(&bytes).map_err(|e| store_err(path, e))?;
-                let number = |t: &str| t.parse::<u128>().map_err(|e| store_err(path, e));
-                let mut signature = [0u8; 64];
-                hex::decode_to_slice(&s.signature, &mut signature)
-                    .map_err(|e| store_err(path, e))?;
-                let state = SignedState {
-                    channel_id: number(&s.channel_id)?,
-                    body: SemiChannelBody {
-                        seqno: s.seqno,
-                        sent: number(&s.sent)?,
-                    },
-                    counterparty: None,
-                    signature,
-                };
+                let stored: VoucherJson =
+                    serde_json::from_slice(&bytes).map_err(|e| store_err(path, e))?;
+                let state = stored.state().map_err(|e| store_err(path, e))?;
                 state.verify(&client_key, channel_id)?;
                 Some(state)
             }
@@ -179,6 +205,7 @@ impl Payee {
             path: path.to_path_buf(),
             latest,
             charged,
+            last_charge: 0,
         })
     }
 
@@ -212,6 +239,12 @@ impl Payee {
     /// Records what a served request was charged (from its receipt).
     pub fn charge(&mut self, amount: u128) {
         self.charged = self.charged.saturating_add(amount);
+        self.last_charge = amount;
+    }
+
+    /// The amount of the last request charged: what the next will likely cost.
+    pub fn last_charge(&self) -> u128 {
+        self.last_charge
     }
 
     /// Verifies `voucher`, stores it durably, then counts it. Returns the
@@ -250,12 +283,7 @@ impl Payee {
         let path = &self.path;
         let dir = path.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir).map_err(|e| store_err(path, e))?;
-        let stored = Stored {
-            channel_id: voucher.channel_id.to_string(),
-            seqno: voucher.body.seqno,
-            sent: voucher.body.sent.to_string(),
-            signature: hex::encode(voucher.signature),
-        };
+        let stored = VoucherJson::from(voucher);
         let tmp = path.with_extension("tmp");
         let mut f = fs::File::create(&tmp).map_err(|e| store_err(path, e))?;
         f.write_all(&serde_json::to_vec(&stored).map_err(|e| store_err(path, e))?)

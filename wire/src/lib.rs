@@ -66,6 +66,16 @@ pub enum Response {
     Bundle(Vec<u8>),
     /// An OHTTP-encapsulated response.
     Ohttp(Vec<u8>),
+    /// An OHTTP-encapsulated response to a request billed to a payment
+    /// channel, with a copy of its signed receipt (JSON) for the host, which
+    /// is the payee and needs the amount; the receipt names the request and
+    /// response only by digest.
+    Billed {
+        /// The sealed response, for the client.
+        sealed: Vec<u8>,
+        /// The signed receipt (JSON), for the host.
+        receipt: Vec<u8>,
+    },
     /// Health report (JSON).
     Health(Vec<u8>),
     /// The request was refused; the message is safe to show the host.
@@ -101,6 +111,7 @@ const REQ_HEALTH: u8 = 3;
 const RESP_BUNDLE: u8 = 0x81;
 const RESP_OHTTP: u8 = 0x82;
 const RESP_HEALTH: u8 = 0x83;
+const RESP_BILLED: u8 = 0x84;
 const RESP_REJECTED: u8 = 0xe0;
 const RESP_FAILED: u8 = 0xe1;
 
@@ -172,6 +183,15 @@ impl Response {
             Response::Bundle(b) => write_frame(w, RESP_BUNDLE, b).await,
             Response::Ohttp(b) => write_frame(w, RESP_OHTTP, b).await,
             Response::Health(b) => write_frame(w, RESP_HEALTH, b).await,
+            Response::Billed { sealed, receipt } => {
+                let len =
+                    u32::try_from(sealed.len()).map_err(|_| WireError::Malformed("billed"))?;
+                let mut payload = Vec::with_capacity(4 + sealed.len() + receipt.len());
+                payload.extend_from_slice(&len.to_be_bytes());
+                payload.extend_from_slice(sealed);
+                payload.extend_from_slice(receipt);
+                write_frame(w, RESP_BILLED, &payload).await
+            }
             Response::Rejected(m) => write_frame(w, RESP_REJECTED, m.as_bytes()).await,
             Response::Failed(m) => write_frame(w, RESP_FAILED, m.as_bytes()).await,
         }
@@ -184,6 +204,17 @@ impl Response {
             (RESP_BUNDLE, b) => Ok(Response::Bundle(b)),
             (RESP_OHTTP, b) => Ok(Response::Ohttp(b)),
             (RESP_HEALTH, b) => Ok(Response::Health(b)),
+            (RESP_BILLED, b) => {
+                let malformed = || WireError::Malformed("billed");
+                let len = b
+                    .get(..4)
+                    .and_then(|l| <[u8; 4]>::try_from(l).ok())
+                    .map(u32::from_be_bytes)
+                    .ok_or_else(malformed)? as usize;
+                let sealed = b.get(4..4 + len).ok_or_else(malformed)?.to_vec();
+                let receipt = b.get(4 + len..).ok_or_else(malformed)?.to_vec();
+                Ok(Response::Billed { sealed, receipt })
+            }
             (RESP_REJECTED, b) => Ok(Response::Rejected(text(b, "rejected")?)),
             (RESP_FAILED, b) => Ok(Response::Failed(text(b, "failed")?)),
             (kind, _) => Err(WireError::UnknownKind(kind)),
@@ -210,6 +241,10 @@ mod tests {
         for resp in [
             Response::Bundle(vec![1]),
             Response::Ohttp(vec![2]),
+            Response::Billed {
+                sealed: vec![3, 4],
+                receipt: b"{}".to_vec(),
+            },
             Response::Health(vec![]),
             Response::Rejected("no".into()),
             Response::Failed("x".into()),
