@@ -4,8 +4,6 @@
 
 #![warn(missing_docs)]
 
-pub mod ton_bridge;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -6,10 +6,10 @@
 use std::str::FromStr;
 
 use ed25519_dalek::SigningKey;
-use kokon_tests::ton_bridge::Bridge;
+use kokon_ton::sandbox::LocalChain;
 use kokon_ton::{
-    boc_base64, cell_from_hex, cooperative_close, cooperative_close_terms, init_channel, sign_cell,
-    top_up, ChannelParams, SemiChannelBody, SignedState,
+    boc_base64, cooperative_close, cooperative_close_terms, sign_cell, ChannelParams,
+    SemiChannelBody, SignedState,
 };
 use serde_json::{json, Value};
 use tonlib_core::TonAddress;
@@ -18,7 +18,7 @@ const TON: u128 = 1_000_000_000;
 const NOW: i64 = 1_780_000_000;
 
 struct Setup {
-    bridge: Bridge,
+    bridge: LocalChain,
     params: ChannelParams,
     client_key: SigningKey,
     host_key: SigningKey,
@@ -27,70 +27,40 @@ struct Setup {
     channel: String,
 }
 
-fn raw(address: &TonAddress) -> String {
-    address.to_hex()
-}
-
 /// Deploys and opens a channel in which the client deposits `deposit`.
 fn open(deposit: u128) -> Setup {
-    let mut bridge = Bridge::start().unwrap();
-    let started = bridge.call(json!({"op": "start", "now": NOW})).unwrap();
-    let code = cell_from_hex(started["code_hex"].as_str().unwrap()).unwrap();
-    let client = started["client"].as_str().unwrap().to_string();
-    let host = started["host"].as_str().unwrap().to_string();
+    let mut chain = LocalChain::start(
+        &kokon_tests::repo_root().join("tests/ton-bridge/bridge.js"),
+        NOW,
+    )
+    .unwrap();
     let client_key = SigningKey::from_bytes(&[7; 32]);
     let host_key = SigningKey::from_bytes(&[9; 32]);
     let params = ChannelParams {
         channel_id: 0x6b6f6b6f6e_u128 << 64 | 1,
         key_a: client_key.verifying_key().to_bytes(),
         key_b: host_key.verifying_key().to_bytes(),
-        address_a: TonAddress::from_str(&client).unwrap(),
-        address_b: TonAddress::from_str(&host).unwrap(),
+        address_a: TonAddress::from_str(&chain.client).unwrap(),
+        address_b: TonAddress::from_str(&chain.host).unwrap(),
         quarantine_duration: 3600,
         misbehavior_fine: 0,
         conditional_close_duration: 600,
         excess_fee: 0,
     };
-    let deployed = bridge
-        .call(json!({
-            "op": "deploy", "from": "client", "value": (TON / 10).to_string(),
-            "data_boc": boc_base64(params.data_cell().unwrap()).unwrap(),
-        }))
-        .unwrap();
-    let channel = deployed["address"].as_str().unwrap().to_string();
-    assert_eq!(
-        channel,
-        raw(&params.address(&code).unwrap()),
-        "kokon computes the contract's address as the chain does"
-    );
-    let topped = bridge
-        .call(json!({
-            "op": "internal", "from": "client", "to": channel,
-            "value": (deposit + TON / 10).to_string(),
-            "body_boc": boc_base64(top_up(deposit, 0).unwrap()).unwrap(),
-        }))
-        .unwrap();
-    assert_success(&topped, &channel);
-    let init = init_channel(&params, &client_key, true, deposit, 0).unwrap();
-    let inited = bridge
-        .call(json!({
-            "op": "internal", "from": "client", "to": channel, "value": (TON / 10).to_string(),
-            "body_boc": boc_base64(init).unwrap(),
-        }))
-        .unwrap();
-    assert_success(&inited, &channel);
-    let state = bridge
+    let channel = chain.open_channel(&params, &client_key, deposit).unwrap();
+    let state = chain
+        .bridge
         .call(json!({"op": "channel", "address": channel}))
         .unwrap();
     assert_eq!(state["state"], 1, "channel open: {state}");
     assert_eq!(state["balance_a"], deposit.to_string());
     Setup {
-        bridge,
+        client: chain.client.clone(),
+        host: chain.host.clone(),
+        bridge: chain,
         params,
         client_key,
         host_key,
-        client,
-        host,
         channel,
     }
 }
@@ -102,14 +72,6 @@ fn tx_for<'a>(answer: &'a Value, address: &str) -> &'a Value {
         .iter()
         .find(|t| t["address"] == address)
         .unwrap_or_else(|| panic!("no transaction on {address}: {answer}"))
-}
-
-fn assert_success(answer: &Value, address: &str) {
-    let tx = tx_for(answer, address);
-    assert!(
-        tx["success"] == true && tx["aborted"] == false,
-        "transaction failed: {tx}"
-    );
 }
 
 #[test]
@@ -142,8 +104,10 @@ fn a_channel_opens_and_closes_cooperatively_with_the_host_paid_exactly_what_was_
         &sign_cell(&s.host_key, &terms),
     )
     .unwrap();
-    let balance = |b: &mut Bridge, a: &str| -> u128 {
-        b.call(json!({"op": "balance", "address": a})).unwrap()["balance"]
+    let balance = |b: &mut LocalChain, a: &str| -> u128 {
+        b.bridge
+            .call(json!({"op": "balance", "address": a}))
+            .unwrap()["balance"]
             .as_str()
             .unwrap()
             .parse()
@@ -151,6 +115,7 @@ fn a_channel_opens_and_closes_cooperatively_with_the_host_paid_exactly_what_was_
     };
     let before = balance(&mut s.bridge, &s.channel);
     let closed = s
+        .bridge
         .bridge
         .call(json!({
             "op": "external", "to": s.channel,
@@ -210,6 +175,7 @@ fn a_close_signed_with_a_forged_host_signature_is_rejected_on_chain() {
     .unwrap();
     let answer = s
         .bridge
+        .bridge
         .call(json!({"op": "external", "to": s.channel, "body_boc": boc_base64(close).unwrap()}))
         .unwrap();
     let rejected = answer["rejected"].as_str().unwrap_or_default();
@@ -217,6 +183,7 @@ fn a_close_signed_with_a_forged_host_signature_is_rejected_on_chain() {
     // 101: the contract's "wrong signature" error.
     assert!(rejected.contains("Exit code: 101"), "{answer}");
     let state = s
+        .bridge
         .bridge
         .call(json!({"op": "channel", "address": s.channel}))
         .unwrap();
@@ -249,6 +216,7 @@ fn host_state(s: &Setup) -> SignedState {
 fn send_internal(s: &mut Setup, from: &str, body: tonlib_core::cell::Cell) -> bool {
     let answer = s
         .bridge
+        .bridge
         .call(json!({
             "op": "internal", "from": from, "to": s.channel,
             "value": (TON / 10).to_string(), "body_boc": boc_base64(body).unwrap(),
@@ -260,6 +228,7 @@ fn send_internal(s: &mut Setup, from: &str, body: tonlib_core::cell::Cell) -> bo
 
 fn send_external(s: &mut Setup, body: tonlib_core::cell::Cell) -> Value {
     s.bridge
+        .bridge
         .call(json!({"op": "external", "to": s.channel, "body_boc": boc_base64(body).unwrap()}))
         .unwrap()
 }
@@ -299,6 +268,7 @@ fn an_uncooperative_close_with_an_old_voucher_loses_to_the_newer_one() {
     assert!(send_internal(&mut s, "client", start));
     let state = s
         .bridge
+        .bridge
         .call(json!({"op": "channel", "address": s.channel}))
         .unwrap();
     assert_eq!(state["state"], 2, "closure started: {state}");
@@ -320,7 +290,10 @@ fn an_uncooperative_close_with_an_old_voucher_loses_to_the_newer_one() {
         .is_some());
     let later =
         NOW + i64::from(s.params.quarantine_duration + s.params.conditional_close_duration) + 10;
-    s.bridge.call(json!({"op": "now", "value": later})).unwrap();
+    s.bridge
+        .bridge
+        .call(json!({"op": "now", "value": later}))
+        .unwrap();
     let answer = send_external(&mut s, finish_uncooperative_close().unwrap());
     assert!(answer.get("rejected").is_none(), "{answer}");
     let tx = tx_for(&answer, &s.channel);
@@ -339,31 +312,6 @@ fn an_uncooperative_close_with_an_old_voucher_loses_to_the_newer_one() {
         to_host <= sent && sent - to_host < TON / 1000,
         "the host gets the newest voucher's {sent} less forwarding fees: {to_host}"
     );
-}
-
-/// Closes `s` cooperatively with the host's share `to_b`; returns what the
-/// host's wallet was sent plus that message's full forwarding fee.
-fn close_cooperatively(s: &mut Setup, to_b: u128, deposit: u128, seqno_a: u64) -> u128 {
-    let terms = cooperative_close_terms(&s.params, deposit - to_b, to_b, seqno_a, 1).unwrap();
-    let close = cooperative_close(
-        &terms,
-        &sign_cell(&s.client_key, &terms),
-        &sign_cell(&s.host_key, &terms),
-    )
-    .unwrap();
-    let closed = send_external(s, close);
-    let tx = tx_for(&closed, &s.channel);
-    assert_eq!(tx["success"], true, "{tx}");
-    let num = |v: &Value| v.as_str().unwrap().parse::<u128>().unwrap();
-    let outs = tx["out"].as_array().unwrap();
-    let (value, fwd) = outs
-        .iter()
-        .filter(|m| m["to"] == s.host.as_str())
-        .fold((0, 0), |(v, f), m| {
-            (v + num(&m["value"]), f + num(&m["forward_fee"]))
-        });
-    let all_fwd: u128 = outs.iter().map(|m| num(&m["forward_fee"])).sum();
-    value + num(&tx["total_fwd_fees"]) * fwd / all_fwd.max(1)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -423,7 +371,19 @@ async fn a_hundred_real_inferences_are_paid_by_vouchers_and_settled_on_chain() {
     assert_eq!(receipts, 100 * PRICE);
     assert_eq!(payee.paid(), receipts);
     let seqno = payee.latest().unwrap().body.seqno;
-    let received = close_cooperatively(&mut s, payee.paid(), deposit, seqno);
+    let received = s
+        .bridge
+        .close_cooperatively(
+            &s.channel,
+            &s.params,
+            &s.client_key,
+            &s.host_key,
+            payee.paid(),
+            deposit,
+            seqno,
+        )
+        .unwrap()
+        .to_host;
     assert!(
         received == receipts || received + 1 == receipts,
         "the host receives the sum of the receipts ({receipts}), fees accounted: {received}"

@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod sandbox;
 pub mod voucher;
 
 use std::sync::Arc;
