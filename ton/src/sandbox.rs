@@ -29,7 +29,7 @@ impl Bridge {
         );
         let mut child = Command::new("node")
             .arg(script.file_name().unwrap_or_default())
-            .current_dir(&dir)
+            .current_dir(dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
