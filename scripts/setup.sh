@@ -39,5 +39,6 @@ KOKON_MODEL=$model_dir/model.onnx
 KOKON_MAGIKA_DIR=$site/magika
 KOKON_MAGIKA_BIN=$root/$venv/bin/magika
 KOKON_PYTHON=$root/$venv/bin/python
+KOKON_TON_BRIDGE=$root/$bridge/bridge.js
 ENV
 echo "setup: ready ($cache/kokon.env)" >&2

@@ -7,6 +7,7 @@
 
 mod evidence;
 mod local;
+mod payment;
 mod report;
 
 use std::net::SocketAddr;
@@ -193,6 +194,9 @@ struct HostArgs {
     /// Bill requests to the payment channels in this TOML file (see docs/billing.md).
     #[arg(long)]
     channels: Option<PathBuf>,
+    /// Price of one inference in nanotons (the enclave's receipts charge it).
+    #[arg(long, default_value_t = 0)]
+    price_nanoton_per_unit: u128,
 }
 
 fn host_config(args: &HostArgs) -> anyhow::Result<HostConfig> {
@@ -248,6 +252,8 @@ fn host_config(args: &HostArgs) -> anyhow::Result<HostConfig> {
                 path(&ort_lib),
                 "--data-dir".into(),
                 path(&data_dir),
+                "--price-nanoton-per-unit".into(),
+                args.price_nanoton_per_unit.to_string(),
             ]
             .into_iter()
             .chain(pinning)
@@ -372,10 +378,34 @@ const SAMPLE: &[u8] = b"#!/usr/bin/env python3\n\"\"\"Count words in the files g
 
 async fn demo(policy_path: &Path, files: &[PathBuf]) -> anyhow::Result<()> {
     let step = |n: u32, title: &str| println!("\n[{n}] {title}");
-    println!("kokon demo: one private inference end to end (sim TEE, CPU)");
-    step(1, "host shim starts and launches the enclave");
+    println!("kokon demo: private inference end to end (sim TEE, CPU), paid over a TON payment channel (local sandbox)");
+    step(
+        1,
+        "client opens a payment channel to the host on a local TON sandbox (the real TVM)",
+    );
+    let mut channel = payment::DemoChannel::open(&local::env_path("KOKON_TON_BRIDGE")?)?;
+    println!(
+        "  channel {} at {} holds {} nanotons of the client's; price {} nanotons per inference",
+        channel.params.channel_id,
+        channel.address,
+        payment::DEMO_DEPOSIT,
+        payment::DEMO_PRICE
+    );
+    let dir = local::data_dir()
+        .join("demo")
+        .join(std::process::id().to_string());
+    let channels = channel.channels_file(&dir)?;
+    step(2, "host shim starts and launches the enclave");
     let t = Instant::now();
-    let args = HostArgs::parse_from(["host", "--listen", "127.0.0.1:0"]);
+    let args = HostArgs::parse_from([
+        "host".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--price-nanoton-per-unit".into(),
+        payment::DEMO_PRICE.to_string(),
+        "--channels".into(),
+        channels.display().to_string(),
+    ]);
     let host = kokon_host::start(host_config(&args)?).await?;
     host.wait_ready(Duration::from_secs(90)).await?;
     println!(
@@ -384,30 +414,55 @@ async fn demo(policy_path: &Path, files: &[PathBuf]) -> anyhow::Result<()> {
         host.state.pid.load(std::sync::atomic::Ordering::Relaxed),
         t.elapsed()
     );
-    let result = demo_client(&format!("http://{}", host.addr), policy_path, files, step).await;
-    step(6, "host shuts down");
+    let base = format!("http://{}", host.addr);
+    let result = demo_client(&base, policy_path, files, &step, &mut channel).await;
     host.shutdown().await;
-    println!("  host and enclave stopped");
-    result
+    let _ = std::fs::remove_dir_all(&dir);
+    let last = result?;
+    step(
+        last + 1,
+        "client and host settle: cooperative close on chain",
+    );
+    let settled = channel.settle()?;
+    println!(
+        "  the contract paid the host {} nanotons (the sum of the receipts) and returned {} to the client; host and enclave stopped",
+        settled.to_host, settled.to_client
+    );
+    anyhow::ensure!(
+        settled.to_host == channel.payer.state().sent,
+        "the host was paid {} but the vouchers say {}",
+        settled.to_host,
+        channel.payer.state().sent
+    );
+    println!(
+        "settled_nanoton={} receipts={}",
+        settled.to_host, channel.receipts
+    );
+    Ok(())
 }
 
+/// The client's part of the demo; returns the number of the last step shown.
 async fn demo_client(
     base: &str,
     policy_path: &Path,
     files: &[PathBuf],
-    step: impl Fn(u32, &str),
-) -> anyhow::Result<()> {
+    step: &impl Fn(u32, &str),
+    channel: &mut payment::DemoChannel,
+) -> anyhow::Result<u32> {
     let client = Client::new(base);
     let policy = local::load_policy(policy_path)?;
     step(
-        2,
+        3,
         &format!(
             "client fetches evidence with a fresh nonce and verifies it against {}",
             policy_path.display()
         ),
     );
     let t = Instant::now();
-    let enclave = client.attest(&policy).await?;
+    let enclave = client
+        .attest(&policy)
+        .await?
+        .with_channel(channel.params.channel_id);
     print!("{}", report::text(&enclave, &policy.name));
     println!("  verified in {:.1?}", t.elapsed());
     let magika = load_magika()?;
@@ -418,8 +473,10 @@ async fn demo_client(
             .with_context(|| format!("reading {}", f.display()))?;
         inputs.push((f.display().to_string(), prepared));
     }
-    for (i, (name, prepared)) in inputs.into_iter().enumerate() {
-        step(3 + i as u32, &format!("classify {name} privately"));
+    let mut n = 3;
+    for (name, prepared) in inputs {
+        n += 1;
+        step(n, &format!("classify {name} privately, and pay for it"));
         let c = classify(&client, &enclave, &magika, prepared).await?;
         match &c.receipt {
             None => println!(
@@ -433,11 +490,17 @@ async fn demo_client(
                     c.result.output, c.result.dl, c.result.score
                 );
                 println!(
-                    "  receipt verified: seq {} units {} model sha256:{}… signed by ed25519:{}…",
+                    "  receipt verified: seq {} units {} charged {} nanotons, model sha256:{}… signed by ed25519:{}…",
                     r.receipt.sequence,
                     r.receipt.units,
+                    r.receipt.amount,
                     &hex::encode(r.receipt.model_digest)[..16],
                     &hex::encode(enclave.evidence.claims.receipt_key)[..16]
+                );
+                let paid = channel.pay(&client, r).await?;
+                println!(
+                    "  voucher seqno {} sent to the host, which now counts {paid} nanotons paid",
+                    channel.payer.state().seqno
                 );
                 println!(
                     "  {} bytes of tensor JSON, end to end in {:.1?}",
@@ -446,7 +509,7 @@ async fn demo_client(
             }
         }
     }
-    Ok(())
+    Ok(n)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
