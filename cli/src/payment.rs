@@ -13,10 +13,7 @@ use kokon_ton::sandbox::{LocalChain, Settlement};
 use kokon_ton::voucher::Payer;
 use kokon_ton::ChannelParams;
 
-/// What the demo charges per inference: 0.001 TON.
-pub const DEMO_PRICE: u128 = 1_000_000;
-/// What the client locks in the channel: 0.1 TON.
-pub const DEMO_DEPOSIT: u128 = 100_000_000;
+pub use kokon_ton::sandbox::{DEMO_DEPOSIT, DEMO_PRICE};
 
 fn random_key() -> anyhow::Result<SigningKey> {
     let mut seed = zeroize::Zeroizing::new([0u8; 32]);

@@ -16,6 +16,7 @@
 //! (alone on its cores) does not pay. Blocks keep both under the same
 //! conditions over the whole run while measuring each warm.
 
+mod billing_bench;
 mod verification;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,8 +60,10 @@ fn pin() -> anyhow::Result<Option<usize>> {
 
 fn main() -> anyhow::Result<()> {
     // `kokon-bench verification`: only the evidence verification figures.
-    if std::env::args().nth(1).as_deref() == Some("verification") {
-        return verification::run();
+    match std::env::args().nth(1).as_deref() {
+        Some("verification") => return verification::run(),
+        Some("billing") => return billing_bench::run(),
+        _ => {}
     }
     let enclave_cpu = pin()?;
     tokio::runtime::Builder::new_multi_thread()
@@ -231,6 +234,7 @@ async fn bench(enclave_cpu: Option<usize>) -> anyhow::Result<()> {
     }
     stack.shutdown().await;
     verification::run()?;
+    billing_bench::run()?;
     println!("e2e_p50_ratio={:.3}", e50.as_secs_f64() / b50.as_secs_f64());
     Ok(())
 }

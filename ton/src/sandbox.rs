@@ -77,6 +77,11 @@ impl Drop for Bridge {
     }
 }
 
+/// What `kokon demo` charges per inference: 0.001 TON.
+pub const DEMO_PRICE: u128 = 1_000_000;
+/// What the demo's client locks in its channel: 0.1 TON.
+pub const DEMO_DEPOSIT: u128 = 100_000_000;
+
 /// A local chain with the two funded wallets.
 pub struct LocalChain {
     /// The bridge.
