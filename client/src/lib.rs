@@ -362,6 +362,28 @@ impl Client {
             })
     }
 
+    /// What the host counts for `channel`: (charged, paid, newest voucher seqno).
+    pub async fn channel_status(&self, channel: u128) -> Result<(u128, u128, u64), ClientError> {
+        let req = http::Request::get(format!("{}/v1/channel?id={channel}", self.base))
+            .body(Full::default())
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let (status, body) = self.exchange(req).await?;
+        if status != 200 {
+            return Err(Self::host_error(status, &body));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| ClientError::Protocol(format!("channel status: {e}")))?;
+        let amount = |k: &str| v.get(k)?.as_str()?.parse::<u128>().ok();
+        match (
+            amount("charged"),
+            amount("paid"),
+            v.get("seqno").and_then(|s| s.as_u64()),
+        ) {
+            (Some(c), Some(p), Some(s)) => Ok((c, p, s)),
+            _ => Err(ClientError::Protocol(format!("channel status: {v}"))),
+        }
+    }
+
     /// Sends sealed bytes through the host.
     pub async fn send(&self, sealed: &[u8]) -> Result<Vec<u8>, ClientError> {
         self.send_billed(sealed, 0).await

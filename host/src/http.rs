@@ -5,6 +5,7 @@
 //! | `GET /v1/attestation?nonce=HEX` | relays to the enclave; returns its attestation bundle (JSON) |
 //! | `POST /v1/ohttp` (`message/ohttp-req`) | relays ciphertext; returns `message/ohttp-res` |
 //! | `POST /v1/voucher` | with billing: verifies, stores and counts a payment-channel voucher (JSON) |
+//! | `GET /v1/channel?id=N` | with billing: what the channel was charged and paid, and the newest voucher's seqno |
 //! | `GET /healthz` | 200 when the enclave is up, 503 otherwise (JSON) |
 //! | `GET /metrics` | Prometheus text format |
 //!
@@ -94,6 +95,7 @@ impl Front {
             (&Method::GET, "/v1/attestation") => "/v1/attestation",
             (&Method::POST, "/v1/ohttp") => "/v1/ohttp",
             (&Method::POST, "/v1/voucher") => "/v1/voucher",
+            (&Method::GET, "/v1/channel") => "/v1/channel",
             (&Method::GET, "/healthz") => "/healthz",
             (&Method::GET, "/metrics") => "/metrics",
             _ => "other",
@@ -102,6 +104,7 @@ impl Front {
         let response = match route {
             "/healthz" => self.healthz(),
             "/v1/voucher" => self.voucher(req).await,
+            "/v1/channel" => self.channel(&req),
             "/metrics" => respond(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
@@ -186,6 +189,35 @@ impl Front {
                 serde_json::json!({ "paid": paid.to_string() })
                     .to_string()
                     .into_bytes(),
+            ),
+            Err(r) => refused(r),
+        }
+    }
+
+    fn channel(&self, req: &hyper::Request<Incoming>) -> Response<Body> {
+        let Some(ledger) = &self.ledger else {
+            return json_error(StatusCode::NOT_FOUND, "this host does not bill");
+        };
+        let id = req
+            .uri()
+            .query()
+            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("id=")))
+            .and_then(|v| v.parse::<u128>().ok());
+        let Some(id) = id else {
+            return json_error(StatusCode::BAD_REQUEST, "expected ?id=<decimal channel ID>");
+        };
+        match ledger.status(id) {
+            Ok((charged, paid, seqno)) => respond(
+                StatusCode::OK,
+                "application/json",
+                serde_json::json!({
+                    "channel_id": id.to_string(),
+                    "charged": charged.to_string(),
+                    "paid": paid.to_string(),
+                    "seqno": seqno,
+                })
+                .to_string()
+                .into_bytes(),
             ),
             Err(r) => refused(r),
         }

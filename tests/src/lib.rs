@@ -188,7 +188,13 @@ impl Stack {
 
     /// A policy from TOML text with this stack's sim root and enclave binary as local references.
     pub fn policy(&self, text: &str) -> Policy {
-        Policy::from_toml(text, &self.env.local_references(self.data.path()))
+        Self::policy_for(&self.env, self.data.path(), text)
+    }
+
+    /// A policy from TOML text with the sim root in `data_dir` and the built
+    /// enclave binary as local references (for hosts run as processes).
+    pub fn policy_for(env: &Env, data_dir: &Path, text: &str) -> Policy {
+        Policy::from_toml(text, &env.local_references(data_dir))
             .unwrap_or_else(|e| panic!("policy: {e}"))
     }
 

@@ -105,6 +105,17 @@ impl Payer {
         Ok(state)
     }
 
+    /// Signs the current state again (Ed25519 is deterministic: the same
+    /// voucher), to hand it over once more after a payee lost the connection.
+    pub fn resign(&self) -> Result<SignedState, VoucherError> {
+        Ok(SignedState::sign(
+            &self.key,
+            self.channel_id,
+            self.body,
+            None,
+        )?)
+    }
+
     /// The cumulative state signed last.
     pub fn state(&self) -> SemiChannelBody {
         self.body
