@@ -153,6 +153,18 @@ impl LocalChain {
         client_key: &ed25519_dalek::SigningKey,
         deposit: u128,
     ) -> anyhow::Result<String> {
+        self.open_channel_in_parts(params, client_key, &[deposit])
+    }
+
+    /// As [`LocalChain::open_channel`], funded by one `top_up_balance` per
+    /// part before `init_channel` (the standard contract accepts top-ups only
+    /// before it is initialised: afterwards it answers exit code 100).
+    pub fn open_channel_in_parts(
+        &mut self,
+        params: &crate::ChannelParams,
+        client_key: &ed25519_dalek::SigningKey,
+        parts: &[u128],
+    ) -> anyhow::Result<String> {
         const GAS: u128 = 100_000_000;
         let deployed = self.bridge.call(serde_json::json!({
             "op": "deploy", "from": "client", "value": GAS.to_string(),
@@ -163,12 +175,10 @@ impl LocalChain {
             channel == params.address(&self.code)?.to_hex(),
             "the chain put the channel at {channel}, not where kokon computes it"
         );
-        let top_up = self.bridge.call(serde_json::json!({
-            "op": "internal", "from": "client", "to": channel,
-            "value": (deposit + GAS).to_string(),
-            "body_boc": crate::boc_base64(crate::top_up(deposit, 0)?)?,
-        }))?;
-        channel_tx(&top_up, &channel)?;
+        for part in parts {
+            self.top_up(&channel, *part)?;
+        }
+        let deposit = parts.iter().sum();
         let init = crate::init_channel(params, client_key, true, deposit, 0)?;
         let inited = self.bridge.call(serde_json::json!({
             "op": "internal", "from": "client", "to": channel, "value": GAS.to_string(),
@@ -176,6 +186,29 @@ impl LocalChain {
         }))?;
         channel_tx(&inited, &channel)?;
         Ok(channel)
+    }
+
+    /// Adds `amount` to the client's side of a channel not yet initialised.
+    pub fn top_up(&mut self, channel: &str, amount: u128) -> anyhow::Result<()> {
+        const GAS: u128 = 100_000_000;
+        let answer = self.bridge.call(serde_json::json!({
+            "op": "internal", "from": "client", "to": channel,
+            "value": (amount + GAS).to_string(),
+            "body_boc": crate::boc_base64(crate::top_up(amount, 0)?)?,
+        }))?;
+        channel_tx(&answer, channel)?;
+        Ok(())
+    }
+
+    /// The channel's balances (A, B) as the contract holds them.
+    pub fn balances(&mut self, channel: &str) -> anyhow::Result<(u128, u128)> {
+        let state = self
+            .bridge
+            .call(serde_json::json!({"op": "channel", "address": channel}))?;
+        Ok((
+            nanotons(&state, "balance_a")?,
+            nanotons(&state, "balance_b")?,
+        ))
     }
 
     /// Closes a channel cooperatively: the host gets `to_host`, the client the

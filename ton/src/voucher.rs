@@ -105,6 +105,11 @@ impl Payer {
         Ok(state)
     }
 
+    /// Records a top-up of the channel (after it is confirmed on chain).
+    pub fn top_up(&mut self, amount: u128) {
+        self.deposit = self.deposit.saturating_add(amount);
+    }
+
     /// Signs the current state again (Ed25519 is deterministic: the same
     /// voucher), to hand it over once more after a payee lost the connection.
     pub fn resign(&self) -> Result<SignedState, VoucherError> {
@@ -218,6 +223,11 @@ impl Payee {
             charged,
             last_charge: 0,
         })
+    }
+
+    /// Records a top-up of the channel (after it is confirmed on chain).
+    pub fn top_up(&mut self, amount: u128) {
+        self.deposit = self.deposit.saturating_add(amount);
     }
 
     /// The newest voucher accepted.
