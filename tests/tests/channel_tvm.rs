@@ -387,3 +387,120 @@ async fn a_hundred_real_inferences_are_paid_by_vouchers_and_settled_on_chain() {
         "the host receives the sum of the receipts ({receipts}), fees accounted: {received}"
     );
 }
+
+#[test]
+fn settlement_messages_go_out_from_v4r2_and_v5r1_wallets() {
+    use kokon_ton::wallet::{Outgoing, Version, Wallet};
+    use kokon_ton::{init_channel, top_up};
+    let mut chain = LocalChain::start(
+        &kokon_tests::repo_root().join("tests/ton-bridge/bridge.js"),
+        NOW,
+    )
+    .unwrap();
+    let client_key = SigningKey::from_bytes(&[51; 32]);
+    let host_key = SigningKey::from_bytes(&[52; 32]);
+    let client = Wallet::new(Version::V4R2, &client_key).unwrap();
+    let host = Wallet::new(Version::V5R1, &host_key).unwrap();
+    for w in [&client, &host] {
+        chain
+            .bridge
+            .call(json!({"op": "fund", "from": "client", "to": w.address().to_hex(), "value": (3 * TON).to_string()}))
+            .unwrap();
+    }
+    let params = ChannelParams {
+        channel_id: 77,
+        key_a: client_key.verifying_key().to_bytes(),
+        key_b: host_key.verifying_key().to_bytes(),
+        address_a: client.address().clone(),
+        address_b: host.address().clone(),
+        quarantine_duration: 3600,
+        misbehavior_fine: 0,
+        conditional_close_duration: 600,
+        excess_fee: 0,
+    };
+    let code = chain.code.clone();
+    let channel = params.address(&code).unwrap();
+    let channel_raw = channel.to_hex();
+    let expire = (NOW + 600) as u32;
+    let deposit = TON;
+    let send = |chain: &mut LocalChain, wallet: &Wallet, seqno: u32, out: Outgoing| -> Value {
+        let ext = wallet.external(seqno, expire, seqno == 0, &[out]).unwrap();
+        let answer = chain
+            .bridge
+            .call(json!({"op": "message", "boc": boc_base64(ext).unwrap()}))
+            .unwrap();
+        assert!(answer.get("rejected").is_none(), "{answer}");
+        answer
+    };
+    // The client's v4r2 wallet deploys the channel funded in one message
+    // (state init + top_up), then opens it.
+    let deployed = send(
+        &mut chain,
+        &client,
+        0,
+        Outgoing {
+            to: channel.clone(),
+            value: deposit + TON / 10,
+            body: top_up(deposit, 0).unwrap(),
+            init: Some((code.clone(), params.data_cell().unwrap())),
+        },
+    );
+    assert_eq!(
+        tx_for(&deployed, &channel_raw)["success"],
+        true,
+        "{deployed}"
+    );
+    let inited = send(
+        &mut chain,
+        &client,
+        1,
+        Outgoing {
+            to: channel.clone(),
+            value: TON / 10,
+            body: init_channel(&params, &client_key, true, deposit, 0).unwrap(),
+            init: None,
+        },
+    );
+    assert_eq!(tx_for(&inited, &channel_raw)["success"], true, "{inited}");
+    let state = chain
+        .bridge
+        .call(json!({"op": "channel", "address": channel_raw}))
+        .unwrap();
+    assert_eq!(
+        (state["state"].as_i64(), state["balance_a"].as_str()),
+        (Some(1), Some("1000000000"))
+    );
+    // The host's v5r1 wallet submits the cooperative close.
+    let sent = 123 * TON / 1000;
+    let terms = cooperative_close_terms(&params, deposit - sent, sent, 5, 1).unwrap();
+    let close = cooperative_close(
+        &terms,
+        &sign_cell(&client_key, &terms),
+        &sign_cell(&host_key, &terms),
+    )
+    .unwrap();
+    let closed = send(
+        &mut chain,
+        &host,
+        0,
+        Outgoing {
+            to: channel.clone(),
+            value: TON / 20,
+            body: close,
+            init: None,
+        },
+    );
+    let tx = tx_for(&closed, &channel_raw);
+    assert_eq!(tx["success"], true, "{closed}");
+    let to_host: u128 = tx["out"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["to"] == host.address().to_hex().as_str())
+        .map(|m| m["value"].as_str().unwrap().parse::<u128>().unwrap())
+        .sum();
+    assert!(
+        to_host > 0 && to_host <= sent && sent - to_host < TON / 1000,
+        "{to_host}"
+    );
+}

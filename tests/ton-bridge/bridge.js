@@ -87,6 +87,24 @@ async function handle(req) {
         return { rejected: String(e.message || e).slice(0, 300) };
       }
     }
+    case "message": {
+      // A whole message (e.g. a wallet's signed external), as a BOC.
+      try {
+        return { txs: summary(await chain.sendMessage(cell(req.boc))) };
+      } catch (e) {
+        return { rejected: String(e.message || e).slice(0, 300) };
+      }
+    }
+    case "fund": {
+      const result = await wallets[req.from].send({
+        to: Address.parse(req.to), value: BigInt(req.value), bounce: false,
+      });
+      return { txs: summary(result) };
+    }
+    case "seqno": {
+      const r = await chain.runGetMethod(Address.parse(req.address), "seqno", []);
+      return { seqno: r.stackReader.readNumber() };
+    }
     case "balance": {
       const c = await chain.getContract(Address.parse(req.address));
       return { balance: c.balance.toString() };

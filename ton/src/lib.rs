@@ -18,6 +18,7 @@
 
 pub mod sandbox;
 pub mod voucher;
+pub mod wallet;
 
 use std::sync::Arc;
 
