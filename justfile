@@ -18,6 +18,7 @@ demo: setup
 test: setup
     cargo build --workspace --bins
     cargo test --workspace
+    cargo test -p kokon-ton --features live
 
 # Latency of a full confidential inference against bare session.run, and throughput.
 bench: setup
@@ -28,6 +29,7 @@ bench: setup
 lint:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
+    cargo clippy -p kokon-ton --features live --all-targets -- -D warnings
 
 # What CI runs.
 presubmit: lint test
