@@ -3,7 +3,6 @@
 //! receipt, settled by a cooperative close.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use anyhow::Context;
 use ed25519_dalek::SigningKey;
@@ -45,17 +44,8 @@ impl DemoChannel {
         let host_key = random_key()?;
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).map_err(|e| anyhow::anyhow!("OS RNG: {e}"))?;
-        let params = ChannelParams {
-            channel_id: u128::from_be_bytes(id) >> 1 | 1,
-            key_a: client_key.verifying_key().to_bytes(),
-            key_b: host_key.verifying_key().to_bytes(),
-            address_a: tonlib_core::TonAddress::from_str(&chain.client)?,
-            address_b: tonlib_core::TonAddress::from_str(&chain.host)?,
-            quarantine_duration: 3600,
-            misbehavior_fine: 0,
-            conditional_close_duration: 600,
-            excess_fee: 0,
-        };
+        let params =
+            chain.channel_params(u128::from_be_bytes(id) >> 1 | 1, &client_key, &host_key)?;
         let address = chain.open_channel(&params, &client_key, DEMO_DEPOSIT)?;
         let payer = Payer::new(client_key.clone(), params.channel_id, DEMO_DEPOSIT, None);
         Ok(Self {

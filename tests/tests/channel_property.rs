@@ -5,12 +5,9 @@
 //! beyond its credit limit unpaid; and on the real TVM the close splits the
 //! deposits exactly as the newest voucher says.
 
-use std::str::FromStr;
-
 use ed25519_dalek::SigningKey;
 use kokon_ton::sandbox::LocalChain;
 use kokon_ton::voucher::{Payee, Payer, VoucherError};
-use kokon_ton::ChannelParams;
 
 const PRICE: u128 = 1_000_000;
 const LIMIT: u128 = 4 * PRICE;
@@ -142,17 +139,9 @@ fn on_the_tvm_the_close_splits_the_deposits_as_the_newest_voucher_says() {
         .unwrap();
         let client_key = SigningKey::from_bytes(&[seed as u8; 32]);
         let host_key = SigningKey::from_bytes(&[seed as u8 + 1; 32]);
-        let params = ChannelParams {
-            channel_id: 1000 + u128::from(seed),
-            key_a: client_key.verifying_key().to_bytes(),
-            key_b: host_key.verifying_key().to_bytes(),
-            address_a: tonlib_core::TonAddress::from_str(&chain.client).unwrap(),
-            address_b: tonlib_core::TonAddress::from_str(&chain.host).unwrap(),
-            quarantine_duration: 3600,
-            misbehavior_fine: 0,
-            conditional_close_duration: 600,
-            excess_fee: 0,
-        };
+        let params = chain
+            .channel_params(1000 + u128::from(seed), &client_key, &host_key)
+            .unwrap();
         let mut deposit = 20 * PRICE;
         let plan = steps(&mut rng, 60);
         // The standard contract takes top-ups only before `init_channel`, so

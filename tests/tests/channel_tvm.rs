@@ -3,8 +3,6 @@
 //! built and signed by kokon's Rust code (`kokon-ton`) and executed by the
 //! standard payment-channel contract from the `tonweb` package.
 
-use std::str::FromStr;
-
 use ed25519_dalek::SigningKey;
 use kokon_ton::sandbox::LocalChain;
 use kokon_ton::{
@@ -12,7 +10,6 @@ use kokon_ton::{
     SemiChannelBody, SignedState,
 };
 use serde_json::{json, Value};
-use tonlib_core::TonAddress;
 
 const TON: u128 = 1_000_000_000;
 const NOW: i64 = 1_780_000_000;
@@ -36,17 +33,9 @@ fn open(deposit: u128) -> Setup {
     .unwrap();
     let client_key = SigningKey::from_bytes(&[7; 32]);
     let host_key = SigningKey::from_bytes(&[9; 32]);
-    let params = ChannelParams {
-        channel_id: 0x6b6f6b6f6e_u128 << 64 | 1,
-        key_a: client_key.verifying_key().to_bytes(),
-        key_b: host_key.verifying_key().to_bytes(),
-        address_a: TonAddress::from_str(&chain.client).unwrap(),
-        address_b: TonAddress::from_str(&chain.host).unwrap(),
-        quarantine_duration: 3600,
-        misbehavior_fine: 0,
-        conditional_close_duration: 600,
-        excess_fee: 0,
-    };
+    let params = chain
+        .channel_params(0x6b6f6b6f6e_u128 << 64 | 1, &client_key, &host_key)
+        .unwrap();
     let channel = chain.open_channel(&params, &client_key, deposit).unwrap();
     let state = chain
         .bridge
@@ -407,16 +396,11 @@ fn settlement_messages_go_out_from_v4r2_and_v5r1_wallets() {
             .call(json!({"op": "fund", "from": "client", "to": w.address().to_hex(), "value": (3 * TON).to_string()}))
             .unwrap();
     }
+    // Payouts go to the two wallets, not to the sandbox's treasuries.
     let params = ChannelParams {
-        channel_id: 77,
-        key_a: client_key.verifying_key().to_bytes(),
-        key_b: host_key.verifying_key().to_bytes(),
         address_a: client.address().clone(),
         address_b: host.address().clone(),
-        quarantine_duration: 3600,
-        misbehavior_fine: 0,
-        conditional_close_duration: 600,
-        excess_fee: 0,
+        ..chain.channel_params(77, &client_key, &host_key).unwrap()
     };
     let code = chain.code.clone();
     let channel = params.address(&code).unwrap();

@@ -4,14 +4,12 @@
 //! restart the newest voucher is still there, no request is paid twice,
 //! and at the end the host's ledger and the chain agree.
 
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use kokon_client::{Client, ClientError};
 use kokon_ton::sandbox::LocalChain;
 use kokon_ton::voucher::Payer;
-use kokon_ton::ChannelParams;
 
 const PRICE: u128 = 1_000_000;
 const DEPOSIT: u128 = 2_000_000_000;
@@ -137,17 +135,7 @@ async fn killing_the_host_at_random_loses_no_voucher_and_charges_nothing_twice()
     .unwrap();
     let client_key = SigningKey::from_bytes(&[31; 32]);
     let host_key = SigningKey::from_bytes(&[32; 32]);
-    let params = ChannelParams {
-        channel_id: 4242,
-        key_a: client_key.verifying_key().to_bytes(),
-        key_b: host_key.verifying_key().to_bytes(),
-        address_a: tonlib_core::TonAddress::from_str(&chain.client).unwrap(),
-        address_b: tonlib_core::TonAddress::from_str(&chain.host).unwrap(),
-        quarantine_duration: 3600,
-        misbehavior_fine: 0,
-        conditional_close_duration: 600,
-        excess_fee: 0,
-    };
+    let params = chain.channel_params(4242, &client_key, &host_key).unwrap();
     let address = chain.open_channel(&params, &client_key, DEPOSIT).unwrap();
     let channels = data.path().join("channels.toml");
     std::fs::write(

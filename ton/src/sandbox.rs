@@ -146,6 +146,29 @@ impl LocalChain {
         })
     }
 
+    /// Parameters of a channel between the two wallets, with the sandbox's
+    /// closing configuration (one hour of quarantine, ten minutes to settle
+    /// conditionals, no fine, no excess fee).
+    pub fn channel_params(
+        &self,
+        channel_id: u128,
+        client_key: &ed25519_dalek::SigningKey,
+        host_key: &ed25519_dalek::SigningKey,
+    ) -> anyhow::Result<crate::ChannelParams> {
+        use std::str::FromStr;
+        Ok(crate::ChannelParams {
+            channel_id,
+            key_a: client_key.verifying_key().to_bytes(),
+            key_b: host_key.verifying_key().to_bytes(),
+            address_a: tonlib_core::TonAddress::from_str(&self.client)?,
+            address_b: tonlib_core::TonAddress::from_str(&self.host)?,
+            quarantine_duration: 3600,
+            misbehavior_fine: 0,
+            conditional_close_duration: 600,
+            excess_fee: 0,
+        })
+    }
+
     /// Deploys, funds (by the client) and initialises a channel; returns its address.
     pub fn open_channel(
         &mut self,
