@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+mod channel;
 mod evidence;
 mod local;
 mod payment;
@@ -106,6 +107,9 @@ enum Command {
         /// The file to classify.
         #[arg(long)]
         file: PathBuf,
+        /// Bill it to this payment channel (a `kokon channel open` file) and pay.
+        #[arg(long)]
+        channel: Option<PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -113,6 +117,9 @@ enum Command {
     /// Auditor tools.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The client's payment channel on TON.
+    #[command(subcommand)]
+    Channel(ChannelCommand),
     /// The whole story on this machine: host, enclave, attestation, private inference.
     Demo {
         /// Policy for the local sim enclave.
@@ -121,6 +128,56 @@ enum Command {
         /// Files to classify after the built-in sample.
         #[arg(long)]
         file: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ChannelCommand {
+    /// Deploy, fund and open a channel from the client's wallet (v4r2).
+    Open {
+        /// The network file (endpoint, api_key).
+        #[arg(long)]
+        network: PathBuf,
+        /// The host's channel key (hex).
+        #[arg(long)]
+        host_key: String,
+        /// The host's payout address.
+        #[arg(long)]
+        host_address: String,
+        /// Nanotons to lock.
+        #[arg(long)]
+        deposit: u128,
+        /// Where to keep the channel (holds the client's key; mode 0600). The
+        /// key is drawn once into OUT with the extension `.key`.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The channel's state: newest voucher (and its BOC), on-chain state.
+    Status {
+        /// The channel file.
+        #[arg(long)]
+        channel: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add to the deposit (the standard contract allows it only before init).
+    Topup {
+        /// The channel file.
+        #[arg(long)]
+        channel: PathBuf,
+        /// Nanotons to add.
+        #[arg(long)]
+        amount: u128,
+    },
+    /// Close cooperatively with the host at the newest voucher.
+    Close {
+        /// The channel file.
+        #[arg(long)]
+        channel: PathBuf,
+        /// The host's base URL.
+        #[arg(long)]
+        host: String,
     },
 }
 
@@ -571,6 +628,53 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print_verified(&enclave, &p.name, json);
             Ok(())
         }
+        Command::Channel(cmd) => match cmd {
+            ChannelCommand::Open {
+                network,
+                host_key,
+                host_address,
+                deposit,
+                out,
+            } => {
+                let f = channel::open(&network, &host_key, &host_address, deposit, &out).await?;
+                println!(
+                    "channel {} open at {} with {} nanotons; kept in {}",
+                    f.channel_id,
+                    f.channel_address,
+                    f.deposit,
+                    out.display()
+                );
+                Ok(())
+            }
+            ChannelCommand::Status {
+                channel: path,
+                json,
+            } => {
+                let v = channel::status(&channel::ChannelFile::load(&path)?).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                } else {
+                    println!(
+                        "channel {} at {}: deposit {} nanotons, sent {} (voucher seqno {}), on-chain state {}",
+                        v["channel_id"], v["channel_address"], v["deposit"], v["sent"], v["seqno"], v["on_chain_state"]
+                    );
+                }
+                Ok(())
+            }
+            ChannelCommand::Topup {
+                channel: path,
+                amount: _,
+            } => channel::topup(&channel::ChannelFile::load(&path)?).await,
+            ChannelCommand::Close {
+                channel: path,
+                host,
+            } => {
+                let (to_host, to_client) =
+                    channel::close(&channel::ChannelFile::load(&path)?, &host).await?;
+                println!("closed: {to_host} nanotons to the host, {to_client} back to the client");
+                Ok(())
+            }
+        },
         Command::Audit(AuditCommand::Explain { file, format, json }) => {
             evidence::explain(&file, format.as_deref(), json)
         }
@@ -582,11 +686,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             policy,
             model,
             file,
+            channel,
             json,
         } => {
             let p = local::load_policy(&policy)?;
             let client = Client::new(&host);
-            let enclave = client.attest(&p).await?;
+            let mut enclave = client.attest(&p).await?;
+            let paying = match &channel {
+                Some(path) => {
+                    let f = channel::ChannelFile::load(path)?;
+                    enclave = enclave.with_channel(f.id()?);
+                    Some((path.clone(), f))
+                }
+                None => None,
+            };
             if enclave.evidence.claims.model_name != model {
                 anyhow::bail!(
                     "the attested enclave serves model {:?}, not {model:?}",
@@ -598,6 +711,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .prepare_file(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
             let c = classify(&client, &enclave, &magika, prepared).await?;
+            if let (Some((path, mut f)), Some(r)) = (paying, &c.receipt) {
+                // Paid only after the receipt verified; the voucher is saved
+                // before it is handed over, so it is never lost.
+                let voucher = f.payer()?.pay(r.receipt.amount)?;
+                f.voucher = Some(kokon_ton::voucher::VoucherJson::from(&voucher));
+                f.save(&path)?;
+                client.pay(&voucher).await?;
+            }
             if json {
                 let out = serde_json::json!({
                     "file": file.display().to_string(),

@@ -267,6 +267,21 @@ impl VerifiedEnclave {
     }
 }
 
+/// The host's half of a cooperative close.
+#[derive(Debug, Clone)]
+pub struct CloseOffer {
+    /// What the host is paid.
+    pub to_host: u128,
+    /// What the client gets back.
+    pub to_client: u128,
+    /// The client's seqno in the close.
+    pub seqno_a: u64,
+    /// The host's seqno in the close.
+    pub seqno_b: u64,
+    /// The host's signature over the close terms (hex).
+    pub signature: String,
+}
+
 /// A connection to a kokon host.
 #[derive(Clone)]
 pub struct Client {
@@ -360,6 +375,39 @@ impl Client {
             .ok_or_else(|| {
                 ClientError::Protocol("the host's voucher answer has no paid amount".into())
             })
+    }
+
+    /// The host's signed half of a cooperative close of `channel`.
+    pub async fn close_offer(&self, channel: u128) -> Result<CloseOffer, ClientError> {
+        let req = http::Request::post(format!("{}/v1/channel/close?id={channel}", self.base))
+            .body(Full::default())
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let (status, body) = self.exchange(req).await?;
+        if status != 200 {
+            return Err(Self::host_error(status, &body));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| ClientError::Protocol(format!("close offer: {e}")))?;
+        let amount = |k: &str| v.get(k)?.as_str()?.parse::<u128>().ok();
+        let seqno = |k: &str| v.get(k)?.as_u64();
+        match (
+            amount("to_host"),
+            amount("to_client"),
+            seqno("seqno_a"),
+            seqno("seqno_b"),
+            v.get("signature").and_then(|s| s.as_str()),
+        ) {
+            (Some(to_host), Some(to_client), Some(seqno_a), Some(seqno_b), Some(sig)) => {
+                Ok(CloseOffer {
+                    to_host,
+                    to_client,
+                    seqno_a,
+                    seqno_b,
+                    signature: sig.to_string(),
+                })
+            }
+            _ => Err(ClientError::Protocol(format!("close offer: {v}"))),
+        }
     }
 
     /// What the host counts for `channel`: (charged, paid, newest voucher seqno).

@@ -6,6 +6,7 @@
 //! | `POST /v1/ohttp` (`message/ohttp-req`) | relays ciphertext; returns `message/ohttp-res` |
 //! | `POST /v1/voucher` | with billing: verifies, stores and counts a payment-channel voucher (JSON) |
 //! | `GET /v1/channel?id=N` | with billing: what the channel was charged and paid, and the newest voucher's seqno |
+//! | `POST /v1/channel/close?id=N` | with billing and a host key: the host's signature on a cooperative close at the newest voucher |
 //! | `GET /healthz` | 200 when the enclave is up, 503 otherwise (JSON) |
 //! | `GET /metrics` | Prometheus text format |
 //!
@@ -96,6 +97,7 @@ impl Front {
             (&Method::POST, "/v1/ohttp") => "/v1/ohttp",
             (&Method::POST, "/v1/voucher") => "/v1/voucher",
             (&Method::GET, "/v1/channel") => "/v1/channel",
+            (&Method::POST, "/v1/channel/close") => "/v1/channel/close",
             (&Method::GET, "/healthz") => "/healthz",
             (&Method::GET, "/metrics") => "/metrics",
             _ => "other",
@@ -104,7 +106,7 @@ impl Front {
         let response = match route {
             "/healthz" => self.healthz(),
             "/v1/voucher" => self.voucher(req).await,
-            "/v1/channel" => self.channel(&req),
+            "/v1/channel" | "/v1/channel/close" => self.channel(&req, route),
             "/metrics" => respond(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
@@ -194,7 +196,7 @@ impl Front {
         }
     }
 
-    fn channel(&self, req: &hyper::Request<Incoming>) -> Response<Body> {
+    fn channel(&self, req: &hyper::Request<Incoming>, route: &str) -> Response<Body> {
         let Some(ledger) = &self.ledger else {
             return json_error(StatusCode::NOT_FOUND, "this host does not bill");
         };
@@ -206,6 +208,25 @@ impl Front {
         let Some(id) = id else {
             return json_error(StatusCode::BAD_REQUEST, "expected ?id=<decimal channel ID>");
         };
+        if route == "/v1/channel/close" {
+            return match ledger.close_offer(id) {
+                Ok(o) => respond(
+                    StatusCode::OK,
+                    "application/json",
+                    serde_json::json!({
+                        "channel_id": id.to_string(),
+                        "to_host": o.to_host.to_string(),
+                        "to_client": o.to_client.to_string(),
+                        "seqno_a": o.seqno_a,
+                        "seqno_b": o.seqno_b,
+                        "signature": o.signature,
+                    })
+                    .to_string()
+                    .into_bytes(),
+                ),
+                Err(r) => refused(r),
+            };
+        }
         match ledger.status(id) {
             Ok((charged, paid, seqno)) => respond(
                 StatusCode::OK,

@@ -5,6 +5,8 @@
 //! Channels are configured in a TOML file (`kokon host --channels FILE`):
 //!
 //! ```toml
+//! host_key_file = "/path/to/key"   # optional: the host's channel key (hex
+//!                                  # Ed25519 seed) to co-sign cooperative closes
 //! [[channel]]
 //! id = "123456789"                 # the channel ID (decimal)
 //! client_key = "hex"               # the client's Ed25519 channel key
@@ -41,6 +43,8 @@ pub struct ChannelConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ChannelsFile {
+    #[serde(default)]
+    host_key_file: Option<PathBuf>,
     channel: Vec<ChannelConfig>,
 }
 
@@ -51,6 +55,8 @@ pub struct LedgerConfig {
     pub channels: Vec<ChannelConfig>,
     /// Where vouchers are kept.
     pub store: PathBuf,
+    /// The host's channel key (hex Ed25519 seed in a file), to co-sign closes.
+    pub host_key_file: Option<PathBuf>,
 }
 
 impl LedgerConfig {
@@ -63,6 +69,7 @@ impl LedgerConfig {
         Ok(Self {
             channels: file.channel,
             store,
+            host_key_file: file.host_key_file,
         })
     }
 }
@@ -86,12 +93,43 @@ fn refusal(status: u16, message: impl Into<String>) -> Refusal {
 /// Charged and paid amounts per channel.
 pub struct Ledger {
     payees: Mutex<HashMap<u128, Payee>>,
+    deposits: HashMap<u128, u128>,
+    host_key: Option<ed25519_dalek::SigningKey>,
+}
+
+/// The host's half of a cooperative close.
+#[derive(Debug, Clone)]
+pub struct CloseOffer {
+    /// What the host is paid (the newest voucher's amount).
+    pub to_host: u128,
+    /// What the client gets back.
+    pub to_client: u128,
+    /// The newest voucher's seqno.
+    pub seqno_a: u64,
+    /// The host's semi-channel seqno (it sends nothing).
+    pub seqno_b: u64,
+    /// The host's signature over the close terms (hex).
+    pub signature: String,
 }
 
 impl Ledger {
     /// Opens every channel's voucher store.
     pub fn open(config: &LedgerConfig) -> anyhow::Result<Self> {
         let mut payees = HashMap::new();
+        let mut deposits = HashMap::new();
+        let host_key = match &config.host_key_file {
+            Some(path) => {
+                let text = zeroize::Zeroizing::new(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?,
+                );
+                let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+                hex::decode_to_slice(text.trim(), seed.as_mut())
+                    .with_context(|| format!("{}: expected 32 bytes of hex", path.display()))?;
+                Some(ed25519_dalek::SigningKey::from_bytes(&seed))
+            }
+            None => None,
+        };
         for c in &config.channels {
             let id: u128 =
                 c.id.parse()
@@ -109,9 +147,12 @@ impl Ledger {
                 limit,
             )?;
             payees.insert(id, payee);
+            deposits.insert(id, deposit);
         }
         Ok(Self {
             payees: Mutex::new(payees),
+            deposits,
+            host_key,
         })
     }
 
@@ -167,6 +208,31 @@ impl Ledger {
                 _ => refusal(400, e.to_string()),
             })?;
             Ok(p.paid())
+        })
+    }
+
+    /// Signs the host's half of a cooperative close on the newest voucher.
+    pub fn close_offer(&self, channel: u128) -> Result<CloseOffer, Refusal> {
+        let key = self.host_key.as_ref().ok_or_else(|| {
+            refusal(
+                404,
+                "this host has no channel key configured (host_key_file)",
+            )
+        })?;
+        let deposit = self.deposits.get(&channel).copied().unwrap_or(0);
+        self.with(channel, |p| {
+            let to_host = p.paid();
+            let seqno_a = p.latest().map(|v| v.body.seqno).unwrap_or(0).max(1);
+            let terms =
+                kokon_ton::cooperative_close_terms(channel, deposit - to_host, to_host, seqno_a, 1)
+                    .map_err(|e| refusal(500, e.to_string()))?;
+            Ok(CloseOffer {
+                to_host,
+                to_client: deposit - to_host,
+                seqno_a,
+                seqno_b: 1,
+                signature: hex::encode(kokon_ton::sign_cell(key, &terms)),
+            })
         })
     }
 

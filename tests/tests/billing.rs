@@ -23,6 +23,7 @@ fn ledger(store: &std::path::Path, key: &SigningKey) -> LedgerConfig {
             credit_limit: (3 * PRICE).to_string(),
         }],
         store: store.to_path_buf(),
+        host_key_file: None,
     }
 }
 

@@ -85,8 +85,14 @@ fn a_channel_opens_and_closes_cooperatively_with_the_host_paid_exactly_what_was_
     }
     let last = last.unwrap();
     let sent = last.body.sent;
-    let terms =
-        cooperative_close_terms(&s.params, deposit - sent, sent, last.body.seqno, 1).unwrap();
+    let terms = cooperative_close_terms(
+        s.params.channel_id,
+        deposit - sent,
+        sent,
+        last.body.seqno,
+        1,
+    )
+    .unwrap();
     let close = cooperative_close(
         &terms,
         &sign_cell(&s.client_key, &terms),
@@ -154,7 +160,7 @@ fn a_channel_opens_and_closes_cooperatively_with_the_host_paid_exactly_what_was_
 fn a_close_signed_with_a_forged_host_signature_is_rejected_on_chain() {
     let deposit = 2 * TON;
     let mut s = open(deposit);
-    let terms = cooperative_close_terms(&s.params, 0, deposit, 1, 1).unwrap();
+    let terms = cooperative_close_terms(s.params.channel_id, 0, deposit, 1, 1).unwrap();
     let forger = SigningKey::from_bytes(&[1; 32]);
     let close = cooperative_close(
         &terms,
@@ -456,7 +462,7 @@ fn settlement_messages_go_out_from_v4r2_and_v5r1_wallets() {
     );
     // The host's v5r1 wallet submits the cooperative close.
     let sent = 123 * TON / 1000;
-    let terms = cooperative_close_terms(&params, deposit - sent, sent, 5, 1).unwrap();
+    let terms = cooperative_close_terms(params.channel_id, deposit - sent, sent, 5, 1).unwrap();
     let close = cooperative_close(
         &terms,
         &sign_cell(&client_key, &terms),

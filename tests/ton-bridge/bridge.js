@@ -125,6 +125,52 @@ async function handle(req) {
   }
 }
 
+// `--http PORT`: also serve the chain as a toncenter-style HTTP API v2
+// (sendBoc, getAddressBalance, runGetMethod with integer results), so that
+// kokon's live-network client and CLI can run against the sandbox.
+const httpPort = process.argv.indexOf("--http") >= 0 ? Number(process.argv[process.argv.indexOf("--http") + 1]) : null;
+if (httpPort !== null) {
+  const http = require("http");
+  const reply = (res, ok, payload) => {
+    res.writeHead(ok ? 200 : 500, { "content-type": "application/json" });
+    res.end(JSON.stringify(ok ? { ok: true, result: payload } : { ok: false, error: payload, code: 500 }));
+  };
+  http.createServer((req, res) => {
+    let body = "";
+    req.on("data", (c) => (body += c));
+    req.on("end", () => {
+      queue = queue.then(async () => {
+        try {
+          const url = new URL(req.url, "http://localhost");
+          if (!chain) throw new Error("the sandbox is not started (send {\"op\":\"start\"} on stdin)");
+          if (url.pathname.endsWith("/sendBoc")) {
+            const { boc } = JSON.parse(body);
+            const result = await chain.sendMessage(cell(boc));
+            const failed = summary(result).filter((t) => t.aborted);
+            return reply(res, true, { "@type": "ok", aborted: failed });
+          }
+          if (url.pathname.endsWith("/getAddressBalance")) {
+            const c = await chain.getContract(Address.parse(url.searchParams.get("address")));
+            return reply(res, true, c.balance.toString());
+          }
+          if (url.pathname.endsWith("/runGetMethod")) {
+            const { address, method } = JSON.parse(body);
+            const r = await chain.runGetMethod(Address.parse(address), method, []);
+            const stack = [];
+            while (r.stackReader.remaining > 0) {
+              stack.push(["num", "0x" + r.stackReader.readBigNumber().toString(16)]);
+            }
+            return reply(res, true, { exit_code: r.exitCode, stack });
+          }
+          reply(res, false, `unknown route ${url.pathname}`);
+        } catch (e) {
+          reply(res, false, String(e.message || e).slice(0, 500));
+        }
+      });
+    });
+  }).listen(httpPort, "127.0.0.1");
+}
+
 const rl = readline.createInterface({ input: process.stdin });
 let queue = Promise.resolve();
 rl.on("line", (line) => {

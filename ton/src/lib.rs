@@ -196,7 +196,7 @@ pub fn init_channel(
 
 /// The part of a cooperative close both parties sign.
 pub fn cooperative_close_terms(
-    params: &ChannelParams,
+    channel_id: u128,
     balance_a: u128,
     balance_b: u128,
     seqno_a: u64,
@@ -204,7 +204,7 @@ pub fn cooperative_close_terms(
 ) -> Result<Cell, ChannelError> {
     Ok(CellBuilder::new()
         .store_u32(32, TAG_COOPERATIVE_CLOSE)?
-        .store_uint(128, &BigUint::from(params.channel_id))?
+        .store_uint(128, &BigUint::from(channel_id))?
         .store_coins(&coins(balance_a))?
         .store_coins(&coins(balance_b))?
         .store_u64(64, seqno_a)?
@@ -396,6 +396,26 @@ pub fn finish_uncooperative_close() -> Result<Cell, ChannelError> {
     Ok(CellBuilder::new()
         .store_u32(32, OP_FINISH_UNCOOPERATIVE_CLOSE)?
         .build()?)
+}
+
+/// An inbound external message carrying `body` to `dest` (the contract
+/// accepts cooperative closes and `finish_uncooperative_close` this way).
+pub fn external_message(dest: &TonAddress, body: Cell) -> Result<Cell, ChannelError> {
+    use tonlib_core::message::{
+        CommonMsgInfo, ExternalIncomingMessage, TonMessage, TransferMessage,
+    };
+    let info = CommonMsgInfo::ExternalIncomingMessage(ExternalIncomingMessage {
+        src: TonAddress::NULL,
+        dest: dest.clone(),
+        import_fee: BigUint::from(0u8),
+    });
+    TransferMessage::new(info, Arc::new(body))
+        .build()
+        .map_err(|e| ChannelError::Mismatch {
+            what: "external message",
+            expected: "a message tonlib-core can build".into(),
+            found: e.to_string(),
+        })
 }
 
 /// Serialises a cell as a base64 BOC (with CRC32).

@@ -19,6 +19,11 @@ impl Bridge {
     /// Starts the bridge script `script` (`tests/ton-bridge/bridge.js`; its
     /// npm packages are installed by `just setup`).
     pub fn start(script: &std::path::Path) -> anyhow::Result<Self> {
+        Self::start_with(script, &[])
+    }
+
+    /// As [`Bridge::start`], with extra arguments (e.g. `--http PORT`).
+    pub fn start_with(script: &std::path::Path, args: &[&str]) -> anyhow::Result<Self> {
         let dir = script
             .parent()
             .ok_or_else(|| anyhow::anyhow!("{} has no directory", script.display()))?;
@@ -29,6 +34,7 @@ impl Bridge {
         );
         let mut child = Command::new("node")
             .arg(script.file_name().unwrap_or_default())
+            .args(args)
             .current_dir(dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -247,7 +253,13 @@ impl LocalChain {
         deposit: u128,
         seqno_a: u64,
     ) -> anyhow::Result<Settlement> {
-        let terms = crate::cooperative_close_terms(params, deposit - to_host, to_host, seqno_a, 1)?;
+        let terms = crate::cooperative_close_terms(
+            params.channel_id,
+            deposit - to_host,
+            to_host,
+            seqno_a,
+            1,
+        )?;
         let close = crate::cooperative_close(
             &terms,
             &crate::sign_cell(client_key, &terms),
