@@ -654,9 +654,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 if json {
                     println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
                 } else {
+                    let field = |k: &str| v.get(k).cloned().unwrap_or_default();
                     println!(
                         "channel {} at {}: deposit {} nanotons, sent {} (voucher seqno {}), on-chain state {}",
-                        v["channel_id"], v["channel_address"], v["deposit"], v["sent"], v["seqno"], v["on_chain_state"]
+                        field("channel_id"),
+                        field("channel_address"),
+                        field("deposit"),
+                        field("sent"),
+                        field("seqno"),
+                        field("on_chain_state")
                     );
                 }
                 Ok(())
