@@ -340,3 +340,79 @@ pub async fn close(file: &ChannelFile, host: &str) -> anyhow::Result<(u128, u128
     wait_state(&api, &file.channel_address, 0).await?;
     Ok((offer.to_host, offer.to_client))
 }
+
+/// `kokon host settle`: for every configured channel with an address and a
+/// voucher, start an uncooperative close on the newest voucher from the
+/// host's v5r1 wallet; with `finish`, finish the closes whose quarantine
+/// has passed.
+pub async fn settle(
+    ledger: &kokon_host::ledger::LedgerConfig,
+    network: &Path,
+    finish: bool,
+) -> anyhow::Result<Vec<String>> {
+    let api = TonApi::new(NetworkConfig::from_file(network)?)?;
+    let book = kokon_host::ledger::Ledger::open(ledger)?;
+    let key = book
+        .host_key()
+        .context("the channels file names no host_key_file: the host cannot sign")?;
+    let wallet = Wallet::new(Version::V5R1, key)?;
+    let wallet_raw = wallet.address().to_hex();
+    let mut seqno = match api.run_get_method(&wallet_raw, "seqno").await {
+        Ok(stack) => Some(first_number(&stack)? as u32),
+        Err(_) => None,
+    };
+    let mut report = Vec::new();
+    for c in &ledger.channels {
+        let (Some(address), Ok(id)) = (&c.address, c.id.parse::<u128>()) else {
+            report.push(format!(
+                "channel {}: no address in the channels file, skipped",
+                c.id
+            ));
+            continue;
+        };
+        if finish {
+            let body = kokon_ton::external_message(
+                &address.parse::<TonAddress>()?,
+                kokon_ton::finish_uncooperative_close()?,
+            )?;
+            api.send_boc(&kokon_ton::boc_base64(body)?).await?;
+            wait_state(&api, address, 0).await?;
+            report.push(format!("channel {id}: closed"));
+            continue;
+        }
+        let Some(voucher) = book.latest(id) else {
+            report.push(format!("channel {id}: no voucher, nothing to claim"));
+            continue;
+        };
+        let balance = api.balance(&wallet_raw).await.unwrap_or(0);
+        if balance < 2 * GAS {
+            bail!(
+                "fund the host wallet {wallet_raw} with at least {} nanotons to send the close",
+                2 * GAS
+            );
+        }
+        let own =
+            kokon_ton::SignedState::sign(key, id, SemiChannelBody { seqno: 1, sent: 0 }, None)?;
+        let start = kokon_ton::start_uncooperative_close(id, key, false, &voucher, &own)?;
+        let current = seqno.unwrap_or(0);
+        let ext = wallet.external(
+            current,
+            (kokon_client::unix_now() + 600) as u32,
+            seqno.is_none(),
+            &[Outgoing {
+                to: address.parse::<TonAddress>()?,
+                value: GAS,
+                body: start,
+                init: None,
+            }],
+        )?;
+        api.send_boc(&kokon_ton::boc_base64(ext)?).await?;
+        seqno = Some(current + 1);
+        wait_state(&api, address, 2).await?;
+        report.push(format!(
+            "channel {id}: uncooperative close started on voucher seqno {} ({} nanotons); run with --finish after the quarantine",
+            voucher.body.seqno, voucher.body.sent
+        ));
+    }
+    Ok(report)
+}

@@ -254,6 +254,27 @@ struct HostArgs {
     /// Price of one inference in nanotons (the enclave's receipts charge it).
     #[arg(long, default_value_t = 0)]
     price_nanoton_per_unit: u128,
+    /// Host tools instead of running the host.
+    #[command(subcommand)]
+    action: Option<HostAction>,
+}
+
+#[derive(Subcommand, Clone)]
+enum HostAction {
+    /// Claim what the channels owe: start an uncooperative close on each
+    /// channel's newest voucher (from the host's v5r1 wallet), or finish
+    /// them after the quarantine.
+    Settle {
+        /// The channels file (with host_key_file and each channel's address).
+        #[arg(long)]
+        channels: PathBuf,
+        /// The network file.
+        #[arg(long)]
+        network: PathBuf,
+        /// Finish closes whose quarantine has passed.
+        #[arg(long)]
+        finish: bool,
+    },
 }
 
 fn host_config(args: &HostArgs) -> anyhow::Result<HostConfig> {
@@ -571,6 +592,24 @@ async fn demo_client(
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Host(HostArgs {
+            action:
+                Some(HostAction::Settle {
+                    channels,
+                    network,
+                    finish,
+                }),
+            ..
+        }) => {
+            let ledger = kokon_host::ledger::LedgerConfig::from_file(
+                &channels,
+                local::data_dir().join("vouchers"),
+            )?;
+            for line in channel::settle(&ledger, &network, finish).await? {
+                println!("{line}");
+            }
+            Ok(())
+        }
         Command::Host(args) => kokon_host::run_until_signal(host_config(&args)?).await,
         Command::Attest {
             host,

@@ -38,6 +38,9 @@ pub struct ChannelConfig {
     pub deposit: String,
     /// What the host serves unpaid, nanotons (decimal).
     pub credit_limit: String,
+    /// The channel contract's address (for `kokon host settle`).
+    #[serde(default)]
+    pub address: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,6 +237,18 @@ impl Ledger {
                 signature: hex::encode(kokon_ton::sign_cell(key, &terms)),
             })
         })
+    }
+
+    /// The newest voucher of `channel`.
+    pub fn latest(&self, channel: u128) -> Option<kokon_ton::SignedState> {
+        self.with(channel, |p| Ok(p.latest().cloned()))
+            .ok()
+            .flatten()
+    }
+
+    /// The host's channel key, if configured.
+    pub fn host_key(&self) -> Option<&ed25519_dalek::SigningKey> {
+        self.host_key.as_ref()
     }
 
     /// Charged, paid and the newest voucher's seqno of `channel`.

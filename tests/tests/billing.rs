@@ -21,6 +21,7 @@ fn ledger(store: &std::path::Path, key: &SigningKey) -> LedgerConfig {
             client_key: hex::encode(key.verifying_key().to_bytes()),
             deposit: DEPOSIT.to_string(),
             credit_limit: (3 * PRICE).to_string(),
+            address: None,
         }],
         store: store.to_path_buf(),
         host_key_file: None,

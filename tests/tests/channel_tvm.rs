@@ -252,14 +252,16 @@ fn an_uncooperative_close_with_an_old_voucher_loses_to_the_newer_one() {
         None,
     )
     .unwrap();
-    let start = start_uncooperative_close(&s.params, &s.host_key, false, &foreign, &host).unwrap();
+    let start = start_uncooperative_close(s.params.channel_id, &s.host_key, false, &foreign, &host)
+        .unwrap();
     assert!(
         !send_internal(&mut s, "host", start),
         "a foreign voucher is refused"
     );
 
     // The client tries to close on its older voucher ...
-    let start = start_uncooperative_close(&s.params, &s.client_key, true, &old, &host).unwrap();
+    let start =
+        start_uncooperative_close(s.params.channel_id, &s.client_key, true, &old, &host).unwrap();
     assert!(send_internal(&mut s, "client", start));
     let state = s
         .bridge
@@ -269,13 +271,15 @@ fn an_uncooperative_close_with_an_old_voucher_loses_to_the_newer_one() {
     assert_eq!(state["state"], 2, "closure started: {state}");
 
     // ... replaying it is refused, and the host challenges with the newest.
-    let again = start_uncooperative_close(&s.params, &s.client_key, true, &old, &host).unwrap();
+    let again =
+        start_uncooperative_close(s.params.channel_id, &s.client_key, true, &old, &host).unwrap();
     assert!(
         !send_internal(&mut s, "client", again),
         "a replayed start is refused"
     );
     let challenge =
-        challenge_quarantined_state(&s.params, &s.host_key, false, &newest, &host).unwrap();
+        challenge_quarantined_state(s.params.channel_id, &s.host_key, false, &newest, &host)
+            .unwrap();
     assert!(send_internal(&mut s, "host", challenge));
 
     // Finishing before the quarantine ends is refused; after it, the host is

@@ -332,7 +332,7 @@ impl SignedState {
 fn quarantine_message(
     op: u32,
     tag: u32,
-    params: &ChannelParams,
+    channel_id: u128,
     key: &SigningKey,
     by_a: bool,
     state_a: &SignedState,
@@ -340,7 +340,7 @@ fn quarantine_message(
 ) -> Result<Cell, ChannelError> {
     let signed = CellBuilder::new()
         .store_u32(32, tag)?
-        .store_uint(128, &BigUint::from(params.channel_id))?
+        .store_uint(128, &BigUint::from(channel_id))?
         .store_child(state_a.cell()?)?
         .store_child(state_b.cell()?)?
         .build()?;
@@ -355,7 +355,7 @@ fn quarantine_message(
 
 /// `start_uncooperative_close`: one party submits both latest states.
 pub fn start_uncooperative_close(
-    params: &ChannelParams,
+    channel_id: u128,
     key: &SigningKey,
     by_a: bool,
     state_a: &SignedState,
@@ -364,7 +364,7 @@ pub fn start_uncooperative_close(
     quarantine_message(
         OP_START_UNCOOPERATIVE_CLOSE,
         TAG_START_UNCOOPERATIVE_CLOSE,
-        params,
+        channel_id,
         key,
         by_a,
         state_a,
@@ -374,7 +374,7 @@ pub fn start_uncooperative_close(
 
 /// `challenge_quarantined_state`: the counterparty submits newer states.
 pub fn challenge_quarantined_state(
-    params: &ChannelParams,
+    channel_id: u128,
     key: &SigningKey,
     by_a: bool,
     state_a: &SignedState,
@@ -383,7 +383,7 @@ pub fn challenge_quarantined_state(
     quarantine_message(
         OP_CHALLENGE_QUARANTINED_STATE,
         TAG_CHALLENGE_STATE,
-        params,
+        channel_id,
         key,
         by_a,
         state_a,
