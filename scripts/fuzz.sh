@@ -13,7 +13,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 corpus=fuzz/corpus
-mkdir -p $corpus/{tdx_quote,bundle_json,ohttp,wire_frame,receipt,policy,snp_report,tdx_collateral,snp_cert_table,ratls_cert,eventlog}
+mkdir -p $corpus/{tdx_quote,bundle_json,ohttp,wire_frame,receipt,policy,snp_report,tdx_collateral,snp_cert_table,ratls_cert,eventlog,qgs_message}
 for f in ../shared/fixtures/tdx/*.dat; do [ -f "$f" ] && cp "$f" $corpus/tdx_quote/; done
 cp policies/*.toml $corpus/policy/
 for f in ../shared/fixtures/snp/*.bin; do cp "$f" $corpus/snp_report/; done
@@ -25,7 +25,9 @@ printf '\x8d\x75\xda\x63\x64\xe6\x64\x45\xad\xc5\xf4\xb9\x3b\xe8\xac\xcd\x30\x00
 printf '\x00\x00\x00\x04\x02abcd' > $corpus/wire_frame/ohttp
 printf '{"receipt":{"request_digest":"%064d","response_digest":"%064d","model_digest":"%064d","units":1,"sequence":1,"issued_at":0},"signature":"%0128d"}' 0 0 0 0 > $corpus/receipt/zero
 printf '\x01\x00\x20%032d\x00\x04\x00\x01\x00\x02' 0 > $corpus/ohttp/config
-for target in tdx_quote bundle_json ohttp wire_frame receipt policy snp_report tdx_collateral snp_cert_table ratls_cert eventlog; do
+# A QGS quote response (header, key ID size 0, quote size 4, "abcd").
+printf '\x01\x00\x00\x00\x01\x00\x00\x00\x1c\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x04\x00\x00\x00abcd' > $corpus/qgs_message/response
+for target in tdx_quote bundle_json ohttp wire_frame receipt policy snp_report tdx_collateral snp_cert_table ratls_cert eventlog qgs_message; do
   echo "fuzz: $target for ${seconds}s" >&2
   cargo fuzz run --sanitizer none "$target" "$corpus/$target" -- -max_total_time="$seconds" -rss_limit_mb=2048 2>&1 | tail -n 3
 done

@@ -281,16 +281,19 @@ fn host_config(args: &HostArgs) -> anyhow::Result<HostConfig> {
     match args.tee.as_str() {
         "sim" => {}
         "tdx" | "snp" | "auto" => {
-            // The enclave acquires evidence through configfs-tsm; fail before
-            // launching it when this machine has none (never fall back to sim).
+            // The enclave acquires evidence through configfs-tsm or a guest
+            // driver's device; fail before launching it when this machine has
+            // none of them (never fall back to sim).
             let tsm = Path::new(kokon_wire::TSM_REPORT_ROOT);
             let sev_device = args.tee != "tdx" && Path::new(kokon_wire::SEV_GUEST_DEVICE).exists();
-            if !tsm.is_dir() && !sev_device {
+            let tdx_device = args.tee != "snp" && Path::new(kokon_wire::TDX_GUEST_DEVICE).exists();
+            if !tsm.is_dir() && !sev_device && !tdx_device {
                 anyhow::bail!(
-                    "--tee {}: configfs-tsm not found at {} (needs a TDX or SEV-SNP guest with Linux 6.7+, or {} for SEV-SNP); kokon never falls back to sim",
+                    "--tee {}: configfs-tsm not found at {} (needs a TDX or SEV-SNP guest with Linux 6.7+, or {} for SEV-SNP, or {} with the host's quoting service for TDX); kokon never falls back to sim",
                     args.tee,
                     tsm.display(),
-                    kokon_wire::SEV_GUEST_DEVICE
+                    kokon_wire::SEV_GUEST_DEVICE,
+                    kokon_wire::TDX_GUEST_DEVICE
                 );
             }
         }

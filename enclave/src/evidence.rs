@@ -3,8 +3,10 @@
 //! - `sim`: the simulated TDX platform of the `attestation` crate under a
 //!   root CA kept in kokon's data directory (created on first use, key file
 //!   mode 0600).
-//! - `tdx`, `snp`: the hardware, through configfs-tsm ([`crate::tsm`]).
-//! - `auto`: asks configfs-tsm which provider this guest has.
+//! - `tdx`, `snp`: the hardware, through configfs-tsm ([`crate::tsm`]); on
+//!   kernels without it, through `/dev/sev-guest` ([`crate::sev_guest`]) or
+//!   `/dev/tdx_guest` and the host's quoting service ([`crate::tdx_guest`]).
+//! - `auto`: whichever of these the guest has.
 //!
 //! There is never a silent fallback to `sim`: the backend is chosen
 //! explicitly (or detected as hardware) and reported in every bundle.
@@ -23,6 +25,7 @@ use kokon_attestation::tdx::Measurement;
 use kokon_attestation::{Evidence, EvidenceFormat};
 use zeroize::Zeroizing;
 
+use crate::tdx_guest::{self, QgsAddress};
 use crate::tsm::{self, Tsm};
 
 /// The TEE backend chosen on the command line.
@@ -62,6 +65,11 @@ pub struct HardwarePaths {
     pub tdx_sysfs: PathBuf,
     /// The SEV guest device (used when configfs-tsm is absent).
     pub sev_guest: PathBuf,
+    /// The TDX guest device (TDREPORTs when configfs-tsm is absent; legacy
+    /// RTMR extension when the measurement sysfs is).
+    pub tdx_guest: PathBuf,
+    /// The host's TDX Quote Generation Service (used with `tdx_guest`).
+    pub qgs: Option<QgsAddress>,
 }
 
 /// A running evidence backend.
@@ -78,6 +86,18 @@ pub enum Backend {
         /// Its configfs-tsm interface.
         tsm: Tsm,
         /// Its sysfs directory (RTMR extension).
+        sysfs: PathBuf,
+        /// Its device (legacy RTMR extension).
+        device: PathBuf,
+    },
+    /// TDX hardware through `/dev/tdx_guest` and the host's QGS (kernels
+    /// without configfs-tsm).
+    TdxDevice {
+        /// The device node.
+        device: PathBuf,
+        /// The quoting service.
+        qgs: QgsAddress,
+        /// The sysfs directory (RTMR extension).
         sysfs: PathBuf,
     },
     /// SEV-SNP hardware.
@@ -119,6 +139,7 @@ impl Backend {
                 tsm::PROVIDER_TDX => Ok(Backend::Tdx {
                     tsm,
                     sysfs: paths.tdx_sysfs.clone(),
+                    device: paths.tdx_guest.clone(),
                 }),
                 tsm::PROVIDER_SNP => Ok(Backend::Snp { tsm }),
                 other => anyhow::bail!("unknown configfs-tsm provider {other:?}"),
@@ -138,7 +159,7 @@ impl Backend {
     pub fn name(&self) -> &'static str {
         match self {
             Backend::Sim { .. } => "sim",
-            Backend::Tdx { .. } => "tdx",
+            Backend::Tdx { .. } | Backend::TdxDevice { .. } => "tdx",
             Backend::Snp { .. } | Backend::SnpDevice { .. } => "snp",
         }
     }
@@ -152,7 +173,9 @@ impl Backend {
                 tdx.extend_rtmr3(digest);
                 Ok(())
             }
-            Backend::Tdx { sysfs, .. } => tsm::extend_rtmr3(sysfs, digest),
+            Backend::Tdx { sysfs, device, .. } | Backend::TdxDevice { sysfs, device, .. } => {
+                tdx_guest::extend_rtmr3(sysfs, device, digest)
+            }
             Backend::Snp { .. } | Backend::SnpDevice { .. } => Ok(()),
         }
     }
@@ -172,6 +195,11 @@ impl Backend {
             Backend::Tdx { tsm, .. } => {
                 let report = tsm.report(&report_data, tsm::PROVIDER_TDX)?;
                 (EvidenceFormat::TdxQuote, report.outblob, Vec::new())
+            }
+            Backend::TdxDevice { device, qgs, .. } => {
+                let td_report = tdx_guest::td_report(device, &report_data)?;
+                let quote = tdx_guest::quote(qgs, &td_report, &report_data)?;
+                (EvidenceFormat::TdxQuote, quote, Vec::new())
             }
             Backend::Snp { tsm } => {
                 let report = tsm.report(&report_data, tsm::PROVIDER_SNP)?;
@@ -201,9 +229,9 @@ impl Backend {
     }
 }
 
-/// Without configfs-tsm: SEV-SNP through `/dev/sev-guest`; TDX has no
-/// usable fallback (`/dev/tdx_guest` gives a TDREPORT, which only a quoting
-/// service can turn into remotely verifiable evidence).
+/// Without configfs-tsm: SEV-SNP through `/dev/sev-guest`, TDX through
+/// `/dev/tdx_guest` and the host's quoting service (which must be configured:
+/// a TDREPORT alone is verifiable only on the machine that made it).
 fn without_tsm(
     expected: Option<&str>,
     paths: &HardwarePaths,
@@ -215,16 +243,23 @@ fn without_tsm(
             device: paths.sev_guest.clone(),
         });
     }
-    if expected == Some(tsm::PROVIDER_TDX) && Path::new(TDX_GUEST_DEVICE).exists() {
-        anyhow::bail!(
-            "{tsm_error:#}; {TDX_GUEST_DEVICE} exists but yields only a TDREPORT, which a client cannot verify without a quote: use Linux 6.7+ with configfs-tsm"
-        );
+    let tdx_wanted = matches!(expected, None | Some(tsm::PROVIDER_TDX));
+    if tdx_wanted && paths.tdx_guest.exists() {
+        let Some(qgs) = paths.qgs.clone() else {
+            anyhow::bail!(
+                "{tsm_error:#}; {} exists, but turning its TDREPORT into a quote needs the host's Quote Generation Service: pass --qgs vsock:PORT or set port= in {}",
+                paths.tdx_guest.display(),
+                tdx_guest::TDX_ATTEST_CONF
+            );
+        };
+        return Ok(Backend::TdxDevice {
+            device: paths.tdx_guest.clone(),
+            qgs,
+            sysfs: paths.tdx_sysfs.clone(),
+        });
     }
     Err(tsm_error)
 }
-
-/// The TDX guest driver's device.
-pub const TDX_GUEST_DEVICE: &str = "/dev/tdx_guest";
 
 /// SHA-384 of a file: the sim's MRTD of the enclave binary.
 pub fn measure_file(path: &Path) -> anyhow::Result<Measurement> {

@@ -19,6 +19,7 @@ pub mod inference;
 pub mod keys;
 pub mod server;
 pub mod sev_guest;
+pub mod tdx_guest;
 pub mod tsm;
 
 use std::path::PathBuf;
@@ -66,6 +67,14 @@ pub struct Args {
     /// TDX guest sysfs directory, for RTMR3 extension.
     #[arg(long, default_value = tsm::DEFAULT_TDX_SYSFS)]
     pub tdx_sysfs: PathBuf,
+    /// TDX guest device, used when configfs-tsm is absent (with --qgs).
+    #[arg(long, default_value = tdx_guest::TDX_GUEST_DEVICE)]
+    pub tdx_guest: PathBuf,
+    /// The host's TDX Quote Generation Service, for TDREPORTs from
+    /// --tdx-guest: vsock:PORT, vsock:CID:PORT or unix:PATH [default: the
+    /// port in /etc/tdx-attest.conf].
+    #[arg(long)]
+    pub qgs: Option<tdx_guest::QgsAddress>,
     /// Also serve over attested TLS 1.3 on this address (certificate carries the evidence).
     #[arg(long)]
     pub ratls_listen: Option<std::net::SocketAddr>,
@@ -140,6 +149,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         tsm_root: args.tsm_root.clone(),
         tdx_sysfs: args.tdx_sysfs.clone(),
         sev_guest: args.sev_guest.clone(),
+        tdx_guest: args.tdx_guest.clone(),
+        qgs: match &args.qgs {
+            Some(qgs) => Some(qgs.clone()),
+            None => tdx_guest::qgs_from_conf(std::path::Path::new(tdx_guest::TDX_ATTEST_CONF))?,
+        },
     };
     let mut backend = evidence::Backend::start(args.tee, &paths, &args.data_dir, mr_td, now)?;
     tracing::info!(backend = backend.name(), requested = ?args.tee, "evidence backend started");

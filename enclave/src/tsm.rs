@@ -182,19 +182,3 @@ impl Drop for Entry {
         }
     }
 }
-
-/// Extends TDX RTMR3 through sysfs (`measurements/rtmr3:sha384`).
-pub fn extend_rtmr3(tdx_sysfs: &Path, digest: &[u8; 48]) -> anyhow::Result<()> {
-    let path = tdx_sysfs.join("measurements").join("rtmr3:sha384");
-    if !path.exists() {
-        bail!(
-            "cannot extend RTMR3: {} not found (needs Linux 6.16+ TDX guest measurement sysfs); refusing to serve with unmeasured configuration",
-            path.display()
-        );
-    }
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, digest))
-        .with_context(|| format!("extending RTMR3 through {}", path.display()))
-}

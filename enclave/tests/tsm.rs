@@ -83,6 +83,8 @@ impl FakeKernel {
                 tsm_root,
                 tdx_sysfs,
                 sev_guest: dir.path().join("dev/sev-guest"),
+                tdx_guest: dir.path().join("dev/tdx_guest"),
+                qgs: None,
             },
             stop,
             thread: Some(thread),
@@ -220,6 +222,8 @@ fn without_configfs_tsm_there_is_no_silent_fallback() {
         tsm_root: dir.path().join("absent"),
         tdx_sysfs: dir.path().join("absent"),
         sev_guest: dir.path().join("absent"),
+        tdx_guest: dir.path().join("absent"),
+        qgs: None,
     };
     for kind in [TeeKind::Tdx, TeeKind::Snp, TeeKind::Auto] {
         let err = format!("{:#}", start(kind, &paths).err().unwrap());
@@ -250,6 +254,8 @@ fn without_configfs_tsm_snp_uses_the_sev_guest_device_and_tdx_is_refused() {
         tsm_root: dir.path().join("absent"),
         tdx_sysfs: dir.path().join("absent"),
         sev_guest: device,
+        tdx_guest: dir.path().join("absent"),
+        qgs: None,
     };
     for kind in [TeeKind::Snp, TeeKind::Auto] {
         let backend = start(kind, &paths).unwrap();

@@ -42,6 +42,10 @@ pub const TSM_REPORT_ROOT: &str = "/sys/kernel/config/tsm/report";
 /// kernels without configfs-tsm.
 pub const SEV_GUEST_DEVICE: &str = "/dev/sev-guest";
 
+/// The TDX guest driver's device: with the host's quoting service, the
+/// enclave's TDX evidence source on kernels without configfs-tsm.
+pub const TDX_GUEST_DEVICE: &str = "/dev/tdx_guest";
+
 /// Largest payload accepted in a frame (16 MiB).
 pub const MAX_FRAME_LEN: u32 = 16 * 1024 * 1024;
 

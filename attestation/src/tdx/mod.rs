@@ -11,6 +11,7 @@
 
 pub mod collateral;
 pub mod pck;
+pub mod qgs;
 pub mod quote;
 pub mod tcb;
 
