@@ -49,6 +49,14 @@ pub struct Evidence {
     /// untrusted host from Intel PCS or a PCCS; the verifier checks it itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collateral: Option<Collateral>,
+    /// SNP: AMD's CRL for the product line (DER, signed by the ARK), fetched
+    /// by the untrusted host from AMD KDS; empty when it fetched none.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        with = "crate::serde_b64"
+    )]
+    pub crl: Vec<u8>,
 }
 
 mod b64_list {
@@ -125,6 +133,9 @@ pub enum PlatformTcb {
         product: AmdProduct,
         /// REPORTED_TCB, decoded.
         reported: TcbVersion,
+        /// Whether AMD's CRL came with the evidence and revokes nothing in
+        /// its chain.
+        crl_checked: bool,
     },
 }
 
@@ -172,9 +183,17 @@ impl PlatformTcb {
                 "{} (platform {}, QE {}, FMSPC {}, TCB date {}, advisories {:?})",
                 v.status, v.platform_status, v.qe_status, v.fmspc, v.tcb_date, v.advisory_ids
             ),
-            PlatformTcb::Snp { product, reported } => {
-                format!("{product:?}, reported TCB {reported} (certified by the VCEK)")
-            }
+            PlatformTcb::Snp {
+                product,
+                reported,
+                crl_checked,
+            } => format!(
+                "{product:?}, reported TCB {reported} (certified by the VCEK; {})",
+                match crl_checked {
+                    true => "AMD CRL checked",
+                    false => "no AMD CRL",
+                }
+            ),
         }
     }
 }
@@ -300,11 +319,16 @@ pub fn verify_evidence(
                 Error::Bundle("an SNP report needs its VCEK or VLEK certificate".into())
             })?;
             let verified = snp::verify_report(&evidence.data, vek, chain, anchors, now)?;
+            let crl_checked = !evidence.crl.is_empty();
+            if crl_checked {
+                snp::check_crl(&verified.chain, &evidence.crl, now)?;
+            }
             Ok(VerifiedPlatform {
                 format: EvidenceFormat::SnpReport,
                 tcb: PlatformTcb::Snp {
                     product: verified.product,
                     reported: verified.reported_tcb,
+                    crl_checked,
                 },
                 tee: TeeReport::Snp(Box::new(verified.report)),
                 anchor: verified.chain.anchor,

@@ -131,6 +131,24 @@ pub fn pem_certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
     Ok(out)
 }
 
+/// A CRL file as DER: DER as it is, PEM (`X509 CRL`) decoded.
+pub fn crl_der(bytes: &[u8]) -> Result<Vec<u8>, Error> {
+    let bad = |reason: String| Error::Collateral {
+        what: "CRL file",
+        reason,
+    };
+    if bytes.first() == Some(&0x30) {
+        return Ok(bytes.to_vec());
+    }
+    for item in Pem::iter_from_buffer(bytes) {
+        let item = item.map_err(|e| bad(format!("neither DER nor PEM: {e}")))?;
+        if item.label == "X509 CRL" {
+            return Ok(item.contents);
+        }
+    }
+    Err(bad("no X509 CRL in it".into()))
+}
+
 fn parse_certificate<'a>(der: &'a [u8], position: &str) -> Result<X509Certificate<'a>, Error> {
     match X509Certificate::from_der(der) {
         Ok(([], cert)) => Ok(cert),

@@ -211,6 +211,7 @@ fn rtmr3_must_replay_to_the_claimed_config_and_model() {
             data: quote,
             certificates: vec![],
             collateral: None,
+            crl: Vec::new(),
         },
         claims: c,
     };

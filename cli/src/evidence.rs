@@ -28,6 +28,8 @@ pub struct RawEvidence {
     pub vcek: Option<PathBuf>,
     /// SNP: the CA chain (ASK or ASVK, then ARK; PEM).
     pub chain: Option<PathBuf>,
+    /// SNP: AMD's CRL (DER or PEM).
+    pub crl: Option<PathBuf>,
 }
 
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -95,11 +97,16 @@ pub fn verify(
         Some(path) => Some(Collateral::from_json(&read(path)?)?),
         None => None,
     };
+    let crl = match &raw.crl {
+        Some(path) => kokon_attestation::pki::crl_der(&read(path)?)?,
+        None => Vec::new(),
+    };
     let evidence = Evidence {
         format,
         data,
         certificates,
         collateral,
+        crl,
     };
     let anchors = match policy {
         Some(p) => p.anchors.clone(),

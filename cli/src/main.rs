@@ -83,6 +83,9 @@ enum Command {
         /// SNP: its CA chain (ASK or ASVK, then ARK; PEM); default the embedded ASK.
         #[arg(long, requires = "evidence")]
         chain: Option<PathBuf>,
+        /// SNP: AMD's CRL for the product line (DER or PEM, from KDS .../crl).
+        #[arg(long, requires = "evidence")]
+        crl: Option<PathBuf>,
         /// The policy file (required with --bundle).
         #[arg(long, required_unless_present = "evidence")]
         policy: Option<PathBuf>,
@@ -636,6 +639,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             collateral,
             vcek,
             chain,
+            crl,
             policy,
             at,
             json,
@@ -649,6 +653,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     collateral,
                     vcek,
                     chain,
+                    crl,
                 };
                 let v = evidence::verify(&raw, p.as_ref(), now)?;
                 let name = p.as_ref().map(|p| p.name.as_str());

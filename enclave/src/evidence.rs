@@ -225,6 +225,7 @@ impl Backend {
             data,
             certificates,
             collateral,
+            crl: Vec::new(),
         })
     }
 }

@@ -10,8 +10,8 @@
 //! - Intel TDX: TCB info and QE identity from Intel PCS (or a PCCS) API v4,
 //!   the PCK CRL of the platform's CA, and the SGX Root CA CRL. The FMSPC and
 //!   the CA come from the PCK certificate inside the quote.
-//! - AMD SEV-SNP: the VCEK for the chip and reported TCB, and the ASK/ARK
-//!   chain, from AMD's Key Distribution Service.
+//! - AMD SEV-SNP: the VCEK for the chip and reported TCB, the ASK/ARK
+//!   chain, and the ARK's CRL, from AMD's Key Distribution Service.
 //!
 //! Cached entries live under `cache_dir` as JSON with their expiry: the
 //! earliest next-update of the pieces they contain.
@@ -28,7 +28,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use kokon_attestation::pki::pem_certificates;
 use kokon_attestation::roots::AmdProduct;
-use kokon_attestation::snp::{Report, TcbVersion};
+use kokon_attestation::snp::{Report, SigningKey, TcbVersion};
 use kokon_attestation::tdx::collateral::{Collateral, Hex, QeIdentity, TcbInfo};
 use kokon_attestation::tdx::{pck, Quote};
 use kokon_attestation::{AttestationBundle, EvidenceFormat};
@@ -241,9 +241,8 @@ impl CollateralService {
         Ok(collateral)
     }
 
-    /// The VCEK and its chain for an SNP report, from the cache or AMD KDS.
-    pub async fn snp(&self, report: &[u8], now: i64) -> anyhow::Result<Vec<Vec<u8>>> {
-        let report = Report::parse(report).context("parsing the SNP report")?;
+    /// The report's product line and its name in KDS paths.
+    fn snp_product(&self, report: &Report) -> anyhow::Result<(AmdProduct, &'static str)> {
         let product = report.product().or(self.config.snp_product).context(
             "the report does not name its product (version 2): configure the SNP product line",
         )?;
@@ -252,6 +251,13 @@ impl CollateralService {
             AmdProduct::Genoa => "Genoa",
             AmdProduct::Turin => "Turin",
         };
+        Ok((product, name))
+    }
+
+    /// The VCEK and its chain for an SNP report, from the cache or AMD KDS.
+    pub async fn snp(&self, report: &[u8], now: i64) -> anyhow::Result<Vec<Vec<u8>>> {
+        let report = Report::parse(report).context("parsing the SNP report")?;
+        let (product, name) = self.snp_product(&report)?;
         let tcb = TcbVersion::decode(report.reported_tcb, product);
         let hw_id = match product {
             AmdProduct::Turin => hex::encode(report.chip_id.get(..8).unwrap_or_default()),
@@ -293,6 +299,35 @@ impl CollateralService {
         Ok(certs)
     }
 
+    /// AMD's CRL for an SNP report's product line and key kind (KDS
+    /// `/vcek/v1/<product>/crl` or `/vlek/v1/<product>/crl`), from the cache
+    /// or AMD KDS. Cached until its next update, and for at most a day, so
+    /// that a new revocation reaches clients within a day.
+    pub async fn snp_crl(&self, report: &[u8], now: i64) -> anyhow::Result<Vec<u8>> {
+        let report = Report::parse(report).context("parsing the SNP report")?;
+        let (_, name) = self.snp_product(&report)?;
+        let kind = match report.signing_key()? {
+            SigningKey::Vcek => "vcek",
+            SigningKey::Vlek => "vlek",
+        };
+        let key = format!("snp-crl-{kind}-{name}");
+        if let Some(crl) = self.cached::<String>(&key, now) {
+            return Ok(hex::decode(crl)?);
+        }
+        let base = self.config.kds_url.trim_end_matches('/');
+        let crl = self
+            .get(&format!("{base}/{kind}/v1/{name}/crl"))
+            .await?
+            .body
+            .to_vec();
+        let until = crl_next_update(&crl)
+            .filter(|next| *next > now)
+            .unwrap_or(now + 3600)
+            .min(now + 24 * 3600);
+        self.store(&key, &hex::encode(&crl), until)?;
+        Ok(crl)
+    }
+
     /// Adds what a bundle lacks: collateral to a TDX quote, the VCEK chain
     /// to an SNP report. A bundle that already has it, or whose collateral
     /// cannot be fetched, is returned as it is (a client whose policy needs
@@ -302,25 +337,54 @@ impl CollateralService {
             return bundle;
         };
         let evidence = &mut parsed.evidence;
-        let result = match evidence.format {
-            EvidenceFormat::TdxQuote if evidence.collateral.is_none() => self
-                .tdx(&evidence.data, now)
-                .await
-                .map(|c| evidence.collateral = Some(c)),
-            EvidenceFormat::SnpReport if evidence.certificates.len() < 3 => self
-                .snp(&evidence.data, now)
-                .await
-                .map(|c| evidence.certificates = c),
-            _ => return bundle,
+        let unavailable = |what: &str, e: anyhow::Error| {
+            tracing::warn!(error = %format!("{e:#}"), "{what} unavailable; relaying the bundle without it");
         };
-        match result {
-            Ok(()) => parsed.to_json(),
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "collateral unavailable; relaying the bundle without it");
-                bundle
+        let mut changed = false;
+        match evidence.format {
+            EvidenceFormat::TdxQuote if evidence.collateral.is_none() => {
+                match self.tdx(&evidence.data, now).await {
+                    Ok(c) => {
+                        evidence.collateral = Some(c);
+                        changed = true;
+                    }
+                    Err(e) => unavailable("TDX collateral", e),
+                }
             }
+            EvidenceFormat::SnpReport => {
+                if evidence.certificates.len() < 3 {
+                    match self.snp(&evidence.data, now).await {
+                        Ok(c) => {
+                            evidence.certificates = c;
+                            changed = true;
+                        }
+                        Err(e) => unavailable("SNP certificate chain", e),
+                    }
+                }
+                if evidence.crl.is_empty() {
+                    match self.snp_crl(&evidence.data, now).await {
+                        Ok(crl) => {
+                            evidence.crl = crl;
+                            changed = true;
+                        }
+                        Err(e) => unavailable("AMD CRL", e),
+                    }
+                }
+            }
+            EvidenceFormat::TdxQuote => {}
+        }
+        match changed {
+            true => parsed.to_json(),
+            false => bundle,
         }
     }
+}
+
+/// A DER CRL's nextUpdate (Unix seconds), if it parses and has one.
+fn crl_next_update(der: &[u8]) -> Option<i64> {
+    use x509_parser::prelude::FromDer;
+    let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(der).ok()?;
+    crl.next_update().map(|t| t.timestamp())
 }
 
 /// "platform" or "processor", from the PCK chain's intermediate CA.

@@ -103,6 +103,12 @@ fn routes(c: &Collateral) -> Routes {
         "/vcek/v1/Milan/cert_chain".into(),
         (vec![], fixture("snp/virtee_cert_chain_milan.pem")),
     );
+    // The host relays AMD's CRL without judging it (the client verifies it
+    // under the ARK); any DER CRL shows the relaying.
+    r.insert(
+        "/vcek/v1/Milan/crl".into(),
+        (vec![], fixture("tdx/gotdx_rootcrl.der")),
+    );
     r
 }
 
@@ -239,6 +245,7 @@ async fn bundles_without_collateral_are_completed_and_others_left_alone() {
             data,
             certificates: vec![],
             collateral: None,
+            crl: Vec::new(),
         },
         claims: claims.clone(),
     };
@@ -266,6 +273,28 @@ async fn bundles_without_collateral_are_completed_and_others_left_alone() {
         fixture("snp/virtee_vcek_milan.der")
     );
     assert_eq!(&done.evidence.certificates[1..], &chain[..]);
+    assert_eq!(done.evidence.crl, fixture("tdx/gotdx_rootcrl.der"));
+    assert!(server
+        .hits
+        .lock()
+        .unwrap()
+        .contains(&"/vcek/v1/Milan/crl".to_string()));
+
+    // The CRL and the chain come from the cache the second time.
+    let before = svc.fetch_count();
+    let again = AttestationBundle::from_json(&svc.complete(snp.to_json(), now).await).unwrap();
+    assert_eq!(again.evidence, done.evidence);
+    assert_eq!(svc.fetch_count(), before);
+
+    // Without a CRL at KDS the chain still comes, and the bundle says so by
+    // its empty CRL (a policy that requires one then rejects it).
+    let mut no_crl = routes(&fixture_collateral());
+    no_crl.remove("/vcek/v1/Milan/crl");
+    let server2 = serve(no_crl).await;
+    let svc2 = service(&server2, tempfile::tempdir().unwrap().path());
+    let partial = AttestationBundle::from_json(&svc2.complete(snp.to_json(), now).await).unwrap();
+    assert_eq!(partial.evidence.certificates.len(), 3);
+    assert!(partial.evidence.crl.is_empty());
 
     // An unreachable service leaves the bundle as it was.
     let dead = CollateralService::new(CollateralConfig {

@@ -101,6 +101,10 @@ pub struct SnpSection {
     pub allow_smt: bool,
     /// The least privileged VMPL a report may come from (0 = most privileged).
     pub max_vmpl: u32,
+    /// Whether AMD's CRL must come with the evidence (and revoke nothing in
+    /// its chain).
+    #[serde(default)]
+    pub require_crl: bool,
 }
 
 /// What a policy requires of the vendor's TCB appraisal.
@@ -633,6 +637,21 @@ impl Policy {
                     format!("allowed (guest policy {:#x})", report.policy),
                 );
             }
+            if req.require_crl
+                && !matches!(
+                    tcb,
+                    PlatformTcb::Snp {
+                        crl_checked: true,
+                        ..
+                    }
+                )
+            {
+                fail(
+                    "SNP revocation",
+                    "AMD's CRL from KDS, checked against the chain (require_crl = true)".into(),
+                    "evidence without AMD's CRL".into(),
+                );
+            }
             if report.vmpl > req.max_vmpl {
                 fail(
                     "SNP VMPL",
@@ -708,7 +727,9 @@ impl Policy {
                     );
                 }
             }
-            PlatformTcb::Snp { product, reported } => match req.snp_minimum.get(product) {
+            PlatformTcb::Snp {
+                product, reported, ..
+            } => match req.snp_minimum.get(product) {
                 Some(floor) if reported.at_least(floor) => {}
                 Some(floor) => fail(
                     "SNP TCB",

@@ -50,6 +50,7 @@ fn tdx_evidence(collateral: bool) -> VerifiedPlatform {
         collateral: collateral.then(|| {
             Collateral::from_json(&fixture("tdx/dcapqvl_tdx_quote_collateral.json")).unwrap()
         }),
+        crl: Vec::new(),
     };
     let p = policy(TDX, &[]);
     verify_evidence(&evidence, &p.anchors, at("2025-07-01T00:00:00Z")).unwrap()
@@ -134,12 +135,18 @@ fn snp_report(path: &str) -> Report {
     Report::parse(&fixture(path)).unwrap()
 }
 
+/// A verified SNP platform whose AMD CRL was checked (no fixture carries a
+/// real AMD CRL; `check_crl` itself is tested in the attestation crate).
 fn snp_platform(report: Report, product: AmdProduct) -> VerifiedPlatform {
     let reported = TcbVersion::decode(report.reported_tcb, product);
     VerifiedPlatform {
         format: EvidenceFormat::SnpReport,
         tee: TeeReport::Snp(Box::new(report)),
-        tcb: PlatformTcb::Snp { product, reported },
+        tcb: PlatformTcb::Snp {
+            product,
+            reported,
+            crl_checked: true,
+        },
         anchor: kokon_attestation::roots::amd_ark(product).unwrap(),
         platform: "SEV-VCEK".into(),
     }
@@ -152,16 +159,29 @@ fn production_snp_accepts_the_verified_trustee_report_with_its_measurement() {
         data: fixture("snp/trustee_report.bin"),
         certificates: vec![fixture("snp/trustee_vcek.der")],
         collateral: None,
+        crl: Vec::new(),
     };
     let p = policy(SNP, &[]);
     let v = verify_evidence(&evidence, &p.anchors, at("2025-01-01T00:00:00Z")).unwrap();
     let TeeReport::Snp(r) = &v.tee else { panic!() };
-    let pinned = policy(SNP, &[("snp_measurement", hex::encode(r.measurement))]);
-    pinned.appraise_platform(&v).unwrap();
+    let pin = [("snp_measurement", hex::encode(r.measurement))];
+    // The fixtures carry no AMD CRL: production requires one.
     assert_eq!(
         checks(p.appraise_platform(&v).unwrap_err()),
-        ["SNP MEASUREMENT"]
+        ["SNP revocation", "SNP MEASUREMENT"]
     );
+    assert_eq!(
+        checks(policy(SNP, &pin).appraise_platform(&v).unwrap_err()),
+        ["SNP revocation"]
+    );
+    let without_crl = SNP.replace("require_crl = true", "require_crl = false");
+    policy(&without_crl, &pin).appraise_platform(&v).unwrap();
+    // With the CRL checked, the pinned production policy accepts it.
+    let mut checked = v.clone();
+    if let PlatformTcb::Snp { crl_checked, .. } = &mut checked.tcb {
+        *crl_checked = true;
+    }
+    policy(SNP, &pin).appraise_platform(&checked).unwrap();
 }
 
 #[test]

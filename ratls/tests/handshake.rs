@@ -63,6 +63,7 @@ fn sim_evidence(root: &SimRoot, c: &Claims) -> Result<Evidence, String> {
             tdx.collateral(&SimTcb::default(), now())
                 .map_err(|e| e.to_string())?,
         ),
+        crl: Vec::new(),
     })
 }
 

@@ -131,7 +131,33 @@ fn an_snp_report_verifies_with_its_vcek_and_a_policy_judges_it() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["failures"][0]["check"], "SNP MEASUREMENT");
+    let checks: Vec<&str> = v["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["check"].as_str().unwrap())
+        .collect();
+    // ... and it requires AMD's CRL, which no fixture has.
+    assert_eq!(checks, ["SNP revocation", "SNP MEASUREMENT"], "{v}");
+    // A CRL that is not the ARK's is refused, saying whose it is.
+    let intel_crl = fixture("tdx/gotdx_rootcrl.der").display().to_string();
+    let out = kokon(&[
+        "verify",
+        "--evidence",
+        &report,
+        "--vcek",
+        &vcek,
+        "--crl",
+        &intel_crl,
+        "--at",
+        at,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert!(
+        all.contains("CRL issuer") && all.contains("ARK-Milan") && all.contains("Intel"),
+        "{all}"
+    );
     // A corrupted VCEK is not genuine.
     let bad = fixture("snp/trustee_vcek_invalid_new.der")
         .display()

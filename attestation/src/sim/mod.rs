@@ -396,6 +396,7 @@ pub fn simulate(
             data,
             certificates: Vec::new(),
             collateral: Some(tdx.collateral(&SimTcb::default(), now)?),
+            crl: Vec::new(),
         },
         claims,
     })

@@ -9,6 +9,11 @@
 //! the ECDSA P-384 signature over the report's first 0x2A0 bytes verifies
 //! under the certificate's key. Guest policy (debug, migration agent, SMT),
 //! VMPL, TCB floors and measurements are the appraisal policy's business.
+//!
+//! [`check_crl`] adds AMD's certificate revocation list (KDS
+//! `/vcek/v1/<product>/crl`, signed by the ARK): it must be signed by the
+//! chain's ARK, current at `now`, and list neither the ASK (or ASVK) nor the
+//! endorsement key's certificate.
 
 pub mod cert_table;
 pub mod report;
@@ -17,7 +22,7 @@ use ring::signature::{UnparsedPublicKey, ECDSA_P384_SHA384_FIXED};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
-use crate::pki::{verify_chain, TrustAnchors, VerifiedChain};
+use crate::pki::{check_not_revoked, verify_chain, verify_crl, TrustAnchors, VerifiedChain};
 use crate::roots::{amd_ask, AmdProduct};
 use crate::Error;
 pub use report::{Report, SigningKey, TcbVersion};
@@ -159,6 +164,27 @@ pub fn verify_report(
         reported_tcb,
         chain,
     })
+}
+
+/// Positions of an SNP chain's certificates, leaf first, as messages name them.
+const CHAIN_POSITIONS: [&str; 3] = ["endorsement key (VCEK or VLEK)", "ASK or ASVK", "ARK"];
+
+/// Checks AMD's CRL against a verified SNP chain (leaf, signing CA, ARK): the
+/// ARK signed it, it is current at `now`, and it revokes no certificate of
+/// the chain.
+pub fn check_crl(chain: &VerifiedChain, crl_der: &[u8], now: i64) -> Result<(), Error> {
+    let [leaf, ca, ark] = chain.links.as_slice() else {
+        return Err(Error::Unsupported {
+            field: "SNP certificate chain length",
+            expected: "3 (endorsement key, ASK or ASVK, ARK)".into(),
+            found: chain.links.len().to_string(),
+        });
+    };
+    let crl = verify_crl(crl_der, ark, now, "AMD KDS CRL")?;
+    for (link, position) in [leaf, ca, ark].into_iter().zip(CHAIN_POSITIONS) {
+        check_not_revoked(link, &crl, position)?;
+    }
+    Ok(())
 }
 
 /// Checks the report's ECDSA P-384 signature under an endorsement key
