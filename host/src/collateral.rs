@@ -10,8 +10,9 @@
 //! - Intel TDX: TCB info and QE identity from Intel PCS (or a PCCS) API v4,
 //!   the PCK CRL of the platform's CA, and the SGX Root CA CRL. The FMSPC and
 //!   the CA come from the PCK certificate inside the quote.
-//! - AMD SEV-SNP: the VCEK for the chip and reported TCB, the ASK/ARK
-//!   chain, and the ARK's CRL, from AMD's Key Distribution Service.
+//! - AMD SEV-SNP: the VCEK for the chip and reported TCB (a VLEK comes from
+//!   the host's certificate table instead), the ASK/ARK (or ASVK/ARK) chain,
+//!   and the ARK's CRL, from AMD's Key Distribution Service.
 //!
 //! Cached entries live under `cache_dir` as JSON with their expiry: the
 //! earliest next-update of the pieces they contain.
@@ -254,48 +255,82 @@ impl CollateralService {
         Ok((product, name))
     }
 
-    /// The VCEK and its chain for an SNP report, from the cache or AMD KDS.
-    pub async fn snp(&self, report: &[u8], now: i64) -> anyhow::Result<Vec<Vec<u8>>> {
+    /// Bytes from the cache, or fetched from `url` and cached until the time
+    /// `until` gives for them (which may also refuse them, uncached).
+    async fn fetch_cached(
+        &self,
+        key: &str,
+        url: &str,
+        now: i64,
+        until: impl Fn(&[u8]) -> anyhow::Result<i64>,
+    ) -> anyhow::Result<Vec<u8>> {
+        if let Some(bytes) = self.cached::<String>(key, now) {
+            return Ok(hex::decode(bytes)?);
+        }
+        let body = self.get(url).await?.body.to_vec();
+        let valid_until = until(&body).with_context(|| format!("GET {url}"))?;
+        self.store(key, &hex::encode(&body), valid_until)?;
+        Ok(body)
+    }
+
+    /// The endorsement key's certificate and its CA chain for an SNP report,
+    /// from the cache or AMD KDS. A VCEK is fetched for the report's chip and
+    /// reported TCB; a VLEK is not served by KDS and must be the first of
+    /// `certificates` (from the host's certificate table), completed with the
+    /// ASVK chain.
+    pub async fn snp(
+        &self,
+        report: &[u8],
+        certificates: &[Vec<u8>],
+        now: i64,
+    ) -> anyhow::Result<Vec<Vec<u8>>> {
         let report = Report::parse(report).context("parsing the SNP report")?;
         let (product, name) = self.snp_product(&report)?;
-        let tcb = TcbVersion::decode(report.reported_tcb, product);
-        let hw_id = match product {
-            AmdProduct::Turin => hex::encode(report.chip_id.get(..8).unwrap_or_default()),
-            _ => hex::encode(report.chip_id),
-        };
-        let mut query = format!(
-            "blSPL={}&teeSPL={}&snpSPL={}&ucodeSPL={}",
-            tcb.bootloader, tcb.tee, tcb.snp, tcb.microcode
-        );
-        if let Some(fmc) = tcb.fmc {
-            query = format!("fmcSPL={fmc}&{query}");
-        }
-        let key = format!(
-            "snp-{name}-{}-{:016x}",
-            hw_id.get(..16).unwrap_or(&hw_id),
-            report.reported_tcb
-        );
-        if let Some(certs) = self.cached::<Vec<String>>(&key, now) {
-            return certs
-                .iter()
-                .map(|c| hex::decode(c).map_err(anyhow::Error::from))
-                .collect();
-        }
         let base = self.config.kds_url.trim_end_matches('/');
-        let vcek = self
-            .get(&format!("{base}/vcek/v1/{name}/{hw_id}?{query}"))
-            .await?;
+        // Certificates are valid for years; refresh daily all the same.
+        let daily = |_: &[u8]| Ok(now + 24 * 3600);
+        let (kind, leaf) = match report.signing_key()? {
+            SigningKey::Vlek => {
+                let vlek = certificates.first().context(
+                    "a VLEK-signed report needs the VLEK from the host's certificate table (AMD KDS does not serve VLEKs)",
+                )?;
+                ("vlek", vlek.clone())
+            }
+            SigningKey::Vcek => {
+                let tcb = TcbVersion::decode(report.reported_tcb, product);
+                let hw_id = match product {
+                    AmdProduct::Turin => hex::encode(report.chip_id.get(..8).unwrap_or_default()),
+                    _ => hex::encode(report.chip_id),
+                };
+                let mut query = format!(
+                    "blSPL={}&teeSPL={}&snpSPL={}&ucodeSPL={}",
+                    tcb.bootloader, tcb.tee, tcb.snp, tcb.microcode
+                );
+                if let Some(fmc) = tcb.fmc {
+                    query = format!("fmcSPL={fmc}&{query}");
+                }
+                let key = format!(
+                    "snp-vcek-{name}-{}-{:016x}",
+                    hw_id.get(..16).unwrap_or(&hw_id),
+                    report.reported_tcb
+                );
+                let url = format!("{base}/vcek/v1/{name}/{hw_id}?{query}");
+                ("vcek", self.fetch_cached(&key, &url, now, daily).await?)
+            }
+        };
         let chain = self
-            .get(&format!("{base}/vcek/v1/{name}/cert_chain"))
+            .fetch_cached(
+                &format!("snp-{kind}-chain-{name}"),
+                &format!("{base}/{kind}/v1/{name}/cert_chain"),
+                now,
+                |pem| match pem_certificates(pem)?.len() {
+                    2 => daily(pem),
+                    n => bail!("expected 2 certificates (CA and ARK), found {n}"),
+                },
+            )
             .await?;
-        let mut certs = vec![vcek.body.to_vec()];
-        certs.extend(pem_certificates(&chain.body)?);
-        // VCEKs are valid for seven years; refresh daily all the same.
-        self.store(
-            &key,
-            &certs.iter().map(hex::encode).collect::<Vec<_>>(),
-            now + 24 * 3600,
-        )?;
+        let mut certs = vec![leaf];
+        certs.extend(pem_certificates(&chain)?);
         Ok(certs)
     }
 
@@ -310,22 +345,19 @@ impl CollateralService {
             SigningKey::Vcek => "vcek",
             SigningKey::Vlek => "vlek",
         };
-        let key = format!("snp-crl-{kind}-{name}");
-        if let Some(crl) = self.cached::<String>(&key, now) {
-            return Ok(hex::decode(crl)?);
-        }
         let base = self.config.kds_url.trim_end_matches('/');
-        let crl = self
-            .get(&format!("{base}/{kind}/v1/{name}/crl"))
-            .await?
-            .body
-            .to_vec();
-        let until = crl_next_update(&crl)
-            .filter(|next| *next > now)
-            .unwrap_or(now + 3600)
-            .min(now + 24 * 3600);
-        self.store(&key, &hex::encode(&crl), until)?;
-        Ok(crl)
+        self.fetch_cached(
+            &format!("snp-{kind}-crl-{name}"),
+            &format!("{base}/{kind}/v1/{name}/crl"),
+            now,
+            |crl| {
+                Ok(crl_next_update(crl)
+                    .filter(|next| *next > now)
+                    .unwrap_or(now + 3600)
+                    .min(now + 24 * 3600))
+            },
+        )
+        .await
     }
 
     /// Adds what a bundle lacks: collateral to a TDX quote, the VCEK chain
@@ -353,7 +385,7 @@ impl CollateralService {
             }
             EvidenceFormat::SnpReport => {
                 if evidence.certificates.len() < 3 {
-                    match self.snp(&evidence.data, now).await {
+                    match self.snp(&evidence.data, &evidence.certificates, now).await {
                         Ok(c) => {
                             evidence.certificates = c;
                             changed = true;

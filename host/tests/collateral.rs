@@ -308,3 +308,69 @@ async fn bundles_without_collateral_are_completed_and_others_left_alone() {
     let json = tdx.to_json();
     assert_eq!(dead.complete(json.clone(), now).await, json);
 }
+
+#[tokio::test]
+async fn a_vlek_bundle_gets_the_asvk_chain_and_the_vlek_crl() {
+    let vlek = fixture("snp/trustee_vlek.der");
+    // KDS's /vlek paths; the host relays what it serves without judging it
+    // (no fixture holds the real ASVK, so the Milan ASK chain stands in).
+    let mut r = Routes::new();
+    r.insert(
+        "/vlek/v1/Milan/cert_chain".into(),
+        (vec![], fixture("snp/virtee_cert_chain_milan.pem")),
+    );
+    r.insert(
+        "/vlek/v1/Milan/crl".into(),
+        (vec![], fixture("tdx/gotdx_rootcrl.der")),
+    );
+    let server = serve(r).await;
+    let svc = service(&server, tempfile::tempdir().unwrap().path());
+    let report = fixture("snp/trustee_vlek_report.bin");
+    let now = at("2025-07-01T00:00:00Z");
+    let certs = svc
+        .snp(&report, std::slice::from_ref(&vlek), now)
+        .await
+        .unwrap();
+    let chain = pem_certificates(&fixture("snp/virtee_cert_chain_milan.pem")).unwrap();
+    assert_eq!(certs[0], vlek);
+    assert_eq!(&certs[1..], &chain[..]);
+    assert_eq!(
+        svc.snp_crl(&report, now).await.unwrap(),
+        fixture("tdx/gotdx_rootcrl.der")
+    );
+    // KDS serves no VLEKs: without the host's certificate table it is an error.
+    let err = format!("{:#}", svc.snp(&report, &[], now).await.unwrap_err());
+    assert!(
+        err.contains("needs the VLEK from the host's certificate table"),
+        "{err}"
+    );
+    // A chain that is not two certificates is refused, and not cached.
+    let mut bad = Routes::new();
+    bad.insert(
+        "/vcek/v1/Milan/cert_chain".into(),
+        (vec![], b"not pem".to_vec()),
+    );
+    let parsed = kokon_attestation::snp::Report::parse(&virtee_report()).unwrap();
+    bad.insert(
+        format!(
+            "/vcek/v1/Milan/{}?blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115",
+            hex::encode(parsed.chip_id)
+        ),
+        (vec![], fixture("snp/virtee_vcek_milan.der")),
+    );
+    let server = serve(bad).await;
+    let cache = tempfile::tempdir().unwrap();
+    let svc = service(&server, cache.path());
+    let err = format!(
+        "{:#}",
+        svc.snp(&virtee_report(), &[], now).await.unwrap_err()
+    );
+    assert!(err.contains("cert_chain"), "{err}");
+    let before = svc.fetch_count();
+    assert!(svc.snp(&virtee_report(), &[], now).await.is_err());
+    assert_eq!(
+        svc.fetch_count(),
+        before + 1,
+        "the VCEK is cached, the bad chain is not"
+    );
+}
