@@ -53,17 +53,23 @@ pub fn td_report_data(td_report: &[u8]) -> Result<[u8; 64], Error> {
     r.array("TDREPORT REPORTDATA")
 }
 
+/// A frame's length prefix and message header, for a message of `size` bytes.
+fn frame_start(kind: u32, size: u32, error_code: u32) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(4 + size as usize);
+    frame.extend_from_slice(&size.to_be_bytes());
+    frame.extend_from_slice(&MAJOR_VERSION.to_le_bytes());
+    frame.extend_from_slice(&0u16.to_le_bytes());
+    frame.extend_from_slice(&kind.to_le_bytes());
+    frame.extend_from_slice(&size.to_le_bytes());
+    frame.extend_from_slice(&error_code.to_le_bytes());
+    frame
+}
+
 /// The framed `GET_QUOTE_REQ` for a TDREPORT, ready to write to the QGS.
 pub fn get_quote_request(td_report: &[u8; TD_REPORT_LEN]) -> Vec<u8> {
     // Both sizes are small constants: the casts cannot truncate.
     let size = (BODY_START + TD_REPORT_LEN) as u32;
-    let mut frame = Vec::with_capacity(4 + BODY_START + TD_REPORT_LEN);
-    frame.extend_from_slice(&size.to_be_bytes());
-    frame.extend_from_slice(&MAJOR_VERSION.to_le_bytes());
-    frame.extend_from_slice(&0u16.to_le_bytes());
-    frame.extend_from_slice(&GET_QUOTE_REQ.to_le_bytes());
-    frame.extend_from_slice(&size.to_le_bytes());
-    frame.extend_from_slice(&0u32.to_le_bytes());
+    let mut frame = frame_start(GET_QUOTE_REQ, size, 0);
     frame.extend_from_slice(&(TD_REPORT_LEN as u32).to_le_bytes());
     frame.extend_from_slice(&0u32.to_le_bytes());
     frame.extend_from_slice(td_report);
@@ -203,13 +209,7 @@ pub fn get_quote_response(error_code: u32, quote: &[u8]) -> Result<Vec<u8>, Erro
     })?;
     let quote_len =
         u32::try_from(quote.len()).map_err(|_| Error::TooLarge { what: "QGS quote" })?;
-    let mut frame = Vec::with_capacity(4 + len);
-    frame.extend_from_slice(&size.to_be_bytes());
-    frame.extend_from_slice(&MAJOR_VERSION.to_le_bytes());
-    frame.extend_from_slice(&0u16.to_le_bytes());
-    frame.extend_from_slice(&GET_QUOTE_RESP.to_le_bytes());
-    frame.extend_from_slice(&size.to_le_bytes());
-    frame.extend_from_slice(&error_code.to_le_bytes());
+    let mut frame = frame_start(GET_QUOTE_RESP, size, error_code);
     frame.extend_from_slice(&0u32.to_le_bytes());
     frame.extend_from_slice(&quote_len.to_le_bytes());
     frame.extend_from_slice(quote);
