@@ -102,7 +102,9 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(enclave: Arc<Enclav
             }
         };
         let response = match request {
-            Request::Attest { nonce } => enclave.attest(nonce),
+            // Evidence blocks on the kernel or the host's quoting service
+            // (seconds, at worst): off the async workers' hands.
+            Request::Attest { nonce } => tokio::task::block_in_place(|| enclave.attest(nonce)),
             Request::Health => enclave.health(),
             // Inference blocks for milliseconds: run it in place (the runtime
             // moves this worker's other tasks away) rather than hopping to the
@@ -153,7 +155,7 @@ pub async fn serve_ratls(enclave: Arc<Enclave>, addr: std::net::SocketAddr) -> a
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(RATLS_RENEW).await;
-                match enclave.ratls_config() {
+                match tokio::task::block_in_place(|| enclave.ratls_config()) {
                     Ok(fresh) => {
                         if let Ok(mut c) = config.write() {
                             *c = Arc::new(fresh);
