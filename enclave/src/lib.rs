@@ -150,9 +150,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         tdx_sysfs: args.tdx_sysfs.clone(),
         sev_guest: args.sev_guest.clone(),
         tdx_guest: args.tdx_guest.clone(),
-        qgs: match &args.qgs {
-            Some(qgs) => Some(qgs.clone()),
-            None => tdx_guest::qgs_from_conf(std::path::Path::new(tdx_guest::TDX_ATTEST_CONF))?,
+        // Intel's configuration matters only to hardware TDX guests.
+        qgs: match (&args.qgs, args.tee) {
+            (Some(qgs), _) => Some(qgs.clone()),
+            (None, TeeKind::Sim | TeeKind::Snp) => None,
+            (None, TeeKind::Tdx | TeeKind::Auto) => {
+                tdx_guest::qgs_from_conf(std::path::Path::new(tdx_guest::TDX_ATTEST_CONF))?
+            }
         },
     };
     let mut backend = evidence::Backend::start(args.tee, &paths, &args.data_dir, mr_td, now)?;
