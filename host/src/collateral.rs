@@ -23,10 +23,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 use kokon_attestation::pki::pem_certificates;
 use kokon_attestation::roots::AmdProduct;
 use kokon_attestation::snp::{Report, SigningKey, TcbVersion};
@@ -76,8 +72,6 @@ impl CollateralConfig {
     }
 }
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
-
 /// One cached entry: a value and when it stops being usable.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Cached<T> {
@@ -88,14 +82,9 @@ struct Cached<T> {
 /// Fetches and caches collateral.
 pub struct CollateralService {
     config: CollateralConfig,
-    client: HttpsClient,
+    client: kokon_fetch::HttpsClient,
     memory: Mutex<HashMap<String, (i64, serde_json::Value)>>,
     fetches: std::sync::atomic::AtomicU64,
-}
-
-struct Fetched {
-    headers: http::HeaderMap,
-    body: Bytes,
 }
 
 fn rfc3339(text: &str) -> anyhow::Result<i64> {
@@ -109,21 +98,7 @@ fn rfc3339(text: &str) -> anyhow::Result<i64> {
 impl CollateralService {
     /// A service with `config`; HTTPS is verified against the Mozilla roots.
     pub fn new(config: CollateralConfig) -> anyhow::Result<Self> {
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build(https);
+        let client = kokon_fetch::client()?;
         Ok(Self {
             config,
             client,
@@ -137,25 +112,18 @@ impl CollateralService {
         self.fetches.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    async fn get(&self, url: &str) -> anyhow::Result<Fetched> {
+    async fn get(&self, url: &str) -> anyhow::Result<kokon_fetch::Fetched> {
         self.fetches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let uri: http::Uri = url.parse().with_context(|| format!("bad URL {url}"))?;
-        let response = tokio::time::timeout(REQUEST_TIMEOUT, self.client.get(uri))
-            .await
-            .with_context(|| format!("GET {url} timed out"))?
-            .with_context(|| format!("GET {url}"))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = Limited::new(response.into_body(), MAX_RESPONSE)
-            .collect()
-            .await
-            .map_err(|e| anyhow::anyhow!("GET {url}: body: {e}"))?
-            .to_bytes();
-        if !status.is_success() {
-            bail!("GET {url}: {status}");
+        let request = http::Request::get(url)
+            .body(Default::default())
+            .with_context(|| format!("bad URL {url}"))?;
+        let fetched =
+            kokon_fetch::send(&self.client, request, REQUEST_TIMEOUT, MAX_RESPONSE).await?;
+        if !fetched.status.is_success() {
+            bail!("GET {url}: {}", fetched.status);
         }
-        Ok(Fetched { headers, body })
+        Ok(fetched)
     }
 
     /// A cached value, from memory or disk, if still valid at `now`.

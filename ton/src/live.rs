@@ -14,9 +14,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
+use http_body_util::Full;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -48,29 +46,15 @@ impl NetworkConfig {
 /// A client of one network's HTTP API.
 pub struct TonApi {
     config: NetworkConfig,
-    http: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    http: kokon_fetch::HttpsClient,
 }
 
 impl TonApi {
     /// A client for `config`; HTTPS is verified against the Mozilla roots.
     pub fn new(config: NetworkConfig) -> anyhow::Result<Self> {
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .build();
         Ok(Self {
             config,
-            http: Client::builder(hyper_util::rt::TokioExecutor::new()).build(https),
+            http: kokon_fetch::client()?,
         })
     }
 
@@ -97,16 +81,8 @@ impl TonApi {
                 .body(Full::new(Bytes::from(b.to_string())))?,
             None => req.body(Full::default())?,
         };
-        let response = tokio::time::timeout(TIMEOUT, self.http.request(req))
-            .await
-            .with_context(|| format!("{url}: no answer within {TIMEOUT:?}"))?
-            .with_context(|| url.clone())?;
-        let status = response.status();
-        let bytes = Limited::new(response.into_body(), MAX_ANSWER)
-            .collect()
-            .await
-            .map_err(|e| anyhow::anyhow!("{url}: {e}"))?
-            .to_bytes();
+        let fetched = kokon_fetch::send(&self.http, req, TIMEOUT, MAX_ANSWER).await?;
+        let (status, bytes) = (fetched.status, fetched.body);
         let answer: Value = serde_json::from_slice(&bytes)
             .with_context(|| format!("{url} answered {status} with no JSON"))?;
         if answer.get("ok") != Some(&Value::Bool(true)) {
@@ -163,6 +139,7 @@ impl TonApi {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use http_body_util::BodyExt;
 
     /// A local API answering as toncenter does.
     async fn mock() -> String {
