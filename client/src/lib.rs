@@ -33,6 +33,8 @@ use kokon_billing::{
 };
 use kokon_policies::{Policy, Rejection};
 use kokon_seal::{KeyConfig, SealError, Suite};
+pub use kokon_ton::voucher::CloseOffer;
+use kokon_ton::voucher::{ChannelStatus, VoucherAccepted};
 use kokon_wire::kserve::{ErrorBody, InferRequest, InferResponse};
 use thiserror::Error;
 
@@ -267,21 +269,6 @@ impl VerifiedEnclave {
     }
 }
 
-/// The host's half of a cooperative close.
-#[derive(Debug, Clone)]
-pub struct CloseOffer {
-    /// What the host is paid.
-    pub to_host: u128,
-    /// What the client gets back.
-    pub to_client: u128,
-    /// The client's seqno in the close.
-    pub seqno_a: u64,
-    /// The host's seqno in the close.
-    pub seqno_b: u64,
-    /// The host's signature over the close terms (hex).
-    pub signature: String,
-}
-
 /// A connection to a kokon host.
 #[derive(Clone)]
 pub struct Client {
@@ -328,6 +315,26 @@ impl Client {
             .map_err(|_| ClientError::Transport(format!("no answer within {:?}", self.timeout)))?
     }
 
+    /// Sends `req` and returns the body of a 200 answer; any other status is
+    /// the host's error.
+    async fn ok_body(&self, req: http::Request<Full<Bytes>>) -> Result<Vec<u8>, ClientError> {
+        let (status, body) = self.exchange(req).await?;
+        if status != 200 {
+            return Err(Self::host_error(status, &body));
+        }
+        Ok(body)
+    }
+
+    /// Sends `req` and reads a 200 answer's JSON body as `T` (`what` names it).
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        req: http::Request<Full<Bytes>>,
+        what: &str,
+    ) -> Result<T, ClientError> {
+        let body = self.ok_body(req).await?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(format!("{what}: {e}")))
+    }
+
     fn host_error(status: u16, body: &[u8]) -> ClientError {
         let message = serde_json::from_slice::<ErrorBody>(body)
             .map(|e| e.error)
@@ -341,11 +348,7 @@ impl Client {
         let req = http::Request::get(uri)
             .body(Full::default())
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let (status, body) = self.exchange(req).await?;
-        if status != 200 {
-            return Err(Self::host_error(status, &body));
-        }
-        Ok(AttestationBundle::from_json(&body)?)
+        Ok(AttestationBundle::from_json(&self.ok_body(req).await?)?)
     }
 
     /// Attests the enclave behind the host with a fresh nonce and appraises it.
@@ -365,16 +368,8 @@ impl Client {
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let (status, body) = self.exchange(req).await?;
-        if status != 200 {
-            return Err(Self::host_error(status, &body));
-        }
-        serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("paid")?.as_str()?.parse().ok())
-            .ok_or_else(|| {
-                ClientError::Protocol("the host's voucher answer has no paid amount".into())
-            })
+        let accepted: VoucherAccepted = self.json(req, "the host's voucher answer").await?;
+        Ok(accepted.paid)
     }
 
     /// The host's signed half of a cooperative close of `channel`.
@@ -382,32 +377,7 @@ impl Client {
         let req = http::Request::post(format!("{}/v1/channel/close?id={channel}", self.base))
             .body(Full::default())
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let (status, body) = self.exchange(req).await?;
-        if status != 200 {
-            return Err(Self::host_error(status, &body));
-        }
-        let v: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|e| ClientError::Protocol(format!("close offer: {e}")))?;
-        let amount = |k: &str| v.get(k)?.as_str()?.parse::<u128>().ok();
-        let seqno = |k: &str| v.get(k)?.as_u64();
-        match (
-            amount("to_host"),
-            amount("to_client"),
-            seqno("seqno_a"),
-            seqno("seqno_b"),
-            v.get("signature").and_then(|s| s.as_str()),
-        ) {
-            (Some(to_host), Some(to_client), Some(seqno_a), Some(seqno_b), Some(sig)) => {
-                Ok(CloseOffer {
-                    to_host,
-                    to_client,
-                    seqno_a,
-                    seqno_b,
-                    signature: sig.to_string(),
-                })
-            }
-            _ => Err(ClientError::Protocol(format!("close offer: {v}"))),
-        }
+        self.json(req, "close offer").await
     }
 
     /// What the host counts for `channel`: (charged, paid, newest voucher seqno).
@@ -415,21 +385,8 @@ impl Client {
         let req = http::Request::get(format!("{}/v1/channel?id={channel}", self.base))
             .body(Full::default())
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let (status, body) = self.exchange(req).await?;
-        if status != 200 {
-            return Err(Self::host_error(status, &body));
-        }
-        let v: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|e| ClientError::Protocol(format!("channel status: {e}")))?;
-        let amount = |k: &str| v.get(k)?.as_str()?.parse::<u128>().ok();
-        match (
-            amount("charged"),
-            amount("paid"),
-            v.get("seqno").and_then(|s| s.as_u64()),
-        ) {
-            (Some(c), Some(p), Some(s)) => Ok((c, p, s)),
-            _ => Err(ClientError::Protocol(format!("channel status: {v}"))),
-        }
+        let s: ChannelStatus = self.json(req, "channel status").await?;
+        Ok((s.charged, s.paid, s.seqno))
     }
 
     /// Sends sealed bytes through the host.
@@ -449,11 +406,7 @@ impl Client {
         let req = req
             .body(Full::new(Bytes::copy_from_slice(sealed)))
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let (status, body) = self.exchange(req).await?;
-        if status != 200 {
-            return Err(Self::host_error(status, &body));
-        }
-        Ok(body)
+        self.ok_body(req).await
     }
 
     /// Seals, sends, opens and checks one request.

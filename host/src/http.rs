@@ -24,6 +24,7 @@ use bytes::Bytes;
 use http::{header, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use kokon_ton::voucher::{ChannelStatus, VoucherAccepted};
 use kokon_wire::{media_type, Request as Frame, Response as Reply};
 use tokio::sync::Semaphore;
 
@@ -58,6 +59,11 @@ type Body = Full<Bytes>;
 fn json_error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     let body = serde_json::json!({ "error": message.into() }).to_string();
     respond(status, "application/json", body.into_bytes())
+}
+
+/// A JSON body (the types serialized here cannot fail to serialize).
+fn json_bytes<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
 }
 
 fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Body> {
@@ -188,9 +194,7 @@ impl Front {
             Ok(paid) => respond(
                 StatusCode::OK,
                 "application/json",
-                serde_json::json!({ "paid": paid.to_string() })
-                    .to_string()
-                    .into_bytes(),
+                json_bytes(&VoucherAccepted { paid }),
             ),
             Err(r) => refused(r),
         }
@@ -210,20 +214,7 @@ impl Front {
         };
         if route == "/v1/channel/close" {
             return match ledger.close_offer(id) {
-                Ok(o) => respond(
-                    StatusCode::OK,
-                    "application/json",
-                    serde_json::json!({
-                        "channel_id": id.to_string(),
-                        "to_host": o.to_host.to_string(),
-                        "to_client": o.to_client.to_string(),
-                        "seqno_a": o.seqno_a,
-                        "seqno_b": o.seqno_b,
-                        "signature": o.signature,
-                    })
-                    .to_string()
-                    .into_bytes(),
-                ),
+                Ok(offer) => respond(StatusCode::OK, "application/json", json_bytes(&offer)),
                 Err(r) => refused(r),
             };
         }
@@ -231,14 +222,12 @@ impl Front {
             Ok((charged, paid, seqno)) => respond(
                 StatusCode::OK,
                 "application/json",
-                serde_json::json!({
-                    "channel_id": id.to_string(),
-                    "charged": charged.to_string(),
-                    "paid": paid.to_string(),
-                    "seqno": seqno,
-                })
-                .to_string()
-                .into_bytes(),
+                json_bytes(&ChannelStatus {
+                    channel_id: id,
+                    charged,
+                    paid,
+                    seqno,
+                }),
             ),
             Err(r) => refused(r),
         }

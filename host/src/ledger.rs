@@ -23,7 +23,7 @@ use std::sync::Mutex;
 
 use anyhow::Context;
 use kokon_billing::SignedReceipt;
-use kokon_ton::voucher::{Payee, VoucherError, VoucherJson};
+use kokon_ton::voucher::{CloseOffer, Payee, VoucherError, VoucherJson};
 use serde::Deserialize;
 
 /// One channel the host serves.
@@ -98,21 +98,6 @@ pub struct Ledger {
     payees: Mutex<HashMap<u128, Payee>>,
     deposits: HashMap<u128, u128>,
     host_key: Option<ed25519_dalek::SigningKey>,
-}
-
-/// The host's half of a cooperative close.
-#[derive(Debug, Clone)]
-pub struct CloseOffer {
-    /// What the host is paid (the newest voucher's amount).
-    pub to_host: u128,
-    /// What the client gets back.
-    pub to_client: u128,
-    /// The newest voucher's seqno.
-    pub seqno_a: u64,
-    /// The host's semi-channel seqno (it sends nothing).
-    pub seqno_b: u64,
-    /// The host's signature over the close terms (hex).
-    pub signature: String,
 }
 
 impl Ledger {
@@ -230,6 +215,7 @@ impl Ledger {
                 kokon_ton::cooperative_close_terms(channel, deposit - to_host, to_host, seqno_a, 1)
                     .map_err(|e| refusal(500, e.to_string()))?;
             Ok(CloseOffer {
+                channel_id: channel,
                 to_host,
                 to_client: deposit - to_host,
                 seqno_a,

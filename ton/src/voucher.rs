@@ -172,6 +172,66 @@ impl VoucherJson {
     }
 }
 
+/// Amounts in nanotons travel in JSON as decimal strings: JSON numbers lose
+/// precision past 2^53.
+mod decimal {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The host's answer to `POST /v1/voucher`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoucherAccepted {
+    /// What the host now counts as paid on the channel.
+    #[serde(with = "decimal")]
+    pub paid: u128,
+}
+
+/// The host's answer to `GET /v1/channel?id=`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelStatus {
+    /// The channel.
+    #[serde(with = "decimal")]
+    pub channel_id: u128,
+    /// What the host has charged on it (from the enclave's receipts).
+    #[serde(with = "decimal")]
+    pub charged: u128,
+    /// What the client's newest voucher pays.
+    #[serde(with = "decimal")]
+    pub paid: u128,
+    /// That voucher's seqno.
+    pub seqno: u64,
+}
+
+/// The host's half of a cooperative close (`POST /v1/channel/close?id=`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloseOffer {
+    /// The channel.
+    #[serde(with = "decimal")]
+    pub channel_id: u128,
+    /// What the host is paid (the newest voucher's amount).
+    #[serde(with = "decimal")]
+    pub to_host: u128,
+    /// What the client gets back.
+    #[serde(with = "decimal")]
+    pub to_client: u128,
+    /// The client's seqno in the close (its newest voucher's).
+    pub seqno_a: u64,
+    /// The host's seqno in the close (it sends nothing).
+    pub seqno_b: u64,
+    /// The host's signature over the close terms (hex).
+    pub signature: String,
+}
+
 /// The host's side: verifies, stores and counts vouchers; enforces credit.
 pub struct Payee {
     client_key: [u8; 32],
