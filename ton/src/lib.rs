@@ -185,12 +185,22 @@ pub fn init_channel(
         .store_coins(&coins(balance_a))?
         .store_coins(&coins(balance_b))?
         .build()?;
-    let signature = sign_cell(key, &signed);
+    signed_by_party(OP_INIT_CHANNEL, is_a, key, &signed)
+}
+
+/// A message `op` from party A (`by_a`) or B: the flag, the party's
+/// signature over the hash of `signed`, and `signed` itself.
+fn signed_by_party(
+    op: u32,
+    by_a: bool,
+    key: &SigningKey,
+    signed: &Cell,
+) -> Result<Cell, ChannelError> {
     Ok(CellBuilder::new()
-        .store_u32(32, OP_INIT_CHANNEL)?
-        .store_bit(is_a)?
-        .store_slice(&signature)?
-        .store_cell(&signed)?
+        .store_u32(32, op)?
+        .store_bit(by_a)?
+        .store_slice(&sign_cell(key, signed))?
+        .store_cell(signed)?
         .build()?)
 }
 
@@ -344,13 +354,7 @@ fn quarantine_message(
         .store_child(state_a.cell()?)?
         .store_child(state_b.cell()?)?
         .build()?;
-    let signature = sign_cell(key, &signed);
-    Ok(CellBuilder::new()
-        .store_u32(32, op)?
-        .store_bit(by_a)?
-        .store_slice(&signature)?
-        .store_cell(&signed)?
-        .build()?)
+    signed_by_party(op, by_a, key, &signed)
 }
 
 /// `start_uncooperative_close`: one party submits both latest states.
