@@ -36,6 +36,8 @@ use kokon_seal::{KeyConfig, SealError, Suite};
 pub use kokon_ton::voucher::CloseOffer;
 use kokon_ton::voucher::{ChannelStatus, VoucherAccepted};
 use kokon_wire::kserve::{ErrorBody, InferRequest, InferResponse};
+/// The current time in Unix seconds.
+pub use kokon_wire::unix_now;
 use thiserror::Error;
 
 /// The header with the client's send time (checked by the enclave's replay defence).
@@ -179,14 +181,6 @@ pub struct Sealed {
     context: kokon_seal::ClientContext,
     request_digest: [u8; 32],
     units: u64,
-}
-
-/// The current time in Unix seconds.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 impl VerifiedEnclave {

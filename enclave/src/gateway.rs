@@ -20,6 +20,8 @@ use std::time::Duration;
 use bhttp::{Message, Mode, StatusCode};
 use kokon_billing::{digest, Usage, CHANNEL_HEADER, RECEIPT_HEADER};
 use kokon_wire::kserve::{ErrorBody, InferRequest};
+/// The enclave's clock, in Unix seconds.
+pub use kokon_wire::unix_now;
 use zeroize::Zeroizing;
 
 use crate::inference::{InferError, Model};
@@ -264,14 +266,6 @@ impl Gateway {
             Err(_) => Outcome::Rejected("internal error sealing the response".into()),
         }
     }
-}
-
-/// The enclave's clock, in Unix seconds.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use http::{header, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use kokon_ton::voucher::{ChannelStatus, VoucherAccepted};
-use kokon_wire::{media_type, Request as Frame, Response as Reply};
+use kokon_wire::{media_type, unix_now, Request as Frame, Response as Reply};
 use tokio::sync::Semaphore;
 
 use crate::metrics::{Metrics, RouteLabels};
@@ -364,13 +364,6 @@ async fn read_body(req: hyper::Request<Incoming>, max: usize) -> Result<Vec<u8>,
             format!("cannot read the request body: {e}"),
         )),
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

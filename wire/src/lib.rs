@@ -46,6 +46,15 @@ pub const SEV_GUEST_DEVICE: &str = "/dev/sev-guest";
 /// enclave's TDX evidence source on kernels without configfs-tsm.
 pub const TDX_GUEST_DEVICE: &str = "/dev/tdx_guest";
 
+/// The current time in Unix seconds (0 if the clock is before 1970): the
+/// clock host, enclave and client stamp and check times with.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 /// Largest payload accepted in a frame (16 MiB).
 pub const MAX_FRAME_LEN: u32 = 16 * 1024 * 1024;
 
