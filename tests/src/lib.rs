@@ -256,3 +256,23 @@ pub async fn http_get(base: &str, path: &str) -> (u16, String) {
         .await
         .unwrap_or_else(|| panic!("GET {base}{path}: no answer"))
 }
+
+/// xorshift64*: a small, reproducible pseudo-random source for property and
+/// fault-injection tests (seeded, so a failure can be replayed).
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number below `n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}

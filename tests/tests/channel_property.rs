@@ -6,25 +6,12 @@
 //! deposits exactly as the newest voucher says.
 
 use ed25519_dalek::SigningKey;
+use kokon_tests::Rng;
 use kokon_ton::sandbox::LocalChain;
 use kokon_ton::voucher::{Payee, Payer, VoucherError};
 
 const PRICE: u128 = 1_000_000;
 const LIMIT: u128 = 4 * PRICE;
-
-/// xorshift64*.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 #[derive(Debug, Clone, Copy)]
 enum Step {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use kokon_client::{Client, ClientError};
+use kokon_tests::Rng;
 use kokon_ton::sandbox::LocalChain;
 use kokon_ton::voucher::Payer;
 
@@ -93,17 +94,6 @@ fn kill(pid: u32) {
     );
 }
 
-/// xorshift64*: a reproducible source of kill times.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 fn transient(e: &ClientError) -> bool {
     matches!(
         e,
@@ -168,7 +158,7 @@ async fn killing_the_host_at_random_loses_no_voucher_and_charges_nothing_twice()
         let (pids, kills, stop) = (pids.clone(), kills.clone(), stop.clone());
         std::thread::spawn(move || {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(300 + rng.next() % 900));
+                std::thread::sleep(Duration::from_millis(300 + rng.below(900)));
                 let victims: Vec<u32> = pids.lock().unwrap().drain(..).collect();
                 if !victims.is_empty() && !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     victims.iter().for_each(|p| kill(*p));
