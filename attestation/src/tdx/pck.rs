@@ -14,11 +14,21 @@ use crate::Error;
 
 /// The SGX extension's OID.
 const SGX_EXTENSIONS: &str = "1.2.840.113741.1.13.1";
-const TCB: &str = "1.2.840.113741.1.13.1.2";
-const PCESVN: &str = "1.2.840.113741.1.13.1.2.17";
-const CPUSVN: &str = "1.2.840.113741.1.13.1.2.18";
-const PCEID: &str = "1.2.840.113741.1.13.1.3";
-const FMSPC: &str = "1.2.840.113741.1.13.1.4";
+/// Its DER content octets: the prefix of every OID inside the extension.
+const SGX_OID_DER: [u8; 9] = [0x2a, 0x86, 0x48, 0x86, 0xf8, 0x4d, 0x01, 0x0d, 0x01];
+// The entries' OIDs below the extension's, as their trailing arcs (each
+// below 128, so one content octet per arc): compared as bytes, not text.
+const TCB: &[u8] = &[2];
+const PCESVN: &[u8] = &[2, 17];
+const CPUSVN: &[u8] = &[2, 18];
+const PCEID: &[u8] = &[3];
+const FMSPC: &[u8] = &[4];
+
+/// The dotted name of an entry's OID, for messages.
+fn name(arcs: &[u8]) -> String {
+    arcs.iter()
+        .fold(SGX_EXTENSIONS.to_string(), |acc, a| format!("{acc}.{a}"))
+}
 
 /// What the PCK certificate says about the platform.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,14 +69,15 @@ pub fn parse(pck_der: &[u8]) -> Result<PckExtension, Error> {
 pub fn parse_extension(value: &[u8]) -> Result<PckExtension, Error> {
     let (_, root) = parse_der(value).map_err(|e| bad(format!("bad DER: {e}")))?;
     let entries = pairs(&root)?;
-    let octets = |name: &str, want: usize| -> Result<Vec<u8>, Error> {
-        let value = find(&entries, name)?;
+    let octets = |arcs: &[u8], want: usize| -> Result<Vec<u8>, Error> {
+        let value = find(&entries, arcs)?;
         let bytes = value
             .as_slice()
-            .map_err(|_| bad(format!("{name} is not an OCTET STRING")))?;
+            .map_err(|_| bad(format!("{} is not an OCTET STRING", name(arcs))))?;
         if bytes.len() != want {
             return Err(bad(format!(
-                "{name} has {} bytes, expected {want}",
+                "{} has {} bytes, expected {want}",
+                name(arcs),
                 bytes.len()
             )));
         }
@@ -87,15 +98,14 @@ pub fn parse_extension(value: &[u8]) -> Result<PckExtension, Error> {
     }
     cpu_svn.copy_from_slice(raw);
     // The 16 components are also listed one by one (…13.1.2.1 to .16); they must agree.
-    for (i, svn) in cpu_svn.iter().enumerate() {
-        let name = format!("{TCB}.{}", i + 1);
-        let listed = find(&tcb, &name)?
+    for (component, svn) in (1u8..).zip(cpu_svn.iter()) {
+        let arcs = [2, component];
+        let listed = find(&tcb, &arcs)?
             .as_u32()
-            .map_err(|_| bad(format!("{name} is not an INTEGER")))?;
+            .map_err(|_| bad(format!("{} is not an INTEGER", name(&arcs))))?;
         if listed != u32::from(*svn) {
             return Err(bad(format!(
-                "TCB component {} is {listed} but CPUSVN byte says {svn}",
-                i + 1
+                "TCB component {component} is {listed} but CPUSVN byte says {svn}"
             )));
         }
     }
@@ -112,8 +122,9 @@ pub fn parse_extension(value: &[u8]) -> Result<PckExtension, Error> {
     })
 }
 
-/// Reads a SEQUENCE of SEQUENCE { OID, value } into (dotted OID, value) pairs.
-fn pairs<'a, 'b>(seq: &'b BerObject<'a>) -> Result<Vec<(String, &'b BerObject<'a>)>, Error> {
+/// Reads a SEQUENCE of SEQUENCE { OID, value } into (OID content octets,
+/// value) pairs.
+fn pairs<'a, 'b>(seq: &'b BerObject<'a>) -> Result<Vec<(&'b [u8], &'b BerObject<'a>)>, Error> {
     let items = seq.as_sequence().map_err(|_| bad("expected a SEQUENCE"))?;
     items
         .iter()
@@ -123,9 +134,7 @@ fn pairs<'a, 'b>(seq: &'b BerObject<'a>) -> Result<Vec<(String, &'b BerObject<'a
                 .map_err(|_| bad("expected SEQUENCE { OID, value }"))?;
             match pair.as_slice() {
                 [oid, value] => Ok((
-                    oid.as_oid()
-                        .map_err(|_| bad("expected an OID"))?
-                        .to_id_string(),
+                    oid.as_oid().map_err(|_| bad("expected an OID"))?.as_bytes(),
                     value,
                 )),
                 _ => Err(bad("expected SEQUENCE { OID, value }")),
@@ -134,13 +143,26 @@ fn pairs<'a, 'b>(seq: &'b BerObject<'a>) -> Result<Vec<(String, &'b BerObject<'a
         .collect()
 }
 
+/// The value of the entry whose OID is the SGX extension's followed by `arcs`.
 fn find<'a, 'b>(
-    entries: &[(String, &'b BerObject<'a>)],
-    oid: &str,
+    entries: &[(&'b [u8], &'b BerObject<'a>)],
+    arcs: &[u8],
 ) -> Result<&'b BerObject<'a>, Error> {
     entries
         .iter()
-        .find(|(id, _)| id == oid)
+        .find(|(oid, _)| oid.strip_prefix(SGX_OID_DER.as_slice()) == Some(arcs))
         .map(|(_, v)| *v)
-        .ok_or_else(|| bad(format!("{oid} is absent")))
+        .ok_or_else(|| bad(format!("{} is absent", name(arcs))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oid_prefix_is_the_sgx_extension_oid_encoded() {
+        let der = crate::der::oid(&SGX_EXTENSIONS_OID);
+        assert_eq!(der.get(2..), Some(SGX_OID_DER.as_slice()));
+        assert_eq!(name(PCESVN), "1.2.840.113741.1.13.1.2.17");
+    }
 }
