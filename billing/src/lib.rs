@@ -18,6 +18,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod payer;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};

@@ -69,7 +69,8 @@ impl ChannelFile {
         std::fs::rename(&tmp, path).with_context(|| format!("installing {}", path.display()))
     }
 
-    fn key(&self) -> anyhow::Result<SigningKey> {
+    /// The client's channel key.
+    pub fn key(&self) -> anyhow::Result<SigningKey> {
         let mut seed = zeroize::Zeroizing::new([0u8; 32]);
         hex::decode_to_slice(&self.client_key, seed.as_mut()).context("client_key")?;
         Ok(SigningKey::from_bytes(&seed))

@@ -233,9 +233,21 @@ struct HostArgs {
     /// Requests relayed at once.
     #[arg(long, default_value_t = 64)]
     max_concurrency: usize,
-    /// Seconds allowed per request.
+    /// Seconds allowed per request, once its body has arrived.
     #[arg(long, default_value_t = 30)]
     timeout: u64,
+    /// Seconds a client has to send a request body (every route).
+    #[arg(long, default_value_t = 10)]
+    body_timeout: u64,
+    /// Attestations relayed at once (apart from inference).
+    #[arg(long, default_value_t = 4)]
+    max_attestations: usize,
+    /// Attestations started per second (bursts up to as many).
+    #[arg(long, default_value_t = 50)]
+    attestations_per_second: u32,
+    /// Open connections per peer address (0: no limit; behind a reverse proxy, raise it).
+    #[arg(long, default_value_t = 256)]
+    max_connections_per_peer: usize,
     /// Pin the enclave to these CPUs (comma-separated), as a TEE VM's dedicated vCPUs.
     #[arg(long)]
     enclave_cpus: Option<String>,
@@ -350,6 +362,11 @@ fn host_config(args: &HostArgs) -> anyhow::Result<HostConfig> {
             max_body_bytes: args.max_body,
             max_concurrency: args.max_concurrency,
             request_timeout: Duration::from_secs(args.timeout),
+            body_timeout: Duration::from_secs(args.body_timeout),
+            max_attestations: args.max_attestations,
+            attestations_per_second: args.attestations_per_second,
+            max_connections_per_peer: args.max_connections_per_peer,
+            ..Limits::default()
         },
         ledger: args
             .channels
@@ -546,7 +563,7 @@ async fn demo_client(
     let enclave = client
         .attest(&policy)
         .await?
-        .with_channel(channel.params.channel_id);
+        .with_channel(channel.params.channel_id, channel.client_key());
     print!("{}", report::text(&enclave, &policy.name));
     println!("  verified in {:.1?}", t.elapsed());
     let magika = load_magika()?;
@@ -748,7 +765,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let paying = match &channel {
                 Some(path) => {
                     let f = channel::ChannelFile::load(path)?;
-                    enclave = enclave.with_channel(f.id()?);
+                    enclave = enclave.with_channel(f.id()?, f.key()?);
+                    // A voucher that did not reach the host last time goes
+                    // first (the host already holding it answers 409).
+                    if let Some(saved) = &f.voucher {
+                        let state = saved.state().map_err(anyhow::Error::msg)?;
+                        match client.pay(&state).await {
+                            Ok(_) | Err(ClientError::Host { status: 409, .. }) => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
                     Some((path.clone(), f))
                 }
                 None => None,
@@ -764,13 +790,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .prepare_file(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
             let c = classify(&client, &enclave, &magika, prepared).await?;
+            // Paid only after the receipt verified; the voucher is saved
+            // before it is handed over, so it is never lost. The result is
+            // shown whatever happens to the payment.
+            let mut voucher = None;
             if let (Some((path, mut f)), Some(r)) = (paying, &c.receipt) {
-                // Paid only after the receipt verified; the voucher is saved
-                // before it is handed over, so it is never lost.
-                let voucher = f.payer()?.pay(r.receipt.amount)?;
-                f.voucher = Some(kokon_ton::voucher::VoucherJson::from(&voucher));
+                let v = f.payer()?.pay(r.receipt.amount)?;
+                f.voucher = Some(kokon_ton::voucher::VoucherJson::from(&v));
                 f.save(&path)?;
-                client.pay(&voucher).await?;
+                voucher = Some((path, v));
             }
             if json {
                 let out = serde_json::json!({
@@ -793,6 +821,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         r.receipt.sequence, r.receipt.units
                     );
                 }
+            }
+            if let Some((path, v)) = voucher {
+                client.pay(&v).await.map_err(|e| {
+                    anyhow::anyhow!(
+                        "the result above is yours, but its payment did not reach the host: {e}. The voucher (seqno {}) is saved in {}; the next `kokon infer --channel` sends a newer one that covers it",
+                        v.body.seqno,
+                        path.display()
+                    )
+                })?;
             }
             Ok(())
         }
@@ -820,15 +857,22 @@ fn rejection_json(e: &ClientError) -> serde_json::Value {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // KOKON_LOG, else RUST_LOG, else: a server logs its requests (info), a
+    // command only its warnings.
+    let default_level = match &cli.command {
+        Command::Host(HostArgs { action: None, .. }) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KOKON_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+                .unwrap_or_else(|_| default_level.into()),
         )
         .init();
-    let cli = Cli::parse();
     let json = matches!(
         &cli.command,
         Command::Attest { json: true, .. }

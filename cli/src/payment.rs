@@ -59,6 +59,11 @@ impl DemoChannel {
         })
     }
 
+    /// The client's channel key (signs vouchers and payer proofs).
+    pub fn client_key(&self) -> SigningKey {
+        self.client_key.clone()
+    }
+
     /// Writes the host's channels file into `dir`.
     pub fn channels_file(&self, dir: &Path) -> anyhow::Result<PathBuf> {
         std::fs::create_dir_all(dir)?;

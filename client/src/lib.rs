@@ -28,6 +28,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
 use kokon_attestation::{verify_bundle, AttestationBundle, VerifiedEvidence};
+pub use kokon_billing::payer::PayerProof;
+use kokon_billing::payer::PAYER_HEADER;
 use kokon_billing::{
     digest, Expected, ReceiptError, SequenceWindow, SignedReceipt, RECEIPT_HEADER,
 };
@@ -42,6 +44,8 @@ use thiserror::Error;
 
 /// The header with the client's send time (checked by the enclave's replay defence).
 pub const SENT_AT_HEADER: &str = "kokon-sent-at";
+/// Attempts to deliver a voucher before giving up (see [`Client::pay`]).
+pub const PAY_ATTEMPTS: u32 = 4;
 /// Default time allowed for one HTTP exchange.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -120,16 +124,27 @@ pub struct VerifiedEnclave {
     pub key_config: KeyConfig,
     /// The payment channel requests are billed to (0: none).
     pub channel_id: u128,
+    /// The channel's client key, which signs each billed request's payer proof.
+    channel_key: Option<ed25519_dalek::SigningKey>,
     /// The highest price per unit (nanotons) the client accepts, from its policy.
     pub max_price_per_unit: u128,
     sequences: Mutex<SequenceWindow>,
 }
 
 impl VerifiedEnclave {
-    /// Bills the following requests to payment channel `channel_id`.
-    pub fn with_channel(mut self, channel_id: u128) -> Self {
+    /// Bills the following requests to payment channel `channel_id`, whose
+    /// client key `key` signs a payer proof for each (the host admits
+    /// nothing else).
+    pub fn with_channel(mut self, channel_id: u128, key: ed25519_dalek::SigningKey) -> Self {
         self.channel_id = channel_id;
+        self.channel_key = Some(key);
         self
+    }
+
+    /// The payer proof for the encapsulated request `sealed`, when billing.
+    pub fn payer_proof(&self, sealed: &[u8]) -> Option<PayerProof> {
+        let key = self.channel_key.as_ref()?;
+        Some(PayerProof::sign(key, self.channel_id, sealed, unix_now()))
     }
 }
 
@@ -158,6 +173,7 @@ pub fn verify(
         evidence,
         key_config,
         channel_id: 0,
+        channel_key: None,
         max_price_per_unit: policy.max_price_per_unit,
         sequences: Mutex::new(SequenceWindow::default()),
     })
@@ -355,15 +371,34 @@ impl Client {
 
     /// Sends a voucher (the client's newest signed channel state) to the
     /// host, which is the payee; returns the total the host counts as paid.
+    /// A host that is unreachable or cannot store it right now (503) is
+    /// tried again a few times; vouchers are cumulative, so one that is
+    /// never delivered is covered by the next.
     pub async fn pay(&self, voucher: &kokon_ton::SignedState) -> Result<u128, ClientError> {
         let body = serde_json::to_vec(&kokon_ton::voucher::VoucherJson::from(voucher))
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let req = http::Request::post(format!("{}/v1/voucher", self.base))
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let accepted: VoucherAccepted = self.json(req, "the host's voucher answer").await?;
-        Ok(accepted.paid)
+        let mut delay = Duration::from_millis(200);
+        let mut attempts = 1;
+        loop {
+            let req = http::Request::post(format!("{}/v1/voucher", self.base))
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::from(body.clone())))
+                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            match self
+                .json::<VoucherAccepted>(req, "the host's voucher answer")
+                .await
+            {
+                Ok(accepted) => return Ok(accepted.paid),
+                Err(ClientError::Host { status: 503, .. } | ClientError::Transport(_))
+                    if attempts < PAY_ATTEMPTS =>
+                {
+                    attempts += 1;
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The host's signed half of a cooperative close of `channel`.
@@ -383,19 +418,41 @@ impl Client {
         Ok((s.charged, s.paid, s.seqno))
     }
 
-    /// Sends sealed bytes through the host.
+    /// Sends sealed bytes through the host, unbilled.
     pub async fn send(&self, sealed: &[u8]) -> Result<Vec<u8>, ClientError> {
-        self.send_billed(sealed, 0).await
+        self.send_with_headers(sealed, &[]).await
     }
 
-    /// Sends sealed bytes through the host, billed to `channel` (0: none).
-    pub async fn send_billed(&self, sealed: &[u8], channel: u128) -> Result<Vec<u8>, ClientError> {
+    /// Sends sealed bytes through the host with `proof` (billed to its channel).
+    pub async fn send_billed(
+        &self,
+        sealed: &[u8],
+        proof: Option<&PayerProof>,
+    ) -> Result<Vec<u8>, ClientError> {
+        match proof {
+            Some(p) => {
+                let headers = [
+                    (PAYER_HEADER, p.to_header()),
+                    (kokon_billing::CHANNEL_HEADER, p.channel_id.to_string()),
+                ];
+                self.send_with_headers(sealed, &headers).await
+            }
+            None => self.send(sealed).await,
+        }
+    }
+
+    /// Sends sealed bytes through the host with extra outer headers.
+    pub async fn send_with_headers(
+        &self,
+        sealed: &[u8],
+        headers: &[(&str, String)],
+    ) -> Result<Vec<u8>, ClientError> {
         let mut req = http::Request::post(format!("{}/v1/ohttp", self.base)).header(
             http::header::CONTENT_TYPE,
             kokon_wire::media_type::OHTTP_REQUEST,
         );
-        if channel != 0 {
-            req = req.header(kokon_billing::CHANNEL_HEADER, channel.to_string());
+        for (name, value) in headers {
+            req = req.header(*name, value);
         }
         let req = req
             .body(Full::new(Bytes::copy_from_slice(sealed)))
@@ -413,7 +470,8 @@ impl Client {
         units: u64,
     ) -> Result<Opened, ClientError> {
         let sealed = enclave.seal(method, path, body, units)?;
-        let response = self.send_billed(&sealed.bytes, enclave.channel_id).await?;
+        let proof = enclave.payer_proof(&sealed.bytes);
+        let response = self.send_billed(&sealed.bytes, proof.as_ref()).await?;
         enclave.open(sealed, &response)
     }
 

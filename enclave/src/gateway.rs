@@ -12,7 +12,6 @@
 //! [`Outcome::Rejected`] message written without looking at plaintext.
 //! Nothing here logs request or response content.
 
-use std::collections::{HashMap, VecDeque};
 use std::io::Cursor;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -20,6 +19,7 @@ use std::time::Duration;
 use bhttp::{Message, Mode, StatusCode};
 use kokon_billing::{digest, Usage, CHANNEL_HEADER, RECEIPT_HEADER};
 use kokon_wire::kserve::{ErrorBody, InferRequest};
+use kokon_wire::replay::ReplayCache;
 /// The enclave's clock, in Unix seconds.
 pub use kokon_wire::unix_now;
 use zeroize::Zeroizing;
@@ -49,35 +49,6 @@ pub enum Outcome {
     },
     /// Refused before or without reading plaintext; the message is for the host.
     Rejected(String),
-}
-
-/// Remembers served requests until they fall out of the freshness window.
-#[derive(Default)]
-struct ReplayCache {
-    seen: HashMap<[u8; 32], i64>,
-    order: VecDeque<([u8; 32], i64)>,
-}
-
-impl ReplayCache {
-    /// Records `id` (expiring at `expires`); false if it was already there.
-    fn insert(&mut self, id: [u8; 32], now: i64, expires: i64) -> Result<bool, ()> {
-        while let Some((old, exp)) = self.order.front().copied() {
-            if exp > now {
-                break;
-            }
-            self.order.pop_front();
-            self.seen.remove(&old);
-        }
-        if self.seen.contains_key(&id) {
-            return Ok(false);
-        }
-        if self.seen.len() >= REPLAY_CACHE_CAPACITY {
-            return Err(());
-        }
-        self.seen.insert(id, expires);
-        self.order.push_back((id, expires));
-        Ok(true)
-    }
 }
 
 /// The gateway: keys, model and replay state.
@@ -121,7 +92,7 @@ impl Gateway {
         Self {
             keys,
             model,
-            replay: Mutex::new(ReplayCache::default()),
+            replay: Mutex::new(ReplayCache::new(REPLAY_CACHE_CAPACITY)),
             fault_delay,
         }
     }
@@ -136,8 +107,11 @@ impl Gateway {
         &self.model
     }
 
-    /// Serves one encapsulated request at `now` (Unix seconds).
-    pub fn handle(&self, encapsulated: &[u8], now: i64) -> Outcome {
+    /// Serves one encapsulated request at `now` (Unix seconds), billed to
+    /// `billed_channel`: the channel the host admitted it for (0: not
+    /// billed). A sealed request that names another channel is refused, so
+    /// no receipt names a channel other than the one charged.
+    pub fn handle(&self, encapsulated: &[u8], billed_channel: u128, now: i64) -> Outcome {
         let (plain, context) = match self.keys.ohttp.decapsulate(encapsulated) {
             Ok(opened) => opened,
             Err(e) => return Outcome::Rejected(format!("cannot open the OHTTP request (not sealed to this enclave's key, or tampered): {e}")),
@@ -166,7 +140,7 @@ impl Gateway {
         let id = digest(encapsulated);
         let fresh = match self.replay.lock() {
             Ok(mut cache) => cache.insert(id, now, now + 2 * FRESHNESS_WINDOW_SECS),
-            Err(_) => Err(()),
+            Err(_) => Err(kokon_wire::replay::Full),
         };
         match fresh {
             Ok(true) => {}
@@ -175,24 +149,26 @@ impl Gateway {
                     "replayed request: this encapsulated request was already served".into(),
                 )
             }
-            Err(()) => return Outcome::Rejected("replay cache full: try again shortly".into()),
+            Err(_) => return Outcome::Rejected("replay cache full: try again shortly".into()),
         }
-        let channel = request.header().get(CHANNEL_HEADER.as_bytes()).map(|v| {
+        let named = request.header().get(CHANNEL_HEADER.as_bytes()).map(|v| {
             std::str::from_utf8(v)
                 .ok()
                 .and_then(|v| v.parse::<u128>().ok())
         });
-        let (reply, channel) = match channel {
-            None => (self.route(&request), 0),
-            Some(Some(id)) => (self.route(&request), id),
-            Some(None) => (
-                Reply::error(
-                    400,
-                    format!("{CHANNEL_HEADER} must be a decimal channel ID"),
-                ),
-                0,
-            ),
-        };
+        match named {
+            None => {}
+            Some(Some(id)) if id == billed_channel => {}
+            // Neither the sealed value nor anything else from the plaintext
+            // goes into this message for the host.
+            Some(_) => {
+                return Outcome::Rejected(format!(
+                    "the sealed request names another payment channel than the one the host admitted it for ({billed_channel}); nothing was served or billed"
+                ))
+            }
+        }
+        let reply = self.route(&request);
+        let channel = billed_channel;
         self.seal(context, &plain, reply, channel)
     }
 
@@ -265,22 +241,5 @@ impl Gateway {
             Ok(sealed) => Outcome::Sealed(sealed),
             Err(_) => Outcome::Rejected("internal error sealing the response".into()),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replay_cache_remembers_until_expiry_and_fails_closed_when_full() {
-        let mut c = ReplayCache::default();
-        assert_eq!(c.insert([1; 32], 100, 200), Ok(true));
-        assert_eq!(c.insert([1; 32], 150, 250), Ok(false));
-        assert_eq!(
-            c.insert([1; 32], 201, 300),
-            Ok(true),
-            "expired entries are forgotten"
-        );
     }
 }

@@ -109,8 +109,10 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(enclave: Arc<Enclav
             // Inference blocks for milliseconds: run it in place (the runtime
             // moves this worker's other tasks away) rather than hopping to the
             // blocking pool and back, which costs two thread wake-ups.
-            Request::Ohttp(bytes) => {
-                match tokio::task::block_in_place(|| enclave.gateway.handle(&bytes, unix_now())) {
+            Request::Ohttp { channel, request } => {
+                match tokio::task::block_in_place(|| {
+                    enclave.gateway.handle(&request, channel, unix_now())
+                }) {
                     Outcome::Sealed(b) => Response::Ohttp(b),
                     Outcome::Billed { sealed, receipt } => Response::Billed { sealed, receipt },
                     Outcome::Rejected(m) => Response::Rejected(m),

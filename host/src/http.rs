@@ -7,48 +7,64 @@
 //! | `POST /v1/voucher` | with billing: verifies, stores and counts a payment-channel voucher (JSON) |
 //! | `GET /v1/channel?id=N` | with billing: what the channel was charged and paid, and the newest voucher's seqno |
 //! | `POST /v1/channel/close?id=N` | with billing and a host key: the host's signature on a cooperative close at the newest voucher |
-//! | `GET /healthz` | 200 when the enclave is up, 503 otherwise (JSON) |
+//! | `GET /healthz` | 200 when the enclave answers a ping within half a second (the answer is reused for at most a second), 503 otherwise (JSON) |
 //! | `GET /metrics` | Prometheus text format |
 //!
-//! Every request is bounded: body size (413), concurrency (503 when all
-//! slots are busy), and time (504). Errors are JSON `{"error": "..."}` and
-//! say what failed; none of them can contain client plaintext, which the
-//! host never has.
+//! Every request is bounded: body size (413) and the time to send it (408)
+//! on every route, before any slot is taken, so slow senders hold nothing
+//! but their own connection; inference concurrency (503 when all slots are
+//! busy); attestation concurrency and rate, apart from inference (429);
+//! relay time (504). With billing, `/v1/ohttp` needs a payer proof (401
+//! missing or malformed, 402 unknown channel or no credit, 403 forged,
+//! stale or replayed; see [`crate::ledger`]). Errors are JSON
+//! `{"error": "..."}` and say what failed; none of them can contain client
+//! plaintext, which the host never has.
+//!
+//! Each request is counted (route, status, latency) and logged at `info`
+//! (route, status, bytes in and out, duration; never content) when it ends,
+//! including when the client goes away first (status `client_closed`).
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{header, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use kokon_billing::payer::PAYER_HEADER;
 use kokon_ton::voucher::{ChannelStatus, VoucherAccepted};
 use kokon_wire::{media_type, unix_now, Request as Frame, Response as Reply};
 use tokio::sync::Semaphore;
 
-use crate::metrics::{Metrics, RouteLabels};
+use crate::ledger::{Ledger, Refusal};
+use crate::metrics::{Metrics, RequestLabels, RouteLabel};
 use crate::relay::{self, RelayError};
 use crate::supervisor::EnclaveState;
 use crate::Limits;
 
+/// How long `/healthz` waits for the enclave's answer to a ping.
+pub const HEALTH_PING_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long an attestation over the host's limits waits for its 429.
+pub const BUSY_DELAY: Duration = Duration::from_millis(500);
+/// How long a ping's answer is reused by `/healthz`.
+pub const HEALTH_CACHE: Duration = Duration::from_secs(1);
+
 /// What every handler needs.
 pub struct Front {
-    /// The relay to the enclave.
-    pub relay: relay::Relay,
-    /// Enclave state.
-    pub state: Arc<EnclaveState>,
+    relay: relay::Relay,
+    state: Arc<EnclaveState>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Limits.
     pub limits: Limits,
-    /// Concurrency slots.
-    pub slots: Semaphore,
-    /// Fetches collateral the enclave's bundles lack.
-    pub collateral: Option<crate::collateral::CollateralService>,
-    /// With billing: the channels served, charged and paid.
-    pub ledger: Option<crate::ledger::Ledger>,
+    slots: Semaphore,
+    attestation_slots: Semaphore,
+    attestation_rate: TokenBucket,
+    collateral: Option<crate::collateral::CollateralService>,
+    ledger: Option<Ledger>,
+    health: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
 }
 
 /// The request header naming the client's payment channel (decimal ID).
@@ -75,7 +91,7 @@ fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Bo
     r
 }
 
-fn refused(r: crate::ledger::Refusal) -> Response<Body> {
+fn refused(r: Refusal) -> Response<Body> {
     json_error(
         StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST),
         r.message,
@@ -91,13 +107,123 @@ fn relay_error(e: RelayError) -> Response<Body> {
     json_error(status, e.to_string())
 }
 
+/// A token bucket: `rate` tokens a second, at most `rate` saved up.
+struct TokenBucket {
+    rate: f64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl TokenBucket {
+    fn new(rate: u32) -> Self {
+        let rate = f64::from(rate.max(1));
+        Self {
+            rate,
+            state: Mutex::new((rate, Instant::now())),
+        }
+    }
+
+    /// Takes a token if one is there.
+    fn take(&self) -> bool {
+        let Ok(mut s) = self.state.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        let (tokens, last) = *s;
+        let tokens = (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.rate);
+        if tokens >= 1.0 {
+            *s = (tokens - 1.0, now);
+            true
+        } else {
+            *s = (tokens, now);
+            false
+        }
+    }
+}
+
+/// Counts and logs one request when it ends, however it ends: answered, or
+/// dropped because the client went away first.
+struct RequestGuard {
+    metrics: Arc<Metrics>,
+    route: &'static str,
+    started: Instant,
+    bytes_in: u64,
+    answered: Option<(u16, u64)>,
+}
+
+impl RequestGuard {
+    fn new(metrics: Arc<Metrics>, route: &'static str) -> Self {
+        metrics.in_flight.inc();
+        Self {
+            metrics,
+            route,
+            started: Instant::now(),
+            bytes_in: 0,
+            answered: None,
+        }
+    }
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        let elapsed = self.started.elapsed();
+        let (status, bytes_out) = match self.answered {
+            Some((code, bytes)) => (code.to_string(), bytes),
+            None => ("client_closed".to_string(), 0),
+        };
+        self.metrics.in_flight.dec();
+        self.metrics
+            .latency
+            .get_or_create(&RouteLabel {
+                route: self.route.into(),
+            })
+            .observe(elapsed.as_secs_f64());
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                route: self.route.into(),
+                status: status.clone(),
+            })
+            .inc();
+        tracing::info!(
+            route = self.route,
+            status = %status,
+            bytes_in = self.bytes_in,
+            bytes_out,
+            duration_ms = format!("{:.3}", elapsed.as_secs_f64() * 1e3),
+            "request"
+        );
+    }
+}
+
 impl Front {
+    /// The front of a host: relays to the enclave within `limits`.
+    pub fn new(
+        relay: relay::Relay,
+        state: Arc<EnclaveState>,
+        metrics: Arc<Metrics>,
+        limits: Limits,
+        collateral: Option<crate::collateral::CollateralService>,
+        ledger: Option<Ledger>,
+    ) -> Self {
+        Self {
+            relay,
+            state,
+            metrics,
+            slots: Semaphore::new(limits.max_concurrency),
+            attestation_slots: Semaphore::new(limits.max_attestations),
+            attestation_rate: TokenBucket::new(limits.attestations_per_second),
+            limits,
+            collateral,
+            ledger,
+            health: tokio::sync::Mutex::new(None),
+        }
+    }
+
     /// Serves one request.
     pub async fn handle(
         self: Arc<Self>,
         req: hyper::Request<Incoming>,
     ) -> Result<Response<Body>, Infallible> {
-        let started = Instant::now();
         let route = match (req.method(), req.uri().path()) {
             (&Method::GET, "/v1/attestation") => "/v1/attestation",
             (&Method::POST, "/v1/ohttp") => "/v1/ohttp",
@@ -108,68 +234,64 @@ impl Front {
             (&Method::GET, "/metrics") => "/metrics",
             _ => "other",
         };
-        self.metrics.in_flight.inc();
+        let mut guard = RequestGuard::new(self.metrics.clone(), route);
         let response = match route {
-            "/healthz" => self.healthz(),
-            "/v1/voucher" => self.voucher(req).await,
+            "/healthz" => self.healthz().await,
+            "/v1/voucher" => self.voucher(req, &mut guard).await,
             "/v1/channel" | "/v1/channel/close" => self.channel(&req, route),
             "/metrics" => respond(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
                 self.metrics.render().into_bytes(),
             ),
-            "other" => json_error(
+            "/v1/attestation" => self.attestation(req).await,
+            "/v1/ohttp" => self.ohttp(req, &mut guard).await,
+            _ => json_error(
                 StatusCode::NOT_FOUND,
                 "no such route; see /v1/attestation, /v1/ohttp, /healthz, /metrics",
             ),
-            _ => match self.slots.try_acquire() {
-                Err(_) => json_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "all {} request slots are busy; retry shortly",
-                        self.limits.max_concurrency
-                    ),
-                ),
-                Ok(_permit) => match tokio::time::timeout(
-                    self.limits.request_timeout,
-                    self.clone().relayed(route, req),
-                )
-                .await
-                {
-                    Ok(r) => r,
-                    Err(_) => json_error(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        format!("request took longer than {:?}", self.limits.request_timeout),
-                    ),
-                },
-            },
         };
-        self.metrics.in_flight.dec();
-        self.metrics
-            .latency
-            .observe(started.elapsed().as_secs_f64());
-        self.metrics
-            .requests
-            .get_or_create(&RouteLabels {
-                route: route.into(),
-                status: response.status().as_u16(),
-            })
-            .inc();
+        let bytes_out = hyper::body::Body::size_hint(response.body())
+            .exact()
+            .unwrap_or(0);
+        guard.answered = Some((response.status().as_u16(), bytes_out));
         Ok(response)
     }
 
-    fn healthz(&self) -> Response<Body> {
-        let up = self.state.up.load(Ordering::Relaxed);
+    /// Pings the enclave (at most once a second) and says whether it answered.
+    async fn healthz(&self) -> Response<Body> {
+        let verdict = {
+            let mut cached = self.health.lock().await;
+            match &*cached {
+                Some((at, verdict)) if at.elapsed() < HEALTH_CACHE => verdict.clone(),
+                _ => {
+                    let verdict = if !self.state.up.load(Ordering::Relaxed) {
+                        Err("the enclave is not running (starting or restarting)".to_string())
+                    } else {
+                        match self.relay.call(&Frame::Health, HEALTH_PING_TIMEOUT).await {
+                            Ok(Reply::Health(_)) => Ok(()),
+                            Ok(_) => {
+                                Err("the enclave answered the ping with the wrong frame".into())
+                            }
+                            Err(e) => Err(e.to_string()),
+                        }
+                    };
+                    *cached = Some((Instant::now(), verdict.clone()));
+                    verdict
+                }
+            }
+        };
         let body = serde_json::json!({
-            "status": if up { "ok" } else { "enclave unavailable" },
+            "status": if verdict.is_ok() { "ok" } else { "enclave unavailable" },
+            "error": verdict.as_ref().err(),
             "enclave": {
-                "up": up,
+                "up": verdict.is_ok(),
                 "pid": self.state.pid.load(Ordering::Relaxed),
                 "restarts": self.state.restarts.load(Ordering::Relaxed),
             }
         });
         respond(
-            if up {
+            if verdict.is_ok() {
                 StatusCode::OK
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -179,17 +301,28 @@ impl Front {
         )
     }
 
-    async fn voucher(&self, req: hyper::Request<Incoming>) -> Response<Body> {
+    async fn voucher(
+        &self,
+        req: hyper::Request<Incoming>,
+        guard: &mut RequestGuard,
+    ) -> Response<Body> {
         let Some(ledger) = &self.ledger else {
             return json_error(
                 StatusCode::NOT_FOUND,
                 "this host does not bill: no vouchers",
             );
         };
-        let body = match read_body(req, 64 * 1024).await {
+        let body = match read_body(
+            req,
+            self.limits.max_voucher_bytes,
+            self.limits.voucher_timeout,
+        )
+        .await
+        {
             Ok(b) => b,
             Err(r) => return r,
         };
+        guard.bytes_in = body.len() as u64;
         match ledger.accept(&body) {
             Ok(paid) => respond(
                 StatusCode::OK,
@@ -233,61 +366,40 @@ impl Front {
         }
     }
 
-    /// With billing, the channel a request is billed to, if it may be served.
-    fn admit(&self, req: &hyper::Request<Incoming>) -> Result<(), crate::ledger::Refusal> {
-        let Some(ledger) = &self.ledger else {
-            return Ok(());
+    /// Attestation has its own slots and rate, so a flood of it cannot take
+    /// the enclave from inference.
+    async fn attestation(&self, req: hyper::Request<Incoming>) -> Response<Body> {
+        let nonce = match nonce(req.uri().query()) {
+            Ok(nonce) => nonce,
+            Err(msg) => return json_error(StatusCode::BAD_REQUEST, msg),
         };
-        let channel = req
-            .headers()
-            .get(CHANNEL_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u128>().ok())
-            .ok_or_else(|| crate::ledger::Refusal {
-                status: 402,
-                message: format!("this host bills every request: name your payment channel in the {CHANNEL_HEADER} header"),
-            })?;
-        ledger.admit(channel)
-    }
-
-    async fn relayed(
-        self: Arc<Self>,
-        route: &str,
-        req: hyper::Request<Incoming>,
-    ) -> Response<Body> {
-        let frame = match route {
-            "/v1/attestation" => match nonce(req.uri().query()) {
-                Ok(nonce) => Frame::Attest { nonce },
-                Err(msg) => return json_error(StatusCode::BAD_REQUEST, msg),
-            },
-            _ => {
-                let content_type = req
-                    .headers()
-                    .get(header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                if let Err(r) = self.admit(&req) {
-                    return refused(r);
-                }
-                if content_type != media_type::OHTTP_REQUEST {
-                    return json_error(
-                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                        format!(
-                            "content-type must be {}, found {content_type:?}",
-                            media_type::OHTTP_REQUEST
-                        ),
-                    );
-                }
-                match read_body(req, self.limits.max_body_bytes).await {
-                    Ok(body) => Frame::Ohttp(body),
-                    Err(r) => return r,
-                }
-            }
+        let busy = || {
+            let mut r = json_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "attestation is limited to {} at once and {} a second on this host; retry in a second",
+                    self.limits.max_attestations, self.limits.attestations_per_second
+                ),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            r
         };
-        if let Frame::Ohttp(b) = &frame {
-            self.metrics.bytes_to_enclave.inc_by(b.len() as u64);
+        // Over the limit, the refusal itself is slowed down: a client that
+        // hammers costs itself time, not the host (or its enclave) CPU.
+        if !self.attestation_rate.take() {
+            tokio::time::sleep(BUSY_DELAY).await;
+            return busy();
         }
-        match self.relay.call(&frame, self.limits.request_timeout).await {
+        let Ok(_permit) = self.attestation_slots.try_acquire() else {
+            tokio::time::sleep(BUSY_DELAY).await;
+            return busy();
+        };
+        match self
+            .relay
+            .call(&Frame::Attest { nonce }, self.limits.request_timeout)
+            .await
+        {
             Ok(Reply::Bundle(b)) => {
                 let b = match &self.collateral {
                     Some(service) => service.complete(b, unix_now()).await,
@@ -295,34 +407,110 @@ impl Front {
                 };
                 respond(StatusCode::OK, "application/json", b)
             }
+            Ok(other) => self.unexpected(other),
+            Err(e) => {
+                tracing::warn!(error = %e, route = "/v1/attestation", "relay failed");
+                relay_error(e)
+            }
+        }
+    }
+
+    /// Reads the whole body (bounded in size and time) before anything
+    /// else is taken; with billing, admits it on its payer proof; then
+    /// relays it in one of the inference slots.
+    async fn ohttp(
+        &self,
+        req: hyper::Request<Incoming>,
+        guard: &mut RequestGuard,
+    ) -> Response<Body> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if content_type != media_type::OHTTP_REQUEST {
+            return json_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "content-type must be {}, found {content_type:?}",
+                    media_type::OHTTP_REQUEST
+                ),
+            );
+        }
+        if self.ledger.is_some() && !req.headers().contains_key(PAYER_HEADER) {
+            // Refused before the body is read: nothing to admit it on.
+            return refused(Refusal {
+                status: 401,
+                message: format!("this host bills every request: sign it with your payment channel's client key in the {PAYER_HEADER} header"),
+            });
+        }
+        let proof = req
+            .headers()
+            .get(PAYER_HEADER)
+            .map(|v| v.as_bytes().to_vec());
+        let body = match read_body(req, self.limits.max_body_bytes, self.limits.body_timeout).await
+        {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        guard.bytes_in = body.len() as u64;
+        let admission = match &self.ledger {
+            Some(ledger) => match ledger.admit(proof.as_deref(), &body, unix_now()) {
+                Ok(a) => Some(a),
+                Err(r) => return refused(r),
+            },
+            None => None,
+        };
+        let Ok(_permit) = self.slots.try_acquire() else {
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "all {} request slots are busy; retry shortly",
+                    self.limits.max_concurrency
+                ),
+            );
+        };
+        self.metrics.bytes_to_enclave.inc_by(body.len() as u64);
+        let frame = Frame::Ohttp {
+            channel: admission.as_ref().map(|a| a.channel).unwrap_or(0),
+            request: body,
+        };
+        match self.relay.call(&frame, self.limits.request_timeout).await {
             Ok(Reply::Ohttp(b)) => {
                 self.metrics.bytes_from_enclave.inc_by(b.len() as u64);
                 respond(StatusCode::OK, media_type::OHTTP_RESPONSE, b)
             }
             Ok(Reply::Billed { sealed, receipt }) => {
-                if let Some(ledger) = &self.ledger {
-                    if let Err(r) = ledger.charge(&receipt) {
-                        tracing::warn!(status = r.status, error = %r.message, "could not count a receipt");
+                if let (Some(ledger), Some(admission)) = (&self.ledger, admission) {
+                    if let Err(r) = ledger.charge(admission, &receipt) {
+                        tracing::error!(status = r.status, error = %r.message, "could not count a receipt");
                     }
                 }
                 self.metrics.bytes_from_enclave.inc_by(sealed.len() as u64);
                 respond(StatusCode::OK, media_type::OHTTP_RESPONSE, sealed)
             }
-            Ok(Reply::Rejected(m)) => json_error(
+            Ok(other) => self.unexpected(other),
+            Err(e) => {
+                tracing::warn!(error = %e, route = "/v1/ohttp", "relay failed");
+                relay_error(e)
+            }
+        }
+    }
+
+    /// The enclave's refusals and failures, and frames that answer nothing asked.
+    fn unexpected(&self, reply: Reply) -> Response<Body> {
+        match reply {
+            Reply::Rejected(m) => json_error(
                 StatusCode::BAD_REQUEST,
                 format!("the enclave rejected the request: {m}"),
             ),
-            Ok(Reply::Failed(m)) => {
+            Reply::Failed(m) => {
                 json_error(StatusCode::BAD_GATEWAY, format!("the enclave failed: {m}"))
             }
-            Ok(Reply::Health(_)) => json_error(
+            _ => json_error(
                 StatusCode::BAD_GATEWAY,
                 "the enclave answered with the wrong frame",
             ),
-            Err(e) => {
-                tracing::warn!(error = %e, route, "relay failed");
-                relay_error(e)
-            }
         }
     }
 }
@@ -336,7 +524,12 @@ fn nonce(query: Option<&str>) -> Result<Vec<u8>, String> {
     hex::decode(value).map_err(|e| format!("nonce is not hex: {e}"))
 }
 
-async fn read_body(req: hyper::Request<Incoming>, max: usize) -> Result<Vec<u8>, Response<Body>> {
+/// Reads a body of at most `max` bytes that must arrive within `deadline`.
+async fn read_body(
+    req: hyper::Request<Incoming>,
+    max: usize,
+    deadline: Duration,
+) -> Result<Vec<u8>, Response<Body>> {
     let too_large = || {
         json_error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -351,7 +544,17 @@ async fn read_body(req: hyper::Request<Incoming>, max: usize) -> Result<Vec<u8>,
     if declared.is_some_and(|len| len > max) {
         return Err(too_large());
     }
-    match Limited::new(req.into_body(), max).collect().await {
+    let collected =
+        match tokio::time::timeout(deadline, Limited::new(req.into_body(), max).collect()).await {
+            Ok(c) => c,
+            Err(_) => {
+                return Err(json_error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("the request body did not arrive within {deadline:?}"),
+                ))
+            }
+        };
+    match collected {
         Ok(collected) => Ok(collected.to_bytes().to_vec()),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()

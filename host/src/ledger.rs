@@ -16,14 +16,23 @@
 //!
 //! Vouchers are stored per channel under the ledger's directory, durably,
 //! before they count (see `kokon_ton::voucher::Payee`).
+//!
+//! A request is admitted only with a payer proof (`kokon_billing::payer`):
+//! a signature by the channel's client key over the encapsulated request and
+//! a time, never seen before. Each admitted request reserves what the
+//! channel's last request cost until its receipt is counted, so concurrent
+//! requests cannot together run past the credit limit.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::Context;
+use ed25519_dalek::VerifyingKey;
+use kokon_billing::payer::{PayerProof, ProofError, PAYER_HEADER, PROOF_WINDOW_SECS};
 use kokon_billing::SignedReceipt;
 use kokon_ton::voucher::{CloseOffer, Payee, VoucherError, VoucherJson};
+use kokon_wire::replay::ReplayCache;
 use serde::Deserialize;
 
 /// One channel the host serves.
@@ -80,7 +89,7 @@ impl LedgerConfig {
 /// Why a request or voucher was refused, with the HTTP status to answer.
 #[derive(Debug)]
 pub struct Refusal {
-    /// 400, 402 or 409.
+    /// 400, 401, 402, 403, 409 or 503.
     pub status: u16,
     /// What to do about it.
     pub message: String,
@@ -93,17 +102,48 @@ fn refusal(status: u16, message: impl Into<String>) -> Refusal {
     }
 }
 
+/// Most payer proofs remembered for replay detection; beyond it admission fails closed.
+const PROOF_CACHE_CAPACITY: usize = 1 << 20;
+
+/// One channel's books.
+struct Account {
+    payee: Payee,
+    client_key: VerifyingKey,
+    /// What admitted, not yet answered requests are expected to cost.
+    reserved: u128,
+}
+
 /// Charged and paid amounts per channel.
 pub struct Ledger {
-    payees: Mutex<HashMap<u128, Payee>>,
+    accounts: Mutex<HashMap<u128, Account>>,
     deposits: HashMap<u128, u128>,
     host_key: Option<ed25519_dalek::SigningKey>,
+    proofs: Mutex<ReplayCache>,
+}
+
+/// A request admitted for a channel: what it reserved of the channel's
+/// credit. Dropping it without [`Ledger::charge`] releases the reservation.
+pub struct Admission<'a> {
+    ledger: &'a Ledger,
+    /// The channel billed.
+    pub channel: u128,
+    reserved: u128,
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut accounts) = self.ledger.accounts.lock() {
+            if let Some(a) = accounts.get_mut(&self.channel) {
+                a.reserved = a.reserved.saturating_sub(self.reserved);
+            }
+        }
+    }
 }
 
 impl Ledger {
     /// Opens every channel's voucher store.
     pub fn open(config: &LedgerConfig) -> anyhow::Result<Self> {
-        let mut payees = HashMap::new();
+        let mut accounts = HashMap::new();
         let mut deposits = HashMap::new();
         let host_key = match &config.host_key_file {
             Some(path) => {
@@ -125,6 +165,8 @@ impl Ledger {
             let mut key = [0u8; 32];
             hex::decode_to_slice(&c.client_key, &mut key)
                 .with_context(|| format!("channel {id}: client_key"))?;
+            let client_key = VerifyingKey::from_bytes(&key)
+                .with_context(|| format!("channel {id}: client_key is not an Ed25519 key"))?;
             let deposit: u128 = c.deposit.parse().context("deposit")?;
             let limit: u128 = c.credit_limit.parse().context("credit_limit")?;
             let payee = Payee::open(
@@ -134,13 +176,21 @@ impl Ledger {
                 deposit,
                 limit,
             )?;
-            payees.insert(id, payee);
+            accounts.insert(
+                id,
+                Account {
+                    payee,
+                    client_key,
+                    reserved: 0,
+                },
+            );
             deposits.insert(id, deposit);
         }
         Ok(Self {
-            payees: Mutex::new(payees),
+            accounts: Mutex::new(accounts),
             deposits,
             host_key,
+            proofs: Mutex::new(ReplayCache::new(PROOF_CACHE_CAPACITY)),
         })
     }
 
@@ -149,11 +199,19 @@ impl Ledger {
         channel: u128,
         f: impl FnOnce(&mut Payee) -> Result<T, Refusal>,
     ) -> Result<T, Refusal> {
-        let mut payees = self
-            .payees
+        self.with_account(channel, |a| f(&mut a.payee))
+    }
+
+    fn with_account<T>(
+        &self,
+        channel: u128,
+        f: impl FnOnce(&mut Account) -> Result<T, Refusal>,
+    ) -> Result<T, Refusal> {
+        let mut accounts = self
+            .accounts
             .lock()
             .map_err(|_| refusal(500, "ledger unavailable"))?;
-        let payee = payees.get_mut(&channel).ok_or_else(|| {
+        let account = accounts.get_mut(&channel).ok_or_else(|| {
             refusal(
                 402,
                 format!(
@@ -161,22 +219,83 @@ impl Ledger {
                 ),
             )
         })?;
-        f(payee)
+        f(account)
     }
 
-    /// Whether `channel` may have another request served.
-    pub fn admit(&self, channel: u128) -> Result<(), Refusal> {
-        self.with(channel, |p| {
-            p.admit(p.last_charge())
-                .map_err(|e| refusal(402, e.to_string()))
+    /// Admits the encapsulated request `body` at `now` if `proof` (the
+    /// [`PAYER_HEADER`] value) is a fresh, never-seen signature over it by a
+    /// served channel's client key and the channel has credit left.
+    pub fn admit(
+        &self,
+        proof: Option<&[u8]>,
+        body: &[u8],
+        now: i64,
+    ) -> Result<Admission<'_>, Refusal> {
+        let proof = proof.ok_or_else(|| {
+            refusal(
+                401,
+                format!("this host bills every request: sign it with your payment channel's client key in the {PAYER_HEADER} header"),
+            )
+        })?;
+        let proof = PayerProof::from_header(proof).map_err(|e| refusal(401, e.to_string()))?;
+        let channel = proof.channel_id;
+        let reserved = self.with_account(channel, |a| {
+            proof
+                .verify(&a.client_key, body, now)
+                .map_err(|e| match e {
+                    ProofError::Malformed(_) => refusal(401, e.to_string()),
+                    _ => refusal(403, e.to_string()),
+                })?;
+            let estimate = a.payee.last_charge();
+            a.payee
+                .admit(a.reserved.saturating_add(estimate))
+                .map_err(|e| refusal(402, e.to_string()))?;
+            // Only a proof that verified is remembered, so forgeries cannot
+            // fill the cache.
+            let fresh = self
+                .proofs
+                .lock()
+                .map_err(|_| refusal(500, "ledger unavailable"))?
+                .insert(
+                    proof.replay_id(),
+                    now,
+                    proof.signed_at.saturating_add(PROOF_WINDOW_SECS + 1),
+                );
+            match fresh {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(refusal(
+                        403,
+                        format!("replayed {PAYER_HEADER} proof: this request was already admitted"),
+                    ))
+                }
+                Err(_) => return Err(refusal(503, "too many requests in flight: retry shortly")),
+            }
+            a.reserved = a.reserved.saturating_add(estimate);
+            Ok(estimate)
+        })?;
+        Ok(Admission {
+            ledger: self,
+            channel,
+            reserved,
         })
     }
 
-    /// Counts what a served request was charged, from the enclave's receipt.
-    pub fn charge(&self, receipt: &[u8]) -> Result<u128, Refusal> {
+    /// Counts what a request admitted as `admission` was charged, from the
+    /// enclave's receipt, and releases its reservation. The charge goes to
+    /// the admitted channel whatever the receipt names (the enclave refuses
+    /// requests whose sealed channel differs, so the two agree).
+    pub fn charge(&self, admission: Admission<'_>, receipt: &[u8]) -> Result<u128, Refusal> {
         let r = SignedReceipt::from_header(receipt).map_err(|e| refusal(500, e.to_string()))?;
         let amount = r.receipt.amount;
-        self.with(r.receipt.channel_id, |p| {
+        if r.receipt.channel_id != admission.channel {
+            tracing::error!(
+                admitted = %admission.channel,
+                receipt = %r.receipt.channel_id,
+                "the enclave's receipt names another channel than the one admitted; charging the admitted channel"
+            );
+        }
+        self.with(admission.channel, |p| {
             p.charge(amount);
             Ok(amount)
         })
@@ -192,7 +311,14 @@ impl Ledger {
         self.with(state.channel_id, |p| {
             p.accept(&state).map_err(|e| match e {
                 VoucherError::Stale { .. } => refusal(409, e.to_string()),
-                VoucherError::Store { .. } => refusal(500, e.to_string()),
+                // The path and the OS error are for the operator, not the client.
+                VoucherError::Store { .. } => {
+                    tracing::error!(error = %e, channel = %state.channel_id, "cannot store a voucher");
+                    refusal(
+                        503,
+                        "the host could not store your voucher (its storage failed): nothing was counted; send it again later",
+                    )
+                }
                 _ => refusal(400, e.to_string()),
             })?;
             Ok(p.paid())

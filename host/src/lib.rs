@@ -19,28 +19,45 @@ pub mod metrics;
 pub mod relay;
 pub mod supervisor;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use supervisor::{EnclaveCommand, EnclaveState};
 
-/// Bounds on each request.
+/// Bounds on requests and connections: what keeps one client, or many slow
+/// ones, from starving the rest.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Largest request body accepted.
+    /// Largest inference request body accepted.
     pub max_body_bytes: usize,
-    /// Requests relayed at once.
+    /// Inference requests relayed at once (a slot is taken only once the
+    /// whole body has arrived).
     pub max_concurrency: usize,
-    /// Time allowed for one relayed request.
+    /// Time allowed for one relayed request, once its body has arrived.
     pub request_timeout: Duration,
+    /// Time allowed for a client to send a request body (every route).
+    pub body_timeout: Duration,
+    /// Largest voucher body accepted.
+    pub max_voucher_bytes: usize,
+    /// Time allowed for a client to send a voucher body.
+    pub voucher_timeout: Duration,
+    /// Attestations relayed at once (separate from inference slots).
+    pub max_attestations: usize,
+    /// Attestations started per second, on average (bursts up to this many).
+    pub attestations_per_second: u32,
+    /// Open connections from one peer address (0: no limit).
+    pub max_connections_per_peer: usize,
+    /// Open connections in all.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -49,6 +66,13 @@ impl Default for Limits {
             max_body_bytes: 1024 * 1024,
             max_concurrency: 64,
             request_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(10),
+            max_voucher_bytes: 16 * 1024,
+            voucher_timeout: Duration::from_secs(5),
+            max_attestations: 4,
+            attestations_per_second: 50,
+            max_connections_per_peer: 256,
+            max_connections: 4096,
         }
     }
 }
@@ -113,22 +137,21 @@ pub async fn start(config: HostConfig) -> anyhow::Result<RunningHost> {
         metrics.clone(),
         stop_rx.clone(),
     ));
-    let front = Arc::new(http::Front {
-        relay: relay::Relay::new(config.enclave.socket.clone(), state.clone()),
-        state: state.clone(),
+    let front = Arc::new(http::Front::new(
+        relay::Relay::new(config.enclave.socket.clone(), state.clone()),
+        state.clone(),
         metrics,
-        slots: Semaphore::new(config.limits.max_concurrency),
-        limits: config.limits,
-        collateral: config
+        config.limits,
+        config
             .collateral
             .map(collateral::CollateralService::new)
             .transpose()?,
-        ledger: config
+        config
             .ledger
             .as_ref()
             .map(ledger::Ledger::open)
             .transpose()?,
-    });
+    ));
     let server = tokio::spawn(serve(listener, front, stop_rx));
     tracing::info!(%addr, "host listening");
     Ok(RunningHost {
@@ -140,12 +163,89 @@ pub async fn start(config: HostConfig) -> anyhow::Result<RunningHost> {
     })
 }
 
+/// Open connections, in all and per peer address.
+#[derive(Default)]
+struct Connections {
+    total: usize,
+    per_peer: HashMap<IpAddr, usize>,
+}
+
+/// One open connection; dropping it frees its place.
+struct ConnectionSlot {
+    table: Arc<Mutex<Connections>>,
+    peer: IpAddr,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        if let Ok(mut t) = self.table.lock() {
+            t.total = t.total.saturating_sub(1);
+            if let Some(n) = t.per_peer.get_mut(&self.peer) {
+                *n -= 1;
+                if *n == 0 {
+                    t.per_peer.remove(&self.peer);
+                }
+            }
+        }
+    }
+}
+
+/// Takes a place for a connection from `peer`, or `None` when the host or
+/// that peer is at its limit.
+fn open_connection(
+    table: &Arc<Mutex<Connections>>,
+    peer: IpAddr,
+    limits: &Limits,
+) -> Option<ConnectionSlot> {
+    let mut t = table.lock().ok()?;
+    let mine = t.per_peer.get(&peer).copied().unwrap_or(0);
+    if t.total >= limits.max_connections
+        || (limits.max_connections_per_peer != 0 && mine >= limits.max_connections_per_peer)
+    {
+        return None;
+    }
+    t.total += 1;
+    t.per_peer.insert(peer, mine + 1);
+    Some(ConnectionSlot {
+        table: table.clone(),
+        peer,
+    })
+}
+
+/// Waits after failed accepts (out of descriptors, say), doubling up to a second.
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(5), Duration::from_secs(1));
+
 async fn serve(listener: TcpListener, front: Arc<http::Front>, mut stop: watch::Receiver<bool>) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let connections = Arc::new(Mutex::new(Connections::default()));
+    let mut backoff = ACCEPT_BACKOFF.0;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let (stream, peer) = match accepted {
+                    Ok(a) => {
+                        backoff = ACCEPT_BACKOFF.0;
+                        a
+                    }
+                    Err(e) => {
+                        // Spinning on EMFILE would starve every connection
+                        // already open: wait, then try again.
+                        tracing::warn!(error = %e, delay_ms = backoff.as_millis() as u64, "accept failed");
+                        front.metrics.accept_errors.inc();
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = stop.changed() => break,
+                        }
+                        backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
+                        continue;
+                    }
+                };
+                let Some(slot) = open_connection(&connections, peer.ip(), &front.limits) else {
+                    front.metrics.connections_refused.inc();
+                    tracing::debug!(peer = %peer.ip(), "connection limit reached; closing");
+                    drop(stream);
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let front = front.clone();
                 let conn = http1::Builder::new()
@@ -155,6 +255,7 @@ async fn serve(listener: TcpListener, front: Arc<http::Front>, mut stop: watch::
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     let _ = conn.await;
+                    drop(slot);
                 });
             }
             _ = stop.changed() => break,

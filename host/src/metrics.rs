@@ -11,20 +11,36 @@ use prometheus_client::registry::Registry;
 
 /// Labels of a served HTTP request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteLabels {
+pub struct RequestLabels {
     /// The route, e.g. "/v1/ohttp".
     pub route: String,
-    /// The HTTP status code.
-    pub status: u16,
+    /// The HTTP status code, or `client_closed` when the client went away
+    /// before the answer.
+    pub status: String,
+}
+
+/// The route of a request, e.g. "/v1/ohttp".
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    /// The route.
+    pub route: String,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
 
 /// The host's metrics.
 pub struct Metrics {
     registry: Registry,
     /// Requests served, by route and status.
-    pub requests: Family<RouteLabels, Counter>,
-    /// Request latency in seconds.
-    pub latency: Histogram,
+    pub requests: Family<RequestLabels, Counter>,
+    /// Request latency in seconds, by route.
+    pub latency: Family<RouteLabel, Histogram, fn() -> Histogram>,
+    /// Failed accepts (descriptors exhausted, say).
+    pub accept_errors: Counter,
+    /// Connections closed at once because the host or the peer was at its limit.
+    pub connections_refused: Counter,
     /// Bytes relayed to the enclave.
     pub bytes_to_enclave: Counter,
     /// Bytes relayed from the enclave.
@@ -41,8 +57,9 @@ impl Metrics {
     /// Creates and registers all metrics.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("kokon_host");
-        let requests = Family::<RouteLabels, Counter>::default();
-        let latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency: Family<RouteLabel, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
         let m = Self {
             requests: requests.clone(),
             latency: latency.clone(),
@@ -51,6 +68,8 @@ impl Metrics {
             enclave_up: Gauge::default(),
             enclave_restarts: Counter::default(),
             in_flight: Gauge::default(),
+            accept_errors: Counter::default(),
+            connections_refused: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("requests", "HTTP requests served", requests);
@@ -74,6 +93,16 @@ impl Metrics {
             "enclave_restarts",
             "Enclave restarts",
             m.enclave_restarts.clone(),
+        );
+        registry.register(
+            "accept_errors",
+            "Failed accepts of connections",
+            m.accept_errors.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed at once at the host's or the peer's connection limit",
+            m.connections_refused.clone(),
         );
         registry.register(
             "requests_in_flight",

@@ -87,7 +87,13 @@ async fn an_enclave_that_dies_mid_answer_is_reported_not_retried() {
     });
     let relay = Relay::new(socket, Arc::new(EnclaveState::default()));
     let err = relay
-        .call(&Request::Ohttp(vec![1; 100]), Duration::from_secs(5))
+        .call(
+            &Request::Ohttp {
+                channel: 0,
+                request: vec![1; 100],
+            },
+            Duration::from_secs(5),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, RelayError::Closed), "{err}");

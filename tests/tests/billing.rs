@@ -61,7 +61,7 @@ async fn the_host_bills_refuses_unpaid_work_and_keeps_vouchers_across_a_restart(
     let free = stack.client.attest(&policy).await.unwrap();
     let err = stack.client.infer(&free, &request).await.unwrap_err();
     assert!(
-        matches!(&err, ClientError::Host { status: 402, message } if message.contains("kokon-channel")),
+        matches!(&err, ClientError::Host { status: 401, message } if message.contains("kokon-payer")),
         "{err}"
     );
 
@@ -70,7 +70,7 @@ async fn the_host_bills_refuses_unpaid_work_and_keeps_vouchers_across_a_restart(
         .attest(&policy)
         .await
         .unwrap()
-        .with_channel(CHANNEL);
+        .with_channel(CHANNEL, key.clone());
     // Three requests fit the credit limit; the fourth waits for payment.
     for _ in 0..3 {
         let (_, r) = stack.client.infer(&enclave, &request).await.unwrap();

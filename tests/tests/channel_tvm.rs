@@ -331,7 +331,7 @@ async fn a_hundred_real_inferences_are_paid_by_vouchers_and_settled_on_chain() {
         .attest(&policy)
         .await
         .unwrap()
-        .with_channel(s.params.channel_id);
+        .with_channel(s.params.channel_id, s.client_key.clone());
     let store = tempfile::tempdir().unwrap();
     let mut payer = Payer::new(s.client_key.clone(), s.params.channel_id, deposit, None);
     let mut payee = Payee::open(

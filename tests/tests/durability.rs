@@ -205,7 +205,7 @@ async fn killing_the_host_at_random_loses_no_voucher_and_charges_nothing_twice()
             if paid < mine.sent && client.pay(&payer.resign().unwrap()).await.is_err() {
                 continue;
             }
-            enclave = Some(e.with_channel(4242));
+            enclave = Some(e.with_channel(4242, client_key.clone()));
         }
         let Some(e) = enclave.as_ref() else { continue };
         let receipt = match client.infer(e, &request).await {

@@ -165,10 +165,13 @@ fn receipt_and_frame_parsers_never_panic() {
         .unwrap();
     rt.block_on(async {
         let mut frame = Vec::new();
-        kokon_wire::Request::Ohttp(vec![5; 300])
-            .write(&mut frame)
-            .await
-            .unwrap();
+        kokon_wire::Request::Ohttp {
+            channel: 9,
+            request: vec![5; 300],
+        }
+        .write(&mut frame)
+        .await
+        .unwrap();
         for _ in 0..3000 {
             let bytes = m.mutate(&frame);
             let _ = kokon_wire::Request::read(&mut bytes.as_slice()).await;

@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod kserve;
+pub mod replay;
 
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -67,7 +68,14 @@ pub enum Request {
         nonce: Vec<u8>,
     },
     /// Open, serve and seal one OHTTP-encapsulated request.
-    Ohttp(Vec<u8>),
+    Ohttp {
+        /// The payment channel the host admitted the request for, after
+        /// checking its payer proof (0: not billed). The enclave bills
+        /// exactly this channel.
+        channel: u128,
+        /// The encapsulated request.
+        request: Vec<u8>,
+    },
     /// Report readiness.
     Health,
 }
@@ -173,7 +181,12 @@ impl Request {
     pub async fn write<W: AsyncWrite + Unpin>(&self, w: &mut W) -> Result<(), WireError> {
         match self {
             Request::Attest { nonce } => write_frame(w, REQ_ATTEST, nonce).await,
-            Request::Ohttp(bytes) => write_frame(w, REQ_OHTTP, bytes).await,
+            Request::Ohttp { channel, request } => {
+                let mut payload = Vec::with_capacity(16 + request.len());
+                payload.extend_from_slice(&channel.to_be_bytes());
+                payload.extend_from_slice(request);
+                write_frame(w, REQ_OHTTP, &payload).await
+            }
             Request::Health => write_frame(w, REQ_HEALTH, &[]).await,
         }
     }
@@ -182,7 +195,18 @@ impl Request {
     pub async fn read<R: AsyncRead + Unpin>(r: &mut R) -> Result<Self, WireError> {
         match read_frame(r).await? {
             (REQ_ATTEST, nonce) => Ok(Request::Attest { nonce }),
-            (REQ_OHTTP, bytes) => Ok(Request::Ohttp(bytes)),
+            (REQ_OHTTP, mut bytes) => {
+                let channel = bytes
+                    .get(..16)
+                    .and_then(|c| <[u8; 16]>::try_from(c).ok())
+                    .map(u128::from_be_bytes)
+                    .ok_or(WireError::Malformed("ohttp"))?;
+                bytes.drain(..16);
+                Ok(Request::Ohttp {
+                    channel,
+                    request: bytes,
+                })
+            }
             (REQ_HEALTH, _) => Ok(Request::Health),
             (kind, _) => Err(WireError::UnknownKind(kind)),
         }
@@ -244,7 +268,14 @@ mod tests {
     async fn frames_round_trip() {
         for req in [
             Request::Attest { nonce: vec![1; 32] },
-            Request::Ohttp(vec![9; 1000]),
+            Request::Ohttp {
+                channel: 0,
+                request: vec![9; 1000],
+            },
+            Request::Ohttp {
+                channel: u128::MAX,
+                request: vec![],
+            },
             Request::Health,
         ] {
             let mut buf = Vec::new();
@@ -279,6 +310,11 @@ mod tests {
         assert!(matches!(
             Request::read(&mut short.as_slice()).await,
             Err(WireError::Closed)
+        ));
+        let no_channel = [0, 0, 0, 3, REQ_OHTTP, 1, 2, 3];
+        assert!(matches!(
+            Request::read(&mut no_channel.as_slice()).await,
+            Err(WireError::Malformed("ohttp"))
         ));
         let unknown = [0, 0, 0, 0, 0x42];
         assert!(matches!(
