@@ -25,6 +25,12 @@ bench: setup
     cargo build --release --bins
     ./target/release/kokon-bench
 
+# A billing host under attack for a few minutes (loopback only): 64 paying clients,
+# enclave kills, slow clients, an attestation flood, freeloaders. Fails on any loss.
+soak seconds="180": setup
+    cargo build --release --bins
+    ./target/release/kokon-soak {{seconds}}
+
 # Formatting and clippy, warnings as errors.
 lint:
     cargo fmt --all --check

@@ -4,6 +4,9 @@
 
 #![warn(missing_docs)]
 
+pub mod attack;
+pub mod soak;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
