@@ -345,6 +345,19 @@ pub fn verify_bundle(
     now: i64,
 ) -> Result<VerifiedEvidence, Error> {
     let v = verify_evidence(&bundle.evidence, anchors, now)?;
+    // The backend name is unsigned: it must be the one the evidence implies.
+    let backend = match (&v.tee, v.anchor.simulated) {
+        (TeeReport::Tdx(_), true) => "sim",
+        (TeeReport::Tdx(_), false) => "tdx",
+        (TeeReport::Snp(_), _) => "snp",
+    };
+    if bundle.backend != backend {
+        return Err(Error::Mismatch {
+            what: "bundle backend (its name vs the evidence's format and root)",
+            expected: backend.into(),
+            found: bundle.backend.clone(),
+        });
+    }
     match &v.tee {
         TeeReport::Tdx(td) => {
             check_report_data(&td.report_data, &bundle.claims)?;

@@ -29,20 +29,20 @@ pub struct Claims {
     #[serde(with = "crate::serde_b64")]
     pub ohttp_key_config: Vec<u8>,
     /// Ed25519 public key that signs usage receipts.
-    #[serde(with = "hex::serde")]
+    #[serde(with = "crate::serde_hex")]
     pub receipt_key: [u8; 32],
     /// Name the model is served under.
     pub model_name: String,
     /// SHA-256 of the ONNX model file.
-    #[serde(with = "hex::serde")]
+    #[serde(with = "crate::serde_hex")]
     pub model_digest: [u8; 32],
     /// SHA-256 of the enclave's canonical serving configuration.
-    #[serde(with = "hex::serde")]
+    #[serde(with = "crate::serde_hex")]
     pub config_digest: [u8; 32],
     /// Inference runtime and device, e.g. "onnxruntime 1.31.1 cpu".
     pub runtime: String,
     /// The client's nonce, echoed.
-    #[serde(with = "hex::serde")]
+    #[serde(with = "crate::serde_hex")]
     pub nonce: Vec<u8>,
     /// When the evidence was produced (Unix seconds, enclave clock).
     pub issued_at: i64,

@@ -43,6 +43,18 @@ pub enum Error {
         /// The oversized structure.
         what: &'static str,
     },
+    /// PEM text inside evidence is not in the one form a canonical encoder writes.
+    #[error("{what}: malformed PEM at byte {offset}: expected {expected}, found {found}")]
+    Pem {
+        /// Which PEM text (e.g. "PCK certificate chain").
+        what: &'static str,
+        /// Where in that text the reader stopped.
+        offset: usize,
+        /// What the reader accepts there.
+        expected: String,
+        /// What the text holds there (escaped, shortened).
+        found: String,
+    },
     /// A certificate could not be parsed or is unfit for its place in the chain.
     #[error("certificate {position} ({subject}): {reason}")]
     Certificate {

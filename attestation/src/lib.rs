@@ -20,6 +20,7 @@ pub mod der;
 mod error;
 pub mod eventlog;
 pub mod explain;
+pub mod pem;
 pub mod pki;
 pub mod reader;
 pub mod roots;
@@ -35,7 +36,49 @@ pub use claims::Claims;
 pub use error::Error;
 pub use pki::{TrustAnchor, TrustAnchors};
 
-/// Serde helpers for base64 (standard alphabet, padded) byte fields.
+/// Serde helpers for hex byte fields in bundles: lowercase only, as
+/// `hex::encode` writes them, so that one value has one text (the `hex`
+/// crate's own serde helpers also accept uppercase).
+pub mod serde_hex {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Decodes lowercase hex, naming the first character that is not.
+    pub fn decode(text: &str) -> Result<Vec<u8>, String> {
+        if let Some((i, c)) = text
+            .char_indices()
+            .find(|(_, c)| !matches!(c, '0'..='9' | 'a'..='f'))
+        {
+            return Err(format!(
+                "expected lowercase hex, found {c:?} at character {i}"
+            ));
+        }
+        hex::decode(text).map_err(|e| format!("bad hex: {e}"))
+    }
+
+    /// Serializes bytes as lowercase hex.
+    pub fn serialize<S: Serializer, T: AsRef<[u8]>>(bytes: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    /// Deserializes lowercase hex into bytes of the field's length.
+    pub fn deserialize<'de, D: Deserializer<'de>, T: TryFrom<Vec<u8>>>(
+        d: D,
+    ) -> Result<T, D::Error> {
+        let text = String::deserialize(d)?;
+        let bytes = decode(&text).map_err(serde::de::Error::custom)?;
+        let len = bytes.len();
+        T::try_from(bytes).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "expected {} bytes of hex, found {len}",
+                std::mem::size_of::<T>()
+            ))
+        })
+    }
+}
+
+/// Serde helpers for base64 (standard alphabet, padded) byte fields. The
+/// `STANDARD` engine decodes only the canonical text: no whitespace, padding
+/// exactly as the encoder writes it, zero trailing bits.
 pub mod serde_b64 {
     use base64::engine::general_purpose::STANDARD;
     use base64::Engine;

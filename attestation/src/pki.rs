@@ -109,7 +109,9 @@ fn name_text(raw: &[u8]) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-/// Splits a PEM text into DER certificates.
+/// Splits a PEM text into DER certificates, leniently: for files an operator
+/// supplies (trust roots, AMD chains saved with CRLF line ends). Evidence is
+/// read with the strict [`crate::pem::certificates`] instead.
 pub fn pem_certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
     let mut out = Vec::new();
     for item in Pem::iter_from_buffer(pem) {
@@ -149,9 +151,106 @@ pub fn crl_der(bytes: &[u8]) -> Result<Vec<u8>, Error> {
     Err(bad("no X509 CRL in it".into()))
 }
 
+/// One DER element: its tag, all its bytes, its content, and what follows it.
+struct Tlv<'a> {
+    tag: u8,
+    whole: &'a [u8],
+    content: &'a [u8],
+    rest: &'a [u8],
+}
+
+/// Reads the DER element at the start of `bytes`, requiring a one-byte tag
+/// and the minimal definite length encoding.
+fn tlv(bytes: &[u8]) -> Result<Tlv<'_>, String> {
+    let (&tag, after_tag) = bytes.split_first().ok_or("missing element")?;
+    if tag & 0x1f == 0x1f {
+        return Err(format!("multi-byte tag {tag:#04x}"));
+    }
+    let (&first, after_len) = after_tag.split_first().ok_or("missing length")?;
+    let (len, header) = if first < 0x80 {
+        (usize::from(first), 2)
+    } else {
+        let n = usize::from(first & 0x7f);
+        let octets = after_len
+            .get(..n)
+            .filter(|o| (1..=4).contains(&n) && o.first() != Some(&0))
+            .ok_or_else(|| format!("length of tag {tag:#04x} not in minimal definite form"))?;
+        let len = octets
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        if len < 0x80 {
+            return Err(format!("long-form length {len} of tag {tag:#04x}"));
+        }
+        (len, 2 + n)
+    };
+    let end = header
+        .checked_add(len)
+        .filter(|end| *end <= bytes.len())
+        .ok_or_else(|| format!("element of tag {tag:#04x} runs past its container"))?;
+    Ok(Tlv {
+        tag,
+        whole: bytes.get(..end).unwrap_or_default(),
+        content: bytes.get(header..end).unwrap_or_default(),
+        rest: bytes.get(end..).unwrap_or_default(),
+    })
+}
+
+/// Checks the unsigned outer layer of a signed X.509 structure (certificate
+/// or CRL): `SEQUENCE { tbs SEQUENCE, signatureAlgorithm SEQUENCE, signature
+/// BIT STRING }`. The signature covers only the `tbs` bytes, so everything
+/// else must be canonical: minimal lengths, nothing after the signature, a
+/// BIT STRING with no unused bits, and a signatureAlgorithm byte-identical
+/// to the one inside the signed part (the first SEQUENCE in it, after the
+/// optional version and, for certificates, the serial number). The
+/// signature value itself is checked by `ring`, which accepts only the DER
+/// ECDSA encoding and RSA signatures of exactly the modulus length.
+pub fn check_outer_der(der: &[u8]) -> Result<(), String> {
+    let outer = tlv(der)?;
+    if outer.tag != 0x30 || !outer.rest.is_empty() {
+        return Err("not exactly one SEQUENCE".into());
+    }
+    let tbs = tlv(outer.content)?;
+    let algorithm = tlv(tbs.rest)?;
+    let signature = tlv(algorithm.rest)?;
+    if tbs.tag != 0x30 || algorithm.tag != 0x30 || signature.tag != 0x03 {
+        return Err("not SEQUENCE { SEQUENCE, SEQUENCE, BIT STRING }".into());
+    }
+    if !signature.rest.is_empty() {
+        return Err(format!(
+            "{} bytes after the signature BIT STRING",
+            signature.rest.len()
+        ));
+    }
+    if signature.content.first() != Some(&0) {
+        return Err(format!(
+            "signature BIT STRING has unused-bits octet {:?}, expected 0",
+            signature.content.first()
+        ));
+    }
+    let mut inner = tlv(tbs.content)?;
+    while inner.tag != 0x30 {
+        inner = tlv(inner.rest)?;
+    }
+    if inner.whole != algorithm.whole {
+        return Err(format!(
+            "signatureAlgorithm {} differs from the signed one {}",
+            hex::encode(algorithm.whole),
+            hex::encode(inner.whole)
+        ));
+    }
+    Ok(())
+}
+
 fn parse_certificate<'a>(der: &'a [u8], position: &str) -> Result<X509Certificate<'a>, Error> {
     match X509Certificate::from_der(der) {
-        Ok(([], cert)) => Ok(cert),
+        Ok(([], cert)) => {
+            check_outer_der(der).map_err(|reason| Error::Certificate {
+                position: position.into(),
+                subject: cert.subject().to_string(),
+                reason: format!("non-canonical DER: {reason}"),
+            })?;
+            Ok(cert)
+        }
         Ok((rest, _)) => Err(Error::Certificate {
             position: position.into(),
             subject: "?".into(),
@@ -324,7 +423,11 @@ pub fn verify_crl(
     use x509_parser::revocation_list::CertificateRevocationList;
     let bad = |reason: String| Error::Collateral { what: name, reason };
     let crl = match CertificateRevocationList::from_der(crl_der) {
-        Ok(([], crl)) => crl,
+        Ok(([], crl)) => {
+            check_outer_der(crl_der)
+                .map_err(|reason| bad(format!("non-canonical DER: {reason}")))?;
+            crl
+        }
         Ok((rest, _)) => return Err(bad(format!("{} trailing bytes after DER", rest.len()))),
         Err(e) => return Err(bad(format!("bad DER: {e}"))),
     };

@@ -9,7 +9,7 @@ mod common;
 
 use common::{at, fixture, intel};
 use kokon_attestation::roots::{amd_ark, amd_ask, AmdProduct};
-use kokon_attestation::sim::SimRoot;
+use kokon_attestation::sim::{pem_encode, SimRoot};
 use kokon_attestation::snp::verify_report;
 use kokon_attestation::tdx::{verify_quote_with_collateral, Collateral};
 use kokon_attestation::{Error, TrustAnchors};
@@ -53,6 +53,78 @@ fn flip(bytes: &mut [u8], offset: usize) {
 fn tamper_json(text: &mut String, from: &str, to: &str) {
     assert!(text.contains(from), "{from} not in collateral");
     *text = text.replacen(from, to, 1);
+}
+
+/// Offsets of the three nested lengths that enclose the PCK chain.
+const CERT_DATA_LEN: usize = CERT_TYPE + 2;
+const CHAIN_LEN: usize = INNER_TYPE + 2;
+
+fn u32_at(bytes: &[u8], offset: usize) -> usize {
+    u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize
+}
+
+fn add_u32(bytes: &mut [u8], offset: usize, delta: isize) {
+    let v = (u32_at(bytes, offset) as isize + delta) as u32;
+    bytes[offset..offset + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+/// Rewrites the quote's PCK chain text (NUL included) with `edit`, keeping
+/// every enclosing length consistent and the zero padding after the quote.
+fn edit_chain(t: &mut Tdx, edit: impl FnOnce(&mut Vec<u8>)) {
+    let len = u32_at(&t.quote, CHAIN_LEN);
+    let mut chain = t.quote[PEM..PEM + len].to_vec();
+    edit(&mut chain);
+    let delta = chain.len() as isize - len as isize;
+    let mut quote = t.quote[..PEM].to_vec();
+    quote.extend_from_slice(&chain);
+    quote.extend_from_slice(&t.quote[PEM + len..]);
+    for offset in [SIG_LEN, CERT_DATA_LEN, CHAIN_LEN] {
+        add_u32(&mut quote, offset, delta);
+    }
+    t.quote = quote;
+}
+
+/// Replaces the first occurrence of `from` in the PCK chain text.
+fn replace_in_chain(t: &mut Tdx, from: &str, to: &str) {
+    edit_chain(t, |chain| {
+        let text = String::from_utf8(chain.clone()).unwrap();
+        assert!(text.contains(from), "{from:?} not in the PCK chain");
+        *chain = text.replacen(from, to, 1).into_bytes();
+    })
+}
+
+/// Re-encodes the PCK chain with certificate `index`'s DER changed by `edit`.
+fn edit_certificate(t: &mut Tdx, index: usize, edit: impl FnOnce(&mut Vec<u8>)) {
+    edit_chain(t, |chain| {
+        let mut certs =
+            kokon_attestation::pem::certificates(&chain[..chain.len() - 1], "test").unwrap();
+        edit(&mut certs[index]);
+        *chain = certs
+            .iter()
+            .map(|c| pem_encode(c))
+            .collect::<String>()
+            .into_bytes();
+        chain.push(0);
+    })
+}
+
+/// Offset of a certificate's signatureAlgorithm (outer SEQUENCE and TBS
+/// both use two-byte long-form lengths in Intel's certificates).
+fn signature_algorithm_at(der: &[u8]) -> usize {
+    assert_eq!((der[0], der[1], der[4], der[5]), (0x30, 0x82, 0x30, 0x82));
+    8 + (usize::from(der[6]) << 8 | usize::from(der[7]))
+}
+
+/// Offset of a certificate's signature BIT STRING.
+fn signature_at(der: &[u8]) -> usize {
+    let alg = signature_algorithm_at(der);
+    alg + 2 + usize::from(der[alg + 1])
+}
+
+/// Adds `delta` to the outer SEQUENCE's two-byte length.
+fn grow_outer(der: &mut [u8], delta: usize) {
+    let len = (usize::from(der[2]) << 8 | usize::from(der[3])) + delta;
+    der[2..4].copy_from_slice(&(len as u16).to_be_bytes());
 }
 
 type TdxCase = (&'static str, fn(&mut Tdx), &'static str);
@@ -197,6 +269,265 @@ fn tdx_cases() -> Vec<TdxCase> {
             "certificate PCK leaf",
         ),
         (
+            "PCK chain: END line altered",
+            |t| replace_in_chain(t, "-----END CERTIFICATE-----", "-----END CERTIFICATF-----"),
+            "PCK certificate chain: malformed PEM at byte 1747: expected \"-----END CERTIFICATE-----\\n\" after the last base64 line, found \"-----END CERTIFICATF",
+        ),
+        (
+            "PCK chain: BEGIN line altered",
+            |t| replace_in_chain(t, "-----BEGIN CERTIFICATE-----", "-----BEGIN CERTIFICATe-----"),
+            "PCK certificate chain: malformed PEM at byte 0: expected \"-----BEGIN CERTIFICATE-----\\n\"",
+        ),
+        (
+            "PCK chain: label X509 CERTIFICATE",
+            |t| {
+                replace_in_chain(t, "BEGIN CERTIFICATE", "BEGIN X509 CERTIFICATE");
+                replace_in_chain(t, "END CERTIFICATE", "END X509 CERTIFICATE")
+            },
+            "PCK certificate chain: malformed PEM at byte 0: expected \"-----BEGIN CERTIFICATE-----\\n\", found \"-----BEGIN X509",
+        ),
+        (
+            "PCK chain: END label of another type",
+            |t| replace_in_chain(t, "-----END CERTIFICATE-----", "-----END X509 CRL-----"),
+            "found \"-----END X509 CRL-----",
+        ),
+        (
+            "PCK chain: first END line missing",
+            |t| replace_in_chain(t, "-----END CERTIFICATE-----\n", ""),
+            "after the last base64 line, found \"-----BEGIN CERTIFICATE-----",
+        ),
+        (
+            "PCK chain: last END line missing",
+            |t| {
+                edit_chain(t, |c| {
+                    let n = c.len();
+                    c.drain(n - 27..n - 1);
+                })
+            },
+            "expected a line ending in \\n",
+        ),
+        (
+            "PCK chain: text between certificates",
+            |t| {
+                replace_in_chain(
+                    t,
+                    "-----END CERTIFICATE-----\n",
+                    "-----END CERTIFICATE-----\nsubject=PCK CA\n",
+                )
+            },
+            "PCK certificate chain: malformed PEM at byte 1773: expected \"-----BEGIN CERTIFICATE-----\\n\", found \"subject=PCK CA",
+        ),
+        (
+            "PCK chain: blank line between certificates",
+            |t| {
+                replace_in_chain(
+                    t,
+                    "-----END CERTIFICATE-----\n",
+                    "-----END CERTIFICATE-----\n\n",
+                )
+            },
+            "at byte 1773: expected \"-----BEGIN CERTIFICATE-----\\n\", found \"\\n",
+        ),
+        (
+            "PCK chain: CRLF line ends",
+            |t| {
+                edit_chain(t, |c| {
+                    let text = String::from_utf8(c.clone()).unwrap();
+                    *c = text.replace('\n', "\r\n").into_bytes();
+                })
+            },
+            "found \"-----BEGIN CERTIFICATE-----\\r\\n",
+        ),
+        (
+            "PCK chain: CR inside a base64 line",
+            |t| {
+                edit_chain(t, |c| c.insert(28 + 64, b'\r'))
+            },
+            "at byte 92: expected a base64 character (A-Z a-z 0-9 + / =) or \\n, found \"\\r\\n",
+        ),
+        (
+            "PCK chain: blank line after BEGIN",
+            |t| edit_chain(t, |c| c.insert(28, b'\n')),
+            "at byte 28: expected a base64 line of 1 to 64 characters, found a line of 0 characters",
+        ),
+        (
+            "PCK chain: base64 line of 128 characters",
+            |t| edit_chain(t, |c| {
+                c.remove(28 + 64);
+            }),
+            "at byte 28: expected a base64 line of 1 to 64 characters, found a line of 128 characters",
+        ),
+        (
+            "PCK chain: short base64 line before the last",
+            |t| edit_chain(t, |c| c.insert(28 + 32, b'\n')),
+            "at byte 61: expected \"-----END CERTIFICATE-----\\n\" after the last base64 line",
+        ),
+        (
+            "PCK chain: space in a base64 line",
+            |t| edit_chain(t, |c| c[40] = b' '),
+            "at byte 40: expected a base64 character",
+        ),
+        (
+            "PCK chain: '=' in the middle of the base64",
+            |t| edit_chain(t, |c| c[40] = b'='),
+            "PCK certificate chain: malformed PEM at byte 0: expected canonical base64",
+        ),
+        (
+            "PCK chain: non-canonical padding bits (aqI= -> aqJ=)",
+            |t| replace_in_chain(t, "aqI=\n-----END CERTIFICATE-----\n\0", "aqJ=\n-----END CERTIFICATE-----\n\0"),
+            "expected canonical base64 (standard alphabet, '=' padding only at the end, zero trailing bits), found Invalid last symbol 74",
+        ),
+        (
+            "PCK chain: padding removed",
+            |t| replace_in_chain(t, "aqI=\n-----END CERTIFICATE-----\n\0", "aqI\n-----END CERTIFICATE-----\n\0"),
+            "expected canonical base64",
+        ),
+        (
+            "PCK chain: extra padding",
+            |t| replace_in_chain(t, "aqI=\n-----END CERTIFICATE-----\n\0", "aqI==\n-----END CERTIFICATE-----\n\0"),
+            "expected canonical base64",
+        ),
+        (
+            "PCK chain: final NUL replaced by a non-zero byte",
+            |t| edit_chain(t, |c| *c.last_mut().unwrap() = b'\n'),
+            "PCK certificate chain: malformed PEM at byte 3677: expected \"-----BEGIN CERTIFICATE-----\\n\", found \"\\n\"",
+        ),
+        (
+            "PCK chain: two NULs at the end",
+            |t| edit_chain(t, |c| c.push(0)),
+            "malformed PEM at byte 3677: expected \"-----BEGIN CERTIFICATE-----\\n\", found \"\\x00\"",
+        ),
+        (
+            "PCK chain: NUL then a non-zero byte",
+            |t| edit_chain(t, |c| c.push(7)),
+            "malformed PEM at byte 3677: expected \"-----BEGIN CERTIFICATE-----\\n\", found \"\\x00\\x07\"",
+        ),
+        (
+            "PCK chain: final newline removed",
+            |t| {
+                edit_chain(t, |c| {
+                    let n = c.len();
+                    c.remove(n - 2);
+                })
+            },
+            "expected a line ending in \\n",
+        ),
+        (
+            "PCK chain: a fourth certificate (the root twice)",
+            |t| {
+                edit_chain(t, |c| {
+                    let root = String::from_utf8(c.clone()).unwrap();
+                    let start = root.rfind("-----BEGIN").unwrap();
+                    let root = root[start..root.len() - 1].to_string();
+                    c.pop();
+                    c.extend_from_slice(root.as_bytes());
+                    c.push(0);
+                })
+            },
+            "unsupported PCK certificate chain length: expected 3",
+        ),
+        (
+            "PCK leaf: signature BIT STRING with 1 unused bit",
+            |t| {
+                edit_certificate(t, 0, |der| {
+                    let at = signature_at(der);
+                    der[at + 2] = 1;
+                })
+            },
+            "certificate PCK leaf (?): bad DER: Parsing Error: InvalidSignatureValue",
+        ),
+        (
+            "PCK leaf: outer signatureAlgorithm ecdsa-with-SHA384",
+            |t| {
+                edit_certificate(t, 0, |der| {
+                    let at = signature_algorithm_at(der);
+                    der[at + 11] = 0x03;
+                })
+            },
+            "certificate PCK leaf (CN=Intel SGX PCK Certificate, O=Intel Corporation, L=Santa Clara, ST=CA, C=US): non-canonical DER: signatureAlgorithm 300a06082a8648ce3d040303 differs from the signed one 300a06082a8648ce3d040302",
+        ),
+        (
+            "PCK leaf: ECDSA signature INTEGER r with a leading zero",
+            |t| {
+                edit_certificate(t, 0, |der| {
+                    let at = signature_at(der);
+                    // 03 len 00 | 30 len | 02 rlen r ...
+                    assert_eq!((der[at], der[at + 3], der[at + 5]), (0x03, 0x30, 0x02));
+                    der[at + 1] += 1;
+                    der[at + 4] += 1;
+                    der[at + 6] += 1;
+                    der.insert(at + 7, 0);
+                    grow_outer(der, 1);
+                })
+            },
+            "certificate PCK leaf (CN=Intel SGX PCK Certificate, O=Intel Corporation, L=Santa Clara, ST=CA, C=US): signature does not verify",
+        ),
+        (
+            "PCK leaf: outer length in non-minimal long form",
+            |t| {
+                edit_certificate(t, 0, |der| {
+                    der[1] = 0x83;
+                    der.insert(2, 0);
+                })
+            },
+            "non-canonical DER: length of tag 0x30 not in minimal definite form",
+        ),
+        (
+            "PCK platform CA: a byte after the signature",
+            |t| {
+                edit_certificate(t, 1, |der| {
+                    der.push(0);
+                    grow_outer(der, 1);
+                })
+            },
+            "certificate PCK platform CA (CN=Intel SGX PCK Platform CA, O=Intel Corporation, L=Santa Clara, ST=CA, C=US): non-canonical DER: 1 bytes after the signature BIT STRING",
+        ),
+        (
+            "PCK CRL issuer chain of another CA (the TCB signer's)",
+            |t| t.collateral.pck_crl_issuer_chain = t.collateral.tcb_info_issuer_chain.clone(),
+            "PCK CRL issuer chain (collateral vs the quote's PCK chain above the leaf) mismatch",
+        ),
+        (
+            "PCK CRL issuer chain with CRLF line ends",
+            |t| {
+                let c = &mut t.collateral;
+                c.pck_crl_issuer_chain = c.pck_crl_issuer_chain.replace('\n', "\r\n")
+            },
+            "PCK CRL issuer chain: malformed PEM at byte 0",
+        ),
+        (
+            "PCK CRL issuer chain with text after it",
+            |t| t.collateral.pck_crl_issuer_chain.push('\n'),
+            "PCK CRL issuer chain: malformed PEM at byte 1904",
+        ),
+        (
+            "TCB info issuer chain with an altered END line",
+            |t| {
+                let c = &mut t.collateral;
+                c.tcb_info_issuer_chain = c
+                    .tcb_info_issuer_chain
+                    .replacen("-----END CERTIFICATE-----", "-----END CERTIFICATE----", 1)
+            },
+            "TCB info issuer chain: malformed PEM",
+        ),
+        (
+            "QE identity issuer chain with a NUL after it",
+            |t| t.collateral.qe_identity_issuer_chain.push('\0'),
+            "QE identity issuer chain: malformed PEM at byte 1892",
+        ),
+        (
+            "root CA CRL: signatureAlgorithm differs from the signed one",
+            |t| {
+                let crl = &mut t.collateral.root_ca_crl.0;
+                let pos = crl
+                    .windows(12)
+                    .rposition(|w| w == [0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02])
+                    .unwrap();
+                crl[pos + 11] = 0x03;
+            },
+            "collateral: root CA CRL: non-canonical DER: signatureAlgorithm",
+        ),
+        (
             "signature data length beyond the limit",
             |t| t.quote[SIG_LEN + 3] = 0x10,
             "quote signature data is larger than allowed",
@@ -301,7 +632,7 @@ fn tdx_cases() -> Vec<TdxCase> {
             "TCB info signer chain without its root",
             |t| {
                 let pem = t.collateral.tcb_info_issuer_chain.clone();
-                let end = pem.find("-----END CERTIFICATE-----").unwrap() + 25;
+                let end = pem.find("-----END CERTIFICATE-----").unwrap() + 26;
                 t.collateral.tcb_info_issuer_chain = pem[..end].to_string()
             },
             "not anchored in a trusted root",
@@ -309,7 +640,7 @@ fn tdx_cases() -> Vec<TdxCase> {
         (
             "QE identity signer chain empty",
             |t| t.collateral.qe_identity_issuer_chain.clear(),
-            "unsupported collateral signer chain length",
+            "QE identity issuer chain: malformed PEM at byte 0: expected \"-----BEGIN CERTIFICATE-----\\n\", found the end of the text",
         ),
         (
             "TCB info signed by the QE identity's key (swapped texts)",
@@ -471,7 +802,42 @@ fn snp_cases() -> Vec<SnpCase> {
         (
             "signature R wider than P-384",
             |s| s.report[0x2A0 + 60] = 1,
-            "SNP report signature component",
+            "unsupported SNP report signature R bytes 48..72 (zero extension): expected zero (a P-384 component has 48 bytes), found 000000000000000000000000010000000000000000000000",
+        ),
+        (
+            "signature R: its highest byte set",
+            |s| s.report[0x2A0 + 71] = 0x80,
+            "SNP report signature R bytes 48..72",
+        ),
+        (
+            "signature R: byte 48 (first of the zero extension) set",
+            |s| s.report[0x2A0 + 48] = 1,
+            "SNP report signature R bytes 48..72",
+        ),
+        (
+            "signature S wider than P-384",
+            |s| s.report[0x2A0 + 72 + 48] = 1,
+            "unsupported SNP report signature S bytes 48..72 (zero extension): expected zero",
+        ),
+        (
+            "signature S: its highest byte set",
+            |s| s.report[0x2A0 + 72 + 71] = 0xff,
+            "SNP report signature S bytes 48..72",
+        ),
+        (
+            "signature reserved area: first byte set",
+            |s| s.report[0x2A0 + 144] = 1,
+            "unsupported SNP report: signature reserved: expected zero",
+        ),
+        (
+            "signature reserved area: last byte set",
+            |s| s.report[0x4A0 - 1] = 0x80,
+            "unsupported SNP report: signature reserved: expected zero",
+        ),
+        (
+            "signature S low byte changed",
+            |s| s.report[0x2A0 + 72] ^= 1,
+            SIGNATURE_BY_VEK,
         ),
         (
             "signature reserved area set",

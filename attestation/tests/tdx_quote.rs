@@ -411,6 +411,72 @@ fn unsupported_bundle_versions_are_rejected() {
     ));
 }
 
+/// The bundle's unsigned JSON values have one accepted text each.
+#[test]
+fn bundle_json_values_are_read_strictly() {
+    let s = setup();
+    let json: serde_json::Value = serde_json::from_slice(&s.bundle.to_json()).unwrap();
+    let parse = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut j = json.clone();
+        edit(&mut j);
+        AttestationBundle::from_json(j.to_string().as_bytes())
+    };
+    // Unchanged, it reads back and verifies.
+    let b = parse(&|_| {}).unwrap();
+    verify_bundle(&b, &anchors(&s.root), NOW).unwrap();
+    let rejected = |what: &str, edit: &dyn Fn(&mut serde_json::Value), expected: &str| {
+        let err = parse(edit).unwrap_err().to_string();
+        assert!(err.contains(expected), "{what}: {err}");
+    };
+    let upper = |v: &mut serde_json::Value| {
+        *v = serde_json::json!(v.as_str().unwrap().to_uppercase());
+    };
+    rejected(
+        "uppercase hex in the claims",
+        &|j| j["claims"]["nonce"] = serde_json::json!("0A".repeat(32)),
+        "expected lowercase hex, found 'A' at character 1",
+    );
+    rejected(
+        "uppercase hex in a collateral signature",
+        &|j| upper(&mut j["evidence"]["collateral"]["tcb_info_signature"]),
+        "expected lowercase hex",
+    );
+    rejected(
+        "an unknown collateral field",
+        &|j| j["evidence"]["collateral"]["pck_certificate_chain"] = serde_json::json!(""),
+        "unknown field `pck_certificate_chain`",
+    );
+    rejected(
+        "base64 with a line break",
+        &|j| {
+            let data = j["evidence"]["data"].as_str().unwrap().to_string();
+            j["evidence"]["data"] = serde_json::json!(format!("{}\n{}", &data[..76], &data[76..]));
+        },
+        "Invalid symbol 10",
+    );
+    // Padded base64 whose unused trailing bits are not zero: "AQA=" is
+    // [1, 0]; "AQB=" would decode to the same bytes under a lenient decoder.
+    let lenient = |text: &str| {
+        let mut j = json.clone();
+        j["claims"]["ohttp_key_config"] = serde_json::json!(text);
+        AttestationBundle::from_json(j.to_string().as_bytes())
+    };
+    assert!(lenient("AQA=").is_ok());
+    let err = lenient("AQB=").unwrap_err().to_string();
+    assert!(err.contains("Invalid last symbol"), "{err}");
+
+    // The backend name must be what the evidence implies.
+    let mut b = s.bundle.clone();
+    b.backend = "tdx".into();
+    let err = verify_bundle(&b, &anchors(&s.root), NOW)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bundle backend (its name vs the evidence's format and root) mismatch: expected sim, found tdx"),
+        "{err}"
+    );
+}
+
 mod chains {
     use kokon_attestation::pki::verify_chain;
     use kokon_attestation::{Error, TrustAnchor, TrustAnchors};

@@ -274,13 +274,23 @@ impl Report {
         )?;
         r.finish("SNP report")?;
         let mut signature = [0u8; 96];
-        for (out, half) in signature.chunks_mut(48).zip([&sig_r, &sig_s]) {
+        let halves = [
+            (
+                &sig_r,
+                "SNP report signature R bytes 48..72 (zero extension)",
+            ),
+            (
+                &sig_s,
+                "SNP report signature S bytes 48..72 (zero extension)",
+            ),
+        ];
+        for (out, (half, field)) in signature.chunks_mut(48).zip(halves) {
             let (low, high) = half.split_at(48);
             if high.iter().any(|b| *b != 0) {
                 return Err(Error::Unsupported {
-                    field: "SNP report signature component",
-                    expected: "at most 48 significant bytes (P-384)".into(),
-                    found: "72".into(),
+                    field,
+                    expected: "zero (a P-384 component has 48 bytes)".into(),
+                    found: hex::encode(high),
                 });
             }
             // Little-endian in the report, big-endian for the verifier.

@@ -12,7 +12,7 @@ use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::tcb::TcbStatus;
-use crate::pki::{self, check_not_revoked, pem_certificates, verify_chain, TrustAnchors};
+use crate::pki::{self, check_not_revoked, verify_chain, TrustAnchors};
 use crate::Error;
 
 /// Largest collateral text accepted (a TCB info is about 10 KiB).
@@ -37,26 +37,37 @@ impl<'de> Deserialize<'de> for Hex {
     }
 }
 
+/// Hex outside the signed JSON texts: lowercase only (Intel's signed texts
+/// use uppercase, but their bytes are covered by the signature).
+fn strict_hex<'de, D: Deserializer<'de>>(d: D) -> Result<Hex, D::Error> {
+    crate::serde_hex::deserialize(d).map(Hex)
+}
+
 /// The collateral for one TDX quote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Collateral {
     /// PEM chain of the PCK CRL's issuer (platform or processor CA, root).
     pub pck_crl_issuer_chain: String,
     /// Intel SGX Root CA CRL (DER).
+    #[serde(deserialize_with = "strict_hex")]
     pub root_ca_crl: Hex,
     /// PCK CRL of the platform's or processor's CA (DER).
+    #[serde(deserialize_with = "strict_hex")]
     pub pck_crl: Hex,
     /// PEM chain of the TCB signing certificate and the root.
     pub tcb_info_issuer_chain: String,
     /// The TCB info JSON object, exactly as signed.
     pub tcb_info: String,
     /// ECDSA P-256 signature (r || s) over `tcb_info`.
+    #[serde(deserialize_with = "strict_hex")]
     pub tcb_info_signature: Hex,
     /// PEM chain of the QE identity's signer and the root.
     pub qe_identity_issuer_chain: String,
     /// The QE identity JSON object, exactly as signed.
     pub qe_identity: String,
     /// ECDSA P-256 signature (r || s) over `qe_identity`.
+    #[serde(deserialize_with = "strict_hex")]
     pub qe_identity_signature: Hex,
 }
 
@@ -320,7 +331,10 @@ pub fn verify(
     anchors: &TrustAnchors,
     now: i64,
 ) -> Result<VerifiedCollateral, Error> {
-    let signer_chain = pem_certificates(collateral.tcb_info_issuer_chain.as_bytes())?;
+    let signer_chain = crate::pem::certificates(
+        collateral.tcb_info_issuer_chain.as_bytes(),
+        "TCB info issuer chain",
+    )?;
     let root_der = signer_chain.last().ok_or_else(|| Error::Collateral {
         what: "TCB info issuer chain",
         reason: "no certificate".into(),
@@ -377,7 +391,10 @@ pub fn verify(
             "QE identity",
             &collateral.qe_identity,
             &collateral.qe_identity_signature.0,
-            &pem_certificates(collateral.qe_identity_issuer_chain.as_bytes())?,
+            &crate::pem::certificates(
+                collateral.qe_identity_issuer_chain.as_bytes(),
+                "QE identity issuer chain",
+            )?,
             anchors,
             &root_crl,
             now,

@@ -18,7 +18,7 @@ pub mod tcb;
 use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
 use sha2::{Digest, Sha256, Sha384};
 
-use crate::pki::{pem_certificates, verify_chain, TrustAnchors, VerifiedChain};
+use crate::pki::{verify_chain, TrustAnchors, VerifiedChain};
 use crate::Error;
 pub use collateral::Collateral;
 pub use quote::{Measurement, Quote, TdReportBody};
@@ -37,6 +37,16 @@ pub struct VerifiedQuote {
     pub chain: VerifiedChain,
 }
 
+/// The PEM text of a quote's PCK chain: Intel's quote generation writes it
+/// as a C string, so it ends in one NUL (go-tdx-guest's older sample and the
+/// simulated TEE omit it). That one NUL is the only byte removed; the rest
+/// must be canonical PEM ([`crate::pem`]).
+fn pck_chain_text(certification_data: &[u8]) -> &[u8] {
+    certification_data
+        .strip_suffix(&[0])
+        .unwrap_or(certification_data)
+}
+
 /// Verifies a TDX quote's signatures and PCK chain against `anchors` at `now` (Unix seconds).
 pub fn verify_quote(
     bytes: &[u8],
@@ -52,7 +62,8 @@ pub fn verify_quote(
         });
     }
     let sig = &quote.signature;
-    let chain = pem_certificates(&sig.pck_chain_pem)?;
+    let chain =
+        crate::pem::certificates(pck_chain_text(&sig.pck_chain_pem), "PCK certificate chain")?;
     if chain.len() != PCK_CHAIN_LEN {
         return Err(Error::Unsupported {
             field: "PCK certificate chain length",
@@ -126,6 +137,20 @@ pub fn verify_quote_with_collateral(
             found: hex::encode(Sha256::digest(&trusted.root_der)),
         });
     }
+    // The collateral names the PCK CRL's issuer chain; the CRL is checked
+    // against the quote's own chain, so that copy must be the same
+    // certificates (intermediate CA, root), in canonical PEM.
+    let crl_issuers = crate::pem::certificates(
+        collateral.pck_crl_issuer_chain.as_bytes(),
+        "PCK CRL issuer chain",
+    )?;
+    if crl_issuers.as_slice() != certs.get(1..).unwrap_or_default() {
+        return Err(Error::Mismatch {
+            what: "PCK CRL issuer chain (collateral vs the quote's PCK chain above the leaf)",
+            expected: fingerprints(certs.get(1..).unwrap_or_default()),
+            found: fingerprints(&crl_issuers),
+        });
+    }
     let links = &verified.chain.links;
     if let (Some(leaf_link), Some(ca_link)) = (links.first(), links.get(1)) {
         crate::pki::check_not_revoked(ca_link, &trusted.root_crl, "PCK platform CA")?;
@@ -143,6 +168,15 @@ pub fn verify_quote_with_collateral(
         &trusted.qe_identity,
     )?;
     Ok((verified, verdict))
+}
+
+/// SHA-256 fingerprints of certificates, for messages.
+fn fingerprints(certs: &[Vec<u8>]) -> String {
+    certs
+        .iter()
+        .map(|c| format!("sha256:{}", hex::encode(Sha256::digest(c))))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Extends an RTMR as the TDX module does: `new = SHA-384(old || digest)`.

@@ -10,7 +10,9 @@
 //! Parsing is total: every length is bounded by the input, every structure
 //! boundary is checked. After the declared signature data only zero padding
 //! is accepted (the kernel's quote buffers are zero-padded to a fixed size);
-//! any other trailing byte is rejected. [`Quote::encode`] writes the same
+//! any other trailing byte is rejected. The PCK chain's PEM text is kept as
+//! bytes here and read strictly by [`crate::pem`] when the quote is
+//! verified. [`Quote::encode`] writes the same
 //! layout; the simulated TEE uses it.
 
 use crate::reader::Reader;
