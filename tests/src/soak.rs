@@ -14,6 +14,7 @@
 //! Errors (requests refused or failed while the enclave restarts) are
 //! counted, not fatal: what must never happen is a loss.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,6 +53,8 @@ pub struct SoakReport {
     pub requests: u64,
     /// Requests that failed (mostly while the enclave restarted).
     pub errors: u64,
+    /// The failures by kind (`attest 429`, `infer 502`, ...).
+    pub errors_by_kind: BTreeMap<String, u64>,
     /// Channels whose newest voucher the host did not hold at the end.
     pub lost_vouchers: u64,
     /// Channels charged more than their verified receipts.
@@ -64,6 +67,8 @@ pub struct SoakReport {
     pub unpaid_refused: u64,
     /// Times the enclave was killed.
     pub enclave_kills: u64,
+    /// After each kill, milliseconds until an inference was served again.
+    pub recovery_ms: Vec<u64>,
     /// Attestations the flood got, and refusals.
     pub flood_ok: u64,
     /// Attestation requests of the flood refused.
@@ -80,10 +85,20 @@ impl SoakReport {
         self.lost_vouchers == 0 && self.double_charges == 0 && self.unpaid_served == 0
     }
 
+    /// The failures by kind, on one line.
+    pub fn error_kinds(&self) -> String {
+        let kinds: Vec<String> = self
+            .errors_by_kind
+            .iter()
+            .map(|(k, n)| format!("{k}: {n}"))
+            .collect();
+        format!("soak errors by kind: {}", kinds.join(", "))
+    }
+
     /// The closing line.
     pub fn line(&self) -> String {
         format!(
-            "soak: requests={} errors={} lost_vouchers={} double_charges={} unpaid_served={} undercharges={} enclave_kills={} unpaid_refused={} flood_ok={} flood_refused={} drips_cut={} seconds={:.0} rate={:.1}/s",
+            "soak: requests={} errors={} lost_vouchers={} double_charges={} unpaid_served={} undercharges={} enclave_kills={} recovery_ms={:?} unpaid_refused={} flood_ok={} flood_refused={} drips_cut={} seconds={:.0} rate={:.1}/s",
             self.requests,
             self.errors,
             self.lost_vouchers,
@@ -91,6 +106,7 @@ impl SoakReport {
             self.unpaid_served,
             self.undercharges,
             self.enclave_kills,
+            self.recovery_ms,
             self.unpaid_refused,
             self.flood_ok,
             self.flood_refused,
@@ -117,8 +133,23 @@ fn channel_id(i: usize) -> u128 {
 struct Books {
     receipts: u128,
     served: u64,
-    errors: u64,
+    errors: BTreeMap<String, u64>,
     payer: Payer,
+}
+
+fn kind(step: &str, e: &kokon_client::ClientError) -> String {
+    match e {
+        kokon_client::ClientError::Host { status, .. } => format!("{step} {status}"),
+        kokon_client::ClientError::Transport(_) => format!("{step} transport"),
+        kokon_client::ClientError::Enclave { status, .. } => format!("{step} enclave {status}"),
+        _ => format!("{step} other"),
+    }
+}
+
+impl Books {
+    fn failed(&mut self, step: &str, e: &kokon_client::ClientError) {
+        *self.errors.entry(kind(step, e)).or_insert(0) += 1;
+    }
 }
 
 async fn paying_client(
@@ -127,11 +158,12 @@ async fn paying_client(
     i: usize,
     request: kokon_wire::kserve::InferRequest,
     until: Instant,
+    last_served: Arc<AtomicU64>,
 ) -> Books {
     let mut books = Books {
         receipts: 0,
         served: 0,
-        errors: 0,
+        errors: BTreeMap::new(),
         payer: Payer::new(key(i), channel_id(i), DEPOSIT, None),
     };
     let mut enclave = None;
@@ -139,8 +171,8 @@ async fn paying_client(
         let Some(e) = enclave.as_ref() else {
             match stack_client.attest(&policy).await {
                 Ok(e) => enclave = Some(e.with_channel(channel_id(i), key(i))),
-                Err(_) => {
-                    books.errors += 1;
+                Err(e) => {
+                    books.failed("attest", &e);
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
@@ -149,21 +181,25 @@ async fn paying_client(
         match stack_client.infer(e, &request).await {
             Ok((_, receipt)) => {
                 books.served += 1;
+                last_served.store(
+                    until.saturating_duration_since(Instant::now()).as_millis() as u64,
+                    Ordering::Relaxed,
+                );
                 books.receipts += receipt.receipt.amount;
                 if let Ok(v) = books.payer.pay(receipt.receipt.amount) {
                     // Not delivered now: the next voucher covers it.
                     let _ = stack_client.pay(&v).await;
                 }
             }
-            Err(kokon_client::ClientError::Host { status: 402, .. }) => {
-                books.errors += 1;
+            Err(e @ kokon_client::ClientError::Host { status: 402, .. }) => {
+                books.failed("infer", &e);
                 if let Ok(v) = books.payer.resign() {
                     let _ = stack_client.pay(&v).await;
                 }
             }
-            Err(_) => {
+            Err(e) => {
                 // The enclave may have restarted with new keys: attest again.
-                books.errors += 1;
+                books.failed("infer", &e);
                 enclave = None;
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -273,6 +309,8 @@ pub async fn run(config: SoakConfig) -> SoakReport {
             counters[2].clone(),
         )));
     }
+    // Milliseconds before the end at which the last inference was served.
+    let last_served = Arc::new(AtomicU64::new(u64::MAX));
     let clients: Vec<_> = (0..config.clients)
         .map(|i| {
             tokio::spawn(paying_client(
@@ -281,6 +319,7 @@ pub async fn run(config: SoakConfig) -> SoakReport {
                 i,
                 request.clone(),
                 until,
+                last_served.clone(),
             ))
         })
         .collect();
@@ -301,6 +340,20 @@ pub async fn run(config: SoakConfig) -> SoakReport {
                 nix::sys::signal::Signal::SIGKILL,
             );
             report.enclave_kills += 1;
+            // Recovery: from the kill to the first inference served by the
+            // restarted enclave (answers already on their way do not count).
+            let killed = Instant::now();
+            while stack.host.state.pid.load(Ordering::Relaxed) == pid && killed.elapsed() < gap {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let before = until.saturating_duration_since(Instant::now()).as_millis() as u64;
+            while last_served.load(Ordering::Relaxed) >= before
+                && killed.elapsed() < gap
+                && Instant::now() < until
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            report.recovery_ms.push(killed.elapsed().as_millis() as u64);
         }
     }
     let mut books = Vec::new();
@@ -326,7 +379,10 @@ pub async fn run(config: SoakConfig) -> SoakReport {
     let _ = stack.host.wait_ready(Duration::from_secs(60)).await;
     for (i, b) in books.iter().enumerate() {
         report.requests += b.served;
-        report.errors += b.errors;
+        for (k, n) in &b.errors {
+            report.errors += n;
+            *report.errors_by_kind.entry(k.clone()).or_insert(0) += n;
+        }
         let id = channel_id(i);
         let mine = b.payer.state();
         let mut status = stack.client.channel_status(id).await.ok();

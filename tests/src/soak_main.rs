@@ -20,6 +20,7 @@ async fn main() -> std::process::ExitCode {
     };
     println!("soak: {config:?} on loopback");
     let report = run(config).await;
+    println!("{}", report.error_kinds());
     println!("{}", report.line());
     if report.clean() {
         std::process::ExitCode::SUCCESS

@@ -17,6 +17,7 @@ async fn a_short_soak_loses_nothing_and_serves_nobody_unpaid() {
         flooders: 16,
     })
     .await;
+    println!("{}", report.error_kinds());
     println!("{}", report.line());
     assert!(report.clean(), "{}", report.line());
     assert_eq!(report.enclave_kills, 2);
