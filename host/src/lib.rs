@@ -124,8 +124,41 @@ impl RunningHost {
     }
 }
 
+/// Descriptors kept aside from client connections: the enclave link's pool
+/// and in-flight connections, files, outbound fetches.
+const RESERVED_DESCRIPTORS: u64 = 256;
+
+/// Raises the soft descriptor limit to the hard one, and caps client
+/// connections below it, so the host never runs out of descriptors (and
+/// never has to refuse its own enclave link, or spin on failed accepts).
+fn connection_cap(limits: &Limits) -> usize {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return limits.max_connections;
+    };
+    let soft = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    let room = soft.saturating_sub(RESERVED_DESCRIPTORS + limits.max_concurrency as u64);
+    let cap = limits
+        .max_connections
+        .min(usize::try_from(room).unwrap_or(usize::MAX))
+        .max(1);
+    if cap < limits.max_connections {
+        tracing::warn!(
+            descriptors = soft,
+            connections = cap,
+            "the descriptor limit allows fewer client connections than configured; raise `ulimit -n`"
+        );
+    }
+    cap
+}
+
 /// Binds, starts the enclave supervisor and the HTTP front.
-pub async fn start(config: HostConfig) -> anyhow::Result<RunningHost> {
+pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
+    config.limits.max_connections = connection_cap(&config.limits);
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let metrics = Arc::new(metrics::Metrics::new());
