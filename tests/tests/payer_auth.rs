@@ -83,7 +83,7 @@ async fn payer_attacks_are_refused_with_nothing_charged_and_the_owners_are_unaff
         kokon_client::magika::Prepared::Features(row) => row,
         _ => panic!("sample too small"),
     };
-    let body = serde_json::to_vec(&magika_request(&[row.clone()])).unwrap();
+    let body = serde_json::to_vec(&magika_request(std::slice::from_ref(&row))).unwrap();
     let now = kokon_client::unix_now();
     let client = &stack.client;
     let charged = |id| async move { client.channel_status(id).await.unwrap().0 };
