@@ -91,7 +91,8 @@ async fn host_never_sees_the_prompt() {
     let mut host = tokio::process::Command::new(&env.kokon_bin)
         .args(["host", "--listen", &format!("127.0.0.1:{port}")])
         .env("KOKON_DATA_DIR", data.path())
-        .env("KOKON_LOG", "trace")
+        .env_remove("KOKON_LOG")
+        .env("RUST_LOG", "trace")
         .env("KOKON_ORT_LIB", &env.ort_lib)
         .env("KOKON_MODEL", &env.model)
         .env("KOKON_ENCLAVE_BIN", &env.enclave_bin)
@@ -173,9 +174,23 @@ async fn host_never_sees_the_prompt() {
     let logs = std::fs::read(&log_path).unwrap();
     assert!(
         contains(&logs, b"enclave ready"),
-        "the log was captured at trace level:\n{}",
+        "the log was captured at trace level (RUST_LOG):\n{}",
         String::from_utf8_lossy(&logs)
     );
+    // One line per request: route, status, sizes, duration.
+    let text = String::from_utf8_lossy(&logs);
+    let served = text
+        .lines()
+        .filter(|l| {
+            l.contains(" request ")
+                && l.contains("route=\"/v1/ohttp\"")
+                && l.contains("status=200")
+                && l.contains("bytes_in=")
+                && l.contains("bytes_out=")
+                && l.contains("duration_ms=")
+        })
+        .count();
+    assert!(served >= 2, "request lines in the log:\n{text}");
     let capture = capture.lock().unwrap();
     assert!(
         capture.to_host.len() > 10_000 && capture.from_host.len() > 2_000,
