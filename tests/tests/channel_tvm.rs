@@ -319,8 +319,22 @@ async fn a_hundred_real_inferences_are_paid_by_vouchers_and_settled_on_chain() {
     const PRICE: u128 = 1_000_000; // 0.001 TON per inference
     let deposit = TON;
     let mut s = open(deposit);
+    let store = tempfile::tempdir().unwrap();
+    // The host bills the channel (it admits only requests signed with the
+    // client's channel key); the test keeps its own payee's books beside it.
     let stack = kokon_tests::Stack::start(kokon_tests::Options {
         enclave_args: vec!["--price-nanoton-per-unit".into(), PRICE.to_string()],
+        ledger: Some(kokon_host::ledger::LedgerConfig {
+            channels: vec![kokon_host::ledger::ChannelConfig {
+                id: s.params.channel_id.to_string(),
+                client_key: hex::encode(s.params.key_a),
+                deposit: deposit.to_string(),
+                credit_limit: (5 * PRICE).to_string(),
+                address: None,
+            }],
+            store: store.path().join("host"),
+            host_key_file: None,
+        }),
         ..Default::default()
     })
     .await;
@@ -332,7 +346,6 @@ async fn a_hundred_real_inferences_are_paid_by_vouchers_and_settled_on_chain() {
         .await
         .unwrap()
         .with_channel(s.params.channel_id, s.client_key.clone());
-    let store = tempfile::tempdir().unwrap();
     let mut payer = Payer::new(s.client_key.clone(), s.params.channel_id, deposit, None);
     let mut payee = Payee::open(
         &store.path().join("voucher.json"),
@@ -363,6 +376,7 @@ async fn a_hundred_real_inferences_are_paid_by_vouchers_and_settled_on_chain() {
         payee.charge(r.amount);
         let voucher = payer.pay(r.amount).unwrap();
         assert_eq!(payee.accept(&voucher).unwrap(), PRICE);
+        assert_eq!(stack.client.pay(&voucher).await.unwrap(), receipts);
     }
     stack.shutdown().await;
     assert_eq!(receipts, 100 * PRICE);
