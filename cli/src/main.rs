@@ -613,6 +613,41 @@ async fn demo_client(
     Ok(n)
 }
 
+/// Runs the host until SIGTERM or Ctrl-C. Announces that it listens only
+/// once the enclave is ready; when the enclave's first start fails, stops
+/// and fails with the enclave's own last error lines instead of looping.
+async fn run_host(config: HostConfig) -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // The supervisor gives up on its own after this long: wait a little longer.
+    let patience = config.enclave.startup_timeout + Duration::from_secs(10);
+    let host = kokon_host::start(config).await?;
+    let ready = tokio::select! {
+        ready = host.wait_ready(patience) => Some(ready),
+        _ = term.recv() => None,
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    match ready {
+        Some(Err(e)) => {
+            host.shutdown().await;
+            return Err(e.context("the enclave did not start"));
+        }
+        Some(Ok(())) => {
+            println!(
+                "kokon host listening on http://{} (enclave pid {} ready)",
+                host.addr,
+                host.state.pid.load(std::sync::atomic::Ordering::Relaxed)
+            );
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
+            }
+        }
+        None => tracing::info!("stopped while the enclave was starting"),
+    }
+    host.shutdown().await;
+    Ok(())
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Host(HostArgs {
@@ -633,7 +668,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Host(args) => kokon_host::run_until_signal(host_config(&args)?).await,
+        Command::Host(args) => run_host(host_config(&args)?).await,
         Command::Attest {
             host,
             policy,

@@ -355,6 +355,9 @@ impl Model {
     }
 }
 
+/// Whether this build can run on CUDA (the `cuda` feature).
+pub const CUDA_BUILT: bool = cfg!(feature = "cuda");
+
 #[cfg(feature = "cuda")]
 fn with_cuda(
     builder: ort::session::builder::SessionBuilder,

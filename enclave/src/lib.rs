@@ -99,6 +99,44 @@ pub struct Args {
     /// CPUs to run on (comma-separated indices), as a TEE VM's dedicated vCPUs.
     #[arg(long, value_delimiter = ',')]
     pub cpus: Vec<usize>,
+    /// Exit (removing the socket) when stdin reaches end of file: the host
+    /// holds the write end of this lifeline pipe, so the kernel closes it
+    /// when the host dies, however it dies. Without it stdin is ignored.
+    #[arg(long)]
+    pub exit_with_host: bool,
+}
+
+/// Watches the lifeline (stdin) on a thread of its own, from before the
+/// enclave starts loading: when it reaches end of file (or fails), the host
+/// is gone, and the process removes the socket it bound, if still its own,
+/// and exits at once. The host never writes to it; anything read is ignored.
+pub fn watch_lifeline(socket: PathBuf) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("lifeline".into())
+        .spawn(move || {
+            use std::io::Read;
+            let mut stdin = std::io::stdin().lock();
+            let mut buf = [0u8; 64];
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+            server::remove_own_socket(&socket);
+            // The reader of stderr is most likely gone with the host: a
+            // failed write must not stop the exit (`tracing` would panic
+            // reporting it), so write directly and ignore the outcome.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "kokon-enclave: the lifeline (stdin) closed: the host is gone; exiting"
+            );
+            std::process::exit(0)
+        })
+        .map(drop)
 }
 
 /// Restricts this process (and every thread it creates afterwards) to `cpus`.

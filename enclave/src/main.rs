@@ -13,6 +13,10 @@ fn main() -> std::process::ExitCode {
         .init();
     let args = kokon_enclave::Args::parse();
     let run = || -> anyhow::Result<()> {
+        if args.exit_with_host {
+            kokon_enclave::watch_lifeline(args.socket.clone())
+                .map_err(|e| anyhow::anyhow!("watching the lifeline (stdin): {e}"))?;
+        }
         kokon_enclave::pin_to_cpus(&args.cpus)?;
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()

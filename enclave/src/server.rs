@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use kokon_attestation::{AttestationBundle, Claims};
 use kokon_wire::{Request, Response, WireError};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -192,10 +193,34 @@ pub async fn serve_ratls(enclave: Arc<Enclave>, addr: std::net::SocketAddr) -> a
     }
 }
 
+/// Device and inode of the socket this process bound, so that it removes
+/// only its own (a new enclave may already serve on the same path).
+static BOUND_SOCKET: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
+/// Removes `socket` if it is the one this process bound.
+pub fn remove_own_socket(socket: &Path) {
+    if let (Some(bound), Some(now)) = (BOUND_SOCKET.get(), identity(socket)) {
+        if *bound == now {
+            let _ = std::fs::remove_file(socket);
+        }
+    }
+}
+
 /// Serves on a Unix socket until SIGTERM or SIGINT.
 pub async fn serve(enclave: Arc<Enclave>, socket: &Path) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(socket);
-    let listener = UnixListener::bind(socket)?;
+    let listener = UnixListener::bind(socket)
+        .with_context(|| format!("binding the host socket {}", socket.display()))?;
+    if let Some(id) = identity(socket) {
+        let _ = BOUND_SOCKET.set(id);
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tracing::info!(socket = %socket.display(), backend = enclave.backend.name(), "enclave ready");
     loop {
@@ -209,6 +234,6 @@ pub async fn serve(enclave: Arc<Enclave>, socket: &Path) -> anyhow::Result<()> {
         }
     }
     tracing::info!("enclave stopping");
-    let _ = std::fs::remove_file(socket);
+    remove_own_socket(socket);
     Ok(())
 }

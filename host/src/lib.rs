@@ -104,10 +104,15 @@ pub struct RunningHost {
 }
 
 impl RunningHost {
-    /// Waits until the enclave is up or `timeout` passes.
+    /// Waits until the enclave is up or `timeout` passes. Fails at once,
+    /// with the enclave's last error lines, when its first start failed
+    /// (the supervisor then does not restart it).
     pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
         while !self.state.up.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Some(error) = self.state.start_error.get() {
+                anyhow::bail!("{error}");
+            }
             if tokio::time::Instant::now() > deadline {
                 anyhow::bail!("the enclave did not become ready within {timeout:?} (see the enclave's log lines above)");
             }

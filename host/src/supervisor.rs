@@ -4,31 +4,69 @@
 //! process that serves on a Unix socket. The supervisor waits until it
 //! answers a health frame, then watches it: when it exits it is restarted
 //! with exponential backoff (reset after a stable run). The enclave's
-//! stderr is forwarded line by line to the host's log; the enclave never
-//! writes client plaintext there.
+//! stderr is forwarded line by line to the host's log, and its last
+//! [`STDERR_TAIL`] lines are kept for reports; the enclave never writes
+//! client plaintext there.
+//!
+//! # The lifeline
+//!
+//! The enclave must not outlive its host, however the host dies (SIGKILL
+//! and OOM kills included): an orphaned enclave keeps its socket, its keys
+//! and its memory. The supervisor therefore starts it with its stdin on a
+//! pipe whose write end it holds, without ever writing to it, for the
+//! child's whole life, and passes [`LIFELINE_ARG`]. The enclave watches its
+//! stdin on a thread of its own and exits (removing its socket) as soon as
+//! it reads end of file, which the kernel delivers when the last write end
+//! closes: when the host stops it, drops it, or dies. An enclave started by
+//! hand without the flag ignores its stdin. The pipe does not depend on
+//! which host thread spawned the child, unlike `PR_SET_PDEATHSIG`, which
+//! fires when the spawning *thread* exits (tokio's threads come and go), so
+//! it is not used. The VM backend will use the same lifeline over its
+//! console or a vsock stream.
+//!
+//! # Start failures and crash loops
+//!
+//! When the enclave exits (or is not ready in time) on its very first start,
+//! it will not do better on the next: a bad argument, an unusable data
+//! directory, a missing runtime. The supervisor then stops, without
+//! restarting it, and publishes the enclave's last error lines in
+//! [`EnclaveState::start_error`], which [`crate::RunningHost::wait_ready`]
+//! returns. Once it has been ready, it is restarted whenever it exits, and
+//! every exit and every failed restart is logged as an error with the
+//! enclave's last error lines (several in a row are reported as a crash
+//! loop).
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use kokon_wire::{Request, Response};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
 use crate::relay;
+
+/// The argument the supervisor passes so that the enclave exits when its
+/// stdin (the lifeline pipe) reaches end of file.
+pub const LIFELINE_ARG: &str = "--exit-with-host";
+
+/// How many of the enclave's last stderr lines are kept for reports.
+pub const STDERR_TAIL: usize = 20;
 
 /// How to start the enclave.
 #[derive(Debug, Clone)]
 pub struct EnclaveCommand {
     /// The enclave binary.
     pub program: PathBuf,
-    /// Its arguments (the supervisor appends `--socket PATH`).
+    /// Its arguments (the supervisor appends [`LIFELINE_ARG`] and `--socket PATH`).
     pub args: Vec<String>,
-    /// Extra environment variables.
+    /// Extra environment variables (the enclave also inherits the host's).
     pub env: Vec<(String, String)>,
     /// The Unix socket it serves on.
     pub socket: PathBuf,
@@ -45,13 +83,21 @@ pub struct EnclaveState {
     pub pid: AtomicU32,
     /// How many times it was restarted.
     pub restarts: AtomicU64,
+    /// Set when the very first start failed (the enclave exited, or was not
+    /// ready in time, before it was ever ready): what happened and the
+    /// enclave's last error lines. The supervisor has then stopped.
+    pub start_error: OnceLock<String>,
 }
 
 const BACKOFF_START: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const STABLE_RUN: Duration = Duration::from_secs(30);
+/// Failed restarts in a row from which the log calls it a crash loop.
+const CRASH_LOOP: u32 = 3;
 
-/// Supervises the enclave until `stop` turns true, then stops it with SIGTERM.
+/// Supervises the enclave until `stop` turns true (or its sender is
+/// dropped), then stops it with SIGTERM. Returns early, without restarting,
+/// when the very first start fails (see [`EnclaveState::start_error`]).
 pub async fn supervise(
     cmd: EnclaveCommand,
     state: Arc<EnclaveState>,
@@ -60,6 +106,8 @@ pub async fn supervise(
 ) {
     let mut backoff = BACKOFF_START;
     let mut first = true;
+    let mut ever_ready = false;
+    let mut failed_in_a_row = 0u32;
     loop {
         if *stop.borrow() {
             return;
@@ -70,41 +118,83 @@ pub async fn supervise(
         }
         first = false;
         let started = tokio::time::Instant::now();
-        match spawn(&cmd) {
-            Ok(mut child) => {
-                let pid = child.id().unwrap_or(0);
+        // What went wrong with this start, if it never became ready.
+        let failure = match spawn(&cmd) {
+            Ok(mut enclave) => {
+                let pid = enclave.child.id().unwrap_or(0);
                 state.pid.store(pid, Ordering::Relaxed);
                 tracing::info!(pid, program = %cmd.program.display(), "enclave started");
-                let ready = wait_ready(&cmd, &mut child).await;
-                if ready {
-                    state.up.store(true, Ordering::Relaxed);
-                    metrics.enclave_up.set(1);
-                    tracing::info!(pid, "enclave ready");
-                }
-                let exit = if ready {
-                    tokio::select! {
-                        status = child.wait() => Some(status),
-                        _ = stop.changed() => None,
-                    }
-                } else {
-                    Some(child.wait().await)
-                };
-                state.up.store(false, Ordering::Relaxed);
-                metrics.enclave_up.set(0);
-                match exit {
-                    None => {
-                        terminate(&mut child).await;
+                match wait_ready(&cmd, &mut enclave.child, &mut stop).await {
+                    Startup::Stopped => {
+                        terminate(&mut enclave.child).await;
                         state.pid.store(0, Ordering::Relaxed);
                         return;
                     }
-                    Some(status) => {
+                    Startup::Ready => {
+                        ever_ready = true;
+                        failed_in_a_row = 0;
+                        state.up.store(true, Ordering::Relaxed);
+                        metrics.enclave_up.set(1);
+                        tracing::info!(pid, "enclave ready");
+                        let exit = tokio::select! {
+                            status = enclave.child.wait() => Some(status),
+                            _ = stop.changed() => None,
+                        };
+                        state.up.store(false, Ordering::Relaxed);
+                        metrics.enclave_up.set(0);
                         state.pid.store(0, Ordering::Relaxed);
-                        tracing::warn!(pid, status = ?status.ok(), "enclave exited");
+                        let Some(status) = exit else {
+                            terminate(&mut enclave.child).await;
+                            return;
+                        };
+                        let lines = enclave.last_lines().await;
+                        tracing::error!(
+                            pid,
+                            status = %describe(status.ok()),
+                            last_lines = %lines,
+                            "the enclave exited; restarting it"
+                        );
+                        None
+                    }
+                    Startup::Exited(status) => {
+                        state.pid.store(0, Ordering::Relaxed);
+                        let lines = enclave.last_lines().await;
+                        Some(format!(
+                            "the enclave exited before it was ready ({}); its last lines:\n{lines}",
+                            describe(status)
+                        ))
+                    }
+                    Startup::TimedOut => {
+                        let _ = enclave.child.kill().await;
+                        state.pid.store(0, Ordering::Relaxed);
+                        let lines = enclave.last_lines().await;
+                        Some(format!(
+                            "the enclave was not ready within {:?} and was killed; its last lines:\n{lines}",
+                            cmd.startup_timeout
+                        ))
                     }
                 }
             }
-            Err(e) => {
-                tracing::error!(error = %e, program = %cmd.program.display(), "cannot start the enclave")
+            Err(e) => Some(format!(
+                "cannot start the enclave {}: {e}",
+                cmd.program.display()
+            )),
+        };
+        if let Some(failure) = failure {
+            if !ever_ready {
+                tracing::error!("{failure}");
+                tracing::error!("the enclave failed on its first start: not restarting it");
+                let _ = state.start_error.set(failure);
+                return;
+            }
+            failed_in_a_row += 1;
+            if failed_in_a_row >= CRASH_LOOP {
+                tracing::error!(
+                    failed_restarts = failed_in_a_row,
+                    "enclave crash loop: {failure}"
+                );
+            } else {
+                tracing::error!("enclave restart failed: {failure}");
             }
         }
         if started.elapsed() > STABLE_RUN {
@@ -122,54 +212,130 @@ pub async fn supervise(
     }
 }
 
-fn spawn(cmd: &EnclaveCommand) -> std::io::Result<Child> {
+fn describe(status: Option<ExitStatus>) -> String {
+    status.map_or_else(|| "exit status unknown".into(), |s| s.to_string())
+}
+
+/// A started enclave: the process (whose stdin is the lifeline) and the
+/// task forwarding its stderr.
+struct Spawned {
+    child: Child,
+    /// The write end of the lifeline, held (never written) for the child's
+    /// life: out of `child`, whose `wait` would close it.
+    _lifeline: Option<tokio::process::ChildStdin>,
+    tail: Arc<Mutex<VecDeque<String>>>,
+    forwarder: Option<JoinHandle<()>>,
+}
+
+impl Spawned {
+    /// The enclave's last error lines, once its stderr is drained (briefly
+    /// waited for): from its first error-looking line among the last
+    /// [`STDERR_TAIL`] on, or all of them when none looks like one.
+    async fn last_lines(&mut self) -> String {
+        if let Some(forwarder) = self.forwarder.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), forwarder).await;
+        }
+        let tail = match self.tail.lock() {
+            Ok(t) => t.iter().cloned().collect::<Vec<_>>(),
+            Err(_) => Vec::new(),
+        };
+        if tail.is_empty() {
+            return "  (it wrote nothing to stderr)".into();
+        }
+        let from = tail
+            .iter()
+            .position(|l| {
+                l.contains(" ERROR ") || l.starts_with("error:") || l.contains("panicked at")
+            })
+            .unwrap_or(0);
+        tail.get(from..)
+            .unwrap_or_default()
+            .iter()
+            .map(|l| format!("  {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+fn spawn(cmd: &EnclaveCommand) -> std::io::Result<Spawned> {
     let _ = std::fs::remove_file(&cmd.socket);
     let mut child = Command::new(&cmd.program)
         .args(&cmd.args)
+        .arg(LIFELINE_ARG)
         .arg("--socket")
         .arg(&cmd.socket)
         .envs(cmd.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null())
+        // The lifeline: `Spawned` keeps the write end open for the enclave's life.
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()?;
-    if let Some(stderr) = child.stderr.take() {
+    let lifeline = child.stdin.take();
+    let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
+    let forwarder = child.stderr.take().map(|stderr| {
+        let tail = tail.clone();
         tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 // Keep the enclave's own severity, so its errors show under the host's filter.
-                if line.contains(" ERROR ") || line.contains(" WARN ") {
+                if line.contains(" ERROR ") || line.contains(" WARN ") || line.starts_with("error:")
+                {
                     tracing::warn!(target: "enclave", "{line}");
                 } else {
                     tracing::info!(target: "enclave", "{line}");
                 }
+                if line.trim().is_empty() {
+                    continue;
+                }
+                if let Ok(mut tail) = tail.lock() {
+                    if tail.len() == STDERR_TAIL {
+                        tail.pop_front();
+                    }
+                    tail.push_back(line);
+                }
             }
-        });
-    }
-    Ok(child)
+        })
+    });
+    Ok(Spawned {
+        child,
+        _lifeline: lifeline,
+        tail,
+        forwarder,
+    })
 }
 
-/// Polls the socket with health frames until the enclave answers or gives up.
-async fn wait_ready(cmd: &EnclaveCommand, child: &mut Child) -> bool {
+/// How a start ended.
+enum Startup {
+    Ready,
+    Exited(Option<ExitStatus>),
+    TimedOut,
+    Stopped,
+}
+
+/// Polls the socket with health frames until the enclave answers, exits,
+/// runs out of time, or the host stops.
+async fn wait_ready(
+    cmd: &EnclaveCommand,
+    child: &mut Child,
+    stop: &mut watch::Receiver<bool>,
+) -> Startup {
     let deadline = tokio::time::Instant::now() + cmd.startup_timeout;
     while tokio::time::Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return false;
+        if *stop.borrow() || stop.has_changed().is_err() {
+            return Startup::Stopped;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Startup::Exited(Some(status));
         }
         if let Ok(Response::Health(_)) =
             relay::call(&cmd.socket, &Request::Health, Duration::from_secs(2)).await
         {
-            return true;
+            return Startup::Ready;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tracing::error!(
-        timeout_s = cmd.startup_timeout.as_secs(),
-        "enclave did not become ready; killing it"
-    );
-    let _ = child.start_kill();
-    false
+    Startup::TimedOut
 }
 
 async fn terminate(child: &mut Child) {

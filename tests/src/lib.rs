@@ -115,6 +115,93 @@ impl Env {
     }
 }
 
+/// Environment variable that tags every process a test starts (hosts run
+/// as processes, enclaves, and whatever they start), so that the harness can
+/// find those left behind: see [`assert_no_leftovers`].
+pub const TEST_TAG_ENV: &str = "KOKON_TEST_TAG";
+
+/// How long [`assert_no_leftovers`] waits for tagged processes to go.
+pub const LEFTOVER_GRACE: Duration = Duration::from_secs(3);
+
+/// A tag unique to this test (named after it), this test binary and this
+/// call, for [`TEST_TAG_ENV`].
+pub fn test_tag() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let thread = std::thread::current();
+    let name: String = thread
+        .name()
+        .unwrap_or("test")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("{name}-{}-{n}", std::process::id())
+}
+
+/// The processes (pid and command line) whose environment carries
+/// `TEST_TAG_ENV=tag`, other than this one. Zombies, whose environment is
+/// gone, are not counted.
+pub fn tagged_processes(tag: &str) -> Vec<(u32, String)> {
+    let needle = format!("{TEST_TAG_ENV}={tag}");
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if environ
+            .split(|b| *b == 0)
+            .any(|var| var == needle.as_bytes())
+        {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            found.push((pid, cmdline.trim().to_string()));
+        }
+    }
+    found
+}
+
+/// Waits up to `grace` for every process tagged `tag` to go; returns those
+/// still there.
+pub fn leftovers_after(tag: &str, grace: Duration) -> Vec<(u32, String)> {
+    let deadline = std::time::Instant::now() + grace;
+    loop {
+        let left = tagged_processes(tag);
+        if left.is_empty() || std::time::Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Fails the test, naming them, when processes tagged `tag` are still
+/// running [`LEFTOVER_GRACE`] after the test stopped what it started.
+/// Blocks the calling thread while it waits.
+pub fn assert_no_leftovers(tag: &str) {
+    let left = leftovers_after(tag, LEFTOVER_GRACE);
+    assert!(
+        left.is_empty(),
+        "processes left behind (tag {tag}), still running {LEFTOVER_GRACE:?} after the test stopped them:\n{}",
+        left.iter()
+            .map(|(pid, cmd)| format!("  pid {pid}: {cmd}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
 /// Options for a test stack.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -140,6 +227,8 @@ pub struct Stack {
     pub client: Client,
     /// Paths.
     pub env: Env,
+    /// The [`TEST_TAG_ENV`] tag of this stack's enclave.
+    pub tag: String,
 }
 
 impl Stack {
@@ -147,6 +236,7 @@ impl Stack {
     pub async fn start(options: Options) -> Self {
         let env = Env::load();
         let data = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let tag = test_tag();
         let p = |p: &Path| p.display().to_string();
         let config = HostConfig {
             listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
@@ -165,7 +255,12 @@ impl Stack {
                 .into_iter()
                 .chain(options.enclave_args.clone())
                 .collect(),
-                env: options.enclave_env.clone(),
+                env: options
+                    .enclave_env
+                    .iter()
+                    .cloned()
+                    .chain([(TEST_TAG_ENV.to_string(), tag.clone())])
+                    .collect(),
                 socket: data.path().join("enclave.sock"),
                 startup_timeout: Duration::from_secs(60),
             },
@@ -186,6 +281,7 @@ impl Stack {
             data,
             base,
             env,
+            tag,
         }
     }
 
@@ -214,9 +310,19 @@ impl Stack {
             .unwrap_or_else(|e| panic!("attestation: {e}"))
     }
 
-    /// Stops host and enclave.
+    /// Stops host and enclave, and fails the test if the enclave (or
+    /// anything it started) is still running shortly after. A stack dropped
+    /// without this (a test that panicked) still takes its enclave down:
+    /// the supervisor kills it on drop, and its lifeline closes.
     pub async fn shutdown(self) {
         self.host.shutdown().await;
+        let tag = self.tag;
+        tokio::task::spawn_blocking(move || assert_no_leftovers(&tag))
+            .await
+            .unwrap_or_else(|e| match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(e) => panic!("leftover check: {e}"),
+            });
     }
 }
 

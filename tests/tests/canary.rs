@@ -88,6 +88,7 @@ async fn host_never_sees_the_prompt() {
     let log_path = data.path().join("host.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let port = free_port();
+    let tag = kokon_tests::test_tag();
     let mut host = tokio::process::Command::new(&env.kokon_bin)
         .args(["host", "--listen", &format!("127.0.0.1:{port}")])
         .env("KOKON_DATA_DIR", data.path())
@@ -96,6 +97,7 @@ async fn host_never_sees_the_prompt() {
         .env("KOKON_ORT_LIB", &env.ort_lib)
         .env("KOKON_MODEL", &env.model)
         .env("KOKON_ENCLAVE_BIN", &env.enclave_bin)
+        .env(kokon_tests::TEST_TAG_ENV, &tag)
         .stdout(Stdio::from(log.try_clone().unwrap()))
         .stderr(Stdio::from(log))
         .spawn()
@@ -170,6 +172,7 @@ async fn host_never_sees_the_prompt() {
         .unwrap()
         .unwrap();
     assert!(status.success(), "host exit status {status:?}");
+    kokon_tests::assert_no_leftovers(&tag);
 
     let logs = std::fs::read(&log_path).unwrap();
     assert!(

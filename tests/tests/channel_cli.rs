@@ -30,6 +30,8 @@ struct Ctx {
     network: PathBuf,
     host_address: String,
     channel_file: PathBuf,
+    /// Tags the hosts this test starts (see `kokon_tests::assert_no_leftovers`).
+    tag: String,
 }
 
 impl Ctx {
@@ -57,6 +59,7 @@ impl Ctx {
             dir,
             bridge,
             network,
+            tag: kokon_tests::test_tag(),
         }
     }
 
@@ -156,6 +159,7 @@ impl Ctx {
             .env("KOKON_ORT_LIB", &self.env.ort_lib)
             .env("KOKON_MODEL", &self.env.model)
             .env("KOKON_ENCLAVE_BIN", &self.env.enclave_bin)
+            .env(kokon_tests::TEST_TAG_ENV, &self.tag)
             .spawn()
             .unwrap();
         let base = format!("http://127.0.0.1:{host_port}");
@@ -236,6 +240,7 @@ async fn a_client_opens_pays_through_and_closes_a_channel_from_the_command_line(
     let out = ctx.kokon(&["channel", "close", "--channel", &channel, "--host", &base]);
     let _ = host.kill();
     let _ = host.wait();
+    kokon_tests::assert_no_leftovers(&ctx.tag);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains("closed: 2000000 nanotons to the host"),
@@ -254,6 +259,7 @@ async fn a_host_settles_on_the_newest_voucher_when_the_client_is_gone() {
     ctx.infer_paid(&base, 3);
     let _ = host.kill();
     let _ = host.wait();
+    kokon_tests::assert_no_leftovers(&ctx.tag);
     let settle = |ctx: &Ctx, finish: bool| {
         let mut args = vec![
             "host".to_string(),

@@ -226,31 +226,37 @@ fn the_host_refuses_a_tee_it_cannot_provide_instead_of_falling_back() {
 async fn an_enclave_that_cannot_start_says_why_under_the_default_log_level() {
     let env = kokon_tests::Env::load();
     let data = tempfile::tempdir().unwrap();
-    let mut host = tokio::process::Command::new(&env.kokon_bin)
+    let tag = kokon_tests::test_tag();
+    let host = tokio::process::Command::new(&env.kokon_bin)
         .args(["host", "--listen", "127.0.0.1:0"])
         .env("KOKON_DATA_DIR", data.path())
         .env("KOKON_ORT_LIB", data.path().join("missing.so"))
         .env("KOKON_MODEL", &env.model)
         .env("KOKON_ENCLAVE_BIN", &env.enclave_bin)
+        .env(kokon_tests::TEST_TAG_ENV, &tag)
         .env_remove("KOKON_LOG")
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut stderr = host.stderr.take().unwrap();
-    let mut seen = String::new();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    let mut buf = [0u8; 4096];
-    while !seen.contains("cannot load ONNX Runtime") && tokio::time::Instant::now() < deadline {
-        use tokio::io::AsyncReadExt;
-        match tokio::time::timeout(std::time::Duration::from_secs(1), stderr.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
-            _ => {}
-        }
-    }
-    let _ = host.kill().await;
+    // The first start fails: the host gives up at once instead of looping,
+    // with the enclave's own words, and never says it listens.
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), host.wait_with_output())
+        .await
+        .expect("the host kept restarting an enclave that cannot start")
+        .unwrap();
+    let seen = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{seen}");
     assert!(
         seen.contains("cannot load ONNX Runtime") && seen.contains("just setup"),
         "{seen}"
     );
+    assert!(seen.contains("error: the enclave did not start"), "{seen}");
+    assert!(
+        !text(&out.stdout).contains("listening"),
+        "{}",
+        text(&out.stdout)
+    );
+    kokon_tests::assert_no_leftovers(&tag);
 }

@@ -27,6 +27,7 @@ fn spawn_host(
     data: &std::path::Path,
     channels: &std::path::Path,
     port: u16,
+    tag: &str,
 ) -> Host {
     let child = std::process::Command::new(&env.kokon_bin)
         .args([
@@ -42,6 +43,7 @@ fn spawn_host(
         .env("KOKON_ORT_LIB", &env.ort_lib)
         .env("KOKON_MODEL", &env.model)
         .env("KOKON_ENCLAVE_BIN", &env.enclave_bin)
+        .env(kokon_tests::TEST_TAG_ENV, tag)
         .stdout(std::process::Stdio::null())
         .stderr(
             std::fs::OpenOptions::new()
@@ -109,6 +111,7 @@ fn transient(e: &ClientError) -> bool {
 async fn killing_the_host_at_random_loses_no_voucher_and_charges_nothing_twice() {
     let env = kokon_tests::Env::load();
     let data = tempfile::tempdir().unwrap();
+    let tag = kokon_tests::test_tag();
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -178,7 +181,7 @@ async fn killing_the_host_at_random_loses_no_voucher_and_charges_nothing_twice()
             .is_none_or(|h| h.child.try_wait().ok().flatten().is_some())
         {
             enclave = None;
-            let h = spawn_host(&env, data.path(), &channels, port);
+            let h = spawn_host(&env, data.path(), &channels, port, &tag);
             pids.lock().unwrap().push(h.child.id());
             host = Some(h);
         }
@@ -233,7 +236,7 @@ async fn killing_the_host_at_random_loses_no_voucher_and_charges_nothing_twice()
             .as_mut()
             .is_none_or(|h| h.child.try_wait().ok().flatten().is_some())
         {
-            host = Some(spawn_host(&env, data.path(), &channels, port));
+            host = Some(spawn_host(&env, data.path(), &channels, port, &tag));
         }
         if ready(host.as_ref().unwrap()).await.is_none() {
             continue;
@@ -251,6 +254,8 @@ async fn killing_the_host_at_random_loses_no_voucher_and_charges_nothing_twice()
     }
     kill(host.child.id());
     let _ = host.child.wait();
+    // Every enclave went with its host, SIGKILLed or not.
+    kokon_tests::assert_no_leftovers(&tag);
     assert!(kills >= 3, "only {kills} kills: the test proves little");
     assert_eq!(
         payer.state().sent,
