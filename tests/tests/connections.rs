@@ -37,8 +37,10 @@ async fn a_connection_flood_gets_its_share_and_the_host_neither_spins_nor_stops_
         "ulimit -n 400 && exec {} host --listen 127.0.0.1:{port} --max-connections-per-peer 40",
         env.kokon_bin.display()
     );
+    let tag = kokon_tests::test_tag();
     let mut host = tokio::process::Command::new("bash")
         .args(["-c", &command])
+        .env(kokon_tests::TEST_TAG_ENV, &tag)
         .env("KOKON_DATA_DIR", data.path())
         .env("KOKON_ORT_LIB", &env.ort_lib)
         .env("KOKON_MODEL", &env.model)
@@ -99,6 +101,7 @@ async fn a_connection_flood_gets_its_share_and_the_host_neither_spins_nor_stops_
     );
     drop(held);
     let _ = host.kill().await;
+    kokon_tests::assert_no_leftovers(&tag);
     assert_eq!(answered, 10, "/healthz stopped answering");
     assert_eq!(attested.map(|r| r.0), Some(200), "attestation stopped");
     assert!(
