@@ -64,7 +64,8 @@ pub struct Front {
     attestation_rate: TokenBucket,
     collateral: Option<crate::collateral::CollateralService>,
     ledger: Option<Ledger>,
-    health: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
+    /// The last ping: when, to which enclave process, and its verdict.
+    health: tokio::sync::Mutex<Option<(Instant, u32, Result<(), String>)>>,
 }
 
 /// The request header naming the client's payment channel (decimal ID).
@@ -258,25 +259,26 @@ impl Front {
         Ok(response)
     }
 
-    /// Pings the enclave (at most once a second) and says whether it answered.
+    /// Pings the enclave (at most once a second per enclave process) and
+    /// says whether it answered. A stopped or restarting enclave is
+    /// reported at once, and a new one is pinged as soon as it is up.
     async fn healthz(&self) -> Response<Body> {
-        let verdict = {
+        let pid = self.state.pid.load(Ordering::Relaxed);
+        let verdict = if !self.state.up.load(Ordering::Relaxed) {
+            Err("the enclave is not running (starting or restarting)".to_string())
+        } else {
             let mut cached = self.health.lock().await;
             match &*cached {
-                Some((at, verdict)) if at.elapsed() < HEALTH_CACHE => verdict.clone(),
+                Some((at, for_pid, verdict)) if *for_pid == pid && at.elapsed() < HEALTH_CACHE => {
+                    verdict.clone()
+                }
                 _ => {
-                    let verdict = if !self.state.up.load(Ordering::Relaxed) {
-                        Err("the enclave is not running (starting or restarting)".to_string())
-                    } else {
-                        match self.relay.call(&Frame::Health, HEALTH_PING_TIMEOUT).await {
-                            Ok(Reply::Health(_)) => Ok(()),
-                            Ok(_) => {
-                                Err("the enclave answered the ping with the wrong frame".into())
-                            }
-                            Err(e) => Err(e.to_string()),
-                        }
+                    let verdict = match self.relay.call(&Frame::Health, HEALTH_PING_TIMEOUT).await {
+                        Ok(Reply::Health(_)) => Ok(()),
+                        Ok(_) => Err("the enclave answered the ping with the wrong frame".into()),
+                        Err(e) => Err(e.to_string()),
                     };
-                    *cached = Some((Instant::now(), verdict.clone()));
+                    *cached = Some((Instant::now(), pid, verdict.clone()));
                     verdict
                 }
             }
