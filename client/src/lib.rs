@@ -43,7 +43,7 @@ pub use kokon_wire::unix_now;
 use thiserror::Error;
 
 /// The header with the client's send time (checked by the enclave's replay defence).
-pub const SENT_AT_HEADER: &str = "kokon-sent-at";
+pub use kokon_wire::SENT_AT_HEADER;
 /// Attempts to deliver a voucher before giving up (see [`Client::pay`]).
 pub const PAY_ATTEMPTS: u32 = 4;
 /// Default time allowed for one HTTP exchange.
@@ -363,7 +363,7 @@ impl Client {
 
     /// Attests the enclave behind the host with a fresh nonce and appraises it.
     pub async fn attest(&self, policy: &Policy) -> Result<VerifiedEnclave, ClientError> {
-        let mut nonce = [0u8; 32];
+        let mut nonce = [0u8; kokon_wire::CLIENT_NONCE_LEN];
         getrandom::fill(&mut nonce).map_err(|e| ClientError::Protocol(format!("OS RNG: {e}")))?;
         let bundle = self.fetch_bundle(&nonce).await?;
         verify(bundle, policy, Some(&nonce), unix_now())

@@ -27,10 +27,10 @@ use zeroize::Zeroizing;
 use crate::inference::{InferError, Model};
 use crate::keys::Keyset;
 
-/// The request header carrying the client's send time (Unix seconds).
-pub const SENT_AT_HEADER: &str = "kokon-sent-at";
 /// Requests older or newer than this many seconds are refused.
-pub const FRESHNESS_WINDOW_SECS: i64 = 120;
+pub use kokon_wire::FRESHNESS_WINDOW_SECS;
+/// The request header carrying the client's send time (Unix seconds).
+pub use kokon_wire::SENT_AT_HEADER;
 /// Most requests remembered for replay detection; beyond it the gateway fails closed.
 const REPLAY_CACHE_CAPACITY: usize = 1 << 20;
 

@@ -496,7 +496,7 @@ fn request_at(sent_at: Option<i64>) -> bhttp::Message {
         b"/v2/models/magika".to_vec(),
     );
     if let Some(t) = sent_at {
-        m.put_header("kokon-sent-at", t.to_string());
+        m.put_header(kokon_wire::SENT_AT_HEADER, t.to_string());
     }
     m
 }

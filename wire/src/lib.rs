@@ -22,9 +22,29 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The host reuses an idle connection only within this time; the enclave
-/// closes connections only after a much longer idle time (60 s), so a reused
-/// connection is never closed under a request.
+/// closes connections only after a much longer idle time
+/// ([`ENCLAVE_IDLE_TIMEOUT`]), so a reused connection is never closed under a
+/// request.
 pub const HOST_IDLE_REUSE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The enclave closes a host connection left idle this long. The host stops
+/// reusing its idle connections well before ([`HOST_IDLE_REUSE`]).
+pub const ENCLAVE_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Shortest and longest client nonce the enclave accepts in an attestation
+/// request.
+pub const NONCE_LEN: std::ops::RangeInclusive<usize> = 16..=64;
+
+/// The length of the fresh nonce the client sends (within [`NONCE_LEN`]).
+pub const CLIENT_NONCE_LEN: usize = 32;
+
+/// The header of a sealed request that carries the client's send time (Unix
+/// seconds), checked by the enclave's replay defence.
+pub const SENT_AT_HEADER: &str = "kokon-sent-at";
+
+/// The enclave refuses sealed requests whose [`SENT_AT_HEADER`] is older or
+/// newer than this many seconds.
+pub const FRESHNESS_WINDOW_SECS: i64 = 120;
 
 /// Media types of Oblivious HTTP messages (RFC 9458 section 9), as they
 /// travel between client, host and enclave.
