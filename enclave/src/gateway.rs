@@ -125,6 +125,7 @@ impl Gateway {
                     &plain,
                     Reply::error(400, "the sealed content is not a valid Binary HTTP request"),
                     0,
+                    now,
                 )
             }
         };
@@ -169,7 +170,7 @@ impl Gateway {
         }
         let reply = self.route(&request);
         let channel = billed_channel;
-        self.seal(context, &plain, reply, channel)
+        self.seal(context, &plain, reply, channel, now)
     }
 
     fn route(&self, request: &Message) -> Reply {
@@ -200,14 +201,16 @@ impl Gateway {
         }
     }
 
+    /// Signs the receipt for `reply`, issued at `now` (Unix seconds), and
+    /// seals the reply with it.
     fn seal(
         &self,
         context: kokon_seal::ResponseContext,
         request_plain: &[u8],
         reply: Reply,
         channel_id: u128,
+        now: i64,
     ) -> Outcome {
-        let now = unix_now();
         let receipt = match self.keys.receipts.sign(&Usage {
             request_digest: digest(request_plain),
             response_digest: digest(&reply.body),
