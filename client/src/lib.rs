@@ -43,7 +43,7 @@ pub use kokon_wire::unix_now;
 use thiserror::Error;
 
 /// The header with the client's send time (checked by the enclave's replay defence).
-pub const SENT_AT_HEADER: &str = "kokon-sent-at";
+pub use kokon_wire::SENT_AT_HEADER;
 /// Attempts to deliver a voucher before giving up (see [`Client::pay`]).
 pub const PAY_ATTEMPTS: u32 = 4;
 /// Default time allowed for one HTTP exchange.
@@ -141,10 +141,11 @@ impl VerifiedEnclave {
         self
     }
 
-    /// The payer proof for the encapsulated request `sealed`, when billing.
-    pub fn payer_proof(&self, sealed: &[u8]) -> Option<PayerProof> {
+    /// The payer proof for the encapsulated request `sealed`, signed at
+    /// `now` (Unix seconds), when billing.
+    pub fn payer_proof(&self, sealed: &[u8], now: i64) -> Option<PayerProof> {
         let key = self.channel_key.as_ref()?;
-        Some(PayerProof::sign(key, self.channel_id, sealed, unix_now()))
+        Some(PayerProof::sign(key, self.channel_id, sealed, now))
     }
 }
 
@@ -200,13 +201,16 @@ pub struct Sealed {
 }
 
 impl VerifiedEnclave {
-    /// Seals a request. `units` is what a successful answer should be billed.
+    /// Seals a request sent at `now` (Unix seconds, stamped in
+    /// [`SENT_AT_HEADER`]). `units` is what a successful answer should be
+    /// billed.
     pub fn seal(
         &self,
         method: &str,
         path: &str,
         body: &[u8],
         units: u64,
+        now: i64,
     ) -> Result<Sealed, ClientError> {
         let mut message = Message::request(
             method.as_bytes().to_vec(),
@@ -215,7 +219,7 @@ impl VerifiedEnclave {
             path.as_bytes().to_vec(),
         );
         message.put_header("content-type", "application/json");
-        message.put_header(SENT_AT_HEADER, unix_now().to_string());
+        message.put_header(SENT_AT_HEADER, now.to_string());
         if self.channel_id != 0 {
             message.put_header(kokon_billing::CHANNEL_HEADER, self.channel_id.to_string());
         }
@@ -363,7 +367,7 @@ impl Client {
 
     /// Attests the enclave behind the host with a fresh nonce and appraises it.
     pub async fn attest(&self, policy: &Policy) -> Result<VerifiedEnclave, ClientError> {
-        let mut nonce = [0u8; 32];
+        let mut nonce = [0u8; kokon_wire::CLIENT_NONCE_LEN];
         getrandom::fill(&mut nonce).map_err(|e| ClientError::Protocol(format!("OS RNG: {e}")))?;
         let bundle = self.fetch_bundle(&nonce).await?;
         verify(bundle, policy, Some(&nonce), unix_now())
@@ -469,8 +473,9 @@ impl Client {
         body: &[u8],
         units: u64,
     ) -> Result<Opened, ClientError> {
-        let sealed = enclave.seal(method, path, body, units)?;
-        let proof = enclave.payer_proof(&sealed.bytes);
+        let now = unix_now();
+        let sealed = enclave.seal(method, path, body, units, now)?;
+        let proof = enclave.payer_proof(&sealed.bytes, now);
         let response = self.send_billed(&sealed.bytes, proof.as_ref()).await?;
         enclave.open(sealed, &response)
     }

@@ -27,10 +27,10 @@ use zeroize::Zeroizing;
 use crate::inference::{InferError, Model};
 use crate::keys::Keyset;
 
-/// The request header carrying the client's send time (Unix seconds).
-pub const SENT_AT_HEADER: &str = "kokon-sent-at";
 /// Requests older or newer than this many seconds are refused.
-pub const FRESHNESS_WINDOW_SECS: i64 = 120;
+pub use kokon_wire::FRESHNESS_WINDOW_SECS;
+/// The request header carrying the client's send time (Unix seconds).
+pub use kokon_wire::SENT_AT_HEADER;
 /// Most requests remembered for replay detection; beyond it the gateway fails closed.
 const REPLAY_CACHE_CAPACITY: usize = 1 << 20;
 
@@ -125,6 +125,7 @@ impl Gateway {
                     &plain,
                     Reply::error(400, "the sealed content is not a valid Binary HTTP request"),
                     0,
+                    now,
                 )
             }
         };
@@ -169,7 +170,7 @@ impl Gateway {
         }
         let reply = self.route(&request);
         let channel = billed_channel;
-        self.seal(context, &plain, reply, channel)
+        self.seal(context, &plain, reply, channel, now)
     }
 
     fn route(&self, request: &Message) -> Reply {
@@ -200,14 +201,16 @@ impl Gateway {
         }
     }
 
+    /// Signs the receipt for `reply`, issued at `now` (Unix seconds), and
+    /// seals the reply with it.
     fn seal(
         &self,
         context: kokon_seal::ResponseContext,
         request_plain: &[u8],
         reply: Reply,
         channel_id: u128,
+        now: i64,
     ) -> Outcome {
-        let now = unix_now();
         let receipt = match self.keys.receipts.sign(&Usage {
             request_digest: digest(request_plain),
             response_digest: digest(&reply.body),

@@ -15,11 +15,11 @@ use tokio::net::UnixListener;
 use crate::evidence::Backend;
 use crate::gateway::{unix_now, Gateway, Outcome};
 
-/// Shortest and longest accepted client nonce.
-pub const NONCE_LEN: std::ops::RangeInclusive<usize> = 16..=64;
 /// An idle connection is closed after this long. The host stops reusing its
 /// idle connections well before ([`kokon_wire::HOST_IDLE_REUSE`]).
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub use kokon_wire::ENCLAVE_IDLE_TIMEOUT as IDLE_TIMEOUT;
+/// Shortest and longest accepted client nonce.
+pub use kokon_wire::NONCE_LEN;
 
 /// Everything the enclave serves with.
 pub struct Enclave {

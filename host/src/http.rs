@@ -69,7 +69,7 @@ pub struct Front {
 }
 
 /// The request header naming the client's payment channel (decimal ID).
-pub const CHANNEL_HEADER: &str = kokon_billing::CHANNEL_HEADER;
+pub use kokon_billing::CHANNEL_HEADER;
 
 type Body = Full<Bytes>;
 
@@ -522,7 +522,13 @@ fn nonce(query: Option<&str>) -> Result<Vec<u8>, String> {
         .unwrap_or("")
         .split('&')
         .find_map(|kv| kv.strip_prefix("nonce="))
-        .ok_or("missing query parameter nonce=HEX (16 to 64 random bytes)")?;
+        .ok_or_else(|| {
+            format!(
+                "missing query parameter nonce=HEX ({} to {} random bytes)",
+                kokon_wire::NONCE_LEN.start(),
+                kokon_wire::NONCE_LEN.end()
+            )
+        })?;
     hex::decode(value).map_err(|e| format!("nonce is not hex: {e}"))
 }
 

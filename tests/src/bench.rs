@@ -155,7 +155,13 @@ async fn bench(enclave_cpu: Option<usize>) -> anyhow::Result<()> {
         for _ in 0..BLOCK {
             let t0 = Instant::now();
             let body = serde_json::to_vec(&request)?;
-            let sealed = enclave.seal("POST", "/v2/models/magika/infer", &body, 1)?;
+            let sealed = enclave.seal(
+                "POST",
+                "/v2/models/magika/infer",
+                &body,
+                1,
+                kokon_client::unix_now(),
+            )?;
             let t1 = Instant::now();
             let response = stack.client.send(&sealed.bytes).await?;
             let t2 = Instant::now();

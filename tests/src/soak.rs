@@ -227,7 +227,13 @@ async fn freeloader(
         };
         for _ in 0..10 {
             round += 1;
-            let Ok(sealed) = enclave.seal("POST", "/v2/models/magika/infer", &body, 1) else {
+            let Ok(sealed) = enclave.seal(
+                "POST",
+                "/v2/models/magika/infer",
+                &body,
+                1,
+                kokon_client::unix_now(),
+            ) else {
                 continue;
             };
             let victim = channel_id((round % 4) as usize);

@@ -150,7 +150,13 @@ async fn host_never_sees_the_prompt() {
     // 3. Tampered and replayed ciphertext, so the host's error paths run too.
     let body = serde_json::to_vec(&request).unwrap();
     let sealed = enclave
-        .seal("POST", "/v2/models/magika/infer", &body, 1)
+        .seal(
+            "POST",
+            "/v2/models/magika/infer",
+            &body,
+            1,
+            kokon_client::unix_now(),
+        )
         .unwrap();
     let mut tampered = sealed.bytes.clone();
     tampered[60] ^= 1;

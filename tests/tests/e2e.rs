@@ -157,7 +157,13 @@ async fn tampered_ciphertext_is_rejected_both_ways() {
     let enclave = stack.attest().await;
     let body = serde_json::to_vec(&magika_request(&[row(&stack, PYTHON)])).unwrap();
     let mut sealed = enclave
-        .seal("POST", "/v2/models/magika/infer", &body, 1)
+        .seal(
+            "POST",
+            "/v2/models/magika/infer",
+            &body,
+            1,
+            kokon_client::unix_now(),
+        )
         .unwrap();
     let last = sealed.bytes.len() - 1;
     sealed.bytes[last] ^= 1;
@@ -168,7 +174,13 @@ async fn tampered_ciphertext_is_rejected_both_ways() {
     );
     // A response altered on its way back is refused by the client.
     let sealed = enclave
-        .seal("POST", "/v2/models/magika/infer", &body, 1)
+        .seal(
+            "POST",
+            "/v2/models/magika/infer",
+            &body,
+            1,
+            kokon_client::unix_now(),
+        )
         .unwrap();
     let mut response = stack.client.send(&sealed.bytes).await.unwrap();
     response[40] ^= 1;
@@ -185,7 +197,13 @@ async fn a_replayed_request_is_refused() {
     let enclave = stack.attest().await;
     let body = serde_json::to_vec(&magika_request(&[row(&stack, PYTHON)])).unwrap();
     let sealed = enclave
-        .seal("POST", "/v2/models/magika/infer", &body, 1)
+        .seal(
+            "POST",
+            "/v2/models/magika/infer",
+            &body,
+            1,
+            kokon_client::unix_now(),
+        )
         .unwrap();
     let first = stack.client.send(&sealed.bytes).await.unwrap();
     let err = stack.client.send(&sealed.bytes).await.unwrap_err();
@@ -496,7 +514,7 @@ fn request_at(sent_at: Option<i64>) -> bhttp::Message {
         b"/v2/models/magika".to_vec(),
     );
     if let Some(t) = sent_at {
-        m.put_header("kokon-sent-at", t.to_string());
+        m.put_header(kokon_wire::SENT_AT_HEADER, t.to_string());
     }
     m
 }

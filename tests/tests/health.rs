@@ -65,7 +65,13 @@ async fn a_client_that_goes_away_is_counted_and_leaves_nothing_in_flight() {
     };
     let body = serde_json::to_vec(&magika_request(&[row])).unwrap();
     let sealed = enclave
-        .seal("POST", "/v2/models/magika/infer", &body, 1)
+        .seal(
+            "POST",
+            "/v2/models/magika/infer",
+            &body,
+            1,
+            kokon_client::unix_now(),
+        )
         .unwrap();
     // Send the whole request, then hang up while the enclave works on it.
     let mut s = tokio::net::TcpStream::connect(stack.host.addr)

@@ -176,7 +176,13 @@ async fn payer_attacks_are_refused_with_nothing_charged_and_the_owners_are_unaff
     // its receipt names, exactly the channel charged.
     let unnamed = stack.client.attest(&policy).await.unwrap();
     let sealed = unnamed
-        .seal("POST", "/v2/models/magika/infer", &body, 1)
+        .seal(
+            "POST",
+            "/v2/models/magika/infer",
+            &body,
+            1,
+            kokon_client::unix_now(),
+        )
         .unwrap();
     let response = client
         .send_billed(

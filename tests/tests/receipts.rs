@@ -100,7 +100,13 @@ fn a_genuine_receipt_is_accepted() {
     let fake = fake_enclave();
     let sealed = fake
         .verified
-        .seal("POST", "/v2/models/magika/infer", b"{}", 1)
+        .seal(
+            "POST",
+            "/v2/models/magika/infer",
+            b"{}",
+            1,
+            kokon_client::unix_now(),
+        )
         .unwrap();
     let response = answer(&fake, &sealed.bytes, |req, body| {
         Some(
@@ -119,7 +125,13 @@ fn a_forged_receipt_is_rejected() {
     let forger = ReceiptSigner::from_secret(&[5; 32], kokon_billing::Price::default());
     let sealed = fake
         .verified
-        .seal("POST", "/v2/models/magika/infer", b"{}", 1)
+        .seal(
+            "POST",
+            "/v2/models/magika/infer",
+            b"{}",
+            1,
+            kokon_client::unix_now(),
+        )
         .unwrap();
     let response = answer(&fake, &sealed.bytes, |req, body| {
         Some(
@@ -170,7 +182,13 @@ fn an_inflated_or_misdirected_receipt_is_rejected() {
     for (field, make) in cases {
         let sealed = fake
             .verified
-            .seal("POST", "/v2/models/magika/infer", b"{}", 1)
+            .seal(
+                "POST",
+                "/v2/models/magika/infer",
+                b"{}",
+                1,
+                kokon_client::unix_now(),
+            )
             .unwrap();
         let response = answer(&fake, &sealed.bytes, |req, body| {
             Some(make(&fake, req, body))
@@ -189,7 +207,13 @@ fn a_missing_or_reused_receipt_is_rejected() {
     let fake = fake_enclave();
     let sealed = fake
         .verified
-        .seal("POST", "/v2/models/magika/infer", b"{}", 1)
+        .seal(
+            "POST",
+            "/v2/models/magika/infer",
+            b"{}",
+            1,
+            kokon_client::unix_now(),
+        )
         .unwrap();
     let response = answer(&fake, &sealed.bytes, |_, _| None);
     assert!(matches!(
@@ -197,7 +221,10 @@ fn a_missing_or_reused_receipt_is_rejected() {
         Err(ClientError::Receipt(ReceiptError::Malformed(_)))
     ));
     // Sequence numbers must increase: a receipt with an old sequence number is a replay.
-    let first = fake.verified.seal("POST", "/p", b"{}", 1).unwrap();
+    let first = fake
+        .verified
+        .seal("POST", "/p", b"{}", 1, kokon_client::unix_now())
+        .unwrap();
     let r1 = answer(&fake, &first.bytes, |req, body| {
         Some(
             fake.signer
@@ -207,7 +234,10 @@ fn a_missing_or_reused_receipt_is_rejected() {
     });
     fake.verified.open(first, &r1).unwrap();
     let again = ReceiptSigner::from_secret(&[4; 32], kokon_billing::Price::default()); // same key, counter restarted at 1
-    let second = fake.verified.seal("POST", "/p", b"{}", 1).unwrap();
+    let second = fake
+        .verified
+        .seal("POST", "/p", b"{}", 1, kokon_client::unix_now())
+        .unwrap();
     let r2 = answer(&fake, &second.bytes, |req, body| {
         Some(
             again
@@ -231,8 +261,14 @@ fn a_missing_or_reused_receipt_is_rejected() {
 #[test]
 fn answers_to_concurrent_requests_may_arrive_in_any_order() {
     let fake = fake_enclave();
-    let first = fake.verified.seal("POST", "/p", b"{}", 1).unwrap();
-    let second = fake.verified.seal("POST", "/p", b"{}", 1).unwrap();
+    let first = fake
+        .verified
+        .seal("POST", "/p", b"{}", 1, kokon_client::unix_now())
+        .unwrap();
+    let second = fake
+        .verified
+        .seal("POST", "/p", b"{}", 1, kokon_client::unix_now())
+        .unwrap();
     let sign = |req: &[u8], body: &[u8]| {
         Some(
             fake.signer

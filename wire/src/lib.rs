@@ -7,6 +7,9 @@
 //! alternate on a connection (a Unix socket in development, vsock in a VM),
 //! one response per request, in order. A frame is a 4-byte big-endian length, a 1-byte kind and a payload;
 //! lengths are bounded before anything is allocated.
+//! Frames encode and decode without I/O ([`Request::encode`],
+//! [`Request::decode`] and the same for [`Response`]); the async `read` and
+//! `write` are thin wrappers over them.
 //!
 //! Nothing in a frame is ever plaintext of a client: attestation requests
 //! carry a nonce, inference requests carry OHTTP ciphertext, and error
@@ -22,9 +25,29 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The host reuses an idle connection only within this time; the enclave
-/// closes connections only after a much longer idle time (60 s), so a reused
-/// connection is never closed under a request.
+/// closes connections only after a much longer idle time
+/// ([`ENCLAVE_IDLE_TIMEOUT`]), so a reused connection is never closed under a
+/// request.
 pub const HOST_IDLE_REUSE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The enclave closes a host connection left idle this long. The host stops
+/// reusing its idle connections well before ([`HOST_IDLE_REUSE`]).
+pub const ENCLAVE_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Shortest and longest client nonce the enclave accepts in an attestation
+/// request.
+pub const NONCE_LEN: std::ops::RangeInclusive<usize> = 16..=64;
+
+/// The length of the fresh nonce the client sends (within [`NONCE_LEN`]).
+pub const CLIENT_NONCE_LEN: usize = 32;
+
+/// The header of a sealed request that carries the client's send time (Unix
+/// seconds), checked by the enclave's replay defence.
+pub const SENT_AT_HEADER: &str = "kokon-sent-at";
+
+/// The enclave refuses sealed requests whose [`SENT_AT_HEADER`] is older or
+/// newer than this many seconds.
+pub const FRESHNESS_WINDOW_SECS: i64 = 120;
 
 /// Media types of Oblivious HTTP messages (RFC 9458 section 9), as they
 /// travel between client, host and enclave.
@@ -136,34 +159,65 @@ const RESP_BILLED: u8 = 0x84;
 const RESP_REJECTED: u8 = 0xe0;
 const RESP_FAILED: u8 = 0xe1;
 
-async fn write_frame<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    kind: u8,
-    payload: &[u8],
-) -> Result<(), WireError> {
-    let len = u32::try_from(payload.len())
+/// Length of a frame's head: the 4-byte big-endian payload length and the
+/// 1-byte kind.
+pub const FRAME_HEAD_LEN: usize = 5;
+
+/// One frame of `kind` whose payload is `parts`, concatenated.
+fn encode_frame(kind: u8, parts: &[&[u8]]) -> Result<Vec<u8>, WireError> {
+    let payload_len: usize = parts.iter().map(|p| p.len()).sum();
+    let len = u32::try_from(payload_len)
         .ok()
         .filter(|l| *l <= MAX_FRAME_LEN)
         .ok_or(WireError::TooLarge(u32::MAX))?;
-    // One write per frame, so the reader wakes once.
-    let mut frame = Vec::with_capacity(5 + payload.len());
+    let mut frame = Vec::with_capacity(FRAME_HEAD_LEN + payload_len);
     frame.extend_from_slice(&len.to_be_bytes());
     frame.push(kind);
-    frame.extend_from_slice(payload);
-    w.write_all(&frame).await?;
-    w.flush().await?;
-    Ok(())
+    for part in parts {
+        frame.extend_from_slice(part);
+    }
+    Ok(frame)
 }
 
-async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<(u8, Vec<u8>), WireError> {
-    let mut head = [0u8; 5];
-    r.read_exact(&mut head).await.map_err(eof_is_closed)?;
+/// The payload length a frame head announces, checked against
+/// [`MAX_FRAME_LEN`], and the frame's kind.
+fn decode_head(head: [u8; FRAME_HEAD_LEN]) -> Result<(usize, u8), WireError> {
     let [a, b, c, d, kind] = head;
     let len = u32::from_be_bytes([a, b, c, d]);
     if len > MAX_FRAME_LEN {
         return Err(WireError::TooLarge(len));
     }
-    let mut payload = vec![0u8; len as usize];
+    Ok((len as usize, kind))
+}
+
+/// Splits the frame at the start of `bytes` into its kind, its payload and
+/// the number of bytes it takes. Fails as reading a stream holding exactly
+/// `bytes` would: [`WireError::Closed`] without a whole frame.
+fn decode_frame(bytes: &[u8]) -> Result<(u8, &[u8], usize), WireError> {
+    let head = bytes
+        .get(..FRAME_HEAD_LEN)
+        .and_then(|h| <[u8; FRAME_HEAD_LEN]>::try_from(h).ok())
+        .ok_or(WireError::Closed)?;
+    let (len, kind) = decode_head(head)?;
+    let end = FRAME_HEAD_LEN
+        .checked_add(len)
+        .ok_or(WireError::TooLarge(u32::MAX))?;
+    let payload = bytes.get(FRAME_HEAD_LEN..end).ok_or(WireError::Closed)?;
+    Ok((kind, payload, end))
+}
+
+async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &[u8]) -> Result<(), WireError> {
+    // One write per frame, so the reader wakes once.
+    w.write_all(frame).await?;
+    w.flush().await?;
+    Ok(())
+}
+
+async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<(u8, Vec<u8>), WireError> {
+    let mut head = [0u8; FRAME_HEAD_LEN];
+    r.read_exact(&mut head).await.map_err(eof_is_closed)?;
+    let (len, kind) = decode_head(head)?;
+    let mut payload = vec![0u8; len];
     r.read_exact(&mut payload).await.map_err(eof_is_closed)?;
     Ok((kind, payload))
 }
@@ -177,25 +231,29 @@ fn eof_is_closed(e: std::io::Error) -> WireError {
 }
 
 impl Request {
-    /// Writes the request as one frame.
-    pub async fn write<W: AsyncWrite + Unpin>(&self, w: &mut W) -> Result<(), WireError> {
+    /// The request as one frame.
+    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
         match self {
-            Request::Attest { nonce } => write_frame(w, REQ_ATTEST, nonce).await,
+            Request::Attest { nonce } => encode_frame(REQ_ATTEST, &[nonce]),
             Request::Ohttp { channel, request } => {
-                let mut payload = Vec::with_capacity(16 + request.len());
-                payload.extend_from_slice(&channel.to_be_bytes());
-                payload.extend_from_slice(request);
-                write_frame(w, REQ_OHTTP, &payload).await
+                encode_frame(REQ_OHTTP, &[&channel.to_be_bytes(), request])
             }
-            Request::Health => write_frame(w, REQ_HEALTH, &[]).await,
+            Request::Health => encode_frame(REQ_HEALTH, &[]),
         }
     }
 
-    /// Reads one request frame.
-    pub async fn read<R: AsyncRead + Unpin>(r: &mut R) -> Result<Self, WireError> {
-        match read_frame(r).await? {
-            (REQ_ATTEST, nonce) => Ok(Request::Attest { nonce }),
-            (REQ_OHTTP, mut bytes) => {
+    /// Decodes the request frame at the start of `bytes`; returns it and the
+    /// number of bytes it took. Fails as [`Request::read`] would on a stream
+    /// holding exactly `bytes`.
+    pub fn decode(bytes: &[u8]) -> Result<(Self, usize), WireError> {
+        let (kind, payload, used) = decode_frame(bytes)?;
+        Ok((Self::from_frame(kind, payload.to_vec())?, used))
+    }
+
+    fn from_frame(kind: u8, mut bytes: Vec<u8>) -> Result<Self, WireError> {
+        match kind {
+            REQ_ATTEST => Ok(Request::Attest { nonce: bytes }),
+            REQ_OHTTP => {
                 let channel = bytes
                     .get(..16)
                     .and_then(|c| <[u8; 16]>::try_from(c).ok())
@@ -207,41 +265,55 @@ impl Request {
                     request: bytes,
                 })
             }
-            (REQ_HEALTH, _) => Ok(Request::Health),
-            (kind, _) => Err(WireError::UnknownKind(kind)),
+            REQ_HEALTH => Ok(Request::Health),
+            kind => Err(WireError::UnknownKind(kind)),
         }
+    }
+
+    /// Writes the request as one frame.
+    pub async fn write<W: AsyncWrite + Unpin>(&self, w: &mut W) -> Result<(), WireError> {
+        write_frame(w, &self.encode()?).await
+    }
+
+    /// Reads one request frame.
+    pub async fn read<R: AsyncRead + Unpin>(r: &mut R) -> Result<Self, WireError> {
+        let (kind, payload) = read_frame(r).await?;
+        Self::from_frame(kind, payload)
     }
 }
 
 impl Response {
-    /// Writes the response as one frame.
-    pub async fn write<W: AsyncWrite + Unpin>(&self, w: &mut W) -> Result<(), WireError> {
+    /// The response as one frame.
+    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
         match self {
-            Response::Bundle(b) => write_frame(w, RESP_BUNDLE, b).await,
-            Response::Ohttp(b) => write_frame(w, RESP_OHTTP, b).await,
-            Response::Health(b) => write_frame(w, RESP_HEALTH, b).await,
+            Response::Bundle(b) => encode_frame(RESP_BUNDLE, &[b]),
+            Response::Ohttp(b) => encode_frame(RESP_OHTTP, &[b]),
+            Response::Health(b) => encode_frame(RESP_HEALTH, &[b]),
             Response::Billed { sealed, receipt } => {
                 let len =
                     u32::try_from(sealed.len()).map_err(|_| WireError::Malformed("billed"))?;
-                let mut payload = Vec::with_capacity(4 + sealed.len() + receipt.len());
-                payload.extend_from_slice(&len.to_be_bytes());
-                payload.extend_from_slice(sealed);
-                payload.extend_from_slice(receipt);
-                write_frame(w, RESP_BILLED, &payload).await
+                encode_frame(RESP_BILLED, &[&len.to_be_bytes(), sealed, receipt])
             }
-            Response::Rejected(m) => write_frame(w, RESP_REJECTED, m.as_bytes()).await,
-            Response::Failed(m) => write_frame(w, RESP_FAILED, m.as_bytes()).await,
+            Response::Rejected(m) => encode_frame(RESP_REJECTED, &[m.as_bytes()]),
+            Response::Failed(m) => encode_frame(RESP_FAILED, &[m.as_bytes()]),
         }
     }
 
-    /// Reads one response frame.
-    pub async fn read<R: AsyncRead + Unpin>(r: &mut R) -> Result<Self, WireError> {
+    /// Decodes the response frame at the start of `bytes`; returns it and
+    /// the number of bytes it took. Fails as [`Response::read`] would on a
+    /// stream holding exactly `bytes`.
+    pub fn decode(bytes: &[u8]) -> Result<(Self, usize), WireError> {
+        let (kind, payload, used) = decode_frame(bytes)?;
+        Ok((Self::from_frame(kind, payload.to_vec())?, used))
+    }
+
+    fn from_frame(kind: u8, b: Vec<u8>) -> Result<Self, WireError> {
         let text = |b: Vec<u8>, what| String::from_utf8(b).map_err(|_| WireError::Malformed(what));
-        match read_frame(r).await? {
-            (RESP_BUNDLE, b) => Ok(Response::Bundle(b)),
-            (RESP_OHTTP, b) => Ok(Response::Ohttp(b)),
-            (RESP_HEALTH, b) => Ok(Response::Health(b)),
-            (RESP_BILLED, b) => {
+        match kind {
+            RESP_BUNDLE => Ok(Response::Bundle(b)),
+            RESP_OHTTP => Ok(Response::Ohttp(b)),
+            RESP_HEALTH => Ok(Response::Health(b)),
+            RESP_BILLED => {
                 let malformed = || WireError::Malformed("billed");
                 let len = b
                     .get(..4)
@@ -252,10 +324,21 @@ impl Response {
                 let receipt = b.get(4 + len..).ok_or_else(malformed)?.to_vec();
                 Ok(Response::Billed { sealed, receipt })
             }
-            (RESP_REJECTED, b) => Ok(Response::Rejected(text(b, "rejected")?)),
-            (RESP_FAILED, b) => Ok(Response::Failed(text(b, "failed")?)),
-            (kind, _) => Err(WireError::UnknownKind(kind)),
+            RESP_REJECTED => Ok(Response::Rejected(text(b, "rejected")?)),
+            RESP_FAILED => Ok(Response::Failed(text(b, "failed")?)),
+            kind => Err(WireError::UnknownKind(kind)),
         }
+    }
+
+    /// Writes the response as one frame.
+    pub async fn write<W: AsyncWrite + Unpin>(&self, w: &mut W) -> Result<(), WireError> {
+        write_frame(w, &self.encode()?).await
+    }
+
+    /// Reads one response frame.
+    pub async fn read<R: AsyncRead + Unpin>(r: &mut R) -> Result<Self, WireError> {
+        let (kind, payload) = read_frame(r).await?;
+        Self::from_frame(kind, payload)
     }
 }
 
@@ -325,5 +408,38 @@ mod tests {
             Request::read(&mut [].as_slice()).await,
             Err(WireError::Closed)
         ));
+    }
+
+    #[tokio::test]
+    async fn the_pure_codec_is_what_travels() {
+        let req = Request::Ohttp {
+            channel: 7,
+            request: vec![1, 2, 3],
+        };
+        let mut buf = Vec::new();
+        req.write(&mut buf).await.unwrap();
+        assert_eq!(req.encode().unwrap(), buf);
+        buf.extend_from_slice(&[9, 9]);
+        assert_eq!(Request::decode(&buf).unwrap(), (req, buf.len() - 2));
+        let resp = Response::Billed {
+            sealed: vec![3],
+            receipt: b"{}".to_vec(),
+        };
+        let mut buf = Vec::new();
+        resp.write(&mut buf).await.unwrap();
+        assert_eq!(resp.encode().unwrap(), buf);
+        assert_eq!(Response::decode(&buf).unwrap(), (resp, buf.len()));
+        for bad in [
+            &[0xff, 0xff, 0xff, 0xff, REQ_OHTTP][..],
+            &[0, 0, 0, 10, REQ_OHTTP, 1, 2],
+            &[0, 0, 0, 3, REQ_OHTTP, 1, 2, 3],
+            &[0, 0, 0, 0, 0x42],
+            &[],
+        ] {
+            assert_eq!(
+                Request::decode(bad).unwrap_err().to_string(),
+                Request::read(&mut &bad[..]).await.unwrap_err().to_string()
+            );
+        }
     }
 }

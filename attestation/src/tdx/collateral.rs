@@ -11,7 +11,7 @@
 use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::tcb::TcbStatus;
+use super::tcb_status::TcbStatus;
 use crate::pki::{self, check_not_revoked, verify_chain, TrustAnchors};
 use crate::Error;
 

@@ -14,6 +14,7 @@ pub mod pck;
 pub mod qgs;
 pub mod quote;
 pub mod tcb;
+pub mod tcb_status;
 
 use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
 use sha2::{Digest, Sha256, Sha384};

@@ -1,0 +1,303 @@
+//! The policy file's TOML types and their resolution into a [`Policy`].
+
+use std::collections::BTreeMap;
+
+use kokon_attestation::roots::AmdProduct;
+use kokon_attestation::sim::SIM_ROOT;
+use kokon_attestation::snp::TcbVersion;
+use kokon_attestation::tdx::{Measurement, TcbStatus};
+use kokon_attestation::{roots, TrustAnchor, TrustAnchors};
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::registers::{Register, REGISTER_NAMES};
+use crate::{Policy, LOCAL_ENCLAVE_BUILD};
+
+/// The policy as written in TOML.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    name: String,
+    #[serde(default)]
+    description: String,
+    evidence: EvidenceSection,
+    #[serde(default)]
+    measurements: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    tcb: Option<TcbSection>,
+    #[serde(default)]
+    snp: Option<SnpSection>,
+    #[serde(default)]
+    billing: Option<BillingSection>,
+    models: ModelsSection,
+}
+
+/// What the client agrees to pay.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BillingSection {
+    /// The highest price per unit, nanotons, receipts may charge.
+    max_nanoton_per_unit: u64,
+}
+
+/// Requirements on the vendor's TCB appraisal.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TcbSection {
+    /// TDX: accepted Intel TCB statuses (e.g. ["UpToDate"]); evidence
+    /// without collateral is rejected when this section is present.
+    #[serde(default)]
+    allowed_statuses: Vec<TcbStatus>,
+    /// TDX: advisory IDs tolerated; any other advisory rejects.
+    #[serde(default)]
+    allowed_advisories: Vec<String>,
+    /// TDX: the lowest TCB evaluation data number accepted (Intel raises it
+    /// at each TCB recovery; collateral older than the floor is refused).
+    #[serde(default)]
+    min_tcb_evaluation_data_number: u32,
+    /// SNP: the minimum reported TCB per product line (TCB numbering
+    /// differs between Milan, Genoa and Turin); a product without a floor
+    /// is rejected.
+    #[serde(default)]
+    snp_minimum: BTreeMap<AmdProduct, SnpFloor>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnpFloor {
+    bootloader: u8,
+    tee: u8,
+    snp: u8,
+    microcode: u8,
+    #[serde(default)]
+    fmc: Option<u8>,
+}
+
+/// SNP guest-policy and VMPL requirements.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnpSection {
+    /// Whether a migration agent may be associated with the guest.
+    pub allow_migration_agent: bool,
+    /// Whether the host may run with SMT enabled.
+    pub allow_smt: bool,
+    /// The least privileged VMPL a report may come from (0 = most privileged).
+    pub max_vmpl: u32,
+    /// Whether AMD's CRL must come with the evidence (and revoke nothing in
+    /// its chain).
+    #[serde(default)]
+    pub require_crl: bool,
+}
+
+/// What a policy requires of the vendor's TCB appraisal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcbRequirements {
+    /// Accepted TDX TCB statuses.
+    pub allowed_statuses: Vec<TcbStatus>,
+    /// Tolerated advisory IDs.
+    pub allowed_advisories: Vec<String>,
+    /// Lowest TCB evaluation data number accepted.
+    pub min_tcb_evaluation_data_number: u32,
+    /// SNP minimum reported TCB per product line.
+    pub snp_minimum: BTreeMap<AmdProduct, TcbVersion>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvidenceSection {
+    trusted_roots: Vec<String>,
+    allow_simulated: bool,
+    allow_debug: bool,
+    max_age_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelsSection {
+    allowed: Vec<ModelEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelEntry {
+    name: String,
+    digest: String,
+}
+
+/// An allowed model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedModel {
+    /// The name it is served under.
+    pub name: String,
+    /// SHA-256 of the ONNX file.
+    pub digest: [u8; 32],
+}
+
+/// Values that only this machine knows, for policies that refer to them.
+#[derive(Debug, Clone, Default)]
+pub struct LocalReferences {
+    /// This installation's sim root, for `trusted_roots = ["sim-local"]`.
+    pub sim_root: Option<TrustAnchor>,
+    /// MRTD of the locally built enclave, for `"local-enclave-build"`.
+    pub enclave_build_mrtd: Option<Measurement>,
+}
+
+/// Why a policy could not be loaded.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The TOML does not parse or has unknown fields.
+    #[error("policy syntax: {0}")]
+    Syntax(String),
+    /// A value is invalid.
+    #[error("policy {field}: {reason}")]
+    Invalid {
+        /// The field.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> LoadError {
+    LoadError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+fn hex_bytes(field: &str, text: &str, len: usize) -> Result<Vec<u8>, LoadError> {
+    let bytes =
+        hex::decode(text).map_err(|e| invalid(field, format!("{text:?} is not hex: {e}")))?;
+    if bytes.len() != len {
+        return Err(invalid(
+            field,
+            format!("expected {len} bytes, found {}", bytes.len()),
+        ));
+    }
+    Ok(bytes)
+}
+
+fn hex_array<const N: usize>(field: &str, text: &str) -> Result<[u8; N], LoadError> {
+    let bytes =
+        hex::decode(text).map_err(|e| invalid(field, format!("{text:?} is not hex: {e}")))?;
+    bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| invalid(field, format!("expected {N} bytes, found {}", b.len())))
+}
+
+impl Policy {
+    /// Parses and resolves a policy.
+    pub fn from_toml(text: &str, locals: &LocalReferences) -> Result<Self, LoadError> {
+        let file: PolicyFile =
+            toml::from_str(text).map_err(|e| LoadError::Syntax(e.to_string()))?;
+        let mut anchors = TrustAnchors::default();
+        for name in &file.evidence.trusted_roots {
+            let anchor = match name.as_str() {
+                roots::INTEL_SGX_ROOT => roots::intel_sgx_root()
+                    .map_err(|e| invalid("evidence.trusted_roots", e.to_string()))?,
+                amd if AmdProduct::from_root_name(amd).is_some() => AmdProduct::from_root_name(amd)
+                    .map(roots::amd_ark)
+                    .unwrap_or(Err(kokon_attestation::Error::TooLarge { what: "root" }))
+                    .map_err(|e| invalid("evidence.trusted_roots", e.to_string()))?,
+                SIM_ROOT => {
+                    if !file.evidence.allow_simulated {
+                        return Err(invalid(
+                            "evidence.trusted_roots",
+                            "\"sim-local\" is listed but allow_simulated = false",
+                        ));
+                    }
+                    locals.sim_root.clone().ok_or_else(|| {
+                        invalid("evidence.trusted_roots", "\"sim-local\": this machine has no sim root yet (start `kokon host --tee sim` once)")
+                    })?
+                }
+                other => {
+                    return Err(invalid(
+                        "evidence.trusted_roots",
+                        format!("unknown root {other:?}; known: intel-sgx-root, amd-ark-milan, amd-ark-genoa, amd-ark-turin, sim-local"),
+                    ))
+                }
+            };
+            anchors.roots.push(anchor);
+        }
+        if anchors.roots.is_empty() {
+            return Err(invalid(
+                "evidence.trusted_roots",
+                "at least one root is required",
+            ));
+        }
+        let mut measurements = BTreeMap::new();
+        for (name, values) in &file.measurements {
+            let register = Register::parse(name).ok_or_else(|| {
+                invalid(
+                    format!("measurements.{name}"),
+                    format!("unknown register; known: {REGISTER_NAMES}"),
+                )
+            })?;
+            let field = format!("measurements.{name}");
+            let resolved = values
+                .iter()
+                .map(|v| match v.as_str() {
+                    LOCAL_ENCLAVE_BUILD if register == Register::MrTd => {
+                        locals.enclave_build_mrtd.map(|m| m.to_vec()).ok_or_else(|| {
+                            invalid(
+                                &field,
+                                "\"local-enclave-build\": no local enclave binary was found to measure",
+                            )
+                        })
+                    }
+                    hex => hex_bytes(&field, hex, register.size()),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            measurements.insert(register, resolved);
+        }
+        let models = file
+            .models
+            .allowed
+            .iter()
+            .map(|m| {
+                Ok(AllowedModel {
+                    name: m.name.clone(),
+                    digest: hex_array::<32>("models.allowed.digest", &m.digest)?,
+                })
+            })
+            .collect::<Result<Vec<_>, LoadError>>()?;
+        let tcb = file.tcb.map(|t| TcbRequirements {
+            allowed_statuses: t.allowed_statuses,
+            allowed_advisories: t.allowed_advisories,
+            min_tcb_evaluation_data_number: t.min_tcb_evaluation_data_number,
+            snp_minimum: t
+                .snp_minimum
+                .into_iter()
+                .map(|(product, f)| {
+                    (
+                        product,
+                        TcbVersion {
+                            fmc: f.fmc,
+                            bootloader: f.bootloader,
+                            tee: f.tee,
+                            snp: f.snp,
+                            microcode: f.microcode,
+                        },
+                    )
+                })
+                .collect(),
+        });
+        Ok(Self {
+            tcb,
+            snp: file.snp,
+            max_price_per_unit: file
+                .billing
+                .map(|b| u128::from(b.max_nanoton_per_unit))
+                .unwrap_or(0),
+            name: file.name,
+            description: file.description,
+            anchors,
+            allow_simulated: file.evidence.allow_simulated,
+            allow_debug: file.evidence.allow_debug,
+            max_age_seconds: file.evidence.max_age_seconds,
+            measurements,
+            models,
+        })
+    }
+}
