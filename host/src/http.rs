@@ -51,6 +51,9 @@ pub const BUSY_DELAY: Duration = Duration::from_millis(500);
 /// How long a ping's answer is reused by `/healthz`.
 pub const HEALTH_CACHE: Duration = Duration::from_secs(1);
 
+/// The last health ping: when, to which enclave process, and its verdict.
+type Ping = (Instant, u32, Result<(), String>);
+
 /// What every handler needs.
 pub struct Front {
     relay: relay::Relay,
@@ -64,8 +67,7 @@ pub struct Front {
     attestation_rate: TokenBucket,
     collateral: Option<crate::collateral::CollateralService>,
     ledger: Option<Ledger>,
-    /// The last ping: when, to which enclave process, and its verdict.
-    health: tokio::sync::Mutex<Option<(Instant, u32, Result<(), String>)>>,
+    health: tokio::sync::Mutex<Option<Ping>>,
 }
 
 /// The request header naming the client's payment channel (decimal ID).
