@@ -41,7 +41,7 @@ use tokio::sync::Semaphore;
 use crate::ledger::{Ledger, Refusal};
 use crate::metrics::{Metrics, RequestLabels, RouteLabel};
 use crate::relay::{self, RelayError};
-use crate::supervisor::EnclaveState;
+use crate::state::EnclaveState;
 use crate::Limits;
 
 /// How long `/healthz` waits for the enclave's answer to a ping.

@@ -17,6 +17,7 @@ pub mod http;
 pub mod ledger;
 pub mod metrics;
 pub mod relay;
+pub mod state;
 pub mod supervisor;
 
 use std::collections::HashMap;
@@ -31,7 +32,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use supervisor::{EnclaveCommand, EnclaveState};
+pub use state::EnclaveState;
+pub use supervisor::EnclaveCommand;
 
 /// Bounds on requests and connections: what keeps one client, or many slow
 /// ones, from starving the rest.

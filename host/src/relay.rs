@@ -17,7 +17,7 @@ use kokon_wire::{Request, Response, WireError, HOST_IDLE_REUSE};
 use thiserror::Error;
 use tokio::net::UnixStream;
 
-use crate::supervisor::EnclaveState;
+use crate::state::EnclaveState;
 
 /// Most idle connections kept.
 const MAX_IDLE: usize = 64;
@@ -55,6 +55,16 @@ fn read_error(e: WireError) -> RelayError {
     }
 }
 
+/// Connects to the enclave and writes `request`: a write that fails on a
+/// fresh connection means the enclave went away.
+async fn send_fresh(socket: &Path, request: &Request) -> Result<UnixStream, RelayError> {
+    let mut stream = UnixStream::connect(socket)
+        .await
+        .map_err(RelayError::Unavailable)?;
+    request.write(&mut stream).await.map_err(write_error)?;
+    Ok(stream)
+}
+
 /// Sends `request` on a fresh connection and waits up to `timeout` for the response.
 pub async fn call(
     socket: &Path,
@@ -62,10 +72,7 @@ pub async fn call(
     timeout: Duration,
 ) -> Result<Response, RelayError> {
     let exchange = async {
-        let mut stream = UnixStream::connect(socket)
-            .await
-            .map_err(RelayError::Unavailable)?;
-        request.write(&mut stream).await.map_err(write_error)?;
+        let mut stream = send_fresh(socket, request).await?;
         Response::read(&mut stream).await.map_err(read_error)
     };
     tokio::time::timeout(timeout, exchange)
@@ -116,7 +123,7 @@ impl Relay {
 
     async fn exchange(&self, request: &Request) -> Result<Response, RelayError> {
         let pid = self.state.pid.load(Ordering::Relaxed);
-        let mut stream = match self.take(pid) {
+        let pooled = match self.take(pid) {
             Some(mut pooled) => match request.write(&mut pooled).await {
                 Ok(()) => Some(pooled),
                 // Not delivered: the pooled connection was stale.
@@ -124,15 +131,9 @@ impl Relay {
             },
             None => None,
         };
-        if stream.is_none() {
-            let mut fresh = UnixStream::connect(&self.socket)
-                .await
-                .map_err(RelayError::Unavailable)?;
-            request.write(&mut fresh).await.map_err(write_error)?;
-            stream = Some(fresh);
-        }
-        let Some(mut stream) = stream else {
-            return Err(RelayError::Closed);
+        let mut stream = match pooled {
+            Some(stream) => stream,
+            None => send_fresh(&self.socket, request).await?,
         };
         let response = Response::read(&mut stream).await.map_err(read_error)?;
         self.put(stream, pid);

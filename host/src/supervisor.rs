@@ -39,8 +39,8 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kokon_wire::{Request, Response};
@@ -51,6 +51,7 @@ use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
 use crate::relay;
+pub use crate::state::EnclaveState;
 
 /// The argument the supervisor passes so that the enclave exits when its
 /// stdin (the lifeline pipe) reaches end of file.
@@ -72,21 +73,6 @@ pub struct EnclaveCommand {
     pub socket: PathBuf,
     /// How long a start may take before it counts as failed.
     pub startup_timeout: Duration,
-}
-
-/// Live state of the enclave, shared with the HTTP front.
-#[derive(Debug, Default)]
-pub struct EnclaveState {
-    /// Whether it is up and answered a health check.
-    pub up: AtomicBool,
-    /// The current process ID (0 when down).
-    pub pid: AtomicU32,
-    /// How many times it was restarted.
-    pub restarts: AtomicU64,
-    /// Set when the very first start failed (the enclave exited, or was not
-    /// ready in time, before it was ever ready): what happened and the
-    /// enclave's last error lines. The supervisor has then stopped.
-    pub start_error: OnceLock<String>,
 }
 
 const BACKOFF_START: Duration = Duration::from_millis(200);
