@@ -1,4 +1,5 @@
-//! The simulated TEE: real TDX quote v4 structures under a fake root.
+//! The simulated TEE: real TDX quote v4 structures under a fake root (the
+//! verifier also parses v5, which the sim does not produce).
 //!
 //! A [`SimRoot`] is an ECDSA P-256 CA created once per installation (the
 //! caller stores it). [`SimTdx`] plays the platform: it issues a PCK platform

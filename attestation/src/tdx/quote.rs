@@ -157,7 +157,7 @@ pub struct QeReport {
     pub report_data: [u8; 64],
 }
 
-/// A parsed TDX quote v4.
+/// A parsed TDX quote (v4, or v5 with its body descriptor).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quote {
     /// The header.
