@@ -109,6 +109,17 @@ impl Env {
         }
     }
 
+    /// Magika's feature row for `content`, which must be long enough for
+    /// the model to be asked (not decided by Magika's rules alone).
+    pub fn feature_row(&self, content: &[u8]) -> Vec<i32> {
+        match self.magika().prepare(content) {
+            kokon_client::magika::Prepared::Features(row) => row,
+            kokon_client::magika::Prepared::Decided(_) => {
+                panic!("sample of {} bytes too small for the model", content.len())
+            }
+        }
+    }
+
     /// SHA-384 of the enclave binary: its sim MRTD.
     pub fn enclave_mrtd(&self) -> [u8; 48] {
         kokon_attestation::sim::mr_td_of(&std::fs::read(&self.enclave_bin).unwrap_or_default())
@@ -323,6 +334,31 @@ impl Stack {
                 Ok(panic) => std::panic::resume_unwind(panic),
                 Err(e) => panic!("leftover check: {e}"),
             });
+    }
+}
+
+/// A TCP port on loopback that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// A payment channel for a billing host's ledger: `id`, the client's
+/// channel `key`, its deposit and the host's credit limit (nanotons).
+pub fn channel_config(
+    id: u128,
+    key: &ed25519_dalek::SigningKey,
+    deposit: u128,
+    credit_limit: u128,
+) -> kokon_host::ledger::ChannelConfig {
+    kokon_host::ledger::ChannelConfig {
+        id: id.to_string(),
+        client_key: hex::encode(key.verifying_key().to_bytes()),
+        deposit: deposit.to_string(),
+        credit_limit: credit_limit.to_string(),
+        address: None,
     }
 }
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use kokon_client::{Client, PayerProof};
-use kokon_host::ledger::{ChannelConfig, LedgerConfig};
+use kokon_host::ledger::LedgerConfig;
 use kokon_ton::voucher::Payer;
 
 use crate::{magika_request, Options, Stack, DEV_POLICY};
@@ -263,13 +263,7 @@ async fn freeloader(
 pub async fn run(config: SoakConfig) -> SoakReport {
     let store = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let channels = (0..config.clients)
-        .map(|i| ChannelConfig {
-            id: channel_id(i).to_string(),
-            client_key: hex::encode(key(i).verifying_key().to_bytes()),
-            deposit: DEPOSIT.to_string(),
-            credit_limit: (3 * PRICE).to_string(),
-            address: None,
-        })
+        .map(|i| crate::channel_config(channel_id(i), &key(i), DEPOSIT, 3 * PRICE))
         .collect();
     let stack = Stack::start(Options {
         enclave_args: vec!["--price-nanoton-per-unit".into(), PRICE.to_string()],
@@ -282,14 +276,7 @@ pub async fn run(config: SoakConfig) -> SoakReport {
     })
     .await;
     let policy = Arc::new(stack.policy(DEV_POLICY));
-    let row = match stack
-        .env
-        .magika()
-        .prepare(include_bytes!("../../README.md"))
-    {
-        kokon_client::magika::Prepared::Features(row) => row,
-        kokon_client::magika::Prepared::Decided(_) => panic!("sample too small"),
-    };
+    let row = stack.env.feature_row(include_bytes!("../../README.md"));
     let request = magika_request(&[row]);
     let started = Instant::now();
     let until = started + config.duration;

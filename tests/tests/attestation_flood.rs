@@ -44,14 +44,7 @@ async fn throughput(stack: &Stack, enclave: &Arc<VerifiedEnclave>, request: &Inf
 async fn an_attestation_flood_leaves_inference_at_least_half_its_throughput() {
     let stack = Stack::start(Options::default()).await;
     let enclave = Arc::new(stack.attest().await);
-    let row = match stack
-        .env
-        .magika()
-        .prepare(include_bytes!("../../README.md"))
-    {
-        kokon_client::magika::Prepared::Features(row) => row,
-        _ => panic!("sample too small"),
-    };
+    let row = stack.env.feature_row(include_bytes!("../../README.md"));
     let request = magika_request(&[row]);
     let _ = throughput(&stack, &enclave, &request).await; // warm up
     let unloaded = throughput(&stack, &enclave, &request).await;

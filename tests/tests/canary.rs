@@ -69,14 +69,6 @@ async fn recording_proxy(upstream: String, capture: Arc<Mutex<Capture>>) -> Stri
     format!("http://{addr}")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -87,7 +79,7 @@ async fn host_never_sees_the_prompt() {
     let data = tempfile::tempdir().unwrap();
     let log_path = data.path().join("host.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let port = free_port();
+    let port = kokon_tests::free_port();
     let tag = kokon_tests::test_tag();
     let mut host = tokio::process::Command::new(&env.kokon_bin)
         .args(["host", "--listen", &format!("127.0.0.1:{port}")])

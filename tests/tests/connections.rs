@@ -9,14 +9,6 @@ use std::time::{Duration, Instant};
 
 use kokon_tests::{try_http_get, Env};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// CPU seconds (user + system) the process has used.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -31,7 +23,7 @@ fn cpu_seconds(pid: u32) -> f64 {
 async fn a_connection_flood_gets_its_share_and_the_host_neither_spins_nor_stops_answering() {
     let env = Env::load();
     let data = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = kokon_tests::free_port();
     let log = data.path().join("host.log");
     let command = format!(
         "ulimit -n 400 && exec {} host --listen 127.0.0.1:{port} --max-connections-per-peer 40",

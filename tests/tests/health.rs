@@ -55,14 +55,7 @@ async fn a_client_that_goes_away_is_counted_and_leaves_nothing_in_flight() {
     })
     .await;
     let enclave = stack.attest().await;
-    let row = match stack
-        .env
-        .magika()
-        .prepare(include_bytes!("../../README.md"))
-    {
-        kokon_client::magika::Prepared::Features(row) => row,
-        _ => panic!("sample too small"),
-    };
+    let row = stack.env.feature_row(include_bytes!("../../README.md"));
     let body = serde_json::to_vec(&magika_request(&[row])).unwrap();
     let sealed = enclave
         .seal(

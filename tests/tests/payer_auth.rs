@@ -14,13 +14,7 @@ const MINE: u128 = 111;
 const VICTIM: u128 = 222;
 
 fn channel(id: u128, key: &SigningKey) -> ChannelConfig {
-    ChannelConfig {
-        id: id.to_string(),
-        client_key: hex::encode(key.verifying_key().to_bytes()),
-        deposit: (100 * PRICE).to_string(),
-        credit_limit: (3 * PRICE).to_string(),
-        address: None,
-    }
+    kokon_tests::channel_config(id, key, 100 * PRICE, 3 * PRICE)
 }
 
 /// An encapsulated inference whose sealed headers name `inner` as the channel.
@@ -75,14 +69,9 @@ async fn payer_attacks_are_refused_with_nothing_charged_and_the_owners_are_unaff
     .await;
     let policy = stack.policy(DEV_POLICY);
     let attested = stack.client.attest(&policy).await.unwrap();
-    let row = match stack
+    let row = stack
         .env
-        .magika()
-        .prepare(include_bytes!("../../attestation/src/tdx/quote.rs"))
-    {
-        kokon_client::magika::Prepared::Features(row) => row,
-        _ => panic!("sample too small"),
-    };
+        .feature_row(include_bytes!("../../attestation/src/tdx/quote.rs"));
     let body = serde_json::to_vec(&magika_request(std::slice::from_ref(&row))).unwrap();
     let now = kokon_client::unix_now();
     let client = &stack.client;
@@ -240,14 +229,9 @@ async fn concurrent_requests_cannot_run_a_channel_past_its_credit_limit() {
             .unwrap()
             .with_channel(MINE, key),
     );
-    let row = match stack
+    let row = stack
         .env
-        .magika()
-        .prepare(include_bytes!("../../attestation/src/tdx/quote.rs"))
-    {
-        kokon_client::magika::Prepared::Features(row) => row,
-        _ => panic!("sample too small"),
-    };
+        .feature_row(include_bytes!("../../attestation/src/tdx/quote.rs"));
     let request = magika_request(&[row]);
     // One request teaches the host what a request costs.
     stack.client.infer(&enclave, &request).await.unwrap();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
-use kokon_host::ledger::{ChannelConfig, LedgerConfig};
+use kokon_host::ledger::LedgerConfig;
 use kokon_tests::{magika_request, Options, Stack, DEV_POLICY};
 
 const CHANNEL: u128 = 5;
@@ -27,13 +27,7 @@ async fn dripping_uploads_on_every_route_do_not_stop_private_inference() {
     let key = SigningKey::from_bytes(&[5; 32]);
     let stack = Stack::start(Options {
         ledger: Some(LedgerConfig {
-            channels: vec![ChannelConfig {
-                id: CHANNEL.to_string(),
-                client_key: hex::encode(key.verifying_key().to_bytes()),
-                deposit: "1000".into(),
-                credit_limit: "1000".into(),
-                address: None,
-            }],
+            channels: vec![kokon_tests::channel_config(CHANNEL, &key, 1000, 1000)],
             store: store.path().to_path_buf(),
             host_key_file: None,
         }),
@@ -46,14 +40,7 @@ async fn dripping_uploads_on_every_route_do_not_stop_private_inference() {
         .await
         .unwrap()
         .with_channel(CHANNEL, key);
-    let row = match stack
-        .env
-        .magika()
-        .prepare(include_bytes!("../../README.md"))
-    {
-        kokon_client::magika::Prepared::Features(row) => row,
-        _ => panic!("sample too small"),
-    };
+    let row = stack.env.feature_row(include_bytes!("../../README.md"));
     let request = magika_request(&[row]);
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -21,14 +21,6 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Whether `pid` runs (a zombie no longer does).
 fn running(pid: u32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -37,18 +29,22 @@ fn running(pid: u32) -> bool {
 
 fn host_process(env: &Env, data: &Path, tag: &str, extra: &[&str]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(&env.kokon_bin);
-    cmd.args(["host", "--listen", &format!("127.0.0.1:{}", free_port())])
-        .args(extra)
-        .env("KOKON_DATA_DIR", data)
-        .env("KOKON_ORT_LIB", &env.ort_lib)
-        .env("KOKON_MODEL", &env.model)
-        .env("KOKON_ENCLAVE_BIN", &env.enclave_bin)
-        .env(kokon_tests::TEST_TAG_ENV, tag)
-        .env_remove("KOKON_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    cmd.args([
+        "host",
+        "--listen",
+        &format!("127.0.0.1:{}", kokon_tests::free_port()),
+    ])
+    .args(extra)
+    .env("KOKON_DATA_DIR", data)
+    .env("KOKON_ORT_LIB", &env.ort_lib)
+    .env("KOKON_MODEL", &env.model)
+    .env("KOKON_ENCLAVE_BIN", &env.enclave_bin)
+    .env(kokon_tests::TEST_TAG_ENV, tag)
+    .env_remove("KOKON_LOG")
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
     cmd
 }
 

@@ -5,7 +5,7 @@
 
 use ed25519_dalek::SigningKey;
 use kokon_client::ClientError;
-use kokon_host::ledger::{ChannelConfig, LedgerConfig};
+use kokon_host::ledger::LedgerConfig;
 use kokon_tests::{magika_request, Options, Stack, DEV_POLICY};
 use kokon_ton::voucher::Payer;
 
@@ -20,13 +20,12 @@ async fn a_failing_voucher_store_loses_neither_the_result_nor_the_payment() {
     let stack = Stack::start(Options {
         enclave_args: vec!["--price-nanoton-per-unit".into(), PRICE.to_string()],
         ledger: Some(LedgerConfig {
-            channels: vec![ChannelConfig {
-                id: CHANNEL.to_string(),
-                client_key: hex::encode(key.verifying_key().to_bytes()),
-                deposit: (1000 * PRICE).to_string(),
-                credit_limit: (3 * PRICE).to_string(),
-                address: None,
-            }],
+            channels: vec![kokon_tests::channel_config(
+                CHANNEL,
+                &key,
+                1000 * PRICE,
+                3 * PRICE,
+            )],
             store: store.clone(),
             host_key_file: None,
         }),
@@ -39,14 +38,7 @@ async fn a_failing_voucher_store_loses_neither_the_result_nor_the_payment() {
         .await
         .unwrap()
         .with_channel(CHANNEL, key.clone());
-    let row = match stack
-        .env
-        .magika()
-        .prepare(include_bytes!("../../README.md"))
-    {
-        kokon_client::magika::Prepared::Features(row) => row,
-        _ => panic!("sample too small"),
-    };
+    let row = stack.env.feature_row(include_bytes!("../../README.md"));
     let request = magika_request(&[row]);
     let mut payer = Payer::new(key, CHANNEL, 1000 * PRICE, None);
 
