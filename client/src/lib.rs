@@ -427,7 +427,8 @@ impl Client {
         self.send_with_headers(sealed, &[]).await
     }
 
-    /// Sends sealed bytes through the host with `proof` (billed to its channel).
+    /// Sends sealed bytes through the host with `proof` (billed to its
+    /// channel, which the proof names: the host reads nothing else).
     pub async fn send_billed(
         &self,
         sealed: &[u8],
@@ -435,11 +436,8 @@ impl Client {
     ) -> Result<Vec<u8>, ClientError> {
         match proof {
             Some(p) => {
-                let headers = [
-                    (PAYER_HEADER, p.to_header()),
-                    (kokon_billing::CHANNEL_HEADER, p.channel_id.to_string()),
-                ];
-                self.send_with_headers(sealed, &headers).await
+                self.send_with_headers(sealed, &[(PAYER_HEADER, p.to_header())])
+                    .await
             }
             None => self.send(sealed).await,
         }

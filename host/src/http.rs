@@ -70,9 +70,6 @@ pub struct Front {
     health: tokio::sync::Mutex<Option<Ping>>,
 }
 
-/// The request header naming the client's payment channel (decimal ID).
-pub use kokon_billing::CHANNEL_HEADER;
-
 type Body = Full<Bytes>;
 
 fn json_error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
