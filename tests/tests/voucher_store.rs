@@ -12,8 +12,29 @@ use kokon_ton::voucher::Payer;
 const PRICE: u128 = 1_000;
 const CHANNEL: u128 = 77;
 
+/// The host's log, captured (the host runs in this process).
+#[derive(Clone, Default)]
+struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_voucher_store_loses_neither_the_result_nor_the_payment() {
+    let log = Log::default();
+    let writer = log.clone();
+    tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_env_filter("warn")
+        .init();
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("vouchers");
     let key = SigningKey::from_bytes(&[7; 32]);
@@ -59,6 +80,11 @@ async fn a_failing_voucher_store_loses_neither_the_result_nor_the_payment() {
         "the host's paths stay in its log: {message}"
     );
     assert_eq!(stack.client.channel_status(CHANNEL).await.unwrap().1, 0);
+    let logged = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
+    assert!(
+        logged.contains("cannot store a voucher") && logged.contains(&*store.to_string_lossy()),
+        "the operator's log names the path that failed:\n{logged}"
+    );
 
     // The store is back: the next voucher covers both requests.
     std::fs::remove_file(&store).unwrap();
