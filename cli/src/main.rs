@@ -831,7 +831,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut voucher = None;
             if let (Some((path, mut f)), Some(r)) = (paying, &c.receipt) {
                 let v = f.payer()?.pay(r.receipt.amount)?;
-                f.voucher = Some(kokon_ton::voucher::VoucherJson::from(&v));
+                f.voucher = Some(kokon_wire::billing::VoucherJson::from(&v));
                 f.save(&path)?;
                 voucher = Some((path, v));
             }

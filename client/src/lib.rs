@@ -35,8 +35,8 @@ use kokon_billing::{
 };
 use kokon_policies::{Policy, Rejection};
 use kokon_seal::{KeyConfig, SealError, Suite};
-pub use kokon_ton::voucher::CloseOffer;
-use kokon_ton::voucher::{ChannelStatus, VoucherAccepted};
+pub use kokon_wire::billing::CloseOffer;
+use kokon_wire::billing::{ChannelStatus, VoucherAccepted};
 use kokon_wire::kserve::{ErrorBody, InferRequest, InferResponse};
 /// The current time in Unix seconds.
 pub use kokon_wire::unix_now;
@@ -379,7 +379,7 @@ impl Client {
     /// tried again a few times; vouchers are cumulative, so one that is
     /// never delivered is covered by the next.
     pub async fn pay(&self, voucher: &kokon_ton::SignedState) -> Result<u128, ClientError> {
-        let body = serde_json::to_vec(&kokon_ton::voucher::VoucherJson::from(voucher))
+        let body = serde_json::to_vec(&kokon_wire::billing::VoucherJson::from(voucher))
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         let mut delay = Duration::from_millis(200);
         let mut attempts = 1;

@@ -1,6 +1,6 @@
 //! Vouchers as the host receives them from clients (`POST /v1/voucher`).
 #![no_main]
-use kokon_ton::voucher::VoucherJson;
+use kokon_wire::billing::VoucherJson;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

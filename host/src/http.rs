@@ -34,7 +34,7 @@ use http::{header, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use kokon_billing::payer::PAYER_HEADER;
-use kokon_ton::voucher::{ChannelStatus, VoucherAccepted};
+use kokon_wire::billing::{ChannelStatus, VoucherAccepted};
 use kokon_wire::{media_type, unix_now, Request as Frame, Response as Reply};
 use tokio::sync::Semaphore;
 

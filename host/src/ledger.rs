@@ -15,7 +15,7 @@
 //! ```
 //!
 //! Vouchers are stored per channel under the ledger's directory, durably,
-//! before they count (see `kokon_ton::voucher::Payee`).
+//! before they count (see [`crate::vouchers`]).
 //!
 //! A request is admitted only with a payer proof (`kokon_billing::payer`):
 //! a signature by the channel's client key over the encapsulated request and
@@ -31,8 +31,11 @@ use anyhow::Context;
 use ed25519_dalek::VerifyingKey;
 use kokon_billing::payer::{PayerProof, ProofError, PAYER_HEADER, PROOF_WINDOW_SECS};
 use kokon_billing::SignedReceipt;
-use kokon_ton::voucher::{CloseOffer, Payee, VoucherError, VoucherJson};
+use kokon_ton::voucher::{Payee, VoucherError};
+use kokon_wire::billing::{CloseOffer, VoucherJson};
 use kokon_wire::replay::ReplayCache;
+
+use crate::vouchers::VoucherStore;
 use serde::Deserialize;
 
 /// One channel the host serves.
@@ -108,6 +111,7 @@ const PROOF_CACHE_CAPACITY: usize = 1 << 20;
 /// One channel's books.
 struct Account {
     payee: Payee,
+    store: VoucherStore,
     client_key: VerifyingKey,
     /// What admitted, not yet answered requests are expected to cost.
     reserved: u128,
@@ -169,17 +173,14 @@ impl Ledger {
                 .with_context(|| format!("channel {id}: client_key is not an Ed25519 key"))?;
             let deposit: u128 = c.deposit.parse().context("deposit")?;
             let limit: u128 = c.credit_limit.parse().context("credit_limit")?;
-            let payee = Payee::open(
-                &config.store.join(format!("{id}.json")),
-                key,
-                id,
-                deposit,
-                limit,
-            )?;
+            let store = VoucherStore::new(config.store.join(format!("{id}.json")));
+            let payee = Payee::new(key, id, deposit, limit, store.load()?)
+                .with_context(|| format!("channel {id}: the stored voucher"))?;
             accounts.insert(
                 id,
                 Account {
                     payee,
+                    store,
                     client_key,
                     reserved: 0,
                 },
@@ -308,20 +309,21 @@ impl Ledger {
         let state = v
             .state()
             .map_err(|e| refusal(400, format!("voucher: {e}")))?;
-        self.with(state.channel_id, |p| {
-            p.accept(&state).map_err(|e| match e {
+        self.with_account(state.channel_id, |a| {
+            a.payee.check(&state).map_err(|e| match e {
                 VoucherError::Stale { .. } => refusal(409, e.to_string()),
-                // The path and the OS error are for the operator, not the client.
-                VoucherError::Store { .. } => {
-                    tracing::error!(error = %e, channel = %state.channel_id, "cannot store a voucher");
-                    refusal(
-                        503,
-                        "the host could not store your voucher (its storage failed): nothing was counted; send it again later",
-                    )
-                }
                 _ => refusal(400, e.to_string()),
             })?;
-            Ok(p.paid())
+            a.store.save(&state).map_err(|e| {
+                // The path and the OS error are for the operator, not the client.
+                tracing::error!(error = %e, channel = %state.channel_id, "cannot store a voucher");
+                refusal(
+                    503,
+                    "the host could not store your voucher (its storage failed): nothing was counted; send it again later",
+                )
+            })?;
+            a.payee.record(state);
+            Ok(a.payee.paid())
         })
     }
 

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod relay;
 pub mod state;
 pub mod supervisor;
+pub mod vouchers;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

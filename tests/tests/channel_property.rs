@@ -83,20 +83,15 @@ fn play(steps: &[Step], payer: &mut Payer, payee: &mut Payee, deposit: &mut u128
     served
 }
 
-fn parties(
-    dir: &std::path::Path,
-    key: &SigningKey,
-    channel: u128,
-    deposit: u128,
-) -> (Payer, Payee) {
+fn parties(key: &SigningKey, channel: u128, deposit: u128) -> (Payer, Payee) {
     (
         Payer::new(key.clone(), channel, deposit, None),
-        Payee::open(
-            &dir.join("v.json"),
+        Payee::new(
             key.verifying_key().to_bytes(),
             channel,
             deposit,
             LIMIT,
+            None,
         )
         .unwrap(),
     )
@@ -106,10 +101,9 @@ fn parties(
 fn vouchers_conserve_funds_over_random_sequences() {
     for seed in 1..=300u64 {
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-        let dir = tempfile::tempdir().unwrap();
         let key = SigningKey::from_bytes(&[(seed % 251) as u8; 32]);
         let mut deposit = PRICE * u128::from(5 + rng.below(50));
-        let (mut payer, mut payee) = parties(dir.path(), &key, seed as u128, deposit);
+        let (mut payer, mut payee) = parties(&key, seed as u128, deposit);
         let plan = steps(&mut rng, 80);
         play(&plan, &mut payer, &mut payee, &mut deposit);
     }
@@ -144,8 +138,7 @@ fn on_the_tvm_the_close_splits_the_deposits_as_the_newest_voucher_says() {
             .unwrap();
         let total: u128 = parts.iter().sum();
         assert_eq!(chain.balances(&address).unwrap(), (total, 0));
-        let dir = tempfile::tempdir().unwrap();
-        let (mut payer, mut payee) = parties(dir.path(), &client_key, params.channel_id, deposit);
+        let (mut payer, mut payee) = parties(&client_key, params.channel_id, deposit);
         let served = play(&plan, &mut payer, &mut payee, &mut deposit);
         assert_eq!(deposit, total);
         let settled = chain

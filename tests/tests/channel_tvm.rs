@@ -347,12 +347,12 @@ async fn a_hundred_real_inferences_are_paid_by_vouchers_and_settled_on_chain() {
         .unwrap()
         .with_channel(s.params.channel_id, s.client_key.clone());
     let mut payer = Payer::new(s.client_key.clone(), s.params.channel_id, deposit, None);
-    let mut payee = Payee::open(
-        &store.path().join("voucher.json"),
+    let mut payee = Payee::new(
         s.params.key_a,
         s.params.channel_id,
         deposit,
         5 * PRICE,
+        None,
     )
     .unwrap();
     let magika = stack.env.magika();

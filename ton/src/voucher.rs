@@ -4,18 +4,15 @@
 //! The [`Payer`] (client) signs a new state after each verified receipt:
 //! seqno + 1, sent + the receipt's amount. The [`Payee`] (host) accepts a
 //! voucher only if it is signed by the client's channel key for this channel,
-//! newer than the last one, pays no less, and stays within the deposit; it
-//! stores it durably (written, fsync'd, renamed into place, directory
-//! fsync'd) *before* counting it, so a crash never loses a payment it has
-//! acknowledged. It refuses work once the unpaid amount would pass the
-//! credit limit.
-
-use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+//! newer than the last one, pays no less, and stays within the deposit, and
+//! refuses work once the unpaid amount would pass the credit limit.
+//!
+//! Both are pure decisions over the channel's state: storing vouchers is the
+//! caller's. A host [`Payee::check`]s a voucher, stores it durably, and only
+//! then [`Payee::record`]s it, so a crash never loses a payment it has
+//! acknowledged (kokon's host does this in its ledger).
 
 use ed25519_dalek::SigningKey;
-use serde::{Deserialize, Serialize};
 
 use crate::{ChannelError, SemiChannelBody, SignedState};
 
@@ -51,14 +48,6 @@ pub enum VoucherError {
         unpaid: u128,
         /// The host's credit limit.
         limit: u128,
-    },
-    /// The voucher store could not be read or written.
-    #[error("voucher store {path}: {reason}")]
-    Store {
-        /// The file.
-        path: String,
-        /// What failed.
-        reason: String,
     },
 }
 
@@ -127,159 +116,38 @@ impl Payer {
     }
 }
 
-/// A voucher as JSON: what the client sends the host and the host keeps on
-/// disk (amounts as decimal strings, the signature as hex).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VoucherJson {
-    /// The channel ID (decimal).
-    pub channel_id: String,
-    /// The state's seqno.
-    pub seqno: u64,
-    /// Nanotons sent in total (decimal).
-    pub sent: String,
-    /// Ed25519 signature (hex).
-    pub signature: String,
-}
-
-impl From<&SignedState> for VoucherJson {
-    fn from(v: &SignedState) -> Self {
-        Self {
-            channel_id: v.channel_id.to_string(),
-            seqno: v.body.seqno,
-            sent: v.body.sent.to_string(),
-            signature: hex::encode(v.signature),
-        }
-    }
-}
-
-impl VoucherJson {
-    /// The voucher (its signature is not checked here).
-    pub fn state(&self) -> Result<SignedState, String> {
-        let number = |t: &str| t.parse::<u128>().map_err(|e| format!("{t:?}: {e}"));
-        let mut signature = [0u8; 64];
-        hex::decode_to_slice(&self.signature, &mut signature)
-            .map_err(|e| format!("signature: {e}"))?;
-        Ok(SignedState {
-            channel_id: number(&self.channel_id)?,
-            body: SemiChannelBody {
-                seqno: self.seqno,
-                sent: number(&self.sent)?,
-            },
-            counterparty: None,
-            signature,
-        })
-    }
-}
-
-/// Amounts in nanotons travel in JSON as decimal strings: JSON numbers lose
-/// precision past 2^53.
-mod decimal {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(v)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-/// The host's answer to `POST /v1/voucher`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VoucherAccepted {
-    /// What the host now counts as paid on the channel.
-    #[serde(with = "decimal")]
-    pub paid: u128,
-}
-
-/// The host's answer to `GET /v1/channel?id=`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChannelStatus {
-    /// The channel.
-    #[serde(with = "decimal")]
-    pub channel_id: u128,
-    /// What the host has charged on it (from the enclave's receipts).
-    #[serde(with = "decimal")]
-    pub charged: u128,
-    /// What the client's newest voucher pays.
-    #[serde(with = "decimal")]
-    pub paid: u128,
-    /// That voucher's seqno.
-    pub seqno: u64,
-}
-
-/// The host's half of a cooperative close (`POST /v1/channel/close?id=`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CloseOffer {
-    /// The channel.
-    #[serde(with = "decimal")]
-    pub channel_id: u128,
-    /// What the host is paid (the newest voucher's amount).
-    #[serde(with = "decimal")]
-    pub to_host: u128,
-    /// What the client gets back.
-    #[serde(with = "decimal")]
-    pub to_client: u128,
-    /// The client's seqno in the close (its newest voucher's).
-    pub seqno_a: u64,
-    /// The host's seqno in the close (it sends nothing).
-    pub seqno_b: u64,
-    /// The host's signature over the close terms (hex).
-    pub signature: String,
-}
-
-/// The host's side: verifies, stores and counts vouchers; enforces credit.
+/// The host's side: verifies and counts vouchers; enforces credit.
 pub struct Payee {
     client_key: [u8; 32],
     channel_id: u128,
     deposit: u128,
     credit_limit: u128,
-    path: PathBuf,
     latest: Option<SignedState>,
     charged: u128,
     last_charge: u128,
 }
 
-fn store_err(path: &Path, e: impl std::fmt::Display) -> VoucherError {
-    VoucherError::Store {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    }
-}
-
 impl Payee {
-    /// Opens the voucher store at `path` (created on the first voucher); a
-    /// stored voucher is verified again before it counts.
-    pub fn open(
-        path: &Path,
+    /// A payee for `channel_id`, whose client signs with `client_key`,
+    /// starting from `stored` (the newest voucher it kept, verified again
+    /// here before it counts). What the stored voucher pays counts as charged.
+    pub fn new(
         client_key: [u8; 32],
         channel_id: u128,
         deposit: u128,
         credit_limit: u128,
+        stored: Option<SignedState>,
     ) -> Result<Self, VoucherError> {
-        let latest = match fs::read(path) {
-            Ok(bytes) => {
-                let stored: VoucherJson =
-                    serde_json::from_slice(&bytes).map_err(|e| store_err(path, e))?;
-                let state = stored.state().map_err(|e| store_err(path, e))?;
-                state.verify(&client_key, channel_id)?;
-                Some(state)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(store_err(path, e)),
-        };
-        let charged = latest.as_ref().map(|v| v.body.sent).unwrap_or(0);
+        if let Some(state) = &stored {
+            state.verify(&client_key, channel_id)?;
+        }
+        let charged = stored.as_ref().map(|v| v.body.sent).unwrap_or(0);
         Ok(Self {
             client_key,
             channel_id,
             deposit,
             credit_limit,
-            path: path.to_path_buf(),
-            latest,
+            latest: stored,
             charged,
             last_charge: 0,
         })
@@ -328,9 +196,10 @@ impl Payee {
         self.last_charge
     }
 
-    /// Verifies `voucher`, stores it durably, then counts it. Returns the
-    /// newly paid amount.
-    pub fn accept(&mut self, voucher: &SignedState) -> Result<u128, VoucherError> {
+    /// Whether `voucher` may be accepted: signed by the client for this
+    /// channel, newer than the last, paying no less, within the deposit.
+    /// Returns what it newly pays. Nothing changes until [`Payee::record`].
+    pub fn check(&self, voucher: &SignedState) -> Result<u128, VoucherError> {
         voucher.verify(&self.client_key, self.channel_id)?;
         if voucher.body.sent > self.deposit {
             return Err(VoucherError::InsufficientDeposit {
@@ -354,27 +223,21 @@ impl Payee {
                 });
             }
         }
-        self.persist(voucher)?;
-        let newly = voucher.body.sent - self.paid();
-        self.latest = Some(voucher.clone());
-        Ok(newly)
+        Ok(voucher.body.sent - self.paid())
     }
 
-    fn persist(&self, voucher: &SignedState) -> Result<(), VoucherError> {
-        let path = &self.path;
-        let dir = path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).map_err(|e| store_err(path, e))?;
-        let stored = VoucherJson::from(voucher);
-        let tmp = path.with_extension("tmp");
-        let mut f = fs::File::create(&tmp).map_err(|e| store_err(path, e))?;
-        f.write_all(&serde_json::to_vec(&stored).map_err(|e| store_err(path, e))?)
-            .and_then(|_| f.sync_all())
-            .map_err(|e| store_err(path, e))?;
-        fs::rename(&tmp, path).map_err(|e| store_err(path, e))?;
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| store_err(path, e))?;
-        Ok(())
+    /// Counts `voucher`, which [`Payee::check`] passed and the caller has
+    /// stored durably.
+    pub fn record(&mut self, voucher: SignedState) {
+        self.latest = Some(voucher);
+    }
+
+    /// Checks and records `voucher` at once, for a payee that keeps no store
+    /// (a host stores between the two). Returns the newly paid amount.
+    pub fn accept(&mut self, voucher: &SignedState) -> Result<u128, VoucherError> {
+        let newly = self.check(voucher)?;
+        self.record(voucher.clone());
+        Ok(newly)
     }
 }
 
@@ -385,40 +248,18 @@ mod tests {
 
     const CHANNEL: u128 = 77;
 
-    fn parties(dir: &Path) -> (Payer, Payee) {
+    fn parties() -> (Payer, Payee) {
         let key = SigningKey::from_bytes(&[3; 32]);
         let public = key.verifying_key().to_bytes();
         (
             Payer::new(key, CHANNEL, 1_000, None),
-            Payee::open(&dir.join("voucher.json"), public, CHANNEL, 1_000, 100).unwrap(),
+            Payee::new(public, CHANNEL, 1_000, 100, None).unwrap(),
         )
-    }
-
-    #[test]
-    fn vouchers_are_stored_durably_and_survive_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut payer, mut payee) = parties(dir.path());
-        for _ in 0..5 {
-            payee.charge(30);
-            let v = payer.pay(30).unwrap();
-            assert_eq!(payee.accept(&v).unwrap(), 30);
-        }
-        let reopened = Payee::open(
-            &dir.path().join("voucher.json"),
-            SigningKey::from_bytes(&[3; 32]).verifying_key().to_bytes(),
-            CHANNEL,
-            1_000,
-            100,
-        )
-        .unwrap();
-        assert_eq!(reopened.paid(), 150);
-        assert_eq!(reopened.latest().unwrap().body.seqno, 5);
     }
 
     #[test]
     fn older_replayed_forged_and_foreign_vouchers_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut payer, mut payee) = parties(dir.path());
+        let (mut payer, mut payee) = parties();
         let first = payer.pay(10).unwrap();
         let second = payer.pay(10).unwrap();
         payee.accept(&second).unwrap();
@@ -446,8 +287,7 @@ mod tests {
 
     #[test]
     fn the_credit_limit_and_the_deposit_are_enforced() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut payer, mut payee) = parties(dir.path());
+        let (mut payer, mut payee) = parties();
         payee.admit(100).unwrap();
         payee.charge(100);
         let err = payee.admit(1).unwrap_err();
@@ -457,6 +297,36 @@ mod tests {
         assert!(matches!(
             payer.pay(901),
             Err(VoucherError::InsufficientDeposit { .. })
+        ));
+    }
+
+    #[test]
+    fn a_checked_voucher_counts_only_once_recorded() {
+        let (mut payer, mut payee) = parties();
+        let v = payer.pay(40).unwrap();
+        assert_eq!(payee.check(&v).unwrap(), 40);
+        assert_eq!(payee.paid(), 0, "check alone counts nothing");
+        payee.record(v.clone());
+        assert_eq!(payee.paid(), 40);
+        assert!(matches!(
+            payee.check(&v),
+            Err(VoucherError::Stale { what: "seqno", .. })
+        ));
+    }
+
+    #[test]
+    fn a_stored_voucher_is_verified_again_and_counts_as_charged() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let public = key.verifying_key().to_bytes();
+        let mut payer = Payer::new(key, CHANNEL, 1_000, None);
+        let v = payer.pay(70).unwrap();
+        let payee = Payee::new(public, CHANNEL, 1_000, 100, Some(v.clone())).unwrap();
+        assert_eq!((payee.paid(), payee.charged()), (70, 70));
+        let mut forged = v;
+        forged.body.sent = 900;
+        assert!(matches!(
+            Payee::new(public, CHANNEL, 1_000, 100, Some(forged)),
+            Err(VoucherError::Channel(_))
         ));
     }
 }

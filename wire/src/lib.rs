@@ -1,6 +1,7 @@
 //! The protocols kokon speaks between its parts.
 //!
-//! [`kserve`] holds the KServe Open Inference Protocol v2 messages that the
+//! [`billing`] holds the JSON messages of the host's billing endpoints
+//! (vouchers, channel status, close offers). [`kserve`] holds the KServe Open Inference Protocol v2 messages that the
 //! client and the enclave exchange inside the OHTTP envelope. The rest of
 //! this crate is the frame protocol between the host shim and its enclave:
 //! the only code the host and the enclave share. Requests and responses
@@ -18,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod billing;
 pub mod kserve;
 pub mod replay;
 
