@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use ed25519_dalek::SigningKey;
-use kokon_ton::live::{NetworkConfig, TonApi};
 use kokon_ton::voucher::Payer;
 use kokon_ton::wallet::{Outgoing, Version, Wallet};
 use kokon_ton::{ChannelParams, SemiChannelBody};
+use kokon_ton_api::{NetworkConfig, TonApi};
 use kokon_wire::billing::VoucherJson;
 use serde::{Deserialize, Serialize};
 use tonlib_core::TonAddress;

@@ -16,8 +16,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-#[cfg(feature = "live")]
-pub mod live;
 pub mod sandbox;
 pub mod voucher;
 pub mod wallet;

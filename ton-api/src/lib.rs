@@ -1,14 +1,18 @@
 //! Live TON networks (testnet, mainnet) over a toncenter-style HTTP API v2:
-//! send a BOC, read an account's balance, run a get-method. Behind the
-//! `live` cargo feature; configured by a TOML file:
+//! send a BOC, read an account's balance, run a get-method. Configured by a
+//! TOML file:
 //!
 //! ```toml
 //! endpoint = "https://testnet.toncenter.com/api/v2"
 //! api_key = "..."            # optional, sent as X-API-Key
 //! ```
 //!
-//! Everything that reaches the chain is built and signed by the rest of this
-//! crate; this module only carries bytes and reads answers (bounded).
+//! Everything that reaches the chain is built and signed by `kokon-ton`
+//! (pure: cells, messages, signatures); this crate only carries bytes and
+//! reads answers (bounded).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::time::Duration;
 
