@@ -2,7 +2,7 @@
 # Installs kokon's run-time dependencies into a project-local cache (.cache/):
 # ONNX Runtime's shared library (from the PyPI onnxruntime wheel) and the
 # default model (magika's standard_v3_3, from the PyPI magika wheel); and the
-# npm packages of the TON sandbox bridge (tests/ton-bridge: @ton/sandbox,
+# npm packages of the TON sandbox bridge (demo/ton-sandbox: @ton/sandbox,
 # @ton/core, tonweb) from its committed lockfile.
 # Idempotent: a second run finds the cache and does nothing.
 # Writes .cache/kokon.env with the paths the enclave and the tests use.
@@ -20,7 +20,7 @@ if [ ! -f "$stamp" ]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check "onnxruntime==$ONNXRUNTIME_VERSION" "magika==$MAGIKA_VERSION"
   touch "$stamp"
 fi
-bridge=tests/ton-bridge
+bridge=demo/ton-sandbox
 lock_stamp=$bridge/node_modules/.kokon-$(sha256sum $bridge/package-lock.json | cut -c1-16)
 if [ ! -f "$lock_stamp" ]; then
   echo "setup: npm ci in $bridge" >&2

@@ -1,5 +1,5 @@
 //! The demo's payment channel: opened on a local TON sandbox (the real TVM
-//! through `tests/ton-bridge`), paid by vouchers after each verified
+//! through `demo/ton-sandbox`), paid by vouchers after each verified
 //! receipt, settled by a cooperative close.
 
 use std::path::{Path, PathBuf};
@@ -8,11 +8,11 @@ use anyhow::Context;
 use ed25519_dalek::SigningKey;
 use kokon_billing::SignedReceipt;
 use kokon_client::Client;
-use kokon_ton::sandbox::{LocalChain, Settlement};
+use kokon_ton_sandbox::{LocalChain, Settlement};
 use kokon_ton::voucher::Payer;
 use kokon_ton::ChannelParams;
 
-pub use kokon_ton::sandbox::{DEMO_DEPOSIT, DEMO_PRICE};
+pub use kokon_ton_sandbox::{DEMO_DEPOSIT, DEMO_PRICE};
 
 fn random_key() -> anyhow::Result<SigningKey> {
     let mut seed = zeroize::Zeroizing::new([0u8; 32]);

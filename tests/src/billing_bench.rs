@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use kokon_billing::{digest, Expected, Price, ReceiptSigner, Usage};
-use kokon_ton::sandbox::{DEMO_DEPOSIT, DEMO_PRICE};
 use kokon_ton::voucher::Payer;
+use kokon_ton_sandbox::{DEMO_DEPOSIT, DEMO_PRICE};
 
 const WINDOW: Duration = Duration::from_millis(700);
 

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::{Child, Command, Output};
 
-use kokon_ton::sandbox::Bridge;
+use kokon_ton_sandbox::Bridge;
 use serde_json::{json, Value};
 
 const HOST_SEED: [u8; 32] = [61; 32];
@@ -39,7 +39,7 @@ impl Ctx {
         let dir = tempfile::tempdir().unwrap();
         let api_port = port();
         let mut bridge = Bridge::start_with(
-            &kokon_tests::repo_root().join("tests/ton-bridge/bridge.js"),
+            &kokon_ton_sandbox::bridge_script(),
             &["--http", &api_port.to_string()],
         )
         .unwrap();
@@ -74,7 +74,7 @@ impl Ctx {
             .env("KOKON_ENCLAVE_BIN", &self.env.enclave_bin)
             .env(
                 "KOKON_TON_BRIDGE",
-                kokon_tests::repo_root().join("tests/ton-bridge/bridge.js"),
+                kokon_ton_sandbox::bridge_script(),
             )
             .output()
             .unwrap()

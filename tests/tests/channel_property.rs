@@ -7,8 +7,8 @@
 
 use ed25519_dalek::SigningKey;
 use kokon_tests::Rng;
-use kokon_ton::sandbox::LocalChain;
 use kokon_ton::voucher::{Payee, Payer, VoucherError};
+use kokon_ton_sandbox::LocalChain;
 
 const PRICE: u128 = 1_000_000;
 const LIMIT: u128 = 4 * PRICE;
@@ -113,11 +113,8 @@ fn vouchers_conserve_funds_over_random_sequences() {
 fn on_the_tvm_the_close_splits_the_deposits_as_the_newest_voucher_says() {
     for seed in [7u64, 11, 13] {
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-        let mut chain = LocalChain::start(
-            &kokon_tests::repo_root().join("tests/ton-bridge/bridge.js"),
-            1_780_000_000,
-        )
-        .unwrap();
+        let mut chain =
+            LocalChain::start(&kokon_ton_sandbox::bridge_script(), 1_780_000_000).unwrap();
         let client_key = SigningKey::from_bytes(&[seed as u8; 32]);
         let host_key = SigningKey::from_bytes(&[seed as u8 + 1; 32]);
         let params = chain

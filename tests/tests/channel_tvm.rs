@@ -4,11 +4,11 @@
 //! standard payment-channel contract from the `tonweb` package.
 
 use ed25519_dalek::SigningKey;
-use kokon_ton::sandbox::LocalChain;
 use kokon_ton::{
     boc_base64, cooperative_close, cooperative_close_terms, sign_cell, ChannelParams,
     SemiChannelBody, SignedState,
 };
+use kokon_ton_sandbox::LocalChain;
 use serde_json::{json, Value};
 
 const TON: u128 = 1_000_000_000;
@@ -26,11 +26,7 @@ struct Setup {
 
 /// Deploys and opens a channel in which the client deposits `deposit`.
 fn open(deposit: u128) -> Setup {
-    let mut chain = LocalChain::start(
-        &kokon_tests::repo_root().join("tests/ton-bridge/bridge.js"),
-        NOW,
-    )
-    .unwrap();
+    let mut chain = LocalChain::start(&kokon_ton_sandbox::bridge_script(), NOW).unwrap();
     let client_key = SigningKey::from_bytes(&[7; 32]);
     let host_key = SigningKey::from_bytes(&[9; 32]);
     let params = chain
@@ -405,11 +401,7 @@ async fn a_hundred_real_inferences_are_paid_by_vouchers_and_settled_on_chain() {
 fn settlement_messages_go_out_from_v4r2_and_v5r1_wallets() {
     use kokon_ton::wallet::{Outgoing, Version, Wallet};
     use kokon_ton::{init_channel, top_up};
-    let mut chain = LocalChain::start(
-        &kokon_tests::repo_root().join("tests/ton-bridge/bridge.js"),
-        NOW,
-    )
-    .unwrap();
+    let mut chain = LocalChain::start(&kokon_ton_sandbox::bridge_script(), NOW).unwrap();
     let client_key = SigningKey::from_bytes(&[51; 32]);
     let host_key = SigningKey::from_bytes(&[52; 32]);
     let client = Wallet::new(Version::V4R2, &client_key).unwrap();

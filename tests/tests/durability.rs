@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use kokon_client::{Client, ClientError};
 use kokon_tests::Rng;
-use kokon_ton::sandbox::LocalChain;
 use kokon_ton::voucher::Payer;
+use kokon_ton_sandbox::LocalChain;
 
 const PRICE: u128 = 1_000_000;
 const DEPOSIT: u128 = 2_000_000_000;
@@ -122,7 +122,7 @@ async fn killing_the_host_at_random_loses_no_voucher_and_charges_nothing_twice()
 
     // The channel, on the sandbox.
     let mut chain = LocalChain::start(
-        &kokon_tests::repo_root().join("tests/ton-bridge/bridge.js"),
+        &kokon_ton_sandbox::bridge_script(),
         kokon_client::unix_now(),
     )
     .unwrap();

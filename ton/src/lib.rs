@@ -16,7 +16,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod sandbox;
 pub mod voucher;
 pub mod wallet;
 

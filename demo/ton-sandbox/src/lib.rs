@@ -1,12 +1,24 @@
-//! A driver for the TON sandbox bridge (`tests/ton-bridge/bridge.js`): the
-//! real TVM, as WASM in node (`@ton/sandbox`), behind JSON lines on
-//! stdin/stdout; and the steps every local run takes with it (start, open a
-//! channel, close it cooperatively). Used by the tests and `kokon demo`.
+//! The local TON chain that `kokon demo` settles on: a driver for the
+//! sandbox bridge ([`bridge.js`](bridge_script) beside this crate: the real
+//! TVM, as WASM in node (`@ton/sandbox`), behind JSON lines on
+//! stdin/stdout), and the steps every local run takes with it (start, open a
+//! channel, close it cooperatively). Used by `kokon demo` and the tests.
+//! Everything sent to the chain is built and signed by `kokon-ton`.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use serde_json::Value;
+
+/// The bridge script in the source tree (its npm packages are installed
+/// beside it by `just setup`). An installed `kokon` is told where it is by
+/// `KOKON_TON_BRIDGE` instead.
+pub fn bridge_script() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bridge.js")
+}
 
 /// A running bridge process.
 pub struct Bridge {
@@ -16,8 +28,7 @@ pub struct Bridge {
 }
 
 impl Bridge {
-    /// Starts the bridge script `script` (`tests/ton-bridge/bridge.js`; its
-    /// npm packages are installed by `just setup`).
+    /// Starts the bridge script `script` (see [`bridge_script`]).
     pub fn start(script: &std::path::Path) -> anyhow::Result<Self> {
         Self::start_with(script, &[])
     }
@@ -145,7 +156,7 @@ impl LocalChain {
         let mut bridge = Bridge::start(script)?;
         let started = bridge.call(serde_json::json!({"op": "start", "now": now}))?;
         Ok(Self {
-            code: crate::cell_from_hex(text(&started, "code_hex")?)?,
+            code: kokon_ton::cell_from_hex(text(&started, "code_hex")?)?,
             client: text(&started, "client")?.to_string(),
             host: text(&started, "host")?.to_string(),
             bridge,
@@ -160,9 +171,9 @@ impl LocalChain {
         channel_id: u128,
         client_key: &ed25519_dalek::SigningKey,
         host_key: &ed25519_dalek::SigningKey,
-    ) -> anyhow::Result<crate::ChannelParams> {
+    ) -> anyhow::Result<kokon_ton::ChannelParams> {
         use std::str::FromStr;
-        Ok(crate::ChannelParams {
+        Ok(kokon_ton::ChannelParams {
             channel_id,
             key_a: client_key.verifying_key().to_bytes(),
             key_b: host_key.verifying_key().to_bytes(),
@@ -178,7 +189,7 @@ impl LocalChain {
     /// Deploys, funds (by the client) and initialises a channel; returns its address.
     pub fn open_channel(
         &mut self,
-        params: &crate::ChannelParams,
+        params: &kokon_ton::ChannelParams,
         client_key: &ed25519_dalek::SigningKey,
         deposit: u128,
     ) -> anyhow::Result<String> {
@@ -190,14 +201,14 @@ impl LocalChain {
     /// before it is initialised: afterwards it answers exit code 100).
     pub fn open_channel_in_parts(
         &mut self,
-        params: &crate::ChannelParams,
+        params: &kokon_ton::ChannelParams,
         client_key: &ed25519_dalek::SigningKey,
         parts: &[u128],
     ) -> anyhow::Result<String> {
         const GAS: u128 = 100_000_000;
         let deployed = self.bridge.call(serde_json::json!({
             "op": "deploy", "from": "client", "value": GAS.to_string(),
-            "data_boc": crate::boc_base64(params.data_cell()?)?,
+            "data_boc": kokon_ton::boc_base64(params.data_cell()?)?,
         }))?;
         let channel = text(&deployed, "address")?.to_string();
         anyhow::ensure!(
@@ -208,10 +219,10 @@ impl LocalChain {
             self.top_up(&channel, *part)?;
         }
         let deposit = parts.iter().sum();
-        let init = crate::init_channel(params, client_key, true, deposit, 0)?;
+        let init = kokon_ton::init_channel(params, client_key, true, deposit, 0)?;
         let inited = self.bridge.call(serde_json::json!({
             "op": "internal", "from": "client", "to": channel, "value": GAS.to_string(),
-            "body_boc": crate::boc_base64(init)?,
+            "body_boc": kokon_ton::boc_base64(init)?,
         }))?;
         channel_tx(&inited, &channel)?;
         Ok(channel)
@@ -223,7 +234,7 @@ impl LocalChain {
         let answer = self.bridge.call(serde_json::json!({
             "op": "internal", "from": "client", "to": channel,
             "value": (amount + GAS).to_string(),
-            "body_boc": crate::boc_base64(crate::top_up(amount, 0)?)?,
+            "body_boc": kokon_ton::boc_base64(kokon_ton::top_up(amount, 0)?)?,
         }))?;
         channel_tx(&answer, channel)?;
         Ok(())
@@ -246,27 +257,27 @@ impl LocalChain {
     pub fn close_cooperatively(
         &mut self,
         channel: &str,
-        params: &crate::ChannelParams,
+        params: &kokon_ton::ChannelParams,
         client_key: &ed25519_dalek::SigningKey,
         host_key: &ed25519_dalek::SigningKey,
         to_host: u128,
         deposit: u128,
         seqno_a: u64,
     ) -> anyhow::Result<Settlement> {
-        let terms = crate::cooperative_close_terms(
+        let terms = kokon_ton::cooperative_close_terms(
             params.channel_id,
             deposit - to_host,
             to_host,
             seqno_a,
             1,
         )?;
-        let close = crate::cooperative_close(
+        let close = kokon_ton::cooperative_close(
             &terms,
-            &crate::sign_cell(client_key, &terms),
-            &crate::sign_cell(host_key, &terms),
+            &kokon_ton::sign_cell(client_key, &terms),
+            &kokon_ton::sign_cell(host_key, &terms),
         )?;
         let answer = self.bridge.call(serde_json::json!({
-            "op": "external", "to": channel, "body_boc": crate::boc_base64(close)?,
+            "op": "external", "to": channel, "body_boc": kokon_ton::boc_base64(close)?,
         }))?;
         if let Some(reason) = answer.get("rejected") {
             anyhow::bail!("the channel refused the cooperative close: {reason}");
