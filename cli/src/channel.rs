@@ -1,4 +1,4 @@
-//! `kokon channel open|status|topup|close`: the client's payment channel on a
+//! `kokon channel open|status|close`: the client's payment channel on a
 //! TON network (testnet, mainnet, or the local sandbox's HTTP API), kept in a
 //! channel file (mode 0600: it holds the client's channel key).
 
@@ -11,6 +11,8 @@ use kokon_ton::voucher::Payer;
 use kokon_ton::wallet::{Outgoing, Version, Wallet};
 use kokon_ton::{ChannelParams, SemiChannelBody};
 use kokon_ton_api::{NetworkConfig, TonApi};
+
+use crate::args::ChannelCommand;
 use kokon_wire::billing::VoucherJson;
 use serde::{Deserialize, Serialize};
 use tonlib_core::TonAddress;
@@ -290,17 +292,6 @@ pub async fn status(file: &ChannelFile) -> anyhow::Result<serde_json::Value> {
     }))
 }
 
-/// `kokon channel topup`: the standard contract takes top-ups only before
-/// `init_channel`, which `open` sends right away.
-pub async fn topup(file: &ChannelFile) -> anyhow::Result<()> {
-    let api = TonApi::new(NetworkConfig::from_file(&file.network)?)?;
-    let state = channel_state(&api, &file.channel_address).await?;
-    bail!(
-        "channel {} is open (state {state}); the standard payment-channel contract accepts top_up_balance only before init_channel (exit code 100 afterwards): close it and open a new channel with a larger deposit",
-        file.channel_id
-    )
-}
-
 /// `kokon channel close`: the host co-signs a cooperative close at the newest
 /// voucher; the client checks and signs it and broadcasts it.
 pub async fn close(file: &ChannelFile, host: &str) -> anyhow::Result<(u128, u128)> {
@@ -417,4 +408,56 @@ pub async fn settle(
         ));
     }
     Ok(report)
+}
+
+/// `kokon channel ...`.
+pub async fn run(cmd: ChannelCommand) -> anyhow::Result<()> {
+    match cmd {
+        ChannelCommand::Open {
+            network,
+            host_key,
+            host_address,
+            deposit,
+            out,
+        } => {
+            let f = open(&network, &host_key, &host_address, deposit, &out).await?;
+            println!(
+                "channel {} open at {} with {} nanotons; kept in {}",
+                f.channel_id,
+                f.channel_address,
+                f.deposit,
+                out.display()
+            );
+            Ok(())
+        }
+        ChannelCommand::Status {
+            channel: path,
+            json,
+        } => {
+            let v = status(&ChannelFile::load(&path)?).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                let field = |k: &str| v.get(k).cloned().unwrap_or_default();
+                println!(
+                    "channel {} at {}: deposit {} nanotons, sent {} (voucher seqno {}), on-chain state {}",
+                    field("channel_id"),
+                    field("channel_address"),
+                    field("deposit"),
+                    field("sent"),
+                    field("seqno"),
+                    field("on_chain_state")
+                );
+            }
+            Ok(())
+        }
+        ChannelCommand::Close {
+            channel: path,
+            host,
+        } => {
+            let (to_host, to_client) = close(&ChannelFile::load(&path)?, &host).await?;
+            println!("closed: {to_host} nanotons to the host, {to_client} back to the client");
+            Ok(())
+        }
+    }
 }

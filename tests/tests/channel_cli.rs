@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
-//! `kokon channel open|status|topup|close`, `kokon infer --channel` and
+//! `kokon channel open|status|close`, `kokon infer --channel` and
 //! `kokon host settle` on a TON network: the local sandbox, served as a
 //! toncenter-style HTTP API.
 
@@ -72,10 +72,7 @@ impl Ctx {
             .env("KOKON_MODEL", &self.env.model)
             .env("KOKON_MAGIKA_DIR", &self.env.magika_dir)
             .env("KOKON_ENCLAVE_BIN", &self.env.enclave_bin)
-            .env(
-                "KOKON_TON_BRIDGE",
-                kokon_ton_sandbox::bridge_script(),
-            )
+            .env("KOKON_TON_BRIDGE", kokon_ton_sandbox::bridge_script())
             .output()
             .unwrap()
     }
@@ -226,15 +223,6 @@ async fn a_client_opens_pays_through_and_closes_a_channel_from_the_command_line(
             .unwrap()
             .starts_with("te6"),
         "{status}"
-    );
-
-    // The standard contract takes no top-up once open: the command says why.
-    let out = ctx.kokon(&["channel", "topup", "--channel", &channel, "--amount", "1"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("only before init_channel"),
-        "{}",
-        text(&out.stderr)
     );
 
     let out = ctx.kokon(&["channel", "close", "--channel", &channel, "--host", &base]);

@@ -8,9 +8,9 @@ use anyhow::Context;
 use ed25519_dalek::SigningKey;
 use kokon_billing::SignedReceipt;
 use kokon_client::Client;
-use kokon_ton_sandbox::{LocalChain, Settlement};
 use kokon_ton::voucher::Payer;
 use kokon_ton::ChannelParams;
+use kokon_ton_sandbox::{LocalChain, Settlement};
 
 pub use kokon_ton_sandbox::{DEMO_DEPOSIT, DEMO_PRICE};
 

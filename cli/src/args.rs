@@ -1,0 +1,280 @@
+//! The `kokon` command line: every command and its arguments.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// The `kokon` command.
+#[derive(Parser)]
+#[command(
+    name = "kokon",
+    version,
+    about = "Confidential inference: attested enclaves, sealed requests, signed receipts"
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the host shim and its enclave.
+    Host(HostArgs),
+    /// Fetch and verify an enclave's attestation.
+    Attest {
+        /// The host's base URL.
+        #[arg(long)]
+        host: String,
+        /// The policy file.
+        #[arg(long)]
+        policy: PathBuf,
+        /// Save the verified bundle here.
+        #[arg(long)]
+        save: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify a saved attestation bundle, or raw TDX/SNP evidence, offline.
+    ///
+    /// With --bundle (and --policy): the evidence, its binding of the claims
+    /// and the policy; the nonce is not checked. With --evidence: the quote or
+    /// report's signatures, chain and collateral; without --policy the
+    /// evidence must also be UpToDate (TDX), exit 2 otherwise.
+    Verify(VerifyArgs),
+    /// Verify the enclave, then classify a file privately.
+    Infer(InferArgs),
+    /// Auditor tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// The client's payment channel on TON.
+    #[command(subcommand)]
+    Channel(ChannelCommand),
+    /// The whole story on this machine: host, enclave, attestation, private inference.
+    Demo {
+        /// Policy for the local sim enclave.
+        #[arg(long, default_value = "policies/dev-sim.toml")]
+        policy: PathBuf,
+        /// Files to classify after the built-in sample.
+        #[arg(long)]
+        file: Vec<PathBuf>,
+    },
+}
+
+/// `kokon channel ...`.
+#[derive(Subcommand)]
+pub enum ChannelCommand {
+    /// Deploy, fund and open a channel from the client's wallet (v4r2).
+    Open {
+        /// The network file (endpoint, api_key).
+        #[arg(long)]
+        network: PathBuf,
+        /// The host's channel key (hex).
+        #[arg(long)]
+        host_key: String,
+        /// The host's payout address.
+        #[arg(long)]
+        host_address: String,
+        /// Nanotons to lock.
+        #[arg(long)]
+        deposit: u128,
+        /// Where to keep the channel (holds the client's key; mode 0600). The
+        /// key is drawn once into OUT with the extension `.key`.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The channel's state: newest voucher (and its BOC), on-chain state.
+    Status {
+        /// The channel file.
+        #[arg(long)]
+        channel: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Close cooperatively with the host at the newest voucher.
+    Close {
+        /// The channel file.
+        #[arg(long)]
+        channel: PathBuf,
+        /// The host's base URL.
+        #[arg(long)]
+        host: String,
+    },
+}
+
+/// `kokon audit ...`.
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Replay a TDX event log (CCEL), print each event, and compare with a quote's RTMRs.
+    Eventlog {
+        /// The event log (the CCEL table's log area, e.g. /sys/firmware/acpi/tables/data/CCEL).
+        log: PathBuf,
+        /// A quote of the same TD: exit 2 unless the replay reproduces its RTMR0-2.
+        #[arg(long)]
+        quote: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print every field of a TDX quote, SNP report or attestation bundle with its meaning.
+    Explain {
+        /// The quote, report (binary or hex) or bundle (JSON).
+        file: PathBuf,
+        /// Format, when not detected: tdx-quote or snp-report.
+        #[arg(long)]
+        format: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `kokon host`: where to listen, which enclave to launch, its limits.
+#[derive(clap::Parser, Clone)]
+pub struct HostArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+    /// Evidence backend of the enclave.
+    #[arg(long, default_value = "sim")]
+    pub tee: String,
+    /// Inference device (cpu or cuda).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// The ONNX model (default $KOKON_MODEL).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// The model's served name.
+    #[arg(long, default_value = "magika")]
+    pub model_name: String,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub max_body: usize,
+    /// Requests relayed at once.
+    #[arg(long, default_value_t = 64)]
+    pub max_concurrency: usize,
+    /// Seconds allowed per request, once its body has arrived.
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
+    /// Seconds a client has to send a request body (every route).
+    #[arg(long, default_value_t = 10)]
+    pub body_timeout: u64,
+    /// Attestations relayed at once (apart from inference).
+    #[arg(long, default_value_t = 4)]
+    pub max_attestations: usize,
+    /// Attestations started per second (bursts up to as many).
+    #[arg(long, default_value_t = 50)]
+    pub attestations_per_second: u32,
+    /// Open connections per peer address (0: no limit; behind a reverse proxy, raise it).
+    #[arg(long, default_value_t = 256)]
+    pub max_connections_per_peer: usize,
+    /// Pin the enclave to these CPUs (comma-separated), as a TEE VM's dedicated vCPUs.
+    #[arg(long)]
+    pub enclave_cpus: Option<String>,
+    /// Hardware TEEs: Intel PCS or PCCS base URL for TDX collateral.
+    #[arg(long, default_value = kokon_host::collateral::INTEL_PCS)]
+    pub pcs_url: String,
+    /// Hardware TEEs: URL of the Intel SGX Root CA CRL.
+    #[arg(long, default_value = kokon_host::collateral::INTEL_ROOT_CRL)]
+    pub root_crl_url: String,
+    /// Hardware TEEs: AMD KDS base URL for VCEKs.
+    #[arg(long, default_value = kokon_host::collateral::AMD_KDS)]
+    pub kds_url: String,
+    /// SEV-SNP product line (milan, genoa, turin) for reports that do not name it.
+    #[arg(long)]
+    pub snp_product: Option<String>,
+    /// Bill requests to the payment channels in this TOML file (see docs/billing.md).
+    #[arg(long)]
+    pub channels: Option<PathBuf>,
+    /// Price of one inference in nanotons (the enclave's receipts charge it).
+    #[arg(long, default_value_t = 0)]
+    pub price_nanoton_per_unit: u128,
+    /// Host tools instead of running the host.
+    #[command(subcommand)]
+    pub action: Option<HostAction>,
+}
+
+/// `kokon host ...`: host tools.
+#[derive(Subcommand, Clone)]
+pub enum HostAction {
+    /// Claim what the channels owe: start an uncooperative close on each
+    /// channel's newest voucher (from the host's v5r1 wallet), or finish
+    /// them after the quarantine.
+    Settle {
+        /// The channels file (with host_key_file and each channel's address).
+        #[arg(long)]
+        channels: PathBuf,
+        /// The network file.
+        #[arg(long)]
+        network: PathBuf,
+        /// Finish closes whose quarantine has passed.
+        #[arg(long)]
+        finish: bool,
+    },
+}
+
+/// The arguments of `kokon verify`.
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    /// A saved attestation bundle.
+    #[arg(
+        long,
+        conflicts_with = "evidence",
+        required_unless_present = "evidence"
+    )]
+    pub bundle: Option<PathBuf>,
+    /// A raw TDX quote or SNP report (binary or hex).
+    #[arg(long)]
+    pub evidence: Option<PathBuf>,
+    /// Format of --evidence when it is not detected: tdx-quote or snp-report.
+    #[arg(long, requires = "evidence")]
+    pub format: Option<String>,
+    /// TDX collateral (JSON, as Intel PCS/PCCS or dcap-qvl's QuoteCollateralV3).
+    #[arg(long, requires = "evidence")]
+    pub collateral: Option<PathBuf>,
+    /// SNP: the VCEK or VLEK certificate (DER or PEM).
+    #[arg(long, requires = "evidence")]
+    pub vcek: Option<PathBuf>,
+    /// SNP: its CA chain (ASK or ASVK, then ARK; PEM); default the embedded ASK.
+    #[arg(long, requires = "evidence")]
+    pub chain: Option<PathBuf>,
+    /// SNP: AMD's CRL for the product line (DER or PEM, from KDS .../crl).
+    #[arg(long, requires = "evidence")]
+    pub crl: Option<PathBuf>,
+    /// The policy file (required with --bundle).
+    #[arg(long, required_unless_present = "evidence")]
+    pub policy: Option<PathBuf>,
+    /// Verification time (RFC 3339); default now.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The arguments of `kokon infer`.
+#[derive(clap::Args)]
+pub struct InferArgs {
+    /// The host's base URL.
+    #[arg(long)]
+    pub host: String,
+    /// The policy file.
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// Model name.
+    #[arg(long, default_value = "magika")]
+    pub model: String,
+    /// The file to classify.
+    #[arg(long)]
+    pub file: PathBuf,
+    /// Bill it to this payment channel (a `kokon channel open` file) and pay.
+    #[arg(long)]
+    pub channel: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}

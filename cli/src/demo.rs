@@ -1,0 +1,158 @@
+//! `kokon demo`: the whole story on one machine (sim TEE, CPU, the local TON
+//! sandbox of `demo/ton-sandbox`).
+
+mod payment;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use kokon_client::magika::Prepared;
+use kokon_client::Client;
+
+use crate::args::HostArgs;
+use crate::infer::{classify, load_magika};
+use crate::{host, local, report};
+
+const SAMPLE_NAME: &str = "built-in sample (a Python script)";
+const SAMPLE: &[u8] = b"#!/usr/bin/env python3\n\"\"\"Count words in the files given on the command line.\"\"\"\nimport sys\nfrom collections import Counter\n\n\ndef main(paths):\n    counts = Counter()\n    for path in paths:\n        with open(path, encoding=\"utf-8\") as f:\n            for line in f:\n                counts.update(line.split())\n    for word, n in counts.most_common(10):\n        print(f\"{n:6d} {word}\")\n\n\nif __name__ == \"__main__\":\n    main(sys.argv[1:])\n";
+
+/// `kokon demo`: a payment channel on the local TON sandbox, a host with a
+/// sim enclave, attestation, private classifications paid by vouchers, and
+/// the settlement on chain.
+pub async fn run(policy_path: &Path, files: &[PathBuf]) -> anyhow::Result<()> {
+    let step = |n: u32, title: &str| println!("\n[{n}] {title}");
+    println!("kokon demo: private inference end to end (sim TEE, CPU), paid over a TON payment channel (local sandbox)");
+    step(
+        1,
+        "client opens a payment channel to the host on a local TON sandbox (the real TVM)",
+    );
+    let mut channel = payment::DemoChannel::open(&local::env_path("KOKON_TON_BRIDGE")?)?;
+    println!(
+        "  channel {} at {} holds {} nanotons of the client's; price {} nanotons per inference",
+        channel.params.channel_id,
+        channel.address,
+        payment::DEMO_DEPOSIT,
+        payment::DEMO_PRICE
+    );
+    let dir = local::data_dir()
+        .join("demo")
+        .join(std::process::id().to_string());
+    let channels = channel.channels_file(&dir)?;
+    step(2, "host shim starts and launches the enclave");
+    let t = Instant::now();
+    let args = HostArgs::parse_from([
+        "host".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--price-nanoton-per-unit".into(),
+        payment::DEMO_PRICE.to_string(),
+        "--channels".into(),
+        channels.display().to_string(),
+    ]);
+    let host = kokon_host::start(host::config(&args)?).await?;
+    host.wait_ready(Duration::from_secs(90)).await?;
+    println!(
+        "  host listening on http://{} ; enclave pid {} ready in {:.0?}",
+        host.addr,
+        host.state.pid.load(std::sync::atomic::Ordering::Relaxed),
+        t.elapsed()
+    );
+    let base = format!("http://{}", host.addr);
+    let result = demo_client(&base, policy_path, files, &step, &mut channel).await;
+    host.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let last = result?;
+    step(
+        last + 1,
+        "client and host settle: cooperative close on chain",
+    );
+    let settled = channel.settle()?;
+    println!(
+        "  the contract paid the host {} nanotons (the sum of the receipts) and returned {} to the client; host and enclave stopped",
+        settled.to_host, settled.to_client
+    );
+    anyhow::ensure!(
+        settled.to_host == channel.payer.state().sent,
+        "the host was paid {} but the vouchers say {}",
+        settled.to_host,
+        channel.payer.state().sent
+    );
+    println!(
+        "settled_nanoton={} receipts={}",
+        settled.to_host, channel.receipts
+    );
+    Ok(())
+}
+
+/// The client's part of the demo; returns the number of the last step shown.
+async fn demo_client(
+    base: &str,
+    policy_path: &Path,
+    files: &[PathBuf],
+    step: &impl Fn(u32, &str),
+    channel: &mut payment::DemoChannel,
+) -> anyhow::Result<u32> {
+    let client = Client::new(base);
+    let policy = local::load_policy(policy_path)?;
+    step(
+        3,
+        &format!(
+            "client fetches evidence with a fresh nonce and verifies it against {}",
+            policy_path.display()
+        ),
+    );
+    let t = Instant::now();
+    let enclave = client
+        .attest(&policy)
+        .await?
+        .with_channel(channel.params.channel_id, channel.client_key());
+    print!("{}", report::text(&enclave, &policy.name));
+    println!("  verified in {:.1?}", t.elapsed());
+    let magika = load_magika()?;
+    let mut inputs: Vec<(String, Prepared)> = vec![(SAMPLE_NAME.into(), magika.prepare(SAMPLE))];
+    for f in files {
+        let prepared = magika
+            .prepare_file(f)
+            .with_context(|| format!("reading {}", f.display()))?;
+        inputs.push((f.display().to_string(), prepared));
+    }
+    let mut n = 3;
+    for (name, prepared) in inputs {
+        n += 1;
+        step(n, &format!("classify {name} privately, and pay for it"));
+        let c = classify(&client, &enclave, &magika, prepared).await?;
+        match &c.receipt {
+            None => println!(
+                "  decided locally (too small for the model): {}",
+                c.result.output
+            ),
+            Some(r) => {
+                println!("  request sealed to the attested key (HPKE X25519/AES-256-GCM); the host relayed only ciphertext");
+                println!(
+                    "  result: {} (model label {}, score {:.3})",
+                    c.result.output, c.result.dl, c.result.score
+                );
+                println!(
+                    "  receipt verified: seq {} units {} charged {} nanotons, model sha256:{}… signed by ed25519:{}…",
+                    r.receipt.sequence,
+                    r.receipt.units,
+                    r.receipt.amount,
+                    &hex::encode(r.receipt.model_digest)[..16],
+                    &hex::encode(enclave.evidence.claims.receipt_key)[..16]
+                );
+                let paid = channel.pay(&client, r).await?;
+                println!(
+                    "  voucher seqno {} sent to the host, which now counts {paid} nanotons paid",
+                    channel.payer.state().seqno
+                );
+                println!(
+                    "  {} bytes of tensor JSON, end to end in {:.1?}",
+                    c.sealed_bytes, c.elapsed
+                );
+            }
+        }
+    }
+    Ok(n)
+}

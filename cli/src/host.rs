@@ -1,0 +1,157 @@
+//! `kokon host`: the host shim's configuration, its run until a signal, and
+//! `kokon host settle`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use kokon_host::{EnclaveCommand, HostConfig, Limits};
+
+use crate::args::HostArgs;
+use crate::{channel, local};
+
+/// The host's configuration from its arguments and what this machine has.
+pub fn config(args: &HostArgs) -> anyhow::Result<HostConfig> {
+    match args.tee.as_str() {
+        "sim" => {}
+        "tdx" | "snp" | "auto" => {
+            // The enclave acquires evidence through configfs-tsm or a guest
+            // driver's device; fail before launching it when this machine has
+            // none of them (never fall back to sim).
+            let tsm = Path::new(kokon_wire::TSM_REPORT_ROOT);
+            let sev_device = args.tee != "tdx" && Path::new(kokon_wire::SEV_GUEST_DEVICE).exists();
+            let tdx_device = args.tee != "snp" && Path::new(kokon_wire::TDX_GUEST_DEVICE).exists();
+            if !tsm.is_dir() && !sev_device && !tdx_device {
+                anyhow::bail!(
+                    "--tee {}: configfs-tsm not found at {} (needs a TDX or SEV-SNP guest with Linux 6.7+, or {} for SEV-SNP, or {} with the host's quoting service for TDX); kokon never falls back to sim",
+                    args.tee,
+                    tsm.display(),
+                    kokon_wire::SEV_GUEST_DEVICE,
+                    kokon_wire::TDX_GUEST_DEVICE
+                );
+            }
+        }
+        other => anyhow::bail!("--tee {other}: expected sim, tdx, snp or auto"),
+    }
+    let data_dir = local::data_dir();
+    let model = match &args.model {
+        Some(m) => m.clone(),
+        None => local::env_path("KOKON_MODEL")?,
+    };
+    let ort_lib = local::env_path("KOKON_ORT_LIB")?;
+    let run_dir = data_dir.join("run");
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    let enclave = local::enclave_binary()?;
+    if !enclave.is_file() {
+        anyhow::bail!("enclave binary {} not found: build it with `cargo build --release` or set KOKON_ENCLAVE_BIN", enclave.display());
+    }
+    let path = |p: &Path| p.display().to_string();
+    let pinning = args
+        .enclave_cpus
+        .iter()
+        .flat_map(|cpus| ["--cpus".to_string(), cpus.clone()]);
+    Ok(HostConfig {
+        listen: args.listen,
+        enclave: EnclaveCommand {
+            program: enclave,
+            args: vec![
+                "--tee".into(),
+                args.tee.clone(),
+                "--device".into(),
+                args.device.clone(),
+                "--model".into(),
+                path(&model),
+                "--model-name".into(),
+                args.model_name.clone(),
+                "--ort-lib".into(),
+                path(&ort_lib),
+                "--data-dir".into(),
+                path(&data_dir),
+                "--price-nanoton-per-unit".into(),
+                args.price_nanoton_per_unit.to_string(),
+            ]
+            .into_iter()
+            .chain(pinning)
+            .collect(),
+            env: Vec::new(),
+            socket: run_dir.join(format!("enclave-{}.sock", std::process::id())),
+            startup_timeout: Duration::from_secs(60),
+        },
+        limits: Limits {
+            max_body_bytes: args.max_body,
+            max_concurrency: args.max_concurrency,
+            request_timeout: Duration::from_secs(args.timeout),
+            body_timeout: Duration::from_secs(args.body_timeout),
+            max_attestations: args.max_attestations,
+            attestations_per_second: args.attestations_per_second,
+            max_connections_per_peer: args.max_connections_per_peer,
+            ..Limits::default()
+        },
+        ledger: args
+            .channels
+            .as_deref()
+            .map(|f| kokon_host::ledger::LedgerConfig::from_file(f, data_dir.join("vouchers")))
+            .transpose()?,
+        collateral: match args.tee.as_str() {
+            // The sim PCS's collateral comes with the sim's bundles.
+            "sim" => None,
+            _ => Some(kokon_host::collateral::CollateralConfig {
+                pcs_url: args.pcs_url.clone(),
+                root_crl_url: args.root_crl_url.clone(),
+                kds_url: args.kds_url.clone(),
+                snp_product: args
+                    .snp_product
+                    .as_deref()
+                    .map(|p| serde_json::from_value(serde_json::Value::String(p.into())))
+                    .transpose()
+                    .context("--snp-product: expected milan, genoa or turin")?,
+                cache_dir: data_dir.join("collateral"),
+            }),
+        },
+    })
+}
+
+/// Runs the host until SIGTERM or Ctrl-C. Announces that it listens only
+/// once the enclave is ready; when the enclave's first start fails, stops
+/// and fails with the enclave's own last error lines instead of looping.
+pub async fn run(config: HostConfig) -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // The supervisor gives up on its own after this long: wait a little longer.
+    let patience = config.enclave.startup_timeout + Duration::from_secs(10);
+    let host = kokon_host::start(config).await?;
+    let ready = tokio::select! {
+        ready = host.wait_ready(patience) => Some(ready),
+        _ = term.recv() => None,
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    match ready {
+        Some(Err(e)) => {
+            host.shutdown().await;
+            return Err(e.context("the enclave did not start"));
+        }
+        Some(Ok(())) => {
+            println!(
+                "kokon host listening on http://{} (enclave pid {} ready)",
+                host.addr,
+                host.state.pid.load(std::sync::atomic::Ordering::Relaxed)
+            );
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
+            }
+        }
+        None => tracing::info!("stopped while the enclave was starting"),
+    }
+    host.shutdown().await;
+    Ok(())
+}
+
+/// `kokon host settle`: claims what each channel owes.
+pub async fn settle(channels: &Path, network: &Path, finish: bool) -> anyhow::Result<()> {
+    let ledger =
+        kokon_host::ledger::LedgerConfig::from_file(channels, local::data_dir().join("vouchers"))?;
+    for line in channel::settle(&ledger, network, finish).await? {
+        println!("{line}");
+    }
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! `kokon infer`: verify the enclave, classify a file privately, and pay
+//! for it on a payment channel.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use kokon_client::magika::{self, Classification, Magika, Prepared};
+use kokon_client::{Client, ClientError, VerifiedEnclave};
+use kokon_wire::kserve::{InferInput, InferRequest};
+
+use crate::args::InferArgs;
+use crate::{channel, local};
+
+/// `kokon infer`.
+pub async fn run(args: InferArgs) -> anyhow::Result<()> {
+    let InferArgs {
+        host,
+        policy,
+        model,
+        file,
+        channel,
+        json,
+    } = args;
+    let p = local::load_policy(&policy)?;
+    let client = Client::new(&host);
+    let mut enclave = client.attest(&p).await?;
+    let paying = match &channel {
+        Some(path) => {
+            let f = channel::ChannelFile::load(path)?;
+            enclave = enclave.with_channel(f.id()?, f.key()?);
+            // A voucher that did not reach the host last time goes
+            // first (the host already holding it answers 409).
+            if let Some(saved) = &f.voucher {
+                let state = saved.state().map_err(anyhow::Error::msg)?;
+                match client.pay(&state).await {
+                    Ok(_) | Err(ClientError::Host { status: 409, .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Some((path.clone(), f))
+        }
+        None => None,
+    };
+    if enclave.evidence.claims.model_name != model {
+        anyhow::bail!(
+            "the attested enclave serves model {:?}, not {model:?}",
+            enclave.evidence.claims.model_name
+        );
+    }
+    let magika = load_magika()?;
+    let prepared = magika
+        .prepare_file(&file)
+        .with_context(|| format!("reading {}", file.display()))?;
+    let c = classify(&client, &enclave, &magika, prepared).await?;
+    // Paid only after the receipt verified; the voucher is saved
+    // before it is handed over, so it is never lost. The result is
+    // shown whatever happens to the payment.
+    let mut voucher = None;
+    if let (Some((path, mut f)), Some(r)) = (paying, &c.receipt) {
+        let v = f.payer()?.pay(r.receipt.amount)?;
+        f.voucher = Some(kokon_wire::billing::VoucherJson::from(&v));
+        f.save(&path)?;
+        voucher = Some((path, v));
+    }
+    if json {
+        let out = serde_json::json!({
+            "file": file.display().to_string(),
+            "dl": c.result.dl, "output": c.result.output, "score": c.result.score,
+            "receipt": c.receipt,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    } else {
+        println!(
+            "{}: {} (model label {}, score {:.3})",
+            file.display(),
+            c.result.output,
+            c.result.dl,
+            c.result.score
+        );
+        if let Some(r) = c.receipt {
+            println!(
+                "receipt verified: seq {} units {}",
+                r.receipt.sequence, r.receipt.units
+            );
+        }
+    }
+    if let Some((path, v)) = voucher {
+        client.pay(&v).await.map_err(|e| {
+            anyhow::anyhow!(
+                "the result above is yours, but its payment did not reach the host: {e}. The voucher (seqno {}) is saved in {}; the next `kokon infer --channel` sends a newer one that covers it",
+                v.body.seqno,
+                path.display()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The outcome of one private classification.
+pub struct Classified {
+    /// Magika's verdict.
+    pub result: Classification,
+    /// The enclave's verified receipt (none when decided locally).
+    pub receipt: Option<kokon_billing::SignedReceipt>,
+    /// Size of the sealed request's plaintext.
+    pub sealed_bytes: usize,
+    /// Time end to end.
+    pub elapsed: Duration,
+}
+
+/// Classifies one prepared file in the enclave (or locally, when Magika
+/// decides without the model).
+pub async fn classify(
+    client: &Client,
+    enclave: &VerifiedEnclave,
+    magika: &Magika,
+    prepared: Prepared,
+) -> Result<Classified, ClientError> {
+    let started = Instant::now();
+    let row = match prepared {
+        Prepared::Decided(result) => {
+            return Ok(Classified {
+                result,
+                receipt: None,
+                sealed_bytes: 0,
+                elapsed: started.elapsed(),
+            })
+        }
+        Prepared::Features(row) => row,
+    };
+    let request = InferRequest {
+        id: None,
+        inputs: vec![InferInput::int32(
+            magika::INPUT,
+            vec![1, row.len() as i64],
+            &row,
+        )],
+        outputs: None,
+        parameters: None,
+    };
+    let sealed_bytes = serde_json::to_vec(&request).map(|b| b.len()).unwrap_or(0);
+    let (response, receipt) = client.infer(enclave, &request).await?;
+    let scores = response
+        .outputs
+        .iter()
+        .find(|o| o.name == magika::OUTPUT)
+        .and_then(|o| o.f32_data())
+        .ok_or_else(|| {
+            ClientError::Protocol(format!("response has no numeric {} output", magika::OUTPUT))
+        })?;
+    let result = magika.classify(&scores).map_err(ClientError::Protocol)?;
+    Ok(Classified {
+        result,
+        receipt: Some(receipt),
+        sealed_bytes,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Magika's pre- and post-processing, from the installed package.
+pub fn load_magika() -> anyhow::Result<Magika> {
+    Magika::load(&local::env_path("KOKON_MAGIKA_DIR")?).map_err(anyhow::Error::msg)
+}
