@@ -18,7 +18,6 @@ demo: setup
 test: setup
     cargo build --workspace --bins
     cargo test --workspace
-    cargo test -p kokon-ton --features live
 
 # Latency of a full confidential inference against bare session.run, and throughput.
 bench: setup
@@ -31,11 +30,12 @@ soak seconds="180": setup
     cargo build --release --bins
     ./target/release/kokon-soak {{seconds}}
 
-# Formatting and clippy, warnings as errors.
+# Formatting, clippy (warnings as errors), and the architecture: no module
+# cycles, no I/O crate under the pure ones (scripts/check-architecture.py).
 lint:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
-    cargo clippy -p kokon-ton --features live --all-targets -- -D warnings
+    python3 scripts/check-architecture.py
 
 # What CI runs.
 presubmit: lint test
