@@ -1,6 +1,7 @@
 //! The one error type of this crate. Every variant says what was checked, what
 //! was expected and what was found; none carries secret or plaintext data.
 
+use kokon_bytes::ReadError;
 use thiserror::Error;
 
 /// Why evidence was rejected.
@@ -146,4 +147,25 @@ pub enum Error {
     /// The simulated TEE could not produce evidence.
     #[error("simulated TEE: {0}")]
     Sim(String),
+}
+
+/// The reader's two failures are this crate's [`Error::Truncated`] and
+/// [`Error::TrailingBytes`], field for field.
+impl From<ReadError> for Error {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Truncated {
+                what,
+                offset,
+                needed,
+                available,
+            } => Error::Truncated {
+                what,
+                offset,
+                needed,
+                available,
+            },
+            ReadError::TrailingBytes { what, extra } => Error::TrailingBytes { what, extra },
+        }
+    }
 }

@@ -8,9 +8,9 @@
 //! An auditor replays the log to check the quote's RTMRs and then reads
 //! *which* firmware, kernel, command line and initrd produced them.
 
+use kokon_bytes::Reader;
 use sha2::{Digest, Sha384};
 
-use crate::reader::Reader;
 use crate::tdx::{rtmr_extend, Measurement};
 use crate::Error;
 

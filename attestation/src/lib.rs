@@ -22,7 +22,6 @@ pub mod eventlog;
 pub mod explain;
 pub mod pem;
 pub mod pki;
-pub mod reader;
 pub mod roots;
 pub mod sim;
 pub mod snp;

@@ -26,6 +26,7 @@ use hpke::aead::{Aead, AeadCtxR, AeadCtxS, AesGcm128, AesGcm256};
 use hpke::kdf::HkdfSha256;
 use hpke::kem::X25519HkdfSha256;
 use hpke::{Deserializable, Kem as _, OpModeR, OpModeS, Serializable};
+use kokon_bytes::{ReadError, Reader};
 use sha2_next::Sha256;
 use thiserror::Error;
 use zeroize::Zeroizing;
@@ -139,25 +140,23 @@ impl KeyConfig {
     /// Parses a configuration, picking the strongest suite it offers that this
     /// crate supports. `require` restricts the choice to one suite.
     pub fn parse(bytes: &[u8], require: Option<Suite>) -> Result<Self, SealError> {
-        let err = |m: &str| SealError::KeyConfig(m.to_string());
-        let (&key_id, rest) = bytes.split_first().ok_or_else(|| err("empty"))?;
-        let (kem, rest) = split_u16(rest).ok_or_else(|| err("truncated KEM ID"))?;
+        let err = |e: ReadError| SealError::KeyConfig(e.to_string());
+        let mut r = Reader::new(bytes);
+        let key_id = r.u8("key ID").map_err(err)?;
+        let kem = r.u16_be("KEM ID").map_err(err)?;
         if kem != KEM_X25519_SHA256 {
             return Err(SealError::KeyConfig(format!(
                 "KEM {kem:#06x}; expected {KEM_X25519_SHA256:#06x} (X25519)"
             )));
         }
-        let (pk, rest) = split_at(rest, NPK).ok_or_else(|| err("truncated public key"))?;
-        let (len, rest) = split_u16(rest).ok_or_else(|| err("truncated suite list length"))?;
-        let (mut list, trailing) =
-            split_at(rest, usize::from(len)).ok_or_else(|| err("truncated suite list"))?;
-        if !trailing.is_empty() || len % 4 != 0 {
-            return Err(err("malformed suite list"));
-        }
+        let public_key = r.array::<NPK>("public key").map_err(err)?;
+        let len = r.u16_be("suite list length").map_err(err)?;
+        let mut list = r.sub(u32::from(len), "suite list").map_err(err)?;
+        r.finish("key configuration").map_err(err)?;
         let mut best = None;
-        while let Some((kdf, rest)) = split_u16(list) {
-            let (aead, rest) = split_u16(rest).ok_or_else(|| err("malformed suite"))?;
-            list = rest;
+        while list.remaining() > 0 {
+            let kdf = list.u16_be("KDF ID in the suite list").map_err(err)?;
+            let aead = list.u16_be("AEAD ID in the suite list").map_err(err)?;
             if kdf != KDF_HKDF_SHA256 {
                 continue;
             }
@@ -169,9 +168,10 @@ impl KeyConfig {
         }
         let suite = best.ok_or_else(|| match require {
             Some(r) => SealError::KeyConfig(format!("no HKDF-SHA256 / {r:?} suite offered")),
-            None => err("no supported suite (HKDF-SHA256 with AES-128-GCM or AES-256-GCM)"),
+            None => SealError::KeyConfig(
+                "no supported suite (HKDF-SHA256 with AES-128-GCM or AES-256-GCM)".into(),
+            ),
         })?;
-        let public_key = pk.try_into().map_err(|_| err("public key length"))?;
         Ok(Self {
             key_id,
             public_key,
@@ -187,13 +187,10 @@ impl KeyConfig {
     }
 }
 
-fn split_at(b: &[u8], n: usize) -> Option<(&[u8], &[u8])> {
-    (b.len() >= n).then(|| b.split_at(n))
-}
-
-fn split_u16(b: &[u8]) -> Option<(u16, &[u8])> {
-    let (head, rest) = split_at(b, 2)?;
-    Some((u16::from_be_bytes(head.try_into().ok()?), rest))
+/// A message too short for its fixed parts: names the part, as
+/// [`SealError::Truncated`] does.
+fn truncated(e: ReadError) -> SealError {
+    SealError::Truncated(e.what())
 }
 
 fn request_info(header: &[u8; HEADER_LEN]) -> Vec<u8> {
@@ -320,11 +317,8 @@ impl ServerKey {
         &self,
         request: &[u8],
     ) -> Result<(Zeroizing<Vec<u8>>, ResponseContext), SealError> {
-        let (header, rest) =
-            split_at(request, HEADER_LEN).ok_or(SealError::Truncated("request header"))?;
-        let header: [u8; HEADER_LEN] = header
-            .try_into()
-            .map_err(|_| SealError::Truncated("request header"))?;
+        let mut r = Reader::new(request);
+        let header = r.array::<HEADER_LEN>("request header").map_err(truncated)?;
         let expected = self.config.header();
         if header != expected {
             let [key, k0, k1, d0, d1, a0, a1] = header;
@@ -339,7 +333,8 @@ impl ServerKey {
                 ],
             });
         }
-        let (enc, ct) = split_at(rest, NPK).ok_or(SealError::Truncated("encapsulated key"))?;
+        let enc = r.take(NPK, "encapsulated key").map_err(truncated)?;
+        let ct = r.rest();
         let encapped = <Kem as hpke::Kem>::EncappedKey::from_bytes(enc)
             .map_err(|_| SealError::Decrypt("request"))?;
         let info = request_info(&header);
@@ -442,9 +437,39 @@ impl ClientContext {
     /// Opens the response to the request this context sealed.
     pub fn decapsulate(self, response: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
         let nonce_len = self.suite.key_len().max(NN);
-        let (response_nonce, ct) =
-            split_at(response, nonce_len).ok_or(SealError::Truncated("response nonce"))?;
+        let mut r = Reader::new(response);
+        let response_nonce = r.take(nonce_len, "response nonce").map_err(truncated)?;
+        let ct = r.rest();
         let (key, nonce) = response_key(&self.secret, &self.enc, response_nonce, self.suite)?;
         Ok(Zeroizing::new(aead_open(self.suite, &key, &nonce, ct)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_key_configs_name_the_part_that_is_wrong() {
+        let config = ServerKey::derive(7, Suite::Aes256Gcm, &[1; 32])
+            .config()
+            .encode();
+        let message = |bytes: &[u8]| KeyConfig::parse(bytes, None).unwrap_err().to_string();
+        assert_eq!(
+            message(&config[..8]),
+            "OHTTP key configuration: truncated public key: needed 32 bytes at offset 3, 5 available"
+        );
+        let mut trailing = config.clone();
+        trailing.push(0);
+        assert_eq!(
+            message(&trailing),
+            "OHTTP key configuration: 1 trailing bytes after key configuration"
+        );
+        let mut odd_list = config[..config.len() - 2].to_vec();
+        odd_list[35..37].copy_from_slice(&2u16.to_be_bytes());
+        assert_eq!(
+            message(&odd_list),
+            "OHTTP key configuration: truncated AEAD ID in the suite list: needed 2 bytes at offset 2, 0 available"
+        );
     }
 }

@@ -23,6 +23,7 @@ pub mod billing;
 pub mod kserve;
 pub mod replay;
 
+use kokon_bytes::Reader;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -181,31 +182,29 @@ fn encode_frame(kind: u8, parts: &[&[u8]]) -> Result<Vec<u8>, WireError> {
     Ok(frame)
 }
 
-/// The payload length a frame head announces, checked against
-/// [`MAX_FRAME_LEN`], and the frame's kind.
-fn decode_head(head: [u8; FRAME_HEAD_LEN]) -> Result<(usize, u8), WireError> {
-    let [a, b, c, d, kind] = head;
-    let len = u32::from_be_bytes([a, b, c, d]);
+/// Reads a frame head: the payload length it announces, checked against
+/// [`MAX_FRAME_LEN`] once the whole head is read, and the frame's kind.
+/// [`WireError::Closed`] without a whole head.
+fn decode_head(r: &mut Reader<'_>) -> Result<(usize, u8), WireError> {
+    let len = r.u32_be("frame length").map_err(|_| WireError::Closed)?;
+    let kind = r.u8("frame kind").map_err(|_| WireError::Closed)?;
     if len > MAX_FRAME_LEN {
         return Err(WireError::TooLarge(len));
     }
-    Ok((len as usize, kind))
+    let len = usize::try_from(len).map_err(|_| WireError::TooLarge(len))?;
+    Ok((len, kind))
 }
 
 /// Splits the frame at the start of `bytes` into its kind, its payload and
 /// the number of bytes it takes. Fails as reading a stream holding exactly
 /// `bytes` would: [`WireError::Closed`] without a whole frame.
 fn decode_frame(bytes: &[u8]) -> Result<(u8, &[u8], usize), WireError> {
-    let head = bytes
-        .get(..FRAME_HEAD_LEN)
-        .and_then(|h| <[u8; FRAME_HEAD_LEN]>::try_from(h).ok())
-        .ok_or(WireError::Closed)?;
-    let (len, kind) = decode_head(head)?;
-    let end = FRAME_HEAD_LEN
-        .checked_add(len)
-        .ok_or(WireError::TooLarge(u32::MAX))?;
-    let payload = bytes.get(FRAME_HEAD_LEN..end).ok_or(WireError::Closed)?;
-    Ok((kind, payload, end))
+    let mut r = Reader::new(bytes);
+    let (len, kind) = decode_head(&mut r)?;
+    let payload = r
+        .take(len, "frame payload")
+        .map_err(|_| WireError::Closed)?;
+    Ok((kind, payload, r.offset()))
 }
 
 async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &[u8]) -> Result<(), WireError> {
@@ -218,7 +217,7 @@ async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &[u8]) -> Result<(
 async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<(u8, Vec<u8>), WireError> {
     let mut head = [0u8; FRAME_HEAD_LEN];
     r.read_exact(&mut head).await.map_err(eof_is_closed)?;
-    let (len, kind) = decode_head(head)?;
+    let (len, kind) = decode_head(&mut Reader::new(&head))?;
     let mut payload = vec![0u8; len];
     r.read_exact(&mut payload).await.map_err(eof_is_closed)?;
     Ok((kind, payload))
@@ -256,12 +255,12 @@ impl Request {
         match kind {
             REQ_ATTEST => Ok(Request::Attest { nonce: bytes }),
             REQ_OHTTP => {
-                let channel = bytes
-                    .get(..16)
-                    .and_then(|c| <[u8; 16]>::try_from(c).ok())
-                    .map(u128::from_be_bytes)
-                    .ok_or(WireError::Malformed("ohttp"))?;
-                bytes.drain(..16);
+                let mut r = Reader::new(&bytes);
+                let channel = r
+                    .u128_be("channel")
+                    .map_err(|_| WireError::Malformed("ohttp"))?;
+                // The request is the rest of the payload, kept in place.
+                bytes.drain(..r.offset());
                 Ok(Request::Ohttp {
                     channel,
                     request: bytes,
@@ -316,15 +315,14 @@ impl Response {
             RESP_OHTTP => Ok(Response::Ohttp(b)),
             RESP_HEALTH => Ok(Response::Health(b)),
             RESP_BILLED => {
-                let malformed = || WireError::Malformed("billed");
-                let len = b
-                    .get(..4)
-                    .and_then(|l| <[u8; 4]>::try_from(l).ok())
-                    .map(u32::from_be_bytes)
-                    .ok_or_else(malformed)? as usize;
-                let sealed = b.get(4..4 + len).ok_or_else(malformed)?.to_vec();
-                let receipt = b.get(4 + len..).ok_or_else(malformed)?.to_vec();
-                Ok(Response::Billed { sealed, receipt })
+                let malformed = |_| WireError::Malformed("billed");
+                let mut r = Reader::new(&b);
+                let len = r.u32_be("sealed response length").map_err(malformed)?;
+                let sealed = r.sub(len, "sealed response").map_err(malformed)?.rest();
+                Ok(Response::Billed {
+                    sealed: sealed.to_vec(),
+                    receipt: r.rest().to_vec(),
+                })
             }
             RESP_REJECTED => Ok(Response::Rejected(text(b, "rejected")?)),
             RESP_FAILED => Ok(Response::Failed(text(b, "failed")?)),
@@ -410,6 +408,40 @@ mod tests {
             Request::read(&mut [].as_slice()).await,
             Err(WireError::Closed)
         ));
+    }
+
+    #[test]
+    fn a_partial_head_is_closed_and_a_billed_length_is_bounded() {
+        // Four bytes announcing too much are still only part of a head.
+        assert!(matches!(
+            Request::decode(&[0xff, 0xff, 0xff, 0xff]),
+            Err(WireError::Closed)
+        ));
+        let billed = |payload: &[u8]| {
+            let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
+            frame.push(RESP_BILLED);
+            frame.extend_from_slice(payload);
+            Response::decode(&frame).map(|(r, _)| r)
+        };
+        assert!(matches!(
+            billed(&[0, 0, 0]),
+            Err(WireError::Malformed("billed"))
+        ));
+        assert!(matches!(
+            billed(&[0, 0, 0, 2, 1]),
+            Err(WireError::Malformed("billed"))
+        ));
+        assert!(matches!(
+            billed(&[0xff, 0xff, 0xff, 0xff, 1]),
+            Err(WireError::Malformed("billed"))
+        ));
+        assert_eq!(
+            billed(&[0, 0, 0, 1, 7]).unwrap(),
+            Response::Billed {
+                sealed: vec![7],
+                receipt: vec![]
+            }
+        );
     }
 
     #[tokio::test]

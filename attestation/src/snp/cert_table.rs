@@ -7,7 +7,8 @@
 //! The table comes from the untrusted host, so it is parsed defensively;
 //! what it holds is verified like any other certificate.
 
-use crate::reader::Reader;
+use kokon_bytes::Reader;
+
 use crate::Error;
 
 /// Largest table accepted.

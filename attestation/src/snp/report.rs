@@ -7,7 +7,8 @@
 //! version 5 the launch and current mitigation vectors (0x1F8, 0x200).
 //! Parsing is total and checks every reserved field the ABI says is zero.
 
-use crate::reader::Reader;
+use kokon_bytes::Reader;
+
 use crate::roots::AmdProduct;
 use crate::Error;
 

@@ -18,7 +18,8 @@
 //! The response comes from the untrusted host: it is parsed with bounds, and
 //! what it holds is a quote the client verifies like any other.
 
-use crate::reader::Reader;
+use kokon_bytes::Reader;
+
 use crate::Error;
 
 /// Size of a TDREPORT (`TDREPORT_STRUCT`).
@@ -50,7 +51,7 @@ pub fn td_report_data(td_report: &[u8]) -> Result<[u8; 64], Error> {
     }
     let mut r = Reader::new(td_report);
     r.take(TD_REPORT_DATA_OFFSET, "TDREPORT REPORTMACSTRUCT head")?;
-    r.array("TDREPORT REPORTDATA")
+    Ok(r.array("TDREPORT REPORTDATA")?)
 }
 
 /// A frame's length prefix and message header, for a message of `size` bytes.

@@ -15,7 +15,8 @@
 //! verified. [`Quote::encode`] writes the same
 //! layout; the simulated TEE uses it.
 
-use crate::reader::Reader;
+use kokon_bytes::Reader;
+
 use crate::Error;
 
 /// Quote version 4: TD report body 1.0 directly after the header.
