@@ -250,6 +250,12 @@ fn the_leftover_check_catches_a_leaked_process() {
         .env(kokon_tests::TEST_TAG_ENV, &tag)
         .spawn()
         .unwrap();
+    // Until the child has exec'd, /proc shows the test's own environment
+    // (without the tag): wait until the leak is there to be caught.
+    let visible = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while tagged_processes(&tag).is_empty() && std::time::Instant::now() < visible {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let caught = std::panic::catch_unwind(|| assert_no_leftovers(&tag));
     let left = tagged_processes(&tag);
     let _ = leaked.kill();
