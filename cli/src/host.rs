@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
+use kokon_host::ledger::LedgerConfig;
 use kokon_host::{EnclaveCommand, HostConfig, Limits};
 
 use crate::args::HostArgs;
@@ -87,11 +88,7 @@ pub fn config(args: &HostArgs) -> anyhow::Result<HostConfig> {
             max_connections_per_peer: args.max_connections_per_peer,
             ..Limits::default()
         },
-        ledger: args
-            .channels
-            .as_deref()
-            .map(|f| kokon_host::ledger::LedgerConfig::from_file(f, data_dir.join("vouchers")))
-            .transpose()?,
+        ledger: args.channels.as_deref().map(ledger_config).transpose()?,
         collateral: match args.tee.as_str() {
             // The sim PCS's collateral comes with the sim's bundles.
             "sim" => None,
@@ -146,11 +143,15 @@ pub async fn run(config: HostConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The channels file `channels`, with the host's voucher files kept in the
+/// data directory (the same for serving and for settling).
+fn ledger_config(channels: &Path) -> anyhow::Result<LedgerConfig> {
+    LedgerConfig::from_file(channels, local::data_dir().join("vouchers"))
+}
+
 /// `kokon host settle`: claims what each channel owes.
 pub async fn settle(channels: &Path, network: &Path, finish: bool) -> anyhow::Result<()> {
-    let ledger =
-        kokon_host::ledger::LedgerConfig::from_file(channels, local::data_dir().join("vouchers"))?;
-    for line in channel::settle(&ledger, network, finish).await? {
+    for line in channel::settle(&ledger_config(channels)?, network, finish).await? {
         println!("{line}");
     }
     Ok(())
