@@ -1,8 +1,9 @@
 //! The protocols kokon speaks between its parts.
 //!
 //! [`billing`] holds the JSON messages of the host's billing endpoints
-//! (vouchers, channel status, close offers). [`kserve`] holds the KServe Open Inference Protocol v2 messages that the
-//! client and the enclave exchange inside the OHTTP envelope. The rest of
+//! (vouchers, channel status, close offers). [`kserve`] holds the KServe
+//! Open Inference Protocol v2 messages that the client and the enclave
+//! exchange inside the OHTTP envelope. The rest of
 //! this crate is the frame protocol between the host shim and its enclave:
 //! the only code the host and the enclave share. Requests and responses
 //! alternate on a connection (a Unix socket in development, vsock in a VM),
