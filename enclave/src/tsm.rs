@@ -140,14 +140,18 @@ impl Tsm {
 }
 
 /// Reads an attribute that configfs creates with the directory. The kernel
-/// has it ready at once; the bounded wait only covers a tree that fills in
-/// attributes asynchronously (the tests' fake kernel).
+/// has it ready, and never empty, at once; the bounded wait only covers a tree
+/// that fills in attributes asynchronously (the tests' fake kernel, whose
+/// file may be seen created but not yet written).
 fn read_attr(path: &Path) -> anyhow::Result<String> {
     let deadline = Instant::now() + GENERATION_WAIT;
-    while !path.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(1));
+    loop {
+        match read_text(path) {
+            Ok(text) if !text.is_empty() => return Ok(text),
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+            result => return result,
+        }
     }
-    read_text(path)
 }
 
 /// Waits until `generation` shows our single write, and returns it.
