@@ -66,7 +66,9 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=32)
     args = parser.parse_args()
     fields = GGUFReader(str(args.gguf)).fields
-    template = jinja2.Environment().from_string(fields["tokenizer.chat_template"].contents())
+    # As transformers and llama-cpp-python compile chat templates.
+    environment = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
+    template = environment.from_string(fields["tokenizer.chat_template"].contents())
     eos = int(fields["tokenizer.ggml.eos_token_id"].contents())
     llama = Llama(str(args.gguf), vocab_only=True, verbose=False)
     model = Reference(args.gguf)

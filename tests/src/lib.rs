@@ -32,6 +32,10 @@ pub struct Env {
     pub magika_dir: PathBuf,
     /// Python of the venv that has magika.
     pub python: PathBuf,
+    /// The default text model's directory (converted by `just setup`).
+    pub llm_dir: PathBuf,
+    /// The GGUF it was converted from.
+    pub llm_gguf: PathBuf,
     /// The built `kokon-enclave`.
     pub enclave_bin: PathBuf,
     /// The built `kokon`.
@@ -87,6 +91,8 @@ impl Env {
             model: var("KOKON_MODEL"),
             magika_dir: var("KOKON_MAGIKA_DIR"),
             python: var("KOKON_PYTHON"),
+            llm_dir: var("KOKON_LLM_DIR"),
+            llm_gguf: var("KOKON_LLM_GGUF"),
             enclave_bin: bin("kokon-enclave"),
             kokon_bin: bin("kokon"),
         }

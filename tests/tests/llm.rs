@@ -1,0 +1,294 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+//! The text model: its conversion is deterministic, its ONNX logits agree with
+//! an independent numpy forward pass, and kokon's engine (Rust chat template,
+//! tokenizer, KV-cache decoding, continuous batching) reproduces the committed
+//! greedy references (Jinja2 + llama.cpp's tokenizer + numpy) token for token.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+
+use kokon_llm::chat::Message;
+use kokon_llm::sampling::Sampling;
+use kokon_llm::{Engine, EngineOptions, Event, FinishReason, LlmError, Request, TextModel};
+use kokon_tests::{repo_root, Env};
+use ort::session::Session;
+use serde_json::Value;
+
+fn references() -> Value {
+    let path = repo_root().join("llm/tests/data/smollm2-135m-instruct-greedy.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// One engine for the whole file (loading it takes seconds).
+fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let env = Env::load();
+        let ort = ort::init_from(&env.ort_lib)
+            .unwrap()
+            .with_name("kokon-llm-test")
+            .build()
+            .unwrap();
+        let builder = Session::builder(&ort).unwrap();
+        std::mem::forget(ort); // the environment lives as long as the process
+        let model = Arc::new(TextModel::load(&env.llm_dir).unwrap());
+        Engine::start(
+            model,
+            builder,
+            EngineOptions {
+                max_batch: 8,
+                prefill_chunk: 16,
+            },
+        )
+        .unwrap()
+    })
+}
+
+fn messages(case: &Value) -> Vec<Message> {
+    serde_json::from_value(case["messages"].clone()).unwrap()
+}
+
+fn ids(value: &Value) -> Vec<u32> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// Runs a generation to its end: (tokens, text, finish reason, completion tokens).
+fn collect(mut stream: kokon_llm::Stream) -> (Vec<u32>, String, Option<FinishReason>, usize) {
+    let (mut tokens, mut text, mut reason, mut count) = (Vec::new(), String::new(), None, 0);
+    while let Some(event) = stream.blocking_next() {
+        match event {
+            Event::Token { id, text: piece } => {
+                tokens.push(id);
+                text.push_str(&piece);
+            }
+            Event::Finished {
+                reason: r,
+                text: tail,
+                completion_tokens,
+                ..
+            } => {
+                text.push_str(&tail);
+                reason = Some(r);
+                count = completion_tokens;
+            }
+            Event::Failed(e) => panic!("generation failed: {e}"),
+        }
+    }
+    (tokens, text, reason, count)
+}
+
+fn greedy(prompt: Vec<u32>, max_tokens: usize) -> Request {
+    Request {
+        prompt,
+        max_tokens,
+        sampling: Sampling::default(),
+        stop: Vec::new(),
+    }
+}
+
+#[test]
+fn the_template_and_tokenizer_match_jinja2_and_llama_cpp() {
+    let model = engine().model();
+    let refs = references();
+    let cases = refs["cases"].as_array().unwrap();
+    assert!(cases.len() >= 20, "at least 20 reference conversations");
+    for (n, case) in cases.iter().enumerate() {
+        let text = model.template.render(&messages(case), true).unwrap();
+        assert_eq!(text, case["prompt_text"].as_str().unwrap(), "case {n}");
+        assert_eq!(
+            model.prompt_tokens(&text).unwrap(),
+            ids(&case["prompt_tokens"]),
+            "case {n}: {text:?}"
+        );
+    }
+}
+
+#[test]
+fn greedy_decoding_matches_the_references_one_at_a_time_and_batched() {
+    let refs = references();
+    let cases = refs["cases"].as_array().unwrap();
+    let count = refs["tokens"].as_u64().unwrap() as usize;
+    let check = |n: usize, (tokens, text, reason, used): (Vec<u32>, String, _, usize)| {
+        let case = &cases[n];
+        let expected = ids(&case["greedy_tokens"]);
+        assert_eq!(tokens, expected, "case {n}: {:?}", case["completion"]);
+        assert_eq!(text, case["completion"].as_str().unwrap(), "case {n}");
+        assert_eq!(used, expected.len(), "case {n}");
+        let eos = engine().model().config.eos_token_id;
+        let want = if expected.last() == Some(&eos) {
+            FinishReason::Stop
+        } else {
+            FinishReason::Length
+        };
+        assert_eq!(reason, Some(want), "case {n}");
+    };
+    // Alone: prefill in chunks of 16, then decode with the cache.
+    for (n, case) in cases.iter().enumerate().take(2) {
+        let prompt = ids(&case["prompt_tokens"]);
+        check(n, collect(engine().submit(greedy(prompt, count)).unwrap()));
+    }
+    // All at once: more requests than batch places, joining and leaving the
+    // batch at different lengths.
+    let streams: Vec<_> = cases
+        .iter()
+        .map(|c| {
+            engine()
+                .submit(greedy(ids(&c["prompt_tokens"]), count))
+                .unwrap()
+        })
+        .collect();
+    let handles: Vec<_> = streams
+        .into_iter()
+        .map(|s| std::thread::spawn(move || collect(s)))
+        .collect();
+    for (n, handle) in handles.into_iter().enumerate() {
+        check(n, handle.join().unwrap());
+    }
+}
+
+#[test]
+fn stops_max_tokens_and_seeds_behave() {
+    let refs = references();
+    let case = &refs["cases"][7]; // "Who wrote Romeo and Juliet?"
+    let prompt = ids(&case["prompt_tokens"]);
+    let completion = case["completion"].as_str().unwrap();
+    // max_tokens ends with "length" after exactly that many tokens.
+    let (tokens, _, reason, used) = collect(engine().submit(greedy(prompt.clone(), 3)).unwrap());
+    assert_eq!(
+        (tokens.len(), reason, used),
+        (3, Some(FinishReason::Length), 3)
+    );
+    // A stop sequence cuts the text before it.
+    let stop = "Shakespeare";
+    let (_, text, reason, _) = collect(
+        engine()
+            .submit(Request {
+                stop: vec![stop.into()],
+                ..greedy(prompt.clone(), 32)
+            })
+            .unwrap(),
+    );
+    assert_eq!(reason, Some(FinishReason::Stop));
+    assert_eq!(text, completion[..completion.find(stop).unwrap()]);
+    // A seed makes sampling reproducible; different seeds differ.
+    let sampled = |seed| {
+        collect(
+            engine()
+                .submit(Request {
+                    sampling: Sampling {
+                        temperature: 1.0,
+                        top_p: 0.95,
+                        seed: Some(seed),
+                    },
+                    ..greedy(prompt.clone(), 24)
+                })
+                .unwrap(),
+        )
+        .0
+    };
+    assert_eq!(sampled(1), sampled(1));
+    assert_ne!(sampled(1), sampled(2));
+}
+
+#[test]
+fn requests_that_cannot_fit_are_refused_and_the_engine_keeps_serving() {
+    let context = engine().model().config.context;
+    let err = engine().submit(greedy(vec![1; context], 1)).err().unwrap();
+    assert!(matches!(err, LlmError::ContextTooLong { .. }), "{err}");
+    assert!(err.to_string().contains(&context.to_string()), "{err}");
+    for bad in [
+        greedy(vec![], 4),
+        greedy(vec![1], 0),
+        greedy(vec![u32::MAX], 1),
+    ] {
+        assert!(engine().submit(bad).is_err());
+    }
+    let err = engine()
+        .submit(Request {
+            sampling: Sampling {
+                temperature: 3.0,
+                ..Sampling::default()
+            },
+            ..greedy(vec![1], 1)
+        })
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("temperature"), "{err}");
+    let (tokens, ..) = collect(engine().submit(greedy(vec![1, 2, 3], 2)).unwrap());
+    assert_eq!(tokens.len(), 2);
+}
+
+#[test]
+fn a_dropped_stream_is_cancelled_without_disturbing_the_others() {
+    let refs = references();
+    let prompt = ids(&refs["cases"][1]["prompt_tokens"]);
+    let expected = ids(&refs["cases"][1]["greedy_tokens"]);
+    let mut abandoned = engine().submit(greedy(prompt.clone(), 500)).unwrap();
+    assert!(matches!(
+        abandoned.blocking_next(),
+        Some(Event::Token { .. })
+    ));
+    let kept = engine().submit(greedy(prompt, expected.len())).unwrap();
+    drop(abandoned);
+    assert_eq!(collect(kept).0, expected);
+}
+
+fn python(env: &Env, args: &[&Path]) -> std::process::Output {
+    let mut command = Command::new(&env.python);
+    for a in args {
+        command.arg(a);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn the_onnx_logits_agree_with_an_independent_forward_pass() {
+    let env = Env::load();
+    let scripts = repo_root().join("scripts/llm");
+    let refs = repo_root().join("llm/tests/data/smollm2-135m-instruct-greedy.json");
+    let out = python(
+        &env,
+        &[
+            &scripts.join("check_logits.py"),
+            &env.llm_gguf,
+            &env.llm_dir,
+            &refs,
+        ],
+    );
+    let report =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains("agree"), "{report}");
+}
+
+#[test]
+fn the_conversion_is_deterministic() {
+    let env = Env::load();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(&env.python)
+        .arg(repo_root().join("scripts/llm/gguf_to_onnx.py"))
+        .arg(&env.llm_gguf)
+        .arg(dir.path())
+        .args(["--name", "smollm2-135m-instruct"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = TextModel::load(dir.path()).unwrap();
+    let setup = TextModel::load(&env.llm_dir).unwrap();
+    assert_eq!(hex::encode(again.digest()), hex::encode(setup.digest()));
+}
