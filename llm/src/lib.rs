@@ -18,6 +18,7 @@
 pub mod chat;
 pub mod engine;
 pub mod model;
+pub mod openai;
 pub mod sampling;
 pub mod text;
 

@@ -292,3 +292,209 @@ fn the_conversion_is_deterministic() {
     let setup = TextModel::load(&env.llm_dir).unwrap();
     assert_eq!(hex::encode(again.digest()), hex::encode(setup.digest()));
 }
+
+mod openai_api {
+    use super::*;
+    use kokon_llm::openai::{self, Endpoint};
+    use kokon_wire::openai::{ChatCompletion, Completion};
+
+    fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    fn chat_body(case: &Value, extra: &str) -> String {
+        format!(
+            r#"{{"model":"smollm2-135m-instruct","messages":{},"temperature":0,"max_tokens":32{extra}}}"#,
+            case["messages"]
+        )
+    }
+
+    /// The data of each event of a streamed answer, `[DONE]` included.
+    fn stream_events(generation: &mut openai::Generation) -> Vec<String> {
+        block_on(async {
+            let mut out = Vec::new();
+            while let Some((event, _)) = generation.next_event().await {
+                let text = String::from_utf8(event).unwrap();
+                for part in text.split_terminator("\n\n") {
+                    out.push(part.strip_prefix("data: ").unwrap().to_string());
+                }
+            }
+            out
+        })
+    }
+
+    #[test]
+    fn a_whole_chat_answer_is_the_reference_with_its_usage() {
+        let refs = references();
+        let case = &refs["cases"][0];
+        let generation = openai::start(
+            engine(),
+            Endpoint::Chat,
+            chat_body(case, "").as_bytes(),
+            "t1",
+            1_700_000_000,
+        )
+        .unwrap();
+        assert!(!generation.stream);
+        let (body, usage) = block_on(generation.whole()).unwrap();
+        let answer: ChatCompletion = serde_json::from_slice(&body).unwrap();
+        assert_eq!(answer.id, "chatcmpl-t1");
+        assert_eq!(answer.object, "chat.completion");
+        assert_eq!(answer.model, "smollm2-135m-instruct");
+        assert_eq!(
+            answer.choices[0].message.content,
+            case["completion"].as_str().unwrap()
+        );
+        assert_eq!(answer.choices[0].finish_reason, "stop");
+        assert_eq!(answer.usage, usage);
+        assert_eq!(
+            usage.prompt_tokens as usize,
+            case["prompt_tokens"].as_array().unwrap().len()
+        );
+        assert_eq!(
+            usage.completion_tokens as usize,
+            case["greedy_tokens"].as_array().unwrap().len()
+        );
+    }
+
+    #[test]
+    fn a_streamed_chat_answer_is_role_deltas_finish_usage_done() {
+        let refs = references();
+        let case = &refs["cases"][1];
+        let mut generation = openai::start(
+            engine(),
+            Endpoint::Chat,
+            chat_body(
+                case,
+                r#","stream":true,"stream_options":{"include_usage":true}"#,
+            )
+            .as_bytes(),
+            "t2",
+            1,
+        )
+        .unwrap();
+        assert!(generation.stream);
+        let events = stream_events(&mut generation);
+        assert_eq!(events.last().unwrap(), "[DONE]");
+        let chunks: Vec<Value> = events[..events.len() - 1]
+            .iter()
+            .map(|e| serde_json::from_str(e).unwrap())
+            .collect();
+        assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+        let text: String = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+            .collect();
+        assert_eq!(text, case["completion"].as_str().unwrap());
+        let n = chunks.len();
+        assert!(n > 5, "one event per token, not one blob: {n}");
+        assert_eq!(chunks[n - 2]["choices"][0]["finish_reason"], "length");
+        assert_eq!(chunks[n - 1]["choices"].as_array().unwrap().len(), 0);
+        assert_eq!(chunks[n - 1]["usage"]["completion_tokens"], 32);
+        assert!(chunks
+            .iter()
+            .all(|c| c["id"] == "chatcmpl-t2" && c["object"] == "chat.completion.chunk"));
+        // Without include_usage there is no usage chunk.
+        let mut plain = openai::start(
+            engine(),
+            Endpoint::Chat,
+            chat_body(case, r#","stream":true,"max_tokens":3"#)
+                .replace(r#""max_tokens":32,"#, "")
+                .as_bytes(),
+            "t3",
+            1,
+        )
+        .unwrap();
+        let events = stream_events(&mut plain);
+        assert!(
+            events.iter().all(|e| !e.contains("\"usage\"")),
+            "{events:?}"
+        );
+    }
+
+    #[test]
+    fn legacy_completions_whole_and_streamed() {
+        let body = br#"{"model":"smollm2-135m-instruct","prompt":"The capital of France is","temperature":0,"max_tokens":8}"#;
+        let whole = openai::start(engine(), Endpoint::Completion, body, "c1", 1).unwrap();
+        let (bytes, usage) = block_on(whole.whole()).unwrap();
+        let answer: Completion = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(answer.object, "text_completion");
+        assert_eq!(usage.completion_tokens, 8);
+        let streamed_body = String::from_utf8(body.to_vec())
+            .unwrap()
+            .replace("}", r#","stream":true}"#);
+        let mut streamed = openai::start(
+            engine(),
+            Endpoint::Completion,
+            streamed_body.as_bytes(),
+            "c2",
+            1,
+        )
+        .unwrap();
+        let events = stream_events(&mut streamed);
+        let text: String = events
+            .iter()
+            .filter(|e| *e != "[DONE]")
+            .map(|e| serde_json::from_str::<Value>(e).unwrap())
+            .filter_map(|c| c["choices"][0]["text"].as_str().map(String::from))
+            .collect();
+        assert_eq!(text, answer.choices[0].text);
+    }
+
+    #[test]
+    fn refusals_are_openai_error_objects_with_the_right_status() {
+        let refs = references();
+        let case = &refs["cases"][0];
+        let err = |endpoint, body: &str| {
+            openai::start(engine(), endpoint, body.as_bytes(), "x", 1)
+                .err()
+                .unwrap()
+        };
+        let unknown = err(
+            Endpoint::Chat,
+            &chat_body(case, "").replace("smollm2-135m-instruct", "gpt-4o"),
+        );
+        assert_eq!(
+            (openai::status(&unknown), unknown.code.as_deref()),
+            (404, Some("model_not_found"))
+        );
+        assert!(unknown.message.contains("gpt-4o"), "{unknown:?}");
+        let long = err(
+            Endpoint::Completion,
+            r#"{"model":"smollm2-135m-instruct","prompt":"hi","max_tokens":100000}"#,
+        );
+        assert_eq!(
+            (openai::status(&long), long.code.as_deref()),
+            (400, Some("context_length_exceeded"))
+        );
+        assert!(long.message.contains("8192"), "{long:?}");
+        let bad = err(Endpoint::Chat, "{");
+        assert_eq!(openai::status(&bad), 400);
+        let bad = err(
+            Endpoint::Chat,
+            &chat_body(case, r#","temperature":9"#).replace(r#""temperature":0,"#, ""),
+        );
+        assert_eq!(bad.param.as_deref(), Some("temperature"));
+        // And the engine still answers.
+        let ok = openai::start(
+            engine(),
+            Endpoint::Chat,
+            chat_body(case, "").as_bytes(),
+            "y",
+            1,
+        )
+        .unwrap();
+        assert!(block_on(ok.whole()).is_ok());
+    }
+
+    #[test]
+    fn the_model_list_names_the_served_model() {
+        let list = openai::models(engine(), 5);
+        assert_eq!(list.object, "list");
+        assert_eq!(list.data.len(), 1);
+        assert_eq!(list.data[0].id, "smollm2-135m-instruct");
+    }
+}

@@ -3,8 +3,9 @@
 //! [`billing`] holds the JSON messages of the host's billing endpoints
 //! (vouchers, channel status, close offers). [`kserve`] holds the KServe
 //! Open Inference Protocol v2 messages that the client and the enclave
-//! exchange inside the OHTTP envelope. The rest of
-//! this crate is the frame protocol between the host shim and its enclave:
+//! exchange inside the OHTTP envelope, and [`openai`] the OpenAI API's (chat
+//! and legacy completions, streamed as Server-Sent Events, models, errors).
+//! The rest of this crate is the frame protocol between the host shim and its enclave:
 //! the only code the host and the enclave share. Requests and responses
 //! alternate on a connection (a Unix socket in development, vsock in a VM),
 //! one response per request, in order. A frame is a 4-byte big-endian length, a 1-byte kind and a payload;
@@ -22,6 +23,7 @@
 
 pub mod billing;
 pub mod kserve;
+pub mod openai;
 pub mod replay;
 
 use kokon_bytes::Reader;
