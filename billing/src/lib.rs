@@ -3,14 +3,17 @@
 //!
 //! A receipt names the request and response (by SHA-256 of their plaintext,
 //! so the client can recompute both and the host learns nothing), the model,
-//! the units consumed, the price and amount charged in nanotons, the payment
+//! the units consumed in two classes (a classifier's inferences, or a text
+//! model's prompt tokens; and a text model's completion tokens), the price of
+//! each and the amount charged in nanotons, the payment
 //! channel and its cumulative amount under this key, and a per-key sequence
 //! number. It is a TON cell (so that TON contracts and tools can read it) and
 //! the Ed25519 signature covers the cell's hash. The client checks every field
 //! against what it sent and received before it pays for anything.
 //!
-//! Pricing is integer arithmetic in nanotons: amount = units × price per unit,
-//! exactly (no rounding: a price is per whole unit; an overflow is an error).
+//! Pricing is integer arithmetic in nanotons: the amount is units × price per
+//! unit plus output units × price per output unit, exactly (no rounding: a
+//! price is per whole unit; an overflow is an error).
 //!
 //! This crate must never hold a secret key longer than its signer lives
 //! (keys are zeroized on drop) nor accept a receipt it cannot fully check.
@@ -29,8 +32,8 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 use tonlib_core::cell::{Cell, CellBuilder};
 
-/// The first 32 bits of a receipt cell ("krc2": kokon receipt, version 2).
-pub const RECEIPT_MAGIC: u32 = 0x6b72_6332;
+/// The first 32 bits of a receipt cell ("krc3": kokon receipt, version 3).
+pub const RECEIPT_MAGIC: u32 = 0x6b72_6333;
 /// The header of a sealed request that names the client's payment channel
 /// (decimal channel ID); absent means none (channel 0).
 pub const CHANNEL_HEADER: &str = "kokon-channel";
@@ -50,11 +53,17 @@ pub struct Receipt {
     /// SHA-256 of the model that served it.
     #[serde(with = "hex::serde")]
     pub model_digest: [u8; 32],
-    /// Units consumed (for a classifier: inferences, one per input row).
+    /// Units consumed (a classifier's inferences, one per input row; a text
+    /// model's prompt tokens).
     pub units: u64,
     /// The enclave's price per unit, nanotons (part of its measured configuration).
     pub price_per_unit: u128,
-    /// What this request costs: units × price per unit, nanotons.
+    /// Output units produced (a text model's completion tokens; 0 for a classifier).
+    pub output_units: u64,
+    /// The enclave's price per output unit, nanotons (part of its measured configuration).
+    pub price_per_output_unit: u128,
+    /// What this request costs: units × price per unit + output units ×
+    /// price per output unit, nanotons.
     pub amount: u128,
     /// The payment channel the client named (0: none).
     pub channel_id: u128,
@@ -103,9 +112,10 @@ pub enum ReceiptError {
 }
 
 impl Receipt {
-    /// The receipt as a TON cell: a root with the magic, channel, units,
-    /// price, amount, cumulative amount, sequence and time, and a reference
-    /// to a cell with the three digests.
+    /// The receipt as a TON cell: a root with the magic, channel, amount,
+    /// cumulative amount, sequence and time, a reference to a cell with the
+    /// three digests and one to a cell with the units and prices (units,
+    /// price per unit, output units, price per output unit).
     pub fn cell(&self) -> Result<Cell, ReceiptError> {
         let bad = |e: tonlib_core::cell::TonCellError| ReceiptError::Malformed(e.to_string());
         let digests = CellBuilder::new()
@@ -114,16 +124,22 @@ impl Receipt {
             .and_then(|b| b.store_slice(&self.model_digest))
             .and_then(|b| b.build())
             .map_err(bad)?;
+        let usage = CellBuilder::new()
+            .store_u64(64, self.units)
+            .and_then(|b| b.store_coins(&BigUint::from(self.price_per_unit)))
+            .and_then(|b| b.store_u64(64, self.output_units))
+            .and_then(|b| b.store_coins(&BigUint::from(self.price_per_output_unit)))
+            .and_then(|b| b.build())
+            .map_err(bad)?;
         CellBuilder::new()
             .store_u32(32, RECEIPT_MAGIC)
             .and_then(|b| b.store_uint(128, &BigUint::from(self.channel_id)))
-            .and_then(|b| b.store_u64(64, self.units))
-            .and_then(|b| b.store_coins(&BigUint::from(self.price_per_unit)))
             .and_then(|b| b.store_coins(&BigUint::from(self.amount)))
             .and_then(|b| b.store_coins(&BigUint::from(self.cumulative)))
             .and_then(|b| b.store_u64(64, self.sequence))
             .and_then(|b| b.store_i64(64, self.issued_at))
             .and_then(|b| b.store_child(digests))
+            .and_then(|b| b.store_child(usage))
             .and_then(|b| b.build())
             .map_err(bad)
     }
@@ -136,17 +152,31 @@ impl Receipt {
     }
 }
 
-/// A price in nanotons per unit; `charge` multiplies exactly.
+/// The prices of a served model in nanotons: per unit (inference or prompt
+/// token) and per output unit (completion token); `charge` computes exactly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Price {
     /// Nanotons per unit.
     pub per_unit: u128,
+    /// Nanotons per output unit.
+    pub per_output_unit: u128,
 }
 
 impl Price {
-    /// units × price, or `None` on overflow.
-    pub fn charge(&self, units: u64) -> Option<u128> {
-        self.per_unit.checked_mul(u128::from(units))
+    /// A price per unit only (a classifier's).
+    pub const fn per_unit(per_unit: u128) -> Self {
+        Self {
+            per_unit,
+            per_output_unit: 0,
+        }
+    }
+
+    /// units × price per unit + output units × price per output unit, or
+    /// `None` on overflow.
+    pub fn charge(&self, units: u64, output_units: u64) -> Option<u128> {
+        self.per_unit
+            .checked_mul(u128::from(units))?
+            .checked_add(self.per_output_unit.checked_mul(u128::from(output_units))?)
     }
 }
 
@@ -166,12 +196,14 @@ pub struct Expected {
     pub response_digest: [u8; 32],
     /// The attested model digest.
     pub model_digest: [u8; 32],
-    /// The units the client asked for.
+    /// The units the client asked for (or the prompt tokens the answer reports).
     pub units: u64,
+    /// The output units the answer reports (0 for a classifier).
+    pub output_units: u64,
     /// The channel the client named (0: none).
     pub channel_id: u128,
-    /// The highest price per unit the client accepts.
-    pub max_price_per_unit: u128,
+    /// The highest prices the client accepts.
+    pub max_price: Price,
 }
 
 impl SignedReceipt {
@@ -229,6 +261,13 @@ impl SignedReceipt {
         if r.units != expected.units {
             return mismatch("units", expected.units.to_string(), r.units.to_string());
         }
+        if r.output_units != expected.output_units {
+            return mismatch(
+                "output units",
+                expected.output_units.to_string(),
+                r.output_units.to_string(),
+            );
+        }
         if r.channel_id != expected.channel_id {
             return mismatch(
                 "channel",
@@ -236,21 +275,32 @@ impl SignedReceipt {
                 format!("{:#x}", r.channel_id),
             );
         }
-        if r.price_per_unit > expected.max_price_per_unit {
+        if r.price_per_unit > expected.max_price.per_unit {
             return mismatch(
                 "price per unit",
-                format!("at most {} nanotons", expected.max_price_per_unit),
+                format!("at most {} nanotons", expected.max_price.per_unit),
                 r.price_per_unit.to_string(),
+            );
+        }
+        if r.price_per_output_unit > expected.max_price.per_output_unit {
+            return mismatch(
+                "price per output unit",
+                format!("at most {} nanotons", expected.max_price.per_output_unit),
+                r.price_per_output_unit.to_string(),
             );
         }
         let charge = Price {
             per_unit: r.price_per_unit,
+            per_output_unit: r.price_per_output_unit,
         }
-        .charge(r.units);
+        .charge(r.units, r.output_units);
         if charge != Some(r.amount) {
             return mismatch(
                 "amount",
-                format!("{} units × {} nanotons", r.units, r.price_per_unit),
+                format!(
+                    "{} units × {} + {} output units × {} nanotons",
+                    r.units, r.price_per_unit, r.output_units, r.price_per_output_unit
+                ),
                 r.amount.to_string(),
             );
         }
@@ -309,12 +359,11 @@ impl SequenceWindow {
     }
 }
 
-/// The enclave's receipt signer: the attested key, its sequence counter, the
-/// price and the cumulative amount per channel.
+/// The enclave's receipt signer: the attested key, its sequence counter and
+/// the cumulative amount per channel.
 pub struct ReceiptSigner {
     key: SigningKey,
     next_sequence: AtomicU64,
-    price: Price,
     cumulative: std::sync::Mutex<std::collections::HashMap<u128, u128>>,
 }
 
@@ -329,6 +378,10 @@ pub struct Usage {
     pub model_digest: [u8; 32],
     /// Units consumed.
     pub units: u64,
+    /// Output units produced.
+    pub output_units: u64,
+    /// The served model's prices (part of the measured configuration).
+    pub price: Price,
     /// The channel the client named (0: none).
     pub channel_id: u128,
     /// When (Unix seconds).
@@ -337,11 +390,10 @@ pub struct Usage {
 
 impl ReceiptSigner {
     /// A signer from 32 secret bytes (the caller draws them from the OS RNG).
-    pub fn from_secret(secret: &[u8; 32], price: Price) -> Self {
+    pub fn from_secret(secret: &[u8; 32]) -> Self {
         Self {
             key: SigningKey::from_bytes(secret),
             next_sequence: AtomicU64::new(1),
-            price,
             cumulative: Default::default(),
         }
     }
@@ -354,9 +406,15 @@ impl ReceiptSigner {
     /// Signs a receipt for `usage`, assigning it the next sequence number and
     /// adding its amount to the channel's cumulative total.
     pub fn sign(&self, usage: &Usage) -> Result<SignedReceipt, ReceiptError> {
-        let amount = self.price.charge(usage.units).ok_or_else(|| {
-            ReceiptError::Malformed(format!("{} units overflow the price", usage.units))
-        })?;
+        let amount = usage
+            .price
+            .charge(usage.units, usage.output_units)
+            .ok_or_else(|| {
+                ReceiptError::Malformed(format!(
+                    "{} units and {} output units overflow the price",
+                    usage.units, usage.output_units
+                ))
+            })?;
         let cumulative = {
             let mut totals = self
                 .cumulative
@@ -372,7 +430,9 @@ impl ReceiptSigner {
             response_digest: usage.response_digest,
             model_digest: usage.model_digest,
             units: usage.units,
-            price_per_unit: self.price.per_unit,
+            price_per_unit: usage.price.per_unit,
+            output_units: usage.output_units,
+            price_per_output_unit: usage.price.per_output_unit,
             amount,
             channel_id: usage.channel_id,
             cumulative,
@@ -389,8 +449,10 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    const PRICE: Price = Price {
-        per_unit: 1_000_000,
+    const PRICE: Price = Price::per_unit(1_000_000);
+    const TOKENS: Price = Price {
+        per_unit: 10,
+        per_output_unit: 30,
     };
 
     fn usage(units: u64) -> Usage {
@@ -399,13 +461,15 @@ mod tests {
             response_digest: digest(b"resp"),
             model_digest: [9; 32],
             units,
+            output_units: 0,
+            price: PRICE,
             channel_id: 7,
             issued_at: 1_700_000_000,
         }
     }
 
     fn signed() -> (ReceiptSigner, SignedReceipt, Expected) {
-        let signer = ReceiptSigner::from_secret(&[42; 32], PRICE);
+        let signer = ReceiptSigner::from_secret(&[42; 32]);
         let r = signer.sign(&usage(3)).unwrap();
         let e = Expected {
             key: signer.public_key(),
@@ -413,10 +477,63 @@ mod tests {
             response_digest: digest(b"resp"),
             model_digest: [9; 32],
             units: 3,
+            output_units: 0,
             channel_id: 7,
-            max_price_per_unit: PRICE.per_unit,
+            max_price: PRICE,
         };
         (signer, r, e)
+    }
+
+    #[test]
+    fn tokens_are_charged_per_class() {
+        let signer = ReceiptSigner::from_secret(&[42; 32]);
+        let r = signer
+            .sign(&Usage {
+                units: 40,
+                output_units: 7,
+                price: TOKENS,
+                ..usage(0)
+            })
+            .unwrap();
+        assert_eq!(r.receipt.amount, 40 * 10 + 7 * 30);
+        let e = Expected {
+            key: signer.public_key(),
+            request_digest: digest(b"req"),
+            response_digest: digest(b"resp"),
+            model_digest: [9; 32],
+            units: 40,
+            output_units: 7,
+            channel_id: 7,
+            max_price: TOKENS,
+        };
+        r.verify(&e).unwrap();
+        for (mutate, field) in [
+            (
+                (|e| e.output_units = 8) as fn(&mut Expected),
+                "output units",
+            ),
+            (
+                |e| e.max_price.per_output_unit = 29,
+                "price per output unit",
+            ),
+        ] {
+            let mut e = e.clone();
+            mutate(&mut e);
+            match r.verify(&e) {
+                Err(ReceiptError::Mismatch { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        // The output price times the output units may not overflow either.
+        let huge = Usage {
+            output_units: 2,
+            price: Price {
+                per_unit: 0,
+                per_output_unit: u128::MAX,
+            },
+            ..usage(1)
+        };
+        assert!(signer.sign(&huge).is_err());
     }
 
     #[test]
@@ -442,20 +559,18 @@ mod tests {
             .unwrap();
         assert_eq!(other.receipt.cumulative, 1_000_000);
         // The price times the units may not overflow.
-        let huge = ReceiptSigner::from_secret(
-            &[1; 32],
-            Price {
-                per_unit: u128::MAX,
-            },
-        );
-        assert!(huge.sign(&usage(2)).is_err());
+        let huge = Usage {
+            price: Price::per_unit(u128::MAX),
+            ..usage(2)
+        };
+        assert!(signer.sign(&huge).is_err());
     }
 
     #[test]
     fn the_receipt_is_a_ton_cell_and_the_signature_covers_its_hash() {
         let (_, r, e) = signed();
         let cell = r.receipt.cell().unwrap();
-        assert_eq!(cell.references().len(), 1);
+        assert_eq!(cell.references().len(), 2);
         let key = VerifyingKey::from_bytes(&e.key).unwrap();
         key.verify_strict(
             cell.cell_hash().as_slice(),
@@ -472,7 +587,7 @@ mod tests {
             r.verify(&e),
             Err(ReceiptError::BadSignature { .. })
         ));
-        let forger = ReceiptSigner::from_secret(&[1; 32], PRICE);
+        let forger = ReceiptSigner::from_secret(&[1; 32]);
         let forged = forger.sign(&usage(3)).unwrap();
         assert!(matches!(
             forged.verify(&e),
@@ -490,7 +605,7 @@ mod tests {
             (|e| e.model_digest[0] ^= 1, "model digest"),
             (|e| e.units = 2, "units"),
             (|e| e.channel_id = 8, "channel"),
-            (|e| e.max_price_per_unit = 999_999, "price per unit"),
+            (|e| e.max_price.per_unit = 999_999, "price per unit"),
         ];
         for (mutate, field) in cases {
             let mut e = e.clone();

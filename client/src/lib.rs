@@ -268,8 +268,9 @@ impl VerifiedEnclave {
             response_digest: digest(&body),
             model_digest: claims.model_digest,
             units: if status == 200 { sealed.units } else { 0 },
+            output_units: 0,
             channel_id: self.channel_id,
-            max_price_per_unit: self.max_price_per_unit,
+            max_price: kokon_billing::Price::per_unit(self.max_price_per_unit),
         })?;
         self.sequences
             .lock()

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bhttp::{Message, Mode, StatusCode};
-use kokon_billing::{digest, Usage, CHANNEL_HEADER, RECEIPT_HEADER};
+use kokon_billing::{digest, Price, Usage, CHANNEL_HEADER, RECEIPT_HEADER};
 use kokon_wire::kserve::{ErrorBody, InferRequest};
 use kokon_wire::replay::ReplayCache;
 /// The enclave's clock, in Unix seconds.
@@ -55,6 +55,7 @@ pub enum Outcome {
 pub struct Gateway {
     keys: Keyset,
     model: Model,
+    price: Price,
     replay: Mutex<ReplayCache>,
     fault_delay: Option<Duration>,
 }
@@ -86,12 +87,14 @@ impl Reply {
 }
 
 impl Gateway {
-    /// A gateway serving `model` with `keys`. `fault_delay` (simulation only)
-    /// holds each inference for a while, so tests can kill the enclave mid-request.
-    pub fn new(keys: Keyset, model: Model, fault_delay: Option<Duration>) -> Self {
+    /// A gateway serving `model` at `price` with `keys`. `fault_delay`
+    /// (simulation only) holds each inference for a while, so tests can kill
+    /// the enclave mid-request.
+    pub fn new(keys: Keyset, model: Model, price: Price, fault_delay: Option<Duration>) -> Self {
         Self {
             keys,
             model,
+            price,
             replay: Mutex::new(ReplayCache::new(REPLAY_CACHE_CAPACITY)),
             fault_delay,
         }
@@ -216,6 +219,8 @@ impl Gateway {
             response_digest: digest(&reply.body),
             model_digest: self.model.digest(),
             units: reply.units,
+            output_units: 0,
+            price: self.price,
             channel_id,
             issued_at: now,
         }) {

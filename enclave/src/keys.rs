@@ -32,10 +32,10 @@ fn random_seed() -> anyhow::Result<Zeroizing<[u8; 32]>> {
 
 impl Keyset {
     /// Generates a new keyset.
-    pub fn generate(price: kokon_billing::Price) -> anyhow::Result<Self> {
+    pub fn generate() -> anyhow::Result<Self> {
         let ohttp = ServerKey::derive(OHTTP_KEY_ID, Suite::Aes256Gcm, random_seed()?.as_ref());
         let ohttp_key_config = ohttp.config().encode();
-        let receipts = ReceiptSigner::from_secret(&*random_seed()?, price);
+        let receipts = ReceiptSigner::from_secret(&*random_seed()?);
         Ok(Self {
             ohttp,
             ohttp_key_config,

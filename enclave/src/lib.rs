@@ -229,12 +229,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         (TeeKind::Sim, Some(ms)) => Some(Duration::from_millis(ms)),
         _ => None,
     };
-    let keys = keys::Keyset::generate(kokon_billing::Price {
-        per_unit: args.price_nanoton_per_unit,
-    })?;
+    let keys = keys::Keyset::generate()?;
+    let price = kokon_billing::Price::per_unit(args.price_nanoton_per_unit);
     tracing::info!(model = %args.model_name, model_digest = %hex::encode(model.digest()), mrtd = %hex::encode(mr_td), "enclave initialised");
     let enclave = Arc::new(server::Enclave {
-        gateway: gateway::Gateway::new(keys, model, fault_delay),
+        gateway: gateway::Gateway::new(keys, model, price, fault_delay),
         backend,
         config_digest,
     });

@@ -23,17 +23,14 @@ fn rate(mut f: impl FnMut() -> bool) -> anyhow::Result<f64> {
 
 /// Prints the billing figures.
 pub fn run() -> anyhow::Result<()> {
-    let signer = ReceiptSigner::from_secret(
-        &[5; 32],
-        Price {
-            per_unit: DEMO_PRICE,
-        },
-    );
+    let signer = ReceiptSigner::from_secret(&[5; 32]);
     let usage = Usage {
         request_digest: digest(b"request"),
         response_digest: digest(b"response"),
         model_digest: [7; 32],
         units: 1,
+        output_units: 0,
+        price: Price::per_unit(DEMO_PRICE),
         channel_id: 9,
         issued_at: 1_780_000_000,
     };
@@ -44,8 +41,9 @@ pub fn run() -> anyhow::Result<()> {
         response_digest: usage.response_digest,
         model_digest: usage.model_digest,
         units: 1,
+        output_units: 0,
         channel_id: 9,
-        max_price_per_unit: DEMO_PRICE,
+        max_price: Price::per_unit(DEMO_PRICE),
     };
     let signed = rate(|| signer.sign(&usage).is_ok())?;
     let verified = rate(|| sample.verify(&expected).is_ok())?;

@@ -143,14 +143,15 @@ fn ohttp_parsers_never_panic() {
 
 #[test]
 fn receipt_and_frame_parsers_never_panic() {
-    let signer =
-        kokon_billing::ReceiptSigner::from_secret(&[1; 32], kokon_billing::Price { per_unit: 5 });
+    let signer = kokon_billing::ReceiptSigner::from_secret(&[1; 32]);
     let receipt = signer
         .sign(&kokon_billing::Usage {
             request_digest: [1; 32],
             response_digest: [2; 32],
             model_digest: [3; 32],
             units: 1,
+            output_units: 0,
+            price: kokon_billing::Price::per_unit(5),
             channel_id: 9,
             issued_at: 0,
         })

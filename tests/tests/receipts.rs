@@ -31,7 +31,7 @@ fn fake_enclave() -> FakeEnclave {
     let now = kokon_client::unix_now();
     let root = SimRoot::generate(now).unwrap();
     let key = ServerKey::derive(1, Suite::Aes256Gcm, &[3; 32]);
-    let signer = ReceiptSigner::from_secret(&[4; 32], kokon_billing::Price::default());
+    let signer = ReceiptSigner::from_secret(&[4; 32]);
     let claims = Claims {
         kokon_version: "test".into(),
         ohttp_key_config: key.config().encode(),
@@ -122,7 +122,7 @@ fn a_genuine_receipt_is_accepted() {
 #[test]
 fn a_forged_receipt_is_rejected() {
     let fake = fake_enclave();
-    let forger = ReceiptSigner::from_secret(&[5; 32], kokon_billing::Price::default());
+    let forger = ReceiptSigner::from_secret(&[5; 32]);
     let sealed = fake
         .verified
         .seal(
@@ -233,7 +233,7 @@ fn a_missing_or_reused_receipt_is_rejected() {
         )
     });
     fake.verified.open(first, &r1).unwrap();
-    let again = ReceiptSigner::from_secret(&[4; 32], kokon_billing::Price::default()); // same key, counter restarted at 1
+    let again = ReceiptSigner::from_secret(&[4; 32]); // same key, counter restarted at 1
     let second = fake
         .verified
         .seal("POST", "/p", b"{}", 1, kokon_client::unix_now())
@@ -324,6 +324,8 @@ impl SignFor for ReceiptSigner {
             response_digest,
             model_digest,
             units,
+            output_units: 0,
+            price: kokon_billing::Price::default(),
             channel_id: 0,
             issued_at,
         })
