@@ -6,18 +6,19 @@
 //! order of length-prefixed values behind a domain separator: no map order,
 //! whitespace or number format can make two encodings of the same claims.
 //!
-//! Before it serves, the enclave extends RTMR3 with two events, its
-//! configuration digest and its model digest ([`Claims::rtmr3_events`]). The
-//! verifier replays them and requires the result to equal RTMR3, so the
-//! claimed model is also the measured one.
+//! Before it serves, the enclave extends RTMR3 with an event for its
+//! configuration digest, one for its model digest and, when it serves one, one
+//! for its text model's digest ([`Claims::rtmr3_events`]). The verifier
+//! replays them and requires the result to equal RTMR3, so the claimed models
+//! are also the measured ones.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha384, Sha512};
 
 use crate::tdx::Measurement;
 
-/// Domain separator of the claims encoding, version 1.
-pub const CLAIMS_DOMAIN: &[u8] = b"kokon.claims.v1\0";
+/// Domain separator of the claims encoding, version 2 (v1 had no text model).
+pub const CLAIMS_DOMAIN: &[u8] = b"kokon.claims.v2\0";
 
 /// What the enclave asserts about itself, bound into the evidence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +37,9 @@ pub struct Claims {
     /// SHA-256 of the ONNX model file.
     #[serde(with = "crate::serde_hex")]
     pub model_digest: [u8; 32],
+    /// The text model served behind the OpenAI API, when there is one.
+    #[serde(default)]
+    pub text_model: Option<ModelClaim>,
     /// SHA-256 of the enclave's canonical serving configuration.
     #[serde(with = "crate::serde_hex")]
     pub config_digest: [u8; 32],
@@ -46,6 +50,17 @@ pub struct Claims {
     pub nonce: Vec<u8>,
     /// When the evidence was produced (Unix seconds, enclave clock).
     pub issued_at: i64,
+}
+
+/// A served model: its name and digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelClaim {
+    /// The name it is served under.
+    pub name: String,
+    /// Its digest (for a text model, `kokon_llm::TextModel::digest`).
+    #[serde(with = "crate::serde_hex")]
+    pub digest: [u8; 32],
 }
 
 fn put(out: &mut Vec<u8>, field: &[u8]) {
@@ -64,6 +79,15 @@ impl Claims {
         put(&mut out, &self.receipt_key);
         put(&mut out, self.model_name.as_bytes());
         put(&mut out, &self.model_digest);
+        // Absent and present text models encode differently (a flag byte).
+        match &self.text_model {
+            None => put(&mut out, &[0]),
+            Some(m) => {
+                put(&mut out, &[1]);
+                put(&mut out, m.name.as_bytes());
+                put(&mut out, &m.digest);
+            }
+        }
         put(&mut out, &self.config_digest);
         put(&mut out, self.runtime.as_bytes());
         put(&mut out, &self.nonce);
@@ -78,14 +102,23 @@ impl Claims {
         out
     }
 
-    /// The RTMR3 event digests for this enclave's configuration and model.
-    pub fn rtmr3_events(&self) -> [Measurement; 2] {
-        rtmr3_events(&self.config_digest, &self.model_digest)
+    /// The RTMR3 event digests for this enclave's configuration and models.
+    pub fn rtmr3_events(&self) -> Vec<Measurement> {
+        rtmr3_events(
+            &self.config_digest,
+            &self.model_digest,
+            self.text_model.as_ref().map(|m| &m.digest),
+        )
     }
 }
 
-/// The RTMR3 events for a configuration digest and a model digest.
-pub fn rtmr3_events(config_digest: &[u8; 32], model_digest: &[u8; 32]) -> [Measurement; 2] {
+/// The RTMR3 events for a configuration digest, a model digest and a text
+/// model's digest when there is one.
+pub fn rtmr3_events(
+    config_digest: &[u8; 32],
+    model_digest: &[u8; 32],
+    text_model_digest: Option<&[u8; 32]>,
+) -> Vec<Measurement> {
     let event = |label: &[u8], digest: &[u8; 32]| {
         let mut out = [0u8; 48];
         out.copy_from_slice(
@@ -96,10 +129,12 @@ pub fn rtmr3_events(config_digest: &[u8; 32], model_digest: &[u8; 32]) -> [Measu
         );
         out
     };
-    [
+    let mut events = vec![
         event(b"kokon.rtmr3.config.v1\0", config_digest),
         event(b"kokon.rtmr3.model.v1\0", model_digest),
-    ]
+    ];
+    events.extend(text_model_digest.map(|d| event(b"kokon.rtmr3.text-model.v1\0", d)));
+    events
 }
 
 #[cfg(test)]
@@ -113,6 +148,7 @@ mod tests {
             receipt_key: [7; 32],
             model_name: "magika".into(),
             model_digest: [9; 32],
+            text_model: None,
             config_digest: [3; 32],
             runtime: "onnxruntime cpu".into(),
             nonce: vec![5; 32],
@@ -129,6 +165,12 @@ mod tests {
             |c| c.receipt_key[0] ^= 1,
             |c| c.model_name.push('x'),
             |c| c.model_digest[0] ^= 1,
+            |c| {
+                c.text_model = Some(ModelClaim {
+                    name: "t".into(),
+                    digest: [0; 32],
+                })
+            },
             |c| c.config_digest[0] ^= 1,
             |c| c.runtime.push('x'),
             |c| c.nonce.push(0),

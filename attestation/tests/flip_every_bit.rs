@@ -110,6 +110,7 @@ fn every_bit_flip_of_a_sim_tdx_quote_is_rejected() {
         receipt_key: [7; 32],
         model_name: "magika".into(),
         model_digest: [9; 32],
+        text_model: None,
         config_digest: [3; 32],
         runtime: "onnxruntime cpu".into(),
         nonce: vec![5; 32],

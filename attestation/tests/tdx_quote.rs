@@ -18,6 +18,7 @@ fn claims() -> Claims {
         receipt_key: [7; 32],
         model_name: "magika".into(),
         model_digest: [9; 32],
+        text_model: None,
         config_digest: [3; 32],
         runtime: "onnxruntime cpu".into(),
         nonce: vec![5; 32],

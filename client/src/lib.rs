@@ -31,13 +31,17 @@ use kokon_attestation::{verify_bundle, AttestationBundle, VerifiedEvidence};
 pub use kokon_billing::payer::PayerProof;
 use kokon_billing::payer::PAYER_HEADER;
 use kokon_billing::{
-    digest, Expected, ReceiptError, SequenceWindow, SignedReceipt, RECEIPT_HEADER,
+    digest, Expected, Price, ReceiptError, SequenceWindow, SignedReceipt, RECEIPT_HEADER,
 };
 use kokon_policies::{Policy, Rejection};
 use kokon_seal::{KeyConfig, SealError, Suite};
 pub use kokon_wire::billing::CloseOffer;
 use kokon_wire::billing::{ChannelStatus, VoucherAccepted};
 use kokon_wire::kserve::{ErrorBody, InferRequest, InferResponse};
+use kokon_wire::openai::{
+    ChatCompletion, ChatCompletionRequest, Completion, CompletionRequest, ErrorResponse, ModelList,
+    CHAT_COMPLETIONS_PATH, COMPLETIONS_PATH, MODELS_PATH,
+};
 /// The current time in Unix seconds.
 pub use kokon_wire::unix_now;
 use thiserror::Error;
@@ -128,6 +132,9 @@ pub struct VerifiedEnclave {
     channel_key: Option<ed25519_dalek::SigningKey>,
     /// The highest price per unit (nanotons) the client accepts, from its policy.
     pub max_price_per_unit: u128,
+    /// The highest prices per prompt token (`per_unit`) and per completion
+    /// token (`per_output_unit`) the client accepts, from its policy.
+    pub max_token_price: Price,
     sequences: Mutex<SequenceWindow>,
 }
 
@@ -176,6 +183,10 @@ pub fn verify(
         channel_id: 0,
         channel_key: None,
         max_price_per_unit: policy.max_price_per_unit,
+        max_token_price: Price {
+            per_unit: policy.max_price_per_prompt_token,
+            per_output_unit: policy.max_price_per_completion_token,
+        },
         sequences: Mutex::new(SequenceWindow::default()),
     })
 }
@@ -197,7 +208,17 @@ pub struct Sealed {
     pub bytes: Vec<u8>,
     context: kokon_seal::ClientContext,
     request_digest: [u8; 32],
-    units: u64,
+    billing: Billing,
+}
+
+/// How the answer to a sealed request is billed, as the client expects it.
+#[derive(Debug, Clone, Copy)]
+enum Billing {
+    /// The classifier: these units at its price per unit.
+    Units(u64),
+    /// The text model: the prompt and completion tokens its answer reports
+    /// (`usage`), at its token prices.
+    Tokens,
 }
 
 impl VerifiedEnclave {
@@ -210,6 +231,34 @@ impl VerifiedEnclave {
         path: &str,
         body: &[u8],
         units: u64,
+        now: i64,
+    ) -> Result<Sealed, ClientError> {
+        self.seal_billed(method, path, body, Billing::Units(units), now)
+    }
+
+    /// Seals a request to the text model (the OpenAI API), sent at `now`:
+    /// its answer is billed by the tokens it reports.
+    pub fn seal_text(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        now: i64,
+    ) -> Result<Sealed, ClientError> {
+        if self.evidence.claims.text_model.is_none() {
+            return Err(ClientError::Protocol(
+                "the attested enclave serves no text model".into(),
+            ));
+        }
+        self.seal_billed(method, path, body, Billing::Tokens, now)
+    }
+
+    fn seal_billed(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        billing: Billing,
         now: i64,
     ) -> Result<Sealed, ClientError> {
         let mut message = Message::request(
@@ -234,7 +283,7 @@ impl VerifiedEnclave {
             bytes,
             context,
             request_digest: digest(&encoded),
-            units,
+            billing,
         })
     }
 
@@ -262,15 +311,33 @@ impl VerifiedEnclave {
         let receipt = SignedReceipt::from_header(receipt)?;
         let body = message.content().to_vec();
         let claims = &self.evidence.claims;
+        let (model_digest, units, output_units, max_price) = match sealed.billing {
+            Billing::Units(units) => (
+                claims.model_digest,
+                if status == 200 { units } else { 0 },
+                0,
+                Price::per_unit(self.max_price_per_unit),
+            ),
+            Billing::Tokens => {
+                let (prompt, completion) = match status {
+                    200 => reported_usage(&body)?,
+                    _ => (0, 0),
+                };
+                let text = claims.text_model.as_ref().ok_or_else(|| {
+                    ClientError::Protocol("the attested enclave serves no text model".into())
+                })?;
+                (text.digest, prompt, completion, self.max_token_price)
+            }
+        };
         receipt.verify(&Expected {
             key: claims.receipt_key,
             request_digest: sealed.request_digest,
             response_digest: digest(&body),
-            model_digest: claims.model_digest,
-            units: if status == 200 { sealed.units } else { 0 },
-            output_units: 0,
+            model_digest,
+            units,
+            output_units,
             channel_id: self.channel_id,
-            max_price: kokon_billing::Price::per_unit(self.max_price_per_unit),
+            max_price,
         })?;
         self.sequences
             .lock()
@@ -282,6 +349,20 @@ impl VerifiedEnclave {
             receipt,
         })
     }
+}
+
+/// The token counts an OpenAI API answer reports (its `usage`), which its
+/// receipt must charge; an answer without usage (the model list) is free.
+fn reported_usage(body: &[u8]) -> Result<(u64, u64), ClientError> {
+    #[derive(serde::Deserialize)]
+    struct WithUsage {
+        usage: Option<kokon_wire::openai::Usage>,
+    }
+    let parsed: WithUsage = serde_json::from_slice(body)
+        .map_err(|e| ClientError::Protocol(format!("the answer is not JSON: {e}")))?;
+    Ok(parsed
+        .usage
+        .map_or((0, 0), |u| (u.prompt_tokens, u.completion_tokens)))
 }
 
 /// A connection to a kokon host.
@@ -477,6 +558,70 @@ impl Client {
         let proof = enclave.payer_proof(&sealed.bytes, now);
         let response = self.send_billed(&sealed.bytes, proof.as_ref()).await?;
         enclave.open(sealed, &response)
+    }
+
+    /// Seals, sends, opens and checks one request to the text model (the
+    /// OpenAI API); returns the answer's body and receipt, or the enclave's
+    /// OpenAI error.
+    pub async fn text_request(
+        &self,
+        enclave: &VerifiedEnclave,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<(Vec<u8>, SignedReceipt), ClientError> {
+        let now = unix_now();
+        let sealed = enclave.seal_text(method, path, body, now)?;
+        let proof = enclave.payer_proof(&sealed.bytes, now);
+        let response = self.send_billed(&sealed.bytes, proof.as_ref()).await?;
+        let opened = enclave.open(sealed, &response)?;
+        if opened.status != 200 {
+            let message = serde_json::from_slice::<ErrorResponse>(&opened.body)
+                .map(|e| e.error.message)
+                .unwrap_or_default();
+            return Err(ClientError::Enclave {
+                status: opened.status,
+                message,
+            });
+        }
+        Ok((opened.body, opened.receipt))
+    }
+
+    /// A chat completion (a whole answer) from the attested text model,
+    /// with its verified receipt.
+    pub async fn chat_completion(
+        &self,
+        enclave: &VerifiedEnclave,
+        request: &ChatCompletionRequest,
+    ) -> Result<(ChatCompletion, SignedReceipt), ClientError> {
+        let body = serde_json::to_vec(request).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let (answer, receipt) = self
+            .text_request(enclave, "POST", CHAT_COMPLETIONS_PATH, &body)
+            .await?;
+        let answer = serde_json::from_slice(&answer)
+            .map_err(|e| ClientError::Protocol(format!("chat completion: {e}")))?;
+        Ok((answer, receipt))
+    }
+
+    /// A (legacy) completion from the attested text model, with its receipt.
+    pub async fn completion(
+        &self,
+        enclave: &VerifiedEnclave,
+        request: &CompletionRequest,
+    ) -> Result<(Completion, SignedReceipt), ClientError> {
+        let body = serde_json::to_vec(request).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let (answer, receipt) = self
+            .text_request(enclave, "POST", COMPLETIONS_PATH, &body)
+            .await?;
+        let answer = serde_json::from_slice(&answer)
+            .map_err(|e| ClientError::Protocol(format!("completion: {e}")))?;
+        Ok((answer, receipt))
+    }
+
+    /// The text models the attested enclave serves (`GET /v1/models`).
+    pub async fn models(&self, enclave: &VerifiedEnclave) -> Result<ModelList, ClientError> {
+        let (answer, _) = self.text_request(enclave, "GET", MODELS_PATH, b"").await?;
+        serde_json::from_slice(&answer).map_err(|e| ClientError::Protocol(format!("models: {e}")))
     }
 
     /// Runs a KServe v2 inference on the attested model.

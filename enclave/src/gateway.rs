@@ -4,7 +4,8 @@
 //! (RFC 9458); parses the Binary HTTP request (RFC 9292); checks freshness
 //! (`kokon-sent-at` within the window) and that this exact encapsulated
 //! request was never served before (RFC 9458 section 6.2: replay defence
-//! needs both); routes it (KServe v2); signs a usage receipt over the request
+//! needs both); routes it (KServe v2 to the classifier; the OpenAI API to the
+//! text model, when one is served); signs a usage receipt over the request
 //! and response digests; and seals the Binary HTTP response under the
 //! request's HPKE context.
 //!
@@ -18,7 +19,9 @@ use std::time::Duration;
 
 use bhttp::{Message, Mode, StatusCode};
 use kokon_billing::{digest, Price, Usage, CHANNEL_HEADER, RECEIPT_HEADER};
+use kokon_llm::openai::{self as llm_api, Endpoint};
 use kokon_wire::kserve::{ErrorBody, InferRequest};
+use kokon_wire::openai::{ApiError, CHAT_COMPLETIONS_PATH, COMPLETIONS_PATH, MODELS_PATH};
 use kokon_wire::replay::ReplayCache;
 /// The enclave's clock, in Unix seconds.
 pub use kokon_wire::unix_now;
@@ -51,19 +54,39 @@ pub enum Outcome {
     Rejected(String),
 }
 
-/// The gateway: keys, model and replay state.
+/// The text model behind the OpenAI API, and its prices.
+pub struct TextService {
+    /// Its generation engine.
+    pub engine: kokon_llm::Engine,
+    /// Per prompt token (`per_unit`) and per completion token (`per_output_unit`).
+    pub price: Price,
+    /// When it was loaded (Unix seconds), for the model list.
+    pub loaded_at: i64,
+}
+
+/// The gateway: keys, models and replay state.
 pub struct Gateway {
     keys: Keyset,
     model: Model,
     price: Price,
+    text: Option<TextService>,
     replay: Mutex<ReplayCache>,
     fault_delay: Option<Duration>,
+}
+
+/// Which model a reply is billed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Served {
+    Classifier,
+    Text,
 }
 
 struct Reply {
     status: u16,
     body: Vec<u8>,
     units: u64,
+    output_units: u64,
+    served: Served,
 }
 
 impl Reply {
@@ -72,6 +95,8 @@ impl Reply {
             status,
             body: serde_json::to_vec(value).unwrap_or_default(),
             units,
+            output_units: 0,
+            served: Served::Classifier,
         }
     }
 
@@ -84,17 +109,40 @@ impl Reply {
             0,
         )
     }
+
+    /// An OpenAI API answer, billed to the text model.
+    fn text(status: u16, body: Vec<u8>, units: u64, output_units: u64) -> Self {
+        Self {
+            status,
+            body,
+            units,
+            output_units,
+            served: Served::Text,
+        }
+    }
+
+    /// An OpenAI error object (not billed).
+    fn api_error(error: &ApiError) -> Self {
+        Self::text(llm_api::status(error), error.body(), 0, 0)
+    }
 }
 
 impl Gateway {
-    /// A gateway serving `model` at `price` with `keys`. `fault_delay`
-    /// (simulation only) holds each inference for a while, so tests can kill
-    /// the enclave mid-request.
-    pub fn new(keys: Keyset, model: Model, price: Price, fault_delay: Option<Duration>) -> Self {
+    /// A gateway serving `model` at `price` (and `text`, when given) with
+    /// `keys`. `fault_delay` (simulation only) holds each inference for a
+    /// while, so tests can kill the enclave mid-request.
+    pub fn new(
+        keys: Keyset,
+        model: Model,
+        price: Price,
+        text: Option<TextService>,
+        fault_delay: Option<Duration>,
+    ) -> Self {
         Self {
             keys,
             model,
             price,
+            text,
             replay: Mutex::new(ReplayCache::new(REPLAY_CACHE_CAPACITY)),
             fault_delay,
         }
@@ -108,6 +156,11 @@ impl Gateway {
     /// The model.
     pub fn model(&self) -> &Model {
         &self.model
+    }
+
+    /// The text model, when one is served.
+    pub fn text(&self) -> Option<&TextService> {
+        self.text.as_ref()
     }
 
     /// Serves one encapsulated request at `now` (Unix seconds), billed to
@@ -185,7 +238,66 @@ impl Gateway {
             (b"GET", p) if p == model_path => Reply::json(200, &self.model.metadata(), 0),
             (b"POST", p) if p == format!("{model_path}/infer") => self.infer(request.content()),
             (_, p) if p.starts_with("/v2/models/") => Reply::error(404, format!("unknown model or route; this enclave serves {model_path} and {model_path}/infer")),
+            (_, p) if p.starts_with("/v1/") => self.openai(method, p, request.content()),
             _ => Reply::error(404, "unknown route"),
+        }
+    }
+
+    /// The OpenAI API on the text model.
+    fn openai(&self, method: &[u8], path: &str, body: &[u8]) -> Reply {
+        let Some(text) = &self.text else {
+            return Reply::api_error(&ApiError {
+                message: "this enclave serves no text model (start it with --llm)".into(),
+                kind: "not_found_error".into(),
+                param: None,
+                code: None,
+            });
+        };
+        let endpoint = match (method, path) {
+            (b"GET", MODELS_PATH) => {
+                let list = llm_api::models(&text.engine, text.loaded_at);
+                return Reply::text(200, serde_json::to_vec(&list).unwrap_or_default(), 0, 0);
+            }
+            (b"POST", CHAT_COMPLETIONS_PATH) => Endpoint::Chat,
+            (b"POST", COMPLETIONS_PATH) => Endpoint::Completion,
+            _ => {
+                return Reply::api_error(&ApiError {
+                    message: format!(
+                        "unknown route; the OpenAI API here is GET {MODELS_PATH}, POST {CHAT_COMPLETIONS_PATH} and POST {COMPLETIONS_PATH}"
+                    ),
+                    kind: "not_found_error".into(),
+                    param: None,
+                    code: None,
+                })
+            }
+        };
+        let mut id = [0u8; 12];
+        if getrandom::fill(&mut id).is_err() {
+            return Reply::api_error(&ApiError {
+                message: "the enclave's random number generator failed".into(),
+                kind: "server_error".into(),
+                param: None,
+                code: None,
+            });
+        }
+        let generation =
+            match llm_api::start(&text.engine, endpoint, body, &hex::encode(id), unix_now()) {
+                Ok(g) => g,
+                Err(e) => return Reply::api_error(&e),
+            };
+        if generation.stream {
+            return Reply::api_error(&ApiError::invalid(
+                "stream: true is not served through this path yet; ask for a whole answer",
+                Some("stream"),
+            ));
+        }
+        // The gateway runs on a blocking-allowed thread (the server's
+        // block_in_place): wait for the engine there.
+        match tokio::runtime::Handle::current().block_on(generation.whole()) {
+            Ok((body, usage)) => {
+                Reply::text(200, body, usage.prompt_tokens, usage.completion_tokens)
+            }
+            Err(e) => Reply::api_error(&e),
         }
     }
 
@@ -214,13 +326,17 @@ impl Gateway {
         channel_id: u128,
         now: i64,
     ) -> Outcome {
+        let (model_digest, price) = match (reply.served, &self.text) {
+            (Served::Text, Some(text)) => (text.engine.model().digest(), text.price),
+            _ => (self.model.digest(), self.price),
+        };
         let receipt = match self.keys.receipts.sign(&Usage {
             request_digest: digest(request_plain),
             response_digest: digest(&reply.body),
-            model_digest: self.model.digest(),
+            model_digest,
             units: reply.units,
-            output_units: 0,
-            price: self.price,
+            output_units: reply.output_units,
+            price,
             channel_id,
             issued_at: now,
         }) {

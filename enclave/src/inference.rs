@@ -355,6 +355,38 @@ impl Model {
     }
 }
 
+/// Loads a text model directory (`scripts/llm/gguf_to_onnx.py`) and starts
+/// its generation engine on `device`, decoding up to `max_batch` sequences together.
+pub fn load_text_model(
+    env: &Environment,
+    dir: &Path,
+    device: Device,
+    max_batch: usize,
+) -> Result<kokon_llm::Engine, InferError> {
+    let model_err = |reason: String| InferError::Model {
+        path: dir.display().to_string(),
+        reason,
+    };
+    let model = kokon_llm::TextModel::load(dir).map_err(|e| model_err(e.to_string()))?;
+    let builder = Session::builder(env)
+        .map_err(|e| model_err(e.to_string()))?
+        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(|e| model_err(e.to_string()))?;
+    let builder = match device {
+        Device::Cpu => builder,
+        Device::Cuda => with_cuda(builder).map_err(model_err)?,
+    };
+    kokon_llm::Engine::start(
+        std::sync::Arc::new(model),
+        builder,
+        kokon_llm::EngineOptions {
+            max_batch,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| model_err(e.to_string()))
+}
+
 /// Whether this build can run on CUDA (the `cuda` feature).
 pub const CUDA_BUILT: bool = cfg!(feature = "cuda");
 

@@ -96,6 +96,19 @@ pub struct Args {
     /// Price of one unit (one inference) in nanotons, as receipts charge it.
     #[arg(long, default_value_t = 0)]
     pub price_nanoton_per_unit: u128,
+    /// A text model directory (from scripts/llm/gguf_to_onnx.py) to serve
+    /// behind the OpenAI API (/v1/chat/completions, /v1/completions, /v1/models).
+    #[arg(long)]
+    pub llm: Option<PathBuf>,
+    /// Most sequences the text model decodes together.
+    #[arg(long, default_value_t = 8)]
+    pub llm_max_batch: usize,
+    /// Price of one prompt token in nanotons.
+    #[arg(long, default_value_t = 0)]
+    pub price_nanoton_per_prompt_token: u128,
+    /// Price of one completion token in nanotons.
+    #[arg(long, default_value_t = 0)]
+    pub price_nanoton_per_completion_token: u128,
     /// CPUs to run on (comma-separated indices), as a TEE VM's dedicated vCPUs.
     #[arg(long, value_delimiter = ',')]
     pub cpus: Vec<usize>,
@@ -169,6 +182,14 @@ pub struct ServingConfig<'a> {
     pub freshness_window_secs: i64,
     /// Price per unit in nanotons.
     pub price_nanoton_per_unit: u128,
+    /// The text model's name, when one is served.
+    pub text_model_name: Option<&'a str>,
+    /// Most sequences decoded together.
+    pub llm_max_batch: usize,
+    /// Price per prompt token in nanotons.
+    pub price_nanoton_per_prompt_token: u128,
+    /// Price per completion token in nanotons.
+    pub price_nanoton_per_completion_token: u128,
 }
 
 impl ServingConfig<'_> {
@@ -208,6 +229,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.sessions,
         args.max_batch,
     )?;
+    let text = match &args.llm {
+        Some(dir) => Some(inference::load_text_model(
+            &env,
+            dir,
+            args.device,
+            args.llm_max_batch,
+        )?),
+        None => None,
+    };
+    let text_name = text.as_ref().map(|e| e.model().config.name.clone());
+    let text_digest = text.as_ref().map(|e| e.model().digest());
     let config_digest = ServingConfig {
         kokon_version: env!("CARGO_PKG_VERSION"),
         model_name: &args.model_name,
@@ -215,9 +247,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         max_batch: args.max_batch,
         freshness_window_secs: gateway::FRESHNESS_WINDOW_SECS,
         price_nanoton_per_unit: args.price_nanoton_per_unit,
+        text_model_name: text_name.as_deref(),
+        llm_max_batch: args.llm_max_batch,
+        price_nanoton_per_prompt_token: args.price_nanoton_per_prompt_token,
+        price_nanoton_per_completion_token: args.price_nanoton_per_completion_token,
     }
     .digest();
-    for event in kokon_attestation::claims::rtmr3_events(&config_digest, &model.digest()) {
+    for event in kokon_attestation::claims::rtmr3_events(
+        &config_digest,
+        &model.digest(),
+        text_digest.as_ref(),
+    ) {
         backend.extend_runtime_measurement(&event)?;
     }
     let fault_delay = match (
@@ -231,9 +271,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let keys = keys::Keyset::generate()?;
     let price = kokon_billing::Price::per_unit(args.price_nanoton_per_unit);
+    let text = text.map(|engine| gateway::TextService {
+        engine,
+        price: kokon_billing::Price {
+            per_unit: args.price_nanoton_per_prompt_token,
+            per_output_unit: args.price_nanoton_per_completion_token,
+        },
+        loaded_at: now,
+    });
     tracing::info!(model = %args.model_name, model_digest = %hex::encode(model.digest()), mrtd = %hex::encode(mr_td), "enclave initialised");
     let enclave = Arc::new(server::Enclave {
-        gateway: gateway::Gateway::new(keys, model, price, fault_delay),
+        gateway: gateway::Gateway::new(keys, model, price, text, fault_delay),
         backend,
         config_digest,
     });

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use kokon_attestation::claims::ModelClaim;
 use kokon_attestation::{AttestationBundle, Claims};
 use kokon_wire::{Request, Response, WireError};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -41,6 +42,10 @@ impl Enclave {
             receipt_key: self.gateway.keys().receipts.public_key(),
             model_name: model.name().into(),
             model_digest: model.digest(),
+            text_model: self.gateway.text().map(|t| ModelClaim {
+                name: t.engine.model().config.name.clone(),
+                digest: t.engine.model().digest(),
+            }),
             config_digest: self.config_digest,
             runtime: model.runtime().into(),
             nonce,

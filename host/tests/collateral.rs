@@ -232,6 +232,7 @@ async fn bundles_without_collateral_are_completed_and_others_left_alone() {
         receipt_key: [1; 32],
         model_name: "m".into(),
         model_digest: [2; 32],
+        text_model: None,
         config_digest: [3; 32],
         runtime: "cpu".into(),
         nonce: vec![4; 16],

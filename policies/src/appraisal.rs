@@ -72,27 +72,36 @@ impl Policy {
             );
         }
         let claims = &evidence.claims;
-        if !self
-            .models
-            .iter()
-            .any(|m| m.digest == claims.model_digest && m.name == claims.model_name)
-        {
-            fail(
-                "model",
-                format!(
-                    "one of [{}]",
-                    self.models
-                        .iter()
-                        .map(|m| format!("{} sha256:{}", m.name, hex::encode(m.digest)))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                format!(
-                    "{} sha256:{}",
-                    claims.model_name,
-                    hex::encode(claims.model_digest)
-                ),
+        let allowed = || {
+            format!(
+                "one of [{}]",
+                self.models
+                    .iter()
+                    .map(|m| format!("{} sha256:{}", m.name, hex::encode(m.digest)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let served = [("model", claims.model_name.as_str(), &claims.model_digest)]
+            .into_iter()
+            .chain(
+                claims
+                    .text_model
+                    .as_ref()
+                    .map(|m| ("text model", m.name.as_str(), &m.digest)),
             );
+        for (what, name, digest) in served {
+            if !self
+                .models
+                .iter()
+                .any(|m| &m.digest == digest && m.name == name)
+            {
+                fail(
+                    what,
+                    allowed(),
+                    format!("{name} sha256:{}", hex::encode(digest)),
+                );
+            }
         }
         self.verdict(failures)
     }

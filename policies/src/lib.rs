@@ -54,6 +54,11 @@ pub struct Policy {
     /// The highest price per unit (nanotons) receipts may charge; 0 without a
     /// `[billing]` section (free enclaves only).
     pub max_price_per_unit: u128,
-    /// Allowed models.
+    /// The highest price per prompt token (nanotons) a text model's receipts
+    /// may charge; 0 without it.
+    pub max_price_per_prompt_token: u128,
+    /// The highest price per completion token (nanotons); 0 without it.
+    pub max_price_per_completion_token: u128,
+    /// Allowed models (the classifier and the text model alike).
     pub models: Vec<AllowedModel>,
 }

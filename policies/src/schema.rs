@@ -36,8 +36,16 @@ struct PolicyFile {
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BillingSection {
-    /// The highest price per unit, nanotons, receipts may charge.
+    /// The highest price per unit (a classifier's inference), nanotons,
+    /// receipts may charge.
+    #[serde(default)]
     max_nanoton_per_unit: u64,
+    /// The highest price per prompt token of a text model, nanotons.
+    #[serde(default)]
+    max_nanoton_per_prompt_token: u64,
+    /// The highest price per completion token of a text model, nanotons.
+    #[serde(default)]
+    max_nanoton_per_completion_token: u64,
 }
 
 /// Requirements on the vendor's TCB appraisal.
@@ -289,6 +297,14 @@ impl Policy {
             max_price_per_unit: file
                 .billing
                 .map(|b| u128::from(b.max_nanoton_per_unit))
+                .unwrap_or(0),
+            max_price_per_prompt_token: file
+                .billing
+                .map(|b| u128::from(b.max_nanoton_per_prompt_token))
+                .unwrap_or(0),
+            max_price_per_completion_token: file
+                .billing
+                .map(|b| u128::from(b.max_nanoton_per_completion_token))
                 .unwrap_or(0),
             name: file.name,
             description: file.description,

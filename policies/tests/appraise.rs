@@ -25,6 +25,7 @@ fn sim(debug: bool, model_digest: [u8; 32], issued_at: i64) -> Sim {
         receipt_key: [1; 32],
         model_name: "magika".into(),
         model_digest,
+        text_model: None,
         config_digest: [2; 32],
         runtime: "onnxruntime cpu".into(),
         nonce: vec![3; 32],

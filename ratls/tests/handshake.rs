@@ -33,6 +33,7 @@ fn claims() -> Claims {
         receipt_key: [1; 32],
         model_name: "magika".into(),
         model_digest: hex::decode(MAGIKA).unwrap().try_into().unwrap(),
+        text_model: None,
         config_digest: [2; 32],
         runtime: "onnxruntime cpu".into(),
         nonce: vec![],

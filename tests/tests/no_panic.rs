@@ -66,6 +66,7 @@ fn sim_bundle() -> (AttestationBundle, TrustAnchors) {
         receipt_key: [1; 32],
         model_name: "m".into(),
         model_digest: [2; 32],
+        text_model: None,
         config_digest: [3; 32],
         runtime: "r".into(),
         nonce: vec![4; 32],

@@ -38,6 +38,7 @@ fn fake_enclave() -> FakeEnclave {
         receipt_key: signer.public_key(),
         model_name: "magika".into(),
         model_digest: hex::decode(MAGIKA).unwrap().try_into().unwrap(),
+        text_model: None,
         config_digest: [1; 32],
         runtime: "test".into(),
         nonce: vec![9; 32],
