@@ -19,6 +19,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod chunked;
+
 use aes_gcm::aead::{Aead as _, KeyInit, Nonce};
 use aes_gcm::{Aes128Gcm, Aes256Gcm};
 use hkdf::Hkdf;
@@ -292,6 +294,24 @@ fn export(
 }
 
 impl ServerKey {
+    /// A request for another key or suite is refused, naming both.
+    fn check_header(&self, header: [u8; HEADER_LEN]) -> Result<(), SealError> {
+        if header == self.config.header() {
+            return Ok(());
+        }
+        let [key, k0, k1, d0, d1, a0, a1] = header;
+        Err(SealError::WrongKey {
+            expected_key: self.config.key_id,
+            found_key: key,
+            expected_suite: self.config.suite.ids(),
+            found_suite: [
+                u16::from_be_bytes([k0, k1]),
+                u16::from_be_bytes([d0, d1]),
+                u16::from_be_bytes([a0, a1]),
+            ],
+        })
+    }
+
     /// Derives a key pair from input keying material (at least 32 random bytes).
     pub fn derive(key_id: u8, suite: Suite, ikm: &[u8]) -> Self {
         let (secret, public) = Kem::derive_keypair(ikm);
@@ -319,20 +339,7 @@ impl ServerKey {
     ) -> Result<(Zeroizing<Vec<u8>>, ResponseContext), SealError> {
         let mut r = Reader::new(request);
         let header = r.array::<HEADER_LEN>("request header").map_err(truncated)?;
-        let expected = self.config.header();
-        if header != expected {
-            let [key, k0, k1, d0, d1, a0, a1] = header;
-            return Err(SealError::WrongKey {
-                expected_key: self.config.key_id,
-                found_key: key,
-                expected_suite: self.config.suite.ids(),
-                found_suite: [
-                    u16::from_be_bytes([k0, k1]),
-                    u16::from_be_bytes([d0, d1]),
-                    u16::from_be_bytes([a0, a1]),
-                ],
-            });
-        }
+        self.check_header(header)?;
         let enc = r.take(NPK, "encapsulated key").map_err(truncated)?;
         let ct = r.rest();
         let encapped = <Kem as hpke::Kem>::EncappedKey::from_bytes(enc)
