@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the host shim and its enclave.
-    Host(HostArgs),
+    Host(Box<HostArgs>),
     /// Fetch and verify an enclave's attestation.
     Attest {
         /// The host's base URL.
@@ -47,6 +47,9 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Verify the enclave, then classify a file privately.
     Infer(InferArgs),
+    /// Verify the enclave, then chat with its text model privately
+    /// (interactive when no prompt is given).
+    Chat(ChatArgs),
     /// Auditor tools.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -193,6 +196,16 @@ pub struct HostArgs {
     /// Price of one inference in nanotons (the enclave's receipts charge it).
     #[arg(long, default_value_t = 0)]
     pub price_nanoton_per_unit: u128,
+    /// Also serve this text model (a directory from `just setup`, e.g.
+    /// .cache/models/smollm2-135m-instruct) behind the OpenAI API.
+    #[arg(long)]
+    pub llm: Option<PathBuf>,
+    /// Price of one prompt token in nanotons.
+    #[arg(long, default_value_t = 0)]
+    pub price_nanoton_per_prompt_token: u128,
+    /// Price of one completion token in nanotons.
+    #[arg(long, default_value_t = 0)]
+    pub price_nanoton_per_completion_token: u128,
     /// Host tools instead of running the host.
     #[command(subcommand)]
     pub action: Option<HostAction>,
@@ -277,4 +290,33 @@ pub struct InferArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `kokon chat`.
+#[derive(Debug, clap::Args)]
+pub struct ChatArgs {
+    /// The host's base URL.
+    #[arg(long)]
+    pub host: String,
+    /// The policy file.
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// The text model's name (default: the one the enclave attests).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// A system message to start the conversation with.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Most tokens per answer.
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: u64,
+    /// Sampling temperature (0: greedy).
+    #[arg(long, default_value_t = 0.7)]
+    pub temperature: f32,
+    /// Reproducible sampling.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// The prompt; without one, read prompts from standard input, one per
+    /// line, keeping the conversation.
+    pub prompt: Option<String>,
 }

@@ -9,13 +9,15 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use kokon_client::magika::Prepared;
-use kokon_client::Client;
+use kokon_client::{Client, VerifiedEnclave};
+use kokon_wire::openai::{ChatCompletionRequest, ChatMessage};
 
 use crate::args::HostArgs;
 use crate::infer::{classify, load_magika};
 use crate::{host, local, report};
 
 const SAMPLE_NAME: &str = "built-in sample (a Python script)";
+const QUESTION: &str = "In one sentence, what is a confidential computing enclave?";
 const SAMPLE: &[u8] = b"#!/usr/bin/env python3\n\"\"\"Count words in the files given on the command line.\"\"\"\nimport sys\nfrom collections import Counter\n\n\ndef main(paths):\n    counts = Counter()\n    for path in paths:\n        with open(path, encoding=\"utf-8\") as f:\n            for line in f:\n                counts.update(line.split())\n    for word, n in counts.most_common(10):\n        print(f\"{n:6d} {word}\")\n\n\nif __name__ == \"__main__\":\n    main(sys.argv[1:])\n";
 
 /// `kokon demo`: a payment channel on the local TON sandbox, a host with a
@@ -30,11 +32,13 @@ pub async fn run(policy_path: &Path, files: &[PathBuf]) -> anyhow::Result<()> {
     );
     let mut channel = payment::DemoChannel::open(&local::env_path("KOKON_TON_BRIDGE")?)?;
     println!(
-        "  channel {} at {} holds {} nanotons of the client's; price {} nanotons per inference",
+        "  channel {} at {} holds {} nanotons of the client's; price {} nanotons per inference, {} / {} per prompt / completion token",
         channel.params.channel_id,
         channel.address,
         payment::DEMO_DEPOSIT,
-        payment::DEMO_PRICE
+        payment::DEMO_PRICE,
+        payment::DEMO_PROMPT_TOKEN_PRICE,
+        payment::DEMO_COMPLETION_TOKEN_PRICE
     );
     let dir = local::data_dir()
         .join("demo")
@@ -48,6 +52,12 @@ pub async fn run(policy_path: &Path, files: &[PathBuf]) -> anyhow::Result<()> {
         "127.0.0.1:0".into(),
         "--price-nanoton-per-unit".into(),
         payment::DEMO_PRICE.to_string(),
+        "--llm".into(),
+        local::env_path("KOKON_LLM_DIR")?.display().to_string(),
+        "--price-nanoton-per-prompt-token".into(),
+        payment::DEMO_PROMPT_TOKEN_PRICE.to_string(),
+        "--price-nanoton-per-completion-token".into(),
+        payment::DEMO_COMPLETION_TOKEN_PRICE.to_string(),
         "--channels".into(),
         channels.display().to_string(),
     ]);
@@ -154,5 +164,54 @@ async fn demo_client(
             }
         }
     }
+    n += 1;
+    step(n, "ask the private text model a question, and pay for it");
+    chat(&client, &enclave, channel).await?;
     Ok(n)
+}
+
+/// One private chat completion, its per-token receipt and its payment.
+async fn chat(
+    client: &Client,
+    enclave: &VerifiedEnclave,
+    channel: &mut payment::DemoChannel,
+) -> anyhow::Result<()> {
+    let Some(text) = &enclave.evidence.claims.text_model else {
+        anyhow::bail!("the attested enclave serves no text model");
+    };
+    let request = ChatCompletionRequest {
+        temperature: Some(0.0),
+        max_tokens: Some(40),
+        ..ChatCompletionRequest::new(&text.name, vec![ChatMessage::text_from("user", QUESTION)])
+    };
+    let t = Instant::now();
+    let (answer, r) = client.chat_completion(enclave, &request).await?;
+    let elapsed = t.elapsed();
+    println!("  you: {QUESTION}");
+    println!(
+        "  {}: {}",
+        text.name,
+        answer
+            .choices
+            .first()
+            .map(|c| c.message.content.trim())
+            .unwrap_or_default()
+    );
+    println!(
+        "  receipt verified: seq {} · {} prompt tokens × {} + {} completion tokens × {} = {} nanotons, model sha256:{}…",
+        r.receipt.sequence,
+        r.receipt.units,
+        r.receipt.price_per_unit,
+        r.receipt.output_units,
+        r.receipt.price_per_output_unit,
+        r.receipt.amount,
+        &hex::encode(r.receipt.model_digest)[..16],
+    );
+    let paid = channel.pay(client, &r).await?;
+    println!(
+        "  voucher seqno {} sent to the host, which now counts {paid} nanotons paid; answered in {elapsed:.1?} ({:.0} tokens/s)",
+        channel.payer.state().seqno,
+        r.receipt.output_units as f64 / elapsed.as_secs_f64().max(1e-9)
+    );
+    Ok(())
 }

@@ -70,8 +70,17 @@ pub fn config(args: &HostArgs) -> anyhow::Result<HostConfig> {
                 path(&data_dir),
                 "--price-nanoton-per-unit".into(),
                 args.price_nanoton_per_unit.to_string(),
+                "--price-nanoton-per-prompt-token".into(),
+                args.price_nanoton_per_prompt_token.to_string(),
+                "--price-nanoton-per-completion-token".into(),
+                args.price_nanoton_per_completion_token.to_string(),
             ]
             .into_iter()
+            .chain(
+                args.llm
+                    .iter()
+                    .flat_map(|dir| ["--llm".to_string(), path(dir)]),
+            )
             .chain(pinning)
             .collect(),
             env: Vec::new(),

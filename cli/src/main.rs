@@ -8,6 +8,7 @@
 mod args;
 mod attest;
 mod channel;
+mod chat;
 mod demo;
 mod evidence;
 mod host;
@@ -20,20 +21,18 @@ use std::process::ExitCode;
 use clap::Parser;
 use kokon_client::ClientError;
 
-use args::{AuditCommand, Cli, Command, HostAction, HostArgs};
+use args::{AuditCommand, Cli, Command, HostAction};
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Host(HostArgs {
-            action:
-                Some(HostAction::Settle {
-                    channels,
-                    network,
-                    finish,
-                }),
-            ..
-        }) => host::settle(&channels, &network, finish).await,
-        Command::Host(args) => host::run(host::config(&args)?).await,
+        Command::Host(args) => match &args.action {
+            Some(HostAction::Settle {
+                channels,
+                network,
+                finish,
+            }) => host::settle(channels, network, *finish).await,
+            None => host::run(host::config(&args)?).await,
+        },
         Command::Attest {
             host,
             policy,
@@ -49,6 +48,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             evidence::eventlog(&log, quote.as_deref(), json)
         }
         Command::Infer(args) => infer::run(args).await,
+        Command::Chat(args) => chat::run(args).await,
         Command::Demo { policy, file } => demo::run(&policy, &file).await,
     }
 }
@@ -77,7 +77,7 @@ async fn main() -> ExitCode {
     // KOKON_LOG, else RUST_LOG, else: a server logs its requests (info), a
     // command only its warnings.
     let default_level = match &cli.command {
-        Command::Host(HostArgs { action: None, .. }) => "info",
+        Command::Host(args) if args.action.is_none() => "info",
         _ => "warn",
     };
     tracing_subscriber::fmt()

@@ -40,6 +40,10 @@ pub fn json(e: &VerifiedEnclave, policy: &str) -> serde_json::Value {
             "kokon_version": c.kokon_version,
             "model_name": c.model_name,
             "model_digest": hex::encode(c.model_digest),
+            "text_model": c.text_model.as_ref().map(|m| serde_json::json!({
+                "name": m.name,
+                "digest": hex::encode(m.digest),
+            })),
             "config_digest": hex::encode(c.config_digest),
             "runtime": c.runtime,
             "receipt_key": hex::encode(c.receipt_key),
@@ -87,9 +91,12 @@ pub fn text(e: &VerifiedEnclave, policy: &str) -> String {
     }
     line(
         "binding",
-        match e.evidence.td() {
-            Some(_) => "REPORTDATA = SHA-512(claims) ✓, RTMR3 = replay(config, model) ✓",
-            None => "REPORT_DATA = SHA-512(claims) ✓",
+        match (e.evidence.td(), &c.text_model) {
+            (Some(_), None) => "REPORTDATA = SHA-512(claims) ✓, RTMR3 = replay(config, model) ✓",
+            (Some(_), Some(_)) => {
+                "REPORTDATA = SHA-512(claims) ✓, RTMR3 = replay(config, model, text model) ✓"
+            }
+            (None, _) => "REPORT_DATA = SHA-512(claims) ✓",
         }
         .into(),
     );
@@ -97,6 +104,12 @@ pub fn text(e: &VerifiedEnclave, policy: &str) -> String {
         "model",
         format!("{} sha256:{}", c.model_name, hex::encode(c.model_digest)),
     );
+    if let Some(m) = &c.text_model {
+        line(
+            "text model",
+            format!("{} sha256:{}", m.name, hex::encode(m.digest)),
+        );
+    }
     line("runtime", c.runtime.clone());
     line(
         "OHTTP key",

@@ -11,9 +11,7 @@
 
 use kokon_client::ClientError;
 use kokon_tests::{Options, Stack, DEV_POLICY};
-use kokon_wire::openai::{
-    ChatCompletionRequest, ChatMessage, CompletionRequest, MessageContent, Prompt,
-};
+use kokon_wire::openai::{ChatCompletionRequest, ChatMessage, CompletionRequest, MessageContent};
 
 const PROMPT_PRICE: u128 = 1000;
 const COMPLETION_PRICE: u128 = 3000;
@@ -35,13 +33,14 @@ async fn stack() -> Stack {
 }
 
 fn chat(content: &str, max_tokens: u64) -> ChatCompletionRequest {
-    serde_json::from_value(serde_json::json!({
-        "model": "smollm2-135m-instruct",
-        "messages": [{"role": "user", "content": content}],
-        "temperature": 0,
-        "max_tokens": max_tokens,
-    }))
-    .unwrap()
+    ChatCompletionRequest {
+        temperature: Some(0.0),
+        max_tokens: Some(max_tokens),
+        ..ChatCompletionRequest::new(
+            "smollm2-135m-instruct",
+            vec![ChatMessage::text_from("user", content)],
+        )
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -75,11 +74,9 @@ async fn a_private_chat_completion_with_a_per_token_receipt() {
     );
     // The legacy completions endpoint and the model list.
     let request = CompletionRequest {
-        model: "smollm2-135m-instruct".into(),
-        prompt: Prompt::Text("The capital of France is".into()),
         max_tokens: Some(5),
         temperature: Some(0.0),
-        ..serde_json::from_str(r#"{"model":"","prompt":""}"#).unwrap()
+        ..CompletionRequest::new("smollm2-135m-instruct", "The capital of France is")
     };
     let (completion, receipt) = stack.client.completion(&enclave, &request).await.unwrap();
     assert_eq!(completion.usage.unwrap().completion_tokens, 5);

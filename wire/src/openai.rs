@@ -104,6 +104,15 @@ pub struct ContentPart {
 }
 
 impl ChatMessage {
+    /// A text message from `role`.
+    pub fn text_from(role: &str, text: &str) -> Self {
+        Self {
+            role: role.into(),
+            content: MessageContent::Text(text.into()),
+            name: None,
+        }
+    }
+
     /// The message's text; non-text parts are refused.
     pub fn text(&self) -> Result<String, ApiError> {
         match &self.content {
@@ -351,6 +360,29 @@ fn max_tokens(value: Option<u64>, param: &str) -> Result<Option<u64>, ApiError> 
 }
 
 impl ChatCompletionRequest {
+    /// A request for `model` on `messages`, every parameter at its default.
+    pub fn new(model: &str, messages: Vec<ChatMessage>) -> Self {
+        Self {
+            model: model.into(),
+            messages,
+            max_tokens: None,
+            max_completion_tokens: None,
+            temperature: None,
+            top_p: None,
+            seed: None,
+            stop: None,
+            stream: None,
+            stream_options: None,
+            n: None,
+            user: None,
+            frequency_penalty: None,
+            presence_penalty: None,
+            logprobs: None,
+            tools: None,
+            response_format: None,
+        }
+    }
+
     /// Parses a request body, with OpenAI's errors.
     pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
         serde_json::from_slice(body)
@@ -405,6 +437,27 @@ impl ChatCompletionRequest {
 }
 
 impl CompletionRequest {
+    /// A request for `model` on `prompt`, every parameter at its default.
+    pub fn new(model: &str, prompt: &str) -> Self {
+        Self {
+            model: model.into(),
+            prompt: Prompt::Text(prompt.into()),
+            max_tokens: None,
+            temperature: None,
+            top_p: None,
+            seed: None,
+            stop: None,
+            stream: None,
+            stream_options: None,
+            n: None,
+            user: None,
+            echo: None,
+            logprobs: None,
+            frequency_penalty: None,
+            presence_penalty: None,
+        }
+    }
+
     /// Parses a request body, with OpenAI's errors.
     pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
         serde_json::from_slice(body)

@@ -14,6 +14,11 @@ use kokon_ton_sandbox::{LocalChain, Settlement};
 
 pub use kokon_ton_sandbox::{DEMO_DEPOSIT, DEMO_PRICE};
 
+/// The demo's price per prompt token, nanotons (within the dev policy's cap).
+pub const DEMO_PROMPT_TOKEN_PRICE: u128 = 1_000;
+/// The demo's price per completion token, nanotons (within the dev policy's cap).
+pub const DEMO_COMPLETION_TOKEN_PRICE: u128 = 3_000;
+
 fn random_key() -> anyhow::Result<SigningKey> {
     let mut seed = zeroize::Zeroizing::new([0u8; 32]);
     getrandom::fill(seed.as_mut()).map_err(|e| anyhow::anyhow!("OS RNG: {e}"))?;
