@@ -181,3 +181,90 @@ async fn a_policy_that_does_not_pin_the_text_model_refuses_the_enclave() {
     assert!(err.contains("price per output unit"), "{err}");
     stack.shutdown().await;
 }
+
+fn kokon(stack: &Stack, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(&stack.env.kokon_bin)
+        .args(args)
+        .current_dir(kokon_tests::repo_root())
+        .env("KOKON_DATA_DIR", stack.data.path())
+        .env("KOKON_ENCLAVE_BIN", &stack.env.enclave_bin)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kokon_chat_answers_once_or_in_a_conversation() {
+    let stack = stack().await;
+    let base = stack.base.clone();
+    let args = |extra: &[&'static str]| {
+        let mut a = vec![
+            "chat",
+            "--host",
+            base.as_str(),
+            "--policy",
+            "policies/dev-sim.toml",
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "24",
+        ];
+        a.extend_from_slice(extra);
+        a
+    };
+    let out = kokon(&stack, &args(&["What is the capital of France?"]), "");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stdout.trim(), "The capital of France is Paris.");
+    assert!(
+        stderr.contains("attested: smollm2-135m-instruct"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("receipt verified"), "{stderr}");
+    // Interactive: one question per line, the conversation kept.
+    let out = kokon(&stack, &args(&[]), "My name is Ada.\n\nWhat is my name?\n");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stderr.matches("receipt verified").count(), 2, "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Ada"),
+        "the second answer saw the first exchange: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    stack.shutdown().await;
+    // An enclave without a text model: a clear error.
+    let plain = Stack::start(Options::default()).await;
+    let base = plain.base.clone();
+    let out = kokon(
+        &plain,
+        &[
+            "chat",
+            "--host",
+            &base,
+            "--policy",
+            "policies/dev-sim.toml",
+            "hi",
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("serves no text model"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    plain.shutdown().await;
+}
