@@ -21,11 +21,9 @@ use hpke::{Deserializable, OpModeR, OpModeS, Serializable};
 use kokon_bytes::Reader;
 use zeroize::Zeroizing;
 
-use crate::Secret;
-
 use crate::{
-    crypto, random, response_key, truncated, Kem, KeyConfig, SealError, ServerKey, Suite,
-    HEADER_LEN, NN, NPK,
+    crypto, encapsulated, export, public_key, random, request_info, response_key, truncated, Kem,
+    KeyConfig, SealError, Secret, ServerKey, Suite, HEADER_LEN, NN, NPK,
 };
 
 const INFO_REQUEST: &[u8] = b"message/bhttp chunked request";
@@ -56,23 +54,6 @@ pub fn get_varint(bytes: &[u8]) -> Option<(u64, usize)> {
         value = (value << 8) | u64::from(*b);
     }
     Some((value, len))
-}
-
-fn info(header: &[u8; HEADER_LEN]) -> Vec<u8> {
-    let mut info = Vec::with_capacity(INFO_REQUEST.len() + 1 + HEADER_LEN);
-    info.extend_from_slice(INFO_REQUEST);
-    info.push(0);
-    info.extend_from_slice(header);
-    info
-}
-
-fn exported(
-    export: impl FnOnce(&[u8], &mut [u8]) -> Result<(), hpke::HpkeError>,
-    suite: Suite,
-) -> Result<Zeroizing<Vec<u8>>, SealError> {
-    let mut secret = Zeroizing::new(vec![0u8; suite.key_len().max(NN)]);
-    export(LABEL_RESPONSE, &mut secret).map_err(crypto)?;
-    Ok(secret)
 }
 
 /// The AEAD of one direction of a chunked response, with its chunk counter.
@@ -197,7 +178,7 @@ impl ServerKey {
         let chunks = r.rest();
         let encapped = <Kem as hpke::Kem>::EncappedKey::from_bytes(enc)
             .map_err(|_| SealError::Decrypt("request"))?;
-        let info = info(&header);
+        let info = request_info(INFO_REQUEST, &header);
         let suite = self.config.suite;
         let (plain, secret) = match suite {
             Suite::Aes128Gcm => open_chunks::<AesGcm128>(self, &encapped, &info, chunks, suite)?,
@@ -257,7 +238,7 @@ fn open_chunks<A: Aead>(
             .map_err(|_| SealError::Decrypt("request"))?;
         plain.extend_from_slice(&Zeroizing::new(opened));
     }
-    let secret = exported(|l, o| ctx.export(l, o), suite)?;
+    let secret = export(|l, o| ctx.export(l, o), LABEL_RESPONSE, suite)?;
     Ok((plain, secret))
 }
 
@@ -278,20 +259,15 @@ pub fn encapsulate_chunked(
     config: &KeyConfig,
     request: &[u8],
 ) -> Result<(Vec<u8>, ChunkedClient), SealError> {
-    let pk = <Kem as hpke::Kem>::PublicKey::from_bytes(&config.public_key)
-        .map_err(|_| SealError::KeyConfig("invalid X25519 public key".into()))?;
+    let pk = public_key(config)?;
     let header = config.header();
-    let info = info(&header);
+    let info = request_info(INFO_REQUEST, &header);
     let (enc, body, secret) = match config.suite {
         Suite::Aes128Gcm => seal_chunks::<AesGcm128>(&pk, &info, request, config.suite)?,
         Suite::Aes256Gcm => seal_chunks::<AesGcm256>(&pk, &info, request, config.suite)?,
     };
-    let mut out = Vec::with_capacity(HEADER_LEN + enc.len() + body.len());
-    out.extend_from_slice(&header);
-    out.extend_from_slice(&enc);
-    out.extend_from_slice(&body);
     Ok((
-        out,
+        encapsulated(&header, &enc, &body),
         ChunkedClient {
             secret,
             enc,
@@ -321,7 +297,7 @@ fn seal_chunks<A: Aead>(
     }
     body.push(0);
     body.extend_from_slice(&ctx.seal(b"", FINAL_AAD).map_err(crypto)?);
-    let secret = exported(|l, o| ctx.export(l, o), suite)?;
+    let secret = export(|l, o| ctx.export(l, o), LABEL_RESPONSE, suite)?;
     Ok((encapped.to_bytes().to_vec(), body, secret))
 }
 

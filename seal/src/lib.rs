@@ -195,12 +195,29 @@ fn truncated(e: ReadError) -> SealError {
     SealError::Truncated(e.what())
 }
 
-fn request_info(header: &[u8; HEADER_LEN]) -> Vec<u8> {
-    let mut info = Vec::with_capacity(INFO_REQUEST.len() + 1 + HEADER_LEN);
-    info.extend_from_slice(INFO_REQUEST);
+/// The HPKE info of a request: its label, a zero byte and the header
+/// (RFC 9458 section 4.3; the chunked draft changes only the label).
+fn request_info(label: &[u8], header: &[u8; HEADER_LEN]) -> Vec<u8> {
+    let mut info = Vec::with_capacity(label.len() + 1 + HEADER_LEN);
+    info.extend_from_slice(label);
     info.push(0);
     info.extend_from_slice(header);
     info
+}
+
+/// The recipient's public key from a key configuration.
+fn public_key(config: &KeyConfig) -> Result<<Kem as hpke::Kem>::PublicKey, SealError> {
+    <Kem as hpke::Kem>::PublicKey::from_bytes(&config.public_key)
+        .map_err(|_| SealError::KeyConfig("invalid X25519 public key".into()))
+}
+
+/// An encapsulated request: header, encapsulated key, then the sealed body.
+fn encapsulated(header: &[u8; HEADER_LEN], enc: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + enc.len() + body.len());
+    out.extend_from_slice(header);
+    out.extend_from_slice(enc);
+    out.extend_from_slice(body);
+    out
 }
 
 fn crypto(e: impl std::fmt::Debug) -> SealError {
@@ -284,12 +301,14 @@ pub struct ClientContext {
     suite: Suite,
 }
 
+/// The response secret exported from the request's HPKE context under `label`.
 fn export(
     export: impl FnOnce(&[u8], &mut [u8]) -> Result<(), hpke::HpkeError>,
+    label: &[u8],
     suite: Suite,
 ) -> Result<Zeroizing<Vec<u8>>, SealError> {
     let mut secret = Zeroizing::new(vec![0u8; suite.key_len().max(NN)]);
-    export(LABEL_RESPONSE, &mut secret).map_err(crypto)?;
+    export(label, &mut secret).map_err(crypto)?;
     Ok(secret)
 }
 
@@ -344,7 +363,7 @@ impl ServerKey {
         let ct = r.rest();
         let encapped = <Kem as hpke::Kem>::EncappedKey::from_bytes(enc)
             .map_err(|_| SealError::Decrypt("request"))?;
-        let info = request_info(&header);
+        let info = request_info(INFO_REQUEST, &header);
         let suite = self.config.suite;
         let (plain, secret) = match suite {
             Suite::Aes128Gcm => {
@@ -379,7 +398,7 @@ fn open_request<A: Aead>(
         ctx.open(ct, b"")
             .map_err(|_| SealError::Decrypt("request"))?,
     );
-    let secret = export(|l, o| ctx.export(l, o), suite)?;
+    let secret = export(|l, o| ctx.export(l, o), LABEL_RESPONSE, suite)?;
     Ok((plain, secret))
 }
 
@@ -392,7 +411,7 @@ fn seal_request<A: Aead>(
     let (encapped, mut ctx): (_, AeadCtxS<A, HkdfSha256, Kem>) =
         hpke::setup_sender(&OpModeS::Base, pk, info).map_err(crypto)?;
     let ct = ctx.seal(pt, b"").map_err(crypto)?;
-    let secret = export(|l, o| ctx.export(l, o), suite)?;
+    let secret = export(|l, o| ctx.export(l, o), LABEL_RESPONSE, suite)?;
     Ok((encapped.to_bytes().to_vec(), ct, secret))
 }
 
@@ -418,20 +437,15 @@ pub fn encapsulate(
     config: &KeyConfig,
     request: &[u8],
 ) -> Result<(Vec<u8>, ClientContext), SealError> {
-    let pk = <Kem as hpke::Kem>::PublicKey::from_bytes(&config.public_key)
-        .map_err(|_| SealError::KeyConfig("invalid X25519 public key".into()))?;
+    let pk = public_key(config)?;
     let header = config.header();
-    let info = request_info(&header);
+    let info = request_info(INFO_REQUEST, &header);
     let (enc, ct, secret) = match config.suite {
         Suite::Aes128Gcm => seal_request::<AesGcm128>(&pk, &info, request, config.suite)?,
         Suite::Aes256Gcm => seal_request::<AesGcm256>(&pk, &info, request, config.suite)?,
     };
-    let mut out = Vec::with_capacity(HEADER_LEN + enc.len() + ct.len());
-    out.extend_from_slice(&header);
-    out.extend_from_slice(&enc);
-    out.extend_from_slice(&ct);
     Ok((
-        out,
+        encapsulated(&header, &enc, &ct),
         ClientContext {
             secret,
             enc,
