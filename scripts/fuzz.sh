@@ -13,7 +13,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 corpus=fuzz/corpus
-mkdir -p $corpus/{tdx_quote,bundle_json,ohttp,wire_frame,receipt,policy,snp_report,tdx_collateral,snp_cert_table,ratls_cert,eventlog,qgs_message,voucher,payer_proof,openai_request}
+mkdir -p $corpus/{tdx_quote,bundle_json,ohttp,wire_frame,receipt,policy,snp_report,tdx_collateral,snp_cert_table,ratls_cert,eventlog,qgs_message,voucher,payer_proof,openai_request,stream_decoders}
 for f in ../shared/fixtures/tdx/*.dat; do [ -f "$f" ] && cp "$f" $corpus/tdx_quote/; done
 cp policies/*.toml $corpus/policy/
 for f in ../shared/fixtures/snp/*.bin; do cp "$f" $corpus/snp_report/; done
@@ -30,7 +30,8 @@ printf '\x01\x00\x00\x00\x01\x00\x00\x00\x1c\x00\x00\x00\x00\x00\x00\x00\x00\x00
 printf '{"channel_id":"1","seqno":3,"sent":"3000000","signature":"%0128d"}' 0 > $corpus/voucher/zero
 printf '{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}],"stop":["a"],"stream":true,"stream_options":{"include_usage":true}}' > $corpus/openai_request/chat
 printf '{"model":"m","prompt":["x"],"max_tokens":4}' > $corpus/openai_request/completion
-for target in tdx_quote bundle_json ohttp wire_frame receipt policy snp_report tdx_collateral snp_cert_table ratls_cert eventlog qgs_message voucher payer_proof openai_request; do
+printf '\x03\x40\xc8\x00\x05hello\x00\x00' > $corpus/stream_decoders/bhttp
+for target in tdx_quote bundle_json ohttp wire_frame receipt policy snp_report tdx_collateral snp_cert_table ratls_cert eventlog qgs_message voucher payer_proof openai_request stream_decoders; do
   echo "fuzz: $target for ${seconds}s" >&2
   cargo fuzz run --sanitizer none "$target" "$corpus/$target" -- -max_total_time="$seconds" -rss_limit_mb=2048 2>&1 | tail -n 3
 done

@@ -180,6 +180,32 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Appends `value` as a QUIC variable-length integer (RFC 9000 section
+/// 16), the length encoding of Binary HTTP and chunked OHTTP. Values of
+/// 2^62 and above do not fit and are truncated to 62 bits.
+pub fn put_varint(out: &mut Vec<u8>, value: u64) {
+    match value {
+        v if v < 1 << 6 => out.push(v as u8),
+        v if v < 1 << 14 => out.extend_from_slice(&((v as u16) | 0x4000).to_be_bytes()),
+        v if v < 1 << 30 => out.extend_from_slice(&((v as u32) | 0x8000_0000).to_be_bytes()),
+        v => out.extend_from_slice(&((v & ((1 << 62) - 1)) | 0xc000_0000_0000_0000).to_be_bytes()),
+    }
+}
+
+/// The variable-length integer at the start of `bytes` and how many bytes
+/// it takes, or `None` while `bytes` holds only part of it (for decoders fed
+/// as data arrives).
+pub fn peek_varint(bytes: &[u8]) -> Option<(u64, usize)> {
+    let first = *bytes.first()?;
+    let len = 1usize << (first >> 6);
+    let raw = bytes.get(..len)?;
+    let mut value = u64::from(first & 0x3f);
+    for b in raw.iter().skip(1) {
+        value = (value << 8) | u64::from(*b);
+    }
+    Some((value, len))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,5 +392,29 @@ mod tests {
             r.finish("frame").unwrap_err().to_string(),
             "2 trailing bytes after frame"
         );
+    }
+
+    #[test]
+    fn varints_round_trip_at_every_size() {
+        for v in [
+            0u64,
+            63,
+            64,
+            16_383,
+            16_384,
+            (1 << 30) - 1,
+            1 << 30,
+            (1 << 62) - 1,
+        ] {
+            let mut out = Vec::new();
+            super::put_varint(&mut out, v);
+            assert_eq!(super::peek_varint(&out), Some((v, out.len())), "{v}");
+            assert_eq!(
+                super::peek_varint(&out[..out.len() - 1]),
+                None,
+                "{v} partial"
+            );
+        }
+        assert_eq!(super::peek_varint(&[]), None);
     }
 }

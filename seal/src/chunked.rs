@@ -18,7 +18,7 @@ use aes_gcm::{Aes128Gcm, Aes256Gcm};
 use hpke::aead::{Aead, AeadCtxR, AeadCtxS, AesGcm128, AesGcm256};
 use hpke::kdf::HkdfSha256;
 use hpke::{Deserializable, OpModeR, OpModeS, Serializable};
-use kokon_bytes::Reader;
+use kokon_bytes::{peek_varint as get_varint, put_varint, Reader};
 use zeroize::Zeroizing;
 
 use crate::{
@@ -32,29 +32,6 @@ const FINAL_AAD: &[u8] = b"final";
 /// The largest chunk plaintext (the `ohttp` crate's limit, for interoperability).
 pub const MAX_CHUNK: usize = 1 << 14;
 const TAG: usize = 16;
-
-/// Appends `value` as a QUIC variable-length integer (RFC 9000 section 16).
-pub fn put_varint(out: &mut Vec<u8>, value: u64) {
-    match value {
-        v if v < 1 << 6 => out.push(v as u8),
-        v if v < 1 << 14 => out.extend_from_slice(&((v as u16) | 0x4000).to_be_bytes()),
-        v if v < 1 << 30 => out.extend_from_slice(&((v as u32) | 0x8000_0000).to_be_bytes()),
-        v => out.extend_from_slice(&((v & ((1 << 62) - 1)) | 0xc000_0000_0000_0000).to_be_bytes()),
-    }
-}
-
-/// Reads a variable-length integer at the start of `bytes`: the value and
-/// its length, or `None` when more bytes are needed.
-pub fn get_varint(bytes: &[u8]) -> Option<(u64, usize)> {
-    let first = *bytes.first()?;
-    let len = 1usize << (first >> 6);
-    let raw = bytes.get(..len)?;
-    let mut value = u64::from(first & 0x3f);
-    for b in raw.iter().skip(1) {
-        value = (value << 8) | u64::from(*b);
-    }
-    Some((value, len))
-}
 
 /// The AEAD of one direction of a chunked response, with its chunk counter.
 struct ChunkCipher {

@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bhttp_stream;
 pub mod billing;
 pub mod kserve;
 pub mod openai;

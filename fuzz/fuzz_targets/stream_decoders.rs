@@ -1,0 +1,28 @@
+//! Streamed answers as the client receives them from the (untrusted) host:
+//! chunked OHTTP response bytes and the streamed Binary HTTP inside, fed in
+//! arbitrary splits. Decoding must refuse, never panic.
+#![no_main]
+use kokon_seal::chunked::encapsulate_chunked;
+use kokon_seal::{ServerKey, Suite};
+use kokon_wire::bhttp_stream::ResponseDecoder;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let split = data.first().map_or(1, |b| usize::from(*b).max(1));
+    let mut decoder = ResponseDecoder::default();
+    for piece in data.chunks(split) {
+        if decoder.push(piece).is_err() {
+            break;
+        }
+    }
+    let _ = decoder.finish();
+    let key = ServerKey::derive(1, Suite::Aes256Gcm, &[7; 32]);
+    if let Ok((_, mut client)) = encapsulate_chunked(key.config(), b"request") {
+        for piece in data.chunks(split) {
+            if client.push(piece).is_err() {
+                return;
+            }
+        }
+        let _ = client.finish();
+    }
+});
