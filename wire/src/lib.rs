@@ -4,7 +4,8 @@
 //! (vouchers, channel status, close offers). [`kserve`] holds the KServe
 //! Open Inference Protocol v2 messages that the client and the enclave
 //! exchange inside the OHTTP envelope, and [`openai`] the OpenAI API's (chat
-//! and legacy completions, streamed as Server-Sent Events, models, errors).
+//! and legacy completions, streamed as Server-Sent Events, models, errors),
+//! and [`bhttp_stream`] the Binary HTTP framing of a streamed answer.
 //! The rest of this crate is the frame protocol between the host shim and its enclave:
 //! the only code the host and the enclave share. Requests and responses
 //! alternate on a connection (a Unix socket in development, vsock in a VM),
