@@ -594,12 +594,22 @@ impl Client {
         enclave: &VerifiedEnclave,
         request: &ChatCompletionRequest,
     ) -> Result<(ChatCompletion, SignedReceipt), ClientError> {
+        self.post_text(enclave, CHAT_COMPLETIONS_PATH, request, "chat completion")
+            .await
+    }
+
+    /// POSTs `request` as JSON to the text model and reads its JSON answer.
+    async fn post_text<Q: serde::Serialize, A: serde::de::DeserializeOwned>(
+        &self,
+        enclave: &VerifiedEnclave,
+        path: &str,
+        request: &Q,
+        what: &str,
+    ) -> Result<(A, SignedReceipt), ClientError> {
         let body = serde_json::to_vec(request).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let (answer, receipt) = self
-            .text_request(enclave, "POST", CHAT_COMPLETIONS_PATH, &body)
-            .await?;
+        let (answer, receipt) = self.text_request(enclave, "POST", path, &body).await?;
         let answer = serde_json::from_slice(&answer)
-            .map_err(|e| ClientError::Protocol(format!("chat completion: {e}")))?;
+            .map_err(|e| ClientError::Protocol(format!("{what}: {e}")))?;
         Ok((answer, receipt))
     }
 
@@ -609,13 +619,8 @@ impl Client {
         enclave: &VerifiedEnclave,
         request: &CompletionRequest,
     ) -> Result<(Completion, SignedReceipt), ClientError> {
-        let body = serde_json::to_vec(request).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let (answer, receipt) = self
-            .text_request(enclave, "POST", COMPLETIONS_PATH, &body)
-            .await?;
-        let answer = serde_json::from_slice(&answer)
-            .map_err(|e| ClientError::Protocol(format!("completion: {e}")))?;
-        Ok((answer, receipt))
+        self.post_text(enclave, COMPLETIONS_PATH, request, "completion")
+            .await
     }
 
     /// The text models the attested enclave serves (`GET /v1/models`).

@@ -123,7 +123,7 @@ impl Reply {
 
     /// An OpenAI error object (not billed).
     fn api_error(error: &ApiError) -> Self {
-        Self::text(llm_api::status(error), error.body(), 0, 0)
+        Self::text(error.status(), error.body(), 0, 0)
     }
 }
 
@@ -246,12 +246,9 @@ impl Gateway {
     /// The OpenAI API on the text model.
     fn openai(&self, method: &[u8], path: &str, body: &[u8]) -> Reply {
         let Some(text) = &self.text else {
-            return Reply::api_error(&ApiError {
-                message: "this enclave serves no text model (start it with --llm)".into(),
-                kind: "not_found_error".into(),
-                param: None,
-                code: None,
-            });
+            return Reply::api_error(&ApiError::not_found(
+                "this enclave serves no text model (start it with --llm)",
+            ));
         };
         let endpoint = match (method, path) {
             (b"GET", MODELS_PATH) => {
@@ -261,24 +258,16 @@ impl Gateway {
             (b"POST", CHAT_COMPLETIONS_PATH) => Endpoint::Chat,
             (b"POST", COMPLETIONS_PATH) => Endpoint::Completion,
             _ => {
-                return Reply::api_error(&ApiError {
-                    message: format!(
-                        "unknown route; the OpenAI API here is GET {MODELS_PATH}, POST {CHAT_COMPLETIONS_PATH} and POST {COMPLETIONS_PATH}"
-                    ),
-                    kind: "not_found_error".into(),
-                    param: None,
-                    code: None,
-                })
+                return Reply::api_error(&ApiError::not_found(format!(
+                    "unknown route; the OpenAI API here is GET {MODELS_PATH}, POST {CHAT_COMPLETIONS_PATH} and POST {COMPLETIONS_PATH}"
+                )))
             }
         };
         let mut id = [0u8; 12];
         if getrandom::fill(&mut id).is_err() {
-            return Reply::api_error(&ApiError {
-                message: "the enclave's random number generator failed".into(),
-                kind: "server_error".into(),
-                param: None,
-                code: None,
-            });
+            return Reply::api_error(&ApiError::server(
+                "the enclave's random number generator failed",
+            ));
         }
         let generation =
             match llm_api::start(&text.engine, endpoint, body, &hex::encode(id), unix_now()) {

@@ -14,25 +14,6 @@ use crate::engine::{Engine, Event, FinishReason, Request, Stream};
 use crate::sampling::Sampling;
 use crate::LlmError;
 
-/// The API's status for an error: 404 for an unknown model, 400 for the rest
-/// of the client's mistakes, 500 for the server's.
-pub fn status(error: &ApiError) -> u16 {
-    match (error.kind.as_str(), error.code.as_deref()) {
-        (_, Some("model_not_found")) => 404,
-        ("invalid_request_error", _) => 400,
-        _ => 500,
-    }
-}
-
-fn server_error(message: impl Into<String>) -> ApiError {
-    ApiError {
-        message: message.into(),
-        kind: "server_error".into(),
-        param: None,
-        code: None,
-    }
-}
-
 impl From<LlmError> for ApiError {
     fn from(e: LlmError) -> Self {
         match e {
@@ -40,7 +21,7 @@ impl From<LlmError> for ApiError {
                 .with_code("context_length_exceeded"),
             LlmError::BadParameter(m) => ApiError::invalid(m, None),
             LlmError::Template(m) => ApiError::invalid(m, Some("messages")),
-            other => server_error(other.to_string()),
+            other => ApiError::server(other.to_string()),
         }
     }
 }
@@ -238,10 +219,10 @@ impl Generation {
                     };
                     return body
                         .map(|b| (b, usage))
-                        .map_err(|e| server_error(e.to_string()));
+                        .map_err(|e| ApiError::server(e.to_string()));
                 }
-                Some(Event::Failed(e)) => return Err(server_error(e)),
-                None => return Err(server_error("the generation ended without an answer")),
+                Some(Event::Failed(e)) => return Err(ApiError::server(e)),
+                None => return Err(ApiError::server("the generation ended without an answer")),
             }
         }
     }
@@ -358,7 +339,7 @@ impl Generation {
                     self.state = StreamState::Done;
                     return Some((
                         sse_event(&kokon_wire::openai::ErrorResponse {
-                            error: server_error(e),
+                            error: ApiError::server(e),
                         }),
                         None,
                     ));

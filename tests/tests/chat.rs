@@ -130,6 +130,18 @@ async fn openai_errors_reach_the_client_and_the_enclave_keeps_serving() {
         }
         other => panic!("{other:?}"),
     }
+    // An unknown route of the OpenAI API is a 404, not a server error.
+    match stack
+        .client
+        .text_request(&enclave, "GET", "/v1/embeddings", b"")
+        .await
+    {
+        Err(ClientError::Enclave { status, message }) => {
+            assert_eq!(status, 404);
+            assert!(message.contains("/v1/chat/completions"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
     // Invalid JSON, sent as raw bytes.
     match stack
         .client

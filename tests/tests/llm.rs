@@ -458,7 +458,7 @@ mod openai_api {
             &chat_body(case, "").replace("smollm2-135m-instruct", "gpt-4o"),
         );
         assert_eq!(
-            (openai::status(&unknown), unknown.code.as_deref()),
+            (unknown.status(), unknown.code.as_deref()),
             (404, Some("model_not_found"))
         );
         assert!(unknown.message.contains("gpt-4o"), "{unknown:?}");
@@ -467,12 +467,12 @@ mod openai_api {
             r#"{"model":"smollm2-135m-instruct","prompt":"hi","max_tokens":100000}"#,
         );
         assert_eq!(
-            (openai::status(&long), long.code.as_deref()),
+            (long.status(), long.code.as_deref()),
             (400, Some("context_length_exceeded"))
         );
         assert!(long.message.contains("8192"), "{long:?}");
         let bad = err(Endpoint::Chat, "{");
-        assert_eq!(openai::status(&bad), 400);
+        assert_eq!(bad.status(), 400);
         let bad = err(
             Endpoint::Chat,
             &chat_body(case, r#","temperature":9"#).replace(r#""temperature":0,"#, ""),

@@ -127,16 +127,18 @@ impl Default for ResponseDecoder {
 /// A field section at the start of `bytes`: the fields and the bytes it
 /// took, or `None` when incomplete.
 fn field_section(bytes: &[u8], what: &'static str) -> Result<Option<(Fields, usize)>, StreamError> {
+    let bounded = |found: u64| match found > MAX_FIELD_SECTION as u64 {
+        true => Err(StreamError::TooLarge {
+            what,
+            found,
+            limit: MAX_FIELD_SECTION,
+        }),
+        false => Ok(()),
+    };
     let mut at = 0;
     let mut fields = Vec::new();
     loop {
-        if at > MAX_FIELD_SECTION {
-            return Err(StreamError::TooLarge {
-                what,
-                found: at as u64,
-                limit: MAX_FIELD_SECTION,
-            });
-        }
+        bounded(at as u64)?;
         let Some((name_len, used)) = get_varint(bytes.get(at..).unwrap_or_default()) else {
             return Ok(None);
         };
@@ -144,13 +146,7 @@ fn field_section(bytes: &[u8], what: &'static str) -> Result<Option<(Fields, usi
         if name_len == 0 {
             return Ok(Some((fields, at)));
         }
-        if name_len > MAX_FIELD_SECTION as u64 {
-            return Err(StreamError::TooLarge {
-                what,
-                found: name_len,
-                limit: MAX_FIELD_SECTION,
-            });
-        }
+        bounded(name_len)?;
         let Some(name) = bytes.get(at..at + name_len as usize) else {
             return Ok(None);
         };
@@ -162,13 +158,7 @@ fn field_section(bytes: &[u8], what: &'static str) -> Result<Option<(Fields, usi
             return Ok(None);
         };
         at += used;
-        if value_len > MAX_FIELD_SECTION as u64 {
-            return Err(StreamError::TooLarge {
-                what,
-                found: value_len,
-                limit: MAX_FIELD_SECTION,
-            });
-        }
+        bounded(value_len)?;
         let Some(value) = bytes.get(at..at + value_len as usize) else {
             return Ok(None);
         };

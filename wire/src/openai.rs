@@ -54,6 +54,36 @@ impl ApiError {
         }
     }
 
+    /// A `not_found_error` (an unknown route, no text model).
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            kind: "not_found_error".into(),
+            param: None,
+            code: None,
+        }
+    }
+
+    /// A `server_error`: the server's fault, not the request's.
+    pub fn server(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            kind: "server_error".into(),
+            param: None,
+            code: None,
+        }
+    }
+
+    /// The HTTP status that carries it: 404 for what does not exist, 400
+    /// for the rest of the client's mistakes, 500 for the server's.
+    pub fn status(&self) -> u16 {
+        match (self.kind.as_str(), self.code.as_deref()) {
+            ("not_found_error", _) | (_, Some("model_not_found")) => 404,
+            ("invalid_request_error", _) => 400,
+            _ => 500,
+        }
+    }
+
     /// With a code.
     pub fn with_code(mut self, code: &str) -> Self {
         self.code = Some(code.into());
@@ -790,6 +820,15 @@ mod tests {
             event,
             b"data: {\"prompt_tokens\":3,\"completion_tokens\":4,\"total_tokens\":7}\n\n"
         );
+        assert_eq!(ApiError::invalid("bad", None).status(), 400);
+        assert_eq!(
+            ApiError::invalid("m", Some("model"))
+                .with_code("model_not_found")
+                .status(),
+            404
+        );
+        assert_eq!(ApiError::not_found("route").status(), 404);
+        assert_eq!(ApiError::server("oops").status(), 500);
         let body = ApiError::invalid("bad", Some("x")).with_code("c").body();
         assert_eq!(
             serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
