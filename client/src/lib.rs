@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod magika;
+pub mod stream;
 
 use std::io::Cursor;
 use std::sync::Mutex;
@@ -135,7 +136,7 @@ pub struct VerifiedEnclave {
     /// The highest prices per prompt token (`per_unit`) and per completion
     /// token (`per_output_unit`) the client accepts, from its policy.
     pub max_token_price: Price,
-    sequences: Mutex<SequenceWindow>,
+    sequences: std::sync::Arc<Mutex<SequenceWindow>>,
 }
 
 impl VerifiedEnclave {
@@ -187,7 +188,7 @@ pub fn verify(
             per_unit: policy.max_price_per_prompt_token,
             per_output_unit: policy.max_price_per_completion_token,
         },
-        sequences: Mutex::new(SequenceWindow::default()),
+        sequences: std::sync::Arc::new(Mutex::new(SequenceWindow::default())),
     })
 }
 
@@ -261,6 +262,25 @@ impl VerifiedEnclave {
         billing: Billing,
         now: i64,
     ) -> Result<Sealed, ClientError> {
+        let encoded = self.encode_request(method, path, body, now)?;
+        let (bytes, context) =
+            kokon_seal::encapsulate(&self.key_config, &encoded).map_err(ClientError::Seal)?;
+        Ok(Sealed {
+            bytes,
+            context,
+            request_digest: digest(&encoded),
+            billing,
+        })
+    }
+
+    /// The Binary HTTP request sent at `now`, as the enclave reads it.
+    fn encode_request(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        now: i64,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, ClientError> {
         let mut message = Message::request(
             method.as_bytes().to_vec(),
             b"https".to_vec(),
@@ -277,14 +297,7 @@ impl VerifiedEnclave {
         message
             .write_bhttp(Mode::KnownLength, &mut *encoded)
             .map_err(|e| ClientError::Protocol(format!("encoding Binary HTTP: {e}")))?;
-        let (bytes, context) =
-            kokon_seal::encapsulate(&self.key_config, &encoded).map_err(ClientError::Seal)?;
-        Ok(Sealed {
-            bytes,
-            context,
-            request_digest: digest(&encoded),
-            billing,
-        })
+        Ok(encoded)
     }
 
     /// Opens the answer to `sealed` and verifies its receipt.
@@ -323,31 +336,61 @@ impl VerifiedEnclave {
                     200 => reported_usage(&body)?,
                     _ => (0, 0),
                 };
-                let text = claims.text_model.as_ref().ok_or_else(|| {
-                    ClientError::Protocol("the attested enclave serves no text model".into())
-                })?;
-                (text.digest, prompt, completion, self.max_token_price)
+                (
+                    self.text_model_digest()?,
+                    prompt,
+                    completion,
+                    self.max_token_price,
+                )
             }
         };
-        receipt.verify(&Expected {
-            key: claims.receipt_key,
-            request_digest: sealed.request_digest,
-            response_digest: digest(&body),
-            model_digest,
-            units,
-            output_units,
-            channel_id: self.channel_id,
-            max_price,
-        })?;
-        self.sequences
-            .lock()
-            .map_err(|_| ClientError::Protocol("poisoned".into()))?
-            .record(receipt.receipt.sequence)?;
+        self.check_receipt(
+            &receipt,
+            Expected {
+                key: claims.receipt_key,
+                request_digest: sealed.request_digest,
+                response_digest: digest(&body),
+                model_digest,
+                units,
+                output_units,
+                channel_id: self.channel_id,
+                max_price,
+            },
+        )?;
         Ok(Opened {
             status,
             body,
             receipt,
         })
+    }
+}
+
+impl VerifiedEnclave {
+    /// The attested text model's digest.
+    fn text_model_digest(&self) -> Result<[u8; 32], ClientError> {
+        self.evidence
+            .claims
+            .text_model
+            .as_ref()
+            .map(|t| t.digest)
+            .ok_or_else(|| {
+                ClientError::Protocol("the attested enclave serves no text model".into())
+            })
+    }
+
+    /// Verifies a receipt as `expected`, and that its sequence number was
+    /// never seen before.
+    fn check_receipt(
+        &self,
+        receipt: &SignedReceipt,
+        expected: Expected,
+    ) -> Result<(), ClientError> {
+        receipt.verify(&expected)?;
+        self.sequences
+            .lock()
+            .map_err(|_| ClientError::Protocol("poisoned".into()))?
+            .record(receipt.receipt.sequence)?;
+        Ok(())
     }
 }
 

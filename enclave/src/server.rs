@@ -108,6 +108,14 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(enclave: Arc<Enclav
             }
         };
         let response = match request {
+            Request::OhttpStream { channel, request } => {
+                // A stream's connection is not reused: the host may have
+                // sent a cancellation just as the stream ended.
+                let _ = serve_stream(&enclave, &mut stream, channel, &request).await;
+                return;
+            }
+            // Stray stream controls (a stream that already ended): nothing to do.
+            Request::Proceed | Request::Cancel => continue,
             // Evidence blocks on the kernel or the host's quoting service
             // (seconds, at worst): off the async workers' hands.
             Request::Attest { nonce } => tokio::task::block_in_place(|| enclave.attest(nonce)),
@@ -128,6 +136,56 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(enclave: Arc<Enclav
         if response.write(&mut stream).await.is_err() {
             return;
         }
+    }
+}
+
+/// Serves one chunked OHTTP request (see [`Request::OhttpStream`]): opens
+/// it, announces its most possible charge, waits for the host's go-ahead,
+/// then relays each sealed chunk as it is produced until the answer is
+/// complete or the host cancels, and ends with the receipt.
+async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
+    enclave: &Enclave,
+    stream: &mut S,
+    channel: u128,
+    request: &[u8],
+) -> Result<(), WireError> {
+    let opened =
+        tokio::task::block_in_place(|| enclave.gateway.open_stream(request, channel, unix_now()));
+    let mut answer = match opened {
+        Ok(answer) => answer,
+        Err(message) => return Response::Rejected(message).write(stream).await,
+    };
+    Response::StreamStart {
+        max_charge: answer.max_charge(),
+    }
+    .write(stream)
+    .await?;
+    match tokio::time::timeout(IDLE_TIMEOUT, Request::read(stream)).await {
+        Ok(Ok(Request::Proceed)) => {}
+        // Anything else (refused credit, a closed link): dropped unbilled.
+        _ => return Ok(()),
+    }
+    let (mut from_host, mut to_host) = tokio::io::split(stream);
+    let cancelled = Request::read(&mut from_host);
+    tokio::pin!(cancelled);
+    loop {
+        tokio::select! {
+            // A Cancel, any other frame or a closed link: stop generating.
+            _ = &mut cancelled => break,
+            next = answer.next() => match next {
+                Ok(Some(sealed)) => Response::StreamChunk(sealed).write(&mut to_host).await?,
+                Ok(None) => break,
+                Err(message) => return Response::Failed(message).write(&mut to_host).await,
+            },
+        }
+    }
+    match answer.end(unix_now()) {
+        Ok((sealed, receipt)) => {
+            Response::StreamEnd { sealed, receipt }
+                .write(&mut to_host)
+                .await
+        }
+        Err(message) => Response::Failed(message).write(&mut to_host).await,
     }
 }
 

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `GET /v1/attestation?nonce=HEX` | relays to the enclave; returns its attestation bundle (JSON) |
 //! | `POST /v1/ohttp` (`message/ohttp-req`) | relays ciphertext; returns `message/ohttp-res` |
+//! | `POST /v1/ohttp` (`message/ohttp-chunked-req`) | relays ciphertext; streams `message/ohttp-chunked-res`, each sealed chunk as the enclave produces it |
 //! | `POST /v1/voucher` | with billing: verifies, stores and counts a payment-channel voucher (JSON) |
 //! | `GET /v1/channel?id=N` | with billing: what the channel was charged and paid, and the newest voucher's seqno |
 //! | `POST /v1/channel/close?id=N` | with billing and a host key: the host's signature on a cooperative close at the newest voucher |
@@ -16,7 +17,10 @@
 //! busy); attestation concurrency and rate, apart from inference (429);
 //! relay time (504). With billing, `/v1/ohttp` needs a payer proof (401
 //! missing or malformed, 402 unknown channel or no credit, 403 forged,
-//! stale or replayed; see [`crate::ledger`]). Errors are JSON
+//! stale or replayed; see [`crate::ledger`]). A streamed answer first
+//! reserves the most it can cost (402 when the channel's credit does not
+//! cover it; nothing is generated), and is settled from its receipt when it
+//! ends, or when the client goes away and the host cancels it. Errors are JSON
 //! `{"error": "..."}` and say what failed; none of them can contain client
 //! plaintext, which the host never has.
 //!
@@ -25,20 +29,23 @@
 //! including when the client goes away first (status `client_closed`).
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{header, Method, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Frame as BodyFrame, Incoming};
 use kokon_billing::payer::PAYER_HEADER;
 use kokon_wire::billing::{ChannelStatus, VoucherAccepted};
 use kokon_wire::{media_type, unix_now, Request as Frame, Response as Reply};
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
-use crate::ledger::{Ledger, Refusal};
+use crate::ledger::{Admission, Ledger, Refusal};
 use crate::metrics::{Metrics, RequestLabels, RouteLabel};
 use crate::relay::{self, RelayError};
 use crate::state::EnclaveState;
@@ -62,15 +69,39 @@ pub struct Front {
     pub metrics: Arc<Metrics>,
     /// Limits.
     pub limits: Limits,
-    slots: Semaphore,
+    slots: Arc<Semaphore>,
     attestation_slots: Semaphore,
     attestation_rate: TokenBucket,
     collateral: Option<crate::collateral::CollateralService>,
-    ledger: Option<Ledger>,
+    ledger: Option<Arc<Ledger>>,
     health: tokio::sync::Mutex<Option<Ping>>,
 }
 
-type Body = Full<Bytes>;
+/// A response body: whole, or fed chunk by chunk ([`ChannelBody`]).
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// Sealed chunks relayed as they arrive: most chunks buffered between the
+/// enclave and a slow client before the relay waits.
+const STREAM_BUFFER: usize = 16;
+
+/// A response body fed from a channel, one frame per sealed chunk; it
+/// ends when the sender is dropped. When the client goes away, hyper drops
+/// it, and the sender sees that.
+struct ChannelBody(mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<BodyFrame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|c| Ok(BodyFrame::data(c))))
+    }
+}
 
 fn json_error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     let body = serde_json::json!({ "error": message.into() }).to_string();
@@ -83,7 +114,7 @@ fn json_bytes<T: serde::Serialize>(value: &T) -> Vec<u8> {
 }
 
 fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
     *r.status_mut() = status;
     if let Ok(v) = header::HeaderValue::from_str(content_type) {
         r.headers_mut().insert(header::CONTENT_TYPE, v);
@@ -209,12 +240,12 @@ impl Front {
             relay,
             state,
             metrics,
-            slots: Semaphore::new(limits.max_concurrency),
+            slots: Arc::new(Semaphore::new(limits.max_concurrency)),
             attestation_slots: Semaphore::new(limits.max_attestations),
             attestation_rate: TokenBucket::new(limits.attestations_per_second),
             limits,
             collateral,
-            ledger,
+            ledger: ledger.map(Arc::new),
             health: tokio::sync::Mutex::new(None),
         }
     }
@@ -418,9 +449,10 @@ impl Front {
 
     /// Reads the whole body (bounded in size and time) before anything
     /// else is taken; with billing, admits it on its payer proof; then
-    /// relays it in one of the inference slots.
+    /// relays it in one of the inference slots: whole, or, for a chunked
+    /// request, as a stream.
     async fn ohttp(
-        &self,
+        self: &Arc<Self>,
         req: hyper::Request<Incoming>,
         guard: &mut RequestGuard,
     ) -> Response<Body> {
@@ -429,15 +461,18 @@ impl Front {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        if content_type != media_type::OHTTP_REQUEST {
-            return json_error(
+        let chunked = match content_type {
+            media_type::OHTTP_REQUEST => false,
+            media_type::OHTTP_CHUNKED_REQUEST => true,
+            _ => return json_error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!(
-                    "content-type must be {}, found {content_type:?}",
-                    media_type::OHTTP_REQUEST
+                    "content-type must be {} (or {} for a streamed answer), found {content_type:?}",
+                    media_type::OHTTP_REQUEST,
+                    media_type::OHTTP_CHUNKED_REQUEST
                 ),
-            );
-        }
+            ),
+        };
         if self.ledger.is_some() && !req.headers().contains_key(PAYER_HEADER) {
             // Refused before the body is read: nothing to admit it on.
             return refused(Refusal {
@@ -462,7 +497,7 @@ impl Front {
             },
             None => None,
         };
-        let Ok(_permit) = self.slots.try_acquire() else {
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
             return json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(
@@ -472,8 +507,12 @@ impl Front {
             );
         };
         self.metrics.bytes_to_enclave.inc_by(body.len() as u64);
+        let channel = admission.as_ref().map(|a| a.channel).unwrap_or(0);
+        if chunked {
+            return self.stream(channel, body, admission, permit).await;
+        }
         let frame = Frame::Ohttp {
-            channel: admission.as_ref().map(|a| a.channel).unwrap_or(0),
+            channel,
             request: body,
         };
         match self.relay.call(&frame, self.limits.request_timeout).await {
@@ -482,11 +521,7 @@ impl Front {
                 respond(StatusCode::OK, media_type::OHTTP_RESPONSE, b)
             }
             Ok(Reply::Billed { sealed, receipt }) => {
-                if let (Some(ledger), Some(admission)) = (&self.ledger, admission) {
-                    if let Err(r) = ledger.charge(admission, &receipt) {
-                        tracing::error!(status = r.status, error = %r.message, "could not count a receipt");
-                    }
-                }
+                self.settle(admission, &receipt);
                 self.metrics.bytes_from_enclave.inc_by(sealed.len() as u64);
                 respond(StatusCode::OK, media_type::OHTTP_RESPONSE, sealed)
             }
@@ -494,6 +529,123 @@ impl Front {
             Err(e) => {
                 tracing::warn!(error = %e, route = "/v1/ohttp", "relay failed");
                 relay_error(e)
+            }
+        }
+    }
+
+    /// Counts a receipt against the admitted channel, releasing what the
+    /// request reserved.
+    fn settle(&self, admission: Option<Admission>, receipt: &[u8]) {
+        if let (Some(ledger), Some(admission)) = (&self.ledger, admission) {
+            if let Err(r) = ledger.charge(admission, receipt) {
+                tracing::error!(status = r.status, error = %r.message, "could not count a receipt");
+            }
+        }
+    }
+
+    /// Opens a stream on its own enclave connection: reserves the most the
+    /// answer can cost (refused: the enclave drops it unbilled), lets the
+    /// enclave go ahead, and answers with a body that a relay task feeds
+    /// chunk by chunk, holding the request's slot until the stream ends.
+    async fn stream(
+        self: &Arc<Self>,
+        channel: u128,
+        request: Vec<u8>,
+        mut admission: Option<Admission>,
+        permit: OwnedSemaphorePermit,
+    ) -> Response<Body> {
+        let timeout = self.limits.request_timeout;
+        let (mut link, first) = match self
+            .relay
+            .open(&Frame::OhttpStream { channel, request }, timeout)
+            .await
+        {
+            Ok(opened) => opened,
+            Err(e) => {
+                tracing::warn!(error = %e, route = "/v1/ohttp", "relay failed");
+                return relay_error(e);
+            }
+        };
+        let max_charge = match first {
+            Reply::StreamStart { max_charge } => max_charge,
+            other => return self.unexpected(other),
+        };
+        if let Some(admission) = admission.as_mut() {
+            if let Err(r) = admission.reserve(max_charge) {
+                return refused(r);
+            }
+        }
+        if let Err(e) = Frame::Proceed.write(&mut link).await {
+            return relay_error(relay::RelayError::Wire(e));
+        }
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let front = self.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            front.relay_stream(link, tx, admission).await;
+        });
+        let mut response = Response::new(ChannelBody(rx).boxed_unsync());
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static(media_type::OHTTP_CHUNKED_RESPONSE),
+        );
+        response
+    }
+
+    /// Relays a stream's chunks to the client as they come. When the client
+    /// goes away, cancels the stream and keeps reading to its receipt; a
+    /// link that fails or stalls past the request timeout ends the client's
+    /// body short (its decryption then reports the truncation) and bills
+    /// nothing.
+    async fn relay_stream(
+        &self,
+        mut link: tokio::net::UnixStream,
+        tx: mpsc::Sender<Bytes>,
+        admission: Option<Admission>,
+    ) {
+        let timeout = self.limits.request_timeout;
+        let mut client = Some(tx);
+        loop {
+            let frame = match tokio::time::timeout(timeout, Reply::read(&mut link)).await {
+                Ok(Ok(frame)) => frame,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "the enclave link broke mid-stream");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(?timeout, "the enclave stalled mid-stream");
+                    return;
+                }
+            };
+            match frame {
+                Reply::StreamChunk(sealed) => {
+                    self.metrics.bytes_from_enclave.inc_by(sealed.len() as u64);
+                    if let Some(tx) = &client {
+                        if tx.send(Bytes::from(sealed)).await.is_err() {
+                            // The client went away: stop generating.
+                            client = None;
+                            if Frame::Cancel.write(&mut link).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                Reply::StreamEnd { sealed, receipt } => {
+                    self.metrics.bytes_from_enclave.inc_by(sealed.len() as u64);
+                    if let Some(tx) = &client {
+                        let _ = tx.send(Bytes::from(sealed)).await;
+                    }
+                    self.settle(admission, &receipt);
+                    return;
+                }
+                Reply::Failed(m) | Reply::Rejected(m) => {
+                    tracing::warn!(error = %m, "the enclave failed mid-stream");
+                    return;
+                }
+                _ => {
+                    tracing::warn!("the enclave answered a stream with the wrong frame");
+                    return;
+                }
             }
         }
     }

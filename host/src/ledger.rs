@@ -21,11 +21,14 @@
 //! a signature by the channel's client key over the encapsulated request and
 //! a time, never seen before. Each admitted request reserves what the
 //! channel's last request cost until its receipt is counted, so concurrent
-//! requests cannot together run past the credit limit.
+//! requests cannot together run past the credit limit. A streamed answer
+//! reserves the most it can cost (every token `max_tokens` allows, as the
+//! enclave announces it) before it starts, and settles what its receipt
+//! says when it ends or is cut off ([`Admission::reserve`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use ed25519_dalek::VerifyingKey;
@@ -127,14 +130,42 @@ pub struct Ledger {
 
 /// A request admitted for a channel: what it reserved of the channel's
 /// credit. Dropping it without [`Ledger::charge`] releases the reservation.
-pub struct Admission<'a> {
-    ledger: &'a Ledger,
+pub struct Admission {
+    ledger: Arc<Ledger>,
     /// The channel billed.
     pub channel: u128,
     reserved: u128,
 }
 
-impl Drop for Admission<'_> {
+impl Admission {
+    /// Raises (or lowers) what this request holds of its channel's credit
+    /// to `amount`: for a stream, the most it can cost. Refused (402), with
+    /// the reservation unchanged, when the channel's unpaid charges and
+    /// other reservations leave less credit than that.
+    pub fn reserve(&mut self, amount: u128) -> Result<(), Refusal> {
+        let held = self.reserved;
+        self.ledger.with_account(self.channel, |a| {
+            let others = a.reserved.saturating_sub(held);
+            a.payee.admit(others.saturating_add(amount)).map_err(|e| {
+                refusal(
+                    402,
+                    format!("this answer may cost up to {amount} nanotons (its prompt and every token max_tokens allows, at the enclave's prices), which must be reserved before it streams: {e}; pay a voucher, or ask for fewer max_tokens"),
+                )
+            })?;
+            a.reserved = others.saturating_add(amount);
+            Ok(())
+        })?;
+        self.reserved = amount;
+        Ok(())
+    }
+
+    /// What this request holds of its channel's credit.
+    pub fn reserved(&self) -> u128 {
+        self.reserved
+    }
+}
+
+impl Drop for Admission {
     fn drop(&mut self) {
         if let Ok(mut accounts) = self.ledger.accounts.lock() {
             if let Some(a) = accounts.get_mut(&self.channel) {
@@ -227,11 +258,11 @@ impl Ledger {
     /// [`PAYER_HEADER`] value) is a fresh, never-seen signature over it by a
     /// served channel's client key and the channel has credit left.
     pub fn admit(
-        &self,
+        self: &Arc<Self>,
         proof: Option<&[u8]>,
         body: &[u8],
         now: i64,
-    ) -> Result<Admission<'_>, Refusal> {
+    ) -> Result<Admission, Refusal> {
         let proof = proof.ok_or_else(|| {
             refusal(
                 401,
@@ -276,7 +307,7 @@ impl Ledger {
             Ok(estimate)
         })?;
         Ok(Admission {
-            ledger: self,
+            ledger: self.clone(),
             channel,
             reserved,
         })
@@ -286,7 +317,7 @@ impl Ledger {
     /// enclave's receipt, and releases its reservation. The charge goes to
     /// the admitted channel whatever the receipt names (the enclave refuses
     /// requests whose sealed channel differs, so the two agree).
-    pub fn charge(&self, admission: Admission<'_>, receipt: &[u8]) -> Result<u128, Refusal> {
+    pub fn charge(&self, admission: Admission, receipt: &[u8]) -> Result<u128, Refusal> {
         let r = SignedReceipt::from_header(receipt).map_err(|e| refusal(500, e.to_string()))?;
         let amount = r.receipt.amount;
         if r.receipt.channel_id != admission.channel {

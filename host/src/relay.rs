@@ -140,6 +140,23 @@ impl Relay {
         Ok(response)
     }
 
+    /// Sends `request` on a connection of its own (a stream's) and waits up
+    /// to `timeout` for the first response; returns the connection with it.
+    pub async fn open(
+        &self,
+        request: &Request,
+        timeout: Duration,
+    ) -> Result<(UnixStream, Response), RelayError> {
+        let exchange = async {
+            let mut stream = send_fresh(&self.socket, request).await?;
+            let first = Response::read(&mut stream).await.map_err(read_error)?;
+            Ok((stream, first))
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| RelayError::Timeout(timeout))?
+    }
+
     /// Sends `request` and waits up to `timeout` for the response.
     pub async fn call(&self, request: &Request, timeout: Duration) -> Result<Response, RelayError> {
         tokio::time::timeout(timeout, self.exchange(request))

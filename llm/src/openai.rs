@@ -49,6 +49,7 @@ pub struct Generation {
     pub max_tokens: usize,
     events: Stream,
     state: StreamState,
+    generated: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +146,7 @@ pub fn start(
         max_tokens,
         events,
         state: StreamState::Start,
+        generated: 0,
     })
 }
 
@@ -178,6 +180,11 @@ impl Generation {
     /// Prompt tokens.
     pub fn prompt_tokens(&self) -> usize {
         self.prompt_tokens
+    }
+
+    /// Tokens generated so far (what a stream cut off early is billed).
+    pub fn generated(&self) -> usize {
+        self.generated
     }
 
     /// Runs to the end; returns the whole answer's JSON and its usage.
@@ -282,7 +289,11 @@ impl Generation {
             StreamState::Ended => return None,
         }
         loop {
-            match self.events.next().await {
+            let event = self.events.next().await;
+            if let Some(Event::Token { .. }) = event {
+                self.generated += 1;
+            }
+            match event {
                 Some(Event::Token { text, .. }) if text.is_empty() => continue,
                 Some(Event::Token { text, .. }) => {
                     let event = match self.endpoint {

@@ -64,6 +64,11 @@ pub mod media_type {
     pub const OHTTP_REQUEST: &str = "message/ohttp-req";
     /// An encapsulated response.
     pub const OHTTP_RESPONSE: &str = "message/ohttp-res";
+    /// A chunked encapsulated request (draft-ietf-ohai-chunked-ohttp): its
+    /// answer is streamed.
+    pub const OHTTP_CHUNKED_REQUEST: &str = "message/ohttp-chunked-req";
+    /// A chunked encapsulated response, relayed chunk by chunk.
+    pub const OHTTP_CHUNKED_RESPONSE: &str = "message/ohttp-chunked-res";
 }
 
 /// Where Linux mounts configfs-tsm reports: the enclave's hardware evidence
@@ -109,6 +114,24 @@ pub enum Request {
     },
     /// Report readiness.
     Health,
+    /// Open a chunked OHTTP request and stream its answer: the enclave
+    /// answers [`Response::StreamStart`] (or a refusal), waits for
+    /// [`Request::Proceed`], then sends [`Response::StreamChunk`]s as they
+    /// are sealed and one [`Response::StreamEnd`]. The host may send
+    /// [`Request::Cancel`] at any time after `Proceed`; the stream then ends
+    /// early, with a receipt for what was generated. Closing the connection
+    /// instead of sending `Proceed` drops the request unbilled.
+    OhttpStream {
+        /// The payment channel the host admitted it for (0: not billed).
+        channel: u128,
+        /// The chunked encapsulated request.
+        request: Vec<u8>,
+    },
+    /// Go ahead with the stream just opened: the host reserved its
+    /// [`Response::StreamStart`] charge.
+    Proceed,
+    /// Stop the stream under way (the client went away).
+    Cancel,
 }
 
 /// What the enclave answers.
@@ -130,6 +153,23 @@ pub enum Response {
     },
     /// Health report (JSON).
     Health(Vec<u8>),
+    /// A stream was opened: the most it can be charged (nanotons), which
+    /// the host reserves before answering [`Request::Proceed`].
+    StreamStart {
+        /// The charge if every allowed token is generated.
+        max_charge: u128,
+    },
+    /// The next sealed chunks of a streamed response, for the client.
+    StreamChunk(Vec<u8>),
+    /// The end of a stream: the final sealed chunk (for the client, it
+    /// carries the receipt in its trailer) and a copy of the signed receipt
+    /// (JSON) for the host.
+    StreamEnd {
+        /// The last sealed bytes of the response.
+        sealed: Vec<u8>,
+        /// The signed receipt.
+        receipt: Vec<u8>,
+    },
     /// The request was refused; the message is safe to show the host.
     Rejected(String),
     /// The enclave failed; the message is safe to show the host.
@@ -160,10 +200,16 @@ pub enum WireError {
 const REQ_ATTEST: u8 = 1;
 const REQ_OHTTP: u8 = 2;
 const REQ_HEALTH: u8 = 3;
+const REQ_OHTTP_STREAM: u8 = 4;
+const REQ_PROCEED: u8 = 5;
+const REQ_CANCEL: u8 = 6;
 const RESP_BUNDLE: u8 = 0x81;
 const RESP_OHTTP: u8 = 0x82;
 const RESP_HEALTH: u8 = 0x83;
 const RESP_BILLED: u8 = 0x84;
+const RESP_STREAM_START: u8 = 0x85;
+const RESP_STREAM_CHUNK: u8 = 0x86;
+const RESP_STREAM_END: u8 = 0x87;
 const RESP_REJECTED: u8 = 0xe0;
 const RESP_FAILED: u8 = 0xe1;
 
@@ -244,7 +290,12 @@ impl Request {
             Request::Ohttp { channel, request } => {
                 encode_frame(REQ_OHTTP, &[&channel.to_be_bytes(), request])
             }
+            Request::OhttpStream { channel, request } => {
+                encode_frame(REQ_OHTTP_STREAM, &[&channel.to_be_bytes(), request])
+            }
             Request::Health => encode_frame(REQ_HEALTH, &[]),
+            Request::Proceed => encode_frame(REQ_PROCEED, &[]),
+            Request::Cancel => encode_frame(REQ_CANCEL, &[]),
         }
     }
 
@@ -259,19 +310,33 @@ impl Request {
     fn from_frame(kind: u8, mut bytes: Vec<u8>) -> Result<Self, WireError> {
         match kind {
             REQ_ATTEST => Ok(Request::Attest { nonce: bytes }),
-            REQ_OHTTP => {
+            REQ_OHTTP | REQ_OHTTP_STREAM => {
+                let what = if kind == REQ_OHTTP {
+                    "ohttp"
+                } else {
+                    "ohttp stream"
+                };
                 let mut r = Reader::new(&bytes);
                 let channel = r
                     .u128_be("channel")
-                    .map_err(|_| WireError::Malformed("ohttp"))?;
+                    .map_err(|_| WireError::Malformed(what))?;
                 // The request is the rest of the payload, kept in place.
                 bytes.drain(..r.offset());
-                Ok(Request::Ohttp {
-                    channel,
-                    request: bytes,
+                Ok(if kind == REQ_OHTTP {
+                    Request::Ohttp {
+                        channel,
+                        request: bytes,
+                    }
+                } else {
+                    Request::OhttpStream {
+                        channel,
+                        request: bytes,
+                    }
                 })
             }
             REQ_HEALTH => Ok(Request::Health),
+            REQ_PROCEED => Ok(Request::Proceed),
+            REQ_CANCEL => Ok(Request::Cancel),
             kind => Err(WireError::UnknownKind(kind)),
         }
     }
@@ -300,6 +365,15 @@ impl Response {
                     u32::try_from(sealed.len()).map_err(|_| WireError::Malformed("billed"))?;
                 encode_frame(RESP_BILLED, &[&len.to_be_bytes(), sealed, receipt])
             }
+            Response::StreamStart { max_charge } => {
+                encode_frame(RESP_STREAM_START, &[&max_charge.to_be_bytes()])
+            }
+            Response::StreamChunk(b) => encode_frame(RESP_STREAM_CHUNK, &[b]),
+            Response::StreamEnd { sealed, receipt } => {
+                let len =
+                    u32::try_from(sealed.len()).map_err(|_| WireError::Malformed("stream end"))?;
+                encode_frame(RESP_STREAM_END, &[&len.to_be_bytes(), sealed, receipt])
+            }
             Response::Rejected(m) => encode_frame(RESP_REJECTED, &[m.as_bytes()]),
             Response::Failed(m) => encode_frame(RESP_FAILED, &[m.as_bytes()]),
         }
@@ -320,14 +394,23 @@ impl Response {
             RESP_OHTTP => Ok(Response::Ohttp(b)),
             RESP_HEALTH => Ok(Response::Health(b)),
             RESP_BILLED => {
-                let malformed = |_| WireError::Malformed("billed");
+                let (sealed, receipt) = sealed_and_receipt(&b, "billed")?;
+                Ok(Response::Billed { sealed, receipt })
+            }
+            RESP_STREAM_START => {
                 let mut r = Reader::new(&b);
-                let len = r.u32_be("sealed response length").map_err(malformed)?;
-                let sealed = r.sub(len, "sealed response").map_err(malformed)?.rest();
-                Ok(Response::Billed {
-                    sealed: sealed.to_vec(),
-                    receipt: r.rest().to_vec(),
-                })
+                let max_charge = r
+                    .u128_be("max charge")
+                    .map_err(|_| WireError::Malformed("stream start"))?;
+                if !r.rest().is_empty() {
+                    return Err(WireError::Malformed("stream start"));
+                }
+                Ok(Response::StreamStart { max_charge })
+            }
+            RESP_STREAM_CHUNK => Ok(Response::StreamChunk(b)),
+            RESP_STREAM_END => {
+                let (sealed, receipt) = sealed_and_receipt(&b, "stream end")?;
+                Ok(Response::StreamEnd { sealed, receipt })
             }
             RESP_REJECTED => Ok(Response::Rejected(text(b, "rejected")?)),
             RESP_FAILED => Ok(Response::Failed(text(b, "failed")?)),
@@ -345,6 +428,15 @@ impl Response {
         let (kind, payload) = read_frame(r).await?;
         Self::from_frame(kind, payload)
     }
+}
+
+/// A payload of a 4-byte length, that many sealed bytes, and a receipt.
+fn sealed_and_receipt(b: &[u8], what: &'static str) -> Result<(Vec<u8>, Vec<u8>), WireError> {
+    let malformed = |_| WireError::Malformed(what);
+    let mut r = Reader::new(b);
+    let len = r.u32_be("sealed response length").map_err(malformed)?;
+    let sealed = r.sub(len, "sealed response").map_err(malformed)?.rest();
+    Ok((sealed.to_vec(), r.rest().to_vec()))
 }
 
 #[cfg(test)]
@@ -365,6 +457,12 @@ mod tests {
                 request: vec![],
             },
             Request::Health,
+            Request::OhttpStream {
+                channel: 5,
+                request: vec![7; 70],
+            },
+            Request::Proceed,
+            Request::Cancel,
         ] {
             let mut buf = Vec::new();
             req.write(&mut buf).await.unwrap();
@@ -380,6 +478,14 @@ mod tests {
             Response::Health(vec![]),
             Response::Rejected("no".into()),
             Response::Failed("x".into()),
+            Response::StreamStart {
+                max_charge: u128::MAX - 1,
+            },
+            Response::StreamChunk(vec![1; 300]),
+            Response::StreamEnd {
+                sealed: vec![5, 6],
+                receipt: b"{\"r\":1}".to_vec(),
+            },
         ] {
             let mut buf = Vec::new();
             resp.write(&mut buf).await.unwrap();
@@ -439,6 +545,20 @@ mod tests {
         assert!(matches!(
             billed(&[0xff, 0xff, 0xff, 0xff, 1]),
             Err(WireError::Malformed("billed"))
+        ));
+        let start = |payload: &[u8]| {
+            let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
+            frame.push(RESP_STREAM_START);
+            frame.extend_from_slice(payload);
+            Response::decode(&frame).map(|(r, _)| r)
+        };
+        assert!(matches!(
+            start(&[1; 15]),
+            Err(WireError::Malformed("stream start"))
+        ));
+        assert!(matches!(
+            start(&[1; 17]),
+            Err(WireError::Malformed("stream start"))
         ));
         assert_eq!(
             billed(&[0, 0, 0, 1, 7]).unwrap(),

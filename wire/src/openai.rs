@@ -710,6 +710,92 @@ pub fn sse_event(value: &impl Serialize) -> Vec<u8> {
 /// The event that ends a stream.
 pub const SSE_DONE: &[u8] = b"data: [DONE]\n\n";
 
+/// The data of the event that ends a stream.
+pub const DONE_DATA: &str = "[DONE]";
+
+/// Most bytes of one Server-Sent Event.
+pub const MAX_SSE_EVENT: usize = 1 << 20;
+
+/// Splits Server-Sent Events as their bytes arrive, in any split, and
+/// yields each event's data (its `data:` lines joined). Comments and other
+/// fields are skipped; an event over [`MAX_SSE_EVENT`] or not UTF-8 is an
+/// error.
+#[derive(Debug, Default)]
+pub struct SseDecoder {
+    pending: Vec<u8>,
+}
+
+impl SseDecoder {
+    /// Feeds bytes; returns the data of every event they complete.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<String>, String> {
+        self.pending.extend_from_slice(bytes);
+        let mut events = Vec::new();
+        while let Some(end) = self.pending.windows(2).position(|w| w == b"\n\n") {
+            let event: Vec<u8> = self.pending.drain(..end + 2).collect();
+            let text = std::str::from_utf8(event.get(..end).unwrap_or_default())
+                .map_err(|_| "a Server-Sent Event is not UTF-8".to_string())?;
+            let data: Vec<&str> = text
+                .lines()
+                .filter_map(|line| line.strip_prefix("data:"))
+                .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                .collect();
+            if !data.is_empty() {
+                events.push(data.join("\n"));
+            }
+        }
+        if self.pending.len() > MAX_SSE_EVENT {
+            return Err(format!("a Server-Sent Event exceeds {MAX_SSE_EVENT} bytes"));
+        }
+        Ok(events)
+    }
+
+    /// The end of the stream: an error when it stopped inside an event.
+    pub fn finish(&self) -> Result<(), String> {
+        if self.pending.iter().all(u8::is_ascii_whitespace) {
+            Ok(())
+        } else {
+            Err("the event stream ended inside an event".into())
+        }
+    }
+}
+
+/// The `data` of one Server-Sent Event, framed (the inverse of
+/// [`SseDecoder`] for one-line data).
+pub fn sse_data(data: &str) -> Vec<u8> {
+    format!("data: {data}\n\n").into_bytes()
+}
+
+#[cfg(test)]
+mod sse_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn events_are_split_in_any_split_and_bounded() {
+        let stream =
+            b": comment\n\ndata: {\"a\":1}\n\nevent: x\ndata: one\ndata:two\n\ndata: [DONE]\n\n";
+        for cut in 0..stream.len() {
+            let mut d = SseDecoder::default();
+            let mut events = d.push(&stream[..cut]).unwrap();
+            events.extend(d.push(&stream[cut..]).unwrap());
+            d.finish().unwrap();
+            assert_eq!(events, ["{\"a\":1}", "one\ntwo", DONE_DATA]);
+        }
+        let mut d = SseDecoder::default();
+        assert!(d.push(b"data: x").unwrap().is_empty());
+        assert!(d.finish().unwrap_err().contains("inside an event"));
+        assert!(d
+            .push(&vec![b'a'; MAX_SSE_EVENT + 1])
+            .unwrap_err()
+            .contains("exceeds"));
+        assert!(SseDecoder::default()
+            .push(b"data: \xff\n\n")
+            .unwrap_err()
+            .contains("UTF-8"));
+        assert_eq!(SseDecoder::default().push(&sse_data("{}")).unwrap(), ["{}"]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,241 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+//! Streamed text generation end to end: chunked OHTTP from the client,
+//! each chunk sealed in the enclave and relayed by the host as it is
+//! produced, the receipt in the response's trailer; credit for `max_tokens`
+//! reserved before a billed stream starts and what was generated settled
+//! when it ends or is cut off.
+
+use ed25519_dalek::SigningKey;
+use kokon_client::stream::ChatStream;
+use kokon_client::ClientError;
+use kokon_host::ledger::LedgerConfig;
+use kokon_tests::{Options, Stack, DEV_POLICY};
+use kokon_wire::openai::{ChatCompletionRequest, ChatMessage, DONE_DATA};
+
+const PROMPT_PRICE: u128 = 1000;
+const COMPLETION_PRICE: u128 = 3000;
+const CHANNEL: u128 = 777;
+const MODEL: &str = "smollm2-135m-instruct";
+const STORY: &str = "Tell me a long story about a dragon who learns to fly.";
+
+fn options(ledger: Option<LedgerConfig>) -> Options {
+    let env = kokon_tests::Env::load();
+    Options {
+        enclave_args: vec![
+            "--llm".into(),
+            env.llm_dir.display().to_string(),
+            "--price-nanoton-per-prompt-token".into(),
+            PROMPT_PRICE.to_string(),
+            "--price-nanoton-per-completion-token".into(),
+            COMPLETION_PRICE.to_string(),
+        ],
+        ledger,
+        ..Options::default()
+    }
+}
+
+fn chat(content: &str, max_tokens: u64) -> ChatCompletionRequest {
+    ChatCompletionRequest {
+        temperature: Some(0.0),
+        max_tokens: Some(max_tokens),
+        ..ChatCompletionRequest::new(MODEL, vec![ChatMessage::text_from("user", content)])
+    }
+}
+
+/// Reads a chat stream to its end: the text and the number of chunks.
+async fn collect(stream: &mut ChatStream) -> (String, usize) {
+    let (mut text, mut chunks) = (String::new(), 0);
+    while let Some(chunk) = stream.next().await.unwrap() {
+        chunks += 1;
+        if let Some(choice) = chunk.choices.first() {
+            text.push_str(choice.delta.content.as_deref().unwrap_or(""));
+        }
+    }
+    (text, chunks)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_streamed_chat_completion_arrives_chunk_by_chunk_with_its_receipt() {
+    let stack = Stack::start(options(None)).await;
+    let enclave = stack.attest().await;
+    let question = chat("What is the capital of France?", 32);
+    let mut stream = stack.client.stream_chat(&enclave, &question).await.unwrap();
+    assert!(stream.receipt().is_none(), "no receipt before the end");
+    let (text, chunks) = collect(&mut stream).await;
+    // The same answer as the whole one, in many chunks.
+    let (whole, _) = stack
+        .client
+        .chat_completion(&enclave, &question)
+        .await
+        .unwrap();
+    assert_eq!(text, whole.choices[0].message.content);
+    assert_eq!(text, "The capital of France is Paris.");
+    assert!(chunks > 5, "{chunks} chunks");
+    let usage = stream.usage().unwrap();
+    assert_eq!(usage, whole.usage);
+    let r = &stream.receipt().unwrap().receipt;
+    assert_eq!(
+        (r.units, r.output_units),
+        (usage.prompt_tokens, usage.completion_tokens)
+    );
+    assert_eq!(
+        r.amount,
+        u128::from(r.units) * PROMPT_PRICE + u128::from(r.output_units) * COMPLETION_PRICE
+    );
+
+    // The legacy endpoint streams too, raw events ending with [DONE].
+    let body = br#"{"model":"smollm2-135m-instruct","prompt":"The capital of France is","max_tokens":5,"temperature":0,"stream":true,"stream_options":{"include_usage":true}}"#;
+    let mut raw = stack
+        .client
+        .stream_text(&enclave, "POST", "/v1/completions", body)
+        .await
+        .unwrap();
+    let mut events = Vec::new();
+    while let Some(event) = raw.next_event().await.unwrap() {
+        events.push(event);
+    }
+    assert_eq!(events.last().unwrap(), DONE_DATA);
+    assert_eq!(raw.usage().unwrap().completion_tokens, 5);
+    assert_eq!(raw.receipt().unwrap().receipt.output_units, 5);
+
+    // A request without stream: true, sent chunked, is answered whole.
+    let mut models = stack
+        .client
+        .stream_text(&enclave, "GET", "/v1/models", b"")
+        .await
+        .unwrap();
+    let list = models.next_event().await.unwrap().unwrap();
+    assert!(list.contains(MODEL), "{list}");
+    assert!(models.next_event().await.unwrap().is_none());
+    assert_eq!(models.receipt().unwrap().receipt.amount, 0);
+
+    // Errors are OpenAI's error objects, with a verified receipt for nothing.
+    let mut unknown = chat("hi", 4);
+    unknown.model = "gpt-4o".into();
+    match stack.client.stream_chat(&enclave, &unknown).await {
+        Err(ClientError::Enclave { status, message }) => {
+            assert_eq!(status, 404);
+            assert!(message.contains("gpt-4o"), "{message}");
+        }
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("an unknown model streamed"),
+    }
+    // stream: true through the whole-message path is refused with a reason.
+    let mut whole_stream = chat("hi", 4);
+    whole_stream.stream = Some(true);
+    let err = stack
+        .client
+        .chat_completion(&enclave, &whole_stream)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("message/ohttp-chunked-req"), "{err}");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_reserves_its_most_and_is_settled_at_what_it_generated() {
+    let store = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[7; 32]);
+    const CREDIT: u128 = 1_000_000;
+    let stack = Stack::start(options(Some(LedgerConfig {
+        channels: vec![kokon_tests::channel_config(
+            CHANNEL,
+            &key,
+            100 * CREDIT,
+            CREDIT,
+        )],
+        store: store.path().to_path_buf(),
+        host_key_file: None,
+    })))
+    .await;
+    let enclave = stack
+        .client
+        .attest(&stack.policy(DEV_POLICY))
+        .await
+        .unwrap()
+        .with_channel(CHANNEL, key);
+    let charged = || async { stack.client.channel_status(CHANNEL).await.unwrap().0 };
+
+    // More than the whole credit could cost: refused before anything runs.
+    let err = stack
+        .client
+        .stream_chat(&enclave, &chat(STORY, 400))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, ClientError::Host { status: 402, message } if message.contains("max_tokens")),
+        "{err}"
+    );
+    assert_eq!(charged().await, 0, "a refused stream costs nothing");
+
+    // While one stream holds its reservation, a second that would overrun
+    // the credit together with it is refused.
+    let mut first = stack
+        .client
+        .stream_chat(&enclave, &chat(STORY, 100))
+        .await
+        .unwrap();
+    assert!(first.next().await.unwrap().is_some());
+    let err = stack
+        .client
+        .stream_chat(&enclave, &chat(STORY, 250))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, ClientError::Host { status: 402, .. }),
+        "{err}"
+    );
+    let (_, _) = collect(&mut first).await;
+    let whole = first.receipt().unwrap().receipt.clone();
+    let generated = whole.output_units;
+    assert!(generated > 20, "the story is long: {generated} tokens");
+    // The host counts exactly what the receipt says.
+    let mut settled = charged().await;
+    for _ in 0..50 {
+        if settled == whole.amount {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        settled = charged().await;
+    }
+    assert_eq!(settled, whole.amount);
+
+    // The same story cut off after three chunks: the host cancels it, and
+    // settles what was generated, less than the whole story.
+    let mut cut = stack
+        .client
+        .stream_chat(&enclave, &chat(STORY, 100))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert!(cut.next().await.unwrap().is_some());
+    }
+    drop(cut);
+    let mut after = charged().await;
+    for _ in 0..100 {
+        if after > settled {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        after = charged().await;
+    }
+    let cost = after - settled;
+    let prompt_cost = u128::from(whole.units) * PROMPT_PRICE;
+    assert!(cost >= prompt_cost + 2 * COMPLETION_PRICE, "{cost}");
+    let cut_tokens = (cost - prompt_cost) / COMPLETION_PRICE;
+    assert!(
+        cut_tokens < u128::from(generated),
+        "cut off after {cut_tokens} of {generated} tokens"
+    );
+    assert_eq!((cost - prompt_cost) % COMPLETION_PRICE, 0);
+    stack.shutdown().await;
+}
