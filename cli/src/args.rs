@@ -50,6 +50,10 @@ pub enum Command {
     /// Verify the enclave, then chat with its text model privately
     /// (interactive when no prompt is given).
     Chat(ChatArgs),
+    /// A local OpenAI-compatible endpoint (plain HTTP, for unmodified SDKs)
+    /// that attests the enclave, seals every request to it, checks every
+    /// receipt and pays for it.
+    Proxy(ProxyArgs),
     /// Auditor tools.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -292,6 +296,28 @@ pub struct InferArgs {
     pub json: bool,
 }
 
+/// `kokon proxy`.
+#[derive(Debug, clap::Args)]
+pub struct ProxyArgs {
+    /// Where to serve the OpenAI API in plain HTTP (keep it on loopback:
+    /// what crosses it is plaintext).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// The kokon host's base URL.
+    #[arg(long)]
+    pub host: String,
+    /// The policy the enclave must satisfy.
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// Bill requests to this payment channel (a `kokon channel open` file)
+    /// and pay each verified receipt.
+    #[arg(long)]
+    pub channel: Option<PathBuf>,
+    /// Attest again when the evidence is older than this many seconds.
+    #[arg(long, default_value_t = 300)]
+    pub max_evidence_age: u64,
+}
+
 /// `kokon chat`.
 #[derive(Debug, clap::Args)]
 pub struct ChatArgs {
@@ -316,6 +342,10 @@ pub struct ChatArgs {
     /// Reproducible sampling.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Bill the answers to this payment channel (a `kokon channel open`
+    /// file) and pay each verified receipt.
+    #[arg(long)]
+    pub channel: Option<PathBuf>,
     /// The prompt; without one, read prompts from standard input, one per
     /// line, keeping the conversation.
     pub prompt: Option<String>,

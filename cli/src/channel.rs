@@ -99,6 +99,77 @@ impl ChannelFile {
     }
 }
 
+/// A client paying for its requests on its channel file: each voucher is
+/// saved before it is sent, so none is ever lost.
+pub struct Paying {
+    path: PathBuf,
+    file: ChannelFile,
+}
+
+impl Paying {
+    /// Loads the channel file at `path`, bills `enclave`'s requests to it,
+    /// and sends the saved voucher that may not have reached the host last
+    /// time (a host that already holds it answers 409).
+    pub async fn open(
+        path: &Path,
+        client: &kokon_client::Client,
+        enclave: kokon_client::VerifiedEnclave,
+    ) -> anyhow::Result<(Self, kokon_client::VerifiedEnclave)> {
+        let file = ChannelFile::load(path)?;
+        let enclave = enclave.with_channel(file.id()?, file.key()?);
+        if let Some(saved) = &file.voucher {
+            let state = saved.state().map_err(anyhow::Error::msg)?;
+            match client.pay(&state).await {
+                Ok(_) | Err(kokon_client::ClientError::Host { status: 409, .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let paying = Self {
+            path: path.to_path_buf(),
+            file,
+        };
+        Ok((paying, enclave))
+    }
+
+    /// Bills the same channel on a freshly attested `enclave`.
+    pub fn bill(
+        &self,
+        enclave: kokon_client::VerifiedEnclave,
+    ) -> anyhow::Result<kokon_client::VerifiedEnclave> {
+        Ok(enclave.with_channel(self.file.id()?, self.file.key()?))
+    }
+
+    /// Signs and saves the voucher that adds `amount` (a verified
+    /// receipt's) to what was paid.
+    pub fn voucher(&mut self, amount: u128) -> anyhow::Result<kokon_ton::SignedState> {
+        let v = self.file.payer()?.pay(amount)?;
+        self.file.voucher = Some(VoucherJson::from(&v));
+        self.file.save(&self.path)?;
+        Ok(v)
+    }
+
+    /// Pays `amount` to the host: a saved voucher, then sent.
+    pub async fn pay(&mut self, client: &kokon_client::Client, amount: u128) -> anyhow::Result<()> {
+        let v = self.voucher(amount)?;
+        self.send(client, &v).await
+    }
+
+    /// Sends a saved voucher; a failure says where it is kept.
+    pub async fn send(
+        &self,
+        client: &kokon_client::Client,
+        v: &kokon_ton::SignedState,
+    ) -> anyhow::Result<()> {
+        client.pay(v).await.map(|_| ()).map_err(|e| {
+            anyhow::anyhow!(
+                "the payment did not reach the host: {e}. The voucher (seqno {}) is saved in {}; the next request on this channel sends a newer one that covers it",
+                v.body.seqno,
+                self.path.display()
+            )
+        })
+    }
+}
+
 async fn channel_state(api: &TonApi, channel: &str) -> anyhow::Result<u64> {
     let stack = api.run_get_method(channel, "get_channel_state").await?;
     first_number(&stack)

@@ -1,6 +1,7 @@
 //! `kokon chat`: verify the enclave, then talk to its text model privately.
-//! Each answer comes with its verified per-token receipt (on stderr, so the
-//! answer alone can be piped).
+//! Each answer is streamed to the terminal as the model writes it, and ends
+//! with its verified per-token receipt (on stderr, so the answer alone can
+//! be piped); with `--channel`, each receipt is paid.
 
 use std::io::{BufRead, Write};
 
@@ -8,13 +9,22 @@ use kokon_client::{Client, VerifiedEnclave};
 use kokon_wire::openai::{ChatCompletionRequest, ChatMessage};
 
 use crate::args::ChatArgs;
+use crate::channel::Paying;
 use crate::local;
 
 /// `kokon chat`.
 pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     let policy = local::load_policy(&args.policy)?;
     let client = Client::new(&args.host);
-    let enclave = client.attest(&policy).await?;
+    let mut enclave = client.attest(&policy).await?;
+    let mut paying = match &args.channel {
+        Some(path) => {
+            let (paying, billed) = Paying::open(path, &client, enclave).await?;
+            enclave = billed;
+            Some(paying)
+        }
+        None => None,
+    };
     let Some(text) = &enclave.evidence.claims.text_model else {
         anyhow::bail!("the attested enclave serves no text model (its host runs without --llm)");
     };
@@ -30,8 +40,7 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     match &args.prompt {
         Some(prompt) => {
             conversation.push(message("user", prompt));
-            let answer = ask(&client, &enclave, &args, &model, &conversation).await?;
-            println!("{answer}");
+            ask(&client, &enclave, &args, &model, &conversation, &mut paying).await?;
         }
         None => {
             let stdin = std::io::stdin();
@@ -47,8 +56,8 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
                     continue;
                 }
                 conversation.push(message("user", line));
-                let answer = ask(&client, &enclave, &args, &model, &conversation).await?;
-                println!("{answer}");
+                let answer =
+                    ask(&client, &enclave, &args, &model, &conversation, &mut paying).await?;
                 conversation.push(message("assistant", &answer));
             }
         }
@@ -60,13 +69,15 @@ fn message(role: &str, text: &str) -> ChatMessage {
     ChatMessage::text_from(role, text)
 }
 
-/// One sealed chat completion; prints its receipt to stderr.
+/// One sealed chat completion, streamed to stdout as it comes; prints its
+/// receipt to stderr and pays it. Returns the whole answer.
 async fn ask(
     client: &Client,
     enclave: &VerifiedEnclave,
     args: &ChatArgs,
     model: &str,
     conversation: &[ChatMessage],
+    paying: &mut Option<Paying>,
 ) -> anyhow::Result<String> {
     let request = ChatCompletionRequest {
         max_tokens: Some(args.max_tokens),
@@ -74,17 +85,32 @@ async fn ask(
         seed: args.seed,
         ..ChatCompletionRequest::new(model, conversation.to_vec())
     };
-    let (answer, receipt) = client.chat_completion(enclave, &request).await?;
+    let mut stream = client.stream_chat(enclave, &request).await?;
+    let mut answer = String::new();
+    let mut out = std::io::stdout();
+    while let Some(chunk) = stream.next().await? {
+        let piece = chunk
+            .choices
+            .into_iter()
+            .next()
+            .and_then(|c| c.delta.content)
+            .unwrap_or_default();
+        out.write_all(piece.as_bytes())?;
+        out.flush()?;
+        answer.push_str(&piece);
+    }
+    writeln!(out)?;
+    let receipt = stream
+        .receipt()
+        .ok_or_else(|| anyhow::anyhow!("the stream ended without a receipt"))?;
     let r = &receipt.receipt;
     eprintln!(
         "receipt verified: seq {} · {} prompt + {} completion tokens · {} nanotons",
         r.sequence, r.units, r.output_units, r.amount
     );
-    let content = answer
-        .choices
-        .into_iter()
-        .next()
-        .map(|c| c.message.content)
-        .unwrap_or_default();
-    Ok(content)
+    if let Some(paying) = paying {
+        paying.pay(client, r.amount).await?;
+        eprintln!("paid {} nanotons on the channel", r.amount);
+    }
+    Ok(answer)
 }

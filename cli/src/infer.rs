@@ -26,18 +26,9 @@ pub async fn run(args: InferArgs) -> anyhow::Result<()> {
     let mut enclave = client.attest(&p).await?;
     let paying = match &channel {
         Some(path) => {
-            let f = channel::ChannelFile::load(path)?;
-            enclave = enclave.with_channel(f.id()?, f.key()?);
-            // A voucher that did not reach the host last time goes
-            // first (the host already holding it answers 409).
-            if let Some(saved) = &f.voucher {
-                let state = saved.state().map_err(anyhow::Error::msg)?;
-                match client.pay(&state).await {
-                    Ok(_) | Err(ClientError::Host { status: 409, .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Some((path.clone(), f))
+            let (paying, billed) = channel::Paying::open(path, &client, enclave).await?;
+            enclave = billed;
+            Some(paying)
         }
         None => None,
     };
@@ -56,11 +47,9 @@ pub async fn run(args: InferArgs) -> anyhow::Result<()> {
     // before it is handed over, so it is never lost. The result is
     // shown whatever happens to the payment.
     let mut voucher = None;
-    if let (Some((path, mut f)), Some(r)) = (paying, &c.receipt) {
-        let v = f.payer()?.pay(r.receipt.amount)?;
-        f.voucher = Some(kokon_wire::billing::VoucherJson::from(&v));
-        f.save(&path)?;
-        voucher = Some((path, v));
+    if let (Some(mut paying), Some(r)) = (paying, &c.receipt) {
+        let v = paying.voucher(r.receipt.amount)?;
+        voucher = Some((paying, v));
     }
     if json {
         let out = serde_json::json!({
@@ -84,14 +73,11 @@ pub async fn run(args: InferArgs) -> anyhow::Result<()> {
             );
         }
     }
-    if let Some((path, v)) = voucher {
-        client.pay(&v).await.map_err(|e| {
-            anyhow::anyhow!(
-                "the result above is yours, but its payment did not reach the host: {e}. The voucher (seqno {}) is saved in {}; the next `kokon infer --channel` sends a newer one that covers it",
-                v.body.seqno,
-                path.display()
-            )
-        })?;
+    if let Some((paying, v)) = voucher {
+        paying
+            .send(&client, &v)
+            .await
+            .map_err(|e| anyhow::anyhow!("the result above is yours, but {e:#}"))?;
     }
     Ok(())
 }

@@ -14,6 +14,7 @@ mod evidence;
 mod host;
 mod infer;
 mod local;
+mod proxy;
 mod report;
 
 use std::process::ExitCode;
@@ -49,6 +50,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Infer(args) => infer::run(args).await,
         Command::Chat(args) => chat::run(args).await,
+        Command::Proxy(args) => proxy::run(args).await,
         Command::Demo { policy, file } => demo::run(&policy, &file).await,
     }
 }
@@ -78,6 +80,7 @@ async fn main() -> ExitCode {
     // command only its warnings.
     let default_level = match &cli.command {
         Command::Host(args) if args.action.is_none() => "info",
+        Command::Proxy(_) => "info",
         _ => "warn",
     };
     tracing_subscriber::fmt()

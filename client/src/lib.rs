@@ -604,6 +604,23 @@ impl Client {
     }
 
     /// Seals, sends, opens and checks one request to the text model (the
+    /// OpenAI API), whatever its status: an error answer is OpenAI's error
+    /// object, with a receipt for nothing.
+    pub async fn text_exchange(
+        &self,
+        enclave: &VerifiedEnclave,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<Opened, ClientError> {
+        let now = unix_now();
+        let sealed = enclave.seal_text(method, path, body, now)?;
+        let proof = enclave.payer_proof(&sealed.bytes, now);
+        let response = self.send_billed(&sealed.bytes, proof.as_ref()).await?;
+        enclave.open(sealed, &response)
+    }
+
+    /// Seals, sends, opens and checks one request to the text model (the
     /// OpenAI API); returns the answer's body and receipt, or the enclave's
     /// OpenAI error.
     pub async fn text_request(
@@ -613,11 +630,7 @@ impl Client {
         path: &str,
         body: &[u8],
     ) -> Result<(Vec<u8>, SignedReceipt), ClientError> {
-        let now = unix_now();
-        let sealed = enclave.seal_text(method, path, body, now)?;
-        let proof = enclave.payer_proof(&sealed.bytes, now);
-        let response = self.send_billed(&sealed.bytes, proof.as_ref()).await?;
-        let opened = enclave.open(sealed, &response)?;
+        let opened = self.text_exchange(enclave, method, path, body).await?;
         if opened.status != 200 {
             let message = serde_json::from_slice::<ErrorResponse>(&opened.body)
                 .map(|e| e.error.message)

@@ -82,12 +82,20 @@ type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// Sealed chunks relayed as they arrive: most chunks buffered between the
 /// enclave and a slow client before the relay waits.
-const STREAM_BUFFER: usize = 16;
+pub const STREAM_BUFFER: usize = 16;
 
-/// A response body fed from a channel, one frame per sealed chunk; it
-/// ends when the sender is dropped. When the client goes away, hyper drops
-/// it, and the sender sees that.
-struct ChannelBody(mpsc::Receiver<Bytes>);
+/// A response body fed from a channel, one frame per chunk, as the chunks
+/// come; it ends when the sender is dropped. When the client goes away,
+/// hyper drops it, and the sender sees that.
+pub struct ChannelBody(mpsc::Receiver<Bytes>);
+
+impl ChannelBody {
+    /// A body and the sender that feeds it (`buffer` chunks ahead at most).
+    pub fn channel(buffer: usize) -> (mpsc::Sender<Bytes>, Self) {
+        let (tx, rx) = mpsc::channel(buffer);
+        (tx, Self(rx))
+    }
+}
 
 impl hyper::body::Body for ChannelBody {
     type Data = Bytes;
@@ -464,14 +472,16 @@ impl Front {
         let chunked = match content_type {
             media_type::OHTTP_REQUEST => false,
             media_type::OHTTP_CHUNKED_REQUEST => true,
-            _ => return json_error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!(
+            _ => {
+                return json_error(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    format!(
                     "content-type must be {} (or {} for a streamed answer), found {content_type:?}",
                     media_type::OHTTP_REQUEST,
                     media_type::OHTTP_CHUNKED_REQUEST
                 ),
-            ),
+                )
+            }
         };
         if self.ledger.is_some() && !req.headers().contains_key(PAYER_HEADER) {
             // Refused before the body is read: nothing to admit it on.
@@ -578,13 +588,13 @@ impl Front {
         if let Err(e) = Frame::Proceed.write(&mut link).await {
             return relay_error(relay::RelayError::Wire(e));
         }
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let (tx, body) = ChannelBody::channel(STREAM_BUFFER);
         let front = self.clone();
         tokio::spawn(async move {
             let _permit = permit;
             front.relay_stream(link, tx, admission).await;
         });
-        let mut response = Response::new(ChannelBody(rx).boxed_unsync());
+        let mut response = Response::new(body.boxed_unsync());
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             header::HeaderValue::from_static(media_type::OHTTP_CHUNKED_RESPONSE),
