@@ -19,8 +19,9 @@ test: setup
     cargo build --workspace --bins
     cargo test --workspace
 
-# Latency of a full confidential inference against bare session.run, and throughput.
+# Latency of a full confidential inference against bare session.run, throughput, evidence verification, billing, and text generation (TTFT, decode, vs llama.cpp).
 bench: setup
+    bash scripts/setup.sh bench
     cargo build --release --bins
     ./target/release/kokon-bench
 

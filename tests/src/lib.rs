@@ -401,6 +401,35 @@ pub async fn try_http_get(base: &str, path: &str) -> Option<(u16, String)> {
     Some((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
+/// A plain HTTP POST of `body` as `content_type` on loopback: the status
+/// and the whole body.
+pub async fn http_post(
+    base: &str,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, Vec<u8>) {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let req = hyper::Request::post(format!("{base}{path}"))
+        .header(hyper::header::CONTENT_TYPE, content_type)
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let resp = client
+        .request(req)
+        .await
+        .unwrap_or_else(|e| panic!("POST {base}{path}: {e}"));
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    (status, body)
+}
+
 /// A plain HTTP GET on loopback that must be answered.
 pub async fn http_get(base: &str, path: &str) -> (u16, String) {
     try_http_get(base, path)

@@ -14,7 +14,9 @@ use ed25519_dalek::SigningKey;
 use kokon_client::stream::ChatStream;
 use kokon_client::ClientError;
 use kokon_host::ledger::LedgerConfig;
-use kokon_tests::{Options, Stack, DEV_POLICY};
+use kokon_tests::{http_post, Options, Stack, DEV_POLICY};
+use kokon_wire::bhttp_stream::{Part, ResponseDecoder};
+use kokon_wire::media_type::{OHTTP_CHUNKED_REQUEST, OHTTP_REQUEST};
 use kokon_wire::openai::{ChatCompletionRequest, ChatMessage, DONE_DATA};
 
 const PROMPT_PRICE: u128 = 1000;
@@ -237,5 +239,92 @@ async fn a_stream_reserves_its_most_and_is_settled_at_what_it_generated() {
         "cut off after {cut_tokens} of {generated} tokens"
     );
     assert_eq!((cost - prompt_cost) % COMPLETION_PRICE, 0);
+    stack.shutdown().await;
+}
+
+/// A chunked request for `GET path`, sealed to the enclave, sent now.
+fn chunked_get(
+    enclave: &kokon_client::VerifiedEnclave,
+    path: &str,
+) -> (Vec<u8>, kokon_seal::chunked::ChunkedClient) {
+    let mut m = bhttp::Message::request(
+        b"GET".to_vec(),
+        b"https".to_vec(),
+        b"kokon.enclave".to_vec(),
+        path.as_bytes().to_vec(),
+    );
+    m.put_header(
+        kokon_client::SENT_AT_HEADER,
+        kokon_client::unix_now().to_string(),
+    );
+    let mut encoded = Vec::new();
+    m.write_bhttp(bhttp::Mode::KnownLength, &mut encoded)
+        .unwrap();
+    kokon_seal::chunked::encapsulate_chunked(&enclave.key_config, &encoded).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_chunked_requests_are_refused_and_the_enclave_keeps_serving() {
+    let stack = Stack::start(Options::default()).await;
+    let enclave = stack.attest().await;
+    let post = |content_type: &'static str, body: Vec<u8>| {
+        let base = stack.base.clone();
+        async move { http_post(&base, "/v1/ohttp", content_type, body).await }
+    };
+    let text = |body: &[u8]| String::from_utf8_lossy(body).into_owned();
+
+    // Garbage as a chunked request: refused by the enclave, nothing opened.
+    let (status, body) = post(OHTTP_CHUNKED_REQUEST, vec![0x01, 0x00, 0x20, 7, 7, 7]).await;
+    assert_eq!(status, 400, "{}", text(&body));
+    assert!(
+        text(&body).contains("cannot open the OHTTP request"),
+        "{}",
+        text(&body)
+    );
+    // Another media type: 415, naming both accepted ones.
+    let (status, body) = post("application/json", b"{}".to_vec()).await;
+    assert_eq!(status, 415);
+    assert!(
+        text(&body).contains(OHTTP_CHUNKED_REQUEST),
+        "{}",
+        text(&body)
+    );
+
+    // A valid chunked request is answered (the classifier's metadata, whole
+    // inside the chunked response), and its replay is refused.
+    let (sealed, mut opener) = chunked_get(&enclave, "/v2/models/magika");
+    let (status, body) = post(OHTTP_CHUNKED_REQUEST, sealed.clone()).await;
+    assert_eq!(status, 200, "{}", text(&body));
+    let mut plain = opener.push(&body).unwrap();
+    plain.push(opener.finish().unwrap());
+    let mut decoder = ResponseDecoder::default();
+    let parts: Vec<Part> = plain
+        .iter()
+        .flat_map(|p| decoder.push(p).unwrap())
+        .collect();
+    decoder.finish().unwrap();
+    assert!(
+        matches!(parts.first(), Some(Part::Head { status: 200, .. })),
+        "{parts:?}"
+    );
+    assert!(
+        matches!(parts.last(), Some(Part::Trailers(t)) if t.iter().any(|(n, _)| n == kokon_billing::RECEIPT_HEADER)),
+        "the receipt is in the trailer: {parts:?}"
+    );
+    let (status, body) = post(OHTTP_CHUNKED_REQUEST, sealed.clone()).await;
+    assert_eq!(status, 400);
+    assert!(text(&body).contains("replayed"), "{}", text(&body));
+    // A chunked request sent as a whole one does not open either.
+    let (sealed, _) = chunked_get(&enclave, "/v2/models/magika");
+    let (status, body) = post(OHTTP_REQUEST, sealed).await;
+    assert_eq!(status, 400, "{}", text(&body));
+
+    // Nothing of that disturbed the enclave.
+    let meta = stack
+        .client
+        .request(&enclave, "GET", "/v2/models/magika", b"", 0)
+        .await
+        .unwrap();
+    assert_eq!(meta.status, 200);
     stack.shutdown().await;
 }
