@@ -170,7 +170,8 @@ async fn demo_client(
     Ok(n)
 }
 
-/// One private chat completion, its per-token receipt and its payment.
+/// One private chat completion, streamed as the model writes it, its
+/// per-token receipt and its payment.
 async fn chat(
     client: &Client,
     enclave: &VerifiedEnclave,
@@ -184,19 +185,30 @@ async fn chat(
         max_tokens: Some(40),
         ..ChatCompletionRequest::new(&text.name, vec![ChatMessage::text_from("user", QUESTION)])
     };
-    let t = Instant::now();
-    let (answer, r) = client.chat_completion(enclave, &request).await?;
-    let elapsed = t.elapsed();
     println!("  you: {QUESTION}");
-    println!(
-        "  {}: {}",
-        text.name,
-        answer
+    print!("  {}: ", text.name);
+    let t = Instant::now();
+    let mut stream = client.stream_chat(enclave, &request).await?;
+    let mut first_token = None;
+    let mut out = std::io::stdout();
+    while let Some(chunk) = stream.next().await? {
+        let piece = chunk
             .choices
             .first()
-            .map(|c| c.message.content.trim())
-            .unwrap_or_default()
-    );
+            .and_then(|c| c.delta.content.as_deref())
+            .unwrap_or_default();
+        if !piece.is_empty() {
+            first_token.get_or_insert_with(|| t.elapsed());
+            std::io::Write::write_all(&mut out, piece.as_bytes())?;
+            std::io::Write::flush(&mut out)?;
+        }
+    }
+    println!();
+    let elapsed = t.elapsed();
+    let r = stream
+        .receipt()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("the stream ended without a receipt"))?;
     println!(
         "  receipt verified: seq {} · {} prompt tokens × {} + {} completion tokens × {} = {} nanotons, model sha256:{}…",
         r.receipt.sequence,
@@ -209,9 +221,9 @@ async fn chat(
     );
     let paid = channel.pay(client, &r).await?;
     println!(
-        "  voucher seqno {} sent to the host, which now counts {paid} nanotons paid; answered in {elapsed:.1?} ({:.0} tokens/s)",
+        "  voucher seqno {} sent to the host, which now counts {paid} nanotons paid; streamed through the host, first token after {:.0?}, all in {elapsed:.1?}",
         channel.payer.state().seqno,
-        r.receipt.output_units as f64 / elapsed.as_secs_f64().max(1e-9)
+        first_token.unwrap_or_default()
     );
     Ok(())
 }

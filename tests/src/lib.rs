@@ -384,13 +384,15 @@ pub fn magika_request(rows: &[Vec<i32>]) -> InferRequest {
     }
 }
 
-/// A plain HTTP GET on loopback: status and body, or `None` when nothing answers.
-pub async fn try_http_get(base: &str, path: &str) -> Option<(u16, String)> {
+/// Sends `req` on loopback: the status and the whole body, or `None` when
+/// nothing answers.
+async fn exchange(
+    req: hyper::Request<http_body_util::Full<bytes::Bytes>>,
+) -> Option<(u16, Vec<u8>)> {
     use http_body_util::BodyExt;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Full<bytes::Bytes>>();
-    let uri: hyper::Uri = format!("{base}{path}").parse().ok()?;
-    let resp = client.get(uri).await.ok()?;
+    let resp = client.request(req).await.ok()?;
     let status = resp.status().as_u16();
     let body = resp
         .into_body()
@@ -398,6 +400,15 @@ pub async fn try_http_get(base: &str, path: &str) -> Option<(u16, String)> {
         .await
         .map(|b| b.to_bytes().to_vec())
         .unwrap_or_default();
+    Some((status, body))
+}
+
+/// A plain HTTP GET on loopback: status and body, or `None` when nothing answers.
+pub async fn try_http_get(base: &str, path: &str) -> Option<(u16, String)> {
+    let req = hyper::Request::get(format!("{base}{path}"))
+        .body(http_body_util::Full::default())
+        .ok()?;
+    let (status, body) = exchange(req).await?;
     Some((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
@@ -409,25 +420,42 @@ pub async fn http_post(
     content_type: &str,
     body: Vec<u8>,
 ) -> (u16, Vec<u8>) {
-    use http_body_util::BodyExt;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Full<bytes::Bytes>>();
     let req = hyper::Request::post(format!("{base}{path}"))
         .header(hyper::header::CONTENT_TYPE, content_type)
         .body(http_body_util::Full::new(bytes::Bytes::from(body)))
         .unwrap_or_else(|e| panic!("{e}"));
-    let resp = client
-        .request(req)
+    exchange(req)
         .await
-        .unwrap_or_else(|e| panic!("POST {base}{path}: {e}"));
-    let status = resp.status().as_u16();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes().to_vec())
-        .unwrap_or_default();
-    (status, body)
+        .unwrap_or_else(|| panic!("POST {base}{path}: no answer"))
+}
+
+/// Options for a stack whose enclave serves the text model at these
+/// prices per prompt and completion token (nanotons).
+pub fn text_options(prompt_price: u128, completion_price: u128) -> Options {
+    let env = Env::load();
+    Options {
+        enclave_args: vec![
+            "--llm".into(),
+            env.llm_dir.display().to_string(),
+            "--price-nanoton-per-prompt-token".into(),
+            prompt_price.to_string(),
+            "--price-nanoton-per-completion-token".into(),
+            completion_price.to_string(),
+        ],
+        ..Options::default()
+    }
+}
+
+/// A greedy chat request to the default text model: one user message.
+pub fn chat_request(content: &str, max_tokens: u64) -> kokon_wire::openai::ChatCompletionRequest {
+    kokon_wire::openai::ChatCompletionRequest {
+        temperature: Some(0.0),
+        max_tokens: Some(max_tokens),
+        ..kokon_wire::openai::ChatCompletionRequest::new(
+            "smollm2-135m-instruct",
+            vec![kokon_wire::openai::ChatMessage::text_from("user", content)],
+        )
+    }
 }
 
 /// A plain HTTP GET on loopback that must be answered.

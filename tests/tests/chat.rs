@@ -11,37 +11,16 @@
 
 use kokon_client::ClientError;
 use kokon_tests::{Options, Stack, DEV_POLICY};
-use kokon_wire::openai::{ChatCompletionRequest, ChatMessage, CompletionRequest, MessageContent};
+use kokon_wire::openai::{ChatMessage, CompletionRequest, MessageContent};
 
 const PROMPT_PRICE: u128 = 1000;
 const COMPLETION_PRICE: u128 = 3000;
 
 async fn stack() -> Stack {
-    let env = kokon_tests::Env::load();
-    Stack::start(Options {
-        enclave_args: vec![
-            "--llm".into(),
-            env.llm_dir.display().to_string(),
-            "--price-nanoton-per-prompt-token".into(),
-            PROMPT_PRICE.to_string(),
-            "--price-nanoton-per-completion-token".into(),
-            COMPLETION_PRICE.to_string(),
-        ],
-        ..Options::default()
-    })
-    .await
+    Stack::start(kokon_tests::text_options(PROMPT_PRICE, COMPLETION_PRICE)).await
 }
 
-fn chat(content: &str, max_tokens: u64) -> ChatCompletionRequest {
-    ChatCompletionRequest {
-        temperature: Some(0.0),
-        max_tokens: Some(max_tokens),
-        ..ChatCompletionRequest::new(
-            "smollm2-135m-instruct",
-            vec![ChatMessage::text_from("user", content)],
-        )
-    }
-}
+use kokon_tests::chat_request as chat;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_private_chat_completion_with_a_per_token_receipt() {

@@ -17,7 +17,7 @@ use kokon_host::ledger::LedgerConfig;
 use kokon_tests::{http_post, Options, Stack, DEV_POLICY};
 use kokon_wire::bhttp_stream::{Part, ResponseDecoder};
 use kokon_wire::media_type::{OHTTP_CHUNKED_REQUEST, OHTTP_REQUEST};
-use kokon_wire::openai::{ChatCompletionRequest, ChatMessage, DONE_DATA};
+use kokon_wire::openai::DONE_DATA;
 
 const PROMPT_PRICE: u128 = 1000;
 const COMPLETION_PRICE: u128 = 3000;
@@ -26,27 +26,29 @@ const MODEL: &str = "smollm2-135m-instruct";
 const STORY: &str = "Tell me a long story about a dragon who learns to fly.";
 
 fn options(ledger: Option<LedgerConfig>) -> Options {
-    let env = kokon_tests::Env::load();
     Options {
-        enclave_args: vec![
-            "--llm".into(),
-            env.llm_dir.display().to_string(),
-            "--price-nanoton-per-prompt-token".into(),
-            PROMPT_PRICE.to_string(),
-            "--price-nanoton-per-completion-token".into(),
-            COMPLETION_PRICE.to_string(),
-        ],
         ledger,
-        ..Options::default()
+        ..kokon_tests::text_options(PROMPT_PRICE, COMPLETION_PRICE)
     }
 }
 
-fn chat(content: &str, max_tokens: u64) -> ChatCompletionRequest {
-    ChatCompletionRequest {
-        temperature: Some(0.0),
-        max_tokens: Some(max_tokens),
-        ..ChatCompletionRequest::new(MODEL, vec![ChatMessage::text_from("user", content)])
+use kokon_tests::chat_request as chat;
+
+/// What `read` gives once `done` holds of it, or after ten seconds.
+async fn until<F, Fut>(read: F, done: impl Fn(u128) -> bool) -> u128
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = u128>,
+{
+    let mut value = read().await;
+    for _ in 0..100 {
+        if done(value) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        value = read().await;
     }
+    value
 }
 
 /// Reads a chat stream to its end: the text and the number of chunks.
@@ -201,14 +203,7 @@ async fn a_stream_reserves_its_most_and_is_settled_at_what_it_generated() {
     let generated = whole.output_units;
     assert!(generated > 20, "the story is long: {generated} tokens");
     // The host counts exactly what the receipt says.
-    let mut settled = charged().await;
-    for _ in 0..50 {
-        if settled == whole.amount {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        settled = charged().await;
-    }
+    let settled = until(charged, |c| c == whole.amount).await;
     assert_eq!(settled, whole.amount);
 
     // The same story cut off after three chunks: the host cancels it, and
@@ -222,14 +217,7 @@ async fn a_stream_reserves_its_most_and_is_settled_at_what_it_generated() {
         assert!(cut.next().await.unwrap().is_some());
     }
     drop(cut);
-    let mut after = charged().await;
-    for _ in 0..100 {
-        if after > settled {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        after = charged().await;
-    }
+    let after = until(charged, |c| c > settled).await;
     let cost = after - settled;
     let prompt_cost = u128::from(whole.units) * PROMPT_PRICE;
     assert!(cost >= prompt_cost + 2 * COMPLETION_PRICE, "{cost}");
