@@ -16,6 +16,11 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Also trust the certificate authorities in this PEM file when
+    /// connecting to an `https://` host (a private CA's; the Mozilla roots
+    /// are always trusted).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 /// The commands.

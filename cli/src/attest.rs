@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use kokon_attestation::AttestationBundle;
-use kokon_client::{Client, ClientError, VerifiedEnclave};
+use kokon_client::{ClientError, VerifiedEnclave};
 
 use crate::args::VerifyArgs;
 use crate::{evidence, local, report};
@@ -18,7 +18,7 @@ pub async fn attest(
     json: bool,
 ) -> anyhow::Result<()> {
     let p = local::load_policy(policy)?;
-    let enclave = Client::new(host).attest(&p).await?;
+    let enclave = local::client(host)?.attest(&p).await?;
     if let Some(path) = save {
         std::fs::write(&path, enclave.bundle.to_json())
             .with_context(|| format!("writing {}", path.display()))?;

@@ -216,7 +216,11 @@ pub async fn open(
     let wallet = Wallet::new(Version::V4R2, &key)?;
     let wallet_raw = wallet.address().to_hex();
     let needed = deposit + 3 * GAS;
-    let balance = api.balance(&wallet_raw).await.unwrap_or(0);
+    // An unreachable or failing API is reported as such: never read as an
+    // empty wallet, which would ask the user to send funds to fix a URL.
+    let balance = api.balance(&wallet_raw).await.context(
+        "reading the client wallet's balance (nothing was sent; check the network file's endpoint)",
+    )?;
     if balance < needed {
         bail!("fund the client wallet {wallet_raw} with at least {needed} nanotons (it holds {balance}), then run this again");
     }
@@ -369,7 +373,7 @@ pub async fn close(file: &ChannelFile, host: &str) -> anyhow::Result<(u128, u128
     let id = file.id()?;
     let deposit = number(&file.deposit, "deposit")?;
     let mine: SemiChannelBody = file.payer()?.state();
-    let http = kokon_client::Client::new(host);
+    let http = crate::local::client(host)?;
     let offer = http.close_offer(id).await?;
     if offer.to_host != mine.sent || offer.to_host + offer.to_client != deposit {
         bail!(
@@ -448,7 +452,10 @@ pub async fn settle(
             report.push(format!("channel {id}: no voucher, nothing to claim"));
             continue;
         };
-        let balance = api.balance(&wallet_raw).await.unwrap_or(0);
+        let balance = api
+            .balance(&wallet_raw)
+            .await
+            .context("reading the host wallet's balance (nothing was sent; check the network file's endpoint)")?;
         if balance < 2 * GAS {
             bail!(
                 "fund the host wallet {wallet_raw} with at least {} nanotons to send the close",

@@ -15,7 +15,7 @@ use crate::local;
 /// `kokon chat`.
 pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     let policy = local::load_policy(&args.policy)?;
-    let client = Client::new(&args.host);
+    let client = local::client(&args.host)?;
     let mut enclave = client.attest(&policy).await?;
     let mut paying = match &args.channel {
         Some(path) => {

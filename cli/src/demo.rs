@@ -104,7 +104,7 @@ async fn demo_client(
     step: &impl Fn(u32, &str),
     channel: &mut payment::DemoChannel,
 ) -> anyhow::Result<u32> {
-    let client = Client::new(base);
+    let client = local::client(base)?;
     let policy = local::load_policy(policy_path)?;
     step(
         3,

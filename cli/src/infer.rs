@@ -22,7 +22,7 @@ pub async fn run(args: InferArgs) -> anyhow::Result<()> {
         json,
     } = args;
     let p = local::load_policy(&policy)?;
-    let client = Client::new(&host);
+    let client = local::client(&host)?;
     let mut enclave = client.attest(&p).await?;
     let paying = match &channel {
         Some(path) => {

@@ -70,3 +70,21 @@ pub fn load_policy(path: &Path) -> anyhow::Result<Policy> {
     };
     Policy::from_toml(&text, &locals).with_context(|| format!("policy {}", path.display()))
 }
+
+/// The certificate authorities `--ca` names, beside the Mozilla roots.
+static EXTRA_CA: std::sync::OnceLock<Vec<kokon_client::CertificateDer<'static>>> =
+    std::sync::OnceLock::new();
+
+/// Reads `--ca` once, before any client is made.
+pub fn trust_ca(path: &Path) -> anyhow::Result<()> {
+    let certs = kokon_fetch::read_certificates(path)?;
+    let _ = EXTRA_CA.set(certs);
+    Ok(())
+}
+
+/// A client for the host at `base` (`https://` verified against the
+/// Mozilla roots and `--ca`, or plain `http://`).
+pub fn client(base: &str) -> anyhow::Result<kokon_client::Client> {
+    let ca = EXTRA_CA.get().map(Vec::as_slice).unwrap_or_default();
+    Ok(kokon_client::Client::trusting(base, ca)?)
+}

@@ -25,6 +25,9 @@ use kokon_client::ClientError;
 use args::{AuditCommand, Cli, Command, HostAction};
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(ca) = &cli.ca {
+        local::trust_ca(ca)?;
+    }
     match cli.command {
         Command::Host(args) => match &args.action {
             Some(HostAction::Settle {

@@ -54,7 +54,7 @@ struct Proxy {
 /// `kokon proxy`.
 pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     let policy = local::load_policy(&args.policy)?;
-    let client = Client::new(&args.host);
+    let client = local::client(&args.host)?;
     let enclave = client.attest(&policy).await?;
     let (paying, enclave) = match &args.channel {
         Some(path) => {

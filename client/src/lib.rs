@@ -25,15 +25,14 @@ use std::time::Duration;
 use bhttp::{Message, Mode};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client as HttpClient;
-use hyper_util::rt::TokioExecutor;
 use kokon_attestation::{verify_bundle, AttestationBundle, VerifiedEvidence};
 pub use kokon_billing::payer::PayerProof;
 use kokon_billing::payer::PAYER_HEADER;
 use kokon_billing::{
     digest, Expected, Price, ReceiptError, SequenceWindow, SignedReceipt, RECEIPT_HEADER,
 };
+pub use kokon_fetch::CertificateDer;
+use kokon_fetch::HttpsClient;
 use kokon_policies::{Policy, Rejection};
 use kokon_seal::{KeyConfig, SealError, Suite};
 pub use kokon_wire::billing::CloseOffer;
@@ -412,21 +411,30 @@ fn reported_usage(body: &[u8]) -> Result<(u64, u64), ClientError> {
 #[derive(Clone)]
 pub struct Client {
     base: String,
-    http: HttpClient<HttpConnector, Full<Bytes>>,
+    http: HttpsClient,
     timeout: Duration,
 }
 
 impl Client {
-    /// A client for the host at `base` (e.g. `http://127.0.0.1:8443`).
+    /// A client for the host at `base` (`https://host:port`, verified
+    /// against the Mozilla roots, or plain `http://` for loopback).
+    #[allow(clippy::expect_used)]
     pub fn new(base: &str) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let http = HttpClient::builder(TokioExecutor::new()).build(connector);
-        Self {
+        // Only extra CAs can make this fail: ring's provider always supports
+        // rustls's safe default protocol versions.
+        Self::trusting(base, &[]).expect("TLS with the Mozilla roots and ring's defaults")
+    }
+
+    /// A client for the host at `base` that also trusts the certificate
+    /// authorities `ca` (a private CA's; see [`kokon_fetch::read_certificates`]).
+    pub fn trusting(base: &str, ca: &[CertificateDer<'static>]) -> Result<Self, ClientError> {
+        let http = kokon_fetch::client_trusting(ca)
+            .map_err(|e| ClientError::Transport(format!("{e:#}")))?;
+        Ok(Self {
             base: base.trim_end_matches('/').to_string(),
             http,
             timeout: DEFAULT_TIMEOUT,
-        }
+        })
     }
 
     async fn exchange(
@@ -438,7 +446,7 @@ impl Client {
                 .http
                 .request(req)
                 .await
-                .map_err(|e| ClientError::Transport(format!("{e}")))?;
+                .map_err(|e| self.transport(&e))?;
             let status = resp.status().as_u16();
             let body = resp
                 .into_body()
@@ -452,6 +460,18 @@ impl Client {
         tokio::time::timeout(self.timeout, fut)
             .await
             .map_err(|_| ClientError::Transport(format!("no answer within {:?}", self.timeout)))?
+    }
+
+    /// A failed exchange with the host, naming it and every cause (the
+    /// HTTP client's own message is only "client error (Connect)").
+    fn transport(&self, e: &(dyn std::error::Error + 'static)) -> ClientError {
+        let mut message = format!("{}: {e}", self.base);
+        let mut source = e.source();
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        ClientError::Transport(message)
     }
 
     /// Sends `req` and returns the body of a 200 answer; any other status is

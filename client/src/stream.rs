@@ -315,7 +315,7 @@ impl Client {
         let response = tokio::time::timeout(self.timeout, self.http.request(req))
             .await
             .map_err(|_| ClientError::Transport(format!("no answer within {:?}", self.timeout)))?
-            .map_err(|e| ClientError::Transport(format!("{e}")))?;
+            .map_err(|e| self.transport(&e))?;
         let status = response.status().as_u16();
         if status != 200 {
             let body = tokio::time::timeout(self.timeout, response.into_body().collect())

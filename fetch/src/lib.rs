@@ -1,4 +1,4 @@
-//! Outbound HTTPS for kokon's clients of public services: the host's
+//! Outbound HTTPS: the client SDK's connection to a host, the host's
 //! collateral fetcher (Intel PCS or a PCCS, AMD KDS) and the TON HTTP API
 //! client. Certificates are verified against the Mozilla roots (plain HTTP
 //! is allowed for local services and tests); every request has a deadline
@@ -15,27 +15,59 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
+use rustls::pki_types::pem::PemObject;
+pub use rustls::pki_types::CertificateDer;
 
 /// An HTTP(S) client.
 pub type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// A client that verifies HTTPS servers against the Mozilla roots.
 pub fn client() -> anyhow::Result<HttpsClient> {
-    let roots = rustls::RootCertStore {
+    client_trusting(&[])
+}
+
+/// A client that verifies HTTPS servers against the Mozilla roots and the
+/// certificate authorities `extra` (a private CA's, for instance).
+pub fn client_trusting(extra: &[CertificateDer<'static>]) -> anyhow::Result<HttpsClient> {
+    let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
+    for ca in extra {
+        roots
+            .add(ca.clone())
+            .context("a certificate authority to trust is not a valid CA certificate")?;
+    }
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()?
     .with_root_certificates(roots)
     .with_no_client_auth();
+    // Small request/response exchanges: no Nagle delay.
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .build();
+        .wrap_connector(http);
     Ok(Client::builder(hyper_util::rt::TokioExecutor::new()).build(https))
+}
+
+/// The certificates in a PEM file (`-----BEGIN CERTIFICATE-----` blocks):
+/// certificate authorities to trust. A file without one is an error.
+pub fn read_certificates(path: &std::path::Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{}: not PEM certificates", path.display()))?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "{}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it",
+        path.display()
+    );
+    Ok(certs)
 }
 
 /// A response read whole.

@@ -300,3 +300,33 @@ async fn a_host_settles_on_the_newest_voucher_when_the_client_is_gone() {
         "the host's payout address gained {gained} of the 3000000 vouchered (less fees)"
     );
 }
+
+#[test]
+fn an_unreachable_network_is_reported_never_taken_for_an_empty_wallet() {
+    let env = kokon_tests::Env::load();
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on.
+    let closed = port();
+    let network = dir.path().join("network.toml");
+    std::fs::write(
+        &network,
+        format!("endpoint = \"http://127.0.0.1:{closed}\"\n"),
+    )
+    .unwrap();
+    let out = Command::new(&env.kokon_bin)
+        .args(["channel", "open", "--network"])
+        .arg(&network)
+        .args(["--host-key", &hex::encode([7u8; 32])])
+        .args(["--host-address", &format!("0:{}", "0".repeat(64))])
+        .args(["--deposit", "1000", "--out"])
+        .arg(dir.path().join("channel.json"))
+        .env("KOKON_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("127.0.0.1:{closed}")), "{stderr}");
+    assert!(stderr.contains("balance"), "{stderr}");
+    assert!(!stderr.contains("fund"), "must not ask for funds: {stderr}");
+    assert!(!dir.path().join("channel.json").exists());
+}

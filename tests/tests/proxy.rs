@@ -8,7 +8,8 @@
 //! unmodified application would use it: models, whole and streamed chat
 //! completions, usage, legacy completions and errors, every request sealed
 //! on the way and paid on a channel; then the enclave is restarted with a
-//! new key and the proxy re-attests and retries by itself.
+//! new key and the proxy re-attests and retries by itself; a second proxy
+//! renews evidence older than its --max-evidence-age.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -48,6 +49,64 @@ impl Drop for Reap {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Starts `kokon proxy` on a free port paying on `channel`; returns it, the
+/// base URL it says it serves, and its log lines as they come.
+fn start_proxy(
+    stack: &Stack,
+    channel: &std::path::Path,
+    extra: &[&str],
+) -> (Reap, String, std::sync::mpsc::Receiver<String>) {
+    let mut proxy = Command::new(&stack.env.kokon_bin)
+        .args(["proxy", "--listen", "127.0.0.1:0", "--host", &stack.base])
+        .args(["--policy", "policies/dev-sim.toml", "--channel"])
+        .arg(channel)
+        .args(extra)
+        .current_dir(kokon_tests::repo_root())
+        .env("KOKON_DATA_DIR", stack.data.path())
+        .env("KOKON_ENCLAVE_BIN", &stack.env.enclave_bin)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(proxy.stderr.take().unwrap());
+    let proxy = Reap(proxy);
+    // The proxy says where it serves once it attested; its log goes on.
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    let base = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("the proxy did not start: {log:?}"));
+        if let Some(at) = line.split("serving the OpenAI API at ").nth(1) {
+            assert!(line.contains("attested smollm2-135m-instruct"), "{line}");
+            break at.trim().to_string();
+        }
+        log.push(line);
+    };
+    (proxy, base, lines)
+}
+
+/// The channel's books once what was charged is paid (or after 5 s).
+async fn until_paid<F, Fut>(status: F) -> (u128, u128, u64)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = (u128, u128, u64)>,
+{
+    let mut books = status().await;
+    for _ in 0..50 {
+        if books.0 > 0 && books.0 == books.1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        books = status().await;
+    }
+    books
 }
 
 /// Runs the Python client in `phase` against the proxy at `base`.
@@ -90,36 +149,7 @@ async fn the_openai_python_package_talks_to_the_enclave_through_kokon_proxy() {
     })
     .await;
     let channel = channel_file(stack.data.path(), &key);
-    let mut proxy = Command::new(&stack.env.kokon_bin)
-        .args(["proxy", "--listen", "127.0.0.1:0", "--host", &stack.base])
-        .args(["--policy", "policies/dev-sim.toml", "--channel"])
-        .arg(&channel)
-        .current_dir(kokon_tests::repo_root())
-        .env("KOKON_DATA_DIR", stack.data.path())
-        .env("KOKON_ENCLAVE_BIN", &stack.env.enclave_bin)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(proxy.stderr.take().unwrap());
-    let proxy = Reap(proxy);
-    // The proxy says where it serves once it attested; its log goes on.
-    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let mut log = Vec::new();
-    let base = loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("the proxy did not start: {log:?}"));
-        if let Some(at) = line.split("serving the OpenAI API at ").nth(1) {
-            assert!(line.contains("attested smollm2-135m-instruct"), "{line}");
-            break at.trim().to_string();
-        }
-        log.push(line);
-    };
+    let (proxy, base, lines) = start_proxy(&stack, &channel, &[]);
 
     let seen = python(&stack, &base, "all");
     assert_eq!(seen["content"], "The capital of France is Paris.");
@@ -128,15 +158,7 @@ async fn the_openai_python_package_talks_to_the_enclave_through_kokon_proxy() {
 
     // Every verified receipt was paid with a voucher the host holds.
     let status = || async { stack.client.channel_status(CHANNEL).await.unwrap() };
-    let mut books = status().await;
-    for _ in 0..50 {
-        if books.0 > 0 && books.0 == books.1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        books = status().await;
-    }
-    let (charged, paid, seqno) = books;
+    let (charged, paid, seqno) = until_paid(status).await;
     assert!(charged > 0);
     assert_eq!(paid, charged, "the proxy paid what the host charged");
     // Chat, two streams and a legacy completion; the model list and the
@@ -171,6 +193,23 @@ async fn the_openai_python_package_talks_to_the_enclave_through_kokon_proxy() {
         line.is_ok_and(|l| l.contains("re-attested") && l.contains("key changed"))
     });
     assert!(reattested, "the proxy logs its re-attestation");
+    drop(proxy);
+
+    // Evidence older than --max-evidence-age is renewed before a request.
+    let (proxy, base, lines) = start_proxy(&stack, &channel, &["--max-evidence-age", "1"]);
+    python(&stack, &base, "again");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    python(&stack, &base, "again");
+    let aged = (0..50).any(|_| {
+        let line = lines.recv_timeout(Duration::from_millis(200));
+        line.is_ok_and(|l| l.contains("re-attested") && l.contains("evidence aged"))
+    });
+    assert!(aged, "the proxy re-attests aged evidence");
+    let (charged, paid, _) = until_paid(status).await;
+    assert_eq!(
+        paid, charged,
+        "the second proxy went on paying on the same channel"
+    );
     drop(proxy);
     stack.shutdown().await;
 }
