@@ -148,9 +148,19 @@ pub enum AuditCommand {
 /// `kokon host`: where to listen, which enclave to launch, its limits.
 #[derive(clap::Parser, Clone)]
 pub struct HostArgs {
-    /// Address to listen on.
+    /// Address to listen on in plain HTTP (keep it on loopback, or behind a
+    /// TLS-terminating proxy).
     #[arg(long, default_value = "127.0.0.1:8443")]
     pub listen: SocketAddr,
+    /// Also serve HTTPS on this address, with --tls-cert and --tls-key.
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    pub tls_listen: Option<SocketAddr>,
+    /// The TLS certificate chain (PEM, leaf first), read again when it changes.
+    #[arg(long, requires = "tls_listen")]
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS private key (PEM), read again when it changes.
+    #[arg(long, requires = "tls_listen")]
+    pub tls_key: Option<PathBuf>,
     /// Evidence backend of the enclave.
     #[arg(long, default_value = "sim")]
     pub tee: String,

@@ -98,6 +98,14 @@ pub fn config(args: &HostArgs) -> anyhow::Result<HostConfig> {
             ..Limits::default()
         },
         ledger: args.channels.as_deref().map(ledger_config).transpose()?,
+        tls: match (args.tls_listen, &args.tls_cert, &args.tls_key) {
+            (Some(listen), Some(cert), Some(key)) => Some(kokon_host::tls::TlsConfig {
+                listen,
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        },
         collateral: match args.tee.as_str() {
             // The sim PCS's collateral comes with the sim's bundles.
             "sim" => None,

@@ -11,6 +11,9 @@
 //! | `GET /healthz` | 200 when the enclave answers a ping within half a second (the answer is reused for at most a second), 503 otherwise (JSON) |
 //! | `GET /metrics` | Prometheus text format |
 //!
+//! The same routes are served in plain HTTP and, with a certificate
+//! (`crate::tls`), over TLS.
+//!
 //! Every request is bounded: body size (413) and the time to send it (408)
 //! on every route, before any slot is taken, so slow senders hold nothing
 //! but their own connection; inference concurrency (503 when all slots are

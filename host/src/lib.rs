@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod relay;
 pub mod state;
 pub mod supervisor;
+pub mod tls;
 pub mod vouchers;
 
 use std::collections::HashMap;
@@ -26,6 +27,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use anyhow::Context;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -93,16 +95,22 @@ pub struct HostConfig {
     pub collateral: Option<collateral::CollateralConfig>,
     /// Payment channels to bill (none: requests are free).
     pub ledger: Option<ledger::LedgerConfig>,
+    /// Also serve TLS (none: plain HTTP only, for loopback or behind a
+    /// TLS-terminating proxy).
+    pub tls: Option<tls::TlsConfig>,
 }
 
 /// A running host.
 pub struct RunningHost {
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// The address it serves TLS on, if it does.
+    pub tls_addr: Option<SocketAddr>,
     /// Live enclave state.
     pub state: Arc<EnclaveState>,
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
+    tls_server: Option<JoinHandle<()>>,
     supervisor: JoinHandle<()>,
 }
 
@@ -128,6 +136,9 @@ impl RunningHost {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.server.await;
+        if let Some(tls) = self.tls_server {
+            let _ = tls.await;
+        }
         let _ = self.supervisor.await;
     }
 }
@@ -193,10 +204,40 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
             .map(ledger::Ledger::open)
             .transpose()?,
     ));
-    let server = tokio::spawn(serve(listener, front, stop_rx));
+    let tls = match &config.tls {
+        Some(t) => {
+            let files = Arc::new(tls::TlsFiles::open(&t.cert, &t.key)?);
+            let listener = TcpListener::bind(t.listen)
+                .await
+                .with_context(|| format!("listening for TLS on {}", t.listen))?;
+            Some((listener, files))
+        }
+        None => None,
+    };
+    let tls_addr = match &tls {
+        Some((listener, _)) => Some(listener.local_addr()?),
+        None => None,
+    };
+    // One connection table for both listeners: the limits are the host's.
+    let connections = Arc::new(Mutex::new(Connections::default()));
+    let tls_server = tls.map(|(listener, files)| {
+        tokio::spawn(serve(
+            listener,
+            Some(files),
+            front.clone(),
+            connections.clone(),
+            stop_rx.clone(),
+        ))
+    });
+    let server = tokio::spawn(serve(listener, None, front, connections, stop_rx));
     tracing::info!(%addr, "host listening");
+    if let Some(tls_addr) = tls_addr {
+        tracing::info!(%tls_addr, "host listening for TLS");
+    }
     Ok(RunningHost {
         addr,
+        tls_addr,
+        tls_server,
         state,
         stop,
         server,
@@ -253,12 +294,39 @@ fn open_connection(
     })
 }
 
+/// Most time a client has to send its request head, and to finish a TLS
+/// handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An HTTP/1 connection on `io` served by `front`, its head bounded in time.
+fn http_connection<I>(
+    io: I,
+    front: Arc<http::Front>,
+) -> impl hyper_util::server::graceful::GracefulConnection
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HANDSHAKE_TIMEOUT)
+        .serve_connection(
+            TokioIo::new(io),
+            service_fn(move |req| front.clone().handle(req)),
+        )
+}
+
 /// Waits after failed accepts (out of descriptors, say), doubling up to a second.
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(5), Duration::from_secs(1));
 
-async fn serve(listener: TcpListener, front: Arc<http::Front>, mut stop: watch::Receiver<bool>) {
+/// Serves HTTP on `listener`, over TLS when `tls` is given, until `stop`.
+async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<tls::TlsFiles>>,
+    front: Arc<http::Front>,
+    connections: Arc<Mutex<Connections>>,
+    mut stop: watch::Receiver<bool>,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let connections = Arc::new(Mutex::new(Connections::default()));
     let mut backoff = ACCEPT_BACKOFF.0;
     loop {
         tokio::select! {
@@ -289,13 +357,32 @@ async fn serve(listener: TcpListener, front: Arc<http::Front>, mut stop: watch::
                 };
                 let _ = stream.set_nodelay(true);
                 let front = front.clone();
-                let conn = http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(10))
-                    .serve_connection(TokioIo::new(stream), service_fn(move |req| front.clone().handle(req)));
-                let conn = graceful.watch(conn);
+                let Some(tls) = &tls else {
+                    let conn = graceful.watch(http_connection(stream, front));
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                        drop(slot);
+                    });
+                    continue;
+                };
+                let Some(config) = tls.config() else {
+                    continue;
+                };
+                let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let _ = conn.await;
+                    // The handshake is bounded like a request head.
+                    let accepted = tokio::time::timeout(
+                        HANDSHAKE_TIMEOUT,
+                        tokio_rustls::TlsAcceptor::from(config).accept(stream),
+                    )
+                    .await;
+                    match accepted {
+                        Ok(Ok(stream)) => {
+                            let _ = watcher.watch(http_connection(stream, front)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
                     drop(slot);
                 });
             }

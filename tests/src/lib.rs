@@ -230,6 +230,8 @@ pub struct Options {
     pub enclave_args: Vec<String>,
     /// Payment channels the host bills (none: free).
     pub ledger: Option<kokon_host::ledger::LedgerConfig>,
+    /// TLS the host also serves (none: plain HTTP only).
+    pub tls: Option<kokon_host::tls::TlsConfig>,
 }
 
 /// A host and its enclave on loopback, with a client.
@@ -284,6 +286,7 @@ impl Stack {
             limits: options.limits.unwrap_or_default(),
             collateral: None,
             ledger: options.ledger.clone(),
+            tls: options.tls.clone(),
         };
         let host = kokon_host::start(config)
             .await

@@ -76,6 +76,7 @@ fn library_config(env: &Env, data: &Path, data_dir: &Path, tag: &str, args: &[&s
         limits: Default::default(),
         collateral: None,
         ledger: None,
+        tls: None,
     }
 }
 

@@ -1,22 +1,26 @@
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
-//! The client on `https://` hosts: verified against the Mozilla roots and
-//! `--ca`, behind a TLS reverse proxy in front of the host; an untrusted
-//! certificate is refused before anything is sent, and the error names the
-//! address and the cause.
+//! TLS on the wire. The client on `https://` hosts: verified against the
+//! Mozilla roots and `--ca`, behind a TLS reverse proxy in front of the
+//! host; an untrusted certificate is refused before anything is sent, and
+//! the error names the address and the cause. The host serving TLS itself,
+//! next to plain HTTP, from files it reads again when they change.
 
 use std::sync::Arc;
 
 use kokon_client::{Client, ClientError};
 use kokon_tests::{magika_request, Options, Stack};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rustls::pki_types::pem::PemObject;
 
-/// A private CA (PEM) and a server certificate chain and key it issued for
-/// 127.0.0.1 and localhost.
-fn private_ca() -> (
-    String,
-    Vec<rustls::pki_types::CertificateDer<'static>>,
-    rustls::pki_types::PrivateKeyDer<'static>,
-) {
+/// A private CA and a server certificate it issued for 127.0.0.1 and
+/// localhost, all PEM.
+struct Issued {
+    ca: String,
+    cert: String,
+    key: String,
+}
+
+fn private_ca() -> Issued {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -27,19 +31,27 @@ fn private_ca() -> (
         .unwrap()
         .signed_by(&key, &issuer)
         .unwrap();
-    (
-        ca.pem(),
-        vec![leaf.der().clone()],
-        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-    )
+    Issued {
+        ca: ca.pem(),
+        cert: leaf.pem(),
+        key: key.serialize_pem(),
+    }
+}
+
+/// A client of `base` that trusts `ca` (PEM) besides the Mozilla roots.
+fn trusting(base: &str, ca: &str) -> Client {
+    let ca = rustls::pki_types::CertificateDer::pem_slice_iter(ca.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    Client::trusting(base, &ca).unwrap()
 }
 
 /// A TLS-terminating reverse proxy to `backend` on a free port; its URL.
-async fn tls_front(
-    backend: std::net::SocketAddr,
-    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
-    key: rustls::pki_types::PrivateKeyDer<'static>,
-) -> String {
+async fn tls_front(backend: std::net::SocketAddr, issued: &Issued) -> String {
+    let chain = rustls::pki_types::CertificateDer::pem_slice_iter(issued.cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(issued.key.as_bytes()).unwrap();
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -74,10 +86,10 @@ async fn tls_front(
 #[tokio::test(flavor = "multi_thread")]
 async fn the_client_speaks_https_verified_against_a_private_ca() {
     let stack = Stack::start(Options::default()).await;
-    let (ca_pem, chain, key) = private_ca();
-    let https = tls_front(stack.host.addr, chain, key).await;
+    let issued = private_ca();
+    let https = tls_front(stack.host.addr, &issued).await;
     let ca_file = stack.data.path().join("ca.pem");
-    std::fs::write(&ca_file, &ca_pem).unwrap();
+    std::fs::write(&ca_file, &issued.ca).unwrap();
     let policy = stack.dev_policy();
 
     // Trusting the private CA: attested and served over TLS.
@@ -134,4 +146,53 @@ async fn the_client_speaks_https_verified_against_a_private_ca() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("README.md"), "{stderr}");
     stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_host_serves_tls_and_picks_up_a_renewed_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let first = private_ca();
+    std::fs::write(&cert, &first.cert).unwrap();
+    std::fs::write(&key, &first.key).unwrap();
+    let stack = Stack::start(Options {
+        tls: Some(kokon_host::tls::TlsConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        ..Options::default()
+    })
+    .await;
+    let https = format!("https://127.0.0.1:{}", stack.host.tls_addr.unwrap().port());
+    let policy = stack.dev_policy();
+    trusting(&https, &first.ca).attest(&policy).await.unwrap();
+    // Plain HTTP is still served beside it.
+    stack.client.attest(&policy).await.unwrap();
+
+    // A renewed certificate (another CA) takes effect on the next connection.
+    let second = private_ca();
+    std::fs::write(&key, &second.key).unwrap();
+    std::fs::write(&cert, &second.cert).unwrap();
+    trusting(&https, &second.ca).attest(&policy).await.unwrap();
+    let err = trusting(&https, &first.ca)
+        .attest(&policy)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("certificate"), "{err}");
+
+    // A renewal that does not load leaves the previous certificate serving.
+    std::fs::write(&cert, "not a certificate").unwrap();
+    trusting(&https, &second.ca).attest(&policy).await.unwrap();
+    stack.shutdown().await;
+
+    // Files that do not load stop the host from starting, by name.
+    let err = kokon_host::tls::TlsFiles::open(&cert, &key).err().unwrap();
+    assert!(format!("{err:#}").contains("cert.pem"), "{err:#}");
+    std::fs::write(&cert, &first.cert).unwrap();
+    let err = kokon_host::tls::TlsFiles::open(&cert, &key).err().unwrap();
+    assert!(
+        format!("{err:#}").contains("do not make a certificate and its key"),
+        "{err:#}"
+    );
 }
