@@ -85,6 +85,11 @@ pub fn trust_ca(path: &Path) -> anyhow::Result<()> {
 /// A client for the host at `base` (`https://` verified against the
 /// Mozilla roots and `--ca`, or plain `http://`).
 pub fn client(base: &str) -> anyhow::Result<kokon_client::Client> {
+    if !base.starts_with("http://") && !base.starts_with("https://") {
+        anyhow::bail!(
+            "--host {base}: a host URL needs its scheme: https://{base}, or http://{base} on loopback"
+        );
+    }
     let ca = EXTRA_CA.get().map(Vec::as_slice).unwrap_or_default();
     Ok(kokon_client::Client::trusting(base, ca)?)
 }

@@ -58,6 +58,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// An error and its causes, each said once: errors that already show their
+/// cause in their own message (most of ours) are not followed by it again.
+fn render(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 /// A rejection for tools: the verdict and each failed check.
 fn rejection_json(e: &ClientError) -> serde_json::Value {
     let failures: Vec<serde_json::Value> = match e {
@@ -104,7 +121,7 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", render(&e));
             let rejection = e.downcast_ref::<ClientError>().filter(|c| c.is_rejection());
             if let (Some(rejection), true) = (rejection, json) {
                 println!(
@@ -114,5 +131,21 @@ async fn main() -> ExitCode {
             }
             ExitCode::from(if rejection.is_some() { 2 } else { 1 })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let inner = kokon_attestation::Error::Bundle("quote header".into());
+        let e = anyhow::Error::from(ClientError::from(inner));
+        let text = render(&e);
+        assert_eq!(text.matches("quote header").count(), 1, "{text}");
+        assert!(text.starts_with("evidence rejected: "), "{text}");
+        let e = anyhow::anyhow!("reading x.toml").context("loading the policy");
+        assert_eq!(render(&e), "loading the policy: reading x.toml");
     }
 }

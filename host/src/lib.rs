@@ -178,7 +178,9 @@ fn connection_cap(limits: &Limits) -> usize {
 /// Binds, starts the enclave supervisor and the HTTP front.
 pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
     config.limits.max_connections = connection_cap(&config.limits);
-    let listener = TcpListener::bind(config.listen).await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let metrics = Arc::new(metrics::Metrics::new());
     let state = Arc::new(EnclaveState::default());

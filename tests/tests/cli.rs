@@ -260,3 +260,54 @@ async fn an_enclave_that_cannot_start_says_why_under_the_default_log_level() {
     );
     kokon_tests::assert_no_leftovers(&tag);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connection_errors_name_the_address_and_the_cause() {
+    let env = kokon_tests::Env::load();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&env.kokon_bin)
+            .args(args)
+            .current_dir(kokon_tests::repo_root())
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out.stderr))
+    };
+    let attest = |host: &str| {
+        run(&[
+            "attest",
+            "--host",
+            host,
+            "--policy",
+            "policies/dev-sim.toml",
+        ])
+    };
+    // No scheme: said so, with both ways to write it.
+    let (code, stderr) = attest("127.0.0.1:8443");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("https://127.0.0.1:8443"), "{stderr}");
+    // Nothing listening: the address and the OS's reason, once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let (code, stderr) = attest(&format!("http://127.0.0.1:{port}"));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+    assert_eq!(stderr.matches("Connection refused").count(), 1, "{stderr}");
+    // The host's address in use: the address and the reason.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let data = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(&env.kokon_bin)
+        .args(["host", "--listen", &addr])
+        .env("KOKON_DATA_DIR", data.path())
+        .env("KOKON_ORT_LIB", &env.ort_lib)
+        .env("KOKON_MODEL", &env.model)
+        .env("KOKON_ENCLAVE_BIN", &env.enclave_bin)
+        .output()
+        .unwrap();
+    let (code, stderr) = (out.status.code(), text(&out.stderr));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("listening on {addr}")), "{stderr}");
+    assert!(stderr.contains("in use"), "{stderr}");
+}
