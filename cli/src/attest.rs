@@ -67,7 +67,14 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     };
     let bytes = std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?;
     let b = AttestationBundle::from_json(&bytes).map_err(ClientError::from)?;
-    let enclave = kokon_client::verify(b, &p, None, now)?;
+    let issued = b.claims.issued_at;
+    let enclave = kokon_client::verify(b, &p, None, now).inspect_err(|e| {
+        let aged = matches!(e, ClientError::Policy(r) if r.failures.iter().any(|f| f.check == "evidence age"));
+        if aged {
+            let at = kokon_attestation::pki::rfc3339(issued);
+            eprintln!("hint: the bundle was issued at {at}; to verify it as of then, add --at {at}");
+        }
+    })?;
     print_verified(&enclave, &p.name, json);
     Ok(())
 }

@@ -36,11 +36,16 @@ pub fn env_path(var: &str) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("${var} is not set: run `just setup` and source .cache/kokon.env (the just recipes do this for you)"))
 }
 
+/// Where this installation keeps its sim root's certificate.
+pub fn sim_root_file(data_dir: &Path) -> PathBuf {
+    data_dir
+        .join(sim::SIM_ROOT_DIR)
+        .join(sim::SIM_ROOT_CERT_FILE)
+}
+
 /// The sim root of this installation, if the sim TEE has run here.
 pub fn sim_root_anchor(data_dir: &Path) -> anyhow::Result<Option<TrustAnchor>> {
-    let path = data_dir
-        .join(sim::SIM_ROOT_DIR)
-        .join(sim::SIM_ROOT_CERT_FILE);
+    let path = sim_root_file(data_dir);
     match std::fs::read(&path) {
         Ok(der) => Ok(Some(sim::anchor(der))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

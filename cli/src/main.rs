@@ -75,6 +75,21 @@ fn render(e: &anyhow::Error) -> String {
     out
 }
 
+/// Any other error for tools: what kind of failure (the transport, the
+/// host's answer, the enclave's sealed answer, a receipt, the protocol, or
+/// anything else), its HTTP status when there is one, and the message.
+fn error_json(e: &anyhow::Error) -> serde_json::Value {
+    let (kind, status) = match e.downcast_ref::<ClientError>() {
+        Some(ClientError::Transport(_)) => ("transport", None),
+        Some(ClientError::Host { status, .. }) => ("host", Some(*status)),
+        Some(ClientError::Enclave { status, .. }) => ("enclave", Some(*status)),
+        Some(ClientError::Receipt(_)) => ("receipt", None),
+        Some(ClientError::Seal(_) | ClientError::Protocol(_)) => ("protocol", None),
+        _ => ("error", None),
+    };
+    serde_json::json!({ "verdict": "error", "kind": kind, "status": status, "error": render(e) })
+}
+
 /// A rejection for tools: the verdict and each failed check.
 fn rejection_json(e: &ClientError) -> serde_json::Value {
     let failures: Vec<serde_json::Value> = match e {
@@ -122,12 +137,25 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", render(&e));
+            if let Some(ClientError::Evidence(kokon_attestation::Error::UntrustedRoot {
+                expected,
+                ..
+            })) = e.downcast_ref::<ClientError>()
+            {
+                if expected.contains(kokon_attestation::sim::SIM_ROOT) {
+                    eprintln!(
+                        "hint: the policy's sim-local root was read from {}; an enclave started with another KOKON_DATA_DIR has its own root",
+                        local::sim_root_file(&local::data_dir()).display()
+                    );
+                }
+            }
             let rejection = e.downcast_ref::<ClientError>().filter(|c| c.is_rejection());
-            if let (Some(rejection), true) = (rejection, json) {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&rejection_json(rejection)).unwrap_or_default()
-                );
+            if json {
+                let out = match rejection {
+                    Some(rejection) => rejection_json(rejection),
+                    None => error_json(&e),
+                };
+                println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
             }
             ExitCode::from(if rejection.is_some() { 2 } else { 1 })
         }

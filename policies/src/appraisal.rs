@@ -61,14 +61,21 @@ impl Policy {
             fail(
                 "evidence age",
                 format!("at most {} s", self.max_age_seconds),
-                format!("{age} s (issued at {issued}, checked at {now})"),
+                format!(
+                    "{age} s (issued at {}, checked at {})",
+                    kokon_attestation::pki::rfc3339(issued),
+                    kokon_attestation::pki::rfc3339(now)
+                ),
             );
         }
         if issued > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
             fail(
                 "evidence time",
-                format!("issued no later than {now} + {MAX_CLOCK_SKEW_SECS} s"),
-                format!("issued at {issued}"),
+                format!(
+                    "issued no later than {} + {MAX_CLOCK_SKEW_SECS} s",
+                    kokon_attestation::pki::rfc3339(now)
+                ),
+                format!("issued at {}", kokon_attestation::pki::rfc3339(issued)),
             );
         }
         let claims = &evidence.claims;

@@ -127,11 +127,15 @@ async fn attest_verify_and_infer_from_the_command_line() {
         ],
     );
     assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("evidence age"), "{stderr}");
+    // Times as RFC 3339, and how to check the bundle as of its issue time.
+    assert!(stderr.contains("checked at 20"), "{stderr}");
     assert!(
-        text(&out.stderr).contains("evidence age"),
-        "{}",
-        text(&out.stderr)
+        stderr.contains("hint: the bundle was issued at 20"),
+        "{stderr}"
     );
+    assert!(stderr.contains("add --at 20"), "{stderr}");
     let out = kokon(
         &stack,
         &[
@@ -294,6 +298,29 @@ async fn connection_errors_name_the_address_and_the_cause() {
     assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
     assert!(stderr.contains("Connection refused"), "{stderr}");
     assert_eq!(stderr.matches("Connection refused").count(), 1, "{stderr}");
+    // --json: machine-readable, transport errors included.
+    let out = std::process::Command::new(&env.kokon_bin)
+        .args([
+            "attest",
+            "--json",
+            "--host",
+            &format!("http://127.0.0.1:{port}"),
+        ])
+        .args(["--policy", "policies/dev-sim.toml"])
+        .current_dir(kokon_tests::repo_root())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let error: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(error["verdict"], "error", "{error}");
+    assert_eq!(error["kind"], "transport", "{error}");
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("Connection refused"),
+        "{error}"
+    );
     // The host's address in use: the address and the reason.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
@@ -310,4 +337,42 @@ async fn connection_errors_name_the_address_and_the_cause() {
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains(&format!("listening on {addr}")), "{stderr}");
     assert!(stderr.contains("in use"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sim_root_mismatch_says_which_root_file_was_read() {
+    let stack = Stack::start(Options::default()).await;
+    // Another installation: its own sim root.
+    let other = tempfile::tempdir().unwrap();
+    let root = kokon_attestation::sim::SimRoot::generate(kokon_client::unix_now()).unwrap();
+    let file = other
+        .path()
+        .join(kokon_attestation::sim::SIM_ROOT_DIR)
+        .join(kokon_attestation::sim::SIM_ROOT_CERT_FILE);
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, root.cert_der()).unwrap();
+    let out = std::process::Command::new(&stack.env.kokon_bin)
+        .args([
+            "attest",
+            "--host",
+            &stack.base,
+            "--policy",
+            "policies/dev-sim.toml",
+        ])
+        .current_dir(kokon_tests::repo_root())
+        .env("KOKON_DATA_DIR", other.path())
+        .env("KOKON_ENCLAVE_BIN", &stack.env.enclave_bin)
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("not anchored in a trusted root"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("read from {}", file.display())),
+        "{stderr}"
+    );
+    stack.shutdown().await;
 }
