@@ -29,11 +29,43 @@ pub fn enclave_binary() -> anyhow::Result<PathBuf> {
     Ok(exe.with_file_name("kokon-enclave"))
 }
 
-/// A path from an environment variable, with a hint when it is missing.
+/// The file `just setup` writes, with the paths of ONNX Runtime, the
+/// models and the TON bridge.
+const SETUP_FILE: &str = ".cache/kokon.env";
+
+/// The set-up file of the checkout this executable was built in (found
+/// from the executable's directory upward), else of the current
+/// directory's: `None` when neither has one.
+fn setup_file() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok();
+    let cwd = std::env::current_dir().ok();
+    exe.iter()
+        .flat_map(|e| e.ancestors())
+        .chain(cwd.iter().flat_map(|c| c.ancestors()))
+        .map(|dir| dir.join(SETUP_FILE))
+        .find(|f| f.is_file())
+}
+
+/// A path the set-up provides: `$VAR` when set (an override), else the
+/// set-up file's value, else an error saying what to run.
 pub fn env_path(var: &str) -> anyhow::Result<PathBuf> {
-    std::env::var_os(var)
-        .map(PathBuf::from)
-        .with_context(|| format!("${var} is not set: run `just setup` and source .cache/kokon.env (the just recipes do this for you)"))
+    if let Some(p) = std::env::var_os(var) {
+        return Ok(PathBuf::from(p));
+    }
+    let Some(file) = setup_file() else {
+        anyhow::bail!("${var} is not set and no {SETUP_FILE} was found above this executable or the current directory: run `just setup` in the kokon checkout (or set ${var})");
+    };
+    let text =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(var)?.strip_prefix('='))
+        .map(|value| PathBuf::from(value.trim()))
+        .with_context(|| {
+            format!(
+                "{} has no {var}: run `just setup` again (or set ${var})",
+                file.display()
+            )
+        })
 }
 
 /// Where this installation keeps its sim root's certificate.

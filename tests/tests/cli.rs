@@ -128,7 +128,11 @@ async fn attest_verify_and_infer_from_the_command_line() {
     );
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("evidence age"), "{stderr}");
+    assert_eq!(
+        stderr.matches("evidence age").count(),
+        1,
+        "said once: {stderr}"
+    );
     // Times as RFC 3339, and how to check the bundle as of its issue time.
     assert!(stderr.contains("checked at 20"), "{stderr}");
     assert!(
@@ -375,4 +379,46 @@ async fn a_sim_root_mismatch_says_which_root_file_was_read() {
         "{stderr}"
     );
     stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kokon_finds_its_set_up_without_the_environment() {
+    use tokio::io::AsyncBufReadExt;
+    let env = kokon_tests::Env::load();
+    let data = tempfile::tempdir().unwrap();
+    let tag = kokon_tests::test_tag();
+    let mut command = tokio::process::Command::new(&env.kokon_bin);
+    command
+        .args(["host", "--listen", "127.0.0.1:0"])
+        // Run from elsewhere: the set-up is found from the executable.
+        .current_dir(data.path())
+        .env("KOKON_DATA_DIR", data.path())
+        .env(kokon_tests::TEST_TAG_ENV, &tag)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    for var in [
+        "KOKON_ORT_LIB",
+        "KOKON_MODEL",
+        "KOKON_MAGIKA_DIR",
+        "KOKON_LLM_DIR",
+        "KOKON_ENCLAVE_BIN",
+    ] {
+        command.env_remove(var);
+    }
+    let mut host = command.spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(host.stdout.take().unwrap()).lines();
+    let listening = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("kokon host listening on") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    host.kill().await.unwrap();
+    assert!(listening, "the host did not start from its set-up file");
+    kokon_tests::assert_no_leftovers(&tag);
 }
