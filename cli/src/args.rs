@@ -146,8 +146,18 @@ pub enum AuditCommand {
 }
 
 /// `kokon host`: where to listen, which enclave to launch, its limits.
+/// Every flag can also come from `--config FILE` (TOML, the flags' names
+/// with `_` or `-`); flags on the command line win.
 #[derive(clap::Parser, Clone)]
+#[command(args_override_self = true)]
 pub struct HostArgs {
+    /// A TOML file of flags (`listen = "0.0.0.0:8443"`, `tee = "tdx"`,
+    /// `price_nanoton_per_unit = 1000`, `enclave_cpus = "2-3"`, ...).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// ONNX Runtime's shared library (default: what `just setup` installed).
+    #[arg(long, value_name = "FILE")]
+    pub ort_lib: Option<PathBuf>,
     /// Address to listen on in plain HTTP (keep it on loopback, or behind a
     /// TLS-terminating proxy).
     #[arg(long, default_value = "127.0.0.1:8443")]

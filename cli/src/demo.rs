@@ -24,6 +24,12 @@ const SAMPLE: &[u8] = b"#!/usr/bin/env python3\n\"\"\"Count words in the files g
 /// sim enclave, attestation, private classifications paid by vouchers, and
 /// the settlement on chain.
 pub async fn run(policy_path: &Path, files: &[PathBuf]) -> anyhow::Result<()> {
+    if !policy_path.is_file() {
+        anyhow::bail!(
+            "kokon demo runs in the kokon checkout (it reads {} and the files it classifies from there): cd into it, or run `just demo`",
+            policy_path.display()
+        );
+    }
     let step = |n: u32, title: &str| println!("\n[{n}] {title}");
     println!("kokon demo: private inference end to end (sim TEE, CPU), paid over a TON payment channel (local sandbox)");
     step(

@@ -39,7 +39,10 @@ pub fn config(args: &HostArgs) -> anyhow::Result<HostConfig> {
         Some(m) => m.clone(),
         None => local::env_path("KOKON_MODEL")?,
     };
-    let ort_lib = local::env_path("KOKON_ORT_LIB")?;
+    let ort_lib = match &args.ort_lib {
+        Some(lib) => lib.clone(),
+        None => local::env_path("KOKON_ORT_LIB")?,
+    };
     let run_dir = data_dir.join("run");
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
     let enclave = local::enclave_binary()?;
@@ -172,4 +175,60 @@ pub async fn settle(channels: &Path, network: &Path, finish: bool) -> anyhow::Re
         println!("{line}");
     }
     Ok(())
+}
+
+/// `kokon host --config FILE ...`: the file's keys as flags, placed before
+/// the command line's own (which therefore win). Other commands' arguments
+/// pass through unchanged.
+pub fn expand_config(args: Vec<std::ffi::OsString>) -> anyhow::Result<Vec<std::ffi::OsString>> {
+    let Some(host) = args.iter().position(|a| a == "host") else {
+        return Ok(args);
+    };
+    let Some(at) = args
+        .iter()
+        .position(|a| a == "--config")
+        .filter(|at| *at > host)
+    else {
+        return Ok(args);
+    };
+    let Some(path) = args.get(at + 1).map(std::path::PathBuf::from) else {
+        return Ok(args); // clap says what is missing
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading the host configuration {}", path.display()))?;
+    let table: toml::Table = toml::from_str(&text)
+        .with_context(|| format!("parsing the host configuration {}", path.display()))?;
+    let mut flags: Vec<std::ffi::OsString> = Vec::new();
+    for (key, value) in table {
+        let flag = format!("--{}", key.replace('_', "-"));
+        let values = match value {
+            toml::Value::Boolean(true) => {
+                flags.push(flag.into());
+                continue;
+            }
+            toml::Value::Boolean(false) => continue,
+            toml::Value::Array(items) => items.iter().map(scalar).collect::<Result<Vec<_>, _>>(),
+            other => scalar(&other).map(|v| vec![v]),
+        }
+        .with_context(|| format!("{}: {key}", path.display()))?;
+        for v in values {
+            flags.push(flag.clone().into());
+            flags.push(v.into());
+        }
+    }
+    let mut out: Vec<std::ffi::OsString> = args.iter().take(host + 1).cloned().collect();
+    out.extend(flags);
+    out.extend(args.into_iter().skip(host + 1));
+    Ok(out)
+}
+
+/// A TOML scalar as a flag's value.
+fn scalar(value: &toml::Value) -> anyhow::Result<String> {
+    match value {
+        toml::Value::String(s) => Ok(s.clone()),
+        toml::Value::Integer(i) => Ok(i.to_string()),
+        toml::Value::Float(f) => Ok(f.to_string()),
+        toml::Value::Boolean(b) => Ok(b.to_string()),
+        other => anyhow::bail!("expected a string, number or boolean, found {other}"),
+    }
 }

@@ -110,7 +110,14 @@ fn rejection_json(e: &ClientError) -> serde_json::Value {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = match host::expand_config(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("error: {}", render(&e));
+            return ExitCode::from(1);
+        }
+    };
+    let cli = Cli::parse_from(args);
     // KOKON_LOG, else RUST_LOG, else: a server logs its requests (info), a
     // command only its warnings.
     let default_level = match &cli.command {

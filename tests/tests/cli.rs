@@ -422,3 +422,52 @@ async fn kokon_finds_its_set_up_without_the_environment() {
     assert!(listening, "the host did not start from its set-up file");
     kokon_tests::assert_no_leftovers(&tag);
 }
+
+#[test]
+fn the_host_takes_its_flags_from_a_config_file_and_a_bad_device_fails_fast() {
+    let env = kokon_tests::Env::load();
+    let data = tempfile::tempdir().unwrap();
+    let host = |args: &[&str]| {
+        let out = std::process::Command::new(&env.kokon_bin)
+            .arg("host")
+            .args(args)
+            .env("KOKON_DATA_DIR", data.path())
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out.stderr))
+    };
+    let config = data.path().join("host.toml");
+    if !std::path::Path::new(kokon_wire::TSM_REPORT_ROOT).exists() {
+        // The file's `tee` is used: this machine has no TDX to give.
+        std::fs::write(&config, "listen = \"127.0.0.1:0\"\ntee = \"tdx\"\n").unwrap();
+        let (code, stderr) = host(&["--config", config.to_str().unwrap()]);
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(stderr.contains("--tee tdx"), "{stderr}");
+        // The command line wins over the file.
+        let (code, stderr) = host(&["--config", config.to_str().unwrap(), "--tee", "bogus"]);
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(stderr.contains("--tee bogus"), "{stderr}");
+    }
+    // A key that is no flag is refused by name.
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\nfoo = 1\n").unwrap();
+    let (code, stderr) = host(&["--config", config.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--foo"), "{stderr}");
+    // A device the enclave does not know: its own message, at once.
+    let started = std::time::Instant::now();
+    let (code, stderr) = host(&["--listen", "127.0.0.1:0", "--device", "gpu"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("unknown device \"gpu\""), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    // `kokon demo` outside the checkout says so before starting anything.
+    let out = std::process::Command::new(&env.kokon_bin)
+        .arg("demo")
+        .current_dir(data.path())
+        .env("KOKON_DATA_DIR", data.path())
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("runs in the kokon checkout"), "{stderr}");
+    assert!(text(&out.stdout).is_empty(), "nothing started");
+}
