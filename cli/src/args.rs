@@ -65,6 +65,13 @@ pub enum Command {
     /// The client's payment channel on TON.
     #[command(subcommand)]
     Channel(ChannelCommand),
+    /// Shell completions for kokon (bash, zsh, fish, elvish, powershell), on stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// kokon's manual page (roff), on stdout: `kokon man > kokon.1`.
+    Man,
     /// The whole story on this machine: host, enclave, attestation, private inference.
     Demo {
         /// Policy for the local sim enclave.

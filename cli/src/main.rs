@@ -55,6 +55,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Chat(args) => chat::run(args).await,
         Command::Proxy(args) => proxy::run(args).await,
         Command::Demo { policy, file } => demo::run(&policy, &file).await,
+        Command::Completions { shell } => {
+            let mut cli = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cli, "kokon", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            let cli = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cli).render(&mut std::io::stdout())?;
+            Ok(())
+        }
     }
 }
 

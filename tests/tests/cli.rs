@@ -471,3 +471,34 @@ fn the_host_takes_its_flags_from_a_config_file_and_a_bad_device_fails_fast() {
     assert!(stderr.contains("runs in the kokon checkout"), "{stderr}");
     assert!(text(&out.stdout).is_empty(), "nothing started");
 }
+
+#[test]
+fn completions_a_man_page_and_the_systemd_unit_follow_the_cli() {
+    let env = kokon_tests::Env::load();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&env.kokon_bin)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let bash = run(&["completions", "bash"]);
+    for word in ["proxy", "chat", "--tls-listen", "--max-evidence-age"] {
+        assert!(bash.contains(word), "bash completions lack {word}");
+    }
+    assert!(run(&["completions", "zsh"]).contains("#compdef kokon"));
+    let man = run(&["man"]);
+    assert!(man.contains(".TH kokon 1"), "{man}");
+    assert!(man.contains("proxy"), "{man}");
+    // Every flag the unit passes is one `kokon host` takes.
+    let unit = std::fs::read_to_string(repo_root().join("docs/kokon-host.service")).unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap();
+    let help = run(&["host", "--help"]);
+    for flag in exec.split_whitespace().filter(|w| w.starts_with("--")) {
+        assert!(help.contains(flag), "kokon host has no {flag}");
+    }
+}
