@@ -107,16 +107,11 @@ pub struct Paying {
 }
 
 impl Paying {
-    /// Loads the channel file at `path`, bills `enclave`'s requests to it,
-    /// and sends the saved voucher that may not have reached the host last
-    /// time (a host that already holds it answers 409).
-    pub async fn open(
-        path: &Path,
-        client: &kokon_client::Client,
-        enclave: kokon_client::VerifiedEnclave,
-    ) -> anyhow::Result<(Self, kokon_client::VerifiedEnclave)> {
+    /// Loads the channel file at `path` and sends the saved voucher that
+    /// may not have reached the host last time (a host that already holds
+    /// it answers 409).
+    pub async fn open(path: &Path, client: &kokon_client::Client) -> anyhow::Result<Self> {
         let file = ChannelFile::load(path)?;
-        let enclave = enclave.with_channel(file.id()?, file.key()?);
         if let Some(saved) = &file.voucher {
             let state = saved.state().map_err(anyhow::Error::msg)?;
             match client.pay(&state).await {
@@ -124,19 +119,24 @@ impl Paying {
                 Err(e) => return Err(e.into()),
             }
         }
-        let paying = Self {
+        Ok(Self {
             path: path.to_path_buf(),
             file,
-        };
-        Ok((paying, enclave))
+        })
     }
 
-    /// Bills the same channel on a freshly attested `enclave`.
+    /// The channel's ID and client key, which bill requests to it.
+    pub fn channel(&self) -> anyhow::Result<(u128, SigningKey)> {
+        Ok((self.file.id()?, self.file.key()?))
+    }
+
+    /// Bills `enclave`'s requests to this channel.
     pub fn bill(
         &self,
         enclave: kokon_client::VerifiedEnclave,
     ) -> anyhow::Result<kokon_client::VerifiedEnclave> {
-        Ok(enclave.with_channel(self.file.id()?, self.file.key()?))
+        let (id, key) = self.channel()?;
+        Ok(enclave.with_channel(id, key))
     }
 
     /// Signs and saves the voucher that adds `amount` (a verified

@@ -19,8 +19,8 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     let mut enclave = client.attest(&policy).await?;
     let mut paying = match &args.channel {
         Some(path) => {
-            let (paying, billed) = Paying::open(path, &client, enclave).await?;
-            enclave = billed;
+            let paying = Paying::open(path, &client).await?;
+            enclave = paying.bill(enclave)?;
             Some(paying)
         }
         None => None,

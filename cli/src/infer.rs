@@ -26,8 +26,8 @@ pub async fn run(args: InferArgs) -> anyhow::Result<()> {
     let mut enclave = client.attest(&p).await?;
     let paying = match &channel {
         Some(path) => {
-            let (paying, billed) = channel::Paying::open(path, &client, enclave).await?;
-            enclave = billed;
+            let paying = channel::Paying::open(path, &client).await?;
+            enclave = paying.bill(enclave)?;
             Some(paying)
         }
         None => None,

@@ -19,7 +19,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -28,9 +28,9 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use kokon_client::{Client, ClientError, VerifiedEnclave};
+use kokon_client::session::Session;
+use kokon_client::ClientError;
 use kokon_host::http::{ChannelBody, STREAM_BUFFER};
-use kokon_policies::Policy;
 use kokon_wire::openai::{sse_data, ApiError, ErrorResponse};
 
 use crate::args::ProxyArgs;
@@ -42,12 +42,9 @@ const MAX_BODY: usize = 8 << 20;
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
-/// The proxy's state: the attested enclave and the channel it pays on.
+/// The proxy's state: the enclave, kept attested, and the channel it pays on.
 struct Proxy {
-    client: Client,
-    policy: Policy,
-    max_age: Duration,
-    enclave: tokio::sync::RwLock<(Arc<VerifiedEnclave>, Instant)>,
+    session: Session,
     paying: tokio::sync::Mutex<Option<Paying>>,
 }
 
@@ -55,14 +52,15 @@ struct Proxy {
 pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     let policy = local::load_policy(&args.policy)?;
     let client = local::client(&args.host)?;
-    let enclave = client.attest(&policy).await?;
-    let (paying, enclave) = match &args.channel {
-        Some(path) => {
-            let (paying, enclave) = Paying::open(path, &client, enclave).await?;
-            (Some(paying), enclave)
-        }
-        None => (None, enclave),
+    let paying = match &args.channel {
+        Some(path) => Some(Paying::open(path, &client).await?),
+        None => None,
     };
+    let channel = paying.as_ref().map(Paying::channel).transpose()?;
+    let session = Session::open_billed(client, policy, channel)
+        .await?
+        .max_evidence_age(Duration::from_secs(args.max_evidence_age));
+    let enclave = session.enclave().await?;
     let Some(text) = enclave.evidence.claims.text_model.clone() else {
         anyhow::bail!("the attested enclave serves no text model (its host runs without --llm)");
     };
@@ -70,19 +68,16 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let proxy = Arc::new(Proxy {
-        client,
-        policy,
-        max_age: Duration::from_secs(args.max_evidence_age),
-        enclave: tokio::sync::RwLock::new((Arc::new(enclave), Instant::now())),
-        paying: tokio::sync::Mutex::new(paying),
-    });
     eprintln!(
         "kokon proxy: attested {} sha256:{}… under policy {:?}; serving the OpenAI API at http://{addr}/v1",
         text.name,
         &hex::encode(text.digest)[..16],
-        proxy.policy.name
+        session.policy().name
     );
+    let proxy = Arc::new(Proxy {
+        session,
+        paying: tokio::sync::Mutex::new(paying),
+    });
     serve(listener, proxy).await
 }
 
@@ -107,12 +102,6 @@ async fn serve(listener: tokio::net::TcpListener, proxy: Arc<Proxy>) -> anyhow::
                 .await;
         });
     }
-}
-
-/// Whether the host refused a request because it was sealed to a key the
-/// enclave no longer holds (it was restarted with a new one).
-fn key_changed(e: &ClientError) -> bool {
-    matches!(e, ClientError::Host { status: 400, message } if message.contains("not sealed to this enclave's key"))
 }
 
 fn respond(status: u16, content_type: &'static str, body: Vec<u8>) -> Response<Body> {
@@ -164,70 +153,13 @@ fn failure(e: &ClientError) -> Response<Body> {
 }
 
 impl Proxy {
-    /// The attested enclave, attested again first when its evidence is
-    /// older than the allowed age.
-    async fn current(&self) -> Result<Arc<VerifiedEnclave>, ClientError> {
-        {
-            let held = self.enclave.read().await;
-            if held.1.elapsed() < self.max_age {
-                return Ok(held.0.clone());
-            }
-        }
-        self.reattest(None).await
-    }
-
-    /// Attests again, once for concurrent callers: not when another caller
-    /// already replaced `stale` (or, without one, refreshed aged evidence).
-    async fn reattest(
-        &self,
-        stale: Option<&Arc<VerifiedEnclave>>,
-    ) -> Result<Arc<VerifiedEnclave>, ClientError> {
-        let mut held = self.enclave.write().await;
-        let done = match stale {
-            Some(stale) => !Arc::ptr_eq(&held.0, stale),
-            None => held.1.elapsed() < self.max_age,
-        };
-        if done {
-            return Ok(held.0.clone());
-        }
-        let mut fresh = self.client.attest(&self.policy).await?;
-        if let Some(paying) = self.paying.lock().await.as_ref() {
-            fresh = paying
-                .bill(fresh)
-                .map_err(|e| ClientError::Protocol(format!("{e:#}")))?;
-        }
-        let reason = if stale.is_some() {
-            "its key changed (restarted)"
-        } else {
-            "its evidence aged"
-        };
-        tracing::info!(reason, "re-attested the enclave");
-        let fresh = Arc::new(fresh);
-        *held = (fresh.clone(), Instant::now());
-        Ok(fresh)
-    }
-
-    /// Runs `call` on the attested enclave; when the enclave's key changed,
-    /// attests again and runs it once more.
-    async fn retried<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
-    where
-        F: Fn(Arc<VerifiedEnclave>) -> Fut,
-        Fut: std::future::Future<Output = Result<T, ClientError>>,
-    {
-        let enclave = self.current().await?;
-        match call(enclave.clone()).await {
-            Err(e) if key_changed(&e) => call(self.reattest(Some(&enclave)).await?).await,
-            other => other,
-        }
-    }
-
     /// Pays a verified receipt's amount on the channel, if there is one.
     async fn pay(&self, amount: u128) {
         if amount == 0 {
             return;
         }
         if let Some(paying) = self.paying.lock().await.as_mut() {
-            if let Err(e) = paying.pay(&self.client, amount).await {
+            if let Err(e) = paying.pay(self.session.client(), amount).await {
                 tracing::warn!(error = %format!("{e:#}"), "payment failed");
             }
         }
@@ -272,9 +204,11 @@ impl Proxy {
         path: &str,
         body: Vec<u8>,
     ) -> Result<Response<Body>, ClientError> {
+        let client = self.session.client();
         let opened = self
+            .session
             .retried(|enclave| {
-                let (client, body) = (self.client.clone(), &body);
+                let body = &body;
                 async move { client.text_exchange(&enclave, method, path, body).await }
             })
             .await?;
@@ -288,9 +222,11 @@ impl Proxy {
         body: Vec<u8>,
         include_usage: bool,
     ) -> Result<Response<Body>, ClientError> {
+        let client = self.session.client();
         let mut stream = self
+            .session
             .retried(|enclave| {
-                let (client, body) = (self.client.clone(), &body);
+                let body = &body;
                 async move { client.stream_text(&enclave, "POST", path, body).await }
             })
             .await?;
@@ -390,19 +326,5 @@ mod tests {
         assert!(usage_only(r#"{"choices":[],"usage":{"prompt_tokens":1}}"#));
         assert!(!usage_only(r#"{"choices":[{"delta":{}}],"usage":null}"#));
         assert!(!usage_only("[DONE]"));
-    }
-
-    #[test]
-    fn a_changed_key_is_told_from_other_refusals() {
-        let host = |status, message: &str| ClientError::Host {
-            status,
-            message: message.into(),
-        };
-        assert!(key_changed(&host(
-            400,
-            "the enclave rejected the request: cannot open the OHTTP request (not sealed to this enclave's key, or tampered): decrypt"
-        )));
-        assert!(!key_changed(&host(400, "replayed request")));
-        assert!(!key_changed(&host(502, "not sealed to this enclave's key")));
     }
 }

@@ -15,7 +15,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod local;
 pub mod magika;
+pub mod session;
 pub mod stream;
 
 use std::io::Cursor;
@@ -102,9 +104,20 @@ pub enum ClientError {
     /// A message did not have the expected form.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// This machine's set-up (policy file, data directory, `just setup`'s
+    /// paths) is missing or unreadable.
+    #[error("{0}")]
+    Local(String),
 }
 
 impl ClientError {
+    /// True when the host refused a request because it was sealed to a key
+    /// the enclave no longer holds (it was restarted, with a new key): attest
+    /// again and send it once more ([`session::Session`] does).
+    pub fn is_key_changed(&self) -> bool {
+        matches!(self, ClientError::Host { status: 400, message } if message.contains("not sealed to this enclave's key"))
+    }
+
     /// True when evidence or policy rejected the enclave (CLI exit status 2).
     pub fn is_rejection(&self) -> bool {
         matches!(
@@ -393,6 +406,26 @@ impl VerifiedEnclave {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::ClientError;
+
+    #[test]
+    fn a_changed_key_is_told_from_other_refusals() {
+        let host = |status, message: &str| ClientError::Host {
+            status,
+            message: message.into(),
+        };
+        assert!(host(
+            400,
+            "the enclave rejected the request: cannot open the OHTTP request (not sealed to this enclave's key, or tampered): decrypt"
+        )
+        .is_key_changed());
+        assert!(!host(400, "replayed request").is_key_changed());
+        assert!(!host(502, "not sealed to this enclave's key").is_key_changed());
+    }
+}
+
 /// The token counts an OpenAI API answer reports (its `usage`), which its
 /// receipt must charge; an answer without usage (the model list) is free.
 fn reported_usage(body: &[u8]) -> Result<(u64, u64), ClientError> {
@@ -423,6 +456,13 @@ impl Client {
         // Only extra CAs can make this fail: ring's provider always supports
         // rustls's safe default protocol versions.
         Self::trusting(base, &[]).expect("TLS with the Mozilla roots and ring's defaults")
+    }
+
+    /// The same client with `timeout` for each exchange (default
+    /// [`DEFAULT_TIMEOUT`]; a stream's, between its chunks).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// A client for the host at `base` that also trusts the certificate
