@@ -330,6 +330,31 @@ impl Stack {
             .unwrap_or_else(|e| panic!("attestation: {e}"))
     }
 
+    /// Kills the enclave (SIGKILL) and waits until the host restarted it:
+    /// the new enclave holds new keys.
+    pub async fn restart_enclave(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let state = &self.host.state;
+        let (pid, restarts) = (state.pid.load(Relaxed), state.restarts.load(Relaxed));
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap_or_else(|e| panic!("killing the enclave {pid}: {e}"));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while state.restarts.load(Relaxed) == restarts || !state.up.load(Relaxed) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the host did not restart its enclave"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.host
+            .wait_ready(Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
     /// Stops host and enclave, and fails the test if the enclave (or
     /// anything it started) is still running shortly after. A stack dropped
     /// without this (a test that panicked) still takes its enclave down:
@@ -387,23 +412,29 @@ pub fn magika_request(rows: &[Vec<i32>]) -> InferRequest {
     }
 }
 
-/// Sends `req` on loopback: the status and the whole body, or `None` when
-/// nothing answers.
+/// Sends `req` on loopback: the status, the content type and the whole
+/// body, or `None` when nothing answers.
 async fn exchange(
     req: hyper::Request<http_body_util::Full<bytes::Bytes>>,
-) -> Option<(u16, Vec<u8>)> {
+) -> Option<(u16, String, Vec<u8>)> {
     use http_body_util::BodyExt;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Full<bytes::Bytes>>();
     let resp = client.request(req).await.ok()?;
     let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let body = resp
         .into_body()
         .collect()
         .await
         .map(|b| b.to_bytes().to_vec())
         .unwrap_or_default();
-    Some((status, body))
+    Some((status, content_type, body))
 }
 
 /// A plain HTTP GET on loopback: status and body, or `None` when nothing answers.
@@ -411,7 +442,7 @@ pub async fn try_http_get(base: &str, path: &str) -> Option<(u16, String)> {
     let req = hyper::Request::get(format!("{base}{path}"))
         .body(http_body_util::Full::default())
         .ok()?;
-    let (status, body) = exchange(req).await?;
+    let (status, _, body) = exchange(req).await?;
     Some((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
@@ -427,9 +458,10 @@ pub async fn http_post(
         .header(hyper::header::CONTENT_TYPE, content_type)
         .body(http_body_util::Full::new(bytes::Bytes::from(body)))
         .unwrap_or_else(|e| panic!("{e}"));
-    exchange(req)
+    let (status, _, body) = exchange(req)
         .await
-        .unwrap_or_else(|| panic!("POST {base}{path}: no answer"))
+        .unwrap_or_else(|| panic!("POST {base}{path}: no answer"));
+    (status, body)
 }
 
 /// Options for a stack whose enclave serves the text model at these
@@ -464,30 +496,13 @@ pub fn chat_request(content: &str, max_tokens: u64) -> kokon_wire::openai::ChatC
 /// A plain HTTP GET on loopback with an `Accept` header: the status, the
 /// content type and the body.
 pub async fn http_get_accepting(base: &str, path: &str, accept: &str) -> (u16, String, String) {
-    use http_body_util::BodyExt;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Full<bytes::Bytes>>();
     let req = hyper::Request::get(format!("{base}{path}"))
         .header(hyper::header::ACCEPT, accept)
         .body(http_body_util::Full::default())
         .unwrap_or_else(|e| panic!("{e}"));
-    let resp = client
-        .request(req)
+    let (status, content_type, body) = exchange(req)
         .await
-        .unwrap_or_else(|e| panic!("GET {base}{path}: {e}"));
-    let status = resp.status().as_u16();
-    let content_type = resp
-        .headers()
-        .get(hyper::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes().to_vec())
-        .unwrap_or_default();
+        .unwrap_or_else(|| panic!("GET {base}{path}: no answer"));
     (
         status,
         content_type,

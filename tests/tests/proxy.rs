@@ -167,25 +167,7 @@ async fn the_openai_python_package_talks_to_the_enclave_through_kokon_proxy() {
 
     // The enclave is restarted with a new key: the proxy re-attests and
     // retries, and the application notices nothing.
-    let state = &stack.host.state;
-    let pid = state.pid.load(std::sync::atomic::Ordering::Relaxed);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while state.restarts.load(std::sync::atomic::Ordering::Relaxed) == 0
-        || !state.up.load(std::sync::atomic::Ordering::Relaxed)
-    {
-        assert!(tokio::time::Instant::now() < deadline, "not restarted");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    stack
-        .host
-        .wait_ready(Duration::from_secs(60))
-        .await
-        .unwrap();
+    stack.restart_enclave().await;
     let again = python(&stack, &base, "again");
     assert_eq!(again["content"], "The capital of France is Paris.");
     let reattested = (0..50).any(|_| {

@@ -25,25 +25,7 @@ async fn a_session_reattests_when_the_enclave_key_changes_or_the_evidence_ages()
     session.infer(&request).await.unwrap();
 
     // The host restarts its enclave: a new key.
-    let state = &stack.host.state;
-    let pid = state.pid.load(std::sync::atomic::Ordering::Relaxed);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while state.restarts.load(std::sync::atomic::Ordering::Relaxed) == 0
-        || !state.up.load(std::sync::atomic::Ordering::Relaxed)
-    {
-        assert!(tokio::time::Instant::now() < deadline, "not restarted");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    stack
-        .host
-        .wait_ready(Duration::from_secs(60))
-        .await
-        .unwrap();
+    stack.restart_enclave().await;
     // A held attestation is refused, and the error says why.
     let err = stack.client.infer(&held, &request).await.unwrap_err();
     assert!(err.is_key_changed(), "{err}");
