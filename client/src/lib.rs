@@ -426,6 +426,17 @@ mod tests {
     }
 }
 
+/// The whole body of an answer.
+async fn read_body(resp: http::Response<hyper::body::Incoming>) -> Result<Vec<u8>, ClientError> {
+    Ok(resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| ClientError::Transport(format!("reading the response: {e}")))?
+        .to_bytes()
+        .to_vec())
+}
+
 /// The token counts an OpenAI API answer reports (its `usage`), which its
 /// receipt must charge; an answer without usage (the model list) is free.
 fn reported_usage(body: &[u8]) -> Result<(u64, u64), ClientError> {
@@ -488,18 +499,41 @@ impl Client {
                 .await
                 .map_err(|e| self.transport(&e))?;
             let status = resp.status().as_u16();
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| ClientError::Transport(format!("reading the response: {e}")))?
-                .to_bytes()
-                .to_vec();
-            Ok((status, body))
+            Ok((status, read_body(resp).await?))
         };
         tokio::time::timeout(self.timeout, fut)
             .await
-            .map_err(|_| ClientError::Transport(format!("no answer within {:?}", self.timeout)))?
+            .map_err(|_| self.timed_out())?
+    }
+
+    /// Sends `req` and waits for the head of the answer (a stream's body
+    /// is read as it comes); a status other than 200 is the host's error.
+    async fn open_answer(
+        &self,
+        req: http::Request<Full<Bytes>>,
+    ) -> Result<http::Response<hyper::body::Incoming>, ClientError> {
+        let fut = async {
+            let resp = self
+                .http
+                .request(req)
+                .await
+                .map_err(|e| self.transport(&e))?;
+            let status = resp.status().as_u16();
+            if status != 200 {
+                return Err(Self::host_error(status, &read_body(resp).await?));
+            }
+            Ok(resp)
+        };
+        tokio::time::timeout(self.timeout, fut)
+            .await
+            .map_err(|_| self.timed_out())?
+    }
+
+    fn timed_out(&self) -> ClientError {
+        ClientError::Transport(format!(
+            "{}: no answer within {:?}",
+            self.base, self.timeout
+        ))
     }
 
     /// A failed exchange with the host, naming it and every cause (the

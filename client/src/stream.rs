@@ -312,19 +312,7 @@ impl Client {
         let req = req
             .body(Full::new(Bytes::from(sealed)))
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let response = tokio::time::timeout(self.timeout, self.http.request(req))
-            .await
-            .map_err(|_| ClientError::Transport(format!("no answer within {:?}", self.timeout)))?
-            .map_err(|e| self.transport(&e))?;
-        let status = response.status().as_u16();
-        if status != 200 {
-            let body = tokio::time::timeout(self.timeout, response.into_body().collect())
-                .await
-                .map_err(|_| ClientError::Transport("reading the host's error timed out".into()))?
-                .map_err(|e| ClientError::Transport(format!("reading the response: {e}")))?
-                .to_bytes();
-            return Err(Self::host_error(status, &body));
-        }
+        let response = self.open_answer(req).await?;
         TextStream {
             body: response.into_body(),
             opener,

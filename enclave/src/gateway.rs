@@ -329,64 +329,49 @@ impl Gateway {
 
     /// The OpenAI API on the text model.
     fn openai(&self, method: &[u8], path: &str, body: &[u8], streamable: bool) -> Answer {
-        Answer::Whole(match self.openai_whole(method, path, body, streamable) {
-            Ok(generation) => return Answer::Stream(Box::new(generation)),
-            Err(reply) => reply,
-        })
-    }
-
-    /// The OpenAI API's answer when it is whole (`Err`), or the generation
-    /// to stream.
-    fn openai_whole(
-        &self,
-        method: &[u8],
-        path: &str,
-        body: &[u8],
-        streamable: bool,
-    ) -> Result<llm_api::Generation, Reply> {
         let Some(text) = &self.text else {
-            return Err(Reply::api_error(&ApiError::not_found(
+            return Answer::Whole(Reply::api_error(&ApiError::not_found(
                 "this enclave serves no text model (start it with --llm)",
             )));
         };
         let endpoint = match (method, path) {
             (b"GET", MODELS_PATH) => {
                 let list = llm_api::models(&text.engine, text.loaded_at);
-                return Err(Reply::text(
-                    200,
-                    serde_json::to_vec(&list).unwrap_or_default(),
-                    0,
-                    0,
-                ));
+                let body = serde_json::to_vec(&list).unwrap_or_default();
+                return Answer::Whole(Reply::text(200, body, 0, 0));
             }
             (b"POST", CHAT_COMPLETIONS_PATH) => Endpoint::Chat,
             (b"POST", COMPLETIONS_PATH) => Endpoint::Completion,
             _ => {
-                return Err(Reply::api_error(&ApiError::not_found(format!(
+                return Answer::Whole(Reply::api_error(&ApiError::not_found(format!(
                     "unknown route; the OpenAI API here is GET {MODELS_PATH}, POST {CHAT_COMPLETIONS_PATH} and POST {COMPLETIONS_PATH}"
                 ))))
             }
         };
         let mut id = [0u8; 12];
         if getrandom::fill(&mut id).is_err() {
-            return Err(Reply::api_error(&ApiError::server(
+            return Answer::Whole(Reply::api_error(&ApiError::server(
                 "the enclave's random number generator failed",
             )));
         }
-        let generation = llm_api::start(&text.engine, endpoint, body, &hex::encode(id), unix_now())
-            .map_err(|e| Reply::api_error(&e))?;
-        if generation.stream {
-            if streamable {
-                return Ok(generation);
+        let generation =
+            match llm_api::start(&text.engine, endpoint, body, &hex::encode(id), unix_now()) {
+                Ok(g) => g,
+                Err(e) => return Answer::Whole(Reply::api_error(&e)),
+            };
+        match (generation.stream, streamable) {
+            (true, true) => return Answer::Stream(Box::new(generation)),
+            (true, false) => {
+                return Answer::Whole(Reply::api_error(&ApiError::invalid(
+                    format!("stream: true needs a chunked OHTTP request ({}), whose answer is sealed and relayed chunk by chunk", kokon_wire::media_type::OHTTP_CHUNKED_REQUEST),
+                    Some("stream"),
+                )))
             }
-            return Err(Reply::api_error(&ApiError::invalid(
-                format!("stream: true needs a chunked OHTTP request ({}), whose answer is sealed and relayed chunk by chunk", kokon_wire::media_type::OHTTP_CHUNKED_REQUEST),
-                Some("stream"),
-            )));
+            (false, _) => {}
         }
         // The gateway runs on a blocking-allowed thread (the server's
         // block_in_place): wait for the engine there.
-        Err(
+        Answer::Whole(
             match tokio::runtime::Handle::current().block_on(generation.whole()) {
                 Ok((body, usage)) => {
                     Reply::text(200, body, usage.prompt_tokens, usage.completion_tokens)

@@ -510,6 +510,24 @@ pub async fn http_get_accepting(base: &str, path: &str, accept: &str) -> (u16, S
     )
 }
 
+/// What `read` gives once `done` holds of it, or after ten seconds
+/// (polled every 100 ms): for effects that land shortly after an answer.
+pub async fn poll_until<T, F, Fut>(read: F, done: impl Fn(&T) -> bool) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let mut value = read().await;
+    for _ in 0..100 {
+        if done(&value) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        value = read().await;
+    }
+    value
+}
+
 /// A plain HTTP GET on loopback that must be answered.
 pub async fn http_get(base: &str, path: &str) -> (u16, String) {
     try_http_get(base, path)

@@ -92,23 +92,6 @@ fn start_proxy(
     (proxy, base, lines)
 }
 
-/// The channel's books once what was charged is paid (or after 5 s).
-async fn until_paid<F, Fut>(status: F) -> (u128, u128, u64)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = (u128, u128, u64)>,
-{
-    let mut books = status().await;
-    for _ in 0..50 {
-        if books.0 > 0 && books.0 == books.1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        books = status().await;
-    }
-    books
-}
-
 /// Runs the Python client in `phase` against the proxy at `base`.
 fn python(stack: &Stack, base: &str, phase: &str) -> serde_json::Value {
     let out = Command::new(&stack.env.python)
@@ -158,7 +141,7 @@ async fn the_openai_python_package_talks_to_the_enclave_through_kokon_proxy() {
 
     // Every verified receipt was paid with a voucher the host holds.
     let status = || async { stack.client.channel_status(CHANNEL).await.unwrap() };
-    let (charged, paid, seqno) = until_paid(status).await;
+    let (charged, paid, seqno) = kokon_tests::poll_until(status, |b| b.0 > 0 && b.0 == b.1).await;
     assert!(charged > 0);
     assert_eq!(paid, charged, "the proxy paid what the host charged");
     // Chat, two streams and a legacy completion; the model list and the
@@ -187,7 +170,7 @@ async fn the_openai_python_package_talks_to_the_enclave_through_kokon_proxy() {
         line.is_ok_and(|l| l.contains("re-attested") && l.contains("evidence aged"))
     });
     assert!(aged, "the proxy re-attests aged evidence");
-    let (charged, paid, _) = until_paid(status).await;
+    let (charged, paid, _) = kokon_tests::poll_until(status, |b| b.0 > 0 && b.0 == b.1).await;
     assert_eq!(
         paid, charged,
         "the second proxy went on paying on the same channel"

@@ -34,23 +34,6 @@ fn options(ledger: Option<LedgerConfig>) -> Options {
 
 use kokon_tests::chat_request as chat;
 
-/// What `read` gives once `done` holds of it, or after ten seconds.
-async fn until<F, Fut>(read: F, done: impl Fn(u128) -> bool) -> u128
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = u128>,
-{
-    let mut value = read().await;
-    for _ in 0..100 {
-        if done(value) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        value = read().await;
-    }
-    value
-}
-
 /// Reads a chat stream to its end: the text and the number of chunks.
 async fn collect(stream: &mut ChatStream) -> (String, usize) {
     let (mut text, mut chunks) = (String::new(), 0);
@@ -203,7 +186,7 @@ async fn a_stream_reserves_its_most_and_is_settled_at_what_it_generated() {
     let generated = whole.output_units;
     assert!(generated > 20, "the story is long: {generated} tokens");
     // The host counts exactly what the receipt says.
-    let settled = until(charged, |c| c == whole.amount).await;
+    let settled = kokon_tests::poll_until(charged, |c| *c == whole.amount).await;
     assert_eq!(settled, whole.amount);
 
     // The same story cut off after three chunks: the host cancels it, and
@@ -217,7 +200,7 @@ async fn a_stream_reserves_its_most_and_is_settled_at_what_it_generated() {
         assert!(cut.next().await.unwrap().is_some());
     }
     drop(cut);
-    let after = until(charged, |c| c > settled).await;
+    let after = kokon_tests::poll_until(charged, |c| *c > settled).await;
     let cost = after - settled;
     let prompt_cost = u128::from(whole.units) * PROMPT_PRICE;
     assert!(cost >= prompt_cost + 2 * COMPLETION_PRICE, "{cost}");
