@@ -126,7 +126,7 @@ async fn demo_client(
         .with_channel(channel.params.channel_id, channel.client_key());
     print!("{}", report::text(&enclave, &policy.name));
     println!("  verified in {:.1?}", t.elapsed());
-    let magika = load_magika()?;
+    let magika = load_magika(&client, &enclave).await?;
     let mut inputs: Vec<(String, Prepared)> = vec![(SAMPLE_NAME.into(), magika.prepare(SAMPLE))];
     for f in files {
         let prepared = magika

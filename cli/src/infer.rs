@@ -38,7 +38,7 @@ pub async fn run(args: InferArgs) -> anyhow::Result<()> {
             enclave.evidence.claims.model_name
         );
     }
-    let magika = load_magika()?;
+    let magika = load_magika(&client, &enclave).await?;
     let prepared = magika
         .prepare_file(&file)
         .with_context(|| format!("reading {}", file.display()))?;
@@ -143,7 +143,13 @@ pub async fn classify(
     })
 }
 
-/// Magika's pre- and post-processing, from the installed package.
-pub fn load_magika() -> anyhow::Result<Magika> {
-    Magika::load(&local::env_path("KOKON_MAGIKA_DIR")?).map_err(anyhow::Error::msg)
+/// Magika's pre- and post-processing: as the attested enclave serves it
+/// with the model's metadata (measured into its serving configuration), or
+/// from the local `magika` package that `KOKON_MAGIKA_DIR` names, when set.
+pub async fn load_magika(client: &Client, enclave: &VerifiedEnclave) -> anyhow::Result<Magika> {
+    if let Some(dir) = std::env::var_os("KOKON_MAGIKA_DIR") {
+        return Magika::load(std::path::Path::new(&dir)).map_err(anyhow::Error::msg);
+    }
+    let metadata = client.model_metadata(enclave).await?;
+    Magika::from_metadata(&metadata).map_err(anyhow::Error::msg)
 }

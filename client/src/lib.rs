@@ -39,7 +39,7 @@ use kokon_policies::{Policy, Rejection};
 use kokon_seal::{KeyConfig, SealError, Suite};
 pub use kokon_wire::billing::CloseOffer;
 use kokon_wire::billing::{ChannelStatus, VoucherAccepted};
-use kokon_wire::kserve::{ErrorBody, InferRequest, InferResponse};
+use kokon_wire::kserve::{ErrorBody, InferRequest, InferResponse, ModelMetadata};
 use kokon_wire::openai::{
     ChatCompletion, ChatCompletionRequest, Completion, CompletionRequest, ErrorResponse, ModelList,
     CHAT_COMPLETIONS_PATH, COMPLETIONS_PATH, MODELS_PATH,
@@ -802,17 +802,40 @@ impl Client {
                 units,
             )
             .await?;
-        if opened.status != 200 {
-            let message = serde_json::from_slice::<ErrorBody>(&opened.body)
-                .map(|e| e.error)
-                .unwrap_or_default();
-            return Err(ClientError::Enclave {
-                status: opened.status,
-                message,
-            });
-        }
-        let response = serde_json::from_slice(&opened.body)
-            .map_err(|e| ClientError::Protocol(format!("inference response: {e}")))?;
-        Ok((response, opened.receipt))
+        Ok((
+            kserve_answer(&opened, "inference response")?,
+            opened.receipt,
+        ))
     }
+
+    /// The attested model's KServe metadata (`GET /v2/models/{name}`): its
+    /// tensors and the parameters a client needs to use it (Magika's
+    /// processing configuration), as the enclave measured them.
+    pub async fn model_metadata(
+        &self,
+        enclave: &VerifiedEnclave,
+    ) -> Result<ModelMetadata, ClientError> {
+        let model = &enclave.evidence.claims.model_name;
+        let opened = self
+            .request(enclave, "GET", &format!("/v2/models/{model}"), b"", 0)
+            .await?;
+        kserve_answer(&opened, "model metadata")
+    }
+}
+
+/// A KServe answer's body as `T`, or the enclave's KServe error.
+fn kserve_answer<T: serde::de::DeserializeOwned>(
+    opened: &Opened,
+    what: &str,
+) -> Result<T, ClientError> {
+    if opened.status != 200 {
+        let message = serde_json::from_slice::<ErrorBody>(&opened.body)
+            .map(|e| e.error)
+            .unwrap_or_default();
+        return Err(ClientError::Enclave {
+            status: opened.status,
+            message,
+        });
+    }
+    serde_json::from_slice(&opened.body).map_err(|e| ClientError::Protocol(format!("{what}: {e}")))
 }

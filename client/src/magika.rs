@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use kokon_wire::kserve::ModelMetadata;
 use serde::Deserialize;
 
 /// The model's input tensor name.
@@ -45,7 +46,7 @@ struct ContentTypeInfo {
 }
 
 /// Magika's model configuration and content-type knowledge base.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Magika {
     beg_size: usize,
     end_size: usize,
@@ -90,12 +91,45 @@ impl Magika {
             let p = package_dir.join(rel);
             std::fs::read(&p).map_err(|e| format!("reading {}: {e}", p.display()))
         };
-        let cfg: ModelConfigFile =
-            serde_json::from_slice(&read("models/standard_v3_3/config.min.json")?)
-                .map_err(|e| format!("magika model config: {e}"))?;
-        let kb: HashMap<String, ContentTypeInfo> =
-            serde_json::from_slice(&read("config/content_types_kb.min.json")?)
-                .map_err(|e| format!("magika content types: {e}"))?;
+        let cfg = serde_json::from_slice(&read("models/standard_v3_3/config.min.json")?)
+            .map_err(|e| format!("magika model config: {e}"))?;
+        let kb = serde_json::from_slice(&read("config/content_types_kb.min.json")?)
+            .map_err(|e| format!("magika content types: {e}"))?;
+        Self::from_files(cfg, kb)
+    }
+
+    /// Takes the configuration from a model's metadata, as the attested
+    /// enclave serves it (`parameters.magika`: `config` and
+    /// `content_types_kb`), so that a client needs no local `magika`.
+    pub fn from_metadata(metadata: &ModelMetadata) -> Result<Self, String> {
+        let magika = metadata
+            .parameters
+            .as_ref()
+            .and_then(|p| p.get("magika"))
+            .ok_or_else(|| {
+                format!(
+                    "the enclave's metadata for model {:?} has no Magika configuration (parameters.magika)",
+                    metadata.name
+                )
+            })?;
+        let part = |name: &str| {
+            magika
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("the enclave's Magika configuration has no {name:?}"))
+        };
+        let (cfg, kb) = (part("config")?, part("content_types_kb")?);
+        let cfg = serde_json::from_value(cfg)
+            .map_err(|e| format!("the enclave's Magika model config: {e}"))?;
+        let kb = serde_json::from_value(kb)
+            .map_err(|e| format!("the enclave's Magika content types: {e}"))?;
+        Self::from_files(cfg, kb)
+    }
+
+    fn from_files(
+        cfg: ModelConfigFile,
+        kb: HashMap<String, ContentTypeInfo>,
+    ) -> Result<Self, String> {
         if cfg.mid_size != 0
             || cfg.use_inputs_at_offsets
             || cfg.beg_size >= cfg.block_size
@@ -278,6 +312,48 @@ mod tests {
                 .into_iter()
                 .collect(),
         }
+    }
+
+    fn metadata(parameters: serde_json::Value) -> ModelMetadata {
+        ModelMetadata {
+            name: "magika".into(),
+            versions: vec![],
+            platform: String::new(),
+            inputs: vec![],
+            outputs: vec![],
+            parameters: parameters.as_object().cloned(),
+        }
+    }
+
+    #[test]
+    fn the_enclaves_configuration_is_read_from_the_metadata() {
+        let config = serde_json::json!({
+            "beg_size": 4, "mid_size": 0, "end_size": 4, "use_inputs_at_offsets": false,
+            "medium_confidence_threshold": 0.5, "min_file_size_for_dl": 3,
+            "padding_token": 256, "block_size": 16,
+            "target_labels_space": ["a", "b", "randomtxt"],
+            "thresholds": {"b": 0.9}, "overwrite_map": {"randomtxt": "txt"},
+        });
+        let kb = serde_json::json!({"a": {"is_text": false}, "b": {"is_text": true}});
+        let served =
+            metadata(serde_json::json!({"magika": {"config": config, "content_types_kb": kb}}));
+        assert_eq!(Magika::from_metadata(&served).unwrap(), toy());
+    }
+
+    #[test]
+    fn metadata_without_the_configuration_is_refused_saying_what_is_missing() {
+        let e = Magika::from_metadata(&metadata(serde_json::Value::Null)).unwrap_err();
+        assert!(
+            e.contains("no Magika configuration (parameters.magika)"),
+            "{e}"
+        );
+        let e = Magika::from_metadata(&metadata(serde_json::json!({"magika": {"config": {}}})))
+            .unwrap_err();
+        assert!(e.contains("no \"content_types_kb\""), "{e}");
+        let bad =
+            serde_json::json!({"magika": {"config": {"beg_size": "x"}, "content_types_kb": {}}});
+        let e = Magika::from_metadata(&metadata(bad)).unwrap_err();
+        assert!(e.contains("Magika model config"), "{e}");
     }
 
     #[test]

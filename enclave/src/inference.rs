@@ -133,6 +133,7 @@ pub struct Model {
     next: AtomicUsize,
     max_batch: usize,
     runtime: String,
+    parameters: crate::parameters::ModelParameters,
 }
 
 fn specs(outlets: &[ort::value::Outlet], what: &str) -> Result<Vec<Spec>, String> {
@@ -226,6 +227,8 @@ impl Model {
             next: AtomicUsize::new(0),
             max_batch,
             runtime,
+            parameters: crate::parameters::for_model(path)
+                .map_err(|e| model_err(format!("{e:#}")))?,
         })
     }
 
@@ -268,7 +271,13 @@ impl Model {
             platform: "onnxruntime_onnx".into(),
             inputs: self.inputs.iter().map(Spec::metadata).collect(),
             outputs: self.outputs.iter().map(Spec::metadata).collect(),
+            parameters: (!self.parameters.value.is_empty()).then(|| self.parameters.value.clone()),
         }
+    }
+
+    /// The files the client-side parameters were read from, as measured.
+    pub fn parameter_files(&self) -> &[crate::parameters::MeasuredFile] {
+        &self.parameters.files
     }
 
     /// Validates a request against the signature, runs it, and returns the

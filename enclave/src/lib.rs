@@ -17,6 +17,7 @@ pub mod evidence;
 pub mod gateway;
 pub mod inference;
 pub mod keys;
+pub mod parameters;
 pub mod server;
 pub mod sev_guest;
 pub mod tdx_guest;
@@ -182,6 +183,9 @@ pub struct ServingConfig<'a> {
     pub freshness_window_secs: i64,
     /// Price per unit in nanotons.
     pub price_nanoton_per_unit: u128,
+    /// The files the model's client-side parameters (served with its
+    /// metadata) were read from, with their SHA-256.
+    pub model_parameter_files: &'a [parameters::MeasuredFile],
     /// The text model's name, when one is served.
     pub text_model_name: Option<&'a str>,
     /// Most sequences decoded together.
@@ -247,6 +251,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         max_batch: args.max_batch,
         freshness_window_secs: gateway::FRESHNESS_WINDOW_SECS,
         price_nanoton_per_unit: args.price_nanoton_per_unit,
+        model_parameter_files: model.parameter_files(),
         text_model_name: text_name.as_deref(),
         llm_max_batch: args.llm_max_batch,
         price_nanoton_per_prompt_token: args.price_nanoton_per_prompt_token,

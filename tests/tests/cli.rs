@@ -17,7 +17,9 @@ fn kokon(stack: &Stack, args: &[&str]) -> Output {
         .current_dir(repo_root())
         .env("KOKON_DATA_DIR", stack.data.path())
         .env("KOKON_ENCLAVE_BIN", &stack.env.enclave_bin)
-        .env("KOKON_MAGIKA_DIR", &stack.env.magika_dir)
+        // A client needs no local Magika: the enclave serves its processing
+        // configuration with the model's metadata.
+        .env_remove("KOKON_MAGIKA_DIR")
         .output()
         .unwrap()
 }
@@ -176,6 +178,28 @@ async fn attest_verify_and_infer_from_the_command_line() {
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result["output"], "toml");
     assert_eq!(result["receipt"]["receipt"]["units"], 1);
+
+    // KOKON_MAGIKA_DIR still overrides: a wrong one is an error naming it.
+    let out = std::process::Command::new(&stack.env.kokon_bin)
+        .args([
+            "infer",
+            "--host",
+            &stack.base,
+            "--policy",
+            "policies/dev-sim.toml",
+        ])
+        .args(["--model", "magika", "--file", "Cargo.toml"])
+        .current_dir(repo_root())
+        .env("KOKON_DATA_DIR", stack.data.path())
+        .env("KOKON_MAGIKA_DIR", "/nonexistent/magika")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("/nonexistent/magika/models/standard_v3_3/config.min.json"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let out = kokon(
         &stack,

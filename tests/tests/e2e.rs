@@ -57,15 +57,16 @@ async fn one_private_inference_end_to_end() {
         .unwrap();
     assert_eq!(response.outputs[0].shape, vec![3, 214]);
     assert_eq!((receipt.receipt.units, receipt.receipt.sequence), (3, 2));
-    // Model metadata is served sealed too.
-    let meta = stack
-        .client
-        .request(&enclave, "GET", "/v2/models/magika", b"", 0)
-        .await
-        .unwrap();
-    let meta: serde_json::Value = serde_json::from_slice(&meta.body).unwrap();
-    assert_eq!(meta["inputs"][0]["name"], "bytes");
-    assert_eq!(meta["inputs"][0]["shape"], serde_json::json!([-1, 2048]));
+    // Model metadata is served sealed too, with Magika's processing
+    // configuration: a client needs no local package.
+    let meta = stack.client.model_metadata(&enclave).await.unwrap();
+    assert_eq!(meta.inputs[0].name, "bytes");
+    assert_eq!(meta.inputs[0].shape, vec![-1, 2048]);
+    assert_eq!(
+        kokon_client::magika::Magika::from_metadata(&meta).unwrap(),
+        stack.env.magika(),
+        "the served configuration is the package's"
+    );
     stack.shutdown().await;
 }
 

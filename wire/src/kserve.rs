@@ -39,6 +39,12 @@ pub struct ModelMetadata {
     pub inputs: Vec<TensorMetadata>,
     /// Outputs.
     pub outputs: Vec<TensorMetadata>,
+    /// What a client needs besides the tensors to use the model (for
+    /// Magika, `{"magika": {"config": ..., "content_types_kb": ...}}`: its
+    /// pre- and post-processing configuration), measured into the enclave's
+    /// serving configuration. Absent when the model needs none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// One input tensor of a request.
