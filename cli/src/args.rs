@@ -21,6 +21,25 @@ pub struct Cli {
     /// are always trusted).
     #[arg(long, global = true, value_name = "FILE")]
     pub ca: Option<PathBuf>,
+    /// How log lines (stderr) are written: `text` for people, `json` (one
+    /// object a line) for log collectors.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "KOKON_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line an event.
+    Text,
+    /// One JSON object an event (timestamp, level, target, fields).
+    Json,
 }
 
 /// The commands.
@@ -169,6 +188,10 @@ pub struct HostArgs {
     /// TLS-terminating proxy).
     #[arg(long, default_value = "127.0.0.1:8443")]
     pub listen: SocketAddr,
+    /// Serve `/metrics` on this address only (not beside the public
+    /// routes): for a scraper on a private network.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Also serve HTTPS on this address, with --tls-cert and --tls-key.
     #[arg(long, requires_all = ["tls_cert", "tls_key"])]
     pub tls_listen: Option<SocketAddr>,

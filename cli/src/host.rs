@@ -101,6 +101,7 @@ pub fn config(args: &HostArgs) -> anyhow::Result<HostConfig> {
             ..Limits::default()
         },
         ledger: args.channels.as_deref().map(ledger_config).transpose()?,
+        metrics_listen: args.metrics_listen,
         tls: match (args.tls_listen, &args.tls_cert, &args.tls_key) {
             (Some(listen), Some(cert), Some(key)) => Some(kokon_host::tls::TlsConfig {
                 listen,

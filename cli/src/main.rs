@@ -135,15 +135,18 @@ async fn main() -> ExitCode {
         Command::Proxy(_) => "info",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KOKON_LOG")
                 .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
                 .unwrap_or_else(|_| default_level.into()),
-        )
-        .init();
+        );
+    match cli.log_format {
+        args::LogFormat::Text => logs.init(),
+        args::LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     let json = matches!(
         &cli.command,
         Command::Attest { json: true, .. }

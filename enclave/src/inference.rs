@@ -134,6 +134,7 @@ pub struct Model {
     max_batch: usize,
     runtime: String,
     parameters: crate::parameters::ModelParameters,
+    metrics: Option<crate::metrics::ModelMetrics>,
 }
 
 fn specs(outlets: &[ort::value::Outlet], what: &str) -> Result<Vec<Spec>, String> {
@@ -229,7 +230,14 @@ impl Model {
             runtime,
             parameters: crate::parameters::for_model(path)
                 .map_err(|e| model_err(format!("{e:#}")))?,
+            metrics: None,
         })
+    }
+
+    /// Reports its runs (waits, batch sizes, timings) to `metrics`.
+    pub fn observed_by(mut self, metrics: crate::metrics::ModelMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The first idle session (so a lone client keeps one warm), else the next in turn.
@@ -341,10 +349,18 @@ impl Model {
                 })
                 .collect::<Result<_, _>>()?,
         };
+        let waiting = self.metrics.as_ref().map(|m| m.waiting());
         let mut session = self.session()?;
+        if let Some(waiting) = waiting {
+            waiting.done();
+        }
+        let started = std::time::Instant::now();
         let results = session
             .run(values)
             .map_err(|e| InferError::Run(e.to_string()))?;
+        if let Some(m) = &self.metrics {
+            m.run(batch.unwrap_or(1), started.elapsed());
+        }
         let mut outputs = Vec::with_capacity(wanted.len());
         for spec in wanted {
             let value = results
@@ -365,12 +381,14 @@ impl Model {
 }
 
 /// Loads a text model directory (`scripts/llm/gguf_to_onnx.py`) and starts
-/// its generation engine on `device`, decoding up to `max_batch` sequences together.
+/// its generation engine on `device`, decoding up to `max_batch` sequences
+/// together and reporting its work to `metrics`.
 pub fn load_text_model(
     env: &Environment,
     dir: &Path,
     device: Device,
     max_batch: usize,
+    metrics: &std::sync::Arc<crate::metrics::Metrics>,
 ) -> Result<kokon_llm::Engine, InferError> {
     let model_err = |reason: String| InferError::Model {
         path: dir.display().to_string(),
@@ -393,6 +411,7 @@ pub fn load_text_model(
         Device::Cpu => builder,
         Device::Cuda => with_cuda(builder).map_err(model_err)?,
     };
+    let observer = std::sync::Arc::new(metrics.model(&model.config.name));
     kokon_llm::Engine::start(
         std::sync::Arc::new(model),
         builder,
@@ -400,6 +419,7 @@ pub fn load_text_model(
             max_batch,
             ..Default::default()
         },
+        observer,
     )
     .map_err(|e| model_err(e.to_string()))
 }

@@ -17,6 +17,7 @@ pub mod evidence;
 pub mod gateway;
 pub mod inference;
 pub mod keys;
+pub mod metrics;
 pub mod parameters;
 pub mod server;
 pub mod sev_guest;
@@ -225,6 +226,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut backend = evidence::Backend::start(args.tee, &paths, &args.data_dir, mr_td, now)?;
     tracing::info!(backend = backend.name(), requested = ?args.tee, "evidence backend started");
     let env = inference::load_runtime(&args.ort_lib)?;
+    let metrics = metrics::Metrics::new();
     let model = inference::Model::load(
         &env,
         &args.model,
@@ -232,13 +234,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.device,
         args.sessions,
         args.max_batch,
-    )?;
+    )?
+    .observed_by(metrics.model(&args.model_name));
     let text = match &args.llm {
         Some(dir) => Some(inference::load_text_model(
             &env,
             dir,
             args.device,
             args.llm_max_batch,
+            &metrics,
         )?),
         None => None,
     };
@@ -289,6 +293,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         gateway: gateway::Gateway::new(keys, model, price, text, fault_delay),
         backend,
         config_digest,
+        metrics,
     });
     if let Some(addr) = args.ratls_listen {
         let enclave = enclave.clone();

@@ -30,6 +30,8 @@ pub struct Enclave {
     pub backend: Backend,
     /// SHA-256 of the serving configuration.
     pub config_digest: [u8; 32],
+    /// Inference metrics, for the host's `/metrics`.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 impl Enclave {
@@ -120,6 +122,7 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(enclave: Arc<Enclav
             // (seconds, at worst): off the async workers' hands.
             Request::Attest { nonce } => tokio::task::block_in_place(|| enclave.attest(nonce)),
             Request::Health => enclave.health(),
+            Request::Metrics => Response::Metrics(enclave.metrics.render()),
             // Inference blocks for milliseconds: run it in place (the runtime
             // moves this worker's other tasks away) rather than hopping to the
             // blocking pool and back, which costs two thread wake-ups.

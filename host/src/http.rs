@@ -64,6 +64,20 @@ pub const HEALTH_CACHE: Duration = Duration::from_secs(1);
 /// The last health ping: when, to which enclave process, and its verdict.
 type Ping = (Instant, u32, Result<(), String>);
 
+/// How long `/metrics` waits for the enclave's metrics.
+pub const ENCLAVE_METRICS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Which routes a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routes {
+    /// Every route, `/metrics` included.
+    All,
+    /// Every route but `/metrics` (served on a listener of its own).
+    Public,
+    /// `/metrics` only.
+    Metrics,
+}
+
 /// What every handler needs.
 pub struct Front {
     relay: relay::Relay,
@@ -78,6 +92,7 @@ pub struct Front {
     collateral: Option<crate::collateral::CollateralService>,
     ledger: Option<Arc<Ledger>>,
     health: tokio::sync::Mutex<Option<Ping>>,
+    routes: Routes,
 }
 
 /// A response body: whole, or fed chunk by chunk ([`ChannelBody`]).
@@ -246,6 +261,7 @@ impl Front {
         limits: Limits,
         collateral: Option<crate::collateral::CollateralService>,
         ledger: Option<Ledger>,
+        routes: Routes,
     ) -> Self {
         Self {
             relay,
@@ -258,22 +274,30 @@ impl Front {
             collateral,
             ledger: ledger.map(Arc::new),
             health: tokio::sync::Mutex::new(None),
+            routes,
         }
     }
 
-    /// Serves one request.
+    /// The routes its main listeners serve.
+    pub fn routes(&self) -> Routes {
+        self.routes
+    }
+
+    /// Serves one request, on a listener that serves `routes`.
     pub async fn handle(
         self: Arc<Self>,
         req: hyper::Request<Incoming>,
+        routes: Routes,
     ) -> Result<Response<Body>, Infallible> {
-        let route = match (req.method(), req.uri().path()) {
-            (&Method::GET, "/v1/attestation") => "/v1/attestation",
-            (&Method::POST, "/v1/ohttp") => "/v1/ohttp",
-            (&Method::POST, "/v1/voucher") => "/v1/voucher",
-            (&Method::GET, "/v1/channel") => "/v1/channel",
-            (&Method::POST, "/v1/channel/close") => "/v1/channel/close",
-            (&Method::GET, "/healthz") => "/healthz",
-            (&Method::GET, "/metrics") => "/metrics",
+        let route = match (req.method(), req.uri().path(), routes) {
+            (&Method::GET, "/metrics", Routes::All | Routes::Metrics) => "/metrics",
+            (_, _, Routes::Metrics) => "other",
+            (&Method::GET, "/v1/attestation", _) => "/v1/attestation",
+            (&Method::POST, "/v1/ohttp", _) => "/v1/ohttp",
+            (&Method::POST, "/v1/voucher", _) => "/v1/voucher",
+            (&Method::GET, "/v1/channel", _) => "/v1/channel",
+            (&Method::POST, "/v1/channel/close", _) => "/v1/channel/close",
+            (&Method::GET, "/healthz", _) => "/healthz",
             _ => "other",
         };
         let mut guard = RequestGuard::new(self.metrics.clone(), route);
@@ -287,14 +311,21 @@ impl Front {
                     .get(header::ACCEPT)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
-                let (text, media_type) = self.metrics.render_for(accept);
+                let enclave = self.enclave_metrics().await;
+                let (text, media_type) = self.metrics.render_for(accept, enclave.as_deref());
                 respond(StatusCode::OK, media_type, text.into_bytes())
             }
             "/v1/attestation" => self.attestation(req).await,
             "/v1/ohttp" => self.ohttp(req, &mut guard).await,
             _ => json_error(
                 StatusCode::NOT_FOUND,
-                "no such route; see /v1/attestation, /v1/ohttp, /healthz, /metrics",
+                match routes {
+                    Routes::All => {
+                        "no such route; see /v1/attestation, /v1/ohttp, /healthz, /metrics"
+                    }
+                    Routes::Public => "no such route; see /v1/attestation, /v1/ohttp, /healthz",
+                    Routes::Metrics => "no such route; this listener serves GET /metrics only",
+                },
             ),
         };
         let bytes_out = hyper::body::Body::size_hint(response.body())
@@ -302,6 +333,29 @@ impl Front {
             .unwrap_or(0);
         guard.answered = Some((response.status().as_u16(), bytes_out));
         Ok(response)
+    }
+
+    /// The enclave's inference metrics (OpenMetrics text), when it is up
+    /// and answers in time; a scrape without them still shows the host's.
+    async fn enclave_metrics(&self) -> Option<String> {
+        if !self.state.up.load(Ordering::Relaxed) {
+            return None;
+        }
+        match self
+            .relay
+            .call(&Frame::Metrics, ENCLAVE_METRICS_TIMEOUT)
+            .await
+        {
+            Ok(Reply::Metrics(text)) => Some(text),
+            Ok(_) => {
+                tracing::debug!("the enclave answered a metrics scrape with the wrong frame");
+                None
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "the enclave's metrics are unavailable");
+                None
+            }
+        }
     }
 
     /// Pings the enclave (at most once a second per enclave process) and

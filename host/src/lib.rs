@@ -35,6 +35,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use http::Routes;
 pub use state::EnclaveState;
 pub use supervisor::EnclaveCommand;
 
@@ -98,6 +99,9 @@ pub struct HostConfig {
     /// Also serve TLS (none: plain HTTP only, for loopback or behind a
     /// TLS-terminating proxy).
     pub tls: Option<tls::TlsConfig>,
+    /// Serve `/metrics` on this address only, not beside the public routes
+    /// (none: `/metrics` is one of the public routes).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// A running host.
@@ -106,11 +110,14 @@ pub struct RunningHost {
     pub addr: SocketAddr,
     /// The address it serves TLS on, if it does.
     pub tls_addr: Option<SocketAddr>,
+    /// The address it serves `/metrics` on apart, if it does.
+    pub metrics_addr: Option<SocketAddr>,
     /// Live enclave state.
     pub state: Arc<EnclaveState>,
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
     tls_server: Option<JoinHandle<()>>,
+    metrics_server: Option<JoinHandle<()>>,
     supervisor: JoinHandle<()>,
 }
 
@@ -136,8 +143,8 @@ impl RunningHost {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.server.await;
-        if let Some(tls) = self.tls_server {
-            let _ = tls.await;
+        for server in [self.tls_server, self.metrics_server].into_iter().flatten() {
+            let _ = server.await;
         }
         let _ = self.supervisor.await;
     }
@@ -191,6 +198,18 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
         metrics.clone(),
         stop_rx.clone(),
     ));
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening for metrics on {addr}"))?,
+        ),
+        None => None,
+    };
+    let metrics_addr = match &metrics_listener {
+        Some(listener) => Some(listener.local_addr()?),
+        None => None,
+    };
     let front = Arc::new(http::Front::new(
         relay::Relay::new(config.enclave.socket.clone(), state.clone()),
         state.clone(),
@@ -205,6 +224,11 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
             .as_ref()
             .map(ledger::Ledger::open)
             .transpose()?,
+        if metrics_addr.is_some() {
+            Routes::Public
+        } else {
+            Routes::All
+        },
     ));
     let tls = match &config.tls {
         Some(t) => {
@@ -226,19 +250,46 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
         tokio::spawn(serve(
             listener,
             Some(files),
-            front.clone(),
+            Served {
+                front: front.clone(),
+                routes: front.routes(),
+            },
             connections.clone(),
             stop_rx.clone(),
         ))
     });
-    let server = tokio::spawn(serve(listener, None, front, connections, stop_rx));
+    let metrics_server = metrics_listener.map(|listener| {
+        tokio::spawn(serve(
+            listener,
+            None,
+            Served {
+                front: front.clone(),
+                routes: Routes::Metrics,
+            },
+            connections.clone(),
+            stop_rx.clone(),
+        ))
+    });
+    let routes = front.routes();
+    let server = tokio::spawn(serve(
+        listener,
+        None,
+        Served { front, routes },
+        connections,
+        stop_rx,
+    ));
     tracing::info!(%addr, "host listening");
     if let Some(tls_addr) = tls_addr {
         tracing::info!(%tls_addr, "host listening for TLS");
     }
+    if let Some(metrics_addr) = metrics_addr {
+        tracing::info!(%metrics_addr, "host serving /metrics");
+    }
     Ok(RunningHost {
         addr,
         tls_addr,
+        metrics_addr,
+        metrics_server,
         tls_server,
         state,
         stop,
@@ -300,10 +351,17 @@ fn open_connection(
 /// handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// An HTTP/1 connection on `io` served by `front`, its head bounded in time.
+/// The front and the routes one listener serves of it.
+#[derive(Clone)]
+struct Served {
+    front: Arc<http::Front>,
+    routes: Routes,
+}
+
+/// An HTTP/1 connection on `io` served by `served`, its head bounded in time.
 fn http_connection<I>(
     io: I,
-    front: Arc<http::Front>,
+    served: Served,
 ) -> impl hyper_util::server::graceful::GracefulConnection
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -313,7 +371,7 @@ where
         .header_read_timeout(HANDSHAKE_TIMEOUT)
         .serve_connection(
             TokioIo::new(io),
-            service_fn(move |req| front.clone().handle(req)),
+            service_fn(move |req| served.front.clone().handle(req, served.routes)),
         )
 }
 
@@ -324,7 +382,7 @@ const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(5), Duration
 async fn serve(
     listener: TcpListener,
     tls: Option<Arc<tls::TlsFiles>>,
-    front: Arc<http::Front>,
+    served: Served,
     connections: Arc<Mutex<Connections>>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -342,7 +400,7 @@ async fn serve(
                         // Spinning on EMFILE would starve every connection
                         // already open: wait, then try again.
                         tracing::warn!(error = %e, delay_ms = backoff.as_millis() as u64, "accept failed");
-                        front.metrics.accept_errors.inc();
+                        served.front.metrics.accept_errors.inc();
                         tokio::select! {
                             _ = tokio::time::sleep(backoff) => {}
                             _ = stop.changed() => break,
@@ -351,16 +409,16 @@ async fn serve(
                         continue;
                     }
                 };
-                let Some(slot) = open_connection(&connections, peer.ip(), &front.limits) else {
-                    front.metrics.connections_refused.inc();
+                let Some(slot) = open_connection(&connections, peer.ip(), &served.front.limits) else {
+                    served.front.metrics.connections_refused.inc();
                     tracing::debug!(peer = %peer.ip(), "connection limit reached; closing");
                     drop(stream);
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let front = front.clone();
+                let served = served.clone();
                 let Some(tls) = &tls else {
-                    let conn = graceful.watch(http_connection(stream, front));
+                    let conn = graceful.watch(http_connection(stream, served));
                     tokio::spawn(async move {
                         let _ = conn.await;
                         drop(slot);
@@ -380,7 +438,7 @@ async fn serve(
                     .await;
                     match accepted {
                         Ok(Ok(stream)) => {
-                            let _ = watcher.watch(http_connection(stream, front)).await;
+                            let _ = watcher.watch(http_connection(stream, served)).await;
                         }
                         Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),

@@ -211,14 +211,19 @@ impl Metrics {
         }
     }
 
-    /// The OpenMetrics text format.
-    pub fn render(&self) -> String {
+    /// The OpenMetrics text format, with the enclave's metrics (its own
+    /// OpenMetrics exposition, [`kokon_wire::Response::Metrics`]) when given.
+    pub fn render(&self, enclave: Option<&str>) -> String {
         self.process.refresh();
         let mut out = String::new();
         let _ = encode(&mut out, &self.process_registry);
-        // One exposition: the first registry's end marker goes.
-        if let Some(body) = out.strip_suffix("# EOF\n") {
-            out.truncate(body.len());
+        // One exposition: every part's end marker goes but the last.
+        strip_eof(&mut out);
+        if let Some(enclave) = enclave.filter(|e| e.len() <= MAX_ENCLAVE_METRICS) {
+            for line in enclave.lines().filter(|l| *l != "# EOF") {
+                out.push_str(line);
+                out.push('\n');
+            }
         }
         let _ = encode(&mut out, &self.registry);
         out
@@ -226,13 +231,22 @@ impl Metrics {
 
     /// The exposition for a scrape with this `Accept` header, and its media
     /// type: OpenMetrics when asked for, else the Prometheus text format.
-    pub fn render_for(&self, accept: &str) -> (String, &'static str) {
-        let text = self.render();
+    pub fn render_for(&self, accept: &str, enclave: Option<&str>) -> (String, &'static str) {
+        let text = self.render(enclave);
         if accept.contains("application/openmetrics-text") {
             (text, OPENMETRICS)
         } else {
             (prometheus_text(&text), PROMETHEUS_TEXT)
         }
+    }
+}
+
+/// Largest enclave exposition included in a scrape.
+pub const MAX_ENCLAVE_METRICS: usize = 1 << 20;
+
+fn strip_eof(out: &mut String) {
+    if let Some(body) = out.strip_suffix("# EOF\n") {
+        out.truncate(body.len());
     }
 }
 
@@ -280,7 +294,7 @@ mod tests {
     fn the_prometheus_format_names_counters_by_their_samples() {
         let m = Metrics::new();
         m.bytes_to_enclave.inc_by(3);
-        let (text, media_type) = m.render_for("text/plain");
+        let (text, media_type) = m.render_for("text/plain", None);
         assert_eq!(media_type, PROMETHEUS_TEXT);
         assert!(
             text.contains("# TYPE kokon_host_relayed_to_enclave_bytes_total counter"),
@@ -291,9 +305,32 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("# EOF"), "{text}");
-        let (text, media_type) = m.render_for("application/openmetrics-text;version=1.0.0");
+        let (text, media_type) = m.render_for("application/openmetrics-text;version=1.0.0", None);
         assert_eq!(media_type, OPENMETRICS);
         assert_eq!(text.matches("# EOF").count(), 1, "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn the_enclaves_metrics_join_the_scrape_as_one_exposition() {
+        let m = Metrics::new();
+        let enclave = "# HELP kokon_enclave_processed_tokens Tokens.\n# TYPE kokon_enclave_processed_tokens counter\nkokon_enclave_processed_tokens_total{model=\"m\",call=\"decode\"} 7\n# EOF\n";
+        let (text, _) = m.render_for("application/openmetrics-text", Some(enclave));
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(
+            text.contains("kokon_enclave_processed_tokens_total{model=\"m\",call=\"decode\"} 7")
+        );
+        let (text, _) = m.render_for("text/plain", Some(enclave));
+        assert!(
+            text.contains("# TYPE kokon_enclave_processed_tokens_total counter"),
+            "{text}"
+        );
+        let huge = "x".repeat(MAX_ENCLAVE_METRICS + 1);
+        let (text, _) = m.render_for("text/plain", Some(&huge));
+        assert!(
+            !text.contains("xxxx"),
+            "an oversized exposition is left out"
+        );
     }
 }

@@ -21,6 +21,7 @@
 use std::collections::VecDeque;
 use std::sync::mpsc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ort::session::builder::SessionBuilder;
 use ort::session::{Session, SessionInputValue};
@@ -48,6 +49,34 @@ impl Default for EngineOptions {
             prefill_chunk: 128,
         }
     }
+}
+
+/// What the engine reports of its work, for metrics: sizes and timings
+/// only, never a token. Called on the engine's thread: keep it cheap.
+pub trait Observer: Send + Sync {
+    /// One decoder call: `rows` sequences (a prefill chunk has one) of
+    /// `tokens` new tokens in all, which took `elapsed`.
+    fn model_call(&self, kind: CallKind, rows: usize, tokens: usize, elapsed: Duration);
+    /// A request left the queue for its prefill after waiting `waited`.
+    fn dequeued(&self, waited: Duration);
+    /// Requests waiting for a place in the batch now.
+    fn queue_depth(&self, depth: usize);
+}
+
+/// Which of the engine's calls an [`Observer`] is told of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+    /// A chunk of one request's prompt.
+    Prefill,
+    /// One token for every sequence in the running batch.
+    Decode,
+}
+
+/// Reports nothing.
+impl Observer for () {
+    fn model_call(&self, _: CallKind, _: usize, _: usize, _: Duration) {}
+    fn dequeued(&self, _: Duration) {}
+    fn queue_depth(&self, _: usize) {}
 }
 
 /// One generation.
@@ -128,11 +157,13 @@ pub struct Engine {
 
 impl Engine {
     /// Loads the model's decoder with `builder` (which sets the execution
-    /// provider) and starts the engine's thread.
+    /// provider) and starts the engine's thread, which reports its work to
+    /// `observer`.
     pub fn start(
         model: Arc<TextModel>,
         builder: SessionBuilder,
         options: EngineOptions,
+        observer: Arc<dyn Observer>,
     ) -> Result<Self, LlmError> {
         let path = model.onnx_path();
         let error = |reason: String| LlmError::Model {
@@ -155,6 +186,7 @@ impl Engine {
             batch: Batch::default(),
             queue: VecDeque::new(),
             prefill: None,
+            observer,
         };
         std::thread::Builder::new()
             .name("kokon-llm".into())
@@ -259,6 +291,7 @@ struct Sequence {
     detokenizer: Detokenizer,
     stops: StopMatcher,
     events: UnboundedSender<Event>,
+    queued_at: Instant,
 }
 
 impl Sequence {
@@ -273,6 +306,7 @@ impl Sequence {
             detokenizer: Detokenizer::default(),
             stops: StopMatcher::new(&job.request.stop),
             events: job.events,
+            queued_at: Instant::now(),
         }
     }
 
@@ -343,10 +377,12 @@ struct Scheduler {
     batch: Batch,
     queue: VecDeque<Sequence>,
     prefill: Option<Prefill>,
+    observer: Arc<dyn Observer>,
 }
 
 /// The inputs of one decoder call.
 struct Call {
+    kind: CallKind,
     ids: Vec<i64>,
     positions: Vec<i64>,
     mask: Vec<i64>,
@@ -370,6 +406,7 @@ impl Scheduler {
             self.queue.retain(|s| !s.cancelled());
             if self.prefill.is_none() && self.batch.rows.len() < self.options.max_batch {
                 if let Some(sequence) = self.queue.pop_front() {
+                    self.observer.dequeued(sequence.queued_at.elapsed());
                     match self.empty_cache() {
                         Ok(cache) => self.prefill = Some(Prefill { sequence, cache }),
                         Err(e) => {
@@ -378,6 +415,7 @@ impl Scheduler {
                     }
                 }
             }
+            self.observer.queue_depth(self.queue.len());
             if let Some(prefill) = self.prefill.take() {
                 self.prefill = self.prefill_chunk(prefill);
             }
@@ -430,7 +468,11 @@ impl Scheduler {
         for (i, value) in cache.into_iter().enumerate() {
             inputs.push((key_name(i / 2, i % 2 == 1), value.into()));
         }
+        let (kind, rows, tokens) = (call.kind, call.rows, call.rows * call.seq);
+        let started = Instant::now();
         let mut outputs = self.session.run(inputs).map_err(err)?;
+        self.observer
+            .model_call(kind, rows, tokens, started.elapsed());
         let logits = outputs
             .get("logits")
             .ok_or("the decoder returned no logits")?
@@ -479,6 +521,7 @@ impl Scheduler {
             .unwrap_or_default()
             .to_vec();
         let call = Call {
+            kind: CallKind::Prefill,
             seq: ids.len(),
             ids,
             positions: (start as i64..end as i64).collect(),
@@ -553,6 +596,7 @@ impl Scheduler {
             mask.extend(std::iter::repeat_n(1, row.cached + 1));
         }
         let call = Call {
+            kind: CallKind::Decode,
             ids: self.batch.rows.iter().map(|r| r.next).collect(),
             positions: self.batch.rows.iter().map(|r| r.cached as i64).collect(),
             mask,

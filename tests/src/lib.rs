@@ -232,6 +232,8 @@ pub struct Options {
     pub ledger: Option<kokon_host::ledger::LedgerConfig>,
     /// TLS the host also serves (none: plain HTTP only).
     pub tls: Option<kokon_host::tls::TlsConfig>,
+    /// Serve `/metrics` apart, on this address.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// A host and its enclave on loopback, with a client.
@@ -287,6 +289,7 @@ impl Stack {
             collateral: None,
             ledger: options.ledger.clone(),
             tls: options.tls.clone(),
+            metrics_listen: options.metrics_listen,
         };
         let host = kokon_host::start(config)
             .await

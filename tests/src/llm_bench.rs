@@ -224,6 +224,7 @@ pub async fn run(
         &env.llm_dir,
         kokon_enclave::inference::Device::Cpu,
         PROMPTS.len(),
+        &kokon_enclave::metrics::Metrics::new(),
     )?);
     let mut enclave_args = vec![
         "--llm".to_string(),

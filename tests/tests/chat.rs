@@ -58,8 +58,36 @@ async fn a_private_chat_completion_with_a_per_token_receipt() {
         ..CompletionRequest::new("smollm2-135m-instruct", "The capital of France is")
     };
     let (completion, receipt) = stack.client.completion(&enclave, &request).await.unwrap();
-    assert_eq!(completion.usage.unwrap().completion_tokens, 5);
+    let usage = completion.usage.unwrap();
+    assert_eq!(usage.completion_tokens, 5);
     assert_eq!(receipt.receipt.output_units, 5);
+    // The enclave's engine reports its work to the host's /metrics: every
+    // prompt token prefilled, decode steps and their batch sizes.
+    let (_, metrics) = kokon_tests::http_get(&stack.base, "/metrics").await;
+    let sample = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from\n{metrics}"))
+    };
+    let model = "model=\"smollm2-135m-instruct\"";
+    assert_eq!(
+        sample(&format!(
+            "kokon_enclave_processed_tokens_total{{{model},call=\"prefill\"}}"
+        )),
+        (answer.usage.prompt_tokens + usage.prompt_tokens) as f64
+    );
+    assert!(
+        sample(&format!(
+            "kokon_enclave_batch_size_count{{{model},call=\"decode\"}}"
+        )) >= 4.0
+    );
+    assert_eq!(
+        sample(&format!(
+            "kokon_enclave_queue_wait_seconds_count{{{model}}}"
+        )),
+        2.0
+    );
     let models = stack.client.models(&enclave).await.unwrap();
     assert_eq!(models.data[0].id, "smollm2-135m-instruct");
     // The classifier keeps working beside it.

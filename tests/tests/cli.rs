@@ -413,13 +413,13 @@ async fn kokon_finds_its_set_up_without_the_environment() {
     let tag = kokon_tests::test_tag();
     let mut command = tokio::process::Command::new(&env.kokon_bin);
     command
-        .args(["host", "--listen", "127.0.0.1:0"])
+        .args(["host", "--listen", "127.0.0.1:0", "--log-format", "json"])
         // Run from elsewhere: the set-up is found from the executable.
         .current_dir(data.path())
         .env("KOKON_DATA_DIR", data.path())
         .env(kokon_tests::TEST_TAG_ENV, &tag)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
     for var in [
         "KOKON_ORT_LIB",
@@ -444,6 +444,28 @@ async fn kokon_finds_its_set_up_without_the_environment() {
     .unwrap_or(false);
     host.kill().await.unwrap();
     assert!(listening, "the host did not start from its set-up file");
+    // --log-format json: every log line is one JSON object, the enclave's
+    // forwarded lines and the host's "listening" event among them.
+    let mut log = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut host.stderr.take().unwrap(), &mut log)
+        .await
+        .unwrap();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .all(|e| e["level"].is_string() && e["timestamp"].is_string()),
+        "{log}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["message"] == "host listening" && e["addr"].is_string()),
+        "{log}"
+    );
     kokon_tests::assert_no_leftovers(&tag);
 }
 

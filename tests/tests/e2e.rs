@@ -441,7 +441,24 @@ async fn health_and_metrics_report_the_enclave() {
             families["process_resident_memory_bytes"], "gauge",
             "{families}"
         );
+        // The enclave's inference metrics, scraped over the frame link.
+        for (family, kind) in [
+            ("kokon_enclave_model_call_duration_seconds", "histogram"),
+            ("kokon_enclave_batch_size", "histogram"),
+            ("kokon_enclave_queue_wait_seconds", "histogram"),
+            ("kokon_enclave_queue_depth", "gauge"),
+        ] {
+            assert_eq!(families[family], kind, "{family}: {families}");
+        }
     }
+    assert!(
+        metrics.contains("kokon_enclave_batch_size_count{model=\"magika\",call=\"run\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kokon_enclave_batch_size_sum{model=\"magika\",call=\"run\"} 1.0"),
+        "{metrics}"
+    );
     let (_, _, text) = kokon_tests::http_get_accepting(&stack.base, "/metrics", "*/*").await;
     assert!(text.contains("kokon_host_build{version=\""), "{text}");
     let rss: f64 = text
@@ -455,6 +472,33 @@ async fn health_and_metrics_report_the_enclave() {
     assert!(rss > 1e6, "{rss}");
     let (status, _) = kokon_tests::http_get(&stack.base, "/nope").await;
     assert_eq!(status, 404);
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_can_be_served_on_a_listener_of_their_own() {
+    let stack = Stack::start(Options {
+        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..Options::default()
+    })
+    .await;
+    let metrics_base = format!("http://{}", stack.host.metrics_addr.unwrap());
+    let (status, body) = kokon_tests::http_get(&stack.base, "/metrics").await;
+    assert_eq!(status, 404, "not on the public listener: {body}");
+    assert!(!body.contains("/metrics"), "{body}");
+    let (status, metrics) = kokon_tests::http_get(&metrics_base, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("kokon_host_enclave_up 1"), "{metrics}");
+    assert!(
+        metrics.contains("kokon_enclave_queue_depth{model=\"magika\"} 0"),
+        "the enclave's metrics are there before any request: {metrics}"
+    );
+    for route in ["/healthz", "/v1/attestation"] {
+        let (status, body) = kokon_tests::http_get(&metrics_base, route).await;
+        assert_eq!(status, 404, "{route} on the metrics listener: {body}");
+    }
+    let (status, _) = kokon_tests::http_get(&stack.base, "/healthz").await;
+    assert_eq!(status, 200);
     stack.shutdown().await;
 }
 

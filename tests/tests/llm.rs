@@ -45,6 +45,7 @@ fn engine() -> &'static Engine {
                 max_batch: 8,
                 prefill_chunk: 16,
             },
+            Arc::new(()),
         )
         .unwrap()
     })

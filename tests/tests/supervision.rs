@@ -77,6 +77,7 @@ fn library_config(env: &Env, data: &Path, data_dir: &Path, tag: &str, args: &[&s
         collateral: None,
         ledger: None,
         tls: None,
+        metrics_listen: None,
     }
 }
 

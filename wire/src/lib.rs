@@ -132,6 +132,8 @@ pub enum Request {
     Proceed,
     /// Stop the stream under way (the client went away).
     Cancel,
+    /// Report the enclave's inference metrics ([`Response::Metrics`]).
+    Metrics,
 }
 
 /// What the enclave answers.
@@ -170,6 +172,9 @@ pub enum Response {
         /// The signed receipt.
         receipt: Vec<u8>,
     },
+    /// The enclave's inference metrics: OpenMetrics text (sizes and
+    /// timings of its own work only).
+    Metrics(String),
     /// The request was refused; the message is safe to show the host.
     Rejected(String),
     /// The enclave failed; the message is safe to show the host.
@@ -203,6 +208,7 @@ const REQ_HEALTH: u8 = 3;
 const REQ_OHTTP_STREAM: u8 = 4;
 const REQ_PROCEED: u8 = 5;
 const REQ_CANCEL: u8 = 6;
+const REQ_METRICS: u8 = 7;
 const RESP_BUNDLE: u8 = 0x81;
 const RESP_OHTTP: u8 = 0x82;
 const RESP_HEALTH: u8 = 0x83;
@@ -210,6 +216,7 @@ const RESP_BILLED: u8 = 0x84;
 const RESP_STREAM_START: u8 = 0x85;
 const RESP_STREAM_CHUNK: u8 = 0x86;
 const RESP_STREAM_END: u8 = 0x87;
+const RESP_METRICS: u8 = 0x88;
 const RESP_REJECTED: u8 = 0xe0;
 const RESP_FAILED: u8 = 0xe1;
 
@@ -296,6 +303,7 @@ impl Request {
             Request::Health => encode_frame(REQ_HEALTH, &[]),
             Request::Proceed => encode_frame(REQ_PROCEED, &[]),
             Request::Cancel => encode_frame(REQ_CANCEL, &[]),
+            Request::Metrics => encode_frame(REQ_METRICS, &[]),
         }
     }
 
@@ -337,6 +345,7 @@ impl Request {
             REQ_HEALTH => Ok(Request::Health),
             REQ_PROCEED => Ok(Request::Proceed),
             REQ_CANCEL => Ok(Request::Cancel),
+            REQ_METRICS => Ok(Request::Metrics),
             kind => Err(WireError::UnknownKind(kind)),
         }
     }
@@ -374,6 +383,7 @@ impl Response {
                     u32::try_from(sealed.len()).map_err(|_| WireError::Malformed("stream end"))?;
                 encode_frame(RESP_STREAM_END, &[&len.to_be_bytes(), sealed, receipt])
             }
+            Response::Metrics(m) => encode_frame(RESP_METRICS, &[m.as_bytes()]),
             Response::Rejected(m) => encode_frame(RESP_REJECTED, &[m.as_bytes()]),
             Response::Failed(m) => encode_frame(RESP_FAILED, &[m.as_bytes()]),
         }
@@ -412,6 +422,7 @@ impl Response {
                 let (sealed, receipt) = sealed_and_receipt(&b, "stream end")?;
                 Ok(Response::StreamEnd { sealed, receipt })
             }
+            RESP_METRICS => Ok(Response::Metrics(text(b, "metrics")?)),
             RESP_REJECTED => Ok(Response::Rejected(text(b, "rejected")?)),
             RESP_FAILED => Ok(Response::Failed(text(b, "failed")?)),
             kind => Err(WireError::UnknownKind(kind)),
@@ -463,6 +474,7 @@ mod tests {
             },
             Request::Proceed,
             Request::Cancel,
+            Request::Metrics,
         ] {
             let mut buf = Vec::new();
             req.write(&mut buf).await.unwrap();
@@ -476,6 +488,7 @@ mod tests {
                 receipt: b"{}".to_vec(),
             },
             Response::Health(vec![]),
+            Response::Metrics("# EOF\n".into()),
             Response::Rejected("no".into()),
             Response::Failed("x".into()),
             Response::StreamStart {
