@@ -1,4 +1,5 @@
-//! The kokon client SDK.
+//! The kokon client SDK: attest an enclave, seal requests to it, open its
+//! answers and check their receipts.
 //!
 //! A client trusts its policy file and the hardware vendors' roots, nothing
 //! else. [`Client::attest`] fetches an attestation bundle for a fresh nonce,
@@ -11,9 +12,70 @@
 //!
 //! It must never send plaintext to an unverified key, nor return a response
 //! whose receipt does not check out.
+//!
+//! # Example
+//!
+//! Attest the enclave behind a local host (`kokon host --llm ...`) under the
+//! development policy, ask its text model a question, and read the receipt
+//! that came with the answer:
+//!
+//! ```no_run
+//! use kokon_client::{local, Client};
+//! use kokon_wire::openai::{ChatCompletionRequest, ChatMessage};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), kokon_client::ClientError> {
+//! let client = Client::new("http://127.0.0.1:8443");
+//! // The policy of the kokon checkout, resolved for this machine's sim TEE.
+//! let policy = local::dev_policy()?;
+//! // Evidence, nonce, measurements, models and prices: checked here, before
+//! // anything is sent.
+//! let enclave = client.attest(&policy).await?;
+//!
+//! let question = ChatMessage::text_from("user", "Why is the sky blue?");
+//! let request = ChatCompletionRequest::new("smollm2-135m-instruct", vec![question]);
+//! // Sealed to the attested key; the host relays ciphertext only. The answer
+//! // is returned only once its receipt verified: signed by the attested
+//! // receipt key, for this request and this answer, with the token counts
+//! // the answer reports, at prices the policy allows.
+//! let (answer, receipt) = client.chat_completion(&enclave, &request).await?;
+//! for choice in &answer.choices {
+//!     println!("{}", choice.message.content);
+//! }
+//! let r = &receipt.receipt;
+//! assert_eq!(
+//!     (r.units, r.output_units),
+//!     (answer.usage.prompt_tokens, answer.usage.completion_tokens)
+//! );
+//! println!("receipt {}: {} nanotons", r.sequence, r.amount);
+//! # Ok(()) }
+//! ```
+//!
+//! The same with Magika, the classifier: [`Client::infer`] (the pre- and
+//! post-processing are in [`magika`]). A program that keeps talking to a
+//! host uses a [`session::Session`], which attests the enclave again when
+//! its evidence ages or the host restarts it. The crate's `examples/` hold
+//! whole programs (`minimal`, `chat`, `chat_stream`).
+//!
+//! # Modules
+//!
+//! - This page: [`Client`], a connection to a kokon host (attestation,
+//!   inference, chat, payment); [`verify`] and [`VerifiedEnclave`], an
+//!   enclave whose evidence satisfied a policy, which seals requests
+//!   ([`VerifiedEnclave::seal`]) and opens their answers
+//!   ([`VerifiedEnclave::open`]); [`ClientError`], what went wrong.
+//! - [`session`]: [`session::Session`], the enclave behind a host kept
+//!   attested (re-attested on aged evidence or a changed key).
+//! - [`stream`]: streamed answers from the text model
+//!   ([`Client::stream_chat`]), their receipt verified before their end.
+//! - [`local`]: what a client finds on this machine: the development policy
+//!   ([`local::dev_policy`]), policy files with local references, the
+//!   paths `just setup` wrote.
+//! - [`magika`]: Magika's pre-processing of a file into the model's input
+//!   and post-processing of its scores into a label, as Magika does them.
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod local;
 pub mod magika;
@@ -28,34 +90,130 @@ use bhttp::{Message, Mode};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use kokon_attestation::{verify_bundle, AttestationBundle, VerifiedEvidence};
-pub use kokon_billing::payer::PayerProof;
 use kokon_billing::payer::PAYER_HEADER;
 use kokon_billing::{
     digest, Expected, Price, ReceiptError, SequenceWindow, SignedReceipt, RECEIPT_HEADER,
 };
-pub use kokon_fetch::CertificateDer;
 use kokon_fetch::HttpsClient;
 use kokon_policies::{Policy, Rejection};
 use kokon_seal::{KeyConfig, SealError, Suite};
-pub use kokon_wire::billing::CloseOffer;
 use kokon_wire::billing::{ChannelStatus, VoucherAccepted};
 use kokon_wire::kserve::{ErrorBody, InferRequest, InferResponse, ModelMetadata};
 use kokon_wire::openai::{
     ChatCompletion, ChatCompletionRequest, Completion, CompletionRequest, ErrorResponse, ModelList,
     CHAT_COMPLETIONS_PATH, COMPLETIONS_PATH, MODELS_PATH,
 };
-/// The current time in Unix seconds.
-pub use kokon_wire::unix_now;
 use thiserror::Error;
 
-/// The header with the client's send time (checked by the enclave's replay defence).
+/// The proof, signed with a payment channel's client key, that bills one
+/// sealed request to the channel ([`VerifiedEnclave::payer_proof`]; the
+/// host admits nothing else to a billed channel).
+///
+/// ```
+/// # mod offline { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doctests/offline.rs")); }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use kokon_client::{unix_now, PayerProof};
+///
+/// # let enclave = offline::Enclave::new().verified();
+/// let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+/// let enclave = enclave.with_channel(42, key.clone());
+/// let now = unix_now();
+/// let sealed = enclave.seal("POST", "/v2/models/magika/infer", b"{}", 1, now)?;
+/// let proof: PayerProof = enclave.payer_proof(&sealed.bytes, now).ok_or("not billed")?;
+/// // The host checks it against the channel's key, for these very bytes.
+/// proof.verify(&key.verifying_key(), &sealed.bytes, now)?;
+/// assert!(proof.verify(&key.verifying_key(), b"other bytes", now).is_err());
+/// # Ok(()) }
+/// ```
+pub use kokon_billing::payer::PayerProof;
+
+/// A certificate (DER) of a certificate authority to trust besides the
+/// Mozilla roots, for [`Client::trusting`].
+///
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use kokon_client::{CertificateDer, Client};
+///
+/// let ca: Vec<CertificateDer<'static>> = kokon_fetch::read_certificates("ca.pem".as_ref())?;
+/// let client = Client::trusting("https://kokon.example:8443", &ca)?;
+/// # Ok(()) }
+/// ```
+pub use kokon_fetch::CertificateDer;
+
+/// The host's signed half of a cooperative close of a payment channel,
+/// from [`Client::close_offer`].
+///
+/// ```no_run
+/// # async fn example() -> Result<(), kokon_client::ClientError> {
+/// use kokon_client::{Client, CloseOffer};
+///
+/// let client = Client::new("https://kokon.example:8443");
+/// let offer: CloseOffer = client.close_offer(42).await?;
+/// println!("the host takes {} nanotons, {} come back", offer.to_host, offer.to_client);
+/// # Ok(()) }
+/// ```
+pub use kokon_wire::billing::CloseOffer;
+
+/// The current time in Unix seconds, the clock requests are stamped with
+/// ([`VerifiedEnclave::seal`]) and evidence is checked against
+/// ([`verify`]).
+///
+/// ```
+/// let now = kokon_client::unix_now();
+/// assert!(now > 1_700_000_000);
+/// ```
+pub use kokon_wire::unix_now;
+
+/// The header of a sealed request with the client's send time (Unix
+/// seconds; the enclave refuses a request sent too long ago, a replay).
+/// [`VerifiedEnclave::seal`] sets it inside the sealed request, where the
+/// host cannot change it.
+///
+/// ```
+/// assert_eq!(kokon_client::SENT_AT_HEADER, "kokon-sent-at");
+/// ```
 pub use kokon_wire::SENT_AT_HEADER;
-/// Attempts to deliver a voucher before giving up (see [`Client::pay`]).
+
+/// How many times [`Client::pay`] tries to deliver a voucher (to a host that
+/// is unreachable or answers 503) before it gives up.
+///
+/// ```
+/// assert!(kokon_client::PAY_ATTEMPTS > 1);
+/// ```
 pub const PAY_ATTEMPTS: u32 = 4;
-/// Default time allowed for one HTTP exchange.
+
+/// The time a [`Client`] allows one HTTP exchange, unless
+/// [`Client::with_timeout`] says otherwise.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// assert_eq!(kokon_client::DEFAULT_TIMEOUT, Duration::from_secs(60));
+/// let patient = kokon_client::Client::new("http://127.0.0.1:8443")
+///     .with_timeout(kokon_client::DEFAULT_TIMEOUT * 5);
+/// ```
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What went wrong.
+/// What went wrong. The message says what failed and why.
+///
+/// [`ClientError::is_rejection`] tells a rejected enclave (its evidence,
+/// policy, nonce or key configuration: never send it anything) from a
+/// failed exchange, and [`ClientError::is_key_changed`] a host whose
+/// enclave restarted (attest again).
+///
+/// ```no_run
+/// # async fn example() -> Result<(), kokon_client::ClientError> {
+/// use kokon_client::{local, Client, ClientError};
+///
+/// let client = Client::new("http://127.0.0.1:8443");
+/// match client.attest(&local::dev_policy()?).await {
+///     Ok(enclave) => println!("attested {}", enclave.evidence.claims.model_name),
+///     Err(e) if e.is_rejection() => eprintln!("do not use this enclave: {e}"),
+///     Err(ClientError::Transport(why)) => eprintln!("no host: {why}"),
+///     Err(e) => return Err(e),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ClientError {
@@ -114,11 +272,37 @@ impl ClientError {
     /// True when the host refused a request because it was sealed to a key
     /// the enclave no longer holds (it was restarted, with a new key): attest
     /// again and send it once more ([`session::Session`] does).
+    ///
+    /// ```
+    /// use kokon_client::ClientError;
+    ///
+    /// let refused = ClientError::Host {
+    ///     status: 400,
+    ///     message: "cannot open the OHTTP request (not sealed to this enclave's key, or tampered)".into(),
+    /// };
+    /// assert!(refused.is_key_changed());
+    /// let busy = ClientError::Host { status: 503, message: "the enclave is restarting".into() };
+    /// assert!(!busy.is_key_changed());
+    /// ```
     pub fn is_key_changed(&self) -> bool {
         matches!(self, ClientError::Host { status: 400, message } if message.contains("not sealed to this enclave's key"))
     }
 
-    /// True when evidence or policy rejected the enclave (CLI exit status 2).
+    /// True when evidence or policy rejected the enclave (CLI exit status 2):
+    /// its evidence did not verify, the policy refused it, it answered
+    /// another nonce, or its key configuration is unusable.
+    ///
+    /// ```
+    /// # mod offline { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doctests/offline.rs")); }
+    /// # let enclave = offline::Enclave::new();
+    /// use kokon_client::{unix_now, verify, ClientError};
+    ///
+    /// // Evidence for another nonce than the one sent: a replay.
+    /// let bundle = enclave.bundle(&[1; 32]);
+    /// let err = verify(bundle, &enclave.policy(), Some(&[2; 32]), unix_now()).unwrap_err();
+    /// assert!(matches!(err, ClientError::Nonce { .. }) && err.is_rejection());
+    /// assert!(!ClientError::Transport("connection refused".into()).is_rejection());
+    /// ```
     pub fn is_rejection(&self) -> bool {
         matches!(
             self,
@@ -130,7 +314,33 @@ impl ClientError {
     }
 }
 
-/// An enclave whose evidence verified and satisfied the policy.
+/// An enclave whose evidence verified and satisfied the policy, from
+/// [`Client::attest`] (or [`verify`]): what it is (its claims) and the key
+/// requests to it are sealed to.
+///
+/// It only exists once the evidence verified, the nonce matched and the
+/// policy accepted it, so whatever is sealed with it goes to the attested
+/// enclave alone; every answer it opens ([`VerifiedEnclave::open`]) comes
+/// with a receipt signed by the attested receipt key, checked, and a
+/// receipt sequence number it never saw before.
+///
+/// ```
+/// # mod offline { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doctests/offline.rs")); }
+/// # fn main() -> Result<(), kokon_client::ClientError> {
+/// # let host = offline::Enclave::new();
+/// # let enclave = host.verified();
+/// // let enclave = client.attest(&policy).await?;
+/// let claims = &enclave.evidence.claims;
+/// assert_eq!(claims.model_name, "magika");
+/// assert_eq!(enclave.channel_id, 0, "not billed to a channel");
+///
+/// let sealed = enclave.seal("POST", "/v2/models/magika/infer", br#"{"inputs":[]}"#, 1, kokon_client::unix_now())?;
+/// // `sealed.bytes` go through the host; the enclave answers.
+/// # let answer = host.answer(&sealed.bytes, 200, br#"{"model_name":"magika","outputs":[]}"#);
+/// let opened = enclave.open(sealed, &answer)?;
+/// assert_eq!((opened.status, opened.receipt.receipt.units), (200, 1));
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct VerifiedEnclave {
     /// The bundle as received.
@@ -154,7 +364,16 @@ pub struct VerifiedEnclave {
 impl VerifiedEnclave {
     /// Bills the following requests to payment channel `channel_id`, whose
     /// client key `key` signs a payer proof for each (the host admits
-    /// nothing else).
+    /// nothing else). The channel is named inside each sealed request too,
+    /// and every receipt must name it.
+    ///
+    /// ```
+    /// # mod offline { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doctests/offline.rs")); }
+    /// # let enclave = offline::Enclave::new().verified();
+    /// let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+    /// let enclave = enclave.with_channel(42, key);
+    /// assert_eq!(enclave.channel_id, 42);
+    /// ```
     pub fn with_channel(mut self, channel_id: u128, key: ed25519_dalek::SigningKey) -> Self {
         self.channel_id = channel_id;
         self.channel_key = Some(key);
@@ -162,7 +381,22 @@ impl VerifiedEnclave {
     }
 
     /// The payer proof for the encapsulated request `sealed`, signed at
-    /// `now` (Unix seconds), when billing.
+    /// `now` (Unix seconds), when billing ([`VerifiedEnclave::with_channel`]);
+    /// `None` otherwise.
+    ///
+    /// ```
+    /// # mod offline { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doctests/offline.rs")); }
+    /// # fn main() -> Result<(), kokon_client::ClientError> {
+    /// # let enclave = offline::Enclave::new().verified();
+    /// let now = kokon_client::unix_now();
+    /// let sealed = enclave.seal("GET", "/v2/models/magika", b"", 0, now)?;
+    /// assert!(enclave.payer_proof(&sealed.bytes, now).is_none(), "not billed");
+    ///
+    /// let enclave = enclave.with_channel(42, ed25519_dalek::SigningKey::from_bytes(&[5; 32]));
+    /// let proof = enclave.payer_proof(&sealed.bytes, now).expect("billed");
+    /// assert_eq!((proof.channel_id, proof.signed_at), (42, now));
+    /// # Ok(()) }
+    /// ```
     pub fn payer_proof(&self, sealed: &[u8], now: i64) -> Option<PayerProof> {
         let key = self.channel_key.as_ref()?;
         Some(PayerProof::sign(key, self.channel_id, sealed, now))
@@ -171,6 +405,41 @@ impl VerifiedEnclave {
 
 /// Verifies a bundle under `policy` at `now`; with `nonce`, also requires the
 /// claims to echo it (omit it only for offline checks of saved bundles).
+///
+/// This is what [`Client::attest`] does with the bundle it fetched, and
+/// what an auditor does with a saved one. A [`VerifiedEnclave`] is returned
+/// only when everything holds: the evidence's signatures and certificate
+/// chain up to one of the policy's roots, the claims bound to the
+/// evidence, the nonce, the policy's appraisal (measurements, TCB, models,
+/// age at `now`), and a usable OHTTP key configuration.
+///
+/// # Errors
+///
+/// [`ClientError::Evidence`] when the evidence does not verify,
+/// [`ClientError::Nonce`] when it answers another nonce,
+/// [`ClientError::Policy`] when the policy refuses it (every failed check
+/// named), [`ClientError::KeyConfig`] when its key configuration is
+/// unusable.
+///
+/// ```
+/// # mod offline { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doctests/offline.rs")); }
+/// # fn main() -> Result<(), kokon_client::ClientError> {
+/// use kokon_client::{unix_now, verify, ClientError};
+///
+/// # let host = offline::Enclave::new();
+/// # let policy = host.policy();
+/// let nonce = [9; 32];
+/// # let bundle = host.bundle(&nonce);
+/// // let bundle = client.fetch_bundle(&nonce).await?;
+/// let saved = bundle.clone();
+/// let enclave = verify(bundle, &policy, Some(&nonce), unix_now())?;
+/// assert_eq!(enclave.evidence.claims.nonce, nonce);
+///
+/// // The same evidence ten minutes on is too old for the policy.
+/// let err = verify(saved, &policy, None, unix_now() + 600).unwrap_err();
+/// assert!(matches!(err, ClientError::Policy(_)), "{err}");
+/// # Ok(()) }
+/// ```
 pub fn verify(
     bundle: AttestationBundle,
     policy: &Policy,
@@ -204,7 +473,20 @@ pub fn verify(
     })
 }
 
-/// A response opened and checked.
+/// An answer opened and checked, from [`VerifiedEnclave::open`] or
+/// [`Client::request`]: its receipt verified before it was returned.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), kokon_client::ClientError> {
+/// use kokon_client::{local, Client, Opened};
+///
+/// let client = Client::new("http://127.0.0.1:8443");
+/// let enclave = client.attest(&local::dev_policy()?).await?;
+/// let opened: Opened = client.request(&enclave, "GET", "/v2/models/magika", b"", 0).await?;
+/// println!("{} {}", opened.status, String::from_utf8_lossy(&opened.body));
+/// println!("receipt {}: {} nanotons", opened.receipt.receipt.sequence, opened.receipt.receipt.amount);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Opened {
     /// Status inside the sealed response.
@@ -215,7 +497,19 @@ pub struct Opened {
     pub receipt: SignedReceipt,
 }
 
-/// A request sealed to an enclave, with what is needed to open its answer.
+/// A request sealed to an enclave, with what is needed to open its answer,
+/// from [`VerifiedEnclave::seal`]: `bytes` travel through the host, the
+/// rest stays here for [`VerifiedEnclave::open`].
+///
+/// ```
+/// # mod offline { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doctests/offline.rs")); }
+/// # fn main() -> Result<(), kokon_client::ClientError> {
+/// # let enclave = offline::Enclave::new().verified();
+/// let body = br#"{"secret":"nobody but the enclave reads this"}"#;
+/// let sealed = enclave.seal("POST", "/v2/models/magika/infer", body, 1, kokon_client::unix_now())?;
+/// assert!(!sealed.bytes.windows(6).any(|w| w == b"secret"), "ciphertext only");
+/// # Ok(()) }
+/// ```
 pub struct Sealed {
     /// The encapsulated request (what travels through the host).
     pub bytes: Vec<u8>,
@@ -237,7 +531,29 @@ enum Billing {
 impl VerifiedEnclave {
     /// Seals a request sent at `now` (Unix seconds, stamped in
     /// [`SENT_AT_HEADER`]). `units` is what a successful answer should be
-    /// billed.
+    /// billed: [`VerifiedEnclave::open`] refuses a receipt for another count.
+    ///
+    /// The request is encoded as Binary HTTP and encapsulated (Oblivious
+    /// HTTP) to the attested key: only the attested enclave can read it.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Protocol`] when the request cannot be encoded,
+    /// [`ClientError::Seal`] when encapsulation fails.
+    ///
+    /// ```
+    /// # mod offline { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doctests/offline.rs")); }
+    /// # fn main() -> Result<(), kokon_client::ClientError> {
+    /// # let enclave = offline::Enclave::new().verified();
+    /// use kokon_client::unix_now;
+    ///
+    /// let body = br#"{"inputs":[{"name":"bytes","shape":[1,2],"datatype":"INT32","data":[1,2]}]}"#;
+    /// let sealed = enclave.seal("POST", "/v2/models/magika/infer", body, 1, unix_now())?;
+    /// let proof = enclave.payer_proof(&sealed.bytes, unix_now());
+    /// // client.send_billed(&sealed.bytes, proof.as_ref()).await?, then enclave.open(sealed, &answer)
+    /// assert!(sealed.bytes.len() > body.len());
+    /// # Ok(()) }
+    /// ```
     pub fn seal(
         &self,
         method: &str,
@@ -250,7 +566,28 @@ impl VerifiedEnclave {
     }
 
     /// Seals a request to the text model (the OpenAI API), sent at `now`:
-    /// its answer is billed by the tokens it reports.
+    /// its answer is billed by the tokens it reports, which
+    /// [`VerifiedEnclave::open`] requires the receipt to charge.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Protocol`] when the attested enclave serves no text
+    /// model (or the request cannot be encoded), [`ClientError::Seal`]
+    /// when encapsulation fails.
+    ///
+    /// ```
+    /// # mod offline { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doctests/offline.rs")); }
+    /// # fn main() -> Result<(), kokon_client::ClientError> {
+    /// # let host = offline::Enclave::new();
+    /// # let enclave = host.verified();
+    /// let request = br#"{"model":"smollm2-135m-instruct","messages":[{"role":"user","content":"Hi"}]}"#;
+    /// let sealed = enclave.seal_text("POST", "/v1/chat/completions", request, kokon_client::unix_now())?;
+    /// # let answer = host.answer(&sealed.bytes, 200, br#"{"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}"#);
+    /// let opened = enclave.open(sealed, &answer)?;
+    /// let charged = &opened.receipt.receipt;
+    /// assert_eq!((charged.units, charged.output_units), (9, 3), "the tokens the answer reports");
+    /// # Ok(()) }
+    /// ```
     pub fn seal_text(
         &self,
         method: &str,
@@ -313,6 +650,43 @@ impl VerifiedEnclave {
     }
 
     /// Opens the answer to `sealed` and verifies its receipt.
+    ///
+    /// Nothing is returned unless the answer opens under `sealed`'s keys
+    /// (it comes from the attested enclave, for this request, untouched)
+    /// and its receipt verifies: signed by the attested receipt key, over
+    /// this request's and this answer's digests, for the attested model, the
+    /// units (or the reported tokens) expected, this enclave's channel, at
+    /// prices within the policy's, with a sequence number not seen before.
+    /// An error answer is returned as opened (its `status`), with a receipt
+    /// that charges nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Seal`] when the answer does not open (tampered, or
+    /// not for this request), [`ClientError::Protocol`] when it is not a
+    /// Binary HTTP response, [`ClientError::Receipt`] when its receipt is
+    /// missing, malformed, replayed or says anything else than expected.
+    ///
+    /// ```
+    /// # mod offline { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doctests/offline.rs")); }
+    /// # fn main() -> Result<(), kokon_client::ClientError> {
+    /// # let host = offline::Enclave::new();
+    /// # let enclave = host.verified();
+    /// use kokon_client::{unix_now, ClientError};
+    ///
+    /// let sealed = enclave.seal("GET", "/v2/models/magika", b"", 0, unix_now())?;
+    /// # let answer = host.answer(&sealed.bytes, 404, br#"{"error":"no such model"}"#);
+    /// let opened = enclave.open(sealed, &answer)?;
+    /// assert_eq!((opened.status, opened.receipt.receipt.amount), (404, 0));
+    ///
+    /// // A byte changed on the way: refused.
+    /// let sealed = enclave.seal("GET", "/v2/models/magika", b"", 0, unix_now())?;
+    /// # let mut answer = host.answer(&sealed.bytes, 200, b"{}");
+    /// let last = answer.len() - 1;
+    /// answer[last] ^= 1;
+    /// assert!(matches!(enclave.open(sealed, &answer), Err(ClientError::Seal(_))));
+    /// # Ok(()) }
+    /// ```
     pub fn open(&self, sealed: Sealed, response: &[u8]) -> Result<Opened, ClientError> {
         let plain = sealed
             .context
@@ -451,7 +825,29 @@ fn reported_usage(body: &[u8]) -> Result<(u64, u64), ClientError> {
         .map_or((0, 0), |u| (u.prompt_tokens, u.completion_tokens)))
 }
 
-/// A connection to a kokon host.
+/// A connection to a kokon host (cheap to clone: clones share their
+/// connections).
+///
+/// The host is not trusted: it relays sealed requests and answers it cannot
+/// read. Everything the client relies on is checked here: the evidence
+/// ([`Client::attest`]) and every answer's receipt ([`Client::request`]
+/// and the calls built on it). Each exchange is bounded by a timeout
+/// ([`Client::with_timeout`]).
+///
+/// ```no_run
+/// # async fn example() -> Result<(), kokon_client::ClientError> {
+/// use kokon_client::{local, Client};
+/// use kokon_wire::openai::{ChatCompletionRequest, ChatMessage};
+///
+/// let client = Client::new("http://127.0.0.1:8443");
+/// let enclave = client.attest(&local::dev_policy()?).await?;
+/// let request = ChatCompletionRequest::new(
+///     "smollm2-135m-instruct",
+///     vec![ChatMessage::text_from("user", "Say hello.")],
+/// );
+/// let (answer, receipt) = client.chat_completion(&enclave, &request).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Client {
     base: String,
@@ -461,7 +857,23 @@ pub struct Client {
 
 impl Client {
     /// A client for the host at `base` (`https://host:port`, verified
-    /// against the Mozilla roots, or plain `http://` for loopback).
+    /// against the Mozilla roots, or plain `http://` for loopback). Nothing
+    /// is sent until a call.
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() {
+    /// use kokon_client::{Client, ClientError};
+    ///
+    /// # let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    /// let client = Client::new(&format!("http://{closed}"));
+    /// // No host there: the error names it and why.
+    /// let Err(ClientError::Transport(why)) = client.fetch_bundle(&[0; 32]).await else {
+    ///     panic!("a host answered");
+    /// };
+    /// assert!(why.starts_with(&format!("http://{closed}: ")), "{why}");
+    /// # }
+    /// ```
     #[allow(clippy::expect_used)]
     pub fn new(base: &str) -> Self {
         // Only extra CAs can make this fail: ring's provider always supports
@@ -470,7 +882,25 @@ impl Client {
     }
 
     /// The same client with `timeout` for each exchange (default
-    /// [`DEFAULT_TIMEOUT`]; a stream's, between its chunks).
+    /// [`DEFAULT_TIMEOUT`]; a stream's, between its chunks). An exchange
+    /// that takes longer fails with [`ClientError::Transport`].
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use kokon_client::{Client, ClientError};
+    ///
+    /// // A host that takes connections and never answers.
+    /// let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// let client = Client::new(&format!("http://{}", silent.local_addr().unwrap()))
+    ///     .with_timeout(Duration::from_millis(200));
+    /// let Err(ClientError::Transport(why)) = client.fetch_bundle(&[0; 32]).await else {
+    ///     panic!("a silent host answered");
+    /// };
+    /// assert!(why.ends_with("no answer within 200ms"), "{why}");
+    /// # }
+    /// ```
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -478,6 +908,28 @@ impl Client {
 
     /// A client for the host at `base` that also trusts the certificate
     /// authorities `ca` (a private CA's; see [`kokon_fetch::read_certificates`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Transport`] when a certificate in `ca` is not a valid
+    /// CA certificate.
+    ///
+    /// ```
+    /// use kokon_client::{CertificateDer, Client, ClientError};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pem_file = std::env::temp_dir().join(format!("kokon-doc-ca-{}.pem", std::process::id()));
+    /// # let root = kokon_attestation::sim::SimRoot::generate(kokon_client::unix_now())?;
+    /// # std::fs::write(&pem_file, kokon_attestation::sim::pem_encode(root.cert_der()))?;
+    /// let ca = kokon_fetch::read_certificates(&pem_file)?;
+    /// let client = Client::trusting("https://kokon.example:8443", &ca)?;
+    ///
+    /// let not_a_ca = CertificateDer::from(b"not a certificate".to_vec());
+    /// let refused = Client::trusting("https://kokon.example:8443", &[not_a_ca]);
+    /// assert!(matches!(refused, Err(ClientError::Transport(_))));
+    /// # std::fs::remove_file(&pem_file)?;
+    /// # Ok(()) }
+    /// ```
     pub fn trusting(base: &str, ca: &[CertificateDer<'static>]) -> Result<Self, ClientError> {
         let http = kokon_fetch::client_trusting(ca)
             .map_err(|e| ClientError::Transport(format!("{e:#}")))?;
@@ -575,7 +1027,26 @@ impl Client {
         ClientError::Host { status, message }
     }
 
-    /// Fetches an attestation bundle for `nonce`.
+    /// Fetches an attestation bundle for `nonce`, unverified: [`verify`] it
+    /// (or let [`Client::attest`] do both).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Transport`] when the host cannot be reached or does
+    /// not answer in time, [`ClientError::Host`] when it answers an error,
+    /// [`ClientError::Evidence`] when the bundle cannot be read.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), kokon_client::ClientError> {
+    /// use kokon_client::{local, unix_now, verify, Client};
+    ///
+    /// let client = Client::new("http://127.0.0.1:8443");
+    /// let nonce = [42; 32]; // draw a fresh one from the OS RNG
+    /// let bundle = client.fetch_bundle(&nonce).await?;
+    /// std::fs::write("bundle.json", bundle.to_json()).ok(); // for an audit
+    /// let enclave = verify(bundle, &local::dev_policy()?, Some(&nonce), unix_now())?;
+    /// # Ok(()) }
+    /// ```
     pub async fn fetch_bundle(&self, nonce: &[u8]) -> Result<AttestationBundle, ClientError> {
         let uri = format!("{}/v1/attestation?nonce={}", self.base, hex::encode(nonce));
         let req = http::Request::get(uri)
@@ -585,6 +1056,26 @@ impl Client {
     }
 
     /// Attests the enclave behind the host with a fresh nonce and appraises it.
+    ///
+    /// The nonce is drawn from the OS RNG; the bundle the host returns is
+    /// checked by [`verify`] at the current time, so the enclave returned is
+    /// one whose evidence is fresh, verified and accepted by `policy`.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Client::fetch_bundle`] (transport, host) and of
+    /// [`verify`] (evidence, nonce, policy, key configuration: see
+    /// [`ClientError::is_rejection`]).
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), kokon_client::ClientError> {
+    /// use kokon_client::{local, Client};
+    ///
+    /// let client = Client::new("http://127.0.0.1:8443");
+    /// let enclave = client.attest(&local::dev_policy()?).await?;
+    /// println!("{} runs {}", enclave.evidence.claims.runtime, enclave.evidence.claims.model_name);
+    /// # Ok(()) }
+    /// ```
     pub async fn attest(&self, policy: &Policy) -> Result<VerifiedEnclave, ClientError> {
         let mut nonce = [0u8; kokon_wire::CLIENT_NONCE_LEN];
         getrandom::fill(&mut nonce).map_err(|e| ClientError::Protocol(format!("OS RNG: {e}")))?;
@@ -595,8 +1086,28 @@ impl Client {
     /// Sends a voucher (the client's newest signed channel state) to the
     /// host, which is the payee; returns the total the host counts as paid.
     /// A host that is unreachable or cannot store it right now (503) is
-    /// tried again a few times; vouchers are cumulative, so one that is
-    /// never delivered is covered by the next.
+    /// tried again a few times ([`PAY_ATTEMPTS`]); vouchers are cumulative,
+    /// so one that is never delivered is covered by the next.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Host`] when the host refuses the voucher (its message
+    /// says why: stale, over the deposit, a bad signature),
+    /// [`ClientError::Transport`] when it cannot be delivered.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// use kokon_client::Client;
+    /// use kokon_ton::voucher::Payer;
+    ///
+    /// let client = Client::new("http://127.0.0.1:8443");
+    /// let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]); // the channel's client key
+    /// let mut payer = Payer::new(key, 42, 1_000_000_000, None);
+    /// // After a receipt of 1,000 nanotons verified:
+    /// let voucher = payer.pay(1_000)?;
+    /// let paid = client.pay(&voucher).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn pay(&self, voucher: &kokon_ton::SignedState) -> Result<u128, ClientError> {
         let body = serde_json::to_vec(&kokon_wire::billing::VoucherJson::from(voucher))
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
@@ -624,7 +1135,21 @@ impl Client {
         }
     }
 
-    /// The host's signed half of a cooperative close of `channel`.
+    /// The host's signed half of a cooperative close of `channel`, for the
+    /// client to check, countersign and send to the chain.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Transport`], [`ClientError::Host`] (an unknown
+    /// channel, say), or [`ClientError::Protocol`] for an unreadable offer.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), kokon_client::ClientError> {
+    /// let client = kokon_client::Client::new("http://127.0.0.1:8443");
+    /// let offer = client.close_offer(42).await?;
+    /// assert_eq!(offer.channel_id, 42);
+    /// # Ok(()) }
+    /// ```
     pub async fn close_offer(&self, channel: u128) -> Result<CloseOffer, ClientError> {
         let req = http::Request::post(format!("{}/v1/channel/close?id={channel}", self.base))
             .body(Full::default())
@@ -632,7 +1157,22 @@ impl Client {
         self.json(req, "close offer").await
     }
 
-    /// What the host counts for `channel`: (charged, paid, newest voucher seqno).
+    /// What the host counts for `channel`: (charged, paid, newest voucher
+    /// seqno). The host's word, to compare with the receipts and vouchers
+    /// the client kept.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Transport`], [`ClientError::Host`] or
+    /// [`ClientError::Protocol`], as [`Client::close_offer`].
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), kokon_client::ClientError> {
+    /// let client = kokon_client::Client::new("http://127.0.0.1:8443");
+    /// let (charged, paid, seqno) = client.channel_status(42).await?;
+    /// println!("{} nanotons unpaid (voucher {seqno})", charged.saturating_sub(paid));
+    /// # Ok(()) }
+    /// ```
     pub async fn channel_status(&self, channel: u128) -> Result<(u128, u128, u64), ClientError> {
         let req = http::Request::get(format!("{}/v1/channel?id={channel}", self.base))
             .body(Full::default())
@@ -641,13 +1181,49 @@ impl Client {
         Ok((s.charged, s.paid, s.seqno))
     }
 
-    /// Sends sealed bytes through the host, unbilled.
+    /// Sends sealed bytes through the host, unbilled, and returns the sealed
+    /// answer (for [`VerifiedEnclave::open`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Transport`] when the host cannot be reached or does
+    /// not answer in time, [`ClientError::Host`] when it refuses (see
+    /// [`ClientError::is_key_changed`]).
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), kokon_client::ClientError> {
+    /// # let client = kokon_client::Client::new("http://127.0.0.1:8443");
+    /// # let enclave = client.attest(&kokon_client::local::dev_policy()?).await?;
+    /// let sealed = enclave.seal("GET", "/v2/models/magika", b"", 0, kokon_client::unix_now())?;
+    /// let answer = client.send(&sealed.bytes).await?;
+    /// let opened = enclave.open(sealed, &answer)?;
+    /// # Ok(()) }
+    /// ```
     pub async fn send(&self, sealed: &[u8]) -> Result<Vec<u8>, ClientError> {
         self.send_with_headers(sealed, &[]).await
     }
 
     /// Sends sealed bytes through the host with `proof` (billed to its
-    /// channel, which the proof names: the host reads nothing else).
+    /// channel, which the proof names: the host reads nothing else); with
+    /// `None`, as [`Client::send`].
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Client::send`]; the host also refuses a bad proof or a
+    /// channel over its credit ([`ClientError::Host`]).
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), kokon_client::ClientError> {
+    /// # let client = kokon_client::Client::new("http://127.0.0.1:8443");
+    /// # let enclave = client.attest(&kokon_client::local::dev_policy()?).await?;
+    /// let enclave = enclave.with_channel(42, ed25519_dalek::SigningKey::from_bytes(&[5; 32]));
+    /// let now = kokon_client::unix_now();
+    /// let sealed = enclave.seal("POST", "/v2/models/magika/infer", b"{}", 1, now)?;
+    /// let proof = enclave.payer_proof(&sealed.bytes, now);
+    /// let answer = client.send_billed(&sealed.bytes, proof.as_ref()).await?;
+    /// let opened = enclave.open(sealed, &answer)?;
+    /// # Ok(()) }
+    /// ```
     pub async fn send_billed(
         &self,
         sealed: &[u8],
@@ -662,7 +1238,22 @@ impl Client {
         }
     }
 
-    /// Sends sealed bytes through the host with extra outer headers.
+    /// Sends sealed bytes through the host with extra outer headers (which
+    /// the host sees: never put anything private in them).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Client::send`].
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), kokon_client::ClientError> {
+    /// # let client = kokon_client::Client::new("http://127.0.0.1:8443");
+    /// # let enclave = client.attest(&kokon_client::local::dev_policy()?).await?;
+    /// let sealed = enclave.seal("GET", "/v2/models/magika", b"", 0, kokon_client::unix_now())?;
+    /// let headers = [("x-request-id", "7f3a".to_string())];
+    /// let answer = client.send_with_headers(&sealed.bytes, &headers).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn send_with_headers(
         &self,
         sealed: &[u8],
@@ -681,7 +1272,25 @@ impl Client {
         self.ok_body(req).await
     }
 
-    /// Seals, sends, opens and checks one request.
+    /// Seals, sends, opens and checks one request: [`VerifiedEnclave::seal`]
+    /// (with a payer proof when billing), [`Client::send_billed`],
+    /// [`VerifiedEnclave::open`]. `units` is what a successful answer should
+    /// be billed. The answer is returned whatever its status, its receipt
+    /// verified.
+    ///
+    /// # Errors
+    ///
+    /// Those of the three steps.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), kokon_client::ClientError> {
+    /// # let client = kokon_client::Client::new("http://127.0.0.1:8443");
+    /// # let enclave = client.attest(&kokon_client::local::dev_policy()?).await?;
+    /// let opened = client.request(&enclave, "GET", "/v2/models/magika", b"", 0).await?;
+    /// assert_eq!(opened.status, 200);
+    /// assert_eq!(opened.receipt.receipt.amount, 0);
+    /// # Ok(()) }
+    /// ```
     pub async fn request(
         &self,
         enclave: &VerifiedEnclave,
@@ -699,7 +1308,24 @@ impl Client {
 
     /// Seals, sends, opens and checks one request to the text model (the
     /// OpenAI API), whatever its status: an error answer is OpenAI's error
-    /// object, with a receipt for nothing.
+    /// object, with a receipt for nothing. A successful answer's receipt
+    /// must charge the tokens its `usage` reports.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Client::request`]; [`ClientError::Protocol`] when the
+    /// attested enclave serves no text model or a successful answer is not
+    /// JSON.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), kokon_client::ClientError> {
+    /// # let client = kokon_client::Client::new("http://127.0.0.1:8443");
+    /// # let enclave = client.attest(&kokon_client::local::dev_policy()?).await?;
+    /// let body = br#"{"model":"smollm2-135m-instruct","messages":[{"role":"user","content":"Hi"}]}"#;
+    /// let opened = client.text_exchange(&enclave, "POST", "/v1/chat/completions", body).await?;
+    /// println!("{}: {}", opened.status, String::from_utf8_lossy(&opened.body));
+    /// # Ok(()) }
+    /// ```
     pub async fn text_exchange(
         &self,
         enclave: &VerifiedEnclave,
@@ -716,7 +1342,21 @@ impl Client {
 
     /// Seals, sends, opens and checks one request to the text model (the
     /// OpenAI API); returns the answer's body and receipt, or the enclave's
-    /// OpenAI error.
+    /// OpenAI error. The body is returned only once its receipt verified.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Client::text_exchange`], and [`ClientError::Enclave`]
+    /// (status and OpenAI's message) for an answer other than 200.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), kokon_client::ClientError> {
+    /// # let client = kokon_client::Client::new("http://127.0.0.1:8443");
+    /// # let enclave = client.attest(&kokon_client::local::dev_policy()?).await?;
+    /// let body = br#"{"model":"smollm2-135m-instruct","prompt":"Once upon a time","max_tokens":16}"#;
+    /// let (answer, receipt) = client.text_request(&enclave, "POST", "/v1/completions", body).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn text_request(
         &self,
         enclave: &VerifiedEnclave,
@@ -738,7 +1378,32 @@ impl Client {
     }
 
     /// A chat completion (a whole answer) from the attested text model,
-    /// with its verified receipt.
+    /// with its verified receipt (which charges the tokens the answer's
+    /// `usage` reports). For the answer as it is written, see
+    /// [`Client::stream_chat`].
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Client::text_request`]; [`ClientError::Protocol`] when
+    /// the answer is not a chat completion.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), kokon_client::ClientError> {
+    /// # let client = kokon_client::Client::new("http://127.0.0.1:8443");
+    /// # let enclave = client.attest(&kokon_client::local::dev_policy()?).await?;
+    /// use kokon_wire::openai::{ChatCompletionRequest, ChatMessage};
+    ///
+    /// let request = ChatCompletionRequest {
+    ///     max_tokens: Some(64),
+    ///     ..ChatCompletionRequest::new(
+    ///         "smollm2-135m-instruct",
+    ///         vec![ChatMessage::text_from("user", "Why is the sky blue?")],
+    ///     )
+    /// };
+    /// let (answer, receipt) = client.chat_completion(&enclave, &request).await?;
+    /// assert_eq!(receipt.receipt.output_units, answer.usage.completion_tokens);
+    /// # Ok(()) }
+    /// ```
     pub async fn chat_completion(
         &self,
         enclave: &VerifiedEnclave,
@@ -763,7 +1428,28 @@ impl Client {
         Ok((answer, receipt))
     }
 
-    /// A (legacy) completion from the attested text model, with its receipt.
+    /// A (legacy) completion from the attested text model, with its
+    /// verified receipt (which charges the tokens the answer's `usage`
+    /// reports).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Client::text_request`]; [`ClientError::Protocol`] when
+    /// the answer is not a completion.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), kokon_client::ClientError> {
+    /// # let client = kokon_client::Client::new("http://127.0.0.1:8443");
+    /// # let enclave = client.attest(&kokon_client::local::dev_policy()?).await?;
+    /// use kokon_wire::openai::CompletionRequest;
+    ///
+    /// let request = CompletionRequest::new("smollm2-135m-instruct", "Once upon a time");
+    /// let (answer, receipt) = client.completion(&enclave, &request).await?;
+    /// for choice in &answer.choices {
+    ///     println!("{}", choice.text);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn completion(
         &self,
         enclave: &VerifiedEnclave,
@@ -773,13 +1459,62 @@ impl Client {
             .await
     }
 
-    /// The text models the attested enclave serves (`GET /v1/models`).
+    /// The text models the attested enclave serves (`GET /v1/models`),
+    /// asked of the enclave itself (sealed; its receipt charges nothing).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Client::text_request`]; [`ClientError::Protocol`] when
+    /// the answer is not a model list.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), kokon_client::ClientError> {
+    /// # let client = kokon_client::Client::new("http://127.0.0.1:8443");
+    /// # let enclave = client.attest(&kokon_client::local::dev_policy()?).await?;
+    /// for model in client.models(&enclave).await?.data {
+    ///     println!("{}", model.id);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn models(&self, enclave: &VerifiedEnclave) -> Result<ModelList, ClientError> {
         let (answer, _) = self.text_request(enclave, "GET", MODELS_PATH, b"").await?;
         serde_json::from_slice(&answer).map_err(|e| ClientError::Protocol(format!("models: {e}")))
     }
 
-    /// Runs a KServe v2 inference on the attested model.
+    /// Runs a KServe v2 inference on the attested model, billed by the rows
+    /// of its first input (the first dimension of its shape). The response
+    /// is returned only once its receipt verified ([`VerifiedEnclave::open`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Client::request`]; [`ClientError::Enclave`] (status and
+    /// KServe's message) for an answer other than 200,
+    /// [`ClientError::Protocol`] when it is not an inference response.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), kokon_client::ClientError> {
+    /// # let client = kokon_client::Client::new("http://127.0.0.1:8443");
+    /// # let enclave = client.attest(&kokon_client::local::dev_policy()?).await?;
+    /// use kokon_client::magika::{self, Magika, Prepared};
+    /// use kokon_wire::kserve::{InferInput, InferRequest};
+    ///
+    /// let magika = Magika::from_metadata(&client.model_metadata(&enclave).await?)
+    ///     .map_err(kokon_client::ClientError::Protocol)?;
+    /// if let Prepared::Features(row) = magika.prepare(b"fn main() { println!(\"hello\"); }") {
+    ///     let request = InferRequest {
+    ///         id: None,
+    ///         inputs: vec![InferInput::int32(magika::INPUT, vec![1, row.len() as i64], &row)],
+    ///         outputs: None,
+    ///         parameters: None,
+    ///     };
+    ///     let (response, receipt) = client.infer(&enclave, &request).await?;
+    ///     let scores = response.outputs.iter().find(|o| o.name == magika::OUTPUT);
+    ///     if let Some(scores) = scores.and_then(|o| o.f32_data()) {
+    ///         println!("{:?}", magika.classify(&scores));
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn infer(
         &self,
         enclave: &VerifiedEnclave,
@@ -810,7 +1545,25 @@ impl Client {
 
     /// The attested model's KServe metadata (`GET /v2/models/{name}`): its
     /// tensors and the parameters a client needs to use it (Magika's
-    /// processing configuration), as the enclave measured them.
+    /// processing configuration), as the enclave measured them. Asked of the
+    /// enclave itself (sealed; its receipt charges nothing), so it is the
+    /// attested model's.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Client::request`]; [`ClientError::Enclave`] for an answer
+    /// other than 200, [`ClientError::Protocol`] when it is not metadata.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), kokon_client::ClientError> {
+    /// # let client = kokon_client::Client::new("http://127.0.0.1:8443");
+    /// # let enclave = client.attest(&kokon_client::local::dev_policy()?).await?;
+    /// let metadata = client.model_metadata(&enclave).await?;
+    /// for input in &metadata.inputs {
+    ///     println!("{} {:?} {}", input.name, input.shape, input.datatype);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn model_metadata(
         &self,
         enclave: &VerifiedEnclave,

@@ -13,6 +13,38 @@
 //! the overwrite map; then if the score is below the label's threshold (or
 //! the medium threshold), fall back to `txt` or `unknown` by the label's
 //! `is_text`.
+//!
+//! The configuration comes from the attested enclave with the model's
+//! metadata ([`Magika::from_metadata`] of [`crate::Client::model_metadata`]),
+//! so a client needs no local Magika:
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use kokon_client::magika::{self, Magika, Prepared};
+//! use kokon_client::{local, Client};
+//! use kokon_wire::kserve::{InferInput, InferRequest};
+//!
+//! let client = Client::new("http://127.0.0.1:8443");
+//! let enclave = client.attest(&local::dev_policy()?).await?;
+//! let magika = Magika::from_metadata(&client.model_metadata(&enclave).await?)?;
+//! let label = match magika.prepare_file("README.md".as_ref())? {
+//!     Prepared::Decided(decided) => decided,
+//!     Prepared::Features(row) => {
+//!         let input = InferInput::int32(magika::INPUT, vec![1, row.len() as i64], &row);
+//!         let request = InferRequest { id: None, inputs: vec![input], outputs: None, parameters: None };
+//!         let (response, _receipt) = client.infer(&enclave, &request).await?;
+//!         let scores = response
+//!             .outputs
+//!             .iter()
+//!             .find(|o| o.name == magika::OUTPUT)
+//!             .and_then(|o| o.f32_data())
+//!             .ok_or("no scores")?;
+//!         magika.classify(&scores)?
+//!     }
+//! };
+//! println!("{}", label.output);
+//! # Ok(()) }
+//! ```
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -20,9 +52,24 @@ use std::path::Path;
 use kokon_wire::kserve::ModelMetadata;
 use serde::Deserialize;
 
-/// The model's input tensor name.
+/// The model's input tensor name: the rows [`Magika::prepare`] makes go in
+/// it (`INT32`, shape `[rows, row_len]`).
+///
+/// ```
+/// use kokon_client::magika;
+/// use kokon_wire::kserve::InferInput;
+///
+/// let row = vec![256; 8];
+/// let input = InferInput::int32(magika::INPUT, vec![1, row.len() as i64], &row);
+/// assert_eq!(input.name, "bytes");
+/// ```
 pub const INPUT: &str = "bytes";
-/// The model's output tensor name.
+/// The model's output tensor name: its scores, one row of
+/// [`Magika::label_count`] per input row, for [`Magika::classify`].
+///
+/// ```
+/// assert_eq!(kokon_client::magika::OUTPUT, "target_label");
+/// ```
 pub const OUTPUT: &str = "target_label";
 
 #[derive(Debug, Deserialize)]
@@ -45,7 +92,23 @@ struct ContentTypeInfo {
     is_text: bool,
 }
 
-/// Magika's model configuration and content-type knowledge base.
+/// Magika's model configuration and content-type knowledge base: what
+/// turns a file into the model's input row ([`Magika::prepare`]) and the
+/// model's scores into a label ([`Magika::classify`]).
+///
+/// ```
+/// # mod offline { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doctests/offline.rs")); }
+/// # let magika = offline::magika(); // rows of 4 + 4 bytes; labels pdf, python, randomtxt
+/// use kokon_client::magika::Prepared;
+///
+/// let Prepared::Features(row) = magika.prepare(b"%PDF-1.7 %%EOF") else {
+///     panic!("long enough for the model");
+/// };
+/// assert_eq!(row.len(), magika.row_len());
+/// // The model's scores for the row (pdf, python, randomtxt):
+/// let scores = [0.97, 0.02, 0.01];
+/// assert_eq!(magika.classify(&scores).unwrap().output, "pdf");
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Magika {
     beg_size: usize,
@@ -60,7 +123,18 @@ pub struct Magika {
     is_text: HashMap<String, bool>,
 }
 
-/// A classification, as Magika reports it.
+/// A classification, as Magika reports it: from [`Magika::classify`], or
+/// decided without the model ([`Prepared::Decided`]).
+///
+/// ```
+/// # mod offline { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doctests/offline.rs")); }
+/// # let magika = offline::magika(); // rows of 4 + 4 bytes; labels pdf, python, randomtxt
+/// let c = magika.classify(&[0.1, 0.8, 0.1]).unwrap();
+/// // The model says python, but not surely enough for python's threshold:
+/// // a text file.
+/// assert_eq!((c.dl.as_str(), c.output.as_str()), ("python", "txt"));
+/// assert!((c.score - 0.8).abs() < 1e-6);
+/// ```
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Classification {
     /// The model's raw label (`undefined` when the model was not run).
@@ -71,7 +145,21 @@ pub struct Classification {
     pub score: f64,
 }
 
-/// What pre-processing decided.
+/// What pre-processing decided: a label already, or the row the model
+/// must score.
+///
+/// ```
+/// # mod offline { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doctests/offline.rs")); }
+/// # let magika = offline::magika(); // rows of 4 + 4 bytes; labels pdf, python, randomtxt
+/// use kokon_client::magika::Prepared;
+///
+/// for content in [&b""[..], b"ab", b"%PDF-1.7 %%EOF"] {
+///     match magika.prepare(content) {
+///         Prepared::Decided(c) => println!("{} without the model", c.output),
+///         Prepared::Features(row) => println!("the model scores {row:?}"),
+///     }
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum Prepared {
     /// Decided without the model.
@@ -85,7 +173,24 @@ fn is_py_space(b: &u8) -> bool {
 }
 
 impl Magika {
-    /// Loads the configuration from an installed `magika` Python package directory.
+    /// Loads the configuration from an installed `magika` Python package
+    /// directory (its `models/standard_v3_3/config.min.json` and
+    /// `config/content_types_kb.min.json`).
+    ///
+    /// # Errors
+    ///
+    /// A message naming the file that cannot be read or parsed, or saying
+    /// the configuration is one this port does not support.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use kokon_client::{local, magika::Magika};
+    ///
+    /// // The package `just setup` installed.
+    /// let magika = Magika::load(&local::setup_path("KOKON_MAGIKA_DIR")?)?;
+    /// assert_eq!(magika.block_size(), 4096);
+    /// # Ok(()) }
+    /// ```
     pub fn load(package_dir: &Path) -> Result<Self, String> {
         let read = |rel: &str| {
             let p = package_dir.join(rel);
@@ -101,6 +206,28 @@ impl Magika {
     /// Takes the configuration from a model's metadata, as the attested
     /// enclave serves it (`parameters.magika`: `config` and
     /// `content_types_kb`), so that a client needs no local `magika`.
+    ///
+    /// # Errors
+    ///
+    /// A message saying what is missing (`parameters.magika`, `config`,
+    /// `content_types_kb`) or unreadable, or that the configuration is one
+    /// this port does not support.
+    ///
+    /// ```
+    /// # mod offline { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doctests/offline.rs")); }
+    /// # fn main() -> Result<(), String> {
+    /// use kokon_client::magika::Magika;
+    ///
+    /// # let metadata = offline::magika_metadata();
+    /// // let metadata = client.model_metadata(&enclave).await?;
+    /// let magika = Magika::from_metadata(&metadata)?;
+    /// assert_eq!(magika.label_count(), 3);
+    ///
+    /// let bare = kokon_wire::kserve::ModelMetadata { parameters: None, ..metadata };
+    /// let why = Magika::from_metadata(&bare).unwrap_err();
+    /// assert!(why.contains("parameters.magika"), "{why}");
+    /// # Ok(()) }
+    /// ```
     pub fn from_metadata(metadata: &ModelMetadata) -> Result<Self, String> {
         let magika = metadata
             .parameters
@@ -152,17 +279,41 @@ impl Magika {
         })
     }
 
-    /// Width of one input row.
+    /// Width of one input row: the bytes from the file's beginning and from
+    /// its end the model reads.
+    ///
+    /// ```
+    /// # mod offline { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doctests/offline.rs")); }
+    /// # let magika = offline::magika(); // rows of 4 + 4 bytes; labels pdf, python, randomtxt
+    /// assert_eq!(magika.row_len(), 4 + 4);
+    /// ```
     pub fn row_len(&self) -> usize {
         self.beg_size + self.end_size
     }
 
-    /// How many bytes to read from each end of a file.
+    /// How many bytes to read from each end of a file (for
+    /// [`Magika::prepare_parts`]).
+    ///
+    /// ```
+    /// # mod offline { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doctests/offline.rs")); }
+    /// # let magika = offline::magika(); // rows of 4 + 4 bytes; labels pdf, python, randomtxt
+    /// let file_size = 1_000_000;
+    /// let read = magika.block_size().min(file_size);
+    /// assert_eq!(read, 16);
+    /// ```
     pub fn block_size(&self) -> usize {
         self.block_size
     }
 
-    /// Number of labels the model scores.
+    /// Number of labels the model scores: the length of a row of scores
+    /// [`Magika::classify`] takes.
+    ///
+    /// ```
+    /// # mod offline { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doctests/offline.rs")); }
+    /// # let magika = offline::magika(); // rows of 4 + 4 bytes; labels pdf, python, randomtxt
+    /// assert_eq!(magika.label_count(), 3);
+    /// assert!(magika.classify(&vec![0.0; magika.label_count() + 1]).is_err());
+    /// ```
     pub fn label_count(&self) -> usize {
         self.labels.len()
     }
@@ -183,7 +334,20 @@ impl Magika {
         })
     }
 
-    /// Pre-processes a whole file's content.
+    /// Pre-processes a whole file's content (only its first and last
+    /// [`Magika::block_size`] bytes count).
+    ///
+    /// ```
+    /// # mod offline { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doctests/offline.rs")); }
+    /// # let magika = offline::magika(); // rows of 4 + 4 bytes; labels pdf, python, randomtxt
+    /// use kokon_client::magika::Prepared;
+    ///
+    /// let row = b"%PDF%EOF".map(i32::from).to_vec();
+    /// assert_eq!(magika.prepare(b"%PDF-1.7 %%EOF"), Prepared::Features(row));
+    /// // Too short for the model: text if it is UTF-8.
+    /// let Prepared::Decided(c) = magika.prepare(b"ab") else { panic!() };
+    /// assert_eq!(c.output, "txt");
+    /// ```
     pub fn prepare(&self, content: &[u8]) -> Prepared {
         let n = content.len().min(self.block_size);
         let head = content.get(..n).unwrap_or(content);
@@ -192,7 +356,17 @@ impl Magika {
     }
 
     /// Pre-processes a file of `size` bytes given its first and last
-    /// `min(block_size, size)` bytes.
+    /// `min(block_size, size)` bytes: for content that is not at hand
+    /// whole.
+    ///
+    /// ```
+    /// # mod offline { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doctests/offline.rs")); }
+    /// # let magika = offline::magika(); // rows of 4 + 4 bytes; labels pdf, python, randomtxt
+    /// let head = *b"%PDF-1.7\n1 0 obj"; // block_size (16) bytes from each end
+    /// let tail = *b"\nstartxref\n%%EOF";
+    /// let whole = [&head[..], &[b'x'; 1000], &tail[..]].concat();
+    /// assert_eq!(magika.prepare_parts(whole.len(), &head, &tail), magika.prepare(&whole));
+    /// ```
     pub fn prepare_parts(&self, size: usize, head: &[u8], tail: &[u8]) -> Prepared {
         if size == 0 {
             return Self::decided("empty");
@@ -235,6 +409,21 @@ impl Magika {
     }
 
     /// Pre-processes a file, reading only its size and up to one block from each end.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error when the file cannot be opened or read.
+    ///
+    /// ```
+    /// # mod offline { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doctests/offline.rs")); }
+    /// # fn main() -> std::io::Result<()> {
+    /// # let magika = offline::magika(); // rows of 4 + 4 bytes; labels pdf, python, randomtxt
+    /// let file = std::env::temp_dir().join(format!("kokon-doc-magika-{}", std::process::id()));
+    /// std::fs::write(&file, b"%PDF-1.7 %%EOF")?;
+    /// assert_eq!(magika.prepare_file(&file)?, magika.prepare(b"%PDF-1.7 %%EOF"));
+    /// # std::fs::remove_file(&file)?;
+    /// # Ok(()) }
+    /// ```
     pub fn prepare_file(&self, path: &Path) -> std::io::Result<Prepared> {
         use std::io::{Read, Seek, SeekFrom};
         let mut f = std::fs::File::open(path)?;
@@ -248,7 +437,23 @@ impl Magika {
         Ok(self.prepare_parts(size, &head, &tail))
     }
 
-    /// Turns one row of model scores into a classification.
+    /// Turns one row of model scores into a classification: the best
+    /// label, overwritten as Magika's map says, and `txt` or `unknown`
+    /// when its score is under the label's threshold.
+    ///
+    /// # Errors
+    ///
+    /// A message when there are not [`Magika::label_count`] scores.
+    ///
+    /// ```
+    /// # mod offline { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doctests/offline.rs")); }
+    /// # let magika = offline::magika(); // rows of 4 + 4 bytes; labels pdf, python, randomtxt
+    /// let label = |scores: &[f32]| magika.classify(scores).unwrap().output;
+    /// assert_eq!(label(&[0.9, 0.05, 0.05]), "pdf");
+    /// assert_eq!(label(&[0.4, 0.3, 0.3]), "unknown", "unsure, and pdf is binary");
+    /// assert_eq!(label(&[0.0, 0.0, 1.0]), "txt", "randomtxt is reported as txt");
+    /// assert!(magika.classify(&[1.0]).is_err());
+    /// ```
     pub fn classify(&self, scores: &[f32]) -> Result<Classification, String> {
         if scores.len() != self.labels.len() {
             return Err(format!(
@@ -303,14 +508,18 @@ mod tests {
             padding_token: 256,
             min_file_size_for_dl: 3,
             medium_confidence_threshold: 0.5,
-            labels: vec!["a".into(), "b".into(), "randomtxt".into()],
-            thresholds: [("b".to_string(), 0.9)].into_iter().collect(),
+            labels: vec!["pdf".into(), "python".into(), "randomtxt".into()],
+            thresholds: [("python".to_string(), 0.9)].into_iter().collect(),
             overwrite_map: [("randomtxt".to_string(), "txt".to_string())]
                 .into_iter()
                 .collect(),
-            is_text: [("b".to_string(), true), ("a".to_string(), false)]
-                .into_iter()
-                .collect(),
+            is_text: [
+                ("pdf".to_string(), false),
+                ("python".to_string(), true),
+                ("txt".to_string(), true),
+            ]
+            .into_iter()
+            .collect(),
         }
     }
 
@@ -327,16 +536,10 @@ mod tests {
 
     #[test]
     fn the_enclaves_configuration_is_read_from_the_metadata() {
-        let config = serde_json::json!({
-            "beg_size": 4, "mid_size": 0, "end_size": 4, "use_inputs_at_offsets": false,
-            "medium_confidence_threshold": 0.5, "min_file_size_for_dl": 3,
-            "padding_token": 256, "block_size": 16,
-            "target_labels_space": ["a", "b", "randomtxt"],
-            "thresholds": {"b": 0.9}, "overwrite_map": {"randomtxt": "txt"},
-        });
-        let kb = serde_json::json!({"a": {"is_text": false}, "b": {"is_text": true}});
-        let served =
-            metadata(serde_json::json!({"magika": {"config": config, "content_types_kb": kb}}));
+        // The toy configuration the doctests use, as the enclave serves it.
+        let toy_json: serde_json::Value =
+            serde_json::from_str(include_str!("../doctests/magika-toy.json")).unwrap();
+        let served = metadata(serde_json::json!({ "magika": toy_json }));
         assert_eq!(Magika::from_metadata(&served).unwrap(), toy());
     }
 
@@ -389,7 +592,7 @@ mod tests {
     #[test]
     fn thresholds_and_overwrites() {
         let m = toy();
-        assert_eq!(m.classify(&[0.6, 0.3, 0.1]).unwrap().output, "a");
+        assert_eq!(m.classify(&[0.6, 0.3, 0.1]).unwrap().output, "pdf");
         assert_eq!(
             m.classify(&[0.4, 0.3, 0.3]).unwrap().output,
             "unknown",
@@ -398,7 +601,7 @@ mod tests {
         assert_eq!(
             m.classify(&[0.0, 0.8, 0.2]).unwrap().output,
             "txt",
-            "below b's own threshold, text"
+            "below python's own threshold, text"
         );
         assert_eq!(
             m.classify(&[0.0, 0.0, 1.0]).unwrap().output,

@@ -17,6 +17,27 @@
 //! checked against the usage the answer reports. Only a stream that failed
 //! in the enclave mid-way reports no usage; its receipt is then checked for
 //! everything but the counts, which it states.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), kokon_client::ClientError> {
+//! use kokon_client::{local, Client};
+//! use kokon_wire::openai::{ChatCompletionRequest, ChatMessage};
+//!
+//! let client = Client::new("http://127.0.0.1:8443");
+//! let enclave = client.attest(&local::dev_policy()?).await?;
+//! let question = ChatMessage::text_from("user", "Why is the sky blue?");
+//! let request = ChatCompletionRequest::new("smollm2-135m-instruct", vec![question]);
+//! let mut stream = client.stream_chat(&enclave, &request).await?;
+//! while let Some(chunk) = stream.next().await? {
+//!     if let Some(text) = chunk.choices.first().and_then(|c| c.delta.content.as_deref()) {
+//!         print!("{text}");
+//!     }
+//! }
+//! // The end is reported only once the receipt verified over all of it.
+//! let receipt = stream.receipt().expect("verified at the end");
+//! println!("\n{} nanotons", receipt.receipt.amount);
+//! # Ok(()) }
+//! ```
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -51,7 +72,21 @@ struct ReceiptCheck {
 /// A streamed answer being received: the data of each Server-Sent Event as
 /// it arrives ([`TextStream::next_event`]), then the verified receipt. An
 /// answer that is not an event stream (a request without `stream: true`)
-/// is yielded whole, as one item.
+/// is yielded whole, as one item. From [`Client::stream_text`].
+///
+/// ```no_run
+/// # async fn example() -> Result<(), kokon_client::ClientError> {
+/// # let client = kokon_client::Client::new("http://127.0.0.1:8443");
+/// # let enclave = client.attest(&kokon_client::local::dev_policy()?).await?;
+/// let body = br#"{"model":"smollm2-135m-instruct","prompt":"Once","stream":true}"#;
+/// let mut stream = client.stream_text(&enclave, "POST", "/v1/completions", body).await?;
+/// assert_eq!(stream.status(), 200);
+/// while let Some(data) = stream.next_event().await? {
+///     println!("{data}");
+/// }
+/// println!("{:?} {:?}", stream.usage(), stream.receipt());
+/// # Ok(()) }
+/// ```
 pub struct TextStream {
     body: Incoming,
     opener: ChunkedClient,
@@ -71,23 +106,84 @@ pub struct TextStream {
 }
 
 impl TextStream {
-    /// The status of the answer inside the sealed response.
+    /// The status of the answer inside the sealed response: 200, since
+    /// [`Client::stream_text`] returns an error answer as
+    /// [`ClientError::Enclave`] rather than as a stream.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), kokon_client::ClientError> {
+    /// # let client = kokon_client::Client::new("http://127.0.0.1:8443");
+    /// # let enclave = client.attest(&kokon_client::local::dev_policy()?).await?;
+    /// let body = br#"{"model":"smollm2-135m-instruct","prompt":"Once","stream":true}"#;
+    /// let stream = client.stream_text(&enclave, "POST", "/v1/completions", body).await?;
+    /// assert_eq!(stream.status(), 200);
+    /// # Ok(()) }
+    /// ```
     pub fn status(&self) -> u16 {
         self.status.unwrap_or(0)
     }
 
-    /// The usage the answer reported, once its last event arrived.
+    /// The usage the answer reported, once its last event arrived (the
+    /// receipt charges it).
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), kokon_client::ClientError> {
+    /// # let client = kokon_client::Client::new("http://127.0.0.1:8443");
+    /// # let enclave = client.attest(&kokon_client::local::dev_policy()?).await?;
+    /// let body = br#"{"model":"smollm2-135m-instruct","prompt":"Once","stream":true,"stream_options":{"include_usage":true}}"#;
+    /// let mut stream = client.stream_text(&enclave, "POST", "/v1/completions", body).await?;
+    /// while stream.next_event().await?.is_some() {}
+    /// let usage = stream.usage().expect("asked for");
+    /// assert_eq!(stream.receipt().map(|r| r.receipt.output_units), Some(usage.completion_tokens));
+    /// # Ok(()) }
+    /// ```
     pub fn usage(&self) -> Option<Usage> {
         self.usage
     }
 
-    /// The verified receipt, once the stream ended.
+    /// The verified receipt, once the stream ended (`None` before: a stream
+    /// has no receipt until its end, and reports no end without one).
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), kokon_client::ClientError> {
+    /// # let client = kokon_client::Client::new("http://127.0.0.1:8443");
+    /// # let enclave = client.attest(&kokon_client::local::dev_policy()?).await?;
+    /// let body = br#"{"model":"smollm2-135m-instruct","prompt":"Once","stream":true}"#;
+    /// let mut stream = client.stream_text(&enclave, "POST", "/v1/completions", body).await?;
+    /// assert!(stream.receipt().is_none());
+    /// while stream.next_event().await?.is_some() {}
+    /// println!("{} nanotons", stream.receipt().expect("verified").receipt.amount);
+    /// # Ok(()) }
+    /// ```
     pub fn receipt(&self) -> Option<&SignedReceipt> {
         self.receipt.as_ref()
     }
 
     /// The data of the next Server-Sent Event (`[DONE]` included, as sent),
     /// or `None` at the end of the stream, once its receipt verified.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Transport`] when the stream breaks off or stalls
+    /// longer than the client's timeout, [`ClientError::Seal`] when a chunk
+    /// does not open or the stream was cut short (its last chunk is
+    /// authenticated), [`ClientError::Protocol`] for a malformed answer,
+    /// [`ClientError::Receipt`] when the receipt at the end does not verify
+    /// over everything yielded.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), kokon_client::ClientError> {
+    /// # let client = kokon_client::Client::new("http://127.0.0.1:8443");
+    /// # let enclave = client.attest(&kokon_client::local::dev_policy()?).await?;
+    /// let body = br#"{"model":"smollm2-135m-instruct","prompt":"Once","stream":true}"#;
+    /// let mut stream = client.stream_text(&enclave, "POST", "/v1/completions", body).await?;
+    /// while let Some(data) = stream.next_event().await? {
+    ///     if data != "[DONE]" {
+    ///         println!("{data}");
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn next_event(&mut self) -> Result<Option<String>, ClientError> {
         loop {
             if let Some(event) = self.events.pop_front() {
@@ -248,7 +344,26 @@ fn reported_error(event: &str) -> Option<String> {
         .map(|e| e.error.message)
 }
 
-/// A streamed chat completion: its chunks as the model produces them.
+/// A streamed chat completion: its chunks as the model produces them, from
+/// [`Client::stream_chat`]. Its end is reported only once the receipt in
+/// the stream's trailer verified over every chunk.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), kokon_client::ClientError> {
+/// # let client = kokon_client::Client::new("http://127.0.0.1:8443");
+/// # let enclave = client.attest(&kokon_client::local::dev_policy()?).await?;
+/// use kokon_wire::openai::{ChatCompletionRequest, ChatMessage};
+///
+/// let question = ChatMessage::text_from("user", "Why is the sky blue?");
+/// let request = ChatCompletionRequest::new("smollm2-135m-instruct", vec![question]);
+/// let mut stream = client.stream_chat(&enclave, &request).await?;
+/// let mut answer = String::new();
+/// while let Some(chunk) = stream.next().await? {
+///     answer.extend(chunk.choices.iter().filter_map(|c| c.delta.content.as_deref()));
+/// }
+/// let (usage, receipt) = (stream.usage(), stream.receipt());
+/// # Ok(()) }
+/// ```
 pub struct ChatStream {
     inner: TextStream,
 }
@@ -256,6 +371,26 @@ pub struct ChatStream {
 impl ChatStream {
     /// The next chunk, or `None` at the end of the answer, once its receipt
     /// verified. A failure in the enclave mid-way is an error.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`TextStream::next_event`]; [`ClientError::Enclave`] for an
+    /// error the enclave reports mid-way, [`ClientError::Protocol`] for an
+    /// event that is not a chunk.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), kokon_client::ClientError> {
+    /// # let client = kokon_client::Client::new("http://127.0.0.1:8443");
+    /// # let enclave = client.attest(&kokon_client::local::dev_policy()?).await?;
+    /// # let request = kokon_wire::openai::ChatCompletionRequest::new("smollm2-135m-instruct", vec![]);
+    /// let mut stream = client.stream_chat(&enclave, &request).await?;
+    /// while let Some(chunk) = stream.next().await? {
+    ///     for choice in &chunk.choices {
+    ///         print!("{}", choice.delta.content.as_deref().unwrap_or(""));
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn next(&mut self) -> Result<Option<ChatCompletionChunk>, ClientError> {
         while let Some(event) = self.inner.next_event().await? {
             if event == DONE_DATA {
@@ -274,12 +409,38 @@ impl ChatStream {
         Ok(None)
     }
 
-    /// The usage, once the last chunk arrived.
+    /// The usage, once the last chunk arrived (the library always asks for
+    /// it; the receipt charges it).
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), kokon_client::ClientError> {
+    /// # let client = kokon_client::Client::new("http://127.0.0.1:8443");
+    /// # let enclave = client.attest(&kokon_client::local::dev_policy()?).await?;
+    /// # let request = kokon_wire::openai::ChatCompletionRequest::new("smollm2-135m-instruct", vec![]);
+    /// let mut stream = client.stream_chat(&enclave, &request).await?;
+    /// while stream.next().await?.is_some() {}
+    /// if let Some(usage) = stream.usage() {
+    ///     println!("{} prompt + {} completion tokens", usage.prompt_tokens, usage.completion_tokens);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn usage(&self) -> Option<Usage> {
         self.inner.usage()
     }
 
-    /// The verified receipt, once the stream ended.
+    /// The verified receipt, once the stream ended (`None` before).
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), kokon_client::ClientError> {
+    /// # let client = kokon_client::Client::new("http://127.0.0.1:8443");
+    /// # let enclave = client.attest(&kokon_client::local::dev_policy()?).await?;
+    /// # let request = kokon_wire::openai::ChatCompletionRequest::new("smollm2-135m-instruct", vec![]);
+    /// let mut stream = client.stream_chat(&enclave, &request).await?;
+    /// while stream.next().await?.is_some() {}
+    /// let receipt = stream.receipt().expect("the end comes after the receipt verified");
+    /// println!("receipt {}: {} nanotons", receipt.receipt.sequence, receipt.receipt.amount);
+    /// # Ok(()) }
+    /// ```
     pub fn receipt(&self) -> Option<&SignedReceipt> {
         self.inner.receipt()
     }
@@ -290,6 +451,30 @@ impl Client {
     /// request, sends it through the host and returns its answer as a
     /// stream (the head already read; an error answer is returned as
     /// [`ClientError::Enclave`] with its receipt verified).
+    ///
+    /// Each chunk of the answer is opened as it arrives; the stream reports
+    /// its end only once the receipt in its trailer verified over
+    /// everything it yielded, and a stream the host cut short is an error.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Protocol`] when the attested enclave serves no text
+    /// model, [`ClientError::Transport`] or [`ClientError::Host`] when the
+    /// host cannot be reached or refuses, [`ClientError::Enclave`] for an
+    /// error answer, and those of [`TextStream::next_event`] while reading
+    /// the head.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), kokon_client::ClientError> {
+    /// # let client = kokon_client::Client::new("http://127.0.0.1:8443");
+    /// # let enclave = client.attest(&kokon_client::local::dev_policy()?).await?;
+    /// let body = br#"{"model":"smollm2-135m-instruct","prompt":"Once upon a time","stream":true}"#;
+    /// let mut stream = client.stream_text(&enclave, "POST", "/v1/completions", body).await?;
+    /// while let Some(data) = stream.next_event().await? {
+    ///     println!("{data}");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn stream_text(
         &self,
         enclave: &VerifiedEnclave,
@@ -342,6 +527,25 @@ impl Client {
 
     /// A streamed chat completion from the attested text model; usage is
     /// always asked for, so that the receipt's counts are checked.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Client::stream_text`].
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), kokon_client::ClientError> {
+    /// # let client = kokon_client::Client::new("http://127.0.0.1:8443");
+    /// # let enclave = client.attest(&kokon_client::local::dev_policy()?).await?;
+    /// use kokon_wire::openai::{ChatCompletionRequest, ChatMessage};
+    ///
+    /// let question = ChatMessage::text_from("user", "Why is the sky blue?");
+    /// let request = ChatCompletionRequest::new("smollm2-135m-instruct", vec![question]);
+    /// let mut stream = client.stream_chat(&enclave, &request).await?;
+    /// while let Some(chunk) = stream.next().await? {
+    ///     print!("{}", chunk.choices.first().and_then(|c| c.delta.content.as_deref()).unwrap_or(""));
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn stream_chat(
         &self,
         enclave: &VerifiedEnclave,
