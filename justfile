@@ -31,11 +31,13 @@ soak seconds="180": setup
     cargo build --release --bins
     ./target/release/kokon-soak {{seconds}}
 
-# Formatting, clippy (warnings as errors), and the architecture: no module
-# cycles, no I/O crate under the pure ones (scripts/check-architecture.py).
+# Formatting, clippy (warnings as errors), the client library's rustdoc (no
+# broken links), and the architecture: no module cycles, no I/O crate under
+# the pure ones (scripts/check-architecture.py).
 lint:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
+    RUSTDOCFLAGS="-D warnings" cargo doc -p kokon-client --no-deps
     python3 scripts/check-architecture.py
 
 # What CI runs.
