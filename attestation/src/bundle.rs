@@ -13,11 +13,19 @@
 use serde::{Deserialize, Serialize};
 
 use crate::claims::Claims;
-use crate::pki::{TrustAnchor, TrustAnchors};
+use crate::pki::{CertifiedChain, TrustAnchor, TrustAnchors};
 use crate::roots::AmdProduct;
 use crate::snp::{self, TcbVersion};
 use crate::tdx::{self, Collateral, TcbVerdict, TdReportBody};
 use crate::Error;
+
+/// What a TDX quote's PCK chain certifies, in reports.
+const PCK_CHAIN: &str =
+    "The quote's PCK chain (the platform's key, which signs the Quoting Enclave's report)";
+/// What an SNP report's VCEK chain certifies, in reports.
+const VCEK_CHAIN: &str = "The report's VCEK chain (the chip's key at its reported TCB)";
+/// What an SNP report's VLEK chain certifies, in reports.
+const VLEK_CHAIN: &str = "The report's VLEK chain (the cloud provider's key at its reported TCB)";
 
 /// Current bundle format version.
 pub const BUNDLE_VERSION: u32 = 1;
@@ -152,6 +160,8 @@ pub struct VerifiedEvidence {
     pub anchor: TrustAnchor,
     /// The subject of the platform certificate (PCK, VCEK or VLEK).
     pub platform: String,
+    /// The certificate chains that verified, the evidence's first.
+    pub chains: Vec<CertifiedChain>,
     /// The claims, now known to be signed by the TEE.
     pub claims: Claims,
 }
@@ -257,6 +267,8 @@ pub struct VerifiedPlatform {
     pub anchor: TrustAnchor,
     /// The subject of the platform certificate (PCK, VCEK or VLEK).
     pub platform: String,
+    /// The certificate chains that verified, the evidence's first.
+    pub chains: Vec<CertifiedChain>,
 }
 
 /// Recognises raw evidence: a TDX quote (version 4 or 5, TEE type 0x81) or
@@ -306,12 +318,16 @@ pub fn verify_evidence(
                     PlatformTcb::Unappraised,
                 ),
             };
+            let chains = std::iter::once(verified.chain.certified(PCK_CHAIN))
+                .chain(verified.collateral_signers)
+                .collect();
             Ok(VerifiedPlatform {
                 format: EvidenceFormat::TdxQuote,
                 tee: TeeReport::Tdx(Box::new(verified.quote.body)),
                 tcb,
                 anchor: verified.chain.anchor,
                 platform: verified.chain.leaf_subject,
+                chains,
             })
         }
         EvidenceFormat::SnpReport => {
@@ -323,6 +339,10 @@ pub fn verify_evidence(
             if crl_checked {
                 snp::check_crl(&verified.chain, &evidence.crl, now)?;
             }
+            let chains = vec![verified.chain.certified(match verified.signing_key {
+                snp::SigningKey::Vcek => VCEK_CHAIN,
+                snp::SigningKey::Vlek => VLEK_CHAIN,
+            })];
             Ok(VerifiedPlatform {
                 format: EvidenceFormat::SnpReport,
                 tcb: PlatformTcb::Snp {
@@ -333,6 +353,7 @@ pub fn verify_evidence(
                 tee: TeeReport::Snp(Box::new(verified.report)),
                 anchor: verified.chain.anchor,
                 platform: verified.chain.leaf_subject,
+                chains,
             })
         }
     }
@@ -379,6 +400,7 @@ pub fn verify_bundle(
         tcb: v.tcb,
         anchor: v.anchor,
         platform: v.platform,
+        chains: v.chains,
         claims: bundle.claims.clone(),
     })
 }

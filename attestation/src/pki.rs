@@ -74,6 +74,48 @@ pub struct VerifiedChain {
     pub links: Vec<ChainLink>,
     /// The leaf's extensions: (OID content bytes, extnValue).
     pub leaf_extensions: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Each certificate described for reports, leaf first.
+    pub described: Vec<CertificateInfo>,
+}
+
+/// A certificate of a verified chain, described for reports.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CertificateInfo {
+    /// Its place in the chain ("PCK leaf", "root CA", …).
+    pub position: String,
+    /// Its subject name.
+    pub subject: String,
+    /// Its issuer name.
+    pub issuer: String,
+    /// Its serial number (hex).
+    pub serial: String,
+    /// Start of its validity (RFC 3339).
+    pub not_before: String,
+    /// End of its validity (RFC 3339).
+    pub not_after: String,
+    /// SHA-256 of its DER encoding (hex).
+    pub sha256: String,
+}
+
+/// A verified chain, named for reports: what it certifies, and its
+/// certificates leaf first.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CertifiedChain {
+    /// Which chain it is and what its leaf signs (the quote's QE report,
+    /// Intel's TCB info, …), as a report's heading.
+    pub purpose: &'static str,
+    /// Its certificates, leaf first.
+    pub certificates: Vec<CertificateInfo>,
+}
+
+impl VerifiedChain {
+    /// The chain described for reports, under the heading `purpose`.
+    pub fn certified(&self, purpose: &'static str) -> CertifiedChain {
+        CertifiedChain {
+            purpose,
+            certificates: self.described.clone(),
+        }
+    }
 }
 
 impl VerifiedChain {
@@ -364,6 +406,20 @@ pub fn verify_chain(
             .extensions()
             .iter()
             .map(|e| (e.oid.as_bytes().to_vec(), e.value.to_vec()))
+            .collect(),
+        described: certs
+            .iter()
+            .zip(chain)
+            .enumerate()
+            .map(|(i, (c, der))| CertificateInfo {
+                position: name(i),
+                subject: c.subject().to_string(),
+                issuer: c.issuer().to_string(),
+                serial: hex::encode(serial_bytes(c.raw_serial())),
+                not_before: rfc3339(c.validity().not_before.timestamp()),
+                not_after: rfc3339(c.validity().not_after.timestamp()),
+                sha256: hex::encode(Sha256::digest(der)),
+            })
             .collect(),
         links: certs
             .iter()

@@ -265,6 +265,23 @@ fn real_evidence_with_a_crl_the_real_ark_did_not_sign_is_rejected() {
         "{}",
         v.tcb.summary()
     );
+    // Its one chain, described for reports: VCEK, ASK, ARK.
+    let [chain] = v.chains.as_slice() else {
+        panic!("{:?}", v.chains)
+    };
+    let positions: Vec<&str> = chain
+        .certificates
+        .iter()
+        .map(|c| c.position.as_str())
+        .collect();
+    assert_eq!(positions, ["VCEK", "ASK", "ARK"]);
+    assert!(chain.purpose.contains("VCEK"), "{}", chain.purpose);
+    assert_eq!(chain.certificates[0].subject, v.platform);
+    assert!(
+        chain.certificates[1].subject.contains("SEV-Milan"),
+        "{:?}",
+        chain.certificates[1]
+    );
 }
 
 #[test]

@@ -72,6 +72,48 @@ fn sim_quote_verifies_and_binds_the_claims() {
 }
 
 #[test]
+fn the_verified_chains_are_described_for_reports() {
+    let s = setup();
+    let v = verify_bundle(&s.bundle, &anchors(&s.root), NOW).unwrap();
+    // The quote's PCK chain, then the sim collateral signer's.
+    let positions: Vec<Vec<&str>> = v
+        .chains
+        .iter()
+        .map(|c| c.certificates.iter().map(|x| x.position.as_str()).collect())
+        .collect();
+    assert_eq!(
+        positions,
+        [
+            vec!["PCK leaf", "PCK platform CA", "root CA"],
+            vec!["TCB info", "root CA"]
+        ]
+    );
+    let rfc3339 = &time::format_description::well_known::Rfc3339;
+    for chain in &v.chains {
+        let root = chain.certificates.last().unwrap();
+        assert_eq!(root.sha256, v.anchor.fingerprint());
+        assert_eq!(root.subject, root.issuer, "the root is self-issued");
+        for (cert, issuer) in chain
+            .certificates
+            .iter()
+            .zip(chain.certificates.iter().skip(1))
+        {
+            assert_eq!(cert.issuer, issuer.subject);
+        }
+        for cert in &chain.certificates {
+            let from = time::OffsetDateTime::parse(&cert.not_before, rfc3339).unwrap();
+            let until = time::OffsetDateTime::parse(&cert.not_after, rfc3339).unwrap();
+            assert!(
+                from.unix_timestamp() <= NOW && NOW <= until.unix_timestamp(),
+                "{cert:?}"
+            );
+            assert!(!cert.serial.is_empty() && !cert.serial.starts_with("00"));
+        }
+    }
+    assert_eq!(v.chains[0].certificates[0].subject, v.platform);
+}
+
+#[test]
 fn sim_debug_bit_is_reported() {
     let s = setup_with(true);
     assert!(verify_bundle(&s.bundle, &anchors(&s.root), NOW)

@@ -403,6 +403,88 @@ impl VerifiedEnclave {
     }
 }
 
+/// A bundle whose evidence verified (signatures, chains, binding of the
+/// claims, and the nonce when one was sent), with every check of the
+/// policy's appraisal, passed or failed: what a verification report shows
+/// whether the policy accepts the enclave or not.
+#[derive(Debug, Clone)]
+pub struct Examined {
+    /// The bundle as received.
+    pub bundle: AttestationBundle,
+    /// What verification established.
+    pub evidence: VerifiedEvidence,
+    /// The nonce the claims had to echo (`None`: an offline check of a saved bundle).
+    pub nonce: Option<Vec<u8>>,
+    /// When it was verified (Unix seconds).
+    pub verified_at: i64,
+    /// The policy's name.
+    pub policy: String,
+    /// Every check of the policy, in order.
+    pub checks: Vec<kokon_policies::Check>,
+}
+
+/// Verifies a bundle's evidence at `now` under `policy`'s roots and, with
+/// `nonce`, requires the claims to echo it (omit it only for offline checks
+/// of saved bundles); then makes every check of the policy. Errs only when
+/// the evidence itself fails; the policy's verdict is [`Examined::accept`]'s.
+pub fn examine(
+    bundle: AttestationBundle,
+    policy: &Policy,
+    nonce: Option<&[u8]>,
+    now: i64,
+) -> Result<Examined, ClientError> {
+    let evidence = verify_bundle(&bundle, &policy.anchors, now)?;
+    if let Some(nonce) = nonce {
+        if evidence.claims.nonce != nonce {
+            return Err(ClientError::Nonce {
+                expected: hex::encode(nonce),
+                found: hex::encode(&evidence.claims.nonce),
+            });
+        }
+    }
+    let checks = policy.checks(&evidence, now);
+    Ok(Examined {
+        bundle,
+        evidence,
+        nonce: nonce.map(<[u8]>::to_vec),
+        verified_at: now,
+        policy: policy.name.clone(),
+        checks,
+    })
+}
+
+impl Examined {
+    /// The verdict of `policy` (the one it was examined under): the
+    /// enclave, when every check passed and its OHTTP key configuration is
+    /// usable.
+    pub fn accept(self, policy: &Policy) -> Result<VerifiedEnclave, ClientError> {
+        policy.verdict(&self.checks)?;
+        let key_config = self.key_config()?;
+        Ok(VerifiedEnclave {
+            bundle: self.bundle,
+            evidence: self.evidence,
+            key_config,
+            channel_id: 0,
+            channel_key: None,
+            max_price_per_unit: policy.max_price_per_unit,
+            max_token_price: Price {
+                per_unit: policy.max_price_per_prompt_token,
+                per_output_unit: policy.max_price_per_completion_token,
+            },
+            sequences: std::sync::Arc::new(Mutex::new(SequenceWindow::default())),
+        })
+    }
+
+    /// The attested OHTTP key configuration, if it is one the client can seal to.
+    pub fn key_config(&self) -> Result<KeyConfig, ClientError> {
+        KeyConfig::parse(
+            &self.evidence.claims.ohttp_key_config,
+            Some(Suite::Aes256Gcm),
+        )
+        .map_err(ClientError::KeyConfig)
+    }
+}
+
 /// Verifies a bundle under `policy` at `now`; with `nonce`, also requires the
 /// claims to echo it (omit it only for offline checks of saved bundles).
 ///
@@ -446,31 +528,7 @@ pub fn verify(
     nonce: Option<&[u8]>,
     now: i64,
 ) -> Result<VerifiedEnclave, ClientError> {
-    let evidence = verify_bundle(&bundle, &policy.anchors, now)?;
-    if let Some(nonce) = nonce {
-        if evidence.claims.nonce != nonce {
-            return Err(ClientError::Nonce {
-                expected: hex::encode(nonce),
-                found: hex::encode(&evidence.claims.nonce),
-            });
-        }
-    }
-    policy.appraise(&evidence, now)?;
-    let key_config = KeyConfig::parse(&evidence.claims.ohttp_key_config, Some(Suite::Aes256Gcm))
-        .map_err(ClientError::KeyConfig)?;
-    Ok(VerifiedEnclave {
-        bundle,
-        evidence,
-        key_config,
-        channel_id: 0,
-        channel_key: None,
-        max_price_per_unit: policy.max_price_per_unit,
-        max_token_price: Price {
-            per_unit: policy.max_price_per_prompt_token,
-            per_output_unit: policy.max_price_per_completion_token,
-        },
-        sequences: std::sync::Arc::new(Mutex::new(SequenceWindow::default())),
-    })
+    examine(bundle, policy, nonce, now)?.accept(policy)
 }
 
 /// An answer opened and checked, from [`VerifiedEnclave::open`] or
@@ -1077,10 +1135,16 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn attest(&self, policy: &Policy) -> Result<VerifiedEnclave, ClientError> {
+        self.examine(policy).await?.accept(policy)
+    }
+
+    /// Fetches the enclave's evidence for a fresh nonce, verifies it and
+    /// makes every check of `policy` (see [`examine`]), without the verdict.
+    pub async fn examine(&self, policy: &Policy) -> Result<Examined, ClientError> {
         let mut nonce = [0u8; kokon_wire::CLIENT_NONCE_LEN];
         getrandom::fill(&mut nonce).map_err(|e| ClientError::Protocol(format!("OS RNG: {e}")))?;
         let bundle = self.fetch_bundle(&nonce).await?;
-        verify(bundle, policy, Some(&nonce), unix_now())
+        examine(bundle, policy, Some(&nonce), unix_now())
     }
 
     /// Sends a voucher (the client's newest signed channel state) to the

@@ -1,5 +1,7 @@
-//! Appraisal: checking verified evidence against a [`Policy`], collecting
-//! every failed check.
+//! Appraisal: checking verified evidence against a [`Policy`]. Every check
+//! is recorded, passed or failed, with what the policy expects and what the
+//! evidence shows (a verification report lists them all); a rejection
+//! names every failed one.
 
 use std::fmt;
 
@@ -7,6 +9,19 @@ use kokon_attestation::{PlatformTcb, TeeReport, TrustAnchor, VerifiedEvidence, V
 use thiserror::Error;
 
 use crate::{Policy, TcbRequirements, MAX_CLOCK_SKEW_SECS};
+
+/// One check of an appraisal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// The check.
+    pub check: String,
+    /// What the policy expects.
+    pub expected: String,
+    /// What the evidence shows.
+    pub found: String,
+    /// Whether the evidence satisfies it.
+    pub passed: bool,
+}
 
 /// One failed check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,53 +57,76 @@ impl fmt::Display for Rejection {
     }
 }
 
+/// The checks of one appraisal, in the order they are made.
+#[derive(Default)]
+struct Checks(Vec<Check>);
+
+impl Checks {
+    fn add(
+        &mut self,
+        check: &str,
+        passed: bool,
+        expected: impl Into<String>,
+        found: impl Into<String>,
+    ) {
+        self.0.push(Check {
+            check: check.into(),
+            expected: expected.into(),
+            found: found.into(),
+            passed,
+        });
+    }
+}
+
+/// What the policy expects: `yes` when it allows the thing, `no` when not.
+fn requirement(allowed: bool, yes: &str, no: &str) -> String {
+    if allowed { yes } else { no }.to_string()
+}
+
 impl Policy {
-    /// Appraises verified evidence at `now` (Unix seconds): the platform
-    /// checks of [`Policy::appraise_platform`], then evidence age and model.
+    /// Appraises verified evidence at `now` (Unix seconds): the checks of
+    /// [`Policy::checks`], accepted when all pass.
     pub fn appraise(&self, evidence: &VerifiedEvidence, now: i64) -> Result<(), Rejection> {
-        let mut failures = Vec::new();
-        let mut fail = |check: &str, expected: String, found: String| {
-            failures.push(Failure {
-                check: check.into(),
-                expected,
-                found,
-            })
-        };
-        self.platform_checks(&evidence.tee, &evidence.tcb, &evidence.anchor, &mut fail);
+        self.verdict(&self.checks(evidence, now))
+    }
+
+    /// Every check of appraising verified evidence at `now`, passed or not:
+    /// the platform checks of [`Policy::platform_checks`], then evidence age
+    /// and models.
+    pub fn checks(&self, evidence: &VerifiedEvidence, now: i64) -> Vec<Check> {
+        let mut c = Checks::default();
+        self.check_platform(&evidence.tee, &evidence.tcb, &evidence.anchor, &mut c);
         let issued = evidence.claims.issued_at;
         let age = now.saturating_sub(issued);
-        if age > i64::try_from(self.max_age_seconds).unwrap_or(i64::MAX) {
-            fail(
-                "evidence age",
-                format!("at most {} s", self.max_age_seconds),
-                format!(
-                    "{age} s (issued at {}, checked at {})",
-                    kokon_attestation::pki::rfc3339(issued),
-                    kokon_attestation::pki::rfc3339(now)
-                ),
-            );
-        }
-        if issued > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
-            fail(
-                "evidence time",
-                format!(
-                    "issued no later than {} + {MAX_CLOCK_SKEW_SECS} s",
-                    kokon_attestation::pki::rfc3339(now)
-                ),
-                format!("issued at {}", kokon_attestation::pki::rfc3339(issued)),
-            );
-        }
-        let claims = &evidence.claims;
-        let allowed = || {
+        let rfc3339 = kokon_attestation::pki::rfc3339;
+        c.add(
+            "evidence age",
+            age <= i64::try_from(self.max_age_seconds).unwrap_or(i64::MAX),
+            format!("at most {} s", self.max_age_seconds),
             format!(
-                "one of [{}]",
-                self.models
-                    .iter()
-                    .map(|m| format!("{} sha256:{}", m.name, hex::encode(m.digest)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
+                "{age} s (issued at {}, checked at {})",
+                rfc3339(issued),
+                rfc3339(now)
+            ),
+        );
+        c.add(
+            "evidence time",
+            issued <= now.saturating_add(MAX_CLOCK_SKEW_SECS),
+            format!(
+                "issued no later than {} + {MAX_CLOCK_SKEW_SECS} s",
+                rfc3339(now)
+            ),
+            format!("issued at {}", rfc3339(issued)),
+        );
+        let claims = &evidence.claims;
+        let allowed = format!(
+            "one of [{}]",
+            self.models
+                .iter()
+                .map(|m| format!("{} sha256:{}", m.name, hex::encode(m.digest)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         let served = [("model", claims.model_name.as_str(), &claims.model_digest)]
             .into_iter()
             .chain(
@@ -98,41 +136,42 @@ impl Policy {
                     .map(|m| ("text model", m.name.as_str(), &m.digest)),
             );
         for (what, name, digest) in served {
-            if !self
-                .models
-                .iter()
-                .any(|m| &m.digest == digest && m.name == name)
-            {
-                fail(
-                    what,
-                    allowed(),
-                    format!("{name} sha256:{}", hex::encode(digest)),
-                );
-            }
+            c.add(
+                what,
+                self.allows_model(name, digest),
+                allowed.clone(),
+                format!("{name} sha256:{}", hex::encode(digest)),
+            );
         }
-        self.verdict(failures)
+        c.0
     }
 
-    /// Appraises raw evidence without claims (`kokon verify --evidence`): roots,
-    /// simulation, debug, TCB, SNP guest policy and measurements.
+    /// Appraises raw evidence without claims (`kokon verify --evidence`): the
+    /// checks of [`Policy::platform_checks`], accepted when all pass.
     pub fn appraise_platform(&self, evidence: &VerifiedPlatform) -> Result<(), Rejection> {
-        let mut failures = Vec::new();
-        self.platform_checks(
-            &evidence.tee,
-            &evidence.tcb,
-            &evidence.anchor,
-            &mut |check: &str, expected, found| {
-                failures.push(Failure {
-                    check: check.into(),
-                    expected,
-                    found,
-                })
-            },
-        );
-        self.verdict(failures)
+        self.verdict(&self.platform_checks(evidence))
     }
 
-    fn verdict(&self, failures: Vec<Failure>) -> Result<(), Rejection> {
+    /// Every check of the platform, passed or not: roots, simulation, debug,
+    /// TCB, SNP guest policy and measurements.
+    pub fn platform_checks(&self, evidence: &VerifiedPlatform) -> Vec<Check> {
+        let mut c = Checks::default();
+        self.check_platform(&evidence.tee, &evidence.tcb, &evidence.anchor, &mut c);
+        c.0
+    }
+
+    /// The verdict on `checks`: accepted when all passed, else a rejection
+    /// naming every failed one.
+    pub fn verdict(&self, checks: &[Check]) -> Result<(), Rejection> {
+        let failures: Vec<Failure> = checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| Failure {
+                check: c.check.clone(),
+                expected: c.expected.clone(),
+                found: c.found.clone(),
+            })
+            .collect();
         if failures.is_empty() {
             Ok(())
         } else {
@@ -143,170 +182,158 @@ impl Policy {
         }
     }
 
-    fn platform_checks(
+    fn check_platform(
         &self,
         tee: &TeeReport,
         tcb: &PlatformTcb,
         anchor: &TrustAnchor,
-        fail: &mut impl FnMut(&str, String, String),
+        c: &mut Checks,
     ) {
-        if anchor.simulated && !self.allow_simulated {
-            fail(
-                "simulated TEE",
-                "evidence from hardware (allow_simulated = false)".into(),
-                format!("simulated evidence under root {:?}", anchor.name),
-            );
-        }
-        if !self.anchors.roots.iter().any(|a| a.der == anchor.der) {
-            fail(
-                "trust root",
-                format!(
-                    "one of {:?}",
-                    self.anchors
-                        .roots
-                        .iter()
-                        .map(|a| &a.name)
-                        .collect::<Vec<_>>()
-                ),
-                anchor.name.clone(),
-            );
-        }
-        if tee.debug() && !self.allow_debug {
-            let found = match tee {
-                TeeReport::Tdx(td) => {
-                    format!("DEBUG on (TD attributes {})", hex::encode(td.td_attributes))
-                }
-                TeeReport::Snp(r) => format!("DEBUG allowed (guest policy {:#x})", r.policy),
-            };
-            fail("debug", "debugging off (allow_debug = false)".into(), found);
-        }
+        c.add(
+            "simulated TEE",
+            !anchor.simulated || self.allow_simulated,
+            requirement(
+                self.allow_simulated,
+                "evidence from hardware or a simulated TEE (allow_simulated = true)",
+                "evidence from hardware (allow_simulated = false)",
+            ),
+            format!(
+                "{} evidence under root {:?}",
+                if anchor.simulated {
+                    "simulated"
+                } else {
+                    "hardware"
+                },
+                anchor.name
+            ),
+        );
+        c.add(
+            "trust root",
+            self.anchors.roots.iter().any(|a| a.der == anchor.der),
+            format!(
+                "one of {:?}",
+                self.anchors
+                    .roots
+                    .iter()
+                    .map(|a| &a.name)
+                    .collect::<Vec<_>>()
+            ),
+            anchor.name.clone(),
+        );
+        let debug = tee.debug();
+        let found = match (tee, debug) {
+            (TeeReport::Tdx(td), on) => format!(
+                "DEBUG {} (TD attributes {})",
+                if on { "on" } else { "off" },
+                hex::encode(td.td_attributes)
+            ),
+            (TeeReport::Snp(r), on) => format!(
+                "DEBUG {} (guest policy {:#x})",
+                if on { "allowed" } else { "not allowed" },
+                r.policy
+            ),
+        };
+        c.add(
+            "debug",
+            !debug || self.allow_debug,
+            requirement(
+                self.allow_debug,
+                "debugging on or off (allow_debug = true)",
+                "debugging off (allow_debug = false)",
+            ),
+            found,
+        );
         if let Some(tcb_req) = &self.tcb {
-            self.appraise_tcb(tcb_req, tcb, fail);
+            check_tcb(tcb_req, tcb, c);
         }
-        if let (Some(req), Some(report)) = (&self.snp, tee_snp(tee)) {
+        if let (Some(req), TeeReport::Snp(report)) = (&self.snp, tee) {
             use kokon_attestation::snp::report::{POLICY_MIGRATE_MA, POLICY_SMT};
-            if report.policy & POLICY_MIGRATE_MA != 0 && !req.allow_migration_agent {
-                fail(
-                    "SNP migration agent",
-                    "MIGRATE_MA off (allow_migration_agent = false)".into(),
-                    format!("allowed (guest policy {:#x})", report.policy),
-                );
-            }
-            if report.policy & POLICY_SMT != 0 && !req.allow_smt {
-                fail(
-                    "SNP SMT",
-                    "SMT off (allow_smt = false)".into(),
-                    format!("allowed (guest policy {:#x})", report.policy),
-                );
-            }
-            if req.require_crl
-                && !matches!(
+            let allowed_in_guest = |bit: u64| {
+                format!(
+                    "{} (guest policy {:#x})",
+                    if report.policy & bit != 0 {
+                        "allowed"
+                    } else {
+                        "not allowed"
+                    },
+                    report.policy
+                )
+            };
+            c.add(
+                "SNP migration agent",
+                report.policy & POLICY_MIGRATE_MA == 0 || req.allow_migration_agent,
+                requirement(
+                    req.allow_migration_agent,
+                    "MIGRATE_MA on or off (allow_migration_agent = true)",
+                    "MIGRATE_MA off (allow_migration_agent = false)",
+                ),
+                allowed_in_guest(POLICY_MIGRATE_MA),
+            );
+            c.add(
+                "SNP SMT",
+                report.policy & POLICY_SMT == 0 || req.allow_smt,
+                requirement(
+                    req.allow_smt,
+                    "SMT on or off (allow_smt = true)",
+                    "SMT off (allow_smt = false)",
+                ),
+                allowed_in_guest(POLICY_SMT),
+            );
+            if req.require_crl {
+                let checked = matches!(
                     tcb,
                     PlatformTcb::Snp {
                         crl_checked: true,
                         ..
                     }
-                )
-            {
-                fail(
+                );
+                c.add(
                     "SNP revocation",
-                    "AMD's CRL from KDS, checked against the chain (require_crl = true)".into(),
-                    "evidence without AMD's CRL".into(),
+                    checked,
+                    "AMD's CRL from KDS, checked against the chain (require_crl = true)",
+                    if checked {
+                        "AMD's CRL checked: nothing in the chain revoked"
+                    } else {
+                        "evidence without AMD's CRL"
+                    },
                 );
             }
-            if report.vmpl > req.max_vmpl {
-                fail(
-                    "SNP VMPL",
-                    format!("at most {}", req.max_vmpl),
-                    report.vmpl.to_string(),
-                );
-            }
+            c.add(
+                "SNP VMPL",
+                report.vmpl <= req.max_vmpl,
+                format!("at most {}", req.max_vmpl),
+                report.vmpl.to_string(),
+            );
         }
         for (register, allowed) in &self.measurements {
+            let name = register.to_string();
             let Some(found) = register.value(tee) else {
-                fail(
-                    &register.to_string(),
+                c.add(
+                    &name,
+                    false,
                     format!("evidence with a {register} register"),
                     format!("{:?} evidence, which has none", tee_format(tee)),
                 );
                 continue;
             };
-            if !allowed.iter().any(|a| a.as_slice() == found) {
-                let expected = if allowed.is_empty() {
-                    "a configured value (the policy lists none, so nothing is accepted)".to_string()
-                } else {
-                    format!(
-                        "one of [{}]",
-                        allowed
-                            .iter()
-                            .map(hex::encode)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                };
-                fail(&register.to_string(), expected, hex::encode(found));
-            }
-        }
-    }
-
-    fn appraise_tcb(
-        &self,
-        req: &TcbRequirements,
-        tcb: &PlatformTcb,
-        fail: &mut impl FnMut(&str, String, String),
-    ) {
-        match tcb {
-            PlatformTcb::Unappraised => fail(
-                "TCB",
-                "evidence with the vendor's TCB appraisal (TDX collateral or SNP VCEK)".into(),
-                "evidence without collateral".into(),
-            ),
-            PlatformTcb::Tdx(v) => {
-                if !req.allowed_statuses.contains(&v.status) {
-                    fail(
-                        "TCB status",
-                        format!("one of {:?}", req.allowed_statuses),
-                        format!("{} (FMSPC {}, TCB date {})", v.status, v.fmspc, v.tcb_date),
-                    );
-                }
-                if v.tcb_evaluation_data_number < req.min_tcb_evaluation_data_number {
-                    fail(
-                        "TCB evaluation data number",
-                        format!("at least {}", req.min_tcb_evaluation_data_number),
-                        v.tcb_evaluation_data_number.to_string(),
-                    );
-                }
-                let extra: Vec<&String> = v
-                    .advisory_ids
-                    .iter()
-                    .filter(|a| !req.allowed_advisories.contains(a))
-                    .collect();
-                if !extra.is_empty() {
-                    fail(
-                        "TCB advisories",
-                        format!("only {:?}", req.allowed_advisories),
-                        format!("{extra:?}"),
-                    );
-                }
-            }
-            PlatformTcb::Snp {
-                product, reported, ..
-            } => match req.snp_minimum.get(product) {
-                Some(floor) if reported.at_least(floor) => {}
-                Some(floor) => fail(
-                    "SNP TCB",
-                    format!("at least {floor} ({product:?})"),
-                    format!("{reported}"),
-                ),
-                None => fail(
-                    "SNP TCB",
-                    format!(
-                        "a product with a floor in the policy ({:?})",
-                        req.snp_minimum.keys().collect::<Vec<_>>()
-                    ),
-                    format!("{product:?}, which has none"),
-                ),
-            },
+            let expected = if allowed.is_empty() {
+                "a configured value (the policy lists none, so nothing is accepted)".to_string()
+            } else {
+                format!(
+                    "one of [{}]",
+                    allowed
+                        .iter()
+                        .map(hex::encode)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            c.add(
+                &name,
+                allowed.iter().any(|a| a.as_slice() == found),
+                expected,
+                hex::encode(found),
+            );
         }
     }
 
@@ -318,10 +345,64 @@ impl Policy {
     }
 }
 
-fn tee_snp(tee: &TeeReport) -> Option<&kokon_attestation::snp::Report> {
-    match tee {
-        TeeReport::Snp(r) => Some(r),
-        TeeReport::Tdx(_) => None,
+fn check_tcb(req: &TcbRequirements, tcb: &PlatformTcb, c: &mut Checks) {
+    match tcb {
+        PlatformTcb::Unappraised => c.add(
+            "TCB",
+            false,
+            "evidence with the vendor's TCB appraisal (TDX collateral or SNP VCEK)",
+            "evidence without collateral",
+        ),
+        PlatformTcb::Tdx(v) => {
+            c.add(
+                "TCB status",
+                req.allowed_statuses.contains(&v.status),
+                format!("one of {:?}", req.allowed_statuses),
+                format!("{} (FMSPC {}, TCB date {})", v.status, v.fmspc, v.tcb_date),
+            );
+            c.add(
+                "TCB evaluation data number",
+                v.tcb_evaluation_data_number >= req.min_tcb_evaluation_data_number,
+                format!("at least {}", req.min_tcb_evaluation_data_number),
+                v.tcb_evaluation_data_number.to_string(),
+            );
+            let extra: Vec<&String> = v
+                .advisory_ids
+                .iter()
+                .filter(|a| !req.allowed_advisories.contains(a))
+                .collect();
+            // Found: the advisories outside the policy, or all of them when none is.
+            let found = if extra.is_empty() {
+                format!("{:?}", v.advisory_ids)
+            } else {
+                format!("{extra:?}")
+            };
+            c.add(
+                "TCB advisories",
+                extra.is_empty(),
+                format!("only {:?}", req.allowed_advisories),
+                found,
+            );
+        }
+        PlatformTcb::Snp {
+            product, reported, ..
+        } => match req.snp_minimum.get(product) {
+            Some(floor) => c.add(
+                "SNP TCB",
+                reported.at_least(floor),
+                format!("at least {floor} ({product:?})"),
+                format!("{reported}"),
+            ),
+            None => c.add(
+                "SNP TCB",
+                false,
+                format!(
+                    "a product with a floor in the policy ({:?})",
+                    req.snp_minimum.keys().collect::<Vec<_>>()
+                ),
+                format!("{product:?}, which has none"),
+            ),
+        },
     }
 }
 

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 
 use kokon_attestation::TrustAnchors;
 
-pub use appraisal::{Failure, Rejection};
+pub use appraisal::{Check, Failure, Rejection};
 pub use registers::Register;
 pub use schema::{AllowedModel, LoadError, LocalReferences, SnpSection, TcbRequirements};
 

@@ -72,6 +72,68 @@ fn dev_policy_accepts_the_local_sim_enclave() {
 }
 
 #[test]
+fn every_check_is_recorded_passed_or_failed_with_expected_and_found() {
+    let s = sim(false, magika(), NOW);
+    let p = dev_policy(&s.root, MRTD);
+    let checks = p.checks(&verified(&s, &p), NOW);
+    let names: Vec<&str> = checks.iter().map(|c| c.check.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "simulated TEE",
+            "trust root",
+            "debug",
+            "TCB status",
+            "TCB evaluation data number",
+            "TCB advisories",
+            "MRTD",
+            "RTMR0",
+            "RTMR1",
+            "RTMR2",
+            "evidence age",
+            "evidence time",
+            "model"
+        ]
+    );
+    for c in &checks {
+        assert!(
+            c.passed && !c.expected.is_empty() && !c.found.is_empty(),
+            "{c:?}"
+        );
+    }
+    let debug = |checks: &[kokon_policies::Check]| {
+        checks.iter().find(|c| c.check == "debug").unwrap().clone()
+    };
+    assert!(
+        debug(&checks).found.starts_with("DEBUG off"),
+        "{:?}",
+        debug(&checks)
+    );
+    assert_eq!(p.verdict(&checks), Ok(()));
+
+    // A debug TD: the same checks, that one failed, and the verdict names it alone.
+    let s = sim(true, magika(), NOW);
+    let p = dev_policy(&s.root, MRTD);
+    let checks = p.checks(&verified(&s, &p), NOW);
+    assert_eq!(checks.len(), names.len());
+    let failed: Vec<&str> = checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| c.check.as_str())
+        .collect();
+    assert_eq!(failed, ["debug"]);
+    assert!(
+        debug(&checks).found.starts_with("DEBUG on"),
+        "{:?}",
+        debug(&checks)
+    );
+    let r = p.verdict(&checks).unwrap_err();
+    assert_eq!(r.failures.len(), 1);
+    assert_eq!(r.failures[0].found, debug(&checks).found);
+    assert_eq!(p.appraise(&verified(&s, &p), NOW), Err(r));
+}
+
+#[test]
 fn sim_evidence_is_rejected_by_the_production_policy() {
     let s = sim(false, magika(), NOW);
     let prod = Policy::from_toml(PROD, &LocalReferences::default()).unwrap();

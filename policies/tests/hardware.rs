@@ -149,6 +149,7 @@ fn snp_platform(report: Report, product: AmdProduct) -> VerifiedPlatform {
         },
         anchor: kokon_attestation::roots::amd_ark(product).unwrap(),
         platform: "SEV-VCEK".into(),
+        chains: Vec::new(),
     }
 }
 

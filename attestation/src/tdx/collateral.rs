@@ -244,6 +244,9 @@ pub struct VerifiedCollateral {
     pub root_crl: pki::VerifiedCrl,
     /// The root the collateral chains to (DER).
     pub root_der: Vec<u8>,
+    /// The chains of the TCB info's signer and, when Intel signed it with
+    /// another certificate, the QE identity's.
+    pub signers: Vec<pki::CertifiedChain>,
 }
 
 fn parse_time(what: &'static str, text: &str) -> Result<i64, Error> {
@@ -274,8 +277,15 @@ fn check_window(
     Ok(())
 }
 
+/// What the TCB info signer's chain certifies, in reports.
+const TCB_INFO_SIGNER: &str =
+    "The chain of the collateral's signer (Intel's TCB info and QE identity)";
+/// What a separate QE identity signer's chain certifies, in reports.
+const QE_IDENTITY_SIGNER: &str = "The chain of the collateral's QE identity signer";
+
 /// Verifies a signed JSON object: its signer's chain (signer, root) ends in
 /// `anchors`, the signer is not revoked, and the signature covers the text.
+/// Returns the signer's chain.
 fn verify_signed_json(
     what: &'static str,
     text: &str,
@@ -284,7 +294,7 @@ fn verify_signed_json(
     anchors: &TrustAnchors,
     root_crl: &pki::VerifiedCrl,
     now: i64,
-) -> Result<(), Error> {
+) -> Result<pki::VerifiedChain, Error> {
     if text.len() > MAX_JSON_LEN {
         return Err(Error::TooLarge { what });
     }
@@ -292,7 +302,8 @@ fn verify_signed_json(
     if let Some(link) = signer.links.first() {
         check_not_revoked(link, root_crl, what)?;
     }
-    verify_json_signature(what, text, signature, &signer.leaf_public_key)
+    verify_json_signature(what, text, signature, &signer.leaf_public_key)?;
+    Ok(signer)
 }
 
 fn verify_json_signature(
@@ -349,6 +360,7 @@ pub fn verify(
     if let Some(link) = signer.links.first() {
         check_not_revoked(link, &root_crl, "TCB info")?;
     }
+    let mut signers = vec![signer.certified(TCB_INFO_SIGNER)];
     let tcb_signer = signer.leaf_public_key;
     if collateral.tcb_info.len() > MAX_JSON_LEN {
         return Err(Error::TooLarge { what: "TCB info" });
@@ -387,7 +399,7 @@ pub fn verify(
             &tcb_signer,
         )?;
     } else {
-        verify_signed_json(
+        let qe_signer = verify_signed_json(
             "QE identity",
             &collateral.qe_identity,
             &collateral.qe_identity_signature.0,
@@ -399,6 +411,7 @@ pub fn verify(
             &root_crl,
             now,
         )?;
+        signers.push(qe_signer.certified(QE_IDENTITY_SIGNER));
     }
     let qe_identity: QeIdentity =
         serde_json::from_str(&collateral.qe_identity).map_err(|e| Error::Collateral {
@@ -423,5 +436,6 @@ pub fn verify(
         qe_identity,
         root_crl,
         root_der: root_der.clone(),
+        signers,
     })
 }

@@ -19,7 +19,7 @@ pub mod tcb_status;
 use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
 use sha2::{Digest, Sha256, Sha384};
 
-use crate::pki::{verify_chain, TrustAnchors, VerifiedChain};
+use crate::pki::{verify_chain, CertifiedChain, TrustAnchors, VerifiedChain};
 use crate::Error;
 pub use collateral::Collateral;
 pub use quote::{Measurement, Quote, TdReportBody};
@@ -36,6 +36,9 @@ pub struct VerifiedQuote {
     pub quote: Quote,
     /// The PCK chain and the anchor it ends in.
     pub chain: VerifiedChain,
+    /// The chains of Intel's collateral signers, when collateral was
+    /// checked (see [`verify_quote_with_collateral`]).
+    pub collateral_signers: Vec<CertifiedChain>,
 }
 
 /// The PEM text of a quote's PCK chain: Intel's quote generation writes it
@@ -108,7 +111,11 @@ pub fn verify_quote(
             what: "quote signature by the attestation key",
         })?;
 
-    Ok(VerifiedQuote { quote, chain })
+    Ok(VerifiedQuote {
+        quote,
+        chain,
+        collateral_signers: Vec::new(),
+    })
 }
 
 /// Verifies a TDX quote and appraises its TCB with `collateral`, all against
@@ -121,7 +128,7 @@ pub fn verify_quote_with_collateral(
     anchors: &TrustAnchors,
     now: i64,
 ) -> Result<(VerifiedQuote, TcbVerdict), Error> {
-    let verified = verify_quote(bytes, anchors, now)?;
+    let mut verified = verify_quote(bytes, anchors, now)?;
     let trusted = collateral::verify(collateral, anchors, now)?;
     let certs = &verified.chain.certificates;
     let (Some(leaf), Some(root)) = (certs.first(), certs.get(2)) else {
@@ -168,6 +175,7 @@ pub fn verify_quote_with_collateral(
         &trusted.tcb_info,
         &trusted.qe_identity,
     )?;
+    verified.collateral_signers = trusted.signers;
     Ok((verified, verdict))
 }
 
