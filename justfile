@@ -14,8 +14,10 @@ demo: setup
     cargo build --release --bins
     set -a; source .cache/kokon.env; set +a; ./target/release/kokon demo --file README.md --file attestation/src/tdx/quote.rs
 
-# Every test: unit, fixtures, end to end (host + enclave + client), canary, Python parity.
-test: setup
+# Every test: unit, fixtures, end to end (host + enclave + client), canary, Python parity,
+# the HTML verification report in headless Chromium (installed by `setup.sh test`).
+test:
+    bash scripts/setup.sh test
     cargo build --workspace --bins
     cargo test --workspace
 

@@ -6,6 +6,8 @@
 # converted to ONNX by scripts/llm/gguf_to_onnx.py with the gguf and onnx
 # packages); and the npm packages of the TON sandbox bridge (demo/ton-sandbox:
 # @ton/sandbox, @ton/core, tonweb) from its committed lockfile.
+# `setup.sh test` (what `just test` runs) also installs Debian's chromium,
+# which the tests render the HTML verification report in, when it is missing.
 # Idempotent: a second run finds the cache and does nothing.
 # Writes .cache/kokon.env with the paths the enclave and the tests use.
 set -euo pipefail
@@ -41,6 +43,15 @@ if [ ! -f "$clients_stamp" ]; then
   echo "setup: installing openai==$OPENAI_VERSION prometheus-client==$PROMETHEUS_CLIENT_VERSION into $venv" >&2
   pip_install "openai==$OPENAI_VERSION" "prometheus-client==$PROMETHEUS_CLIENT_VERSION"
   touch "$clients_stamp"
+fi
+# `setup.sh test`: Chromium (Debian's package), headless, renders the HTML
+# verification report in the tests. Only when missing: a second run costs nothing.
+if [ "${1:-}" = test ] && ! command -v chromium >/dev/null 2>&1; then
+  echo "setup: installing chromium (apt-get)" >&2
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq >&2
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >&2
 fi
 # `setup.sh bench`: llama.cpp, the benchmark's peer (builds from source the
 # first time: minutes).

@@ -61,6 +61,10 @@ pub enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Also write the verification report here as a self-contained HTML
+        /// page (written for a rejected enclave too, saying why).
+        #[arg(long, value_name = "FILE.html")]
+        report: Option<PathBuf>,
     },
     /// Verify a saved attestation bundle, or raw TDX/SNP evidence, offline.
     ///
@@ -326,6 +330,10 @@ pub struct VerifyArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// With --bundle: also write the verification report here as a
+    /// self-contained HTML page (written for a rejected bundle too).
+    #[arg(long, value_name = "FILE.html", conflicts_with = "evidence")]
+    pub report: Option<PathBuf>,
 }
 
 /// The arguments of `kokon infer`.

@@ -5,10 +5,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use kokon_attestation::AttestationBundle;
-use kokon_client::{ClientError, VerifiedEnclave};
+use kokon_client::{ClientError, Examined, VerifiedEnclave};
+use kokon_policies::Policy;
 
 use crate::args::VerifyArgs;
-use crate::{evidence, local, report};
+use crate::report::Report;
+use crate::{evidence, local};
 
 /// `kokon attest`: fetches and verifies the enclave's attestation.
 pub async fn attest(
@@ -16,15 +18,58 @@ pub async fn attest(
     policy: &Path,
     save: Option<PathBuf>,
     json: bool,
+    report: Option<&Path>,
 ) -> anyhow::Result<()> {
     let p = local::load_policy(policy)?;
-    let enclave = local::client(host)?.attest(&p).await?;
+    let examined = local::client(host)?.examine(&p).await;
+    let (enclave, r) = conclude(examined, &p, kokon_client::unix_now(), report)?;
     if let Some(path) = save {
         std::fs::write(&path, enclave.bundle.to_json())
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    print_verified(&enclave, &p.name, json);
+    print_report(&r, json);
     Ok(())
+}
+
+/// The policy's verdict on `examined` (checked at `now`) and its report,
+/// written as HTML to `html` when asked: for an accepted enclave and for a
+/// rejected one alike, not when the enclave could not be asked at all.
+pub fn conclude(
+    examined: Result<Examined, ClientError>,
+    policy: &Policy,
+    now: i64,
+    html: Option<&Path>,
+) -> anyhow::Result<(VerifiedEnclave, Report)> {
+    let (outcome, report) = match examined {
+        Ok(x) => {
+            let outcome = x.clone().accept(policy);
+            let report = Report::new(&x, outcome.as_ref().err());
+            (outcome, report)
+        }
+        Err(e) if e.is_rejection() => {
+            let report = Report::unverified(&policy.name, &e, now);
+            (Err(e), report)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let written = match html {
+        Some(path) => report.html().and_then(|page| {
+            std::fs::write(path, page)
+                .with_context(|| format!("writing the report {}", path.display()))
+        }),
+        None => Ok(()),
+    };
+    match (outcome, written) {
+        (Ok(enclave), Ok(())) => Ok((enclave, report)),
+        (Ok(_), Err(w)) => Err(w),
+        // The rejection is the answer; a report that could not be written is said too.
+        (Err(e), written) => {
+            if let Err(w) = written {
+                eprintln!("error: {w:#}");
+            }
+            Err(e.into())
+        }
+    }
 }
 
 /// `kokon verify`: a saved bundle against a policy, or raw evidence.
@@ -40,6 +85,7 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         policy,
         at,
         json,
+        report,
     } = args;
     let p = policy.as_deref().map(local::load_policy).transpose()?;
     let now = parse_time(at.as_deref())?;
@@ -66,16 +112,17 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         anyhow::bail!("--bundle needs --policy");
     };
     let bytes = std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?;
-    let b = AttestationBundle::from_json(&bytes).map_err(ClientError::from)?;
-    let issued = b.claims.issued_at;
-    let enclave = kokon_client::verify(b, &p, None, now).inspect_err(|e| {
-        let aged = matches!(e, ClientError::Policy(r) if r.failures.iter().any(|f| f.check == "evidence age"));
-        if aged {
+    let bundle = AttestationBundle::from_json(&bytes).map_err(ClientError::from);
+    let issued = bundle.as_ref().map(|b| b.claims.issued_at).ok();
+    let examined = bundle.and_then(|b| kokon_client::examine(b, &p, None, now));
+    let (_, r) = conclude(examined, &p, now, report.as_deref()).inspect_err(|e| {
+        let aged = matches!(e.downcast_ref(), Some(ClientError::Policy(r)) if r.failures.iter().any(|f| f.check == "evidence age"));
+        if let (true, Some(issued)) = (aged, issued) {
             let at = kokon_attestation::pki::rfc3339(issued);
             eprintln!("hint: the bundle was issued at {at}; to verify it as of then, add --at {at}");
         }
     })?;
-    print_verified(&enclave, &p.name, json);
+    print_report(&r, json);
     Ok(())
 }
 
@@ -93,13 +140,13 @@ fn parse_time(at: Option<&str>) -> anyhow::Result<i64> {
 }
 
 /// Prints what was verified (text or JSON).
-pub fn print_verified(e: &VerifiedEnclave, policy: &str, json: bool) {
+pub fn print_report(r: &Report, json: bool) {
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&report::json(e, policy)).unwrap_or_default()
+            serde_json::to_string_pretty(&r.json()).unwrap_or_default()
         );
     } else {
-        print!("{}", report::text(e, policy));
+        print!("{}", r.text());
     }
 }

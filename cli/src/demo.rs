@@ -14,7 +14,7 @@ use kokon_wire::openai::{ChatCompletionRequest, ChatMessage};
 
 use crate::args::HostArgs;
 use crate::infer::{classify, load_magika};
-use crate::{host, local, report};
+use crate::{attest, host, local};
 
 const SAMPLE_NAME: &str = "built-in sample (a Python script)";
 const QUESTION: &str = "In one sentence, what is a confidential computing enclave?";
@@ -120,11 +120,14 @@ async fn demo_client(
         ),
     );
     let t = Instant::now();
-    let enclave = client
-        .attest(&policy)
-        .await?
-        .with_channel(channel.params.channel_id, channel.client_key());
-    print!("{}", report::text(&enclave, &policy.name));
+    let (enclave, report) = attest::conclude(
+        client.examine(&policy).await,
+        &policy,
+        kokon_client::unix_now(),
+        None,
+    )?;
+    let enclave = enclave.with_channel(channel.params.channel_id, channel.client_key());
+    print!("{}", report.text());
     println!("  verified in {:.1?}", t.elapsed());
     let magika = load_magika(&client, &enclave).await?;
     let mut inputs: Vec<(String, Prepared)> = vec![(SAMPLE_NAME.into(), magika.prepare(SAMPLE))];

@@ -42,7 +42,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             policy,
             save,
             json,
-        } => attest::attest(&host, &policy, save, json).await,
+            report,
+        } => attest::attest(&host, &policy, save, json, report.as_deref()).await,
         Command::Verify(args) => attest::verify(args),
         Command::Channel(cmd) => channel::run(cmd).await,
         Command::Audit(AuditCommand::Explain { file, format, json }) => {
@@ -102,20 +103,7 @@ fn error_json(e: &anyhow::Error) -> serde_json::Value {
 
 /// A rejection for tools: the verdict and each failed check.
 fn rejection_json(e: &ClientError) -> serde_json::Value {
-    let failures: Vec<serde_json::Value> = match e {
-        ClientError::Policy(r) => r
-            .failures
-            .iter()
-            .map(
-                |f| serde_json::json!({"check": f.check, "expected": f.expected, "found": f.found}),
-            )
-            .collect(),
-        ClientError::Nonce { expected, found } => {
-            vec![serde_json::json!({"check": "nonce", "expected": expected, "found": found})]
-        }
-        other => vec![serde_json::json!({"check": "evidence", "error": other.to_string()})],
-    };
-    serde_json::json!({ "verdict": "rejected", "failures": failures })
+    serde_json::json!({ "verdict": "rejected", "failures": report::failures(e) })
 }
 
 #[tokio::main]

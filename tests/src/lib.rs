@@ -557,3 +557,100 @@ impl Rng {
         self.next_u64() % n
     }
 }
+
+/// What headless Chromium made of a page.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// The DOM after the page loaded, serialized.
+    pub dom: String,
+    /// Every console message the page caused: `console.*` calls, uncaught
+    /// exceptions, Content-Security-Policy violations. Chromium logs them
+    /// all at one level, so none is told apart: a page without scripts
+    /// should cause none.
+    pub console: Vec<String>,
+}
+
+/// Loads the local HTML file `page` in headless Chromium (Debian's
+/// `chromium`, which `scripts/setup.sh test` installs; `KOKON_CHROMIUM`
+/// names another) and returns its DOM and console messages. Panics, saying
+/// how to install it, when there is none.
+pub fn render_in_chromium(page: &Path) -> Rendered {
+    let browser = std::env::var_os("KOKON_CHROMIUM")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                .map(|dir| dir.join("chromium"))
+                .find(|p| p.is_file())
+        })
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "chromium not found: run `bash scripts/setup.sh test` (`just test` does) to install Debian's chromium, or set KOKON_CHROMIUM"
+            )
+        });
+    let page = page
+        .canonicalize()
+        .unwrap_or_else(|e| panic!("{}: {e}", page.display()));
+    let profile = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    // Output goes to files: a pipe could fill while the test waits.
+    let file = |name: &str| {
+        let path = profile.path().join(name);
+        let f = std::fs::File::create(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        (path, f)
+    };
+    let (dom_path, dom_file) = file("dom.html");
+    let (log_path, log_file) = file("chromium.log");
+    let mut child = std::process::Command::new(&browser)
+        .args([
+            "--headless",
+            // Tests run as root in CI, where Chromium's sandbox cannot start.
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-extensions",
+            "--disable-background-networking",
+            "--disable-component-update",
+            // Console messages go to the log (stderr) at level 0.
+            "--enable-logging=stderr",
+            "--log-level=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.display()))
+        .stdout(dom_file)
+        .stderr(log_file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", browser.display()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            other => {
+                let _ = child.kill();
+                panic!("{} did not finish rendering: {other:?}", browser.display());
+            }
+        }
+    };
+    let read = |path: &Path| {
+        String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
+    };
+    let stderr = read(&log_path);
+    assert!(
+        status.success(),
+        "{} failed ({status}): {stderr}",
+        browser.display()
+    );
+    Rendered {
+        dom: read(&dom_path),
+        // `…:INFO:CONSOLE:12] "message", source: file:///… (12)` (older
+        // Chromium wrote `CONSOLE(12)`).
+        console: stderr
+            .lines()
+            .filter(|l| l.contains(":CONSOLE"))
+            .map(str::to_owned)
+            .collect(),
+    }
+}

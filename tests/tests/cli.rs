@@ -235,6 +235,145 @@ async fn attest_verify_and_infer_from_the_command_line() {
     stack.shutdown().await;
 }
 
+/// Renders a report page in Chromium: no console message, and the verdict
+/// shown.
+fn assert_renders(page: &std::path::Path, verdict: &str) -> String {
+    let rendered = kokon_tests::render_in_chromium(page);
+    assert!(
+        rendered.console.is_empty(),
+        "{}: {:?}",
+        page.display(),
+        rendered.console
+    );
+    assert!(
+        rendered.dom.contains(&format!(
+            r#"id="verdict" class="verdict {}">{}</span>"#,
+            verdict.to_lowercase(),
+            verdict
+        )),
+        "{}: no {verdict} verdict in the rendered page",
+        page.display()
+    );
+    rendered.dom
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attest_writes_an_html_report_that_a_browser_renders_accepted_or_rejected() {
+    let stack = Stack::start(Options::default()).await;
+    let dir = stack.data.path();
+    let bundle = dir.join("bundle.json");
+    let bundle = bundle.to_str().unwrap();
+    // `kokon ARGS --policy POLICY --report DIR/PAGE`: its output, and the
+    // page rendered in Chromium (no console message, the verdict shown).
+    let with_report = |args: &[&str], policy: &str, page: &str, verdict: &str| {
+        let page = dir.join(page);
+        let report = ["--policy", policy, "--report", page.to_str().unwrap()];
+        let out = kokon(&stack, &[args, &report].concat());
+        let code = if verdict == "ACCEPTED" { 0 } else { 2 };
+        assert_eq!(out.status.code(), Some(code), "{}", text(&out.stderr));
+        (out, assert_renders(&page, verdict))
+    };
+    let attest = ["attest", "--host", &stack.base];
+    let (out, dom) = with_report(
+        &[&attest[..], &["--json", "--save", bundle]].concat(),
+        "policies/dev-sim.toml",
+        "accepted.html",
+        "ACCEPTED",
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The page shows what the JSON says: one gathering of the report.
+    let mrtd = hex::encode(stack.env.enclave_mrtd());
+    assert_eq!(json["evidence"]["fields"]["MRTD"], mrtd);
+    assert!(dom.contains(&mrtd));
+    let receipt_key = json["claims"]["receipt_key"].as_str().unwrap();
+    assert!(dom.contains(receipt_key));
+    for check in json["checks"].as_array().unwrap() {
+        assert_eq!(check["passed"], true, "{check}");
+        assert!(dom.contains(check["check"].as_str().unwrap()), "{check}");
+    }
+    assert!(!json["evidence"]["chains"].as_array().unwrap().is_empty());
+
+    // The policy refuses the enclave (another MRTD): exit status 2, and the
+    // page says rejected, with the failing check's expected and found.
+    let other_mrtd = "00".repeat(48);
+    let pinned = dir.join("pinned.toml");
+    std::fs::write(
+        &pinned,
+        kokon_tests::DEV_POLICY.replace(
+            r#"mrtd = ["local-enclave-build"]"#,
+            &format!(r#"mrtd = ["{other_mrtd}"]"#),
+        ),
+    )
+    .unwrap();
+    let (out, dom) = with_report(
+        &attest,
+        pinned.to_str().unwrap(),
+        "rejected.html",
+        "REJECTED",
+    );
+    assert!(text(&out.stderr).contains("MRTD"), "{}", text(&out.stderr));
+    let failures = &dom[dom.find(r#"<section id="failures">"#).unwrap()..];
+    let failures = &failures[..failures.find("</section>").unwrap()];
+    assert!(failures.contains("MRTD"), "{failures}");
+    assert!(failures.contains(&other_mrtd), "expected: {failures}");
+    assert!(failures.contains(&mrtd), "found: {failures}");
+
+    // Evidence that does not verify under the policy's roots: rejected too,
+    // showing nothing unverified.
+    let verify = ["verify", "--bundle", bundle];
+    let (_, dom) = with_report(
+        &verify,
+        "policies/production-tdx.toml",
+        "untrusted.html",
+        "REJECTED",
+    );
+    assert!(dom.contains("not anchored in a trusted root"));
+    assert!(!dom.contains(r#"<section id="measurements">"#));
+
+    // The saved bundle, verified offline: accepted, the nonce not checked.
+    let (_, dom) = with_report(&verify, "policies/dev-sim.toml", "offline.html", "ACCEPTED");
+    assert!(dom.contains("not checked: a saved bundle, verified offline"));
+    stack.shutdown().await;
+}
+
+#[test]
+fn the_browser_check_catches_console_errors_and_blocked_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("noisy.html");
+    std::fs::write(
+        &page,
+        r#"<!DOCTYPE html><html><body><p>ok</p><script>console.error("deliberate console error"); throw new Error("thrown on purpose");</script></body></html>"#,
+    )
+    .unwrap();
+    let rendered = kokon_tests::render_in_chromium(&page);
+    assert!(rendered.dom.contains("<p>ok</p>"), "{}", rendered.dom);
+    for message in ["deliberate console error", "thrown on purpose"] {
+        assert!(
+            rendered.console.iter().any(|l| l.contains(message)),
+            "{message:?} not caught: {:?}",
+            rendered.console
+        );
+    }
+    // A script injected into a report would not run (its Content-Security-
+    // Policy forbids scripts), and the refusal is a console message.
+    let page = dir.path().join("injected.html");
+    std::fs::write(
+        &page,
+        r#"<!DOCTYPE html><html><head><meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'"></head><body><script>document.body.append("ran")</script></body></html>"#,
+    )
+    .unwrap();
+    let rendered = kokon_tests::render_in_chromium(&page);
+    assert!(!rendered.dom.contains("ran</body>"), "{}", rendered.dom);
+    assert!(
+        rendered
+            .console
+            .iter()
+            .any(|l| l.contains("Content Security Policy")),
+        "{:?}",
+        rendered.console
+    );
+}
+
 #[test]
 fn the_host_refuses_a_tee_it_cannot_provide_instead_of_falling_back() {
     let env = kokon_tests::Env::load();
