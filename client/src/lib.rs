@@ -407,6 +407,22 @@ impl VerifiedEnclave {
 /// claims, and the nonce when one was sent), with every check of the
 /// policy's appraisal, passed or failed: what a verification report shows
 /// whether the policy accepts the enclave or not.
+///
+/// ```
+/// # mod offline { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doctests/offline.rs")); }
+/// # fn main() -> Result<(), kokon_client::ClientError> {
+/// use kokon_client::{examine, unix_now};
+///
+/// # let host = offline::Enclave::new();
+/// # let policy = host.policy();
+/// # let bundle = host.bundle(&[9; 32]);
+/// let examined = examine(bundle, &policy, Some(&[9; 32]), unix_now())?;
+/// for c in &examined.checks {
+///     println!("{} {}: expected {}, found {}", if c.passed { "ok  " } else { "FAIL" }, c.check, c.expected, c.found);
+/// }
+/// assert!(examined.checks.iter().all(|c| c.passed));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Examined {
     /// The bundle as received.
@@ -427,6 +443,27 @@ pub struct Examined {
 /// `nonce`, requires the claims to echo it (omit it only for offline checks
 /// of saved bundles); then makes every check of the policy. Errs only when
 /// the evidence itself fails; the policy's verdict is [`Examined::accept`]'s.
+///
+/// # Errors
+///
+/// [`ClientError::Evidence`] when the evidence does not verify,
+/// [`ClientError::Nonce`] when it answers another nonce. A policy that
+/// refuses the enclave is no error here: its failed checks are in
+/// [`Examined::checks`].
+///
+/// ```
+/// # mod offline { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doctests/offline.rs")); }
+/// # fn main() -> Result<(), kokon_client::ClientError> {
+/// use kokon_client::{examine, unix_now};
+///
+/// # let host = offline::Enclave::new();
+/// # let policy = host.policy();
+/// # let bundle = host.bundle(&[9; 32]);
+/// // Ten minutes on, the evidence still verifies, but the policy's age check fails.
+/// let examined = examine(bundle, &policy, None, unix_now() + 600)?;
+/// assert!(examined.checks.iter().any(|c| !c.passed));
+/// # Ok(()) }
+/// ```
 pub fn examine(
     bundle: AttestationBundle,
     policy: &Policy,
@@ -457,6 +494,27 @@ impl Examined {
     /// The verdict of `policy` (the one it was examined under): the
     /// enclave, when every check passed and its OHTTP key configuration is
     /// usable.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Policy`] naming every failed check,
+    /// [`ClientError::KeyConfig`] when the key configuration is unusable.
+    ///
+    /// ```
+    /// # mod offline { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doctests/offline.rs")); }
+    /// # fn main() -> Result<(), kokon_client::ClientError> {
+    /// use kokon_client::{examine, unix_now, ClientError};
+    ///
+    /// # let host = offline::Enclave::new();
+    /// # let policy = host.policy();
+    /// let fresh = examine(host.bundle(&[9; 32]), &policy, Some(&[9; 32]), unix_now())?;
+    /// let enclave = fresh.accept(&policy)?;
+    /// assert_eq!(enclave.evidence.claims.nonce, [9; 32]);
+    ///
+    /// let stale = examine(host.bundle(&[9; 32]), &policy, None, unix_now() + 600)?;
+    /// assert!(matches!(stale.accept(&policy), Err(ClientError::Policy(_))));
+    /// # Ok(()) }
+    /// ```
     pub fn accept(self, policy: &Policy) -> Result<VerifiedEnclave, ClientError> {
         policy.verdict(&self.checks)?;
         let key_config = self.key_config()?;
@@ -476,6 +534,24 @@ impl Examined {
     }
 
     /// The attested OHTTP key configuration, if it is one the client can seal to.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::KeyConfig`] when it is not one (a suite other than
+    /// X25519, HKDF-SHA256 and AES-256-GCM, or malformed).
+    ///
+    /// ```
+    /// # mod offline { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doctests/offline.rs")); }
+    /// # fn main() -> Result<(), kokon_client::ClientError> {
+    /// use kokon_client::{examine, unix_now};
+    ///
+    /// # let host = offline::Enclave::new();
+    /// # let policy = host.policy();
+    /// let examined = examine(host.bundle(&[9; 32]), &policy, Some(&[9; 32]), unix_now())?;
+    /// let config = examined.key_config()?;
+    /// println!("OHTTP key {}", config.key_id);
+    /// # Ok(()) }
+    /// ```
     pub fn key_config(&self) -> Result<KeyConfig, ClientError> {
         KeyConfig::parse(
             &self.evidence.claims.ohttp_key_config,
@@ -1140,6 +1216,23 @@ impl Client {
 
     /// Fetches the enclave's evidence for a fresh nonce, verifies it and
     /// makes every check of `policy` (see [`examine`]), without the verdict.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::fetch_bundle`] and [`examine`].
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), kokon_client::ClientError> {
+    /// use kokon_client::{local, Client};
+    ///
+    /// let client = Client::new("http://127.0.0.1:8443");
+    /// let policy = local::dev_policy()?;
+    /// let examined = client.examine(&policy).await?;
+    /// let failed: Vec<_> = examined.checks.iter().filter(|c| !c.passed).collect();
+    /// println!("{} checks failed", failed.len());
+    /// let enclave = examined.accept(&policy)?;
+    /// # Ok(()) }
+    /// ```
     pub async fn examine(&self, policy: &Policy) -> Result<Examined, ClientError> {
         let mut nonce = [0u8; kokon_wire::CLIENT_NONCE_LEN];
         getrandom::fill(&mut nonce).map_err(|e| ClientError::Protocol(format!("OS RNG: {e}")))?;
