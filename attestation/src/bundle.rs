@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::claims::Claims;
+use crate::claims::{Claims, ServingConfig};
 use crate::pki::{CertifiedChain, TrustAnchor, TrustAnchors};
 use crate::roots::AmdProduct;
 use crate::snp::{self, TcbVersion};
@@ -96,6 +96,12 @@ pub struct AttestationBundle {
     pub evidence: Evidence,
     /// The claims the evidence's report data commits to.
     pub claims: Claims,
+    /// The serving configuration whose SHA-256 is the claims'
+    /// `config_digest` (models, device, batch limits, prices): what the
+    /// digest commits to, in the clear. Checked against the digest when
+    /// present; bundles of older enclaves lack it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving_config: Option<ServingConfig>,
 }
 
 impl AttestationBundle {
@@ -128,8 +134,11 @@ pub enum TeeReport {
     Snp(Box<snp::Report>),
 }
 
-/// The vendor's appraisal of the platform's TCB.
-#[derive(Debug, Clone)]
+/// The vendor's appraisal of the platform's TCB. As JSON (verification
+/// reports), an object whose `kind` is `unappraised`, `tdx` (with the
+/// [`TcbVerdict`]'s fields) or `snp`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PlatformTcb {
     /// No collateral came with the evidence (simulated, or the host fetched none).
     Unappraised,
@@ -164,6 +173,9 @@ pub struct VerifiedEvidence {
     pub chains: Vec<CertifiedChain>,
     /// The claims, now known to be signed by the TEE.
     pub claims: Claims,
+    /// The serving configuration, now known to be the one the claims'
+    /// `config_digest` commits to (when the bundle carried it).
+    pub serving_config: Option<ServingConfig>,
 }
 
 impl TeeReport {
@@ -184,7 +196,25 @@ impl TeeReport {
     }
 }
 
+/// The caveat of an SNP verdict reached without AMD's CRL.
+pub const CAVEAT_NO_AMD_CRL: &str = "revocation not checked: no AMD CRL";
+/// The caveat of a verdict reached without the vendor's collateral.
+pub const CAVEAT_NO_COLLATERAL: &str = "TCB not appraised: no collateral";
+
 impl PlatformTcb {
+    /// What the verification could not check, for a verdict's headline:
+    /// revocation without AMD's CRL (SNP), the TCB status without Intel's
+    /// collateral (TDX). Empty when nothing was left out.
+    pub fn caveats(&self) -> Vec<&'static str> {
+        match self {
+            PlatformTcb::Unappraised => vec![CAVEAT_NO_COLLATERAL],
+            PlatformTcb::Snp {
+                crl_checked: false, ..
+            } => vec![CAVEAT_NO_AMD_CRL],
+            PlatformTcb::Tdx(_) | PlatformTcb::Snp { .. } => Vec::new(),
+        }
+    }
+
     /// The appraisal in one line.
     pub fn summary(&self) -> String {
         match self {
@@ -394,6 +424,16 @@ pub fn verify_bundle(
         }
         TeeReport::Snp(report) => check_report_data(&report.report_data, &bundle.claims)?,
     }
+    if let Some(config) = &bundle.serving_config {
+        let digest = config.digest();
+        if digest != bundle.claims.config_digest {
+            return Err(Error::Mismatch {
+                what: "serving configuration (the claims' config_digest vs SHA-256 of the bundle's serving_config)",
+                expected: hex::encode(bundle.claims.config_digest),
+                found: hex::encode(digest),
+            });
+        }
+    }
     Ok(VerifiedEvidence {
         format: v.format,
         tee: v.tee,
@@ -402,5 +442,6 @@ pub fn verify_bundle(
         platform: v.platform,
         chains: v.chains,
         claims: bundle.claims.clone(),
+        serving_config: bundle.serving_config.clone(),
     })
 }

@@ -13,7 +13,7 @@
 //! are also the measured ones.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha384, Sha512};
+use sha2::{Digest, Sha256, Sha384, Sha512};
 
 use crate::tdx::Measurement;
 
@@ -40,7 +40,8 @@ pub struct Claims {
     /// The text model served behind the OpenAI API, when there is one.
     #[serde(default)]
     pub text_model: Option<ModelClaim>,
-    /// SHA-256 of the enclave's canonical serving configuration.
+    /// SHA-256 of the enclave's serving configuration ([`ServingConfig`]:
+    /// its JSON encoding, fields in their fixed order).
     #[serde(with = "crate::serde_hex")]
     pub config_digest: [u8; 32],
     /// Inference runtime and device, e.g. "onnxruntime 1.31.1 cpu".
@@ -61,6 +62,127 @@ pub struct ModelClaim {
     /// Its digest (for a text model, `kokon_llm::TextModel::digest`).
     #[serde(with = "crate::serde_hex")]
     pub digest: [u8; 32],
+}
+
+/// The enclave's serving configuration: everything `config_digest` commits
+/// to. The enclave extends RTMR3 with its digest before it serves and hands
+/// it out in each bundle, where the verifier checks it against the claims.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServingConfig {
+    /// kokon version of the enclave.
+    pub kokon_version: String,
+    /// Name the ONNX model is served under.
+    pub model_name: String,
+    /// Inference device: `cpu` or `cuda`.
+    pub device: String,
+    /// Most rows classified in one batch.
+    pub max_batch: u64,
+    /// How far a request's timestamp may be from the enclave's clock (seconds).
+    pub freshness_window_secs: i64,
+    /// Price of one inference (nanotons).
+    pub price_nanoton_per_unit: u128,
+    /// The files the model's client-side parameters (served with its
+    /// metadata, e.g. Magika's processing configuration) were read from.
+    pub model_parameter_files: Vec<MeasuredFile>,
+    /// The text model's name, when one is served.
+    pub text_model_name: Option<String>,
+    /// Most text sequences decoded together.
+    pub llm_max_batch: u64,
+    /// Price of one prompt token (nanotons).
+    pub price_nanoton_per_prompt_token: u128,
+    /// Price of one completion token (nanotons).
+    pub price_nanoton_per_completion_token: u128,
+}
+
+/// A file measured into the serving configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeasuredFile {
+    /// The key it is served under.
+    pub name: String,
+    /// SHA-256 of its bytes, hex.
+    pub sha256: String,
+}
+
+/// Each item of [`ServingConfig`] (its JSON key, in the order digested) and
+/// what it means, for explanations.
+pub const SERVING_CONFIG_ITEMS: [(&str, &str); 11] = [
+    ("kokon_version", "kokon version of the enclave"),
+    ("model_name", "name the ONNX model is served under"),
+    ("device", "inference device (cpu or cuda)"),
+    ("max_batch", "most rows classified in one batch"),
+    (
+        "freshness_window_secs",
+        "how far a request's timestamp may be from the enclave's clock (seconds)",
+    ),
+    (
+        "price_nanoton_per_unit",
+        "price of one inference (nanotons), charged in receipts",
+    ),
+    (
+        "model_parameter_files",
+        "the files of the model's client-side parameters (e.g. Magika's configuration), each with its SHA-256",
+    ),
+    (
+        "text_model_name",
+        "the text model's name, when one is served",
+    ),
+    ("llm_max_batch", "most text sequences decoded together"),
+    (
+        "price_nanoton_per_prompt_token",
+        "price of one prompt token (nanotons)",
+    ),
+    (
+        "price_nanoton_per_completion_token",
+        "price of one completion token (nanotons)",
+    ),
+];
+
+impl ServingConfig {
+    /// Its JSON encoding (fields in declaration order, no whitespace): the
+    /// bytes whose SHA-256 is `config_digest`.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// SHA-256 of [`ServingConfig::encode`].
+    pub fn digest(&self) -> [u8; 32] {
+        Sha256::digest(self.encode()).into()
+    }
+
+    /// Each item's key, meaning and value, in digest order. A price beyond
+    /// what a JSON number holds exactly (2^64 - 1) is a string of its digits.
+    pub fn items(&self) -> Vec<(&'static str, &'static str, serde_json::Value)> {
+        use serde_json::Value;
+        let big =
+            |n: u128| u64::try_from(n).map_or_else(|_| Value::from(n.to_string()), Value::from);
+        let values = [
+            Value::from(self.kokon_version.as_str()),
+            Value::from(self.model_name.as_str()),
+            Value::from(self.device.as_str()),
+            Value::from(self.max_batch),
+            Value::from(self.freshness_window_secs),
+            big(self.price_nanoton_per_unit),
+            Value::Array(
+                self.model_parameter_files
+                    .iter()
+                    .map(|f| serde_json::json!({"name": f.name, "sha256": f.sha256}))
+                    .collect(),
+            ),
+            self.text_model_name
+                .as_deref()
+                .map_or(Value::Null, Value::from),
+            Value::from(self.llm_max_batch),
+            big(self.price_nanoton_per_prompt_token),
+            big(self.price_nanoton_per_completion_token),
+        ];
+        SERVING_CONFIG_ITEMS
+            .iter()
+            .zip(values)
+            .map(|((key, meaning), value)| (*key, *meaning, value))
+            .collect()
+    }
 }
 
 fn put(out: &mut Vec<u8>, field: &[u8]) {
@@ -196,6 +318,65 @@ mod tests {
         b.model_name = "a".into();
         b.runtime = "bc".into();
         assert_ne!(a.canonical_bytes(), b.canonical_bytes());
+    }
+
+    fn serving_config() -> ServingConfig {
+        ServingConfig {
+            kokon_version: "0.1.0".into(),
+            model_name: "magika".into(),
+            device: "cpu".into(),
+            max_batch: 64,
+            freshness_window_secs: 300,
+            price_nanoton_per_unit: 1000,
+            model_parameter_files: vec![MeasuredFile {
+                name: "magika.config".into(),
+                sha256: "ab".repeat(32),
+            }],
+            text_model_name: Some("smollm2".into()),
+            llm_max_batch: 8,
+            price_nanoton_per_prompt_token: u128::MAX,
+            price_nanoton_per_completion_token: 3,
+        }
+    }
+
+    #[test]
+    fn the_serving_config_items_are_its_encoding() {
+        let c = ServingConfig {
+            price_nanoton_per_prompt_token: 7,
+            ..serving_config()
+        };
+        // key:value pairs joined as JSON: exactly the digested encoding.
+        let joined: Vec<String> = c
+            .items()
+            .iter()
+            .map(|(key, _, value)| format!("\"{key}\":{value}"))
+            .collect();
+        assert_eq!(format!("{{{}}}", joined.join(",")).into_bytes(), c.encode());
+        let other = ServingConfig {
+            text_model_name: None,
+            ..serving_config()
+        };
+        let items = other.items();
+        assert_eq!(items[7].2, serde_json::Value::Null);
+        // A price past u64 is kept exact, as digits.
+        assert_eq!(items[9].2, serde_json::Value::from(u128::MAX.to_string()));
+    }
+
+    #[test]
+    fn the_serving_config_digest_survives_a_json_round_trip_and_changes_with_it() {
+        let c = serving_config();
+        // The encoding the enclave digests (fixed order, u128 as a number).
+        assert!(String::from_utf8(c.encode())
+            .unwrap_or_default()
+            .starts_with(
+                "{\"kokon_version\":\"0.1.0\",\"model_name\":\"magika\",\"device\":\"cpu\","
+            ));
+        let pretty = serde_json::to_string_pretty(&c).unwrap_or_default();
+        let back: Option<ServingConfig> = serde_json::from_str(&pretty).ok();
+        assert_eq!(back.map(|b| b.digest()), Some(c.digest()));
+        let mut d = c.clone();
+        d.price_nanoton_per_completion_token += 1;
+        assert_ne!(d.digest(), c.digest());
     }
 
     #[test]

@@ -36,31 +36,81 @@ pub struct Event {
     pub data: Vec<u8>,
 }
 
+/// The event types of the TCG PC Client Platform Firmware Profile (version
+/// 1.06, section 10.4.1, with the TCG EFI Platform specification's EFI
+/// range), by value.
+const EVENT_TYPES: &[(u32, &str)] = &[
+    (0x0000_0000, "EV_PREBOOT_CERT"),
+    (0x0000_0001, "EV_POST_CODE"),
+    (0x0000_0002, "EV_UNUSED"),
+    (0x0000_0003, "EV_NO_ACTION"),
+    (0x0000_0004, "EV_SEPARATOR"),
+    (0x0000_0005, "EV_ACTION"),
+    (0x0000_0006, "EV_EVENT_TAG"),
+    (0x0000_0007, "EV_S_CRTM_CONTENTS"),
+    (0x0000_0008, "EV_S_CRTM_VERSION"),
+    (0x0000_0009, "EV_CPU_MICROCODE"),
+    (0x0000_000a, "EV_PLATFORM_CONFIG_FLAGS"),
+    (0x0000_000b, "EV_TABLE_OF_DEVICES"),
+    (0x0000_000c, "EV_COMPACT_HASH"),
+    (0x0000_000d, "EV_IPL"),
+    (0x0000_000e, "EV_IPL_PARTITION_DATA"),
+    (0x0000_000f, "EV_NONHOST_CODE"),
+    (0x0000_0010, "EV_NONHOST_CONFIG"),
+    (0x0000_0011, "EV_NONHOST_INFO"),
+    (0x0000_0012, "EV_OMIT_BOOT_DEVICE_EVENTS"),
+    (0x0000_0013, "EV_POST_CODE2"),
+    (0x8000_0000, "EV_EFI_EVENT_BASE"),
+    (0x8000_0001, "EV_EFI_VARIABLE_DRIVER_CONFIG"),
+    (0x8000_0002, "EV_EFI_VARIABLE_BOOT"),
+    (0x8000_0003, "EV_EFI_BOOT_SERVICES_APPLICATION"),
+    (0x8000_0004, "EV_EFI_BOOT_SERVICES_DRIVER"),
+    (0x8000_0005, "EV_EFI_RUNTIME_SERVICES_DRIVER"),
+    (0x8000_0006, "EV_EFI_GPT_EVENT"),
+    (0x8000_0007, "EV_EFI_ACTION"),
+    (0x8000_0008, "EV_EFI_PLATFORM_FIRMWARE_BLOB"),
+    (0x8000_0009, "EV_EFI_HANDOFF_TABLES"),
+    (0x8000_000a, "EV_EFI_PLATFORM_FIRMWARE_BLOB2"),
+    (0x8000_000b, "EV_EFI_HANDOFF_TABLES2"),
+    (0x8000_000c, "EV_EFI_VARIABLE_BOOT2"),
+    (0x8000_000d, "EV_EFI_GPT_EVENT2"),
+    (0x8000_0010, "EV_EFI_HCRTM_EVENT"),
+    (0x8000_00e0, "EV_EFI_VARIABLE_AUTHORITY"),
+    (0x8000_00e1, "EV_EFI_SPDM_FIRMWARE_BLOB"),
+    (0x8000_00e2, "EV_EFI_SPDM_FIRMWARE_CONFIG"),
+    (0x8000_00e3, "EV_EFI_SPDM_DEVICE_POLICY"),
+    (0x8000_00e4, "EV_EFI_SPDM_DEVICE_AUTHORITY"),
+];
+
+/// The TCG name of an event type, if the specification names it.
+pub fn event_type_name(event_type: u32) -> Option<&'static str> {
+    EVENT_TYPES
+        .iter()
+        .find(|(value, _)| *value == event_type)
+        .map(|(_, name)| *name)
+}
+
 impl Event {
-    /// The TCG name of the event type.
-    pub fn type_name(&self) -> &'static str {
-        match self.event_type {
-            0x0000_0001 => "EV_POST_CODE",
-            0x0000_0003 => "EV_NO_ACTION",
-            0x0000_0004 => "EV_SEPARATOR",
-            0x0000_0005 => "EV_ACTION",
-            0x0000_0007 => "EV_S_CRTM_CONTENTS",
-            0x0000_0008 => "EV_S_CRTM_VERSION",
-            0x0000_000d => "EV_IPL",
-            0x0000_0012 => "EV_TABLE_OF_DEVICES",
-            0x8000_0001 => "EV_EFI_VARIABLE_DRIVER_CONFIG",
-            0x8000_0002 => "EV_EFI_VARIABLE_BOOT",
-            0x8000_0003 => "EV_EFI_BOOT_SERVICES_APPLICATION",
-            0x8000_0004 => "EV_EFI_BOOT_SERVICES_DRIVER",
-            0x8000_0007 => "EV_EFI_ACTION",
-            0x8000_0008 => "EV_EFI_PLATFORM_FIRMWARE_BLOB",
-            0x8000_0009 => "EV_EFI_HANDOFF_TABLES",
-            0x8000_000a => "EV_EFI_PLATFORM_FIRMWARE_BLOB2",
-            0x8000_000b => "EV_EFI_HANDOFF_TABLES2",
-            0x8000_000c => "EV_EFI_VARIABLE_BOOT2",
-            0x8000_00e0 => "EV_EFI_VARIABLE_AUTHORITY",
-            _ => "unknown",
+    /// The TCG name of the event type, or `unknown (0x…)` with its value.
+    pub fn type_name(&self) -> String {
+        match event_type_name(self.event_type) {
+            Some(name) => name.into(),
+            None => format!("unknown ({:#010x})", self.event_type),
         }
+    }
+
+    /// The event data as text, when it is text: UTF-8 without control
+    /// characters other than line breaks and tabs, once the NUL bytes that
+    /// C strings end with are removed (a kernel command line, a GRUB
+    /// command, an EFI action). Binary data (UEFI structures, separators)
+    /// gives `None`.
+    pub fn text(&self) -> Option<&str> {
+        let end = self.data.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+        let text = std::str::from_utf8(self.data.get(..end)?).ok()?;
+        let printable = text
+            .chars()
+            .all(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'));
+        (!text.is_empty() && printable).then_some(text)
     }
 
     /// The RTMR this event extends (0-3), if any.

@@ -135,6 +135,14 @@ pub fn tdx_quote(q: &Quote) -> Vec<Field> {
         field("QE auth data", hex::encode(&s.qe_auth_data), "hashed into the QE report data"),
         field("PCK certificate chain", format!("{} bytes of PEM", s.pck_chain_pem.len()), "PCK leaf, Intel platform or processor CA, Intel SGX Root CA (the root must match kokon's pinned copy)"),
     ]);
+    let (fmspc, ca) = match crate::tdx::pck::pcs_platform(q) {
+        Ok(p) => (p.fmspc, p.ca.to_string()),
+        Err(e) => (format!("unreadable: {e}"), "unreadable".into()),
+    };
+    out.extend([
+        field("PCK FMSPC", fmspc, "the platform family, from the PCK certificate: selects Intel's TCB info (PCS /tdx/certification/v4/tcb?fmspc=…)"),
+        field("PCK CA", ca, "the Intel CA that issued the PCK certificate: selects the PCK CRL (PCS /sgx/certification/v4/pckcrl?ca=…)"),
+    ]);
     out
 }
 

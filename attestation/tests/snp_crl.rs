@@ -5,7 +5,9 @@
 //! ARKs; so the checks are exercised on a test hierarchy shaped like AMD's
 //! (ARK → ASK → VCEK, P-384 here instead of RSA-PSS, which the chain
 //! verifier handles alike), and the real ARK is shown to refuse a CRL that
-//! it did not sign.
+//! it did not sign. A real report signed again under that hierarchy runs
+//! the whole verification with and without a CRL, and its verdict says
+//! when revocation went unchecked.
 
 use kokon_attestation::pki::{verify_chain, TrustAnchor, TrustAnchors, VerifiedChain};
 use kokon_attestation::roots::{amd_ark, AmdProduct};
@@ -46,12 +48,22 @@ struct Hierarchy {
     ark: Issuer<'static, KeyPair>,
     ask: Issuer<'static, KeyPair>,
     chain: VerifiedChain,
+    /// The ARK, ASK and VCEK certificates (DER).
+    ders: [Vec<u8>; 3],
 }
 
 const ASK_SERIAL: u64 = 0x0a5c;
 const VCEK_SERIAL: u64 = 0x0bee;
 
 fn hierarchy() -> Hierarchy {
+    hierarchy_for(
+        params("SEV-VCEK", VCEK_SERIAL, false),
+        &KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap(),
+    )
+}
+
+/// ARK → ASK → a VCEK of `vcek` params and key, anchored as Milan's ARK.
+fn hierarchy_for(vcek: CertificateParams, vcek_key: &KeyPair) -> Hierarchy {
     let key = || KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap();
     let ark_params = params("ARK-Milan", 1, true);
     let ark_key = key();
@@ -61,28 +73,36 @@ fn hierarchy() -> Hierarchy {
     let ask_key = key();
     let ask_cert = ask_params.signed_by(&ask_key, &ark).unwrap();
     let ask = Issuer::new(ask_params, ask_key);
-    let vcek_cert = params("SEV-VCEK", VCEK_SERIAL, false)
-        .signed_by(&key(), &ask)
-        .unwrap();
-    let anchors = TrustAnchors {
-        roots: vec![TrustAnchor {
-            name: "test-ark".into(),
-            der: ark_cert.der().to_vec(),
-            simulated: true,
-        }],
-    };
+    let vcek_cert = vcek.signed_by(vcek_key, &ask).unwrap();
+    let ders = [
+        ark_cert.der().to_vec(),
+        ask_cert.der().to_vec(),
+        vcek_cert.der().to_vec(),
+    ];
     let chain = verify_chain(
-        &[
-            vcek_cert.der().to_vec(),
-            ask_cert.der().to_vec(),
-            ark_cert.der().to_vec(),
-        ],
-        &anchors,
+        &[ders[2].clone(), ders[1].clone(), ders[0].clone()],
+        &test_ark(&ders[0]),
         NOW,
         &["VCEK", "ASK", "ARK"],
     )
     .unwrap();
-    Hierarchy { ark, ask, chain }
+    Hierarchy {
+        ark,
+        ask,
+        chain,
+        ders,
+    }
+}
+
+/// The test ARK as the only anchor, named as Milan's.
+fn test_ark(der: &[u8]) -> TrustAnchors {
+    TrustAnchors {
+        roots: vec![TrustAnchor {
+            name: AmdProduct::Milan.root_name().into(),
+            der: der.to_vec(),
+            simulated: true,
+        }],
+    }
 }
 
 fn crl(issuer: &Issuer<'_, KeyPair>, revoked: &[u64], this: i64, next: i64) -> Vec<u8> {
@@ -260,6 +280,10 @@ fn real_evidence_with_a_crl_the_real_ark_did_not_sign_is_rejected() {
     );
     // Without a CRL the same evidence verifies, and says the CRL is missing.
     let v = verify_evidence(&evidence(Vec::new()), &anchors, now).unwrap();
+    assert_eq!(
+        v.tcb.caveats(),
+        [kokon_attestation::bundle::CAVEAT_NO_AMD_CRL]
+    );
     assert!(
         v.tcb.summary().contains("no AMD CRL"),
         "{}",
@@ -303,4 +327,98 @@ fn crl_files_are_read_as_der_or_pem() {
             .to_string();
         assert!(err.contains("CRL file"), "{err}");
     }
+}
+
+/// A real report (virtee's, Milan) signed again by a VCEK of the test
+/// hierarchy whose TCB and hwID extensions are the report's: the whole of
+/// `verify_evidence` runs on it, AMD's CRL included.
+fn resigned_report() -> (Vec<u8>, Hierarchy) {
+    use kokon_attestation::snp::{Report, TcbVersion};
+    use rcgen::CustomExtension;
+    use ring::signature::{EcdsaKeyPair, ECDSA_P384_SHA384_FIXED_SIGNING};
+    let mut report = hex::decode(
+        String::from_utf8(fixture("snp/virtee_report_milan.hex"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    let parsed = Report::parse(&report).unwrap();
+    let tcb = TcbVersion::decode(parsed.reported_tcb, AmdProduct::Milan);
+    let integer = |v: u8| match v {
+        0..=0x7f => vec![0x02, 0x01, v],
+        _ => vec![0x02, 0x02, 0x00, v],
+    };
+    let amd = |arcs: &[u64]| [&[1, 3, 6, 1, 4, 1, 3704, 1][..], arcs].concat();
+    let mut hw_id = vec![0x04, 0x40];
+    hw_id.extend_from_slice(&parsed.chip_id);
+    let mut vcek = params("SEV-VCEK", VCEK_SERIAL, false);
+    vcek.custom_extensions = vec![
+        CustomExtension::from_oid_content(&amd(&[3, 1]), integer(tcb.bootloader)),
+        CustomExtension::from_oid_content(&amd(&[3, 2]), integer(tcb.tee)),
+        CustomExtension::from_oid_content(&amd(&[3, 3]), integer(tcb.snp)),
+        CustomExtension::from_oid_content(&amd(&[3, 8]), integer(tcb.microcode)),
+        CustomExtension::from_oid_content(&amd(&[4]), hw_id),
+    ];
+    let vcek_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap();
+    let h = hierarchy_for(vcek, &vcek_key);
+    let rng = ring::rand::SystemRandom::new();
+    let signer = EcdsaKeyPair::from_pkcs8(
+        &ECDSA_P384_SHA384_FIXED_SIGNING,
+        &vcek_key.serialize_der(),
+        &rng,
+    )
+    .unwrap();
+    let signed_len = kokon_attestation::snp::report::SIGNED_LEN;
+    let signature = signer.sign(&rng, &report[..signed_len]).unwrap();
+    let (r, s) = signature.as_ref().split_at(48);
+    // R and S little-endian, each in a 72-byte field; the rest stays zero.
+    let area = &mut report[signed_len..];
+    area.fill(0);
+    for (i, b) in r.iter().rev().enumerate() {
+        area[i] = *b;
+    }
+    for (i, b) in s.iter().rev().enumerate() {
+        area[72 + i] = *b;
+    }
+    (report, h)
+}
+
+#[test]
+fn a_verdict_reached_without_amds_crl_says_so_and_one_with_it_does_not() {
+    use kokon_attestation::bundle::CAVEAT_NO_AMD_CRL;
+    use kokon_attestation::PlatformTcb;
+    let (report, h) = resigned_report();
+    let evidence = |crl: Vec<u8>| Evidence {
+        format: EvidenceFormat::SnpReport,
+        data: report.clone(),
+        certificates: vec![h.ders[2].clone(), h.ders[1].clone(), h.ders[0].clone()],
+        collateral: None,
+        crl,
+    };
+    let anchors = test_ark(&h.ders[0]);
+    let checked = verify_evidence(&evidence(current(&h.ark, &[])), &anchors, NOW).unwrap();
+    assert!(
+        matches!(
+            checked.tcb,
+            PlatformTcb::Snp {
+                crl_checked: true,
+                ..
+            }
+        ),
+        "{:?}",
+        checked.tcb
+    );
+    assert!(checked.tcb.caveats().is_empty());
+    assert!(checked.tcb.summary().contains("AMD CRL checked"));
+
+    let unchecked = verify_evidence(&evidence(Vec::new()), &anchors, NOW).unwrap();
+    assert_eq!(unchecked.tcb.caveats(), [CAVEAT_NO_AMD_CRL]);
+    let json = serde_json::to_value(&unchecked.tcb).unwrap();
+    assert_eq!(json["kind"], "snp");
+    assert_eq!(json["crl_checked"], false);
+
+    // The CRL is really checked: one that revokes the ASK rejects it.
+    let err =
+        verify_evidence(&evidence(current(&h.ark, &[ASK_SERIAL])), &anchors, NOW).unwrap_err();
+    assert!(matches!(err, Error::Revoked { .. }), "{err}");
 }

@@ -2,7 +2,7 @@
 //! TDX quote verification: the sim round trip, one failure per check, and the
 //! real go-tdx-guest quote under Intel's root.
 
-use kokon_attestation::claims::Claims;
+use kokon_attestation::claims::{Claims, ServingConfig};
 use kokon_attestation::sim::{simulate, SimRoot, SimTd, SimTdx};
 use kokon_attestation::tdx::{rtmr_replay, verify_quote};
 use kokon_attestation::{
@@ -257,6 +257,7 @@ fn rtmr3_must_replay_to_the_claimed_config_and_model() {
             crl: Vec::new(),
         },
         claims: c,
+        serving_config: None,
     };
     let err = verify_bundle(&bundle, &anchors(&root), NOW).unwrap_err();
     assert!(
@@ -663,4 +664,56 @@ fn a_pck_chain_must_have_exactly_three_certificates() {
         matches!(&err, Error::Unsupported { field: "PCK certificate chain length", found, .. } if found == "2"),
         "{err}"
     );
+}
+
+fn serving_config() -> ServingConfig {
+    ServingConfig {
+        model_name: "magika".into(),
+        device: "cpu".into(),
+        price_nanoton_per_unit: 1000,
+        ..ServingConfig::default()
+    }
+}
+
+#[test]
+fn the_bundles_serving_config_must_be_what_config_digest_commits_to() {
+    let root = SimRoot::generate(NOW).unwrap();
+    let config = serving_config();
+    let mut c = claims();
+    c.config_digest = config.digest();
+    let td = SimTd {
+        mr_td: [0xaa; 48],
+        rtmr: [[0; 48]; 3],
+        debug: false,
+    };
+    let mut bundle = simulate(&root, td, c, NOW).unwrap();
+    bundle.serving_config = Some(config.clone());
+    // It survives the JSON round trip and verifies.
+    let bundle = AttestationBundle::from_json(&bundle.to_json()).unwrap();
+    let v = verify_bundle(&bundle, &anchors(&root), NOW).unwrap();
+    assert_eq!(v.serving_config, Some(config.clone()));
+
+    // A host that shows another configuration (a lower price, say) is caught.
+    let mut cheaper = bundle.clone();
+    cheaper.serving_config = Some(ServingConfig {
+        price_nanoton_per_unit: 1,
+        ..config
+    });
+    match verify_bundle(&cheaper, &anchors(&root), NOW).unwrap_err() {
+        Error::Mismatch {
+            what,
+            expected,
+            found,
+        } => {
+            assert!(what.starts_with("serving configuration"), "{what}");
+            assert_eq!(expected, hex::encode(bundle.claims.config_digest));
+            assert_ne!(found, expected);
+        }
+        other => panic!("{other}"),
+    }
+    // Without it (older enclaves) the bundle verifies, with nothing to show.
+    let mut bare = bundle;
+    bare.serving_config = None;
+    let v = verify_bundle(&bare, &anchors(&root), NOW).unwrap();
+    assert_eq!(v.serving_config, None);
 }

@@ -70,8 +70,9 @@ pub enum Command {
     ///
     /// With --bundle (and --policy): the evidence, its binding of the claims
     /// and the policy; the nonce is not checked. With --evidence: the quote or
-    /// report's signatures, chain and collateral; without --policy the
-    /// evidence must also be UpToDate (TDX), exit 2 otherwise.
+    /// report's signatures, chain and collateral (given, or fetched from the
+    /// vendors with --fetch-collateral); without --policy the evidence must
+    /// also be UpToDate (TDX), exit 2 otherwise.
     Verify(VerifyArgs),
     /// Verify the enclave, then classify a file privately.
     Infer(InferArgs),
@@ -241,18 +242,9 @@ pub struct HostArgs {
     /// Pin the enclave to these CPUs (comma-separated), as a TEE VM's dedicated vCPUs.
     #[arg(long)]
     pub enclave_cpus: Option<String>,
-    /// Hardware TEEs: Intel PCS or PCCS base URL for TDX collateral.
-    #[arg(long, default_value = kokon_host::collateral::INTEL_PCS)]
-    pub pcs_url: String,
-    /// Hardware TEEs: URL of the Intel SGX Root CA CRL.
-    #[arg(long, default_value = kokon_host::collateral::INTEL_ROOT_CRL)]
-    pub root_crl_url: String,
-    /// Hardware TEEs: AMD KDS base URL for VCEKs.
-    #[arg(long, default_value = kokon_host::collateral::AMD_KDS)]
-    pub kds_url: String,
-    /// SEV-SNP product line (milan, genoa, turin) for reports that do not name it.
-    #[arg(long)]
-    pub snp_product: Option<String>,
+    /// Where hardware TEEs' collateral comes from.
+    #[command(flatten)]
+    pub sources: CollateralSources,
     /// Bill requests to the payment channels in this TOML file (see docs/billing.md).
     #[arg(long)]
     pub channels: Option<PathBuf>,
@@ -272,6 +264,47 @@ pub struct HostArgs {
     /// Host tools instead of running the host.
     #[command(subcommand)]
     pub action: Option<HostAction>,
+}
+
+/// Where the vendors' collateral is fetched from: Intel PCS (or a PCCS)
+/// and AMD KDS (`kokon host`, `kokon verify --fetch-collateral`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct CollateralSources {
+    /// Intel PCS or PCCS base URL for TDX collateral (API v4 paths are appended).
+    #[arg(long, env = "KOKON_PCS_URL", default_value = kokon_host::collateral::INTEL_PCS)]
+    pub pcs_url: String,
+    /// URL of the Intel SGX Root CA CRL.
+    #[arg(long, env = "KOKON_ROOT_CRL_URL", default_value = kokon_host::collateral::INTEL_ROOT_CRL)]
+    pub root_crl_url: String,
+    /// AMD KDS base URL for VCEKs, their chains and CRLs.
+    #[arg(long, env = "KOKON_KDS_URL", default_value = kokon_host::collateral::AMD_KDS)]
+    pub kds_url: String,
+    /// SEV-SNP product line (milan, genoa, turin) for reports that do not name it.
+    #[arg(long)]
+    pub snp_product: Option<String>,
+}
+
+impl CollateralSources {
+    /// The collateral service's configuration, cached under `cache_dir` (or
+    /// in memory only).
+    pub fn config(
+        &self,
+        cache_dir: Option<PathBuf>,
+    ) -> anyhow::Result<kokon_host::collateral::CollateralConfig> {
+        use anyhow::Context;
+        Ok(kokon_host::collateral::CollateralConfig {
+            pcs_url: self.pcs_url.clone(),
+            root_crl_url: self.root_crl_url.clone(),
+            kds_url: self.kds_url.clone(),
+            snp_product: self
+                .snp_product
+                .as_deref()
+                .map(|p| serde_json::from_value(serde_json::Value::String(p.into())))
+                .transpose()
+                .context("--snp-product: expected milan, genoa or turin")?,
+            cache_dir,
+        })
+    }
 }
 
 /// `kokon host ...`: host tools.
@@ -309,9 +342,20 @@ pub struct VerifyArgs {
     /// Format of --evidence when it is not detected: tdx-quote or snp-report.
     #[arg(long, requires = "evidence")]
     pub format: Option<String>,
-    /// TDX collateral (JSON, as Intel PCS/PCCS or dcap-qvl's QuoteCollateralV3).
-    #[arg(long, requires = "evidence")]
+    /// TDX collateral: a directory of Intel PCS responses as curl saves them
+    /// (tcb_info.json, qe_identity.json, pck_crl.der, root_ca_crl.der, and
+    /// the .headers of the first three; see docs/attestation.md), or one
+    /// JSON file with dcap-qvl's QuoteCollateralV3 fields.
+    #[arg(long, requires = "evidence", conflicts_with = "fetch_collateral")]
     pub collateral: Option<PathBuf>,
+    /// Fetch what the evidence needs from the vendors (--pcs-url, --kds-url):
+    /// TDX collateral from Intel PCS; the SNP VCEK chain and AMD's CRL from
+    /// AMD KDS. Then verify, at --at, as if it had been given.
+    #[arg(long, requires = "evidence")]
+    pub fetch_collateral: bool,
+    /// Where --fetch-collateral fetches from.
+    #[command(flatten)]
+    pub sources: CollateralSources,
     /// SNP: the VCEK or VLEK certificate (DER or PEM).
     #[arg(long, requires = "evidence")]
     pub vcek: Option<PathBuf>,

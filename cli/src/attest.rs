@@ -73,12 +73,14 @@ pub fn conclude(
 }
 
 /// `kokon verify`: a saved bundle against a policy, or raw evidence.
-pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     let VerifyArgs {
         bundle,
         evidence,
         format,
         collateral,
+        fetch_collateral,
+        sources,
         vcek,
         chain,
         crl,
@@ -94,11 +96,13 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
             file,
             format,
             collateral,
+            // An auditor's fetch is kept in memory only: fresh every time.
+            fetch: fetch_collateral.then(|| sources.config(None)).transpose()?,
             vcek,
             chain,
             crl,
         };
-        let v = evidence::verify(&raw, p.as_ref(), now)?;
+        let v = evidence::verify(&raw, p.as_ref(), now).await?;
         let name = p.as_ref().map(|p| p.name.as_str());
         if json {
             let out = evidence::report_json(&v, name);

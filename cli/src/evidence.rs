@@ -7,14 +7,21 @@ use anyhow::Context;
 use kokon_attestation::explain::{self, Field};
 use kokon_attestation::pki::pem_certificates;
 use kokon_attestation::snp::Report;
+use kokon_attestation::tdx::collateral::{
+    PcsResponses, PCK_CRL_ISSUER_CHAIN_HEADER, QE_IDENTITY_ISSUER_CHAIN_HEADER,
+    SGX_TCB_INFO_ISSUER_CHAIN_HEADER, TCB_INFO_ISSUER_CHAIN_HEADER,
+};
 use kokon_attestation::tdx::{Collateral, Quote, TcbStatus};
 use kokon_attestation::{
     detect_format, roots, verify_evidence, AttestationBundle, Evidence, EvidenceFormat,
     PlatformTcb, TrustAnchors, VerifiedPlatform,
 };
 use kokon_client::ClientError;
+use kokon_host::collateral::{CollateralConfig, CollateralService};
 use kokon_policies::{Failure, Rejection};
 use serde_json::json;
+
+use crate::report;
 
 /// What `kokon verify --evidence` was given.
 pub struct RawEvidence {
@@ -22,8 +29,10 @@ pub struct RawEvidence {
     pub file: PathBuf,
     /// Its format, when not detected.
     pub format: Option<String>,
-    /// TDX collateral JSON.
+    /// TDX collateral: a directory of PCS responses or a JSON file.
     pub collateral: Option<PathBuf>,
+    /// Fetch what the evidence needs from these sources.
+    pub fetch: Option<CollateralConfig>,
     /// SNP: the VCEK or VLEK certificate (DER or PEM).
     pub vcek: Option<PathBuf>,
     /// SNP: the CA chain (ASK or ASVK, then ARK; PEM).
@@ -75,7 +84,7 @@ fn certificate(path: &Path) -> anyhow::Result<Vec<u8>> {
 
 /// Verifies raw evidence; with a policy, appraises it too. Without one,
 /// the evidence must be genuine and (TDX) its TCB UpToDate.
-pub fn verify(
+pub async fn verify(
     raw: &RawEvidence,
     policy: Option<&kokon_policies::Policy>,
     now: i64,
@@ -83,24 +92,52 @@ pub fn verify(
     let data = read_evidence(&raw.file)?;
     let format = format_of(&data, raw.format.as_deref())?;
     let mut certificates = Vec::new();
-    if format == EvidenceFormat::SnpReport {
-        let vcek = raw
-            .vcek
-            .as_ref()
-            .context("an SNP report needs --vcek (the VCEK or VLEK certificate)")?;
+    if let Some(vcek) = &raw.vcek {
         certificates.push(certificate(vcek)?);
         if let Some(chain) = &raw.chain {
             certificates.extend(pem_certificates(&read(chain)?)?);
         }
     }
-    let collateral = match &raw.collateral {
-        Some(path) => Some(Collateral::from_json(&read(path)?)?),
+    let mut collateral = match &raw.collateral {
+        Some(path) => Some(read_collateral(path)?),
         None => None,
     };
-    let crl = match &raw.crl {
+    let mut crl = match &raw.crl {
         Some(path) => kokon_attestation::pki::crl_der(&read(path)?)?,
         None => Vec::new(),
     };
+    if let Some(config) = &raw.fetch {
+        let service = CollateralService::new(config.clone())?;
+        match format {
+            EvidenceFormat::TdxQuote => {
+                collateral = Some(
+                    service
+                        .tdx(&data, now)
+                        .await
+                        .context("fetching the TDX collateral")?,
+                );
+            }
+            EvidenceFormat::SnpReport => {
+                if certificates.len() < 3 {
+                    certificates = service
+                        .snp(&data, &certificates, now)
+                        .await
+                        .context("fetching the SNP certificate chain")?;
+                }
+                if crl.is_empty() {
+                    crl = service
+                        .snp_crl(&data, now)
+                        .await
+                        .context("fetching AMD's CRL")?;
+                }
+            }
+        }
+    }
+    if format == EvidenceFormat::SnpReport && certificates.is_empty() {
+        anyhow::bail!(
+            "an SNP report needs --vcek (the VCEK or VLEK certificate) or --fetch-collateral"
+        );
+    }
     let evidence = Evidence {
         format,
         data,
@@ -124,6 +161,86 @@ pub fn verify(
     Ok(verified)
 }
 
+/// The files of a collateral directory: Intel PCS responses as `curl -o
+/// FILE -D FILE.headers` saves them (docs/attestation.md lists the commands).
+pub const PCS_FILES: [(&str, &str); 7] = [
+    ("tcb_info.json", "the body of GET /tdx/certification/v4/tcb?fmspc=FMSPC"),
+    ("tcb_info.headers", "the response headers of GET /tdx/certification/v4/tcb?fmspc=FMSPC"),
+    ("qe_identity.json", "the body of GET /tdx/certification/v4/qe/identity"),
+    ("qe_identity.headers", "the response headers of GET /tdx/certification/v4/qe/identity"),
+    ("pck_crl.der", "the body of GET /sgx/certification/v4/pckcrl?ca=platform|processor&encoding=der"),
+    ("pck_crl.headers", "the response headers of GET /sgx/certification/v4/pckcrl?ca=…"),
+    ("root_ca_crl.der", "the Intel SGX Root CA CRL, e.g. https://certificates.trustedservices.intel.com/IntelSGXRootCA.der"),
+];
+
+/// `--collateral PATH`: a directory of PCS responses, or a JSON file.
+fn read_collateral(path: &Path) -> anyhow::Result<Collateral> {
+    if !path.is_dir() {
+        return Collateral::from_json(&read(path)?)
+            .with_context(|| format!("--collateral {}", path.display()));
+    }
+    let mut files = Vec::new();
+    for (name, what) in PCS_FILES {
+        let file = path.join(name);
+        let bytes = std::fs::read(&file)
+            .with_context(|| format!("--collateral {}: reading {name} ({what})", path.display()))?;
+        files.push(bytes);
+    }
+    let [tcb, tcb_headers, qe, qe_headers, pck_crl, pck_crl_headers, root_crl] = files.as_slice()
+    else {
+        anyhow::bail!("--collateral {}: incomplete", path.display());
+    };
+    let header = |dump: &[u8], file: &str, names: &[&str]| -> anyhow::Result<Vec<u8>> {
+        let value = header(dump, names);
+        if value.is_empty() {
+            anyhow::bail!(
+                "--collateral {}: {file} has no {} header (expected the response headers as `curl -D {file}` saves them)",
+                path.display(),
+                names.join(" or ")
+            );
+        }
+        Ok(value)
+    };
+    Collateral::from_pcs(&PcsResponses {
+        tcb_info: tcb,
+        tcb_info_issuer_chain: &header(
+            tcb_headers,
+            "tcb_info.headers",
+            &[
+                TCB_INFO_ISSUER_CHAIN_HEADER,
+                SGX_TCB_INFO_ISSUER_CHAIN_HEADER,
+            ],
+        )?,
+        qe_identity: qe,
+        qe_identity_issuer_chain: &header(
+            qe_headers,
+            "qe_identity.headers",
+            &[QE_IDENTITY_ISSUER_CHAIN_HEADER],
+        )?,
+        pck_crl,
+        pck_crl_issuer_chain: &header(
+            pck_crl_headers,
+            "pck_crl.headers",
+            &[PCK_CRL_ISSUER_CHAIN_HEADER],
+        )?,
+        root_ca_crl: root_crl,
+    })
+    .with_context(|| format!("--collateral {}", path.display()))
+}
+
+/// The value of the last of the headers `names` (any case) in a header
+/// dump (`curl -D`: a status line, then `Name: value` lines; after
+/// redirects, one block per response); empty when there is none.
+fn header(dump: &[u8], names: &[&str]) -> Vec<u8> {
+    String::from_utf8_lossy(dump)
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .filter(|(name, _)| names.iter().any(|n| name.trim().eq_ignore_ascii_case(n)))
+        .map(|(_, value)| value.trim().as_bytes().to_vec())
+        .next_back()
+        .unwrap_or_default()
+}
+
 /// Without a policy: genuine evidence whose TCB the vendor rates UpToDate.
 fn evidence_only(v: &VerifiedPlatform) -> Result<(), Rejection> {
     let failure = match &v.tcb {
@@ -135,7 +252,7 @@ fn evidence_only(v: &VerifiedPlatform) -> Result<(), Rejection> {
         },
         PlatformTcb::Unappraised => Failure {
             check: "TCB status".into(),
-            expected: "UpToDate (pass --collateral with Intel's TCB info and QE identity)".into(),
+            expected: "UpToDate (pass --collateral with Intel's TCB info and QE identity, or --fetch-collateral)".into(),
             found: "unknown: no collateral".into(),
         },
         // AMD publishes no TCB status: the VCEK certifies the reported TCB,
@@ -150,8 +267,11 @@ fn evidence_only(v: &VerifiedPlatform) -> Result<(), Rejection> {
 
 /// The report of verified raw evidence.
 pub fn report_json(v: &VerifiedPlatform, policy: Option<&str>) -> serde_json::Value {
+    let caveats = v.tcb.caveats();
     json!({
         "verdict": "accepted",
+        "headline": report::headline("accepted", &caveats),
+        "caveats": caveats,
         "policy": policy,
         "format": v.format,
         "root": v.anchor.name,
@@ -159,7 +279,7 @@ pub fn report_json(v: &VerifiedPlatform, policy: Option<&str>) -> serde_json::Va
         "simulated": v.anchor.simulated,
         "platform": v.platform,
         "debug": v.tee.debug(),
-        "tcb": v.tcb.summary(),
+        "tcb": v.tcb,
         "fields": fields_json(&v.tee.fields()),
     })
 }
@@ -167,10 +287,16 @@ pub fn report_json(v: &VerifiedPlatform, policy: Option<&str>) -> serde_json::Va
 /// The same as text.
 pub fn report_text(v: &VerifiedPlatform, policy: Option<&str>) -> String {
     let mut out = String::new();
-    let verdict = match policy {
-        Some(p) => format!("ACCEPTED by policy {p:?}"),
-        None => "GENUINE (signatures, chain, collateral) and TCB acceptable".into(),
+    let verdict = match (policy, v.format) {
+        (Some(p), _) => format!("ACCEPTED by policy {p:?}"),
+        (None, EvidenceFormat::TdxQuote) => {
+            "GENUINE: signatures, chain and collateral verified, TCB UpToDate".into()
+        }
+        (None, EvidenceFormat::SnpReport) => {
+            "GENUINE: signatures and chain verified, the VCEK certifies the reported TCB".into()
+        }
     };
+    let verdict = report::headline(&verdict, &v.tcb.caveats());
     out.push_str(&format!("  {:<20} {verdict}\n", "verdict"));
     out.push_str(&format!("  {:<20} {:?}\n", "format", v.format));
     out.push_str(&format!(
@@ -191,13 +317,14 @@ fn fields_json(fields: &[Field]) -> serde_json::Value {
     serde_json::to_value(fields).unwrap_or_default()
 }
 
-/// `kokon audit explain FILE`: every field of a quote, report or bundle.
+/// `kokon audit explain FILE`: every field of a quote, report or bundle;
+/// for a bundle also its claims and what `config_digest` commits to.
 pub fn explain(path: &Path, format: Option<&str>, json: bool) -> anyhow::Result<()> {
     let bytes = read(path)?;
-    let (fields, claims) = match AttestationBundle::from_json(&bytes) {
+    let (fields, bundle) = match AttestationBundle::from_json(&bytes) {
         Ok(bundle) => (
             explain_evidence(&bundle.evidence.data, Some(bundle.evidence.format))?,
-            Some(bundle.claims),
+            Some(bundle),
         ),
         Err(_) => {
             let data = read_evidence(path)?;
@@ -205,20 +332,26 @@ pub fn explain(path: &Path, format: Option<&str>, json: bool) -> anyhow::Result<
             (explain_evidence(&data, Some(format))?, None)
         }
     };
+    let config = bundle.as_ref().map(serving_config);
     if json {
-        let out = json!({ "fields": fields_json(&fields), "claims": claims });
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-        return Ok(());
+        let out = json!({
+            "fields": fields_json(&fields),
+            "claims": bundle.as_ref().map(|b| &b.claims),
+            "serving_config": config,
+        });
+        return emit(&(serde_json::to_string_pretty(&out).unwrap_or_default() + "\n"));
     }
+    let mut out = String::new();
     for f in &fields {
-        println!(
-            "{}\n    value:   {}\n    meaning: {}",
+        out.push_str(&format!(
+            "{}\n    value:   {}\n    meaning: {}\n",
             f.name, f.value, f.meaning
-        );
+        ));
     }
-    if let Some(c) = claims {
-        println!(
-            "claims (bound by REPORTDATA = SHA-512 of their canonical encoding)\n    model {} sha256:{}\n    config sha256:{}\n    runtime {}\n    receipt key ed25519:{}\n    nonce {}\n    issued at {}",
+    if let (Some(b), Some(config)) = (&bundle, &config) {
+        let c = &b.claims;
+        out.push_str(&format!(
+            "claims (bound by REPORTDATA = SHA-512 of their canonical encoding)\n    model {} sha256:{}\n    config sha256:{}\n    runtime {}\n    receipt key ed25519:{}\n    nonce {}\n    issued at {}\n",
             c.model_name,
             hex::encode(c.model_digest),
             hex::encode(c.config_digest),
@@ -226,9 +359,64 @@ pub fn explain(path: &Path, format: Option<&str>, json: bool) -> anyhow::Result<
             hex::encode(c.receipt_key),
             hex::encode(&c.nonce),
             c.issued_at
-        );
+        ));
+        out.push_str(&format!(
+            "config_digest commits to: {}\n",
+            config["commitment"].as_str().unwrap_or_default()
+        ));
+        for item in config["items"].as_array().into_iter().flatten() {
+            let value = match &item["value"] {
+                serde_json::Value::Null if b.serving_config.is_none() => {
+                    "(not in this bundle)".into()
+                }
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            out.push_str(&format!(
+                "    {:<36} {value}\n        {}\n",
+                item["name"].as_str().unwrap_or_default(),
+                item["meaning"].as_str().unwrap_or_default()
+            ));
+        }
     }
-    Ok(())
+    emit(&out)
+}
+
+/// What a bundle's `config_digest` commits to: each item of the serving
+/// configuration with its meaning and (when the bundle carries it) its
+/// value, and whether those values hash to the digest.
+fn serving_config(bundle: &AttestationBundle) -> serde_json::Value {
+    use kokon_attestation::claims::SERVING_CONFIG_ITEMS;
+    let digest = bundle.claims.config_digest;
+    let (items, state): (Vec<serde_json::Value>, String) = match &bundle.serving_config {
+        Some(config) => (
+            config
+                .items()
+                .into_iter()
+                .map(|(name, meaning, value)| json!({"name": name, "meaning": meaning, "value": value}))
+                .collect(),
+            match config.digest() == digest {
+                true => "the values below, which hash to it".into(),
+                false => format!(
+                    "other values than those below, which hash to sha256:{} (the bundle's serving_config does not match its claims)",
+                    hex::encode(config.digest())
+                ),
+            },
+        ),
+        None => (
+            SERVING_CONFIG_ITEMS
+                .iter()
+                .map(|(name, meaning)| json!({"name": name, "meaning": meaning, "value": null}))
+                .collect(),
+            "these items (the bundle does not carry their values)".into(),
+        ),
+    };
+    json!({
+        "config_digest": hex::encode(digest),
+        "commitment": format!("SHA-256 of the enclave's serving configuration as JSON (items in this order): {state}"),
+        "matches": bundle.serving_config.as_ref().map(|c| c.digest() == digest),
+        "items": items,
+    })
 }
 
 fn explain_evidence(data: &[u8], format: Option<EvidenceFormat>) -> anyhow::Result<Vec<Field>> {
@@ -239,8 +427,9 @@ fn explain_evidence(data: &[u8], format: Option<EvidenceFormat>) -> anyhow::Resu
     })
 }
 
-/// `kokon audit eventlog LOG [--quote QUOTE]`: each event, the replayed
-/// RTMRs, and (with a quote) whether they match the quote's.
+/// `kokon audit eventlog LOG [--quote QUOTE]`: each event whole (its RTMR,
+/// type, digest and data: text as text, anything else as a hex dump), the
+/// replayed RTMRs, and (with a quote) whether they match the quote's.
 pub fn eventlog(log: &Path, quote: Option<&Path>, json: bool) -> anyhow::Result<()> {
     use kokon_attestation::eventlog;
     let events = eventlog::parse(&read(log)?)?;
@@ -249,17 +438,6 @@ pub fn eventlog(log: &Path, quote: Option<&Path>, json: bool) -> anyhow::Result<
         Some(q) => Some(Quote::parse(&read_evidence(q)?)?.body.rtmr),
         None => None,
     };
-    let printable = |data: &[u8]| -> String {
-        let text: String = data
-            .iter()
-            .take(96)
-            .map(|b| match b {
-                0x20..=0x7e => *b as char,
-                _ => '.',
-            })
-            .collect();
-        text
-    };
     let mismatches: Vec<String> = match &quoted {
         Some(q) => (0..3)
             .filter(|i| replayed.get(*i) != q.get(*i))
@@ -267,7 +445,7 @@ pub fn eventlog(log: &Path, quote: Option<&Path>, json: bool) -> anyhow::Result<
             .collect(),
         None => Vec::new(),
     };
-    if json {
+    let out = if json {
         let out = json!({
             "events": events.iter().map(|e| json!({
                 "mr_index": e.mr_index,
@@ -275,25 +453,41 @@ pub fn eventlog(log: &Path, quote: Option<&Path>, json: bool) -> anyhow::Result<
                 "type": e.type_name(),
                 "event_type": e.event_type,
                 "digest": hex::encode(e.digest),
-                "data": printable(&e.data),
+                "size": e.data.len(),
+                "data_hex": hex::encode(&e.data),
+                "text": e.text(),
             })).collect::<Vec<_>>(),
             "replayed": replayed.iter().map(hex::encode).collect::<Vec<_>>(),
             "quote": quoted.map(|q| q.iter().map(hex::encode).collect::<Vec<_>>()),
             "mismatches": mismatches,
         });
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        serde_json::to_string_pretty(&out).unwrap_or_default() + "\n"
     } else {
+        let mut out = String::new();
         for (n, e) in events.iter().enumerate() {
             let target = e
                 .rtmr()
                 .map(|i| format!("RTMR{i}"))
                 .unwrap_or_else(|| "(logged only)".into());
-            println!(
-                "{n:4} {target:<13} {:<34} {}\n     data: {}",
+            out.push_str(&format!(
+                "{n:4} {target:<13} {} ({:#010x})\n     digest {}\n",
                 e.type_name(),
+                e.event_type,
                 hex::encode(e.digest),
-                printable(&e.data)
-            );
+            ));
+            match e.text() {
+                Some(text) => {
+                    let mut lines = text.lines();
+                    out.push_str(&format!("     text   {}\n", lines.next().unwrap_or("")));
+                    for line in lines {
+                        out.push_str(&format!("            {line}\n"));
+                    }
+                }
+                None => {
+                    out.push_str(&format!("     data   {} bytes\n", e.data.len()));
+                    out.push_str(&hex_dump(&e.data, "       "));
+                }
+            }
         }
         for (i, r) in replayed.iter().enumerate() {
             let verdict = match &quoted {
@@ -301,9 +495,11 @@ pub fn eventlog(log: &Path, quote: Option<&Path>, json: bool) -> anyhow::Result<
                 Some(_) if i < 3 => " != quote",
                 _ => "",
             };
-            println!("replayed RTMR{i} {}{verdict}", hex::encode(r));
+            out.push_str(&format!("replayed RTMR{i} {}{verdict}\n", hex::encode(r)));
         }
-    }
+        out
+    };
+    emit(&out)?;
     if !mismatches.is_empty() {
         return Err(ClientError::Policy(Rejection {
             policy: "event log replay".into(),
@@ -319,4 +515,42 @@ pub fn eventlog(log: &Path, quote: Option<&Path>, json: bool) -> anyhow::Result<
         .into());
     }
     Ok(())
+}
+
+/// All of `data` as a hex dump: offset, 16 bytes in hex, the same bytes as
+/// ASCII (`.` for the rest), each line after `indent`.
+fn hex_dump(data: &[u8], indent: &str) -> String {
+    let mut out = String::new();
+    for (i, chunk) in data.chunks(16).enumerate() {
+        let hex: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
+        let ascii: String = chunk
+            .iter()
+            .map(|b| match b {
+                0x20..=0x7e => char::from(*b),
+                _ => '.',
+            })
+            .collect();
+        out.push_str(&format!(
+            "{indent}{:04x}  {:<47}  |{ascii}|\n",
+            i * 16,
+            hex.join(" ")
+        ));
+    }
+    out
+}
+
+/// Writes a command's output to stdout. A reader that stops early (`| head`)
+/// ends the output quietly; any other write error is an error.
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("writing to standard output"))
+        }
+        _ => Ok(()),
+    }
 }

@@ -113,18 +113,7 @@ pub fn config(args: &HostArgs) -> anyhow::Result<HostConfig> {
         collateral: match args.tee.as_str() {
             // The sim PCS's collateral comes with the sim's bundles.
             "sim" => None,
-            _ => Some(kokon_host::collateral::CollateralConfig {
-                pcs_url: args.pcs_url.clone(),
-                root_crl_url: args.root_crl_url.clone(),
-                kds_url: args.kds_url.clone(),
-                snp_product: args
-                    .snp_product
-                    .as_deref()
-                    .map(|p| serde_json::from_value(serde_json::Value::String(p.into())))
-                    .transpose()
-                    .context("--snp-product: expected milan, genoa or turin")?,
-                cache_dir: data_dir.join("collateral"),
-            }),
+            _ => Some(args.sources.config(Some(data_dir.join("collateral")))?),
         },
     })
 }

@@ -44,7 +44,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             report,
         } => attest::attest(&host, &policy, save, json, report.as_deref()).await,
-        Command::Verify(args) => attest::verify(args),
+        Command::Verify(args) => attest::verify(args).await,
         Command::Channel(cmd) => channel::run(cmd).await,
         Command::Audit(AuditCommand::Explain { file, format, json }) => {
             evidence::explain(&file, format.as_deref(), json)

@@ -9,7 +9,7 @@
 
 use kokon_attestation::explain::Field;
 use kokon_attestation::pki::{rfc3339, CertifiedChain};
-use kokon_attestation::{EvidenceFormat, TeeReport};
+use kokon_attestation::{EvidenceFormat, PlatformTcb, TeeReport};
 use kokon_client::{ClientError, Examined};
 use serde::Serialize;
 
@@ -25,6 +25,16 @@ pub enum Verdict {
     Accepted,
     /// The evidence did not verify, or the policy refuses it.
     Rejected,
+}
+
+impl Verdict {
+    /// `accepted` or `rejected`.
+    pub fn word(self) -> &'static str {
+        match self {
+            Verdict::Accepted => "accepted",
+            Verdict::Rejected => "rejected",
+        }
+    }
 }
 
 /// Why an enclave was rejected: one failed check, with what was expected and
@@ -75,8 +85,11 @@ pub struct EvidenceSection {
     pub platform: String,
     /// Whether the TEE lets the host debug the guest.
     pub debug: bool,
-    /// The vendor's TCB appraisal, in one line.
-    pub tcb: String,
+    /// The vendor's TCB appraisal (an object of `kind` `tdx`, `snp` or
+    /// `unappraised` in JSON).
+    pub tcb: PlatformTcb,
+    /// The same in one line.
+    pub tcb_summary: String,
     /// Every field of the TEE report (as a name → value map in JSON).
     #[serde(serialize_with = "fields_map")]
     pub fields: Vec<Field>,
@@ -106,6 +119,9 @@ pub struct ClaimsSection {
     pub text_model: Option<Model>,
     /// SHA-256 of the serving configuration (hex).
     pub config_digest: String,
+    /// The serving configuration it commits to, item by item, when the
+    /// bundle carried it (verified against the digest).
+    pub serving_config: Option<serde_json::Map<String, serde_json::Value>>,
     /// The inference runtime.
     pub runtime: String,
     /// The Ed25519 key that signs usage receipts (hex).
@@ -129,6 +145,11 @@ pub struct ClaimsSection {
 pub struct Report {
     /// The verdict.
     pub verdict: Verdict,
+    /// The verdict with what could not be checked, e.g. `accepted
+    /// (revocation not checked: no AMD CRL)`.
+    pub headline: String,
+    /// What could not be checked (empty when nothing was left out).
+    pub caveats: Vec<&'static str>,
     /// The policy's name.
     pub policy: String,
     /// Why it was rejected (empty when accepted).
@@ -185,6 +206,15 @@ pub fn failures(e: &ClientError) -> Vec<Failure> {
     }
 }
 
+/// A verdict followed by what the verification could not check, e.g.
+/// `accepted (revocation not checked: no AMD CRL)`.
+pub fn headline(verdict: &str, caveats: &[&str]) -> String {
+    match caveats {
+        [] => verdict.into(),
+        _ => format!("{verdict} ({})", caveats.join("; ")),
+    }
+}
+
 fn verifier() -> String {
     format!("kokon {}", env!("CARGO_PKG_VERSION"))
 }
@@ -205,11 +235,15 @@ impl Report {
             passed: k.passed,
         }));
         let key = key.ok();
+        let verdict = match rejection {
+            None => Verdict::Accepted,
+            Some(_) => Verdict::Rejected,
+        };
+        let caveats = e.tcb.caveats();
         Self {
-            verdict: match rejection {
-                None => Verdict::Accepted,
-                Some(_) => Verdict::Rejected,
-            },
+            verdict,
+            headline: headline(verdict.word(), &caveats),
+            caveats,
             policy: x.policy.clone(),
             failures: rejection.map(failures).unwrap_or_default(),
             verified_at: rfc3339(x.verified_at),
@@ -222,7 +256,8 @@ impl Report {
                 simulated: e.anchor.simulated,
                 platform: e.platform.clone(),
                 debug: e.debug(),
-                tcb: e.tcb_summary(),
+                tcb: e.tcb.clone(),
+                tcb_summary: e.tcb_summary(),
                 fields: e.fields(),
                 chains: e.chains.clone(),
             }),
@@ -235,6 +270,12 @@ impl Report {
                     digest: hex::encode(m.digest),
                 }),
                 config_digest: hex::encode(c.config_digest),
+                serving_config: e.serving_config.as_ref().map(|s| {
+                    s.items()
+                        .into_iter()
+                        .map(|(name, _, value)| (name.to_string(), value))
+                        .collect()
+                }),
                 runtime: c.runtime.clone(),
                 receipt_key: hex::encode(c.receipt_key),
                 ohttp_key_config: hex::encode(&c.ohttp_key_config),
@@ -253,6 +294,8 @@ impl Report {
     pub fn unverified(policy: &str, error: &ClientError, now: i64) -> Self {
         Self {
             verdict: Verdict::Rejected,
+            headline: Verdict::Rejected.word().into(),
+            caveats: Vec::new(),
             policy: policy.into(),
             failures: failures(error),
             verified_at: rfc3339(now),
@@ -275,13 +318,13 @@ impl Report {
         let mut line = |k: &str, v: String| out.push_str(&format!("  {k:<16} {v}\n"));
         line(
             "verdict",
-            format!(
-                "{} by policy {:?}",
-                match self.verdict {
-                    Verdict::Accepted => "ACCEPTED",
-                    Verdict::Rejected => "REJECTED",
-                },
-                self.policy
+            headline(
+                &format!(
+                    "{} by policy {:?}",
+                    self.verdict.word().to_uppercase(),
+                    self.policy
+                ),
+                &self.caveats,
             ),
         );
         for f in &self.failures {
@@ -314,7 +357,7 @@ impl Report {
                 ),
             );
             line("debug", if e.debug { "ON" } else { "off" }.into());
-            line("TCB", e.tcb.clone());
+            line("TCB", e.tcb_summary.clone());
             for f in e.fields.iter().filter(|f| is_measurement(&f.name)) {
                 line(&f.name, f.value.clone());
             }
@@ -337,6 +380,20 @@ impl Report {
                 line("text model", format!("{} sha256:{}", m.name, m.digest));
             }
             line("runtime", c.runtime.clone());
+            line(
+                "configuration",
+                match &c.serving_config {
+                    Some(items) => items
+                        .iter()
+                        .map(|(name, value)| format!("{name}={value}"))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    None => format!(
+                        "sha256:{} (the bundle does not carry the serving configuration)",
+                        c.config_digest
+                    ),
+                },
+            );
             line(
                 "OHTTP key",
                 match c.ohttp_key_id {
@@ -465,7 +522,7 @@ fn evidence_checks(x: &Examined, key_error: Option<&ClientError>) -> Vec<Check> 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
-    use kokon_attestation::claims::Claims;
+    use kokon_attestation::claims::{Claims, ServingConfig};
     use kokon_attestation::sim::{simulate, SimRoot, SimTd};
     use kokon_policies::{LocalReferences, Policy};
     use kokon_seal::{KeyConfig, Suite};
@@ -494,7 +551,7 @@ mod tests {
             model_name: model.into(),
             model_digest: hex::decode(MAGIKA).unwrap().try_into().unwrap(),
             text_model: None,
-            config_digest: [2; 32],
+            config_digest: serving_config().digest(),
             runtime: runtime.into(),
             nonce: vec![3; 32],
             issued_at: NOW,
@@ -504,7 +561,8 @@ mod tests {
             rtmr: [[0; 48]; 3],
             debug: false,
         };
-        let bundle = simulate(&root, td, claims, NOW).unwrap();
+        let mut bundle = simulate(&root, td, claims, NOW).unwrap();
+        bundle.serving_config = Some(serving_config());
         let policy = Policy::from_toml(
             include_str!("../../policies/dev-sim.toml"),
             &LocalReferences {
@@ -515,6 +573,15 @@ mod tests {
         .unwrap();
         let x = kokon_client::examine(bundle, &policy, Some(&[3; 32]), NOW).unwrap();
         (x, policy)
+    }
+
+    /// The serving configuration the simulated enclave's claims commit to.
+    fn serving_config() -> ServingConfig {
+        ServingConfig {
+            model_name: "magika".into(),
+            price_nanoton_per_unit: 4242,
+            ..ServingConfig::default()
+        }
     }
 
     /// The report on `x`, with the policy's verdict.
@@ -641,6 +708,46 @@ mod tests {
         }
         assert_eq!(json["evidence"]["fields"]["MRTD"], hex::encode(MRTD));
         assert_eq!(json["verdict"], "accepted");
+    }
+
+    #[test]
+    fn the_json_report_has_the_tcb_as_a_structure_and_a_headline() {
+        let (x, policy) = examined("magika", "onnxruntime 1.31.1 cpu");
+        let json = report(&x, &policy).json();
+        assert_eq!(json["headline"], "accepted");
+        assert_eq!(json["caveats"], serde_json::json!([]));
+        let tcb = &json["evidence"]["tcb"];
+        assert_eq!(tcb["kind"], "tdx", "{tcb}");
+        assert_eq!(tcb["status"], "UpToDate");
+        assert!(tcb["advisory_ids"].is_array());
+        assert!(json["evidence"]["tcb_summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("UpToDate"));
+        // The serving configuration, verified against config_digest, on
+        // every form of the report.
+        assert_eq!(
+            json["claims"]["serving_config"]["price_nanoton_per_unit"],
+            4242
+        );
+        let r = report(&x, &policy);
+        assert!(
+            r.text().contains("price_nanoton_per_unit=4242"),
+            "{}",
+            r.text()
+        );
+        let html = r.html().unwrap();
+        assert!(
+            html.contains(r#"<td class="k">price_nanoton_per_unit</td><td class="v">4242</td>"#),
+            "{html}"
+        );
+        assert_eq!(
+            headline(
+                "ACCEPTED by policy \"p\"",
+                &["revocation not checked: no AMD CRL"]
+            ),
+            "ACCEPTED by policy \"p\" (revocation not checked: no AMD CRL)"
+        );
     }
 
     #[test]

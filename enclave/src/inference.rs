@@ -24,13 +24,22 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 /// Where inference runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Device {
     /// ONNX Runtime's CPU execution provider.
     Cpu,
     /// ONNX Runtime's CUDA execution provider (GPU in confidential-computing mode in production).
     Cuda,
+}
+
+impl Device {
+    /// Its name, as `--device` takes it and the serving configuration states it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Cuda => "cuda",
+        }
+    }
 }
 
 impl std::str::FromStr for Device {
@@ -214,10 +223,7 @@ impl Model {
         let runtime = format!(
             "onnxruntime (api {}) {}",
             ort::MINOR_VERSION,
-            serde_json::to_value(device)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default()
+            device.as_str()
         );
         Ok(Self {
             name: name.into(),

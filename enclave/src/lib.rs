@@ -30,8 +30,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use serde::Serialize;
-use sha2::{Digest, Sha256};
+use kokon_attestation::claims::ServingConfig;
 
 use evidence::TeeKind;
 use inference::Device;
@@ -169,41 +168,6 @@ pub fn pin_to_cpus(cpus: &[usize]) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("--cpus {cpus:?}: {e}"))
 }
 
-/// The serving configuration the enclave measures into RTMR3.
-#[derive(Debug, Serialize)]
-pub struct ServingConfig<'a> {
-    /// kokon version.
-    pub kokon_version: &'a str,
-    /// Model name.
-    pub model_name: &'a str,
-    /// Device.
-    pub device: Device,
-    /// Batch limit.
-    pub max_batch: usize,
-    /// Freshness window of requests.
-    pub freshness_window_secs: i64,
-    /// Price per unit in nanotons.
-    pub price_nanoton_per_unit: u128,
-    /// The files the model's client-side parameters (served with its
-    /// metadata) were read from, with their SHA-256.
-    pub model_parameter_files: &'a [parameters::MeasuredFile],
-    /// The text model's name, when one is served.
-    pub text_model_name: Option<&'a str>,
-    /// Most sequences decoded together.
-    pub llm_max_batch: usize,
-    /// Price per prompt token in nanotons.
-    pub price_nanoton_per_prompt_token: u128,
-    /// Price per completion token in nanotons.
-    pub price_nanoton_per_completion_token: u128,
-}
-
-impl ServingConfig<'_> {
-    /// SHA-256 of its JSON encoding (fixed field order).
-    pub fn digest(&self) -> [u8; 32] {
-        Sha256::digest(serde_json::to_vec(self).unwrap_or_default()).into()
-    }
-}
-
 /// Starts the enclave and serves until told to stop.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let now = gateway::unix_now();
@@ -248,20 +212,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let text_name = text.as_ref().map(|e| e.model().config.name.clone());
     let text_digest = text.as_ref().map(|e| e.model().digest());
-    let config_digest = ServingConfig {
-        kokon_version: env!("CARGO_PKG_VERSION"),
-        model_name: &args.model_name,
-        device: args.device,
-        max_batch: args.max_batch,
+    let serving_config = ServingConfig {
+        kokon_version: env!("CARGO_PKG_VERSION").into(),
+        model_name: args.model_name.clone(),
+        device: args.device.as_str().into(),
+        max_batch: args.max_batch as u64,
         freshness_window_secs: gateway::FRESHNESS_WINDOW_SECS,
         price_nanoton_per_unit: args.price_nanoton_per_unit,
-        model_parameter_files: model.parameter_files(),
-        text_model_name: text_name.as_deref(),
-        llm_max_batch: args.llm_max_batch,
+        model_parameter_files: model.parameter_files().to_vec(),
+        text_model_name: text_name,
+        llm_max_batch: args.llm_max_batch as u64,
         price_nanoton_per_prompt_token: args.price_nanoton_per_prompt_token,
         price_nanoton_per_completion_token: args.price_nanoton_per_completion_token,
-    }
-    .digest();
+    };
+    let config_digest = serving_config.digest();
     for event in kokon_attestation::claims::rtmr3_events(
         &config_digest,
         &model.digest(),
@@ -292,6 +256,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let enclave = Arc::new(server::Enclave {
         gateway: gateway::Gateway::new(keys, model, price, text, fault_delay),
         backend,
+        serving_config,
         config_digest,
         metrics,
     });

@@ -12,7 +12,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -20,13 +19,7 @@ use sha2::{Digest, Sha256};
 pub const MAX_PARAMETER_FILE: u64 = 1 << 20;
 
 /// One file the parameters were read from, as measured.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MeasuredFile {
-    /// The key it is served under.
-    pub name: String,
-    /// SHA-256 of its bytes, hex.
-    pub sha256: String,
-}
+pub use kokon_attestation::claims::MeasuredFile;
 
 /// A model's client-side parameters and the files they came from.
 #[derive(Debug, Clone, Default)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use kokon_attestation::claims::ModelClaim;
+use kokon_attestation::claims::{ModelClaim, ServingConfig};
 use kokon_attestation::{AttestationBundle, Claims};
 use kokon_wire::{Request, Response, WireError};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -28,7 +28,9 @@ pub struct Enclave {
     pub gateway: Gateway,
     /// The evidence backend.
     pub backend: Backend,
-    /// SHA-256 of the serving configuration.
+    /// The serving configuration, handed out in every bundle.
+    pub serving_config: ServingConfig,
+    /// Its SHA-256, the claims' `config_digest`.
     pub config_digest: [u8; 32],
     /// Inference metrics, for the host's `/metrics`.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
@@ -72,6 +74,7 @@ impl Enclave {
                     backend: self.backend.name().into(),
                     evidence,
                     claims,
+                    serving_config: Some(self.serving_config.clone()),
                 }
                 .to_json(),
             ),
@@ -206,6 +209,7 @@ impl Enclave {
                     .evidence(claims.report_data())
                     .map_err(|e| format!("{e:#}"))
             },
+            Some(self.serving_config.clone()),
             self.backend.name(),
             unix_now(),
         )?;

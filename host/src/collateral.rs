@@ -26,11 +26,15 @@ use anyhow::{bail, Context};
 use kokon_attestation::pki::pem_certificates;
 use kokon_attestation::roots::AmdProduct;
 use kokon_attestation::snp::{Report, SigningKey, TcbVersion};
-use kokon_attestation::tdx::collateral::{Collateral, Hex, QeIdentity, TcbInfo};
-use kokon_attestation::tdx::{pck, Quote};
+use kokon_attestation::tdx::collateral::{
+    Collateral, PcsResponses, QeIdentity, TcbInfo, PCK_CRL_ISSUER_CHAIN_HEADER,
+    QE_IDENTITY_ISSUER_CHAIN_HEADER, SGX_TCB_INFO_ISSUER_CHAIN_HEADER,
+    TCB_INFO_ISSUER_CHAIN_HEADER,
+};
+use kokon_attestation::tdx::pck::{self, PcsPlatform};
+use kokon_attestation::tdx::Quote;
 use kokon_attestation::{AttestationBundle, EvidenceFormat};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 /// Intel's Provisioning Certification Service.
 pub const INTEL_PCS: &str = "https://api.trustedservices.intel.com";
@@ -55,13 +59,14 @@ pub struct CollateralConfig {
     pub kds_url: String,
     /// SNP product line, for reports (version 2) that do not name it.
     pub snp_product: Option<AmdProduct>,
-    /// Cache directory.
-    pub cache_dir: PathBuf,
+    /// Cache directory; without one, fetched collateral is kept in memory
+    /// only (an auditor's one-off fetch).
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl CollateralConfig {
     /// The vendors' public services, cached under `cache_dir`.
-    pub fn public(cache_dir: PathBuf) -> Self {
+    pub fn public(cache_dir: Option<PathBuf>) -> Self {
         Self {
             pcs_url: INTEL_PCS.into(),
             root_crl_url: INTEL_ROOT_CRL.into(),
@@ -135,7 +140,8 @@ impl CollateralService {
                 }
             }
         }
-        let bytes = std::fs::read(self.config.cache_dir.join(format!("{key}.json"))).ok()?;
+        let dir = self.config.cache_dir.as_ref()?;
+        let bytes = std::fs::read(dir.join(format!("{key}.json"))).ok()?;
         let cached: Cached<serde_json::Value> = serde_json::from_slice(&bytes).ok()?;
         if now >= cached.valid_until {
             return None;
@@ -151,9 +157,11 @@ impl CollateralService {
         if let Ok(mut memory) = self.memory.lock() {
             memory.insert(key.into(), (valid_until, value.clone()));
         }
-        std::fs::create_dir_all(&self.config.cache_dir)
-            .with_context(|| format!("creating {}", self.config.cache_dir.display()))?;
-        let path = self.config.cache_dir.join(format!("{key}.json"));
+        let Some(dir) = &self.config.cache_dir else {
+            return Ok(());
+        };
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(format!("{key}.json"));
         let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
         std::fs::write(&tmp, serde_json::to_vec(&Cached { valid_until, value })?)
             .with_context(|| format!("writing {}", tmp.display()))?;
@@ -164,13 +172,8 @@ impl CollateralService {
     /// Intel's collateral for a TDX quote, from the cache or the PCS.
     pub async fn tdx(&self, quote: &[u8], now: i64) -> anyhow::Result<Collateral> {
         let quote = Quote::parse(quote).context("parsing the quote to find its platform")?;
-        let chain = pem_certificates(&quote.signature.pck_chain_pem)?;
-        let (Some(leaf), Some(ca)) = (chain.first(), chain.get(1)) else {
-            bail!("the quote's PCK chain has no leaf and CA");
-        };
-        let fmspc = hex::encode_upper(pck::parse(leaf)?.fmspc);
-        let ca_name = ca_kind(ca)?;
-        let key = format!("tdx-{fmspc}-{ca_name}");
+        let PcsPlatform { fmspc, ca } = pck::pcs_platform(&quote)?;
+        let key = format!("tdx-{fmspc}-{ca}");
         if let Some(c) = self.cached::<Collateral>(&key, now) {
             return Ok(c);
         }
@@ -178,31 +181,38 @@ impl CollateralService {
         let tcb = self
             .get(&format!("{base}/tdx/certification/v4/tcb?fmspc={fmspc}"))
             .await?;
-        let (tcb_info, tcb_info_signature) = signed_json(&tcb.body, "tcbInfo")?;
         let qe = self
             .get(&format!("{base}/tdx/certification/v4/qe/identity"))
             .await?;
-        let (qe_identity, qe_identity_signature) = signed_json(&qe.body, "enclaveIdentity")?;
         let pck_crl = self
             .get(&format!(
-                "{base}/sgx/certification/v4/pckcrl?ca={ca_name}&encoding=der"
+                "{base}/sgx/certification/v4/pckcrl?ca={ca}&encoding=der"
             ))
             .await?;
         let root_crl = self.get(&self.config.root_crl_url).await?;
-        let collateral = Collateral {
-            pck_crl_issuer_chain: issuer_chain(&pck_crl.headers, "SGX-PCK-CRL-Issuer-Chain")?,
-            root_ca_crl: Hex(der_or_hex(&root_crl.body)),
-            pck_crl: Hex(der_or_hex(&pck_crl.body)),
-            tcb_info_issuer_chain: issuer_chain(&tcb.headers, "TCB-Info-Issuer-Chain")?,
-            tcb_info,
-            tcb_info_signature,
-            qe_identity_issuer_chain: issuer_chain(
-                &qe.headers,
-                "SGX-Enclave-Identity-Issuer-Chain",
-            )?,
-            qe_identity,
-            qe_identity_signature,
+        let header = |f: &kokon_fetch::Fetched, names: &[&str]| -> Vec<u8> {
+            names
+                .iter()
+                .find_map(|n| f.headers.get(*n))
+                .map(|v| v.as_bytes().to_vec())
+                .unwrap_or_default()
         };
+        let collateral = Collateral::from_pcs(&PcsResponses {
+            tcb_info: &tcb.body,
+            tcb_info_issuer_chain: &header(
+                &tcb,
+                &[
+                    TCB_INFO_ISSUER_CHAIN_HEADER,
+                    SGX_TCB_INFO_ISSUER_CHAIN_HEADER,
+                ],
+            ),
+            qe_identity: &qe.body,
+            qe_identity_issuer_chain: &header(&qe, &[QE_IDENTITY_ISSUER_CHAIN_HEADER]),
+            pck_crl: &pck_crl.body,
+            pck_crl_issuer_chain: &header(&pck_crl, &[PCK_CRL_ISSUER_CHAIN_HEADER]),
+            root_ca_crl: &root_crl.body,
+        })
+        .with_context(|| format!("Intel PCS at {base}"))?;
         let tcb_next: TcbInfo = serde_json::from_str(&collateral.tcb_info)?;
         let qe_next: QeIdentity = serde_json::from_str(&collateral.qe_identity)?;
         let until = rfc3339(&tcb_next.next_update)?.min(rfc3339(&qe_next.next_update)?);
@@ -213,7 +223,7 @@ impl CollateralService {
     /// The report's product line and its name in KDS paths.
     fn snp_product(&self, report: &Report) -> anyhow::Result<(AmdProduct, &'static str)> {
         let product = report.product().or(self.config.snp_product).context(
-            "the report does not name its product (version 2): configure the SNP product line",
+            "the report does not name its product (version 2): set the SNP product line (--snp-product milan, genoa or turin)",
         )?;
         let name = match product {
             AmdProduct::Milan => "Milan",
@@ -385,59 +395,4 @@ fn crl_next_update(der: &[u8]) -> Option<i64> {
     use x509_parser::prelude::FromDer;
     let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(der).ok()?;
     crl.next_update().map(|t| t.timestamp())
-}
-
-/// "platform" or "processor", from the PCK chain's intermediate CA.
-fn ca_kind(ca_der: &[u8]) -> anyhow::Result<&'static str> {
-    use x509_parser::prelude::FromDer;
-    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(ca_der)
-        .map_err(|e| anyhow::anyhow!("PCK CA certificate: {e}"))?;
-    let subject = cert.subject().to_string();
-    if subject.contains("Processor") {
-        Ok("processor")
-    } else if subject.contains("Platform") {
-        Ok("platform")
-    } else {
-        bail!("PCK CA {subject} is neither a platform nor a processor CA")
-    }
-}
-
-/// Splits a PCS response `{"<field>": {...}, "signature": "hex"}` into the
-/// exact text of the signed object and its signature.
-fn signed_json(body: &[u8], field: &str) -> anyhow::Result<(String, Hex)> {
-    #[derive(Deserialize)]
-    struct Response<'a> {
-        #[serde(borrow, rename = "tcbInfo")]
-        tcb_info: Option<&'a RawValue>,
-        #[serde(borrow, rename = "enclaveIdentity")]
-        enclave_identity: Option<&'a RawValue>,
-        signature: String,
-    }
-    let r: Response<'_> = serde_json::from_slice(body).context("PCS response JSON")?;
-    let raw = match field {
-        "tcbInfo" => r.tcb_info,
-        _ => r.enclave_identity,
-    }
-    .with_context(|| format!("PCS response has no {field}"))?;
-    let signature = hex::decode(&r.signature).context("PCS signature is not hex")?;
-    Ok((raw.get().to_string(), Hex(signature)))
-}
-
-fn issuer_chain(headers: &http::HeaderMap, name: &str) -> anyhow::Result<String> {
-    let value = headers
-        .get(name)
-        .with_context(|| format!("response has no {name} header"))?;
-    Ok(percent_encoding::percent_decode(value.as_bytes())
-        .decode_utf8()
-        .with_context(|| format!("{name} is not URL-encoded UTF-8"))?
-        .into_owned())
-}
-
-/// PCCS serves CRLs as hex text, PCS as DER.
-fn der_or_hex(body: &[u8]) -> Vec<u8> {
-    let text = String::from_utf8_lossy(body);
-    match hex::decode(text.trim()) {
-        Ok(der) if body.first() != Some(&0x30) => der,
-        _ => body.to_vec(),
-    }
 }

@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use kokon_attestation::claims::ServingConfig;
 use kokon_attestation::{verify_bundle, AttestationBundle, Claims, Evidence, VerifiedEvidence};
 use kokon_policies::Policy;
 use rcgen::{
@@ -83,10 +84,13 @@ pub struct AttestedCertificate {
 
 /// Issues an attested certificate: a fresh ECDSA P-256 key, `claims` with
 /// the key's SPKI digest as nonce and `now` as issue time, evidence for
-/// those claims from `evidence`, all in a certificate valid for an hour.
+/// those claims from `evidence`, and the serving configuration the claims'
+/// `config_digest` commits to (when given), all in a certificate valid for
+/// an hour.
 pub fn issue(
     mut claims: Claims,
     evidence: impl FnOnce(&Claims) -> Result<Evidence, String>,
+    serving_config: Option<ServingConfig>,
     backend: &str,
     now: i64,
 ) -> Result<AttestedCertificate, RatlsError> {
@@ -99,6 +103,7 @@ pub fn issue(
         backend: backend.into(),
         evidence: evidence(&claims).map_err(|e| err(&e))?,
         claims,
+        serving_config,
     };
     issue_with_bundle(&bundle, key, now)
 }

@@ -69,7 +69,7 @@ fn sim_evidence(root: &SimRoot, c: &Claims) -> Result<Evidence, String> {
 }
 
 fn attested(root: &SimRoot) -> AttestedCertificate {
-    issue(claims(), |c| sim_evidence(root, c), "sim", now()).unwrap()
+    issue(claims(), |c| sim_evidence(root, c), None, "sim", now()).unwrap()
 }
 
 fn policy(root: &SimRoot, mrtd: [u8; 48]) -> Arc<Policy> {
@@ -162,6 +162,7 @@ async fn a_certificate_whose_key_is_not_bound_fails() {
         backend: "sim".into(),
         evidence: sim_evidence(&root, &c).unwrap(),
         claims: c,
+        serving_config: None,
     };
     let other = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
     let cert = issue_with_bundle(&bundle, other, now()).unwrap();

@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod attack;
+pub mod pcs;
 pub mod soak;
 
 use std::path::{Path, PathBuf};

@@ -32,6 +32,21 @@ async fn one_private_inference_end_to_end() {
         stack.env.enclave_mrtd(),
         "MRTD is the measurement of the enclave binary"
     );
+    // The bundle shows the serving configuration its config_digest commits
+    // to (the client checked the digest), Magika's measured files included.
+    let config = enclave.evidence.serving_config.as_ref().unwrap();
+    assert_eq!(config.digest(), enclave.evidence.claims.config_digest);
+    assert_eq!(
+        (config.model_name.as_str(), config.device.as_str()),
+        ("magika", "cpu")
+    );
+    assert!(
+        config
+            .model_parameter_files
+            .iter()
+            .any(|f| f.name.starts_with("magika.") && f.sha256.len() == 64),
+        "{config:?}"
+    );
     let (response, receipt) = stack
         .client
         .infer(&enclave, &magika_request(&[row(&stack, PYTHON)]))

@@ -113,6 +113,46 @@ fn quote_parser_and_verifier_never_panic() {
 }
 
 #[test]
+fn pcs_answers_and_event_logs_never_panic() {
+    use kokon_attestation::tdx::collateral::{Collateral, PcsResponses};
+    use kokon_tests::pcs::{dcap_collateral, fixture, intel_responses};
+    let answers: Vec<Vec<u8>> = intel_responses(&dcap_collateral(), "B0C06F000000")
+        .into_iter()
+        .flat_map(|(_, r)| {
+            let header = r.headers.first().map(|(_, v)| v.clone().into_bytes());
+            [Some(r.body), header]
+        })
+        .flatten()
+        .collect();
+    let mut m = Mutator(0x5eed);
+    for _ in 0..2000 {
+        let mut pieces = answers.clone();
+        let i = m.below(pieces.len());
+        pieces[i] = m.mutate(&pieces[i]);
+        let [tcb, tcb_chain, qe, qe_chain, pck_crl, pck_chain, root_crl] = pieces.as_slice() else {
+            panic!("{} answers", pieces.len());
+        };
+        let _ = Collateral::from_pcs(&PcsResponses {
+            tcb_info: tcb,
+            tcb_info_issuer_chain: tcb_chain,
+            qe_identity: qe,
+            qe_identity_issuer_chain: qe_chain,
+            pck_crl,
+            pck_crl_issuer_chain: pck_chain,
+            root_ca_crl: root_crl,
+        });
+    }
+    let log = fixture("tdx/eventlog/gotdx_ccel_data.dat");
+    for _ in 0..300 {
+        if let Ok(events) = kokon_attestation::eventlog::parse(&m.mutate(&log)) {
+            for e in &events {
+                let _ = (e.type_name(), e.text());
+            }
+        }
+    }
+}
+
+#[test]
 fn bundle_json_parser_never_panics() {
     let (bundle, _) = sim_bundle();
     let json = bundle.to_json();

@@ -400,5 +400,6 @@ pub fn simulate(
             crl: Vec::new(),
         },
         claims,
+        serving_config: None,
     })
 }

@@ -71,17 +71,184 @@ pub struct Collateral {
     pub qe_identity_signature: Hex,
 }
 
+/// The response header of Intel PCS that carries the TCB info's issuer chain.
+pub const TCB_INFO_ISSUER_CHAIN_HEADER: &str = "TCB-Info-Issuer-Chain";
+/// The same header as PCS API v3 and SGX TCB info name it.
+pub const SGX_TCB_INFO_ISSUER_CHAIN_HEADER: &str = "SGX-TCB-Info-Issuer-Chain";
+/// The response header that carries the QE identity's issuer chain.
+pub const QE_IDENTITY_ISSUER_CHAIN_HEADER: &str = "SGX-Enclave-Identity-Issuer-Chain";
+/// The response header that carries the PCK CRL's issuer chain.
+pub const PCK_CRL_ISSUER_CHAIN_HEADER: &str = "SGX-PCK-CRL-Issuer-Chain";
+
+/// What Intel PCS (or a PCCS) API v4 answers, as received: the four
+/// responses [`Collateral::from_pcs`] assembles into collateral.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PcsResponses<'a> {
+    /// Body of `GET /tdx/certification/v4/tcb?fmspc=…`:
+    /// `{"tcbInfo":{…},"signature":"<hex>"}`.
+    pub tcb_info: &'a [u8],
+    /// Its `TCB-Info-Issuer-Chain` header: URL-encoded PEM.
+    pub tcb_info_issuer_chain: &'a [u8],
+    /// Body of `GET /tdx/certification/v4/qe/identity`:
+    /// `{"enclaveIdentity":{…},"signature":"<hex>"}`.
+    pub qe_identity: &'a [u8],
+    /// Its `SGX-Enclave-Identity-Issuer-Chain` header: URL-encoded PEM.
+    pub qe_identity_issuer_chain: &'a [u8],
+    /// Body of `GET /sgx/certification/v4/pckcrl?ca=platform|processor`:
+    /// DER (with `&encoding=der`), PEM, or hex (as PCCS serves it).
+    pub pck_crl: &'a [u8],
+    /// Its `SGX-PCK-CRL-Issuer-Chain` header: URL-encoded PEM.
+    pub pck_crl_issuer_chain: &'a [u8],
+    /// The Intel SGX Root CA CRL (the URL in the root certificate, e.g.
+    /// `https://certificates.trustedservices.intel.com/IntelSGXRootCA.der`):
+    /// DER, PEM or hex.
+    pub root_ca_crl: &'a [u8],
+}
+
+/// The field names of [`Collateral`]'s JSON, for messages.
+const COLLATERAL_FIELDS: &str = "pck_crl_issuer_chain, root_ca_crl, pck_crl, tcb_info_issuer_chain, tcb_info, tcb_info_signature, qe_identity_issuer_chain, qe_identity, qe_identity_signature";
+
 impl Collateral {
-    /// Parses collateral JSON.
+    /// Parses collateral JSON (`dcap-qvl`'s `QuoteCollateralV3`). A single
+    /// Intel PCS response, or JSON missing a field, is refused saying what
+    /// the whole collateral is and how to give it.
     pub fn from_json(bytes: &[u8]) -> Result<Self, Error> {
         if bytes.len() > 4 * MAX_JSON_LEN {
             return Err(Error::TooLarge { what: "collateral" });
         }
-        serde_json::from_slice(bytes).map_err(|e| Error::Collateral {
-            what: "collateral JSON",
-            reason: e.to_string(),
+        serde_json::from_slice(bytes).map_err(|e| {
+            let pcs_piece = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(bytes)
+                .ok()
+                .and_then(|object| {
+                    ["tcbInfo", "enclaveIdentity"]
+                        .into_iter()
+                        .find(|key| object.contains_key(*key))
+                });
+            let reason = match pcs_piece {
+                Some(key) => format!(
+                    "this is one Intel PCS response ({key}); the collateral is the TCB info and QE identity responses, the PCK CRL, the root CA CRL and the issuer chains from their response headers: give them as a directory of PCS responses, or as one JSON object with the fields {COLLATERAL_FIELDS}"
+                ),
+                None => format!(
+                    "{e}; expected one JSON object with the fields {COLLATERAL_FIELDS} (dcap-qvl's QuoteCollateralV3), or a directory of Intel PCS responses"
+                ),
+            };
+            Error::Collateral {
+                what: "collateral JSON",
+                reason,
+            }
         })
     }
+
+    /// Assembles collateral from Intel PCS (or PCCS) responses: the signed
+    /// JSON objects' exact text and signatures, the issuer chains decoded
+    /// from their headers, the CRLs as DER. Nothing is verified here
+    /// ([`verify`] does that); what is missing or malformed is named.
+    pub fn from_pcs(r: &PcsResponses<'_>) -> Result<Self, Error> {
+        let (tcb_info, tcb_info_signature) =
+            signed_json(r.tcb_info, "TCB info response", "tcbInfo")?;
+        let (qe_identity, qe_identity_signature) =
+            signed_json(r.qe_identity, "QE identity response", "enclaveIdentity")?;
+        Ok(Collateral {
+            pck_crl_issuer_chain: issuer_chain(
+                r.pck_crl_issuer_chain,
+                "PCK CRL issuer chain",
+                PCK_CRL_ISSUER_CHAIN_HEADER,
+            )?,
+            root_ca_crl: Hex(crl_body(r.root_ca_crl, "root CA CRL")?),
+            pck_crl: Hex(crl_body(r.pck_crl, "PCK CRL")?),
+            tcb_info_issuer_chain: issuer_chain(
+                r.tcb_info_issuer_chain,
+                "TCB info issuer chain",
+                TCB_INFO_ISSUER_CHAIN_HEADER,
+            )?,
+            tcb_info,
+            tcb_info_signature,
+            qe_identity_issuer_chain: issuer_chain(
+                r.qe_identity_issuer_chain,
+                "QE identity issuer chain",
+                QE_IDENTITY_ISSUER_CHAIN_HEADER,
+            )?,
+            qe_identity,
+            qe_identity_signature,
+        })
+    }
+}
+
+/// Splits a PCS response `{"<field>": {...}, "signature": "<hex>"}` into
+/// the exact text of the signed object and its signature.
+fn signed_json(body: &[u8], what: &'static str, field: &str) -> Result<(String, Hex), Error> {
+    #[derive(Deserialize)]
+    struct Response<'a> {
+        #[serde(borrow, rename = "tcbInfo")]
+        tcb_info: Option<&'a serde_json::value::RawValue>,
+        #[serde(borrow, rename = "enclaveIdentity")]
+        enclave_identity: Option<&'a serde_json::value::RawValue>,
+        signature: Option<String>,
+    }
+    let bad = |reason: String| Error::Collateral { what, reason };
+    if body.len() > MAX_JSON_LEN {
+        return Err(Error::TooLarge { what });
+    }
+    let shape = format!("Intel PCS's {{\"{field}\":{{...}},\"signature\":\"<hex>\"}}");
+    let r: Response<'_> =
+        serde_json::from_slice(body).map_err(|e| bad(format!("{e}; expected {shape}")))?;
+    let raw = match field {
+        "tcbInfo" => r.tcb_info,
+        _ => r.enclave_identity,
+    }
+    .ok_or_else(|| bad(format!("no {field} object; expected {shape}")))?;
+    let signature = r
+        .signature
+        .ok_or_else(|| bad(format!("no signature; expected {shape}")))?;
+    let signature =
+        hex::decode(signature.trim()).map_err(|e| bad(format!("signature is not hex: {e}")))?;
+    Ok((raw.get().to_string(), Hex(signature)))
+}
+
+/// An issuer chain from its response header: URL-encoded PEM.
+fn issuer_chain(header: &[u8], what: &'static str, name: &str) -> Result<String, Error> {
+    let value = header.trim_ascii();
+    if value.is_empty() {
+        return Err(Error::Collateral {
+            what,
+            reason: format!(
+                "absent; expected the {name} header of the PCS response (URL-encoded PEM certificates)"
+            ),
+        });
+    }
+    let pem = percent_encoding::percent_decode(value)
+        .decode_utf8()
+        .map_err(|e| Error::Collateral {
+            what,
+            reason: format!("the {name} header is not URL-encoded UTF-8: {e}"),
+        })?;
+    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(Error::Collateral {
+            what,
+            reason: format!("the {name} header holds no PEM certificate"),
+        });
+    }
+    Ok(pem.into_owned())
+}
+
+/// A CRL response body as DER: DER as it is, hex text (PCCS) decoded, PEM
+/// (`X509 CRL`) decoded.
+fn crl_body(body: &[u8], what: &'static str) -> Result<Vec<u8>, Error> {
+    if body.is_empty() {
+        return Err(Error::Collateral {
+            what,
+            reason: "absent; expected the CRL as DER, PEM or hex".into(),
+        });
+    }
+    if body.first() != Some(&0x30) {
+        if let Ok(der) = hex::decode(body.trim_ascii()) {
+            return Ok(der);
+        }
+    }
+    crate::pki::crl_der(body).map_err(|e| Error::Collateral {
+        what,
+        reason: format!("{e}; expected the CRL as DER, PEM or hex"),
+    })
 }
 
 /// One SVN of a TCB component.
@@ -163,7 +330,7 @@ pub struct TdxModule {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TdxModuleIdentity {
-    /// "TDX_<version in hex>".
+    /// `TDX_<version in hex>`.
     pub id: String,
     /// Expected MRSIGNERSEAM.
     pub mrsigner: Hex,

@@ -122,6 +122,49 @@ pub fn parse_extension(value: &[u8]) -> Result<PckExtension, Error> {
     })
 }
 
+/// Which Intel PCS collateral a quote needs: its platform's FMSPC (from the
+/// PCK certificate) and the PCK CA that issued it, as PCS API v4 names them
+/// in `/tdx/certification/v4/tcb?fmspc=…` and `/sgx/certification/v4/pckcrl?ca=…`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PcsPlatform {
+    /// The FMSPC, uppercase hex as PCS prints it.
+    pub fmspc: String,
+    /// `platform` or `processor`.
+    pub ca: &'static str,
+}
+
+/// The collateral a quote needs, read from its PCK chain (not verified: it
+/// only says what to fetch; the collateral is verified against the chain).
+pub fn pcs_platform(quote: &super::Quote) -> Result<PcsPlatform, Error> {
+    let chain = crate::pki::pem_certificates(&quote.signature.pck_chain_pem)?;
+    let (Some(leaf), Some(ca)) = (chain.first(), chain.get(1)) else {
+        return Err(Error::Unsupported {
+            field: "PCK certificate chain length",
+            expected: "at least 2 (PCK leaf, PCK CA)".into(),
+            found: chain.len().to_string(),
+        });
+    };
+    let fmspc = hex::encode_upper(parse(leaf)?.fmspc);
+    let (_, cert) = X509Certificate::from_der(ca).map_err(|e| Error::Certificate {
+        position: "PCK CA".into(),
+        subject: "?".into(),
+        reason: format!("bad DER: {e}"),
+    })?;
+    let subject = cert.subject().to_string();
+    let ca = if subject.contains("Processor") {
+        "processor"
+    } else if subject.contains("Platform") {
+        "platform"
+    } else {
+        return Err(Error::Certificate {
+            position: "PCK CA".into(),
+            subject,
+            reason: "neither Intel's platform nor its processor CA".into(),
+        });
+    };
+    Ok(PcsPlatform { fmspc, ca })
+}
+
 /// Reads a SEQUENCE of SEQUENCE { OID, value } into (OID content octets,
 /// value) pairs.
 fn pairs<'a, 'b>(seq: &'b BerObject<'a>) -> Result<Vec<(&'b [u8], &'b BerObject<'a>)>, Error> {

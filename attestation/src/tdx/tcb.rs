@@ -27,6 +27,10 @@ pub struct TcbVerdict {
     pub tcb_date: String,
     /// The platform's FMSPC (hex).
     pub fmspc: String,
+    /// The platform's CPUSVN from its PCK certificate (hex, 16 components).
+    pub cpu_svn: String,
+    /// The platform's PCE SVN from its PCK certificate.
+    pub pce_svn: u16,
     /// The TCB evaluation data number of the collateral.
     pub tcb_evaluation_data_number: u32,
 }
@@ -307,6 +311,8 @@ pub fn appraise(
         qe_status: qe_level.tcb_status,
         tcb_date,
         fmspc: hex::encode(pck.fmspc),
+        cpu_svn: hex::encode(pck.cpu_svn),
+        pce_svn: pck.pce_svn,
         tcb_evaluation_data_number: info
             .tcb_evaluation_data_number
             .min(identity.tcb_evaluation_data_number),

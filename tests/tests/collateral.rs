@@ -4,171 +4,22 @@
 //! equals the fixture byte for byte (so the client's verification passes),
 //! it is cached on disk until its next update, and bundles are completed.
 
-use std::collections::HashMap;
-use std::convert::Infallible;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use kokon_attestation::claims::Claims;
 use kokon_attestation::pki::pem_certificates;
 use kokon_attestation::roots::{self, AmdProduct};
-use kokon_attestation::tdx::{verify_quote_with_collateral, Collateral};
+use kokon_attestation::tdx::verify_quote_with_collateral;
 use kokon_attestation::{AttestationBundle, Evidence, EvidenceFormat, TrustAnchors};
 use kokon_host::collateral::{CollateralConfig, CollateralService};
-
-fn fixture(path: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/fixtures")
-            .join(path),
-    )
-    .unwrap()
-}
+use kokon_tests::pcs::{
+    dcap_collateral, fixture, fixture_routes, serve, virtee_report, Routes, Server,
+};
 
 fn at(text: &str) -> i64 {
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .unwrap()
         .unix_timestamp()
-}
-
-/// path+query -> (headers, body)
-type Routes = HashMap<String, (Vec<(&'static str, String)>, Vec<u8>)>;
-
-fn encode_header(pem: &str) -> String {
-    percent_encoding::utf8_percent_encode(pem, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
-
-/// The routes of a PCS serving the dcap-qvl fixture collateral, and of a KDS
-/// serving the virtee Milan VCEK.
-fn routes(c: &Collateral) -> Routes {
-    let mut r = Routes::new();
-    r.insert(
-        "/tdx/certification/v4/tcb?fmspc=B0C06F000000".into(),
-        (
-            vec![(
-                "TCB-Info-Issuer-Chain",
-                encode_header(&c.tcb_info_issuer_chain),
-            )],
-            format!(
-                "{{\"tcbInfo\":{},\"signature\":\"{}\"}}",
-                c.tcb_info,
-                hex::encode(&c.tcb_info_signature.0)
-            )
-            .into_bytes(),
-        ),
-    );
-    r.insert(
-        "/tdx/certification/v4/qe/identity".into(),
-        (
-            vec![(
-                "SGX-Enclave-Identity-Issuer-Chain",
-                encode_header(&c.qe_identity_issuer_chain),
-            )],
-            format!(
-                "{{\"enclaveIdentity\":{},\"signature\":\"{}\"}}",
-                c.qe_identity,
-                hex::encode(&c.qe_identity_signature.0)
-            )
-            .into_bytes(),
-        ),
-    );
-    r.insert(
-        "/sgx/certification/v4/pckcrl?ca=platform&encoding=der".into(),
-        (
-            vec![(
-                "SGX-PCK-CRL-Issuer-Chain",
-                encode_header(&c.pck_crl_issuer_chain),
-            )],
-            c.pck_crl.0.clone(),
-        ),
-    );
-    r.insert(
-        "/IntelSGXRootCA.der".into(),
-        (vec![], c.root_ca_crl.0.clone()),
-    );
-    let report = virtee_report();
-    let parsed = kokon_attestation::snp::Report::parse(&report).unwrap();
-    r.insert(
-        format!(
-            "/vcek/v1/Milan/{}?blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115",
-            hex::encode(parsed.chip_id)
-        ),
-        (vec![], fixture("snp/virtee_vcek_milan.der")),
-    );
-    r.insert(
-        "/vcek/v1/Milan/cert_chain".into(),
-        (vec![], fixture("snp/virtee_cert_chain_milan.pem")),
-    );
-    // The host relays AMD's CRL without judging it (the client verifies it
-    // under the ARK); any DER CRL shows the relaying.
-    r.insert(
-        "/vcek/v1/Milan/crl".into(),
-        (vec![], fixture("tdx/gotdx_rootcrl.der")),
-    );
-    r
-}
-
-fn virtee_report() -> Vec<u8> {
-    hex::decode(
-        String::from_utf8(fixture("snp/virtee_report_milan.hex"))
-            .unwrap()
-            .trim(),
-    )
-    .unwrap()
-}
-
-struct Server {
-    base: String,
-    hits: Arc<Mutex<Vec<String>>>,
-}
-
-async fn serve(routes: Routes) -> Server {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let routes = Arc::new(routes);
-    let hits = Arc::new(Mutex::new(Vec::new()));
-    let log = hits.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let (routes, log) = (routes.clone(), log.clone());
-            tokio::spawn(async move {
-                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let key = req
-                        .uri()
-                        .path_and_query()
-                        .map(|p| p.to_string())
-                        .unwrap_or_default();
-                    log.lock().unwrap().push(key.clone());
-                    let mut response = match routes.get(&key) {
-                        Some((headers, body)) => {
-                            let mut r = hyper::Response::new(Full::new(Bytes::from(body.clone())));
-                            for (name, value) in headers {
-                                r.headers_mut().insert(*name, value.parse().unwrap());
-                            }
-                            r
-                        }
-                        None => {
-                            let mut r = hyper::Response::new(Full::new(Bytes::from_static(b"")));
-                            *r.status_mut() = hyper::StatusCode::NOT_FOUND;
-                            r
-                        }
-                    };
-                    response
-                        .headers_mut()
-                        .insert("connection", "close".parse().unwrap());
-                    async move { Ok::<_, Infallible>(response) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    Server { base, hits }
 }
 
 fn service(server: &Server, cache: &Path) -> CollateralService {
@@ -177,19 +28,15 @@ fn service(server: &Server, cache: &Path) -> CollateralService {
         root_crl_url: format!("{}/IntelSGXRootCA.der", server.base),
         kds_url: server.base.clone(),
         snp_product: Some(AmdProduct::Milan),
-        cache_dir: cache.to_path_buf(),
+        cache_dir: Some(cache.to_path_buf()),
     })
     .unwrap()
 }
 
-fn fixture_collateral() -> Collateral {
-    Collateral::from_json(&fixture("tdx/dcapqvl_tdx_quote_collateral.json")).unwrap()
-}
-
 #[tokio::test]
 async fn tdx_collateral_is_assembled_from_pcs_responses_verified_and_cached() {
-    let expected = fixture_collateral();
-    let server = serve(routes(&expected)).await;
+    let expected = dcap_collateral();
+    let server = serve(fixture_routes()).await;
     let cache = tempfile::tempdir().unwrap();
     let svc = service(&server, cache.path());
     let quote = fixture("tdx/dcapqvl_tdx_quote.dat");
@@ -222,8 +69,8 @@ async fn tdx_collateral_is_assembled_from_pcs_responses_verified_and_cached() {
 
 #[tokio::test]
 async fn bundles_without_collateral_are_completed_and_others_left_alone() {
-    let expected = fixture_collateral();
-    let server = serve(routes(&expected)).await;
+    let expected = dcap_collateral();
+    let server = serve(fixture_routes()).await;
     let cache = tempfile::tempdir().unwrap();
     let svc = service(&server, cache.path());
     let claims = Claims {
@@ -249,6 +96,7 @@ async fn bundles_without_collateral_are_completed_and_others_left_alone() {
             crl: Vec::new(),
         },
         claims: claims.clone(),
+        serving_config: None,
     };
     let now = at("2025-07-01T00:00:00Z");
     let tdx = bundle(
@@ -289,7 +137,7 @@ async fn bundles_without_collateral_are_completed_and_others_left_alone() {
 
     // Without a CRL at KDS the chain still comes, and the bundle says so by
     // its empty CRL (a policy that requires one then rejects it).
-    let mut no_crl = routes(&fixture_collateral());
+    let mut no_crl = fixture_routes();
     no_crl.remove("/vcek/v1/Milan/crl");
     let server2 = serve(no_crl).await;
     let svc2 = service(&server2, tempfile::tempdir().unwrap().path());
@@ -303,7 +151,7 @@ async fn bundles_without_collateral_are_completed_and_others_left_alone() {
         root_crl_url: "http://127.0.0.1:9/crl".into(),
         kds_url: "http://127.0.0.1:9".into(),
         snp_product: None,
-        cache_dir: tempfile::tempdir().unwrap().path().to_path_buf(),
+        cache_dir: None,
     })
     .unwrap();
     let json = tdx.to_json();
@@ -373,5 +221,41 @@ async fn a_vlek_bundle_gets_the_asvk_chain_and_the_vlek_crl() {
         svc.fetch_count(),
         before + 1,
         "the VCEK is cached, the bad chain is not"
+    );
+}
+
+#[tokio::test]
+async fn without_a_cache_directory_collateral_stays_in_memory_and_a_missing_header_is_named() {
+    let server = serve(fixture_routes()).await;
+    let config = |base: &str| CollateralConfig {
+        pcs_url: base.into(),
+        root_crl_url: format!("{base}/IntelSGXRootCA.der"),
+        kds_url: base.into(),
+        snp_product: None,
+        cache_dir: None,
+    };
+    let svc = CollateralService::new(config(&server.base)).unwrap();
+    let quote = fixture("tdx/dcapqvl_tdx_quote.dat");
+    let now = at("2025-07-01T00:00:00Z");
+    assert_eq!(svc.tdx(&quote, now).await.unwrap(), dcap_collateral());
+    svc.tdx(&quote, now).await.unwrap();
+    assert_eq!(svc.fetch_count(), 4, "kept in memory");
+    let fresh = CollateralService::new(config(&server.base)).unwrap();
+    fresh.tdx(&quote, now).await.unwrap();
+    assert_eq!(fresh.fetch_count(), 4, "nothing on disk: fetched again");
+
+    // A PCS answer without its issuer-chain header is refused, naming it.
+    let mut routes = fixture_routes();
+    routes
+        .get_mut("/tdx/certification/v4/tcb?fmspc=B0C06F000000")
+        .unwrap()
+        .0
+        .clear();
+    let server = serve(routes).await;
+    let svc = CollateralService::new(config(&server.base)).unwrap();
+    let err = format!("{:#}", svc.tdx(&quote, now).await.unwrap_err());
+    assert!(
+        err.contains("TCB info issuer chain") && err.contains("TCB-Info-Issuer-Chain header"),
+        "{err}"
     );
 }
