@@ -74,7 +74,8 @@ pub enum Command {
     /// vendors with --fetch-collateral); without --policy the evidence must
     /// also be UpToDate (TDX), exit 2 otherwise.
     Verify(VerifyArgs),
-    /// Verify the enclave, then classify a file privately.
+    /// Verify the enclave, then classify a file privately (--file) or send
+    /// tensors from files to its model (--input).
     Infer(InferArgs),
     /// Verify the enclave, then chat with its text model privately
     /// (interactive when no prompt is given).
@@ -218,8 +219,9 @@ pub struct HostArgs {
     /// The model's served name.
     #[arg(long, default_value = "magika")]
     pub model_name: String,
-    /// Largest request body in bytes.
-    #[arg(long, default_value_t = 1024 * 1024)]
+    /// Largest request body in bytes (the default fits a 1x3x224x224 FP32
+    /// image as JSON or binary tensor data; at most 16 MiB less 16 bytes).
+    #[arg(long, default_value_t = kokon_host::DEFAULT_MAX_BODY_BYTES)]
     pub max_body: usize,
     /// Requests relayed at once.
     #[arg(long, default_value_t = 64)]
@@ -380,6 +382,15 @@ pub struct VerifyArgs {
     pub report: Option<PathBuf>,
 }
 
+/// How `kokon infer --input` tensors travel (`--tensor-encoding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TensorEncoding {
+    /// KServe's binary tensor data extension: raw bytes after a JSON header.
+    Binary,
+    /// JSON numbers.
+    Json,
+}
+
 /// The arguments of `kokon infer`.
 #[derive(clap::Args)]
 pub struct InferArgs {
@@ -392,9 +403,20 @@ pub struct InferArgs {
     /// Model name.
     #[arg(long, default_value = "magika")]
     pub model: String,
-    /// The file to classify.
-    #[arg(long)]
-    pub file: PathBuf,
+    /// The file to classify (with the magika model).
+    #[arg(long, required_unless_present = "input", conflicts_with = "input")]
+    pub file: Option<PathBuf>,
+    /// An input tensor from a file, for any model (repeat for each input;
+    /// the outputs are printed as JSON). NAME=FILE: FILE is a KServe input
+    /// object in JSON, `{"shape": [1, 3], "datatype": "FP32", "data": [0.5,
+    /// 1, 2]}`. NAME=FILE:DATATYPE:SHAPE: FILE holds the raw elements,
+    /// row-major and little-endian, e.g. `image=cat.f32:FP32:1x3x224x224`.
+    #[arg(long, value_name = "NAME=FILE[:DATATYPE:SHAPE]")]
+    pub input: Vec<String>,
+    /// How --input tensors travel, and the outputs come back: binary
+    /// (KServe's binary tensor data extension) or json (JSON numbers).
+    #[arg(long, value_enum, default_value_t = TensorEncoding::Binary)]
+    pub tensor_encoding: TensorEncoding,
     /// Bill it to this payment channel (a `kokon channel open` file) and pay.
     #[arg(long)]
     pub channel: Option<PathBuf>,

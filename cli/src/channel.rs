@@ -170,6 +170,37 @@ impl Paying {
     }
 }
 
+/// What a verified receipt owes the host: its voucher, signed and saved
+/// before the result is shown (so it is never lost), and sent after it (so
+/// the result is shown whatever happens to the payment).
+pub struct Owed {
+    paying: Paying,
+    voucher: kokon_ton::SignedState,
+}
+
+impl Owed {
+    /// The voucher for `receipt` on `paying`'s channel, when paying for a
+    /// request the enclave served (one decided locally has no receipt).
+    pub fn new(
+        paying: Option<Paying>,
+        receipt: Option<&kokon_billing::SignedReceipt>,
+    ) -> anyhow::Result<Option<Self>> {
+        let (Some(mut paying), Some(receipt)) = (paying, receipt) else {
+            return Ok(None);
+        };
+        let voucher = paying.voucher(receipt.receipt.amount)?;
+        Ok(Some(Self { paying, voucher }))
+    }
+
+    /// Sends the voucher, once the result is shown.
+    pub async fn send(self, client: &kokon_client::Client) -> anyhow::Result<()> {
+        self.paying
+            .send(client, &self.voucher)
+            .await
+            .map_err(|e| anyhow::anyhow!("the result above is yours, but {e:#}"))
+    }
+}
+
 async fn channel_state(api: &TonApi, channel: &str) -> anyhow::Result<u64> {
     let stack = api.run_get_method(channel, "get_channel_state").await?;
     first_number(&stack)

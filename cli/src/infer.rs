@@ -1,5 +1,6 @@
-//! `kokon infer`: verify the enclave, classify a file privately, and pay
-//! for it on a payment channel.
+//! `kokon infer`: verify the enclave, classify a file privately (or send
+//! tensors from files to any model: [`crate::tensor`]), and pay for it on a
+//! payment channel.
 
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,8 @@ pub async fn run(args: InferArgs) -> anyhow::Result<()> {
         policy,
         model,
         file,
+        input,
+        tensor_encoding,
         channel,
         json,
     } = args;
@@ -38,6 +41,9 @@ pub async fn run(args: InferArgs) -> anyhow::Result<()> {
             enclave.evidence.claims.model_name
         );
     }
+    let Some(file) = file else {
+        return crate::tensor::run(&client, &enclave, paying, &input, tensor_encoding).await;
+    };
     let magika = load_magika(&client, &enclave).await?;
     let prepared = magika
         .prepare_file(&file)
@@ -46,11 +52,7 @@ pub async fn run(args: InferArgs) -> anyhow::Result<()> {
     // Paid only after the receipt verified; the voucher is saved
     // before it is handed over, so it is never lost. The result is
     // shown whatever happens to the payment.
-    let mut voucher = None;
-    if let (Some(mut paying), Some(r)) = (paying, &c.receipt) {
-        let v = paying.voucher(r.receipt.amount)?;
-        voucher = Some((paying, v));
-    }
+    let owed = channel::Owed::new(paying, c.receipt.as_ref())?;
     if json {
         let out = serde_json::json!({
             "file": file.display().to_string(),
@@ -73,11 +75,8 @@ pub async fn run(args: InferArgs) -> anyhow::Result<()> {
             );
         }
     }
-    if let Some((paying, v)) = voucher {
-        paying
-            .send(&client, &v)
-            .await
-            .map_err(|e| anyhow::anyhow!("the result above is yours, but {e:#}"))?;
+    if let Some(owed) = owed {
+        owed.send(&client).await?;
     }
     Ok(())
 }
@@ -122,6 +121,7 @@ pub async fn classify(
             &row,
         )],
         outputs: None,
+        binary_output: false,
         parameters: None,
     };
     let sealed_bytes = serde_json::to_vec(&request).map(|b| b.len()).unwrap_or(0);

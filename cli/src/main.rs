@@ -16,6 +16,7 @@ mod infer;
 mod local;
 mod proxy;
 mod report;
+mod tensor;
 
 use std::process::ExitCode;
 

@@ -98,7 +98,7 @@ use kokon_fetch::HttpsClient;
 use kokon_policies::{Policy, Rejection};
 use kokon_seal::{KeyConfig, SealError, Suite};
 use kokon_wire::billing::{ChannelStatus, VoucherAccepted};
-use kokon_wire::kserve::{ErrorBody, InferRequest, InferResponse, ModelMetadata};
+use kokon_wire::kserve::{self, ErrorBody, InferRequest, InferResponse, ModelMetadata};
 use kokon_wire::openai::{
     ChatCompletion, ChatCompletionRequest, Completion, CompletionRequest, ErrorResponse, ModelList,
     CHAT_COMPLETIONS_PATH, COMPLETIONS_PATH, MODELS_PATH,
@@ -193,6 +193,8 @@ pub const PAY_ATTEMPTS: u32 = 4;
 ///     .with_timeout(kokon_client::DEFAULT_TIMEOUT * 5);
 /// ```
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// The header fields of a sealed request with a JSON body.
+pub const JSON_FIELDS: &[(&str, &str)] = &[("content-type", kserve::JSON_CONTENT_TYPE)];
 
 /// What went wrong. The message says what failed and why.
 ///
@@ -625,6 +627,8 @@ pub fn verify(
 pub struct Opened {
     /// Status inside the sealed response.
     pub status: u16,
+    /// Its header fields (name, value), in order.
+    pub fields: Vec<(Vec<u8>, Vec<u8>)>,
     /// Its body.
     pub body: Vec<u8>,
     /// Its verified receipt.
@@ -663,8 +667,8 @@ enum Billing {
 }
 
 impl VerifiedEnclave {
-    /// Seals a request sent at `now` (Unix seconds, stamped in
-    /// [`SENT_AT_HEADER`]). `units` is what a successful answer should be
+    /// Seals a request with a JSON body sent at `now` (Unix seconds, stamped
+    /// in [`SENT_AT_HEADER`]). `units` is what a successful answer should be
     /// billed: [`VerifiedEnclave::open`] refuses a receipt for another count.
     ///
     /// The request is encoded as Binary HTTP and encapsulated (Oblivious
@@ -696,7 +700,21 @@ impl VerifiedEnclave {
         units: u64,
         now: i64,
     ) -> Result<Sealed, ClientError> {
-        self.seal_billed(method, path, body, Billing::Units(units), now)
+        self.seal_with_fields(method, path, JSON_FIELDS, body, units, now)
+    }
+
+    /// Seals a request with header `fields` (its content type among them)
+    /// and `body`, as [`VerifiedEnclave::seal`] does.
+    pub fn seal_with_fields(
+        &self,
+        method: &str,
+        path: &str,
+        fields: &[(&str, &str)],
+        body: &[u8],
+        units: u64,
+        now: i64,
+    ) -> Result<Sealed, ClientError> {
+        self.seal_billed(method, path, fields, body, Billing::Units(units), now)
     }
 
     /// Seals a request to the text model (the OpenAI API), sent at `now`:
@@ -734,18 +752,19 @@ impl VerifiedEnclave {
                 "the attested enclave serves no text model".into(),
             ));
         }
-        self.seal_billed(method, path, body, Billing::Tokens, now)
+        self.seal_billed(method, path, JSON_FIELDS, body, Billing::Tokens, now)
     }
 
     fn seal_billed(
         &self,
         method: &str,
         path: &str,
+        fields: &[(&str, &str)],
         body: &[u8],
         billing: Billing,
         now: i64,
     ) -> Result<Sealed, ClientError> {
-        let encoded = self.encode_request(method, path, body, now)?;
+        let encoded = self.encode_request(method, path, fields, body, now)?;
         let (bytes, context) =
             kokon_seal::encapsulate(&self.key_config, &encoded).map_err(ClientError::Seal)?;
         Ok(Sealed {
@@ -756,11 +775,13 @@ impl VerifiedEnclave {
         })
     }
 
-    /// The Binary HTTP request sent at `now`, as the enclave reads it.
+    /// The Binary HTTP request with header `fields` sent at `now`, as the
+    /// enclave reads it.
     fn encode_request(
         &self,
         method: &str,
         path: &str,
+        fields: &[(&str, &str)],
         body: &[u8],
         now: i64,
     ) -> Result<zeroize::Zeroizing<Vec<u8>>, ClientError> {
@@ -770,7 +791,9 @@ impl VerifiedEnclave {
             b"kokon.enclave".to_vec(),
             path.as_bytes().to_vec(),
         );
-        message.put_header("content-type", "application/json");
+        for (name, value) in fields {
+            message.put_header(*name, *value);
+        }
         message.put_header(SENT_AT_HEADER, now.to_string());
         if self.channel_id != 0 {
             message.put_header(kokon_billing::CHANNEL_HEADER, self.channel_id.to_string());
@@ -877,8 +900,14 @@ impl VerifiedEnclave {
                 max_price,
             },
         )?;
+        let fields = message
+            .header()
+            .iter()
+            .map(|f| (f.name().to_vec(), f.value().to_vec()))
+            .collect();
         Ok(Opened {
             status,
+            fields,
             body,
             receipt,
         })
@@ -1429,7 +1458,8 @@ impl Client {
         self.ok_body(req).await
     }
 
-    /// Seals, sends, opens and checks one request: [`VerifiedEnclave::seal`]
+    /// Seals, sends, opens and checks one request with a JSON body:
+    /// [`VerifiedEnclave::seal`]
     /// (with a payer proof when billing), [`Client::send_billed`],
     /// [`VerifiedEnclave::open`]. `units` is what a successful answer should
     /// be billed. The answer is returned whatever its status, its receipt
@@ -1456,8 +1486,23 @@ impl Client {
         body: &[u8],
         units: u64,
     ) -> Result<Opened, ClientError> {
+        self.request_with_fields(enclave, method, path, JSON_FIELDS, body, units)
+            .await
+    }
+
+    /// Seals, sends, opens and checks one request with header `fields`
+    /// (its content type among them).
+    pub async fn request_with_fields(
+        &self,
+        enclave: &VerifiedEnclave,
+        method: &str,
+        path: &str,
+        fields: &[(&str, &str)],
+        body: &[u8],
+        units: u64,
+    ) -> Result<Opened, ClientError> {
         let now = unix_now();
-        let sealed = enclave.seal(method, path, body, units, now)?;
+        let sealed = enclave.seal_with_fields(method, path, fields, body, units, now)?;
         let proof = enclave.payer_proof(&sealed.bytes, now);
         let response = self.send_billed(&sealed.bytes, proof.as_ref()).await?;
         enclave.open(sealed, &response)
@@ -1641,6 +1686,10 @@ impl Client {
     /// Runs a KServe v2 inference on the attested model, billed by the rows
     /// of its first input (the first dimension of its shape). The response
     /// is returned only once its receipt verified ([`VerifiedEnclave::open`]).
+    /// Inputs given as [`kserve::TensorData::Binary`] travel as binary tensor
+    /// data after the JSON header, the rest as JSON; outputs come as the
+    /// request asks ([`InferRequest::binary_output`],
+    /// [`kserve::RequestedOutput::binary`]).
     ///
     /// # Errors
     ///
@@ -1659,10 +1708,8 @@ impl Client {
     ///     .map_err(kokon_client::ClientError::Protocol)?;
     /// if let Prepared::Features(row) = magika.prepare(b"fn main() { println!(\"hello\"); }") {
     ///     let request = InferRequest {
-    ///         id: None,
     ///         inputs: vec![InferInput::int32(magika::INPUT, vec![1, row.len() as i64], &row)],
-    ///         outputs: None,
-    ///         parameters: None,
+    ///         ..InferRequest::default()
     ///     };
     ///     let (response, receipt) = client.infer(&enclave, &request).await?;
     ///     let scores = response.outputs.iter().find(|o| o.name == magika::OUTPUT);
@@ -1684,20 +1731,31 @@ impl Client {
             .and_then(|i| i.shape.first())
             .and_then(|r| u64::try_from(*r).ok())
             .unwrap_or(1);
-        let body = serde_json::to_vec(request).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let encoded = request
+            .encode()
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let length = encoded.header_length.map(|l| l.to_string());
+        let mut fields = vec![("content-type", encoded.content_type())];
+        if let Some(length) = &length {
+            fields.push((kserve::HEADER_LENGTH, length));
+        }
         let opened = self
-            .request(
+            .request_with_fields(
                 enclave,
                 "POST",
                 &format!("/v2/models/{model}/infer"),
-                &body,
+                &fields,
+                &encoded.body,
                 units,
             )
             .await?;
-        Ok((
-            kserve_answer(&opened, "inference response")?,
-            opened.receipt,
-        ))
+        let response = kserve_answer(&opened, "inference response", |o| {
+            let fields = o.fields.iter().map(|(n, v)| (n.as_slice(), v.as_slice()));
+            kserve::header_length(fields)
+                .and_then(|length| InferResponse::decode(&o.body, length))
+                .map_err(|e| e.0)
+        })?;
+        Ok((response, opened.receipt))
     }
 
     /// The attested model's KServe metadata (`GET /v2/models/{name}`): its
@@ -1729,14 +1787,18 @@ impl Client {
         let opened = self
             .request(enclave, "GET", &format!("/v2/models/{model}"), b"", 0)
             .await?;
-        kserve_answer(&opened, "model metadata")
+        kserve_answer(&opened, "model metadata", |o| {
+            serde_json::from_slice(&o.body).map_err(|e| e.to_string())
+        })
     }
 }
 
-/// A KServe answer's body as `T`, or the enclave's KServe error.
-fn kserve_answer<T: serde::de::DeserializeOwned>(
+/// A KServe answer's body as `decode` reads it (`what` names it in its
+/// error), or the enclave's KServe error.
+fn kserve_answer<T>(
     opened: &Opened,
     what: &str,
+    decode: impl FnOnce(&Opened) -> Result<T, String>,
 ) -> Result<T, ClientError> {
     if opened.status != 200 {
         let message = serde_json::from_slice::<ErrorBody>(&opened.body)
@@ -1747,5 +1809,5 @@ fn kserve_answer<T: serde::de::DeserializeOwned>(
             message,
         });
     }
-    serde_json::from_slice(&opened.body).map_err(|e| ClientError::Protocol(format!("{what}: {e}")))
+    decode(opened).map_err(|e| ClientError::Protocol(format!("{what}: {e}")))
 }

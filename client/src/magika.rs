@@ -31,7 +31,7 @@
 //!     Prepared::Decided(decided) => decided,
 //!     Prepared::Features(row) => {
 //!         let input = InferInput::int32(magika::INPUT, vec![1, row.len() as i64], &row);
-//!         let request = InferRequest { id: None, inputs: vec![input], outputs: None, parameters: None };
+//!         let request = InferRequest { inputs: vec![input], ..InferRequest::default() };
 //!         let (response, _receipt) = client.infer(&enclave, &request).await?;
 //!         let scores = response
 //!             .outputs

@@ -262,10 +262,8 @@ impl Session {
     ///
     /// let row = vec![256; 2048]; // Magika's input: see kokon_client::magika
     /// let request = InferRequest {
-    ///     id: None,
     ///     inputs: vec![InferInput::int32("bytes", vec![1, row.len() as i64], &row)],
-    ///     outputs: None,
-    ///     parameters: None,
+    ///     ..InferRequest::default()
     /// };
     /// let (response, receipt) = session.infer(&request).await?;
     /// # Ok(()) }

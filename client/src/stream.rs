@@ -484,7 +484,7 @@ impl Client {
     ) -> Result<TextStream, ClientError> {
         let model_digest = enclave.text_model_digest()?;
         let now = unix_now();
-        let encoded = enclave.encode_request(method, path, body, now)?;
+        let encoded = enclave.encode_request(method, path, crate::JSON_FIELDS, body, now)?;
         let (sealed, opener) =
             encapsulate_chunked(&enclave.key_config, &encoded).map_err(ClientError::Seal)?;
         let mut req = http::Request::post(format!("{}/v1/ohttp", self.base)).header(

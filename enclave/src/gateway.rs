@@ -22,7 +22,7 @@ use kokon_billing::{digest, Price, Usage, CHANNEL_HEADER, RECEIPT_HEADER};
 use kokon_llm::openai::{self as llm_api, Endpoint};
 use kokon_seal::chunked::ChunkedResponse;
 use kokon_wire::bhttp_stream::{content_chunk, response_end, response_head};
-use kokon_wire::kserve::{ErrorBody, InferRequest};
+use kokon_wire::kserve::{self, ErrorBody, InferRequest};
 use kokon_wire::openai::{ApiError, CHAT_COMPLETIONS_PATH, COMPLETIONS_PATH, MODELS_PATH};
 use kokon_wire::replay::ReplayCache;
 /// The enclave's clock, in Unix seconds.
@@ -103,17 +103,41 @@ fn not_sealed(e: kokon_seal::SealError) -> String {
 
 struct Reply {
     status: u16,
+    /// Its header fields: the content type first.
+    headers: Vec<(&'static str, Vec<u8>)>,
     body: Vec<u8>,
     units: u64,
     output_units: u64,
     served: Served,
 }
 
+/// The header fields of a JSON body.
+fn json_headers() -> Vec<(&'static str, Vec<u8>)> {
+    vec![("content-type", kserve::JSON_CONTENT_TYPE.into())]
+}
+
 impl Reply {
     fn json(status: u16, value: &impl serde::Serialize, units: u64) -> Self {
         Self {
             status,
+            headers: json_headers(),
             body: serde_json::to_vec(value).unwrap_or_default(),
+            units,
+            output_units: 0,
+            served: Served::Classifier,
+        }
+    }
+
+    /// A KServe inference answer, with its binary tensor data, if any.
+    fn kserve(encoded: kserve::Encoded, units: u64) -> Self {
+        let mut headers = vec![("content-type", encoded.content_type().into())];
+        if let Some(length) = encoded.header_length {
+            headers.push((kserve::HEADER_LENGTH, length.to_string().into_bytes()));
+        }
+        Self {
+            status: 200,
+            headers,
+            body: encoded.body,
             units,
             output_units: 0,
             served: Served::Classifier,
@@ -134,6 +158,7 @@ impl Reply {
     fn text(status: u16, body: Vec<u8>, units: u64, output_units: u64) -> Self {
         Self {
             status,
+            headers: json_headers(),
             body,
             units,
             output_units,
@@ -318,7 +343,7 @@ impl Gateway {
         let model_path = format!("/v2/models/{name}");
         Answer::Whole(match (method, path) {
             (b"GET", p) if p == model_path => Reply::json(200, &self.model.metadata(), 0),
-            (b"POST", p) if p == format!("{model_path}/infer") => self.infer(request.content()),
+            (b"POST", p) if p == format!("{model_path}/infer") => self.infer(request),
             (_, p) if p.starts_with("/v2/models/") => Reply::error(404, format!("unknown model or route; this enclave serves {model_path} and {model_path}/infer")),
             (_, p) if p.starts_with("/v1/") => {
                 return self.openai(method, p, request.content(), streamable)
@@ -381,18 +406,35 @@ impl Gateway {
         )
     }
 
-    fn infer(&self, body: &[u8]) -> Reply {
-        let request: InferRequest = match serde_json::from_slice(body) {
+    /// A KServe inference: a JSON body, or a JSON header of the length in
+    /// its [`kserve::HEADER_LENGTH`] field followed by binary tensor data.
+    fn infer(&self, message: &Message) -> Reply {
+        let fields = message.header().iter().map(|f| (f.name(), f.value()));
+        let request = match kserve::header_length(fields)
+            .and_then(|length| InferRequest::decode(message.content(), length))
+        {
             Ok(r) => r,
-            Err(e) => return Reply::error(400, format!("malformed inference request JSON: {e}")),
+            Err(e) => return Reply::error(400, e.0),
         };
         if let Some(delay) = self.fault_delay {
             std::thread::sleep(delay);
         }
-        match self.model.infer(&request) {
-            Ok((response, units)) => Reply::json(200, &response, units),
-            Err(InferError::BadRequest(msg)) => Reply::error(400, msg),
-            Err(e) => Reply::error(500, e.to_string()),
+        let (response, units) = match self.model.infer(&request) {
+            Ok(answer) => answer,
+            Err(InferError::BadRequest(msg)) => return Reply::error(400, msg),
+            Err(e) => return Reply::error(500, e.to_string()),
+        };
+        match response.encode() {
+            Ok(encoded) if encoded.body.len() > kokon_wire::MAX_RESPONSE_BODY => Reply::error(
+                500,
+                format!(
+                    "the answer of {} bytes exceeds the {}-byte limit on answers; ask for its outputs in binary (\"binary_data_output\": true) or send a smaller batch",
+                    encoded.body.len(),
+                    kokon_wire::MAX_RESPONSE_BODY
+                ),
+            ),
+            Ok(encoded) => Reply::kserve(encoded, units),
+            Err(e) => Reply::error(500, e.0),
         }
     }
 
@@ -432,7 +474,9 @@ impl Gateway {
             return Outcome::Rejected("internal error: invalid response status".into());
         };
         let mut response = Message::response(status);
-        response.put_header("content-type", "application/json");
+        for (name, value) in &reply.headers {
+            response.put_header(*name, value.as_slice());
+        }
         response.put_header(RECEIPT_HEADER, receipt.to_header());
         response.write_content(&reply.body);
         let mut encoded = Zeroizing::new(Vec::new());
@@ -507,10 +551,12 @@ impl ResponseStream<'_> {
                 let Some(Answer::Whole(reply)) = self.answer.take() else {
                     return Ok(None);
                 };
-                let mut plain = Zeroizing::new(response_head(
-                    reply.status,
-                    &[("content-type", b"application/json")],
-                ));
+                let headers: Vec<(&str, &[u8])> = reply
+                    .headers
+                    .iter()
+                    .map(|(name, value)| (*name, value.as_slice()))
+                    .collect();
+                let mut plain = Zeroizing::new(response_head(reply.status, &headers));
                 plain.extend_from_slice(&content_chunk(&reply.body));
                 self.content.update(&reply.body);
                 self.usage = Some((reply.units, reply.output_units));

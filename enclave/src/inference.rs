@@ -14,12 +14,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use kokon_wire::kserve::{
-    datatype, InferInput, InferOutput, InferRequest, InferResponse, ModelMetadata, TensorMetadata,
+    Datatype, Element, Encoding, InferInput, InferOutput, InferRequest, InferResponse,
+    ModelMetadata, TensorMetadata,
 };
 use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
-use ort::value::{Tensor, TensorElementType, ValueType};
+use ort::value::{PrimitiveTensorElementType, Tensor, TensorElementType, ValueType};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
@@ -98,11 +99,11 @@ impl DType {
         }
     }
 
-    fn name(self) -> &'static str {
+    fn datatype(self) -> Datatype {
         match self {
-            Self::Int32 => datatype::INT32,
-            Self::Int64 => datatype::INT64,
-            Self::Fp32 => datatype::FP32,
+            Self::Int32 => Datatype::Int32,
+            Self::Int64 => Datatype::Int64,
+            Self::Fp32 => Datatype::Fp32,
         }
     }
 }
@@ -118,7 +119,7 @@ impl Spec {
     fn metadata(&self) -> TensorMetadata {
         TensorMetadata {
             name: self.name.clone(),
-            datatype: self.dtype.name().into(),
+            datatype: self.dtype.datatype(),
             shape: self.shape.clone(),
         }
     }
@@ -127,7 +128,7 @@ impl Spec {
 fn signature_text(specs: &[Spec]) -> String {
     specs
         .iter()
-        .map(|s| format!("{} {} {:?}", s.name, s.dtype.name(), s.shape))
+        .map(|s| format!("{} {} {:?}", s.name, s.dtype.datatype(), s.shape))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -372,7 +373,7 @@ impl Model {
             let value = results
                 .get(spec.name.as_str())
                 .ok_or_else(|| InferError::Run(format!("output {:?} missing", spec.name)))?;
-            outputs.push(output(spec, value)?);
+            outputs.push(output(spec, value, request.output_encoding(&spec.name))?);
         }
         let units = batch.and_then(|b| u64::try_from(b).ok()).unwrap_or(1);
         Ok((
@@ -450,12 +451,12 @@ fn with_cuda(
 }
 
 fn check_shape(spec: &Spec, input: &InferInput, max_batch: usize) -> Result<Vec<usize>, String> {
-    if input.datatype != spec.dtype.name() {
+    if input.datatype != spec.dtype.datatype() {
         return Err(format!(
             "input {:?}: datatype {} given, {} expected",
             spec.name,
             input.datatype,
-            spec.dtype.name()
+            spec.dtype.datatype()
         ));
     }
     if input.shape.len() != spec.shape.len() {
@@ -489,103 +490,70 @@ fn check_shape(spec: &Spec, input: &InferInput, max_batch: usize) -> Result<Vec<
             ));
         }
     }
-    let count = shape
-        .iter()
-        .try_fold(1usize, |acc, d| acc.checked_mul(*d))
-        .ok_or_else(|| format!("input {:?}: shape too large", spec.name))?;
-    if count != input.data.len() {
-        return Err(format!(
-            "input {:?}: shape {:?} needs {count} elements, {} given",
-            spec.name,
-            input.shape,
-            input.data.len()
-        ));
-    }
     Ok(shape)
 }
 
+/// The input's elements as an ONNX Runtime tensor of `shape`, whose
+/// element count they must match.
 fn tensor(
     spec: &Spec,
     input: &InferInput,
     shape: Vec<usize>,
 ) -> Result<SessionInputValue<'static>, String> {
-    let bad = |i: usize, n: &serde_json::Number| {
-        format!(
-            "input {:?}: element {i} ({n}) is not a valid {}",
-            spec.name,
-            spec.dtype.name()
-        )
-    };
-    let value: Result<SessionInputValue<'static>, ort::Error> = match spec.dtype {
-        DType::Int32 => {
-            let data = input
-                .data
-                .iter()
-                .enumerate()
-                .map(|(i, n)| {
-                    n.as_i64()
-                        .and_then(|v| i32::try_from(v).ok())
-                        .ok_or_else(|| bad(i, n))
-                })
-                .collect::<Result<Vec<i32>, _>>()?;
-            Tensor::from_array((shape, data)).map(Into::into)
-        }
-        DType::Int64 => {
-            let data = input
-                .data
-                .iter()
-                .enumerate()
-                .map(|(i, n)| n.as_i64().ok_or_else(|| bad(i, n)))
-                .collect::<Result<Vec<i64>, _>>()?;
-            Tensor::from_array((shape, data)).map(Into::into)
-        }
-        DType::Fp32 => {
-            let data = input
-                .data
-                .iter()
-                .enumerate()
-                .map(|(i, n)| n.as_f64().map(|v| v as f32).ok_or_else(|| bad(i, n)))
-                .collect::<Result<Vec<f32>, _>>()?;
-            Tensor::from_array((shape, data)).map(Into::into)
-        }
-    };
-    value.map_err(|e| format!("input {:?}: {e}", spec.name))
+    match spec.dtype {
+        DType::Int32 => typed_tensor::<i32>(spec, input, shape),
+        DType::Int64 => typed_tensor::<i64>(spec, input, shape),
+        DType::Fp32 => typed_tensor::<f32>(spec, input, shape),
+    }
 }
 
-fn output(spec: &Spec, value: &ort::value::DynValue) -> Result<InferOutput, InferError> {
-    let run = |e: ort::Error| InferError::Run(format!("output {:?}: {e}", spec.name));
-    let (shape, data): (Vec<i64>, Vec<serde_json::Number>) = match spec.dtype {
-        DType::Int32 => {
-            let (s, d) = value.try_extract_tensor::<i32>().map_err(run)?;
-            (
-                s.iter().copied().collect(),
-                d.iter().map(|v| (*v).into()).collect(),
-            )
-        }
-        DType::Int64 => {
-            let (s, d) = value.try_extract_tensor::<i64>().map_err(run)?;
-            (
-                s.iter().copied().collect(),
-                d.iter().map(|v| (*v).into()).collect(),
-            )
-        }
-        DType::Fp32 => {
-            let (s, d) = value.try_extract_tensor::<f32>().map_err(run)?;
-            let numbers = d
-                .iter()
-                .map(|v| {
-                    serde_json::Number::from_f64(f64::from(*v)).ok_or_else(|| {
-                        InferError::Run(format!("output {:?} holds a non-finite value", spec.name))
-                    })
-                })
-                .collect::<Result<_, _>>()?;
-            (s.iter().copied().collect(), numbers)
-        }
-    };
-    Ok(InferOutput {
-        name: spec.name.clone(),
-        shape,
-        datatype: spec.dtype.name().into(),
-        data,
-    })
+fn typed_tensor<T>(
+    spec: &Spec,
+    input: &InferInput,
+    shape: Vec<usize>,
+) -> Result<SessionInputValue<'static>, String>
+where
+    T: Element + PrimitiveTensorElementType + std::fmt::Debug + 'static,
+{
+    let data = input.values::<T>().map_err(|e| e.to_string())?;
+    let count = shape
+        .iter()
+        .try_fold(1usize, |acc, d| acc.checked_mul(*d))
+        .ok_or_else(|| format!("input {:?}: shape too large", spec.name))?;
+    if count != data.len() {
+        return Err(format!(
+            "input {:?}: shape {:?} needs {count} elements, {} given",
+            spec.name,
+            input.shape,
+            data.len()
+        ));
+    }
+    Tensor::from_array((shape, data))
+        .map(Into::into)
+        .map_err(|e| format!("input {:?}: {e}", spec.name))
+}
+
+/// The output `value` as a KServe tensor travelling as `encoding`.
+fn output(
+    spec: &Spec,
+    value: &ort::value::DynValue,
+    encoding: Encoding,
+) -> Result<InferOutput, InferError> {
+    match spec.dtype {
+        DType::Int32 => typed_output::<i32>(spec, value, encoding),
+        DType::Int64 => typed_output::<i64>(spec, value, encoding),
+        DType::Fp32 => typed_output::<f32>(spec, value, encoding),
+    }
+}
+
+fn typed_output<T: Element + PrimitiveTensorElementType>(
+    spec: &Spec,
+    value: &ort::value::DynValue,
+    encoding: Encoding,
+) -> Result<InferOutput, InferError> {
+    let (shape, data) = value
+        .try_extract_tensor::<T>()
+        .map_err(|e| InferError::Run(format!("output {:?}: {e}", spec.name)))?;
+    InferOutput::new(&spec.name, shape.iter().copied().collect(), data, encoding)
+        .map_err(|e| InferError::Run(e.to_string()))
 }

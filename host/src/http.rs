@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{header, Method, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Frame as BodyFrame, Incoming};
 use kokon_billing::payer::PAYER_HEADER;
 use kokon_wire::billing::{ChannelStatus, VoucherAccepted};
@@ -755,6 +755,11 @@ fn nonce(query: Option<&str>) -> Result<Vec<u8>, String> {
 }
 
 /// Reads a body of at most `max` bytes that must arrive within `deadline`.
+///
+/// A body over `max` is answered 413, but only after reading on, discarding,
+/// up to `max` bytes more (within the same deadline): a client still sending
+/// would otherwise see its connection reset, not the 413. A body declared
+/// larger than that is answered at once.
 async fn read_body(
     req: hyper::Request<Incoming>,
     max: usize,
@@ -771,32 +776,59 @@ async fn read_body(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > max) {
+    let until = tokio::time::Instant::now() + deadline;
+    let mut body = req.into_body();
+    if let Some(len) = declared.filter(|len| *len > max) {
+        if len - max <= max {
+            drain(&mut body, max, until).await;
+        }
         return Err(too_large());
     }
-    let collected =
-        match tokio::time::timeout(deadline, Limited::new(req.into_body(), max).collect()).await {
-            Ok(c) => c,
-            Err(_) => {
-                return Err(json_error(
-                    StatusCode::REQUEST_TIMEOUT,
-                    format!("the request body did not arrive within {deadline:?}"),
-                ))
+    let mut collected = Vec::new();
+    let read = tokio::time::timeout_at(until, async {
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame?.into_data() else {
+                continue;
+            };
+            if data.len() > max - collected.len() {
+                return Ok(false);
             }
-        };
-    match collected {
-        Ok(collected) => Ok(collected.to_bytes().to_vec()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
+            collected.extend_from_slice(&data);
+        }
+        Ok::<_, hyper::Error>(true)
+    })
+    .await;
+    match read {
+        Ok(Ok(true)) => Ok(collected),
+        Ok(Ok(false)) => {
+            drain(&mut body, max, until).await;
             Err(too_large())
         }
-        Err(e) => Err(json_error(
+        Ok(Err(e)) => Err(json_error(
             StatusCode::BAD_REQUEST,
             format!("cannot read the request body: {e}"),
         )),
+        Err(_) => Err(json_error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the request body did not arrive within {deadline:?}"),
+        )),
     }
+}
+
+/// Reads and discards up to `limit` bytes of the rest of `body`, until
+/// `until`.
+async fn drain(body: &mut Incoming, limit: usize, until: tokio::time::Instant) {
+    let _ = tokio::time::timeout_at(until, async {
+        let mut left = limit;
+        while let Some(Ok(frame)) = body.frame().await {
+            let len = frame.data_ref().map_or(0, Bytes::len);
+            match left.checked_sub(len) {
+                Some(rest) => left = rest,
+                None => break,
+            }
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]

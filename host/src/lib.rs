@@ -39,11 +39,19 @@ pub use http::Routes;
 pub use state::EnclaveState;
 pub use supervisor::EnclaveCommand;
 
+/// The default limit on an inference request body (sealed): 8 MiB. It fits
+/// a 1×3×224×224 FP32 image, an RGB picture at the usual input size of
+/// vision models, in either KServe form: 602,112 bytes as binary tensor
+/// data, and under 4 MB as JSON numbers (at most 24 characters each), with
+/// room for a small batch.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
 /// Bounds on requests and connections: what keeps one client, or many slow
 /// ones, from starving the rest.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Largest inference request body accepted.
+    /// Largest inference request body accepted (413 beyond; at most
+    /// [`kokon_wire::MAX_SEALED_REQUEST`], what one frame carries to the enclave).
     pub max_body_bytes: usize,
     /// Inference requests relayed at once (a slot is taken only once the
     /// whole body has arrived).
@@ -69,7 +77,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_body_bytes: 1024 * 1024,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_concurrency: 64,
             request_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(10),
@@ -184,6 +192,13 @@ fn connection_cap(limits: &Limits) -> usize {
 
 /// Binds, starts the enclave supervisor and the HTTP front.
 pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
+    if config.limits.max_body_bytes > kokon_wire::MAX_SEALED_REQUEST {
+        anyhow::bail!(
+            "the request body limit of {} bytes exceeds the {} bytes one frame carries to the enclave",
+            config.limits.max_body_bytes,
+            kokon_wire::MAX_SEALED_REQUEST
+        );
+    }
     config.limits.max_connections = connection_cap(&config.limits);
     let listener = TcpListener::bind(config.listen)
         .await

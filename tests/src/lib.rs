@@ -127,6 +127,26 @@ impl Env {
         }
     }
 
+    /// Runs the set-up's Python with `args` and returns its standard
+    /// output; fails the test, with its standard error, when it fails.
+    pub fn python_ok<I, S>(&self, args: I) -> Vec<u8>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let out = std::process::Command::new(&self.python)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e}", self.python.display()));
+        assert!(
+            out.status.success(),
+            "{} failed: {}",
+            self.python.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
     /// SHA-384 of the enclave binary: its sim MRTD.
     pub fn enclave_mrtd(&self) -> [u8; 48] {
         kokon_attestation::sim::mr_td_of(&std::fs::read(&self.enclave_bin).unwrap_or_default())
@@ -235,6 +255,8 @@ pub struct Options {
     pub tls: Option<kokon_host::tls::TlsConfig>,
     /// Serve `/metrics` apart, on this address.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The ONNX model the enclave serves and its name (none: magika).
+    pub model: Option<(PathBuf, String)>,
 }
 
 /// A host and its enclave on loopback, with a client.
@@ -260,6 +282,10 @@ impl Stack {
         let data = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let tag = test_tag();
         let p = |p: &Path| p.display().to_string();
+        let (model, model_name) = options
+            .model
+            .clone()
+            .unwrap_or_else(|| (env.model.clone(), "magika".into()));
         let config = HostConfig {
             listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
             enclave: EnclaveCommand {
@@ -268,7 +294,9 @@ impl Stack {
                     "--tee".into(),
                     "sim".into(),
                     "--model".into(),
-                    p(&env.model),
+                    p(&model),
+                    "--model-name".into(),
+                    model_name,
                     "--ort-lib".into(),
                     p(&env.ort_lib),
                     "--data-dir".into(),
@@ -412,6 +440,7 @@ pub fn magika_request(rows: &[Vec<i32>]) -> InferRequest {
             &flat,
         )],
         outputs: None,
+        binary_output: false,
         parameters: None,
     }
 }

@@ -294,9 +294,11 @@ async fn malformed_json_and_wrong_tensors_get_400_and_the_enclave_keeps_serving(
     let mut wrong_len = magika_request(std::slice::from_ref(&good));
     wrong_len.inputs[0].shape = vec![1, 1024];
     let mut wrong_dtype = magika_request(std::slice::from_ref(&good));
-    wrong_dtype.inputs[0].datatype = "FP32".into();
+    wrong_dtype.inputs[0].datatype = kokon_wire::kserve::Datatype::Fp32;
     let mut out_of_range = magika_request(std::slice::from_ref(&good));
-    out_of_range.inputs[0].data[0] = serde_json::Number::from(1i64 << 40);
+    if let kokon_wire::kserve::TensorData::Json(data) = &mut out_of_range.inputs[0].data {
+        data[0] = serde_json::Number::from(1i64 << 40);
+    }
     for (what, request) in [
         ("name", wrong_name),
         ("shape", wrong_shape),

@@ -277,18 +277,13 @@ fn the_onnx_logits_agree_with_an_independent_forward_pass() {
 fn the_conversion_is_deterministic() {
     let env = Env::load();
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(&env.python)
-        .arg(repo_root().join("scripts/llm/gguf_to_onnx.py"))
-        .arg(&env.llm_gguf)
-        .arg(dir.path())
-        .args(["--name", "smollm2-135m-instruct"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.python_ok([
+        repo_root().join("scripts/llm/gguf_to_onnx.py").as_os_str(),
+        env.llm_gguf.as_os_str(),
+        dir.path().as_os_str(),
+        "--name".as_ref(),
+        "smollm2-135m-instruct".as_ref(),
+    ]);
     let again = TextModel::load(dir.path()).unwrap();
     let setup = TextModel::load(&env.llm_dir).unwrap();
     assert_eq!(hex::encode(again.digest()), hex::encode(setup.digest()));

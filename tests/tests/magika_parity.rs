@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use kokon_client::magika::{Classification, Prepared};
-use kokon_tests::{magika_request, repo_root, Options, Stack};
+use kokon_tests::{magika_request, repo_root, Env, Options, Stack};
 
 fn corpus(dir: &std::path::Path) -> Vec<PathBuf> {
     let mut rng = 0x2545_f491_4f6c_dd1du64;
@@ -71,23 +71,12 @@ fn corpus(dir: &std::path::Path) -> Vec<PathBuf> {
     paths
 }
 
-fn python_labels(
-    python: &std::path::Path,
-    files: &[PathBuf],
-) -> BTreeMap<String, (String, String, f64)> {
+fn python_labels(env: &Env, files: &[PathBuf]) -> BTreeMap<String, (String, String, f64)> {
     let script = "import json, sys\nfrom pathlib import Path\nfrom magika import Magika\nm = Magika()\nout = {}\nfor p in sys.argv[1:]:\n    r = m.identify_path(Path(p))\n    out[p] = [r.prediction.dl.label.value, r.prediction.output.label.value, r.prediction.score]\nprint(json.dumps(out))\n";
-    let out = std::process::Command::new(python)
-        .arg("-c")
-        .arg(script)
-        .args(files)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python magika failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let args = ["-c".as_ref(), script.as_ref()]
+        .into_iter()
+        .chain(files.iter().map(|f| f.as_os_str()));
+    serde_json::from_slice(&env.python_ok(args)).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -95,7 +84,7 @@ async fn labels_equal_python_magika() {
     let stack = Stack::start(Options::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let files = corpus(dir.path());
-    let expected = python_labels(&stack.env.python, &files);
+    let expected = python_labels(&stack.env, &files);
     let magika = stack.env.magika();
     let enclave = stack.attest().await;
 

@@ -92,8 +92,28 @@ pub fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-/// Largest payload accepted in a frame (16 MiB).
+/// Largest payload accepted in a frame (16 MiB): the bound, on the
+/// host-enclave link, on every request and answer. [`MAX_SEALED_REQUEST`]
+/// and [`MAX_RESPONSE_BODY`] are derived from it.
 pub const MAX_FRAME_LEN: u32 = 16 * 1024 * 1024;
+
+/// Bytes of an inference frame's payload ahead of the encapsulated
+/// request: the payment channel's id.
+const CHANNEL_LEN: usize = 16;
+
+/// The largest encapsulated (OHTTP) request one frame carries to the
+/// enclave: no host may accept a larger request body.
+pub const MAX_SEALED_REQUEST: usize = MAX_FRAME_LEN as usize - CHANNEL_LEN;
+
+/// Room kept in a response frame for what wraps an answer's body: the
+/// Binary HTTP status and fields (the receipt among them), the OHTTP
+/// response nonce and tag, and the receipt copied for the host.
+pub const RESPONSE_ENVELOPE: usize = 64 * 1024;
+
+/// The largest answer body (for KServe, the JSON header and any binary
+/// tensor data) the enclave sends: its sealed response still fits one
+/// frame. The enclave answers a larger one with a sealed error instead.
+pub const MAX_RESPONSE_BODY: usize = MAX_FRAME_LEN as usize - RESPONSE_ENVELOPE;
 
 /// What the host asks the enclave.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -504,6 +524,30 @@ mod tests {
             resp.write(&mut buf).await.unwrap();
             assert_eq!(Response::read(&mut buf.as_slice()).await.unwrap(), resp);
         }
+    }
+
+    #[test]
+    fn the_largest_sealed_request_and_answer_fit_a_frame() {
+        let request = |len: usize| Request::Ohttp {
+            channel: u128::MAX,
+            request: vec![7; len],
+        };
+        let frame = request(MAX_SEALED_REQUEST).encode().unwrap();
+        assert_eq!(frame.len(), FRAME_HEAD_LEN + MAX_FRAME_LEN as usize);
+        assert_eq!(
+            Request::decode(&frame).unwrap().0,
+            request(MAX_SEALED_REQUEST)
+        );
+        assert!(matches!(
+            request(MAX_SEALED_REQUEST + 1).encode(),
+            Err(WireError::TooLarge(_))
+        ));
+        // An answer body at the limit, with room for its envelope.
+        let billed = Response::Billed {
+            sealed: vec![0; MAX_RESPONSE_BODY + RESPONSE_ENVELOPE / 2],
+            receipt: vec![0; 4096],
+        };
+        assert!(billed.encode().is_ok());
     }
 
     #[tokio::test]
