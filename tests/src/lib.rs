@@ -428,6 +428,23 @@ pub fn channel_config(
     }
 }
 
+/// Claims with placeholder keys, models and digests, issued at `issued_at`,
+/// for tests that need a bundle's shape rather than a real enclave's.
+pub fn placeholder_claims(issued_at: i64) -> kokon_attestation::Claims {
+    kokon_attestation::Claims {
+        kokon_version: "0.1.0".into(),
+        ohttp_key_config: vec![1],
+        receipt_key: [1; 32],
+        model_name: "m".into(),
+        model_digest: [2; 32],
+        text_model: None,
+        config_digest: [3; 32],
+        runtime: "cpu".into(),
+        nonce: vec![4; 32],
+        issued_at,
+    }
+}
+
 /// A KServe request for magika with the given rows.
 pub fn magika_request(rows: &[Vec<i32>]) -> InferRequest {
     let width = rows.first().map(Vec::len).unwrap_or(0);

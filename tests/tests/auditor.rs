@@ -602,16 +602,10 @@ fn the_explanation_of_a_bundle_lists_what_config_digest_commits_to() {
     let now = 1_780_000_000;
     let root = kokon_attestation::sim::SimRoot::generate(now).unwrap();
     let claims = kokon_attestation::Claims {
-        kokon_version: "0.1.0".into(),
-        ohttp_key_config: vec![1, 0, 32],
-        receipt_key: [7; 32],
         model_name: "magika".into(),
-        model_digest: [9; 32],
-        text_model: None,
         config_digest: config.digest(),
         runtime: "onnxruntime cuda".into(),
-        nonce: vec![5; 32],
-        issued_at: now,
+        ..kokon_tests::placeholder_claims(now)
     };
     let td = kokon_attestation::sim::SimTd {
         mr_td: [0xaa; 48],

@@ -74,16 +74,8 @@ async fn bundles_without_collateral_are_completed_and_others_left_alone() {
     let cache = tempfile::tempdir().unwrap();
     let svc = service(&server, cache.path());
     let claims = Claims {
-        kokon_version: "0.1.0".into(),
-        ohttp_key_config: vec![1],
-        receipt_key: [1; 32],
-        model_name: "m".into(),
-        model_digest: [2; 32],
-        text_model: None,
-        config_digest: [3; 32],
-        runtime: "cpu".into(),
         nonce: vec![4; 16],
-        issued_at: 0,
+        ..kokon_tests::placeholder_claims(0)
     };
     let bundle = |format, data: Vec<u8>| AttestationBundle {
         version: 1,

@@ -9,7 +9,6 @@
 //! random bytes), returns an error or a value and never panics. A fast,
 //! deterministic complement to the fuzz targets.
 
-use kokon_attestation::claims::Claims;
 use kokon_attestation::sim::{simulate, SimRoot, SimTd};
 use kokon_attestation::tdx::quote::Quote;
 use kokon_attestation::{verify_bundle, AttestationBundle, TrustAnchors};
@@ -60,18 +59,7 @@ impl Mutator {
 fn sim_bundle() -> (AttestationBundle, TrustAnchors) {
     let now = 1_780_000_000;
     let root = SimRoot::generate(now).unwrap();
-    let claims = Claims {
-        kokon_version: "0".into(),
-        ohttp_key_config: vec![1],
-        receipt_key: [1; 32],
-        model_name: "m".into(),
-        model_digest: [2; 32],
-        text_model: None,
-        config_digest: [3; 32],
-        runtime: "r".into(),
-        nonce: vec![4; 32],
-        issued_at: now,
-    };
+    let claims = kokon_tests::placeholder_claims(now);
     let bundle = simulate(
         &root,
         SimTd {
