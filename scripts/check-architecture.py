@@ -12,7 +12,7 @@ Exits 1 if either fails.
 """
 import pathlib, re, subprocess, sys, tomllib
 
-PURE = ["kokon-bytes", "kokon-attestation", "kokon-policies", "kokon-billing", "kokon-ton", "kokon-seal"]
+PURE = ["kokon-bytes", "kokon-attestation", "kokon-policies", "kokon-billing", "kokon-ton", "kokon-seal", "kokon-measure"]
 IO = ["tokio", "hyper", "hyper-util", "rustls", "mio", "kokon-fetch", "kokon-host",
       "kokon-enclave", "kokon-client", "kokon-wire", "kokon-ton-api", "kokon-ton-sandbox"]
 

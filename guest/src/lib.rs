@@ -1,0 +1,1 @@
+//! The worker VM's init (to be written).

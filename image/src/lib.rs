@@ -1,0 +1,1 @@
+//! The worker VM's guest image (to be written): `kokon image build`.

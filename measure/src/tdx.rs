@@ -1,0 +1,1 @@
+//! TDX MRTD and RTMRs (to be written).
