@@ -16,3 +16,32 @@
 
 pub mod snp;
 pub mod tdx;
+
+use std::fmt::Write as _;
+
+/// One register's expected value and how it was computed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Register {
+    /// The register's key in a policy's `[measurements]` table:
+    /// `snp_measurement`, `mrtd`, `rtmr0`, `rtmr1` or `rtmr2`.
+    pub name: &'static str,
+    /// Its expected value (48 bytes for all of the above).
+    pub value: Vec<u8>,
+    /// How it was computed, one step per line, for `kokon audit measure`.
+    pub explanation: Vec<String>,
+}
+
+/// The registers as a policy's `[measurements]` table, which
+/// `policies/production-snp.toml` and `production-tdx.toml` accept.
+pub fn policy_snippet(registers: &[Register]) -> String {
+    let mut out = String::from("[measurements]\n");
+    for register in registers {
+        let _ = writeln!(
+            out,
+            "{} = [\"{}\"]",
+            register.name,
+            hex::encode(&register.value)
+        );
+    }
+    out
+}
