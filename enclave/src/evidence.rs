@@ -119,7 +119,7 @@ impl Backend {
         kind: TeeKind,
         paths: &HardwarePaths,
         data_dir: &Path,
-        mr_td: Measurement,
+        sim: SimTd,
         now: i64,
     ) -> anyhow::Result<Backend> {
         let hardware = |expected: Option<&str>| -> anyhow::Result<Backend> {
@@ -146,7 +146,7 @@ impl Backend {
             }
         };
         match kind {
-            TeeKind::Sim => start_sim(data_dir, mr_td, now),
+            TeeKind::Sim => start_sim(data_dir, sim, now),
             TeeKind::Tdx => hardware(Some(tsm::PROVIDER_TDX)),
             TeeKind::Snp => hardware(Some(tsm::PROVIDER_SNP)),
             TeeKind::Auto => hardware(None).context(
@@ -269,14 +269,20 @@ pub fn measure_file(path: &Path) -> anyhow::Result<Measurement> {
     Ok(kokon_attestation::sim::mr_td_of(&bytes))
 }
 
+/// Reads a development VM's launch measurements (see [`kokon_attestation::sim::SimLaunch`]).
+pub fn read_sim_launch(path: &Path) -> anyhow::Result<kokon_attestation::sim::SimLaunch> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a sim launch measurement (JSON with mrtd, rtmr0, rtmr1, rtmr2 in hex)",
+            path.display()
+        )
+    })
+}
+
 /// Starts the sim backend: loads or creates the sim root, then provisions a platform.
-pub fn start_sim(data_dir: &Path, mr_td: Measurement, now: i64) -> anyhow::Result<Backend> {
+pub fn start_sim(data_dir: &Path, td: SimTd, now: i64) -> anyhow::Result<Backend> {
     let root = load_or_create_sim_root(data_dir, now)?;
-    let td = SimTd {
-        mr_td,
-        rtmr: [[0; 48]; 3],
-        debug: false,
-    };
     let tdx = SimTdx::new(&root, td, now)?;
     let collateral = tdx.collateral(&sim_tcb()?, now)?;
     Ok(Backend::Sim {

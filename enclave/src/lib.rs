@@ -47,9 +47,22 @@ pub const SIM_FAULT_DELAY_ENV: &str = "KOKON_SIM_INFER_DELAY_MS";
     about = "kokon enclave: attested, sealed ONNX inference"
 )]
 pub struct Args {
-    /// Unix socket to serve the host on.
+    /// Unix socket to serve the host on (the process backend).
+    #[arg(
+        long,
+        required_unless_present = "vsock_port",
+        conflicts_with = "vsock_port"
+    )]
+    pub socket: Option<PathBuf>,
+    /// vsock port to serve the host on (inside the worker VM).
     #[arg(long)]
-    pub socket: PathBuf,
+    pub vsock_port: Option<u32>,
+    /// The launch measurements the sim reports (JSON: `mrtd`, `rtmr0`,
+    /// `rtmr1`, `rtmr2` in hex), as a development VM's host computes them
+    /// for the image it boots. Without it the sim's MRTD is the enclave
+    /// binary's SHA-384 and its RTMR0-2 are zero. Sim only.
+    #[arg(long)]
+    pub sim_launch: Option<PathBuf>,
     /// The ONNX model file.
     #[arg(long)]
     pub model: PathBuf,
@@ -124,7 +137,7 @@ pub struct Args {
 /// enclave starts loading: when it reaches end of file (or fails), the host
 /// is gone, and the process removes the socket it bound, if still its own,
 /// and exits at once. The host never writes to it; anything read is ignored.
-pub fn watch_lifeline(socket: PathBuf) -> std::io::Result<()> {
+pub fn watch_lifeline(socket: Option<PathBuf>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("lifeline".into())
         .spawn(move || {
@@ -139,7 +152,9 @@ pub fn watch_lifeline(socket: PathBuf) -> std::io::Result<()> {
                     Err(_) => break,
                 }
             }
-            server::remove_own_socket(&socket);
+            if let Some(socket) = &socket {
+                server::remove_own_socket(socket);
+            }
             // The reader of stderr is most likely gone with the host: a
             // failed write must not stop the exit (`tracing` would panic
             // reporting it), so write directly and ignore the outcome.
@@ -171,8 +186,19 @@ pub fn pin_to_cpus(cpus: &[usize]) -> anyhow::Result<()> {
 /// Starts the enclave and serves until told to stop.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let now = gateway::unix_now();
-    let exe = std::env::current_exe().context("locating the enclave binary")?;
-    let mr_td = evidence::measure_file(&exe)?;
+    let sim_td = match (&args.sim_launch, args.tee) {
+        (Some(path), TeeKind::Sim) => evidence::read_sim_launch(path)?.td(),
+        (Some(_), tee) => anyhow::bail!("--sim-launch is for --tee sim only, not --tee {tee:?}"),
+        (None, _) => {
+            let exe = std::env::current_exe().context("locating the enclave binary")?;
+            kokon_attestation::sim::SimTd {
+                mr_td: evidence::measure_file(&exe)?,
+                rtmr: [[0; 48]; 3],
+                debug: false,
+            }
+        }
+    };
+    let mr_td = sim_td.mr_td;
     let paths = evidence::HardwarePaths {
         tsm_root: args.tsm_root.clone(),
         tdx_sysfs: args.tdx_sysfs.clone(),
@@ -187,7 +213,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
         },
     };
-    let mut backend = evidence::Backend::start(args.tee, &paths, &args.data_dir, mr_td, now)?;
+    let mut backend = evidence::Backend::start(args.tee, &paths, &args.data_dir, sim_td, now)?;
     tracing::info!(backend = backend.name(), requested = ?args.tee, "evidence backend started");
     let env = inference::load_runtime(&args.ort_lib)?;
     let metrics = metrics::Metrics::new();
@@ -268,5 +294,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
         });
     }
-    server::serve(enclave, &args.socket).await
+    let listen = match (args.socket, args.vsock_port) {
+        (Some(socket), _) => server::Listen::Unix(socket),
+        (None, Some(port)) => server::Listen::Vsock(port),
+        (None, None) => anyhow::bail!("give --socket PATH or --vsock-port PORT"),
+    };
+    server::serve(enclave, &listen).await
 }

@@ -2,7 +2,7 @@
 //! connection. Attestation requests get a fresh bundle binding the client's
 //! nonce; OHTTP requests go to the gateway on a blocking thread.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -283,27 +283,72 @@ pub fn remove_own_socket(socket: &Path) {
     }
 }
 
-/// Serves on a Unix socket until SIGTERM or SIGINT.
-pub async fn serve(enclave: Arc<Enclave>, socket: &Path) -> anyhow::Result<()> {
-    let _ = std::fs::remove_file(socket);
-    let listener = UnixListener::bind(socket)
-        .with_context(|| format!("binding the host socket {}", socket.display()))?;
-    if let Some(id) = identity(socket) {
-        let _ = BOUND_SOCKET.set(id);
-    }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tracing::info!(socket = %socket.display(), backend = enclave.backend.name(), "enclave ready");
+/// Serves each connection `accept` yields on a task of its own, until
+/// SIGTERM (`term`) or SIGINT.
+async fn accept_until_stopped<S, F, A>(
+    enclave: &Arc<Enclave>,
+    term: &mut tokio::signal::unix::Signal,
+    mut accept: A,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: std::future::Future<Output = std::io::Result<S>>,
+    A: FnMut() -> F,
+{
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => { tokio::spawn(serve_connection(enclave.clone(), stream)); }
+            accepted = accept() => match accepted {
+                Ok(stream) => { tokio::spawn(serve_connection(enclave.clone(), stream)); }
                 Err(e) => tracing::warn!(error = %e, "accept failed"),
             },
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         }
     }
+}
+
+/// Where the enclave serves the host.
+#[derive(Debug, Clone)]
+pub enum Listen {
+    /// A Unix socket: the process backend.
+    Unix(PathBuf),
+    /// A vsock port, any CID: inside the worker VM, where the host reaches
+    /// it through the VM's vsock device.
+    Vsock(u32),
+}
+
+/// Serves the host until SIGTERM or SIGINT.
+pub async fn serve(enclave: Arc<Enclave>, listen: &Listen) -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    match listen {
+        Listen::Unix(socket) => {
+            let _ = std::fs::remove_file(socket);
+            let listener = UnixListener::bind(socket)
+                .with_context(|| format!("binding the host socket {}", socket.display()))?;
+            if let Some(id) = identity(socket) {
+                let _ = BOUND_SOCKET.set(id);
+            }
+            tracing::info!(socket = %socket.display(), backend = enclave.backend.name(), "enclave ready");
+            accept_until_stopped(&enclave, &mut term, || async {
+                listener.accept().await.map(|(stream, _)| stream)
+            })
+            .await;
+            remove_own_socket(socket);
+        }
+        Listen::Vsock(port) => {
+            let address = tokio_vsock::VsockAddr::new(tokio_vsock::VMADDR_CID_ANY, *port);
+            let listener = tokio_vsock::VsockListener::bind(address)
+                .with_context(|| format!("binding vsock port {port}"))?;
+            tracing::info!(
+                vsock_port = port,
+                backend = enclave.backend.name(),
+                "enclave ready"
+            );
+            accept_until_stopped(&enclave, &mut term, || async {
+                listener.accept().await.map(|(stream, _)| stream)
+            })
+            .await;
+        }
+    }
     tracing::info!("enclave stopping");
-    remove_own_socket(socket);
     Ok(())
 }

@@ -185,7 +185,12 @@ fn device_only(qgs: Option<QgsAddress>) -> (tempfile::TempDir, HardwarePaths) {
 
 fn start(kind: TeeKind, paths: &HardwarePaths) -> anyhow::Result<Backend> {
     let data = tempfile::tempdir().unwrap();
-    Backend::start(kind, paths, data.path(), [0; 48], NOW)
+    let sim = kokon_attestation::sim::SimTd {
+        mr_td: [0; 48],
+        rtmr: [[0; 48]; 3],
+        debug: false,
+    };
+    Backend::start(kind, paths, data.path(), sim, NOW)
 }
 
 #[test]

@@ -1,1 +1,324 @@
-//! The worker VM's init (to be written).
+//! The worker VM's init: what `kokon-init`, the guest's PID 1, decides.
+//!
+//! The guest image (`kokon image build`) holds the enclave, its arguments
+//! and the kernel modules it needs, all inside the measured initramfs. The
+//! init mounts the kernel's file systems, loads the modules, chooses the
+//! evidence backend, starts the enclave as the guest's one service, and
+//! powers the VM off when the enclave exits (the host's supervisor then
+//! starts a fresh VM) or when the host presses the ACPI power button.
+//!
+//! The backend: when the TEE's guest device exists (`/dev/tdx_guest`,
+//! `/dev/sev-guest`) the enclave runs with `--tee auto`, hardware only. Only
+//! a guest without one (a development VM, `--tee none`) may use the sim, and
+//! only with the launch measurements and sim root its host hands it through
+//! `fw_cfg` ([`kokon_wire::vm`]); a real TEE's evidence can never be
+//! replaced by the sim's, and production policies refuse simulated evidence.
+//!
+//! This module is the part of the init that tests run: the plan, from a
+//! root directory that is `/` in the guest and a fake tree in tests.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use kokon_attestation::sim::{SimLaunch, SIM_ROOT_CERT_FILE, SIM_ROOT_DIR, SIM_ROOT_KEY_FILE};
+use kokon_wire::vm;
+
+/// The TEE guest devices whose presence means real hardware.
+pub const TEE_DEVICES: [&str; 2] = ["dev/tdx_guest", "dev/sev-guest"];
+/// Where QEMU's `fw_cfg` files appear (module `qemu_fw_cfg`).
+pub const FW_CFG_BY_NAME: &str = "sys/firmware/qemu_fw_cfg/by_name";
+/// The enclave's data directory in the guest (a tmpfs).
+pub const DATA_DIR: &str = "run/kokon";
+/// Where kernel modules named without a path live in the image.
+pub const MODULES_DIR: &str = "lib/modules";
+
+/// The enclave's arguments as the image stores them.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnclaveConfig {
+    args: Vec<String>,
+}
+
+/// How the enclave gets its evidence in this VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Evidence {
+    /// A TEE guest device exists: the hardware backend (`--tee auto`).
+    Hardware(PathBuf),
+    /// A development VM: the sim, with the launch measurements its host computed.
+    Sim(SimLaunch),
+}
+
+/// What the init does after mounting and loading modules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// How the enclave gets its evidence.
+    pub evidence: Evidence,
+    /// The enclave binary.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+}
+
+/// The kernel modules to load, in order, as paths under `root`.
+pub fn modules(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let list = root.join(vm::MODULES_LIST);
+    let text = match std::fs::read_to_string(&list) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", list.display())),
+    };
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|line| match line.strip_prefix('/') {
+            Some(absolute) => root.join(absolute),
+            None if line.ends_with(".ko") => root.join(MODULES_DIR).join(line),
+            None => root.join(MODULES_DIR).join(format!("{line}.ko")),
+        })
+        .collect())
+}
+
+/// Chooses the backend and the enclave's command line. For the sim, writes
+/// the sim root and the launch measurements from `fw_cfg` into the data
+/// directory, where the enclave reads them.
+pub fn plan(root: &Path) -> anyhow::Result<Plan> {
+    let config_path = root.join(vm::ENCLAVE_CONFIG);
+    let text = std::fs::read_to_string(&config_path).with_context(|| {
+        format!(
+            "reading the enclave's configuration {}",
+            config_path.display()
+        )
+    })?;
+    let config: EnclaveConfig = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not {{\"args\": [...]}}", config_path.display()))?;
+    let mut args = config.args;
+    if args
+        .iter()
+        .any(|a| a == "--tee" || a.starts_with("--tee=") || a == "--sim-launch")
+    {
+        anyhow::bail!(
+            "{} chooses the evidence backend itself (--tee/--sim-launch); the init chooses it from the hardware",
+            config_path.display()
+        );
+    }
+    let data_dir = root.join(DATA_DIR);
+    args.extend(["--data-dir".into(), path_arg(&data_dir)?]);
+    let evidence = match TEE_DEVICES
+        .iter()
+        .map(|d| root.join(d))
+        .find(|d| d.exists())
+    {
+        Some(device) => {
+            args.extend(["--tee".into(), "auto".into()]);
+            Evidence::Hardware(device)
+        }
+        None => {
+            let launch = provision_sim(root, &data_dir)?;
+            let launch_file = data_dir.join("sim-launch.json");
+            args.extend([
+                "--tee".into(),
+                "sim".into(),
+                "--sim-launch".into(),
+                path_arg(&launch_file)?,
+            ]);
+            Evidence::Sim(launch)
+        }
+    };
+    Ok(Plan {
+        evidence,
+        program: root.join(vm::ENCLAVE_BINARY),
+        args,
+    })
+}
+
+fn path_arg(path: &Path) -> anyhow::Result<String> {
+    path.to_str()
+        .map(str::to_owned)
+        .with_context(|| format!("{} is not UTF-8", path.display()))
+}
+
+/// Reads one `fw_cfg` file the host provided.
+fn fw_cfg(root: &Path, name: &str) -> anyhow::Result<Vec<u8>> {
+    let path = root.join(FW_CFG_BY_NAME).join(name).join("raw");
+    std::fs::read(&path).with_context(|| {
+        format!(
+            "no TEE guest device ({}) and no development-VM measurements from the host ({}): \
+             this guest can produce no evidence (a real TEE needs its guest driver; a development VM \
+             needs `kokon host --backend qemu --tee none`)",
+            TEE_DEVICES.map(|d| format!("/{d}")).join(", "),
+            path.display()
+        )
+    })
+}
+
+/// Writes the sim root and launch measurements from `fw_cfg` into `data_dir`.
+fn provision_sim(root: &Path, data_dir: &Path) -> anyhow::Result<SimLaunch> {
+    let launch_bytes = fw_cfg(root, vm::FW_CFG_SIM_LAUNCH)?;
+    let launch: SimLaunch = serde_json::from_slice(&launch_bytes).with_context(|| {
+        format!(
+            "fw_cfg {} is not a sim launch measurement",
+            vm::FW_CFG_SIM_LAUNCH
+        )
+    })?;
+    let cert = fw_cfg(root, vm::FW_CFG_SIM_ROOT_CERT)?;
+    let key = zeroize::Zeroizing::new(fw_cfg(root, vm::FW_CFG_SIM_ROOT_KEY)?);
+    let sim_root = data_dir.join(SIM_ROOT_DIR);
+    std::fs::create_dir_all(&sim_root)
+        .with_context(|| format!("creating {}", sim_root.display()))?;
+    write_private(&sim_root.join(SIM_ROOT_CERT_FILE), &cert)?;
+    write_private(&sim_root.join(SIM_ROOT_KEY_FILE), &key)?;
+    write_private(&data_dir.join("sim-launch.json"), &launch_bytes)?;
+    Ok(launch)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(args: &str) -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("etc/kokon")).unwrap();
+        std::fs::write(root.path().join(vm::ENCLAVE_CONFIG), args).unwrap();
+        root
+    }
+
+    fn launch() -> SimLaunch {
+        SimLaunch {
+            mrtd: [1; 48],
+            rtmr0: [0; 48],
+            rtmr1: [2; 48],
+            rtmr2: [3; 48],
+        }
+    }
+
+    fn give_fw_cfg(root: &Path) {
+        for (name, bytes) in [
+            (
+                vm::FW_CFG_SIM_LAUNCH,
+                serde_json::to_vec(&launch()).unwrap(),
+            ),
+            (vm::FW_CFG_SIM_ROOT_CERT, b"cert".to_vec()),
+            (vm::FW_CFG_SIM_ROOT_KEY, b"key".to_vec()),
+        ] {
+            let dir = root.join(FW_CFG_BY_NAME).join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("raw"), bytes).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_tee_device_means_hardware_even_when_the_host_offers_the_sim() {
+        let root = image(r#"{"args": ["--vsock-port", "5000"]}"#);
+        give_fw_cfg(root.path());
+        std::fs::create_dir_all(root.path().join("dev")).unwrap();
+        std::fs::write(root.path().join("dev/sev-guest"), b"").unwrap();
+        let plan = plan(root.path()).unwrap();
+        assert_eq!(
+            plan.evidence,
+            Evidence::Hardware(root.path().join("dev/sev-guest"))
+        );
+        assert_eq!(&plan.args[..2], ["--vsock-port", "5000"]);
+        assert_eq!(&plan.args[4..], ["--tee", "auto"]);
+        assert!(!root.path().join(DATA_DIR).join(SIM_ROOT_DIR).exists());
+    }
+
+    #[test]
+    fn a_development_vm_runs_the_sim_with_its_hosts_measurements() {
+        let root = image(r#"{"args": ["--vsock-port", "5000"]}"#);
+        give_fw_cfg(root.path());
+        let plan = plan(root.path()).unwrap();
+        assert_eq!(plan.evidence, Evidence::Sim(launch()));
+        let data = root.path().join(DATA_DIR);
+        assert_eq!(
+            &plan.args[2..],
+            [
+                "--data-dir".to_string(),
+                data.display().to_string(),
+                "--tee".into(),
+                "sim".into(),
+                "--sim-launch".into(),
+                data.join("sim-launch.json").display().to_string()
+            ]
+        );
+        let sim_root = data.join(SIM_ROOT_DIR);
+        assert_eq!(
+            std::fs::read(sim_root.join(SIM_ROOT_CERT_FILE)).unwrap(),
+            b"cert"
+        );
+        assert_eq!(
+            std::fs::read(sim_root.join(SIM_ROOT_KEY_FILE)).unwrap(),
+            b"key"
+        );
+        let written: SimLaunch =
+            serde_json::from_slice(&std::fs::read(data.join("sim-launch.json")).unwrap()).unwrap();
+        assert_eq!(written, launch());
+    }
+
+    #[test]
+    fn no_tee_and_no_measurements_is_an_error_naming_both() {
+        let root = image(r#"{"args": []}"#);
+        let e = format!("{:#}", plan(root.path()).unwrap_err());
+        assert!(e.contains("/dev/tdx_guest, /dev/sev-guest"), "{e}");
+        assert!(e.contains(vm::FW_CFG_SIM_LAUNCH), "{e}");
+    }
+
+    #[test]
+    fn bad_measurements_from_the_host_are_refused() {
+        let root = image(r#"{"args": []}"#);
+        give_fw_cfg(root.path());
+        let raw = root
+            .path()
+            .join(FW_CFG_BY_NAME)
+            .join(vm::FW_CFG_SIM_LAUNCH)
+            .join("raw");
+        std::fs::write(&raw, br#"{"mrtd": "00"}"#).unwrap();
+        let e = format!("{:#}", plan(root.path()).unwrap_err());
+        assert!(e.contains("is not a sim launch measurement"), "{e}");
+    }
+
+    #[test]
+    fn the_image_cannot_choose_the_backend() {
+        let root = image(r#"{"args": ["--tee", "sim"]}"#);
+        let e = format!("{:#}", plan(root.path()).unwrap_err());
+        assert!(e.contains("the init chooses it from the hardware"), "{e}");
+        let root = image(r#"{"argv": []}"#);
+        let e = format!("{:#}", plan(root.path()).unwrap_err());
+        assert!(e.contains("is not {\"args\": [...]}"), "{e}");
+    }
+
+    #[test]
+    fn modules_load_in_the_listed_order() {
+        let root = image("{}");
+        std::fs::write(
+            root.path().join(vm::MODULES_LIST),
+            "# dependencies first\nvsock\nvmw_vsock_virtio_transport.ko\n/lib/modules/extra/tsm.ko\n\n",
+        )
+        .unwrap();
+        assert_eq!(
+            modules(root.path()).unwrap(),
+            [
+                root.path().join("lib/modules/vsock.ko"),
+                root.path()
+                    .join("lib/modules/vmw_vsock_virtio_transport.ko"),
+                root.path().join("lib/modules/extra/tsm.ko"),
+            ]
+        );
+        let bare = tempfile::tempdir().unwrap();
+        assert!(modules(bare.path()).unwrap().is_empty());
+    }
+}

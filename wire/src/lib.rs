@@ -27,6 +27,7 @@ pub mod billing;
 pub mod kserve;
 pub mod openai;
 pub mod replay;
+pub mod vm;
 
 use kokon_bytes::Reader;
 use thiserror::Error;

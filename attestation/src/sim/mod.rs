@@ -145,10 +145,45 @@ pub fn mr_td_of(binary: &[u8]) -> Measurement {
     sha2::Sha384::digest(binary).into()
 }
 
+/// A development VM's launch measurements: what a TDX module would have
+/// measured of the image its host boots (`kokon audit measure --tee tdx`
+/// computes the same values from the image's files). The host hands them to
+/// the guest with the sim root, as the hardware would measure the guest in
+/// production, so a development VM's evidence carries its image's real
+/// measurements and a policy pinning them rejects any other image.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimLaunch {
+    /// MRTD: the firmware.
+    #[serde(with = "crate::serde_hex")]
+    pub mrtd: Measurement,
+    /// RTMR0: the firmware's configuration (zero when not computed).
+    #[serde(with = "crate::serde_hex")]
+    pub rtmr0: Measurement,
+    /// RTMR1: the kernel.
+    #[serde(with = "crate::serde_hex")]
+    pub rtmr1: Measurement,
+    /// RTMR2: the kernel command line and the initrd.
+    #[serde(with = "crate::serde_hex")]
+    pub rtmr2: Measurement,
+}
+
+impl SimLaunch {
+    /// The simulated TD these measurements describe (never debug).
+    pub fn td(&self) -> SimTd {
+        SimTd {
+            mr_td: self.mrtd,
+            rtmr: [self.rtmr0, self.rtmr1, self.rtmr2],
+            debug: false,
+        }
+    }
+}
+
 /// The TD's initial measurements in the simulation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimTd {
-    /// MRTD: kokon's sim takes SHA-384 of the enclave binary.
+    /// MRTD: in a development VM the image's (see [`SimLaunch`]); in the
+    /// process backend kokon's sim takes SHA-384 of the enclave binary.
     pub mr_td: Measurement,
     /// RTMR0-2 at launch (firmware, kernel, initrd: none in the process backend).
     pub rtmr: [Measurement; 3],
