@@ -89,7 +89,8 @@ pub fn config(args: &HostArgs) -> anyhow::Result<HostConfig> {
             env: Vec::new(),
             socket: run_dir.join(format!("enclave-{}.sock", std::process::id())),
             startup_timeout: Duration::from_secs(60),
-        },
+        }
+        .into(),
         limits: Limits {
             max_body_bytes: args.max_body,
             max_concurrency: args.max_concurrency,
@@ -124,7 +125,7 @@ pub fn config(args: &HostArgs) -> anyhow::Result<HostConfig> {
 pub async fn run(config: HostConfig) -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     // The supervisor gives up on its own after this long: wait a little longer.
-    let patience = config.enclave.startup_timeout + Duration::from_secs(10);
+    let patience = config.enclave.startup_timeout() + Duration::from_secs(10);
     let host = kokon_host::start(config).await?;
     let ready = tokio::select! {
         ready = host.wait_ready(patience) => Some(ready),

@@ -670,7 +670,7 @@ impl Front {
     /// nothing.
     async fn relay_stream(
         &self,
-        mut link: tokio::net::UnixStream,
+        mut link: crate::link::LinkStream,
         tx: mpsc::Sender<Bytes>,
         admission: Option<Admission>,
     ) {

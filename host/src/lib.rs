@@ -9,17 +9,19 @@
 //! It must never depend on the enclave's code, hold a key that opens client
 //! traffic, or log anything but routes, sizes, statuses and timings.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod collateral;
 pub mod http;
 pub mod ledger;
+pub mod link;
 pub mod metrics;
 pub mod relay;
 pub mod state;
 pub mod supervisor;
 pub mod tls;
+pub mod vm;
 pub mod vouchers;
 
 use std::collections::HashMap;
@@ -37,7 +39,7 @@ use tokio::task::JoinHandle;
 
 pub use http::Routes;
 pub use state::EnclaveState;
-pub use supervisor::EnclaveCommand;
+pub use supervisor::{EnclaveCommand, Launch};
 
 /// The default limit on an inference request body (sealed): 8 MiB. It fits
 /// a 1×3×224×224 FP32 image, an RGB picture at the usual input size of
@@ -96,8 +98,8 @@ impl Default for Limits {
 pub struct HostConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// How to launch the enclave.
-    pub enclave: EnclaveCommand,
+    /// How to launch the enclave (a process, or the worker VM).
+    pub enclave: Launch,
     /// Request limits.
     pub limits: Limits,
     /// Where to fetch TDX/SNP collateral for hardware bundles (none: relay as is).
@@ -226,7 +228,7 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
         None => None,
     };
     let front = Arc::new(http::Front::new(
-        relay::Relay::new(config.enclave.socket.clone(), state.clone()),
+        relay::Relay::new(config.enclave.link(), state.clone()),
         state.clone(),
         metrics,
         config.limits,

@@ -8,15 +8,14 @@
 //! enclave and is sent once more on a fresh connection; any later failure
 //! is reported, never retried (the enclave may have acted on the request).
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kokon_wire::{Request, Response, WireError, HOST_IDLE_REUSE};
 use thiserror::Error;
-use tokio::net::UnixStream;
 
+use crate::link::{Link, LinkStream};
 use crate::state::EnclaveState;
 
 /// Most idle connections kept.
@@ -57,22 +56,20 @@ fn read_error(e: WireError) -> RelayError {
 
 /// Connects to the enclave and writes `request`: a write that fails on a
 /// fresh connection means the enclave went away.
-async fn send_fresh(socket: &Path, request: &Request) -> Result<UnixStream, RelayError> {
-    let mut stream = UnixStream::connect(socket)
-        .await
-        .map_err(RelayError::Unavailable)?;
+async fn send_fresh(link: &Link, request: &Request) -> Result<LinkStream, RelayError> {
+    let mut stream = link.connect().await.map_err(RelayError::Unavailable)?;
     request.write(&mut stream).await.map_err(write_error)?;
     Ok(stream)
 }
 
 /// Sends `request` on a fresh connection and waits up to `timeout` for the response.
 pub async fn call(
-    socket: &Path,
+    link: &Link,
     request: &Request,
     timeout: Duration,
 ) -> Result<Response, RelayError> {
     let exchange = async {
-        let mut stream = send_fresh(socket, request).await?;
+        let mut stream = send_fresh(link, request).await?;
         Response::read(&mut stream).await.map_err(read_error)
     };
     tokio::time::timeout(timeout, exchange)
@@ -81,35 +78,35 @@ pub async fn call(
 }
 
 struct Idle {
-    stream: UnixStream,
+    stream: LinkStream,
     since: Instant,
     pid: u32,
 }
 
 /// A relay to the enclave with a pool of idle connections.
 pub struct Relay {
-    socket: PathBuf,
+    link: Link,
     state: Arc<EnclaveState>,
     idle: Mutex<Vec<Idle>>,
 }
 
 impl Relay {
-    /// A relay to the enclave serving on `socket`.
-    pub fn new(socket: PathBuf, state: Arc<EnclaveState>) -> Self {
+    /// A relay to the enclave reached through `link`.
+    pub fn new(link: Link, state: Arc<EnclaveState>) -> Self {
         Self {
-            socket,
+            link,
             state,
             idle: Mutex::new(Vec::new()),
         }
     }
 
-    fn take(&self, pid: u32) -> Option<UnixStream> {
+    fn take(&self, pid: u32) -> Option<LinkStream> {
         let mut idle = self.idle.lock().ok()?;
         idle.retain(|c| c.pid == pid && c.since.elapsed() < HOST_IDLE_REUSE);
         idle.pop().map(|c| c.stream)
     }
 
-    fn put(&self, stream: UnixStream, pid: u32) {
+    fn put(&self, stream: LinkStream, pid: u32) {
         if let Ok(mut idle) = self.idle.lock() {
             if idle.len() < MAX_IDLE {
                 idle.push(Idle {
@@ -133,7 +130,7 @@ impl Relay {
         };
         let mut stream = match pooled {
             Some(stream) => stream,
-            None => send_fresh(&self.socket, request).await?,
+            None => send_fresh(&self.link, request).await?,
         };
         let response = Response::read(&mut stream).await.map_err(read_error)?;
         self.put(stream, pid);
@@ -146,9 +143,9 @@ impl Relay {
         &self,
         request: &Request,
         timeout: Duration,
-    ) -> Result<(UnixStream, Response), RelayError> {
+    ) -> Result<(LinkStream, Response), RelayError> {
         let exchange = async {
-            let mut stream = send_fresh(&self.socket, request).await?;
+            let mut stream = send_fresh(&self.link, request).await?;
             let first = Response::read(&mut stream).await.map_err(read_error)?;
             Ok((stream, first))
         };

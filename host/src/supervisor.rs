@@ -49,9 +49,12 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::link::Link;
 use crate::metrics::Metrics;
 use crate::relay;
 pub use crate::state::EnclaveState;
+use crate::vm;
+pub use crate::vm::VmCommand;
 
 /// The argument the supervisor passes so that the enclave exits when its
 /// stdin (the lifeline pipe) reaches end of file.
@@ -75,6 +78,52 @@ pub struct EnclaveCommand {
     pub startup_timeout: Duration,
 }
 
+/// How the enclave runs: a child process, or inside the worker VM.
+#[derive(Debug, Clone)]
+pub enum Launch {
+    /// The process backend (development).
+    Process(EnclaveCommand),
+    /// The VM backend.
+    Vm(VmCommand),
+}
+
+impl From<EnclaveCommand> for Launch {
+    fn from(cmd: EnclaveCommand) -> Self {
+        Launch::Process(cmd)
+    }
+}
+
+impl From<VmCommand> for Launch {
+    fn from(cmd: VmCommand) -> Self {
+        Launch::Vm(cmd)
+    }
+}
+
+impl Launch {
+    /// Where the enclave is reached.
+    pub fn link(&self) -> Link {
+        match self {
+            Launch::Process(cmd) => Link::Unix(cmd.socket.clone()),
+            Launch::Vm(cmd) => cmd.link.clone(),
+        }
+    }
+
+    /// How long a start may take.
+    pub fn startup_timeout(&self) -> Duration {
+        match self {
+            Launch::Process(cmd) => cmd.startup_timeout,
+            Launch::Vm(cmd) => cmd.startup_timeout,
+        }
+    }
+
+    fn program(&self) -> &std::path::Path {
+        match self {
+            Launch::Process(cmd) => &cmd.program,
+            Launch::Vm(cmd) => &cmd.qemu,
+        }
+    }
+}
+
 const BACKOFF_START: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const STABLE_RUN: Duration = Duration::from_secs(30);
@@ -85,7 +134,7 @@ const CRASH_LOOP: u32 = 3;
 /// dropped), then stops it with SIGTERM. Returns early, without restarting,
 /// when the very first start fails (see [`EnclaveState::start_error`]).
 pub async fn supervise(
-    cmd: EnclaveCommand,
+    cmd: Launch,
     state: Arc<EnclaveState>,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
@@ -105,14 +154,14 @@ pub async fn supervise(
         first = false;
         let started = tokio::time::Instant::now();
         // What went wrong with this start, if it never became ready.
-        let failure = match spawn(&cmd) {
+        let failure = match spawn(&cmd).await {
             Ok(mut enclave) => {
                 let pid = enclave.child.id().unwrap_or(0);
                 state.pid.store(pid, Ordering::Relaxed);
-                tracing::info!(pid, program = %cmd.program.display(), "enclave started");
+                tracing::info!(pid, program = %cmd.program().display(), "enclave started");
                 match wait_ready(&cmd, &mut enclave.child, &mut stop).await {
                     Startup::Stopped => {
-                        terminate(&mut enclave.child).await;
+                        enclave.stop().await;
                         state.pid.store(0, Ordering::Relaxed);
                         return;
                     }
@@ -130,9 +179,10 @@ pub async fn supervise(
                         metrics.enclave_up.set(0);
                         state.pid.store(0, Ordering::Relaxed);
                         let Some(status) = exit else {
-                            terminate(&mut enclave.child).await;
+                            enclave.stop().await;
                             return;
                         };
+                        enclave.stop_daemon().await;
                         let lines = enclave.last_lines().await;
                         tracing::error!(
                             pid,
@@ -143,6 +193,7 @@ pub async fn supervise(
                         None
                     }
                     Startup::Exited(status) => {
+                        enclave.stop_daemon().await;
                         state.pid.store(0, Ordering::Relaxed);
                         let lines = enclave.last_lines().await;
                         Some(format!(
@@ -152,18 +203,19 @@ pub async fn supervise(
                     }
                     Startup::TimedOut => {
                         let _ = enclave.child.kill().await;
+                        enclave.stop_daemon().await;
                         state.pid.store(0, Ordering::Relaxed);
                         let lines = enclave.last_lines().await;
                         Some(format!(
                             "the enclave was not ready within {:?} and was killed; its last lines:\n{lines}",
-                            cmd.startup_timeout
+                            cmd.startup_timeout()
                         ))
                     }
                 }
             }
             Err(e) => Some(format!(
                 "cannot start the enclave {}: {e}",
-                cmd.program.display()
+                cmd.program().display()
             )),
         };
         if let Some(failure) = failure {
@@ -202,10 +254,16 @@ fn describe(status: Option<ExitStatus>) -> String {
     status.map_or_else(|| "exit status unknown".into(), |s| s.to_string())
 }
 
-/// A started enclave: the process (whose stdin is the lifeline) and the
-/// task forwarding its stderr.
+/// A started enclave: the process (the enclave, whose stdin is the
+/// lifeline, or QEMU) and the task forwarding its stderr (or console).
 struct Spawned {
     child: Child,
+    /// The VM's vsock daemon, if any.
+    daemon: Option<Child>,
+    /// The VM's QMP socket, for a clean power-down.
+    qmp: Option<PathBuf>,
+    /// How long a VM gets to power off.
+    grace: Duration,
     /// The write end of the lifeline, held (never written) for the child's
     /// life: out of `child`, whose `wait` would close it.
     _lifeline: Option<tokio::process::ChildStdin>,
@@ -214,6 +272,35 @@ struct Spawned {
 }
 
 impl Spawned {
+    /// Stops the enclave: SIGTERM for a process; for a VM, the ACPI power
+    /// button, then a kill when it is not off within its grace period.
+    async fn stop(&mut self) {
+        match &self.qmp {
+            None => terminate(&mut self.child).await,
+            Some(qmp) => {
+                if let Err(e) = vm::power_down(qmp).await {
+                    tracing::warn!(error = %e, "ACPI power-down through QMP failed; killing the VM");
+                }
+                if tokio::time::timeout(self.grace, self.child.wait())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(grace = ?self.grace, "the VM did not power off in time; killing it");
+                    let _ = self.child.kill().await;
+                }
+                tracing::info!("VM stopped");
+            }
+        }
+        self.stop_daemon().await;
+    }
+
+    /// Stops the VM's vsock daemon (it serves one VM's life).
+    async fn stop_daemon(&mut self) {
+        if let Some(mut daemon) = self.daemon.take() {
+            let _ = daemon.kill().await;
+        }
+    }
+
     /// The enclave's last error lines, once its stderr is drained (briefly
     /// waited for): from its first error-looking line among the last
     /// [`STDERR_TAIL`] on, or all of them when none looks like one.
@@ -243,7 +330,34 @@ impl Spawned {
     }
 }
 
-fn spawn(cmd: &EnclaveCommand) -> std::io::Result<Spawned> {
+async fn spawn(launch: &Launch) -> std::io::Result<Spawned> {
+    let cmd = match launch {
+        Launch::Process(cmd) => cmd,
+        Launch::Vm(cmd) => {
+            let mut vm = vm::start(cmd).await?;
+            // The console (stdout) and QEMU's own messages (stderr).
+            let console = vm.qemu.stdout.take();
+            let stderr = vm.qemu.stderr.take();
+            let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
+            let forwarder = forward_lines(console, tail.clone(), "vm");
+            let qemu_forwarder = forward_lines(stderr, tail.clone(), "qemu");
+            let forwarder = match (forwarder, qemu_forwarder) {
+                (Some(a), Some(b)) => Some(tokio::spawn(async move {
+                    let _ = tokio::join!(a, b);
+                })),
+                (a, b) => a.or(b),
+            };
+            return Ok(Spawned {
+                child: vm.qemu,
+                daemon: vm.daemon,
+                qmp: Some(cmd.qmp.clone()),
+                grace: cmd.shutdown_grace,
+                _lifeline: None,
+                tail,
+                forwarder,
+            });
+        }
+    };
     let _ = std::fs::remove_file(&cmd.socket);
     let mut child = Command::new(&cmd.program)
         .args(&cmd.args)
@@ -259,36 +373,46 @@ fn spawn(cmd: &EnclaveCommand) -> std::io::Result<Spawned> {
         .spawn()?;
     let lifeline = child.stdin.take();
     let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
-    let forwarder = child.stderr.take().map(|stderr| {
-        let tail = tail.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                // Keep the enclave's own severity, so its errors show under the host's filter.
-                if line.contains(" ERROR ") || line.contains(" WARN ") || line.starts_with("error:")
-                {
-                    tracing::warn!(target: "enclave", "{line}");
-                } else {
-                    tracing::info!(target: "enclave", "{line}");
-                }
-                if line.trim().is_empty() {
-                    continue;
-                }
-                if let Ok(mut tail) = tail.lock() {
-                    if tail.len() == STDERR_TAIL {
-                        tail.pop_front();
-                    }
-                    tail.push_back(line);
-                }
-            }
-        })
-    });
+    let forwarder = forward_lines(child.stderr.take(), tail.clone(), "enclave");
     Ok(Spawned {
         child,
+        daemon: None,
+        qmp: None,
+        grace: Duration::ZERO,
         _lifeline: lifeline,
         tail,
         forwarder,
     })
+}
+
+/// Forwards `output`'s lines to the host's log, with `source` as a field,
+/// keeping the last [`STDERR_TAIL`] in `tail`.
+fn forward_lines<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
+    output: Option<R>,
+    tail: Arc<Mutex<VecDeque<String>>>,
+    source: &'static str,
+) -> Option<JoinHandle<()>> {
+    let output = output?;
+    Some(tokio::spawn(async move {
+        let mut lines = BufReader::new(output).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            // Keep the enclave's own severity, so its errors show under the host's filter.
+            if line.contains(" ERROR ") || line.contains(" WARN ") || line.starts_with("error:") {
+                tracing::warn!(target: "enclave", source, "{line}");
+            } else {
+                tracing::info!(target: "enclave", source, "{line}");
+            }
+            if line.trim().is_empty() {
+                continue;
+            }
+            if let Ok(mut tail) = tail.lock() {
+                if tail.len() == STDERR_TAIL {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
+            }
+        }
+    }))
 }
 
 /// How a start ended.
@@ -301,12 +425,9 @@ enum Startup {
 
 /// Polls the socket with health frames until the enclave answers, exits,
 /// runs out of time, or the host stops.
-async fn wait_ready(
-    cmd: &EnclaveCommand,
-    child: &mut Child,
-    stop: &mut watch::Receiver<bool>,
-) -> Startup {
-    let deadline = tokio::time::Instant::now() + cmd.startup_timeout;
+async fn wait_ready(cmd: &Launch, child: &mut Child, stop: &mut watch::Receiver<bool>) -> Startup {
+    let deadline = tokio::time::Instant::now() + cmd.startup_timeout();
+    let link = cmd.link();
     while tokio::time::Instant::now() < deadline {
         if *stop.borrow() || stop.has_changed().is_err() {
             return Startup::Stopped;
@@ -315,7 +436,7 @@ async fn wait_ready(
             return Startup::Exited(Some(status));
         }
         if let Ok(Response::Health(_)) =
-            relay::call(&cmd.socket, &Request::Health, Duration::from_secs(2)).await
+            relay::call(&link, &Request::Health, Duration::from_secs(2)).await
         {
             return Startup::Ready;
         }

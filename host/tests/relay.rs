@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use kokon_host::link::Link;
 use kokon_host::relay::{Relay, RelayError};
 use kokon_host::EnclaveState;
 use kokon_wire::{Request, Response};
@@ -42,7 +43,7 @@ fn setup(answers_per_connection: usize) -> (tempfile::TempDir, Relay, Arc<Atomic
     );
     let state = Arc::new(EnclaveState::default());
     state.pid.store(42, Ordering::Relaxed);
-    (dir, Relay::new(socket, state), connections)
+    (dir, Relay::new(Link::Unix(socket), state), connections)
 }
 
 #[tokio::test]
@@ -85,7 +86,7 @@ async fn an_enclave_that_dies_mid_answer_is_reported_not_retried() {
             drop(stream); // read the request, then "crash"
         }
     });
-    let relay = Relay::new(socket, Arc::new(EnclaveState::default()));
+    let relay = Relay::new(Link::Unix(socket), Arc::new(EnclaveState::default()));
     let err = relay
         .call(
             &Request::Ohttp {
@@ -108,7 +109,7 @@ async fn an_enclave_that_dies_mid_answer_is_reported_not_retried() {
 async fn nothing_listening_is_unavailable() {
     let dir = tempfile::tempdir().unwrap();
     let relay = Relay::new(
-        dir.path().join("none.sock"),
+        Link::Unix(dir.path().join("none.sock")),
         Arc::new(EnclaveState::default()),
     );
     assert!(matches!(

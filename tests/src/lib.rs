@@ -313,7 +313,8 @@ impl Stack {
                     .collect(),
                 socket: data.path().join("enclave.sock"),
                 startup_timeout: Duration::from_secs(60),
-            },
+            }
+            .into(),
             limits: options.limits.unwrap_or_default(),
             collateral: None,
             ledger: options.ledger.clone(),

@@ -72,7 +72,8 @@ fn library_config(env: &Env, data: &Path, data_dir: &Path, tag: &str, args: &[&s
             env: vec![(kokon_tests::TEST_TAG_ENV.into(), tag.into())],
             socket: data.join("enclave.sock"),
             startup_timeout: Duration::from_secs(60),
-        },
+        }
+        .into(),
         limits: Default::default(),
         collateral: None,
         ledger: None,

@@ -472,7 +472,8 @@ async fn a_body_limit_beyond_what_a_frame_carries_is_refused_at_start() {
             env: Vec::new(),
             socket: dir.path().join("enclave.sock"),
             startup_timeout: std::time::Duration::from_secs(1),
-        },
+        }
+        .into(),
         limits: Limits {
             max_body_bytes: kokon_wire::MAX_SEALED_REQUEST + 1,
             ..Limits::default()
