@@ -12,18 +12,14 @@
 //! explicitly (or detected as hardware) and reported in every bundle.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use kokon_attestation::sim::{
-    SimRoot, SimTcb, SimTd, SimTdx, SIM_ROOT_CERT_FILE, SIM_ROOT_DIR, SIM_ROOT_KEY_FILE,
-};
+use kokon_attestation::sim::{SimRoot, SimTcb, SimTd, SimTdx};
 use kokon_attestation::snp::cert_table;
 use kokon_attestation::tdx::Collateral;
 use kokon_attestation::tdx::Measurement;
 use kokon_attestation::{Evidence, EvidenceFormat};
-use zeroize::Zeroizing;
 
 use crate::tdx_guest::{self, QgsAddress};
 use crate::tsm::{self, Tsm};
@@ -304,44 +300,8 @@ fn sim_tcb() -> anyhow::Result<SimTcb> {
     Ok(tcb)
 }
 
-/// Loads the sim root from `<data_dir>/sim-root/`, creating it on first use.
-///
-/// Creation writes certificate and key into a private temporary directory
-/// and renames that directory into place, so concurrent first starts agree
-/// on one root and never pair one's certificate with another's key.
+/// Loads the sim root from `<data_dir>/sim-root/`, creating it on first use
+/// (see [`SimRoot::load_or_create`]).
 pub fn load_or_create_sim_root(data_dir: &Path, now: i64) -> anyhow::Result<SimRoot> {
-    let dir = data_dir.join(SIM_ROOT_DIR);
-    if !dir.exists() {
-        fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-        let tmp = data_dir.join(format!(".sim-root.{}", std::process::id()));
-        fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let root = SimRoot::generate(now)?;
-        write_file(&tmp.join(SIM_ROOT_KEY_FILE), root.key_pkcs8(), 0o600)?;
-        write_file(&tmp.join(SIM_ROOT_CERT_FILE), root.cert_der(), 0o644)?;
-        if fs::rename(&tmp, &dir).is_err() {
-            // Another process installed its root first: use that one.
-            let _ = fs::remove_dir_all(&tmp);
-        }
-    }
-    let cert_path = dir.join(SIM_ROOT_CERT_FILE);
-    let key_path = dir.join(SIM_ROOT_KEY_FILE);
-    let cert = fs::read(&cert_path).with_context(|| format!("reading {}", cert_path.display()))?;
-    let key = Zeroizing::new(
-        fs::read(&key_path).with_context(|| format!("reading {}", key_path.display()))?,
-    );
-    SimRoot::from_parts(cert, key)
-        .with_context(|| format!("sim root in {} is unusable", dir.display()))
-}
-
-fn write_file(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("writing {}", path.display()))
+    Ok(SimRoot::load_or_create(data_dir, now)?)
 }

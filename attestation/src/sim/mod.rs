@@ -145,6 +145,60 @@ pub fn mr_td_of(binary: &[u8]) -> Measurement {
     sha2::Sha384::digest(binary).into()
 }
 
+impl SimRoot {
+    /// Loads the sim root from `<data_dir>/sim-root/`, creating it on first
+    /// use: the enclave's process backend and the host of a development VM
+    /// (which hands it to the guest) share it with the clients of this
+    /// machine, which trust it.
+    ///
+    /// Creation writes certificate and key into a private temporary
+    /// directory and renames that directory into place, so concurrent first
+    /// starts agree on one root and never pair one's certificate with
+    /// another's key.
+    pub fn load_or_create(data_dir: &std::path::Path, now: i64) -> Result<Self, Error> {
+        use std::fs;
+        let io = |what: &str, path: &std::path::Path, e: std::io::Error| {
+            Error::Sim(format!("{what} {}: {e}", path.display()))
+        };
+        let dir = data_dir.join(SIM_ROOT_DIR);
+        if !dir.exists() {
+            fs::create_dir_all(data_dir).map_err(|e| io("creating", data_dir, e))?;
+            let tmp = data_dir.join(format!(".sim-root.{}", std::process::id()));
+            fs::create_dir_all(&tmp).map_err(|e| io("creating", &tmp, e))?;
+            let root = SimRoot::generate(now)?;
+            for (name, bytes, mode) in [
+                (SIM_ROOT_KEY_FILE, root.key_pkcs8(), 0o600),
+                (SIM_ROOT_CERT_FILE, root.cert_der(), 0o644),
+            ] {
+                let path = tmp.join(name);
+                write_new_file(&path, bytes, mode).map_err(|e| io("writing", &path, e))?;
+            }
+            if fs::rename(&tmp, &dir).is_err() {
+                // Another process installed its root first: use that one.
+                let _ = fs::remove_dir_all(&tmp);
+            }
+        }
+        let cert_path = dir.join(SIM_ROOT_CERT_FILE);
+        let key_path = dir.join(SIM_ROOT_KEY_FILE);
+        let cert = fs::read(&cert_path).map_err(|e| io("reading", &cert_path, e))?;
+        let key = Zeroizing::new(fs::read(&key_path).map_err(|e| io("reading", &key_path, e))?);
+        SimRoot::from_parts(cert, key)
+            .map_err(|e| Error::Sim(format!("sim root in {} is unusable: {e}", dir.display())))
+    }
+}
+
+fn write_new_file(path: &std::path::Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
 /// A development VM's launch measurements: what a TDX module would have
 /// measured of the image its host boots (`kokon audit measure --tee tdx`
 /// computes the same values from the image's files). The host hands them to
