@@ -90,6 +90,9 @@ pub enum Command {
     /// The client's payment channel on TON.
     #[command(subcommand)]
     Channel(ChannelCommand),
+    /// The worker VM's guest image.
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Shell completions for kokon (bash, zsh, fish, elvish, powershell), on stdout.
     Completions {
         /// The shell.
@@ -150,9 +153,80 @@ pub enum ChannelCommand {
     },
 }
 
+/// `kokon image ...`.
+#[derive(Subcommand)]
+pub enum ImageCommand {
+    /// Build the worker VM's guest image, reproducibly, from the Debian
+    /// packages and the ONNX Runtime wheel pinned in the lock file, this
+    /// build's enclave and init, and the magika model.
+    Build(Box<ImageBuildArgs>),
+    /// Pin the newest Debian packages (and the wheel) in the lock file.
+    Lock {
+        /// The lock file (default: image/debian.lock of this checkout).
+        #[arg(long)]
+        lock: Option<PathBuf>,
+    },
+}
+
+/// `kokon image build`.
+#[derive(clap::Args, Clone)]
+pub struct ImageBuildArgs {
+    /// The directory to write the image to (OVMF.fd, vmlinuz, initrd.img, cmdline, manifest.json).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The lock file (default: image/debian.lock of this checkout).
+    #[arg(long)]
+    pub lock: Option<PathBuf>,
+    /// The enclave binary (default: kokon-enclave beside this program).
+    #[arg(long)]
+    pub enclave: Option<PathBuf>,
+    /// The guest's init (default: kokon-init beside this program).
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// The magika model (default $KOKON_MODEL); its package's configuration files come along.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// The VM's vCPUs (measured: SEV-SNP has one VMSA per vCPU).
+    #[arg(long, default_value_t = 2)]
+    pub vcpus: u32,
+    /// The VM's memory in MiB.
+    #[arg(long, default_value_t = 2048)]
+    pub memory_mib: u64,
+    /// The vCPU type an SEV-SNP VM runs with (measured in its VMSAs).
+    #[arg(long, default_value = "EPYC-v4")]
+    pub snp_vcpu_type: String,
+    /// Price of one inference in nanotons (measured, in the serving configuration).
+    #[arg(long, default_value_t = 0)]
+    pub price_nanoton_per_unit: u128,
+}
+
 /// `kokon audit ...`.
 #[derive(Subcommand)]
 pub enum AuditCommand {
+    /// The measurements a TEE takes of a guest image, recomputed from its files.
+    Measure {
+        /// The image directory (from `kokon image build`).
+        #[arg(long)]
+        image: PathBuf,
+        /// Which TEE's measurements: snp or tdx.
+        #[arg(long)]
+        tee: String,
+        /// vCPUs (default: the image manifest's VM shape).
+        #[arg(long)]
+        vcpus: Option<u32>,
+        /// SEV-SNP vCPU type (default: the manifest's).
+        #[arg(long)]
+        vcpu_type: Option<String>,
+        /// Print only the policy's `[measurements]` table.
+        #[arg(long)]
+        policy_snippet: bool,
+        /// With --policy-snippet: print this policy file with its `[measurements]` table replaced.
+        #[arg(long, requires = "policy_snippet", value_name = "POLICY")]
+        into: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Replay a TDX event log (CCEL), print each event, and compare with a quote's RTMRs.
     Eventlog {
         /// The event log (the CCEL table's log area, e.g. /sys/firmware/acpi/tables/data/CCEL).
@@ -207,9 +281,26 @@ pub struct HostArgs {
     /// The TLS private key (PEM), read again when it changes.
     #[arg(long, requires = "tls_listen")]
     pub tls_key: Option<PathBuf>,
-    /// Evidence backend of the enclave.
+    /// Evidence backend of the enclave: sim, tdx, snp or auto for the
+    /// process backend; tdx, snp or none (development) for the VM.
     #[arg(long, default_value = "sim")]
     pub tee: String,
+    /// How the enclave runs: `process` (a child process, development) or
+    /// `qemu` (inside the worker VM, from --image).
+    #[arg(long, default_value = "process")]
+    pub backend: String,
+    /// The guest image for --backend qemu (from `kokon image build`).
+    #[arg(long, value_name = "DIR")]
+    pub image: Option<PathBuf>,
+    /// A GPU to pass through to the VM (PCI address, bound to vfio-pci); repeatable.
+    #[arg(long = "gpu", value_name = "PCI_BDF")]
+    pub gpus: Vec<String>,
+    /// qemu-system-x86_64 (default: from PATH).
+    #[arg(long, default_value = "qemu-system-x86_64")]
+    pub qemu: PathBuf,
+    /// For --tee none: `kvm` (default when /dev/kvm works) or `tcg`.
+    #[arg(long)]
+    pub accel: Option<String>,
     /// Inference device (cpu or cuda).
     #[arg(long, default_value = "cpu")]
     pub device: String,

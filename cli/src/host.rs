@@ -13,84 +13,17 @@ use crate::{channel, local};
 
 /// The host's configuration from its arguments and what this machine has.
 pub fn config(args: &HostArgs) -> anyhow::Result<HostConfig> {
-    match args.tee.as_str() {
-        "sim" => {}
-        "tdx" | "snp" | "auto" => {
-            // The enclave acquires evidence through configfs-tsm or a guest
-            // driver's device; fail before launching it when this machine has
-            // none of them (never fall back to sim).
-            let tsm = Path::new(kokon_wire::TSM_REPORT_ROOT);
-            let sev_device = args.tee != "tdx" && Path::new(kokon_wire::SEV_GUEST_DEVICE).exists();
-            let tdx_device = args.tee != "snp" && Path::new(kokon_wire::TDX_GUEST_DEVICE).exists();
-            if !tsm.is_dir() && !sev_device && !tdx_device {
-                anyhow::bail!(
-                    "--tee {}: configfs-tsm not found at {} (needs a TDX or SEV-SNP guest with Linux 6.7+, or {} for SEV-SNP, or {} with the host's quoting service for TDX); kokon never falls back to sim",
-                    args.tee,
-                    tsm.display(),
-                    kokon_wire::SEV_GUEST_DEVICE,
-                    kokon_wire::TDX_GUEST_DEVICE
-                );
-            }
-        }
-        other => anyhow::bail!("--tee {other}: expected sim, tdx, snp or auto"),
-    }
     let data_dir = local::data_dir();
-    let model = match &args.model {
-        Some(m) => m.clone(),
-        None => local::env_path("KOKON_MODEL")?,
-    };
-    let ort_lib = match &args.ort_lib {
-        Some(lib) => lib.clone(),
-        None => local::env_path("KOKON_ORT_LIB")?,
-    };
     let run_dir = data_dir.join("run");
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
-    let enclave = local::enclave_binary()?;
-    if !enclave.is_file() {
-        anyhow::bail!("enclave binary {} not found: build it with `cargo build --release` or set KOKON_ENCLAVE_BIN", enclave.display());
-    }
-    let path = |p: &Path| p.display().to_string();
-    let pinning = args
-        .enclave_cpus
-        .iter()
-        .flat_map(|cpus| ["--cpus".to_string(), cpus.clone()]);
+    let enclave = match args.backend.as_str() {
+        "process" => process(args, &data_dir, &run_dir)?,
+        "qemu" => crate::vm::launch(args, &data_dir, &run_dir)?,
+        other => anyhow::bail!("--backend {other}: expected process or qemu"),
+    };
     Ok(HostConfig {
         listen: args.listen,
-        enclave: EnclaveCommand {
-            program: enclave,
-            args: vec![
-                "--tee".into(),
-                args.tee.clone(),
-                "--device".into(),
-                args.device.clone(),
-                "--model".into(),
-                path(&model),
-                "--model-name".into(),
-                args.model_name.clone(),
-                "--ort-lib".into(),
-                path(&ort_lib),
-                "--data-dir".into(),
-                path(&data_dir),
-                "--price-nanoton-per-unit".into(),
-                args.price_nanoton_per_unit.to_string(),
-                "--price-nanoton-per-prompt-token".into(),
-                args.price_nanoton_per_prompt_token.to_string(),
-                "--price-nanoton-per-completion-token".into(),
-                args.price_nanoton_per_completion_token.to_string(),
-            ]
-            .into_iter()
-            .chain(
-                args.llm
-                    .iter()
-                    .flat_map(|dir| ["--llm".to_string(), path(dir)]),
-            )
-            .chain(pinning)
-            .collect(),
-            env: Vec::new(),
-            socket: run_dir.join(format!("enclave-{}.sock", std::process::id())),
-            startup_timeout: Duration::from_secs(60),
-        }
-        .into(),
+        enclave,
         limits: Limits {
             max_body_bytes: args.max_body,
             max_concurrency: args.max_concurrency,
@@ -113,10 +46,91 @@ pub fn config(args: &HostArgs) -> anyhow::Result<HostConfig> {
         },
         collateral: match args.tee.as_str() {
             // The sim PCS's collateral comes with the sim's bundles.
-            "sim" => None,
+            "sim" | "none" => None,
             _ => Some(args.sources.config(Some(data_dir.join("collateral")))?),
         },
     })
+}
+
+/// The enclave as a child process (`--backend process`).
+fn process(
+    args: &HostArgs,
+    data_dir: &Path,
+    run_dir: &Path,
+) -> anyhow::Result<kokon_host::Launch> {
+    match args.tee.as_str() {
+        "sim" => {}
+        "tdx" | "snp" | "auto" => {
+            // The enclave acquires evidence through configfs-tsm or a guest
+            // driver's device; fail before launching it when this machine has
+            // none of them (never fall back to sim).
+            let tsm = Path::new(kokon_wire::TSM_REPORT_ROOT);
+            let sev_device = args.tee != "tdx" && Path::new(kokon_wire::SEV_GUEST_DEVICE).exists();
+            let tdx_device = args.tee != "snp" && Path::new(kokon_wire::TDX_GUEST_DEVICE).exists();
+            if !tsm.is_dir() && !sev_device && !tdx_device {
+                anyhow::bail!(
+                    "--tee {}: configfs-tsm not found at {} (needs a TDX or SEV-SNP guest with Linux 6.7+, or {} for SEV-SNP, or {} with the host's quoting service for TDX); kokon never falls back to sim",
+                    args.tee,
+                    tsm.display(),
+                    kokon_wire::SEV_GUEST_DEVICE,
+                    kokon_wire::TDX_GUEST_DEVICE
+                );
+            }
+        }
+        other => anyhow::bail!("--tee {other}: expected sim, tdx, snp or auto"),
+    }
+    let model = match &args.model {
+        Some(m) => m.clone(),
+        None => local::env_path("KOKON_MODEL")?,
+    };
+    let ort_lib = match &args.ort_lib {
+        Some(lib) => lib.clone(),
+        None => local::env_path("KOKON_ORT_LIB")?,
+    };
+    let enclave = local::enclave_binary()?;
+    if !enclave.is_file() {
+        anyhow::bail!("enclave binary {} not found: build it with `cargo build --release` or set KOKON_ENCLAVE_BIN", enclave.display());
+    }
+    let path = |p: &Path| p.display().to_string();
+    let pinning = args
+        .enclave_cpus
+        .iter()
+        .flat_map(|cpus| ["--cpus".to_string(), cpus.clone()]);
+    Ok(EnclaveCommand {
+            program: enclave,
+            args: vec![
+                "--tee".into(),
+                args.tee.clone(),
+                "--device".into(),
+                args.device.clone(),
+                "--model".into(),
+                path(&model),
+                "--model-name".into(),
+                args.model_name.clone(),
+                "--ort-lib".into(),
+                path(&ort_lib),
+                "--data-dir".into(),
+                path(data_dir),
+                "--price-nanoton-per-unit".into(),
+                args.price_nanoton_per_unit.to_string(),
+                "--price-nanoton-per-prompt-token".into(),
+                args.price_nanoton_per_prompt_token.to_string(),
+                "--price-nanoton-per-completion-token".into(),
+                args.price_nanoton_per_completion_token.to_string(),
+            ]
+            .into_iter()
+            .chain(
+                args.llm
+                    .iter()
+                    .flat_map(|dir| ["--llm".to_string(), path(dir)]),
+            )
+            .chain(pinning)
+            .collect(),
+            env: Vec::new(),
+            socket: run_dir.join(format!("enclave-{}.sock", std::process::id())),
+            startup_timeout: Duration::from_secs(60),
+        }
+    .into())
 }
 
 /// Runs the host until SIGTERM or Ctrl-C. Announces that it listens only

@@ -17,13 +17,14 @@ mod local;
 mod proxy;
 mod report;
 mod tensor;
+mod vm;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use kokon_client::ClientError;
 
-use args::{AuditCommand, Cli, Command, HostAction};
+use args::{AuditCommand, Cli, Command, HostAction, ImageCommand};
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(ca) = &cli.ca {
@@ -53,6 +54,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(AuditCommand::Eventlog { log, quote, json }) => {
             evidence::eventlog(&log, quote.as_deref(), json)
         }
+        Command::Audit(AuditCommand::Measure {
+            image,
+            tee,
+            vcpus,
+            vcpu_type,
+            policy_snippet,
+            into,
+            json,
+        }) => vm::measure(
+            &image,
+            &tee,
+            vcpus,
+            vcpu_type.as_deref(),
+            policy_snippet,
+            into.as_deref(),
+            json,
+        ),
+        Command::Image(ImageCommand::Build(args)) => vm::build(&args),
+        Command::Image(ImageCommand::Lock { lock }) => vm::lock(lock.as_deref()),
         Command::Infer(args) => infer::run(args).await,
         Command::Chat(args) => chat::run(args).await,
         Command::Proxy(args) => proxy::run(args).await,

@@ -1,0 +1,423 @@
+//! The worker VM from the command line: `kokon image build|lock`, `kokon
+//! audit measure`, and the launch of `kokon host --backend qemu`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use kokon_host::link::Link;
+use kokon_host::qemu::{self, Accel, SnpLaunch, Tee, VmConfig, Vsock};
+use kokon_host::vm::{VmCommand, VsockDaemon};
+use kokon_image::{ImageSpec, Manifest, VmShape};
+use kokon_measure::Register;
+use kokon_wire::vm::{
+    ENCLAVE_VSOCK_PORT, FW_CFG_SIM_LAUNCH, FW_CFG_SIM_ROOT_CERT, FW_CFG_SIM_ROOT_KEY,
+};
+
+use crate::args::{HostArgs, ImageBuildArgs};
+use crate::local;
+
+/// The lock file of this checkout, relative to it.
+const LOCK_FILE: &str = "image/debian.lock";
+/// Where the magika package's files go in the image.
+const MAGIKA_IN_IMAGE: &str = "opt/magika";
+/// The kernel command line of the worker VM: the serial console (the
+/// host's log), no reboot on panic (QEMU exits; the host restarts it).
+const CMDLINE: &str = "console=ttyS0 panic=-1 rdinit=/init";
+/// The guest's context ID on its vsock device.
+const GUEST_CID: u32 = 3;
+
+/// The first of `rel` found above this executable or the current directory.
+fn checkout_file(rel: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok();
+    let cwd = std::env::current_dir().ok();
+    exe.iter()
+        .flat_map(|e| e.ancestors())
+        .chain(cwd.iter().flat_map(|c| c.ancestors()))
+        .map(|dir| dir.join(rel))
+        .find(|p| p.exists())
+}
+
+fn lock_file(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    match given {
+        Some(lock) => Ok(lock.to_path_buf()),
+        None => checkout_file(LOCK_FILE).with_context(|| {
+            format!("no {LOCK_FILE} above this program or the current directory: pass --lock FILE")
+        }),
+    }
+}
+
+/// Downloaded packages are kept here between builds.
+fn image_cache() -> PathBuf {
+    checkout_file(".cache")
+        .map(|c| c.join("image"))
+        .unwrap_or_else(|| local::data_dir().join("image-cache"))
+}
+
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    Ok(std::env::current_exe()
+        .context("locating this program")?
+        .with_file_name(name))
+}
+
+/// `kokon image build`.
+pub fn build(args: &ImageBuildArgs) -> anyhow::Result<()> {
+    let model = match &args.model {
+        Some(m) => m.clone(),
+        None => local::env_path("KOKON_MODEL")?,
+    };
+    // magika's layout: <package>/models/<version>/model.onnx with its
+    // config.min.json, and <package>/config/content_types_kb.min.json.
+    let package = model
+        .ancestors()
+        .nth(3)
+        .with_context(|| format!("{} is not inside a magika package", model.display()))?;
+    let relative = |p: &Path| -> anyhow::Result<String> {
+        let rel = p.strip_prefix(package)?;
+        Ok(format!("{MAGIKA_IN_IMAGE}/{}", rel.display()))
+    };
+    let config = model.with_file_name("config.min.json");
+    let labels = package.join("config").join("content_types_kb.min.json");
+    let mut files = Vec::new();
+    for file in [&model, &config, &labels] {
+        if !file.is_file() {
+            anyhow::bail!("{} not found (the magika package is incomplete: run `just setup`)", file.display());
+        }
+        files.push((relative(file)?, file.clone()));
+    }
+    let model_in_image = format!("/{}", relative(&model)?);
+    let spec = ImageSpec {
+        lock: lock_file(args.lock.as_deref())?,
+        cache: image_cache(),
+        init: match &args.init {
+            Some(p) => p.clone(),
+            None => sibling("kokon-init")?,
+        },
+        enclave: match &args.enclave {
+            Some(p) => p.clone(),
+            None => local::enclave_binary()?,
+        },
+        files,
+        enclave_args: [
+            "--vsock-port".to_string(),
+            ENCLAVE_VSOCK_PORT.to_string(),
+            "--model".into(),
+            model_in_image,
+            "--model-name".into(),
+            "magika".into(),
+            "--ort-lib".into(),
+            format!("/{}", kokon_image::ORT_LIB),
+            "--device".into(),
+            "cpu".into(),
+            "--price-nanoton-per-unit".into(),
+            args.price_nanoton_per_unit.to_string(),
+        ]
+        .to_vec(),
+        cmdline: CMDLINE.into(),
+        vm: VmShape {
+            vcpus: args.vcpus,
+            memory_mib: args.memory_mib,
+            snp_vcpu_type: args.snp_vcpu_type.clone(),
+        },
+    };
+    for (what, path) in [("init", &spec.init), ("enclave", &spec.enclave)] {
+        if !path.is_file() {
+            anyhow::bail!(
+                "the {what} binary {} not found: build it with `cargo build --release --bins`",
+                path.display()
+            );
+        }
+    }
+    let manifest = kokon_image::build(&spec, &args.out)?;
+    println!("image written to {}", args.out.display());
+    for artifact in &manifest.artifacts {
+        println!("  {:<12} sha256 {}", artifact.name, artifact.sha256);
+    }
+    Ok(())
+}
+
+/// `kokon image lock`.
+pub fn lock(given: Option<&Path>) -> anyhow::Result<()> {
+    let lock = lock_file(given)?;
+    kokon_image::refresh_lock(&lock, &image_cache())?;
+    println!("{} refreshed: review and commit it", lock.display());
+    Ok(())
+}
+
+/// An image's files, read for measuring.
+struct ImageFiles {
+    manifest: Manifest,
+    firmware: Vec<u8>,
+    kernel: Vec<u8>,
+    initrd: Vec<u8>,
+}
+
+fn read_image(dir: &Path) -> anyhow::Result<ImageFiles> {
+    let manifest = Manifest::load(dir)?;
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+    };
+    Ok(ImageFiles {
+        firmware: read(kokon_image::FIRMWARE)?,
+        kernel: read(kokon_image::KERNEL)?,
+        initrd: read(kokon_image::INITRD)?,
+        manifest,
+    })
+}
+
+/// The TDX registers of an image (also the sim's launch measurements in a development VM).
+fn tdx_registers(image: &ImageFiles) -> anyhow::Result<Vec<Register>> {
+    Ok(kokon_measure::tdx::expected(&kokon_measure::tdx::TdxInputs {
+        ovmf: &image.firmware,
+        kernel: &image.kernel,
+        initrd: &image.initrd,
+        cmdline: &image.manifest.cmdline,
+    })?)
+}
+
+/// `kokon audit measure`.
+pub fn measure(
+    dir: &Path,
+    tee: &str,
+    vcpus: Option<u32>,
+    vcpu_type: Option<&str>,
+    snippet: bool,
+    into: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let image = read_image(dir)?;
+    let registers = match tee {
+        "tdx" => tdx_registers(&image)?,
+        "snp" => {
+            let vcpu_type = vcpu_type
+                .unwrap_or(&image.manifest.vm.snp_vcpu_type)
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--vcpu-type: {e}"))?;
+            kokon_measure::snp::expected(&kokon_measure::snp::SnpInputs {
+                ovmf: &image.firmware,
+                kernel: Some(&image.kernel),
+                initrd: Some(&image.initrd),
+                cmdline: Some(&image.manifest.cmdline),
+                vcpus: vcpus.unwrap_or(image.manifest.vm.vcpus),
+                vcpu_type,
+                guest_features: kokon_measure::snp::DEFAULT_GUEST_FEATURES,
+            })?
+        }
+        other => anyhow::bail!("--tee {other}: expected snp or tdx"),
+    };
+    if snippet {
+        let table = kokon_measure::policy_snippet(&registers);
+        match into {
+            None => print!("{table}"),
+            Some(policy) => print!("{}", with_measurements(policy, &table)?),
+        }
+        return Ok(());
+    }
+    if json {
+        let registers: Vec<_> = registers
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "name": r.name,
+                    "value": hex::encode(&r.value),
+                    "explanation": r.explanation,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "tee": tee, "registers": registers }))?
+        );
+        return Ok(());
+    }
+    println!("{} measurements of the image in {}:", tee.to_uppercase(), dir.display());
+    for register in &registers {
+        println!("\n{} = {}", register.name, hex::encode(&register.value));
+        for line in &register.explanation {
+            println!("  {line}");
+        }
+    }
+    Ok(())
+}
+
+/// `policy`'s text with its `[measurements]` table replaced by `table`.
+fn with_measurements(policy: &Path, table: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(policy)
+        .with_context(|| format!("reading {}", policy.display()))?;
+    let mut out = String::new();
+    let mut skipping = false;
+    let mut replaced = false;
+    for line in text.lines() {
+        let header = line.trim_start().starts_with('[');
+        if header {
+            skipping = line.trim() == "[measurements]";
+            if skipping {
+                out.push_str(table);
+                replaced = true;
+                continue;
+            }
+        }
+        if !skipping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if !replaced {
+        out.push('\n');
+        out.push_str(table);
+    }
+    Ok(out)
+}
+
+/// The worker VM for `kokon host --backend qemu`.
+pub fn launch(args: &HostArgs, data_dir: &Path, run_dir: &Path) -> anyhow::Result<kokon_host::Launch> {
+    let dir = args
+        .image
+        .as_deref()
+        .context("--backend qemu needs --image DIR (build one with `kokon image build --out DIR`)")?;
+    let image = read_image(dir)?;
+    let tee = match args.tee.as_str() {
+        "tdx" => Tee::Tdx,
+        "snp" => Tee::Snp,
+        "none" => Tee::None,
+        other => anyhow::bail!("--backend qemu --tee {other}: expected tdx, snp or none"),
+    };
+    let vm_dir = run_dir.join(format!("vm-{}", std::process::id()));
+    std::fs::create_dir_all(&vm_dir).with_context(|| format!("creating {}", vm_dir.display()))?;
+    let mut fw_cfg_files = Vec::new();
+    if tee == Tee::None {
+        // The host plays the TEE's part: the image's launch measurements and the sim root.
+        let registers = tdx_registers(&image)?;
+        let value = |name: &str| -> [u8; 48] {
+            registers
+                .iter()
+                .find(|r| r.name == name)
+                .and_then(|r| r.value.as_slice().try_into().ok())
+                .unwrap_or([0; 48])
+        };
+        let launch = kokon_attestation::sim::SimLaunch {
+            mrtd: value("mrtd"),
+            rtmr0: value("rtmr0"),
+            rtmr1: value("rtmr1"),
+            rtmr2: value("rtmr2"),
+        };
+        let root = kokon_attestation::sim::SimRoot::load_or_create(data_dir, kokon_client::unix_now())?;
+        for (name, file, bytes) in [
+            (FW_CFG_SIM_LAUNCH, "sim-launch.json", serde_json::to_vec(&launch)?),
+            (FW_CFG_SIM_ROOT_CERT, "sim-root.der", root.cert_der().to_vec()),
+            (FW_CFG_SIM_ROOT_KEY, "sim-root.key", root.key_pkcs8().to_vec()),
+        ] {
+            let path = vm_dir.join(file);
+            write_private(&path, &bytes)?;
+            fw_cfg_files.push((name.to_string(), path));
+        }
+    }
+    let kernel_vsock = Path::new("/dev/vhost-vsock").exists();
+    let (vsock, link, vsock_daemon) = if kernel_vsock {
+        let cid = GUEST_CID + std::process::id();
+        (
+            Vsock::Kernel { guest_cid: cid },
+            Link::Vsock { cid, port: ENCLAVE_VSOCK_PORT },
+            None,
+        )
+    } else {
+        let socket = vm_dir.join("vhost-vsock.sock");
+        let uds = vm_dir.join("vsock.sock");
+        let daemon = VsockDaemon {
+            program: vsock_daemon_binary(),
+            args: vec![
+                "--guest-cid".into(),
+                GUEST_CID.to_string(),
+                "--socket".into(),
+                socket.display().to_string(),
+                "--uds-path".into(),
+                uds.display().to_string(),
+            ],
+            socket: socket.clone(),
+        };
+        (
+            Vsock::VhostUser { socket },
+            Link::HybridVsock { uds, port: ENCLAVE_VSOCK_PORT },
+            Some(daemon),
+        )
+    };
+    let accel = match args.accel.as_deref() {
+        Some("kvm") => Accel::Kvm,
+        Some("tcg") => Accel::Tcg,
+        Some(other) => anyhow::bail!("--accel {other}: expected kvm or tcg"),
+        None if kvm_usable() => Accel::Kvm,
+        None => Accel::Tcg,
+    };
+    let config = VmConfig {
+        tee,
+        accel,
+        vcpus: image.manifest.vm.vcpus,
+        memory_mib: image.manifest.vm.memory_mib,
+        cpu_model: match tee {
+            Tee::Snp => image.manifest.vm.snp_vcpu_type.clone(),
+            Tee::None if accel == Accel::Tcg => "max".into(),
+            _ => "host".into(),
+        },
+        firmware: dir.join(kokon_image::FIRMWARE),
+        kernel: dir.join(kokon_image::KERNEL),
+        initrd: dir.join(kokon_image::INITRD),
+        cmdline: image.manifest.cmdline.clone(),
+        snp: SnpLaunch {
+            host_data: image.manifest.serving_digest(),
+            ..SnpLaunch::default()
+        },
+        tdx_quote_vsock_port: 4050,
+        vsock,
+        gpus: args.gpus.clone(),
+        qmp_socket: vm_dir.join("qmp.sock"),
+        fw_cfg_files,
+    };
+    qemu::preflight(&args.qemu, &config)?;
+    Ok(VmCommand {
+        qemu: args.qemu.clone(),
+        qemu_args: qemu::command_line(&config),
+        vsock_daemon,
+        qmp: config.qmp_socket.clone(),
+        link,
+        startup_timeout: Duration::from_secs(match accel {
+            Accel::Kvm => 120,
+            Accel::Tcg => 600,
+        }),
+        shutdown_grace: Duration::from_secs(10),
+    }
+    .into())
+}
+
+/// Whether /dev/kvm opens for reading and writing.
+fn kvm_usable() -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+}
+
+/// The vhost-user vsock daemon: $KOKON_VHOST_DEVICE_VSOCK, else the one
+/// `just setup` installs into .cache/bin, else from PATH.
+fn vsock_daemon_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("KOKON_VHOST_DEVICE_VSOCK") {
+        return PathBuf::from(p);
+    }
+    checkout_file(".cache/bin/vhost-device-vsock")
+        .unwrap_or_else(|| PathBuf::from("vhost-device-vsock"))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))
+}
