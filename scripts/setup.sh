@@ -7,7 +7,9 @@
 # packages); and the npm packages of the TON sandbox bridge (demo/ton-sandbox:
 # @ton/sandbox, @ton/core, tonweb) from its committed lockfile.
 # `setup.sh test` (what `just test` runs) also installs Debian's chromium,
-# which the tests render the HTML verification report in, when it is missing.
+# which the tests render the HTML verification report in, when it is missing;
+# `setup.sh test|bench|vm` installs QEMU and the vhost-user vsock daemon the
+# worker VM needs.
 # Idempotent: a second run finds the cache and does nothing.
 # Writes .cache/kokon.env with the paths the enclave and the tests use.
 set -euo pipefail
@@ -20,6 +22,7 @@ ONNX_VERSION=1.23.2
 OPENAI_VERSION=3.57.0
 PROMETHEUS_CLIENT_VERSION=0.26.0
 LLAMA_CPP_PYTHON_VERSION=0.3.36
+VHOST_DEVICE_VSOCK_VERSION=0.3.0
 cache=.cache
 venv=$cache/venv
 stamp=$venv/.kokon-$ONNXRUNTIME_VERSION-$MAGIKA_VERSION-$SMOLLM2_VERSION-$GGUF_VERSION-$ONNX_VERSION
@@ -53,6 +56,25 @@ if [ "${1:-}" = test ] && ! command -v chromium >/dev/null 2>&1; then
   $sudo apt-get update -qq >&2
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >&2
 fi
+# `setup.sh test|bench|vm`: the worker VM's tools. QEMU (Debian's package,
+# when missing) runs it; the rust-vmm vhost-user vsock daemon carries the
+# host <-> enclave link on machines without the kernel's vhost-vsock
+# (/dev/vhost-vsock), built from crates.io into .cache/bin once.
+case "${1:-}" in
+  test|bench|vm)
+    if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
+      echo "setup: installing qemu-system-x86 (apt-get)" >&2
+      sudo=""
+      [ "$(id -u)" = 0 ] || sudo=sudo
+      $sudo apt-get update -qq >&2
+      $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 >&2
+    fi
+    if [ ! -e /dev/vhost-vsock ] && [ ! -x "$cache/bin/vhost-device-vsock" ]; then
+      echo "setup: cargo install vhost-device-vsock@$VHOST_DEVICE_VSOCK_VERSION into $cache/bin" >&2
+      cargo install --quiet --locked --root "$cache" "vhost-device-vsock@$VHOST_DEVICE_VSOCK_VERSION" >&2
+    fi
+    ;;
+esac
 # `setup.sh bench`: llama.cpp, the benchmark's peer (builds from source the
 # first time: minutes).
 if [ "${1:-}" = bench ] && [ ! -f "$venv/.kokon-llama-cpp-$LLAMA_CPP_PYTHON_VERSION" ]; then

@@ -1,0 +1,317 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+//! The worker VM end to end: `kokon image build` assembles the real guest
+//! image from the pinned Debian packages, `kokon audit measure` recomputes
+//! its TDX measurements into a development policy, and `kokon host
+//! --backend qemu --tee none` boots it under QEMU (KVM when /dev/kvm works,
+//! TCG otherwise). The client attests it with that policy (so the
+//! development VM's evidence carries the image's real measurements), a
+//! different image's policy rejects it, private inferences run through it,
+//! the VM is killed while requests are in flight and the host boots a new
+//! one that serves the next request, and a marker the client sent appears
+//! in neither the host's output nor the guest's console (which the host's
+//! output carries).
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kokon_client::magika::Prepared;
+use kokon_client::{Client, ClientError, VerifiedEnclave};
+use kokon_policies::Policy;
+use kokon_tests::{magika_request, repo_root, Env};
+
+/// The development policy for VMs, before its measurements are filled in.
+const DEV_VM_POLICY: &str = "policies/dev-vm.toml";
+
+fn kokon(env: &Env, data: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(&env.kokon_bin)
+        .args(args)
+        .env("KOKON_DATA_DIR", data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kokon {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Builds an image of this build's enclave and init into `dir`.
+fn build_image(env: &Env, data: &Path, dir: &Path, price: u128) {
+    let bin = env.kokon_bin.parent().unwrap();
+    kokon(
+        env,
+        data,
+        &[
+            "image",
+            "build",
+            "--out",
+            dir.to_str().unwrap(),
+            "--enclave",
+            env.enclave_bin.to_str().unwrap(),
+            "--init",
+            bin.join("kokon-init").to_str().unwrap(),
+            "--model",
+            env.model.to_str().unwrap(),
+            "--price-nanoton-per-unit",
+            &price.to_string(),
+        ],
+    );
+}
+
+/// The development VM policy with the image's measurements, as an auditor writes it.
+fn measured_policy(env: &Env, data: &Path, image: &Path) -> String {
+    let base = repo_root().join(DEV_VM_POLICY);
+    kokon(
+        env,
+        data,
+        &[
+            "audit",
+            "measure",
+            "--image",
+            image.to_str().unwrap(),
+            "--tee",
+            "tdx",
+            "--policy-snippet",
+            "--into",
+            base.to_str().unwrap(),
+        ],
+    )
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// QEMU processes whose parent is `host`.
+fn qemu_children(host: u32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // pid (comm) state ppid ...
+            let Some((comm, rest)) = stat.split_once(") ") else {
+                return false;
+            };
+            comm.contains("qemu-system")
+                && rest.split_whitespace().nth(1) == Some(&host.to_string())
+        })
+        .collect()
+}
+
+fn row(env: &Env, content: &[u8]) -> Vec<i32> {
+    match env.magika().prepare(content) {
+        Prepared::Features(row) => row,
+        Prepared::Decided(c) => panic!("sample too small: {c:?}"),
+    }
+}
+
+async fn wait_healthy(base: &str, log: &Path, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    while kokon_tests::try_http_get(base, "/healthz").await.map(|r| r.0) != Some(200) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the VM's enclave did not come up within {within:?}; host log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+const PYTHON: &[u8] = b"import os\nimport sys\n\ndef main():\n    for name in sorted(os.listdir(sys.argv[1])):\n        print(name)\n\nif __name__ == '__main__':\n    main()\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_worker_vm_boots_attests_serves_and_survives_a_kill() {
+    let env = Env::load();
+    let data = tempfile::tempdir().unwrap();
+    let image = data.path().join("image");
+    let other_image = data.path().join("other-image");
+    build_image(&env, data.path(), &image, 0);
+    // The same build with another price: another initrd, other measurements.
+    build_image(&env, data.path(), &other_image, 7);
+    let policy_text = measured_policy(&env, data.path(), &image);
+    let other_policy_text = measured_policy(&env, data.path(), &other_image);
+    assert_ne!(policy_text, other_policy_text);
+
+    let log_path = data.path().join("host.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let port = kokon_tests::free_port();
+    let mut host = tokio::process::Command::new(&env.kokon_bin)
+        .args([
+            "host",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--backend",
+            "qemu",
+            "--image",
+            image.to_str().unwrap(),
+            "--tee",
+            "none",
+        ])
+        .env("KOKON_DATA_DIR", data.path())
+        .env("RUST_LOG", "info")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let host_pid = host.id().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_healthy(&base, &log_path, Duration::from_secs(600)).await;
+
+    // The sim root the host handed the guest is this data directory's.
+    let locals = env.local_references(data.path());
+    let policy = Policy::from_toml(&policy_text, &locals).unwrap();
+    let other_policy = Policy::from_toml(&other_policy_text, &locals).unwrap();
+    let client = Client::new(&base);
+    let enclave: VerifiedEnclave = client.attest(&policy).await.unwrap();
+    assert_eq!(enclave.bundle.backend, "sim");
+    match client.attest(&other_policy).await {
+        Err(ClientError::Rejected(report)) => {
+            let text = report.to_string();
+            assert!(text.contains("rtmr2"), "{text}");
+        }
+        other => panic!("another image's policy accepted this VM: {:?}", other.map(|_| ())),
+    }
+
+    // Private inferences, one carrying a marker in its ID (echoed, sealed)
+    // and one whose (sealed) error names it.
+    let mut raw = [0u8; 16];
+    getrandom::fill(&mut raw).unwrap();
+    let marker = format!("KOKON-VM-CANARY-{}", hex::encode(raw));
+    let mut request = magika_request(&[row(&env, PYTHON)]);
+    request.id = Some(marker.clone());
+    let (response, receipt) = client.infer(&enclave, &request).await.unwrap();
+    assert_eq!(response.id.as_deref(), Some(marker.as_str()));
+    assert_eq!(receipt.receipt.units, 1);
+    let mut bad = magika_request(&[row(&env, PYTHON)]);
+    bad.inputs[0].name = marker.clone();
+    let err = client.infer(&enclave, &bad).await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Enclave { status: 400, message } if message.contains(&marker)),
+        "{err}"
+    );
+
+    // Kill the VM while clients keep requests in flight.
+    let qemu = qemu_children(host_pid);
+    assert_eq!(qemu.len(), 1, "one QEMU under the host: {qemu:?}");
+    let failed = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (client, enclave, failed, stop) = (
+            client.clone(),
+            enclave.clone(),
+            failed.clone(),
+            stop.clone(),
+        );
+        let request = magika_request(&[row(&env, PYTHON)]);
+        load.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if client.infer(&enclave, &request).await.is_err() {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(qemu[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    assert!(
+        failed.load(Ordering::Relaxed) >= 1,
+        "no request was in flight when the VM died"
+    );
+    // The host boots a new VM: a new enclave, new keys, the same measurements.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    let again = loop {
+        if let Ok(enclave) = client.attest(&policy).await {
+            break enclave;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no new VM; host log:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_ne!(
+        again.bundle.claims.ohttp_key_config, enclave.bundle.claims.ohttp_key_config,
+        "the new VM's enclave has new keys"
+    );
+    let new_qemu = qemu_children(host_pid);
+    assert!(new_qemu.len() == 1 && new_qemu[0] != qemu[0], "{new_qemu:?}");
+    client
+        .infer(&again, &magika_request(&[row(&env, PYTHON)]))
+        .await
+        .unwrap();
+
+    // SIGTERM: the host powers the VM off and exits.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(host_pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(60), host.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "host exit status {status:?}");
+    assert!(qemu_children(host_pid).is_empty());
+
+    let logs = std::fs::read(&log_path).unwrap();
+    let text = String::from_utf8_lossy(&logs);
+    // The guest's console reached the host's log: the kernel's and the init's lines.
+    assert!(text.contains("Linux version"), "no guest console in:\n{text}");
+    assert!(text.contains("kokon-init: evidence: Sim"), "{text}");
+    assert!(text.contains("powering off"), "no clean power-off in:\n{text}");
+    assert!(!contains(&logs, marker.as_bytes()), "marker in the host's output");
+    assert!(
+        !contains(&logs, &marker.as_bytes()[16..]),
+        "marker in the host's output"
+    );
+}
+
+/// A missing image is a clear error naming the fix.
+#[test]
+fn a_missing_image_says_how_to_build_one() {
+    let env = Env::load();
+    let data = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(&env.kokon_bin)
+        .args([
+            "host",
+            "--backend",
+            "qemu",
+            "--tee",
+            "none",
+            "--image",
+            data.path().join("nowhere").to_str().unwrap(),
+        ])
+        .env("KOKON_DATA_DIR", data.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("nowhere"), "{stderr}");
+    assert!(stderr.contains("kokon image build"), "{stderr}");
+}
