@@ -16,6 +16,7 @@ pub mod collateral;
 pub mod http;
 pub mod ledger;
 pub mod metrics;
+pub mod qemu;
 pub mod relay;
 pub mod state;
 pub mod supervisor;
