@@ -17,6 +17,7 @@ pub mod http;
 pub mod ledger;
 pub mod link;
 pub mod metrics;
+pub mod qemu;
 pub mod relay;
 pub mod state;
 pub mod supervisor;
