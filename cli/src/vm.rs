@@ -346,7 +346,7 @@ pub fn launch(args: &HostArgs, data_dir: &Path, run_dir: &Path) -> anyhow::Resul
         Some("kvm") => Accel::Kvm,
         Some("tcg") => Accel::Tcg,
         Some(other) => anyhow::bail!("--accel {other}: expected kvm or tcg"),
-        None if kvm_usable() => Accel::Kvm,
+        None if qemu::kvm_usable(Path::new("/dev/kvm")).is_ok() => Accel::Kvm,
         None => Accel::Tcg,
     };
     let config = VmConfig {
@@ -357,6 +357,10 @@ pub fn launch(args: &HostArgs, data_dir: &Path, run_dir: &Path) -> anyhow::Resul
         cpu_model: match tee {
             Tee::Snp => image.manifest.vm.snp_vcpu_type.clone(),
             Tee::None if accel == Accel::Tcg => "max".into(),
+            // Nested KVM hosts may refuse the host's IA32_ARCH_CAPABILITIES
+            // MSR (QEMU: "failed to set MSR 0x10a"); a development VM needs
+            // none of it.
+            Tee::None => "host,-arch-capabilities".into(),
             _ => "host".into(),
         },
         firmware: dir.join(kokon_image::FIRMWARE),
@@ -387,15 +391,6 @@ pub fn launch(args: &HostArgs, data_dir: &Path, run_dir: &Path) -> anyhow::Resul
         shutdown_grace: Duration::from_secs(10),
     }
     .into())
-}
-
-/// Whether /dev/kvm opens for reading and writing.
-fn kvm_usable() -> bool {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok()
 }
 
 /// The vhost-user vsock daemon: $KOKON_VHOST_DEVICE_VSOCK, else the one

@@ -44,6 +44,10 @@ const PAGE_SIZE: usize = 4096;
 /// The most vCPUs measured: KVM's largest `KVM_MAX_VCPUS`.
 pub const MAX_VCPUS: u32 = 4096;
 
+/// The guest features QEMU and KVM launch an SEV-SNP guest with unless told
+/// otherwise: SNPActive (bit 0) only.
+pub const DEFAULT_GUEST_FEATURES: u64 = 0x1;
+
 /// Bit 0 of SEV_FEATURES: the guest is an SEV-SNP guest.
 const SNP_ACTIVE: u64 = 1;
 

@@ -20,16 +20,19 @@ use std::thread;
 use kokon_measure::snp::{self, SnpError, SnpInputs, VcpuType};
 use uuid::{uuid, Uuid};
 
-/// Where the firmware is found when `KOKON_OVMF` is unset.
-const DEFAULT_OVMF: &str = "/tmp/apt/dl/x/usr/share/ovmf/OVMF.fd";
+/// Where the firmware is found when `KOKON_OVMF` is unset: the guest image
+/// `just test` builds before the tests (`kokon image build`).
+const DEFAULT_OVMF: &str = "../.cache/vm/image/OVMF.fd";
 
 /// The OVMF image the tests measure.
 fn ovmf_path() -> PathBuf {
-    let path =
-        std::env::var_os("KOKON_OVMF").map_or_else(|| PathBuf::from(DEFAULT_OVMF), PathBuf::from);
+    let path = std::env::var_os("KOKON_OVMF").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_OVMF),
+        PathBuf::from,
+    );
     assert!(
         path.is_file(),
-        "no OVMF image at {}: set KOKON_OVMF to an OVMF.fd with SEV support",
+        "no OVMF image at {}: run `just image` (or `just test`), or set KOKON_OVMF to an OVMF.fd with SEV support",
         path.display()
     );
     path
