@@ -246,6 +246,10 @@ pub fn refresh_lock(lock: &Path, cache: &Path) -> Result<(), ImageError> {
         Lock::unpinned_default()
     };
     let pinned = fetch::resolve(&request, lock, cache)?;
+    pinned.check().map_err(|reason| ImageError::Lock {
+        path: lock.to_owned(),
+        reason: format!("the refreshed pins: {reason}"),
+    })?;
     pinned.save(lock)
 }
 

@@ -188,7 +188,7 @@ impl Lock {
     }
 
     /// Every check `load` makes, as the reason it fails.
-    fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         if self.source.is_empty() {
             return Err("no [[source]]".into());
         }
@@ -206,19 +206,26 @@ impl Lock {
                 plain_word("[[source]] field", word)?;
             }
         }
-        plain_word("request.architecture", &self.request.architecture)?;
-        plain_word("request.kernel", &self.request.kernel)?;
+        word(
+            "request.architecture",
+            &self.request.architecture,
+            ARCHITECTURE,
+        )?;
+        word("request.kernel", &self.request.kernel, PACKAGE)?;
+        for name in &self.request.packages {
+            word("request.packages", name, PACKAGE)?;
+        }
         let w = &self.wheel;
         for (field, value) in [
             ("wheel.project", &w.project),
             ("wheel.version", &w.version),
             ("wheel.python_version", &w.python_version),
             ("wheel.platform", &w.platform),
-            ("wheel.library", &w.library),
-            ("wheel.filename", &w.filename),
         ] {
-            plain_word(field, value)?;
+            word(field, value, PYPI)?;
         }
+        plain_word("wheel.library", &w.library)?;
+        plain_word("wheel.filename", &w.filename)?;
         if w.filename.contains('/') || !w.filename.ends_with(".whl") {
             return Err(format!(
                 "wheel.filename {:?} is not a wheel's file name",
@@ -228,14 +235,14 @@ impl Lock {
         sha256_field(&format!("wheel {}", w.filename), &w.sha256)?;
         let mut names = BTreeSet::new();
         for p in &self.package {
-            for (field, value) in [
-                ("name", &p.name),
-                ("version", &p.version),
-                ("architecture", &p.architecture),
-                ("filename", &p.filename),
-            ] {
-                plain_word(&format!("package {} {field}", p.name), value)?;
-            }
+            word("package name", &p.name, PACKAGE)?;
+            word(&format!("package {} version", p.name), &p.version, VERSION)?;
+            word(
+                &format!("package {} architecture", p.name),
+                &p.architecture,
+                ARCHITECTURE,
+            )?;
+            plain_word(&format!("package {} filename", p.name), &p.filename)?;
             if !names.insert(p.name.as_str()) {
                 return Err(format!("package {} is pinned twice", p.name));
             }
@@ -287,6 +294,30 @@ fn plain_word(field: &str, value: &str) -> Result<(), String> {
     if bad {
         return Err(format!(
             "{field} {value:?} is empty or has whitespace, quotes, '=' or brackets"
+        ));
+    }
+    Ok(())
+}
+
+/// The characters after the first (which must be a letter or digit) of a
+/// Debian package name, a Debian version, a Debian architecture, and a PyPI
+/// project, version or tag: values that go on apt's and pip's command lines
+/// can never read as options.
+const PACKAGE: &str = "abcdefghijklmnopqrstuvwxyz0123456789+.-";
+const VERSION: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.+~:-";
+const ARCHITECTURE: &str = "abcdefghijklmnopqrstuvwxyz0123456789-";
+const PYPI: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-+!";
+
+/// A value that starts with a letter or digit and has only `allowed`
+/// characters.
+fn word(field: &str, value: &str, allowed: &str) -> Result<(), String> {
+    let first_ok = value
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
+    if !first_ok || !value.chars().all(|c| allowed.contains(c)) {
+        return Err(format!(
+            "{field} {value:?} must start with a letter or digit and have only the characters {allowed:?}"
         ));
     }
     Ok(())
@@ -395,7 +426,25 @@ mod tests {
         if let Some(p) = lock.package.first_mut() {
             p.version = "1.0 -o Dir=/".into();
         }
-        assert!(lock.check().expect_err("space").contains("whitespace"));
+        assert!(lock
+            .check()
+            .expect_err("space")
+            .contains("must start with a letter or digit"));
+
+        let mut lock = pinned();
+        lock.request.packages.push("-s".into());
+        let err = lock.check().expect_err("option-like");
+        assert!(
+            err.starts_with("request.packages \"-s\" must start with a letter or digit"),
+            "{err}"
+        );
+
+        let mut lock = pinned();
+        lock.wheel.project = "--index-url=http://evil".into();
+        assert!(lock
+            .check()
+            .expect_err("pip option")
+            .starts_with("wheel.project"));
 
         let mut lock = pinned();
         lock.package
