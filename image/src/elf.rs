@@ -183,3 +183,86 @@ pub fn closure(roots: &[(String, &[u8])], tree: &Tree) -> Result<Vec<Needed>, Im
     }
     Ok(found.into_values().collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// A minimal ELF64 shared object for `machine`, with a `PT_INTERP` when
+    /// `interp` is given.
+    fn elf(machine: u16, interp: Option<&str>) -> Vec<u8> {
+        let phnum: u16 = if interp.is_some() { 1 } else { 0 };
+        let mut out = Vec::new();
+        out.extend_from_slice(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0");
+        out.extend_from_slice(&3u16.to_le_bytes()); // ET_DYN
+        out.extend_from_slice(&machine.to_le_bytes());
+        out.extend_from_slice(&1u32.to_le_bytes());
+        out.extend_from_slice(&0u64.to_le_bytes()); // entry
+        out.extend_from_slice(&(if phnum > 0 { 64u64 } else { 0 }).to_le_bytes());
+        out.extend_from_slice(&0u64.to_le_bytes()); // shoff
+        out.extend_from_slice(&0u32.to_le_bytes()); // flags
+        for v in [64u16, 56, phnum, 64, 0, 0] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        if let Some(interp) = interp {
+            let size = interp.len() as u64 + 1;
+            out.extend_from_slice(&3u32.to_le_bytes()); // PT_INTERP
+            out.extend_from_slice(&4u32.to_le_bytes());
+            for v in [120u64, 120, 120, size, size, 1] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            out.extend_from_slice(interp.as_bytes());
+            out.push(0);
+        }
+        out
+    }
+
+    #[test]
+    fn only_x86_64_elf_is_taken() {
+        check("/init", &elf(62, None)).expect("x86-64");
+        let err = check("/init", &elf(183, None)).expect_err("arm64");
+        assert!(err.to_string().starts_with("ELF /init: machine"), "{err}");
+        assert!(
+            err.to_string()
+                .ends_with("expected x86-64 (EM_X86_64, 64-bit)"),
+            "{err}"
+        );
+        let err = check("/init", b"#!/bin/sh\n").expect_err("script");
+        assert!(err.to_string().contains("not a readable ELF file"), "{err}");
+    }
+
+    #[test]
+    fn the_interpreter_comes_from_the_packages() {
+        let binary = elf(62, Some("/lib64/ld-test.so.2"));
+        let roots = [("/init".to_owned(), binary.as_slice())];
+
+        let empty = Tree::over(tempfile::tempdir().expect("tempdir"));
+        let err = closure(&roots, &empty).expect_err("no loader");
+        assert!(
+            matches!(&err, ImageError::MissingLibrary { library, needed_by, .. }
+                if library == "/lib64/ld-test.so.2" && needed_by == "/init"),
+            "{err}"
+        );
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lib = dir.path().join("usr/lib/x86_64-linux-gnu");
+        std::fs::create_dir_all(&lib).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("usr/lib64")).expect("mkdir");
+        std::fs::write(lib.join("ld-test.so.2"), elf(62, None)).expect("write");
+        symlink(
+            "../lib/x86_64-linux-gnu/ld-test.so.2",
+            dir.path().join("usr/lib64/ld-test.so.2"),
+        )
+        .expect("link");
+        let tree = Tree::over(dir);
+        let found = closure(&roots, &tree).expect("loader");
+        assert_eq!(found.len(), 1);
+        let loader = &found[0];
+        assert_eq!(loader.image_path, "/lib64/ld-test.so.2");
+        assert!(loader.interpreter);
+        assert!(loader
+            .source
+            .ends_with("usr/lib/x86_64-linux-gnu/ld-test.so.2"));
+    }
+}

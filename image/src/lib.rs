@@ -136,25 +136,12 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
 
     let lock = Lock::load(&spec.lock)?;
     let fetched = fetch::fetch(&lock, &spec.lock, &spec.cache)?;
-    let tree = Tree::unpack(fetched.debs.iter().map(|(_, path)| path.as_path()))?;
-
-    let kernels: Vec<String> = tree
-        .list("/boot")
-        .into_iter()
-        .filter(|n| n.starts_with("vmlinuz-"))
-        .collect();
-    let [kernel_name] = kernels.as_slice() else {
-        return Err(ImageError::Layout(format!(
-            "the locked packages have {} kernels in /boot ({kernels:?}), expected one",
-            kernels.len()
-        )));
-    };
-    let release = kernel_name.trim_start_matches("vmlinuz-").to_owned();
-    let vmlinuz = tree.read(&format!("/boot/{kernel_name}"))?;
-    let ovmf = tree.read(OVMF_PACKAGE_PATH)?;
-
     let member = &lock.wheel.library;
     let ort = wheel_member(&fetched.wheel, member)?;
+    let tree = Tree::unpack(fetched.debs.iter().map(|(_, path)| path.as_path()))?;
+    let (release, vmlinuz) = kernel(&tree)?;
+    let ovmf = tree.read(OVMF_PACKAGE_PATH)?;
+
     let ort_path = format!(
         "{ONNXRUNTIME_DIR}/{}",
         member.rsplit('/').next().unwrap_or(member)
@@ -253,6 +240,23 @@ pub fn refresh_lock(lock: &Path, cache: &Path) -> Result<(), ImageError> {
     pinned.save(lock)
 }
 
+/// The one kernel in the packages' `/boot`: its release and bytes.
+fn kernel(tree: &Tree) -> Result<(String, Vec<u8>), ImageError> {
+    let kernels: Vec<String> = tree
+        .list("/boot")
+        .into_iter()
+        .filter(|n| n.starts_with("vmlinuz-"))
+        .collect();
+    let [name] = kernels.as_slice() else {
+        return Err(ImageError::Layout(format!(
+            "the locked packages have {} kernels in /boot ({kernels:?}), expected one",
+            kernels.len()
+        )));
+    };
+    let release = name.trim_start_matches("vmlinuz-").to_owned();
+    Ok((release, tree.read(&format!("/boot/{name}"))?))
+}
+
 /// An error unless `cmdline` fits the kernel's buffer and is one line.
 fn check_cmdline(cmdline: &str) -> Result<(), ImageError> {
     if cmdline.len() > MAX_CMDLINE || cmdline.contains(['\0', '\n']) {
@@ -317,5 +321,28 @@ mod tests {
         let err = check_cmdline(&"x".repeat(MAX_CMDLINE + 1)).expect_err("too long");
         assert!(err.to_string().contains("found 2048 bytes"), "{err}");
         assert!(check_cmdline("a\nb").is_err());
+    }
+
+    #[test]
+    fn the_packages_must_hold_one_kernel() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let boot = dir.path().join("boot");
+        std::fs::create_dir_all(&boot).expect("mkdir");
+        std::fs::write(boot.join("config-6.12.1-cloud"), b"").expect("write");
+        let path = dir.path().to_owned();
+        let tree = Tree::over(dir);
+        let err = kernel(&tree).expect_err("none");
+        assert_eq!(
+            err.to_string(),
+            "image layout: the locked packages have 0 kernels in /boot ([]), expected one"
+        );
+        std::fs::write(path.join("boot/vmlinuz-6.12.1-cloud"), b"kernel").expect("write");
+        assert_eq!(
+            kernel(&tree).expect("one"),
+            ("6.12.1-cloud".to_owned(), b"kernel".to_vec())
+        );
+        std::fs::write(path.join("boot/vmlinuz-6.12.2-cloud"), b"kernel").expect("write");
+        let err = kernel(&tree).expect_err("two");
+        assert!(err.to_string().contains("have 2 kernels"), "{err}");
     }
 }

@@ -177,3 +177,94 @@ impl Manifest {
         Ok(bytes)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn artifact(file: &str, bytes: &[u8]) -> Artifact {
+        Artifact {
+            file: file.into(),
+            sha256: crate::digest::sha256_hex(bytes),
+            size: bytes.len() as u64,
+        }
+    }
+
+    fn sample(dir: &Path) -> Manifest {
+        let files = [
+            ("OVMF.fd", b"fw"),
+            ("vmlinuz", b"kl"),
+            ("initrd.img", b"rd"),
+            ("cmdline", b"c="),
+        ];
+        for (name, bytes) in files {
+            std::fs::write(dir.join(name), bytes).expect("write");
+        }
+        let image_file = ImageFile {
+            path: "/init".into(),
+            sha256: "0".repeat(64),
+            size: 1,
+        };
+        Manifest {
+            format: FORMAT,
+            artifacts: Artifacts {
+                ovmf: artifact("OVMF.fd", b"fw"),
+                kernel: artifact("vmlinuz", b"kl"),
+                initrd: artifact("initrd.img", b"rd"),
+                cmdline: artifact("cmdline", b"c="),
+            },
+            kernel_release: "6.12.1".into(),
+            cmdline: "c=".into(),
+            vm: VmShape {
+                vcpus: 1,
+                memory_mib: 512,
+                snp_vcpu_type: "EPYC-v4".into(),
+            },
+            packages: Vec::new(),
+            wheel: WheelRecord {
+                filename: "w.whl".into(),
+                sha256: "1".repeat(64),
+                member: "m".into(),
+                path: "/usr/lib/kokon/m".into(),
+                library_sha256: "2".repeat(64),
+            },
+            init: image_file.clone(),
+            enclave: image_file,
+            enclave_args: Vec::new(),
+            files: Vec::new(),
+            libraries: Vec::new(),
+            modules: vec!["configfs".into()],
+        }
+    }
+
+    #[test]
+    fn manifests_read_back_and_check_their_format_and_artifacts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let manifest = sample(dir.path());
+        std::fs::write(
+            dir.path().join(MANIFEST),
+            manifest.to_bytes().expect("bytes"),
+        )
+        .expect("write");
+        assert_eq!(Manifest::load(dir.path()).expect("load"), manifest);
+        manifest.verify(dir.path()).expect("verify");
+
+        let mut future = manifest.clone();
+        future.format = FORMAT + 1;
+        std::fs::write(dir.path().join(MANIFEST), future.to_bytes().expect("bytes"))
+            .expect("write");
+        let err = Manifest::load(dir.path()).expect_err("format 2");
+        assert!(err.to_string().ends_with("format 2, expected 1"), "{err}");
+
+        std::fs::write(dir.path().join(MANIFEST), b"{\"format\": 1}").expect("write");
+        let err = Manifest::load(dir.path()).expect_err("incomplete");
+        assert!(err.to_string().contains("missing field"), "{err}");
+
+        std::fs::write(dir.path().join("vmlinuz"), b"other").expect("write");
+        let err = manifest.verify(dir.path()).expect_err("changed kernel");
+        assert!(
+            err.to_string().contains("vmlinuz") && err.to_string().contains("(5 bytes)"),
+            "{err}"
+        );
+    }
+}

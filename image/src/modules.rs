@@ -328,7 +328,11 @@ mod tests {
 
     /// A minimal ELF64 relocatable file with one `.modinfo` section.
     fn ko(modinfo_bytes: &[u8]) -> Vec<u8> {
-        let shstrtab = b"\0.modinfo\0.shstrtab\0";
+        ko_with(b"\0.modinfo\0.shstrtab\0", modinfo_bytes)
+    }
+
+    /// The same with another section name table (`.modinfo` at offset 1).
+    fn ko_with(shstrtab: &[u8], modinfo_bytes: &[u8]) -> Vec<u8> {
         let info_off = 64u64;
         let str_off = info_off + modinfo_bytes.len() as u64;
         let sh_off = str_off + shstrtab.len() as u64;
@@ -380,6 +384,9 @@ mod tests {
             modinfo("x", &truncated).is_err(),
             "a cut file is an error, not a panic"
         );
+        let err =
+            modinfo("x", &ko_with(b"\0.notinfo\0.shstrtab\0", b"depends=\0")).expect_err("none");
+        assert_eq!(err.to_string(), "ELF kernel module x: no .modinfo section");
         let err = modinfo("x", b"not elf").expect_err("not ELF");
         assert!(
             err.to_string()
@@ -412,6 +419,13 @@ mod tests {
         assert!(select(&tree, "6.12.1-cloud", &["ext4"])
             .expect("builtin")
             .is_empty());
+        std::fs::write(modules.join("virtio_blk.ko.zst"), b"(zstd)").expect("write");
+        let err = select(&tree, "6.12.1-cloud", &["virtio-blk"]).expect_err("zstd");
+        assert!(
+            err.to_string()
+                .contains("only .ko and .ko.xz modules are supported"),
+            "{err}"
+        );
         let err = select(&tree, "6.12.1-cloud", &["vsock"]).expect_err("absent");
         assert!(
             err.to_string().contains("neither built into 6.12.1-cloud"),

@@ -503,6 +503,63 @@ fn a_wrong_digest_names_expected_and_found() {
 }
 
 #[test]
+fn a_wheel_other_than_the_pinned_one_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let real = Lock::load(&committed_lock()).expect("lock").wheel;
+    let bogus = "f".repeat(64);
+    let lock = edited_lock(dir.path(), |lock| lock.wheel.sha256 = bogus.clone());
+    let err = build(&spec(lock, dir.path()), &dir.path().join("out")).expect_err("wrong digest");
+    assert!(
+        matches!(&err, ImageError::Digest { what, expected, found, .. }
+            if what.contains(&real.filename) && *expected == bogus && *found == real.sha256),
+        "{err}"
+    );
+    let cached = cache().join("wheels").join(&real.filename);
+    let (on_disk, _) =
+        kokon_image::digest::file_sha256(&cached).expect("the good wheel stays cached");
+    assert_eq!(on_disk, real.sha256);
+
+    let other = "onnxruntime-1.31.1-cp311-cp311-manylinux_2_17_x86_64.whl";
+    let lock = edited_lock(dir.path(), |lock| lock.wheel.filename = other.into());
+    let err = build(&spec(lock, dir.path()), &dir.path().join("out")).expect_err("other file");
+    assert!(
+        err.to_string().contains(&format!(
+            "pip downloaded {} for onnxruntime==1.31.1; the lock pins {other}",
+            real.filename
+        )),
+        "{err}"
+    );
+    assert!(!cache().join("wheels").join(other).exists());
+
+    let lock = edited_lock(dir.path(), |lock| {
+        lock.wheel.library = "onnxruntime/capi/libnothing.so".into()
+    });
+    let err = build(&spec(lock, dir.path()), &dir.path().join("out")).expect_err("no member");
+    assert!(
+        err.to_string()
+            .contains("no member onnxruntime/capi/libnothing.so"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_keyring_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lock = edited_lock(dir.path(), |lock| {
+        lock.source[0].signed_by = "/nonexistent/debian-archive-keyring.gpg".into();
+        // Not cached, so apt is needed.
+        for p in lock.package.iter_mut().filter(|p| p.name == "libgcc-s1") {
+            p.filename = "pool/main/g/gcc-14/libgcc-s1_uncached_amd64.deb".into();
+        }
+    });
+    let err = build(&spec(lock, dir.path()), &dir.path().join("out")).expect_err("no keyring");
+    assert!(
+        err.to_string().contains("the keyring /nonexistent/debian-archive-keyring.gpg does not exist (apt-get install debian-archive-keyring)"),
+        "{err}"
+    );
+}
+
+#[test]
 fn an_unserved_version_says_to_refresh_the_lock() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lock = edited_lock(dir.path(), |lock| {
