@@ -94,7 +94,27 @@ fn the_same_spec_builds_the_same_bytes() {
     std::fs::create_dir_all(&out).expect("mkdir");
     std::fs::write(out.join("initrd.img"), b"stale").expect("write");
     std::fs::write(out.join("notes.txt"), b"mine").expect("write");
-    let second = must_build(&spec(committed_lock(), dir.path()), &out);
+    // The second build has its own cache, holding only the pinned files, and
+    // a lock whose archive cannot be reached: it must need no network, and
+    // no path of the first build's may reach its bytes.
+    let own_cache = dir.path().join("cache");
+    for sub in ["debs", "wheels"] {
+        std::fs::create_dir_all(own_cache.join(sub)).expect("mkdir");
+        for entry in std::fs::read_dir(cache().join(sub)).expect("list cache") {
+            let entry = entry.expect("entry");
+            let name = entry.file_name();
+            if !name.to_string_lossy().starts_with('.') {
+                std::fs::copy(entry.path(), own_cache.join(sub).join(name)).expect("copy");
+            }
+        }
+    }
+    let offline_lock = edited_lock(dir.path(), |lock| {
+        lock.source[0].uri = "http://offline.invalid/debian".into();
+    });
+    let mut offline = spec(offline_lock, dir.path());
+    offline.cache = own_cache;
+    let second = build(&offline, &out)
+        .unwrap_or_else(|e| panic!("the cached build went to the network: {e}"));
     assert_eq!(&second, first);
     for name in ARTIFACTS {
         let a = std::fs::read(out_dir().join(name)).expect("first");
