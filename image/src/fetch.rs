@@ -54,7 +54,7 @@ pub fn fetch(lock: &Lock, lock_path: &Path, cache: &Path) -> Result<Fetched, Ima
     Ok(Fetched { debs, wheel })
 }
 
-/// The pins for `request`'s [[source]], [request] and wheel request: the
+/// The pins for `request`'s `[[source]]`, `[request]` and wheel request: the
 /// candidates in the archive's current indexes, and the wheel pip downloads
 /// now (which is left in the cache).
 pub fn resolve(request: &Lock, lock_path: &Path, cache: &Path) -> Result<Lock, ImageError> {
