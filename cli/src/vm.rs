@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use sha2::Digest;
 use kokon_host::link::Link;
 use kokon_host::qemu::{self, Accel, SnpLaunch, Tee, VmConfig, Vsock};
 use kokon_host::vm::{VmCommand, VsockDaemon};
@@ -106,7 +107,7 @@ pub fn build(args: &ImageBuildArgs) -> anyhow::Result<()> {
             "--model-name".into(),
             "magika".into(),
             "--ort-lib".into(),
-            format!("/{}", kokon_image::ORT_LIB),
+            kokon_image::ORT_LIBRARY_PATH.into(),
             "--device".into(),
             "cpu".into(),
             "--price-nanoton-per-unit".into(),
@@ -130,8 +131,9 @@ pub fn build(args: &ImageBuildArgs) -> anyhow::Result<()> {
     }
     let manifest = kokon_image::build(&spec, &args.out)?;
     println!("image written to {}", args.out.display());
-    for artifact in &manifest.artifacts {
-        println!("  {:<12} sha256 {}", artifact.name, artifact.sha256);
+    let a = &manifest.artifacts;
+    for artifact in [&a.ovmf, &a.kernel, &a.initrd, &a.cmdline] {
+        println!("  {:<12} sha256 {}", artifact.file, artifact.sha256);
     }
     Ok(())
 }
@@ -159,9 +161,9 @@ fn read_image(dir: &Path) -> anyhow::Result<ImageFiles> {
         std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
     };
     Ok(ImageFiles {
-        firmware: read(kokon_image::FIRMWARE)?,
-        kernel: read(kokon_image::KERNEL)?,
-        initrd: read(kokon_image::INITRD)?,
+        firmware: read(kokon_image::OVMF_FILE)?,
+        kernel: read(kokon_image::KERNEL_FILE)?,
+        initrd: read(kokon_image::INITRD_FILE)?,
         manifest,
     })
 }
@@ -363,12 +365,14 @@ pub fn launch(args: &HostArgs, data_dir: &Path, run_dir: &Path) -> anyhow::Resul
             Tee::None => "host,-arch-capabilities".into(),
             _ => "host".into(),
         },
-        firmware: dir.join(kokon_image::FIRMWARE),
-        kernel: dir.join(kokon_image::KERNEL),
-        initrd: dir.join(kokon_image::INITRD),
+        firmware: dir.join(kokon_image::OVMF_FILE),
+        kernel: dir.join(kokon_image::KERNEL_FILE),
+        initrd: dir.join(kokon_image::INITRD_FILE),
         cmdline: image.manifest.cmdline.clone(),
         snp: SnpLaunch {
-            host_data: image.manifest.serving_digest(),
+            // The enclave's arguments in the image: its serving configuration.
+            host_data: sha2::Sha256::digest(serde_json::to_vec(&image.manifest.enclave_args)?)
+                .into(),
             ..SnpLaunch::default()
         },
         tdx_quote_vsock_port: 4050,

@@ -46,8 +46,10 @@ use tree::Tree;
 pub const INIT_PATH: &str = "/init";
 /// The enclave binary's path in the image.
 pub const ENCLAVE_PATH: &str = "/usr/bin/kokon-enclave";
-/// The directory of ONNX Runtime's library in the image.
-pub const ONNXRUNTIME_DIR: &str = "/usr/lib/kokon";
+/// ONNX Runtime's shared library in the image (the wheel's
+/// `libonnxruntime.so.1.x`, under one name whatever its version, so the
+/// enclave's `--ort-lib` does not change with the lock).
+pub const ORT_LIBRARY_PATH: &str = "/usr/lib/kokon/libonnxruntime.so";
 /// The kernel modules' directory in the image (`<name>.ko`).
 pub const MODULES_DIR: &str = "/lib/modules";
 /// The modules to load, one name a line, dependencies first.
@@ -142,10 +144,7 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
     let (release, vmlinuz) = kernel(&tree)?;
     let ovmf = tree.read(OVMF_PACKAGE_PATH)?;
 
-    let ort_path = format!(
-        "{ONNXRUNTIME_DIR}/{}",
-        member.rsplit('/').next().unwrap_or(member)
-    );
+    let ort_path = ORT_LIBRARY_PATH.to_owned();
     let roots = [
         (INIT_PATH.to_owned(), init.as_slice()),
         (ENCLAVE_PATH.to_owned(), enclave.as_slice()),

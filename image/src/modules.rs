@@ -17,8 +17,10 @@ use crate::tree::Tree;
 /// (`vmw_vsock_virtio_transport`), the TEE report interfaces (`configfs`
 /// for configfs-tsm, `tsm`, `tdx_guest`, `sev_guest`), QEMU's fw_cfg
 /// (`qemu_fw_cfg`), and the block and device-mapper modules a dm-verity
-/// model disk needs (`virtio_blk`, `dm_mod`, `dm_verity`). Dependencies are
-/// added; those built into the kernel are left out.
+/// model disk needs (`virtio_blk`, `dm_mod`, `dm_verity`), and the ACPI power
+/// button with its input events (`button`, `evdev`), which the init watches
+/// for the host's clean shutdown. Dependencies are added; those built into
+/// the kernel are left out.
 pub const MODULES: &[&str] = &[
     "configfs",
     "tsm",
@@ -30,6 +32,8 @@ pub const MODULES: &[&str] = &[
     "virtio_blk",
     "dm_mod",
     "dm_verity",
+    "button",
+    "evdev",
 ];
 
 /// One module, decompressed.
