@@ -41,8 +41,8 @@ use crate::Register;
 /// measure` to print.
 pub const RTMR0_NOTE: &str = "RTMR0 is not recomputed: OVMF extends into it the TD HOB (built by QEMU \
 from the VM's memory size), the configuration firmware volume, the Secure Boot and boot variables, \
-QEMU's fw_cfg boot order and the ACPI tables QEMU generates for the VM's shape (vCPUs, memory, \
-devices, QEMU version). Take RTMR0 from a trusted first boot: replay that boot's event log against \
+(depending on the OVMF version) QEMU's fw_cfg boot order, and the ACPI tables QEMU generates for \
+the VM's shape (vCPUs, memory, devices, QEMU version). Take RTMR0 from a trusted first boot: replay that boot's event log against \
 its quote with `kokon audit eventlog LOG --quote QUOTE`, check each RTMR0 event, and pin the value.";
 
 /// Why a TDX measurement could not be computed.

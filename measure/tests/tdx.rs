@@ -245,155 +245,175 @@ fn mrtd_of_debians_ovmf() {
 const DEBIAN_OVMF_MRTD: &str = "bdc6fb145880f06f30c8b346b8dce2a99d9351b56892df22f80fcf6574caa9f9c31df8e8576d53b4d0cd1c3f28910e11";
 
 /// Mutates the synthetic image and expects `mrtd` to fail with `message`.
-fn rejects(message: &str, change: impl FnOnce(&mut Vec<u8>)) {
-    let mut image = tdvf(&sections());
-    change(&mut image);
-    let text = err_text(mrtd(&image));
-    assert!(text.contains(message), "expected {message:?} in {text:?}");
-}
+/// A change to a valid input, and what its rejection must say.
+type Case<T> = (&'static str, fn(&mut T));
 
-fn rejects_sections(message: &str, change: impl FnOnce(&mut Vec<Sec>)) {
-    let mut secs = sections();
-    change(&mut secs);
-    let text = err_text(mrtd(&tdvf(&secs)));
-    assert!(text.contains(message), "expected {message:?} in {text:?}");
+/// Each case changes a copy of `valid`, which `check` must then refuse with
+/// an error that contains the case's message.
+fn each_trips<T: Clone, R: std::fmt::Debug>(
+    valid: T,
+    cases: &[Case<T>],
+    check: impl Fn(&T) -> Result<R, TdxError>,
+) {
+    assert!(check(&valid).is_ok());
+    for (message, change) in cases {
+        let mut input = valid.clone();
+        change(&mut input);
+        let text = err_text(check(&input));
+        assert!(text.contains(message), "expected {message:?} in {text:?}");
+    }
 }
 
 #[test]
 fn every_firmware_check_trips() {
-    // The image as a whole.
-    rejects(
-        "OVMF image: size 0x1ff00 is not a non-zero multiple of 64 KiB",
-        |i| i.truncate(IMAGE - 0x100),
-    );
-    rejects("OVMF image: size 0x0 is not", |i| i.clear());
-    rejects(
-        "no GUID table: expected the footer 96b582de-1fb2-45f7-baea-a366c55a082d at offset \
-         0x1ffce (50 bytes before the end), found 00000000-0000-0000-0000-000000000000",
-        |i| i[IMAGE - 48..IMAGE - 32].fill(0),
-    );
-    rejects("GUID table length 5 is not between 18 and", |i| {
-        put(i, IMAGE - 50, &5u16.to_le_bytes())
-    });
-    rejects("GUID table length 17 is not between 18 and", |i| {
-        put(i, IMAGE - 50, &17u16.to_le_bytes())
-    });
-    rejects(
-        "GUID table entry 00f771de-1a7e-4fcb-890e-68c77e2fb44e has length 200, not between 18 and 44",
-        |i| put(i, IMAGE - 50 - 18, &200u16.to_le_bytes()),
-    );
-    rejects(
-        "the GUID table has no TDX metadata entry (e47a6535-984a-4798-865e-4685a7bf8ec2)",
-        |i| i[IMAGE - 50 - 22 - 16..IMAGE - 50 - 22].fill(0x11),
-    );
-    rejects(
-        "the TDX metadata entry holds 2 bytes, expected a 4-byte offset",
-        |i| {
-            // The entry shrinks to 20 bytes, the table to 60.
-            put(i, IMAGE - 50 - 22 - 18, &20u16.to_le_bytes());
-            put(i, IMAGE - 50, &60u16.to_le_bytes());
-        },
-    );
-    // The descriptor.
-    rejects(
-        "TDVF metadata: offset 0x30000 from the end lies before the start of the image (0x20000)",
-        |i| put(i, IMAGE - 50 - 22 - 18 - 4, &0x30000u32.to_le_bytes()),
-    );
-    rejects(
-        "TDVF metadata: truncated descriptor length: needed 4 bytes at offset 4, 0 available",
-        |i| {
-            put(i, IMAGE - 50 - 22 - 18 - 4, &4u32.to_le_bytes());
-            put(i, IMAGE - 4, b"TDVF");
-        },
-    );
-    rejects(
-        "descriptor at 0x1f000: signature 54445658, expected \"TDVF\"",
-        |i| put(i, DESCRIPTOR_AT, b"TDVX"),
-    );
-    rejects(
-        "descriptor at 0x1f000 of length 0x100000 runs past the image (0x20000)",
-        |i| put(i, DESCRIPTOR_AT + 4, &0x100000u32.to_le_bytes()),
-    );
-    rejects("descriptor version 2, expected 1", |i| {
-        put(i, DESCRIPTOR_AT + 8, &2u32.to_le_bytes())
-    });
-    rejects("1 sections, QEMU requires at least 2", |i| {
-        put(i, DESCRIPTOR_AT + 12, &1u32.to_le_bytes())
-    });
-    rejects(
-        "4294967295 sections take 0x1ffffffff0 bytes with the descriptor, but its length is 0x90",
-        |i| put(i, DESCRIPTOR_AT + 12, &u32::MAX.to_le_bytes()),
-    );
-    rejects(
-        "5 sections take 0xb0 bytes with the descriptor, but its length is 0x90",
-        |i| put(i, DESCRIPTOR_AT + 12, &5u32.to_le_bytes()),
-    );
+    let cases: &[Case<Vec<u8>>] = &[
+        (
+            "OVMF image: size 0x1ff00 is not a non-zero multiple of 64 KiB",
+            |i| i.truncate(IMAGE - 0x100),
+        ),
+        (
+            "OVMF image: size 0x0 is not",
+            |i| i.clear(),
+        ),
+        (
+            "no GUID table: expected the footer 96b582de-1fb2-45f7-baea-a366c55a082d at offset 0x1ffce (50 bytes before the end), found 00000000-0000-0000-0000-000000000000",
+            |i| i[IMAGE - 48..IMAGE - 32].fill(0),
+        ),
+        (
+            "GUID table length 5 is not between 18 and",
+            |i| put(i, IMAGE - 50, &5u16.to_le_bytes()),
+        ),
+        (
+            "GUID table length 17 is not between 18 and",
+            |i| put(i, IMAGE - 50, &17u16.to_le_bytes()),
+        ),
+        (
+            "GUID table entry 00f771de-1a7e-4fcb-890e-68c77e2fb44e has length 200, not between 18 and 44",
+            |i| put(i, IMAGE - 50 - 18, &200u16.to_le_bytes()),
+        ),
+        (
+            "the GUID table has no TDX metadata entry (e47a6535-984a-4798-865e-4685a7bf8ec2)",
+            |i| i[IMAGE - 50 - 22 - 16..IMAGE - 50 - 22].fill(0x11),
+        ),
+        (
+            "the TDX metadata entry holds 2 bytes, expected a 4-byte offset",
+            |i| {
+                // The entry shrinks to 20 bytes, the table to 60.
+                put(i, IMAGE - 50 - 22 - 18, &20u16.to_le_bytes());
+                put(i, IMAGE - 50, &60u16.to_le_bytes());
+            },
+        ),
+        (
+            "TDVF metadata: offset 0x30000 from the end lies before the start of the image (0x20000)",
+            |i| put(i, IMAGE - 50 - 22 - 18 - 4, &0x30000u32.to_le_bytes()),
+        ),
+        (
+            "TDVF metadata: truncated descriptor length: needed 4 bytes at offset 4, 0 available",
+            |i| {
+                put(i, IMAGE - 50 - 22 - 18 - 4, &4u32.to_le_bytes());
+                put(i, IMAGE - 4, b"TDVF");
+            },
+        ),
+        (
+            "descriptor at 0x1f000: signature 54445658, expected \"TDVF\"",
+            |i| put(i, DESCRIPTOR_AT, b"TDVX"),
+        ),
+        (
+            "descriptor at 0x1f000 of length 0x100000 runs past the image (0x20000)",
+            |i| put(i, DESCRIPTOR_AT + 4, &0x100000u32.to_le_bytes()),
+        ),
+        (
+            "descriptor version 2, expected 1",
+            |i| put(i, DESCRIPTOR_AT + 8, &2u32.to_le_bytes()),
+        ),
+        (
+            "1 sections, QEMU requires at least 2",
+            |i| put(i, DESCRIPTOR_AT + 12, &1u32.to_le_bytes()),
+        ),
+        (
+            "4294967295 sections take 0x1ffffffff0 bytes with the descriptor, but its length is 0x90",
+            |i| put(i, DESCRIPTOR_AT + 12, &u32::MAX.to_le_bytes()),
+        ),
+        (
+            "5 sections take 0xb0 bytes with the descriptor, but its length is 0x90",
+            |i| put(i, DESCRIPTOR_AT + 12, &5u32.to_le_bytes()),
+        ),
+    ];
+    each_trips(tdvf(&sections()), cases, |image| mrtd(image));
 }
 
 #[test]
 fn every_section_check_trips() {
-    rejects_sections(
-        "TDVF metadata: section 0 (BFV): runs past the image (offset 0x1f000, size 0x2000, image 0x20000)",
-        |s| s[0].offset = 0x1f000,
-    );
-    rejects_sections(
-        "section 2 (TD_HOB): GPA 0x809100 is not 4 KiB aligned",
-        |s| s[2].gpa = 0x80_9100,
-    );
-    rejects_sections(
-        "section 3 (TempMem): memory size 0x1800 is not a multiple of 4 KiB",
-        |s| s[3].size = 0x1800,
-    );
-    rejects_sections(
-        "section 0 (BFV): memory size 0x1000 is smaller than its raw data size 0x2000",
-        |s| s[0].size = 0x1000,
-    );
-    rejects_sections(
-        "section 0 (BFV): memory size 0x3000 differs from its raw data size 0x2000",
-        |s| s[0].size = 0x3000,
-    );
-    rejects_sections(
-        "section 3 (TempMem): GPA 0xfffffffffffff000 + size 0x2000 overflows",
-        |s| {
-            s[3].gpa = 0xffff_ffff_ffff_f000;
-            s[3].size = 0x2000;
-        },
-    );
-    rejects_sections(
-        "section 3 (TempMem): attributes 0x2 (PAGE.AUG): only MR.EXTEND (0x1) is modelled",
-        |s| s[3].attributes = 2,
-    );
-    rejects_sections("section 1 (CFV): attributes 0x10: only MR.EXTEND", |s| {
-        s[1].attributes = 0x10
-    });
-    rejects_sections(
-        "section 3 (PermMem): QEMU 10.1 accepts only BFV, CFV, TD_HOB and TempMem sections",
-        |s| s[3].kind = 4,
-    );
-    rejects_sections("section 3 (type 99): QEMU 10.1 accepts only", |s| {
-        s[3].kind = 99
-    });
-    rejects_sections(
-        "section 1 (CFV): no raw data, QEMU requires it of BFV and CFV",
-        |s| s[1].raw = 0,
-    );
-    rejects_sections(
-        "section 2 (TD_HOB): raw data size 0x1000, QEMU requires 0",
-        |s| s[2].raw = 0x1000,
-    );
-    rejects_sections(
-        "section 3 (TempMem): MR.EXTEND on memory whose content QEMU makes at launch",
-        |s| s[3].attributes = 1,
-    );
-    rejects_sections(
-        "sections 3 and 2 overlap in guest memory (0x809000..0x80a000 and 0x809000..0x80b000)",
-        |s| s[3].gpa = 0x80_9000,
-    );
-    rejects_sections("no TD_HOB section, which QEMU requires", |s| s[2].kind = 3);
-    rejects_sections(
-        "the sections take 0x10005000 bytes of guest memory, more than the 0x10000000 this model accepts",
-        |s| s[3].size = 0x1000_0000,
-    );
+    let cases: &[Case<Vec<Sec>>] = &[
+        (
+            "TDVF metadata: section 0 (BFV): runs past the image (offset 0x1f000, size 0x2000, image 0x20000)",
+            |s| s[0].offset = 0x1f000,
+        ),
+        (
+            "section 2 (TD_HOB): GPA 0x809100 is not 4 KiB aligned",
+            |s| s[2].gpa = 0x80_9100,
+        ),
+        (
+            "section 3 (TempMem): memory size 0x1800 is not a multiple of 4 KiB",
+            |s| s[3].size = 0x1800,
+        ),
+        (
+            "section 0 (BFV): memory size 0x1000 is smaller than its raw data size 0x2000",
+            |s| s[0].size = 0x1000,
+        ),
+        (
+            "section 0 (BFV): memory size 0x3000 differs from its raw data size 0x2000",
+            |s| s[0].size = 0x3000,
+        ),
+        (
+            "section 3 (TempMem): GPA 0xfffffffffffff000 + size 0x2000 overflows",
+            |s| {
+                s[3].gpa = 0xffff_ffff_ffff_f000;
+                s[3].size = 0x2000;
+            },
+        ),
+        (
+            "section 3 (TempMem): attributes 0x2 (PAGE.AUG): only MR.EXTEND (0x1) is modelled",
+            |s| s[3].attributes = 2,
+        ),
+        (
+            "section 1 (CFV): attributes 0x10: only MR.EXTEND",
+            |s| s[1].attributes = 0x10,
+        ),
+        (
+            "section 3 (PermMem): QEMU 10.1 accepts only BFV, CFV, TD_HOB and TempMem sections",
+            |s| s[3].kind = 4,
+        ),
+        (
+            "section 3 (type 99): QEMU 10.1 accepts only",
+            |s| s[3].kind = 99,
+        ),
+        (
+            "section 1 (CFV): no raw data, QEMU requires it of BFV and CFV",
+            |s| s[1].raw = 0,
+        ),
+        (
+            "section 2 (TD_HOB): raw data size 0x1000, QEMU requires 0",
+            |s| s[2].raw = 0x1000,
+        ),
+        (
+            "section 3 (TempMem): MR.EXTEND on memory whose content QEMU makes at launch",
+            |s| s[3].attributes = 1,
+        ),
+        (
+            "sections 3 and 2 overlap in guest memory (0x809000..0x80a000 and 0x809000..0x80b000)",
+            |s| s[3].gpa = 0x80_9000,
+        ),
+        (
+            "no TD_HOB section, which QEMU requires",
+            |s| s[2].kind = 3,
+        ),
+        (
+            "the sections take 0x10005000 bytes of guest memory, more than the 0x10000000 this model accepts",
+            |s| s[3].size = 0x1000_0000,
+        ),
+    ];
+    each_trips(sections(), cases, |secs| mrtd(&tdvf(secs)));
 }
 
 // ---------------------------------------------------------------------------
@@ -499,65 +519,63 @@ fn authenticode_leaves_out_the_checksum_and_certificates_and_sorts_sections() {
     );
 }
 
-fn rejects_kernel(message: &str, change: impl FnOnce(&mut Vec<u8>)) {
-    let mut image = pe();
-    change(&mut image);
-    let text = err_text(rtmr1_events(&image));
-    assert!(text.contains(message), "expected {message:?} in {text:?}");
-}
-
 #[test]
 fn every_pe_check_trips() {
-    rejects_kernel("kernel PE/COFF image: no MZ signature at offset 0", |i| {
-        i[0] = b'Z'
-    });
-    rejects_kernel(
-        "e_lfanew at 0x3c (0x4 bytes) lies past the end (0x20)",
-        |i| i.truncate(0x20),
-    );
-    rejects_kernel(
-        "PE signature at 0x7000 (0x4 bytes) lies past the end (0x630)",
-        |i| put(i, 0x3c, &0x7000u32.to_le_bytes()),
-    );
-    rejects_kernel("no PE signature at e_lfanew 0x40: found 50450001", |i| {
-        i[0x43] = 1
-    });
-    rejects_kernel(
-        "optional header magic 0x010c, expected 0x10b (PE32) or 0x20b (PE32+)",
-        |i| put(i, OPT, &0x10cu16.to_le_bytes()),
-    );
-    rejects_kernel(
-        "17 data directories end the optional header at 0xf8 bytes, but SizeOfOptionalHeader is 0xa0",
-        |i| put(i, OPT + 108, &17u32.to_le_bytes()),
-    );
-    rejects_kernel(
-        "7 data directories end the optional header at 0xa8 bytes, but SizeOfOptionalHeader is 0xa0",
-        |i| put(i, OPT + 108, &7u32.to_le_bytes()),
-    );
-    rejects_kernel("subsystem 11, expected 10 (EFI application)", |i| {
-        put(i, OPT + 68, &11u16.to_le_bytes())
-    });
-    rejects_kernel(
-        "the headers (SizeOfHeaders) at 0x0 (0x10000 bytes) lies past the end (0x630)",
-        |i| put(i, OPT + 60, &0x10000u32.to_le_bytes()),
-    );
-    rejects_kernel(
-        "SizeOfHeaders 0x80 ends inside the optional header (before 0xf0)",
-        |i| put(i, OPT + 60, &0x80u32.to_le_bytes()),
-    );
-    rejects_kernel(
-        "the section table at 0xf8 (0x9c40 bytes) lies past the end (0x630)",
-        |i| put(i, 0x46, &1000u16.to_le_bytes()),
-    );
-    rejects_kernel(
-        "section 1 (.text): raw data 0x600+0x200 runs past the image (0x630)",
-        |i| put(i, TABLE + 40 + 20, &0x600u32.to_le_bytes()),
-    );
-    rejects_kernel(
-        "the certificate table (0x40 bytes) does not fit after the 0x600 bytes of headers and \
-         sections in the image (0x630): edk2 refuses to measure it",
-        |i| put(i, CERT_ENTRY + 4, &0x40u32.to_le_bytes()),
-    );
+    let cases: &[Case<Vec<u8>>] = &[
+        (
+            "kernel PE/COFF image: no MZ signature at offset 0",
+            |i| i[0] = b'Z',
+        ),
+        (
+            "e_lfanew at 0x3c (0x4 bytes) lies past the end (0x20)",
+            |i| i.truncate(0x20),
+        ),
+        (
+            "PE signature at 0x7000 (0x4 bytes) lies past the end (0x630)",
+            |i| put(i, 0x3c, &0x7000u32.to_le_bytes()),
+        ),
+        (
+            "no PE signature at e_lfanew 0x40: found 50450001",
+            |i| i[0x43] = 1,
+        ),
+        (
+            "optional header magic 0x010c, expected 0x10b (PE32) or 0x20b (PE32+)",
+            |i| put(i, OPT, &0x10cu16.to_le_bytes()),
+        ),
+        (
+            "17 data directories end the optional header at 0xf8 bytes, but SizeOfOptionalHeader is 0xa0",
+            |i| put(i, OPT + 108, &17u32.to_le_bytes()),
+        ),
+        (
+            "7 data directories end the optional header at 0xa8 bytes, but SizeOfOptionalHeader is 0xa0",
+            |i| put(i, OPT + 108, &7u32.to_le_bytes()),
+        ),
+        (
+            "subsystem 11, expected 10 (EFI application)",
+            |i| put(i, OPT + 68, &11u16.to_le_bytes()),
+        ),
+        (
+            "the headers (SizeOfHeaders) at 0x0 (0x10000 bytes) lies past the end (0x630)",
+            |i| put(i, OPT + 60, &0x10000u32.to_le_bytes()),
+        ),
+        (
+            "SizeOfHeaders 0x80 ends inside the optional header (before 0xf0)",
+            |i| put(i, OPT + 60, &0x80u32.to_le_bytes()),
+        ),
+        (
+            "the section table at 0xf8 (0x9c40 bytes) lies past the end (0x630)",
+            |i| put(i, 0x46, &1000u16.to_le_bytes()),
+        ),
+        (
+            "section 1 (.text): raw data 0x600+0x200 runs past the image (0x630)",
+            |i| put(i, TABLE + 40 + 20, &0x600u32.to_le_bytes()),
+        ),
+        (
+            "the certificate table (0x40 bytes) does not fit after the 0x600 bytes of headers and sections in the image (0x630): edk2 refuses to measure it",
+            |i| put(i, CERT_ENTRY + 4, &0x40u32.to_le_bytes()),
+        ),
+    ];
+    each_trips(pe(), cases, |image| rtmr1_events(image));
 }
 
 /// The real kernel, when `KOKON_KERNEL` names one: the digest OVMF extends
