@@ -34,6 +34,7 @@ use kokon_bytes::{ReadError, Reader};
 use sha2::digest::Output;
 use sha2::{Digest, Sha384};
 use thiserror::Error;
+use uuid::{uuid, Uuid};
 
 use crate::Register;
 
@@ -140,16 +141,11 @@ const MR_EXTEND: u32 = 0x1;
 /// Section attribute: the guest accepts these pages itself.
 const PAGE_AUG: u32 = 0x2;
 
-/// `96b582de-1fb2-45f7-baea-a366c55a082d`, as stored: the OVMF GUID table's
-/// footer, 32 bytes before the end of the image.
-const TABLE_FOOTER_GUID: [u8; 16] = [
-    0xde, 0x82, 0xb5, 0x96, 0xb2, 0x1f, 0xf7, 0x45, 0xba, 0xea, 0xa3, 0x66, 0xc5, 0x5a, 0x08, 0x2d,
-];
-/// `e47a6535-984a-4798-865e-4685a7bf8ec2`, as stored: the GUID table entry
-/// holding the TDVF metadata's offset from the end of the image.
-const TDX_METADATA_GUID: [u8; 16] = [
-    0x35, 0x65, 0x7a, 0xe4, 0x4a, 0x98, 0x98, 0x47, 0x86, 0x5e, 0x46, 0x85, 0xa7, 0xbf, 0x8e, 0xc2,
-];
+/// The OVMF GUID table's footer, 32 bytes before the end of the image.
+const TABLE_FOOTER_GUID: Uuid = uuid!("96b582de-1fb2-45f7-baea-a366c55a082d");
+/// The GUID table entry holding the TDVF metadata's offset from the end of
+/// the image.
+const TDX_METADATA_GUID: Uuid = uuid!("e47a6535-984a-4798-865e-4685a7bf8ec2");
 /// Bytes between the GUID table's footer and the end of the image.
 const BYTES_AFTER_TABLE: usize = 32;
 /// A GUID table entry ends with its length (u16) and its GUID.
@@ -242,10 +238,10 @@ pub fn tdvf_sections(ovmf: &[u8]) -> Result<Vec<TdvfSection>, TdxError> {
             "size {size:#x} is not a non-zero multiple of 64 KiB, which QEMU requires of -bios"
         )));
     }
-    let entry = guid_table_entry(ovmf, &TDX_METADATA_GUID)?.ok_or_else(|| {
+    let entry = guid_table_entry(ovmf, TDX_METADATA_GUID)?.ok_or_else(|| {
         TdxError::Firmware(format!(
             "the GUID table has no TDX metadata entry ({}): not a TDVF (OVMF with TDX) image",
-            guid_string(&TDX_METADATA_GUID)
+            TDX_METADATA_GUID
         ))
     })?;
     let from_end = match entry.get(..4) {
@@ -478,7 +474,7 @@ fn record(operation: &[u8], gpa: u64) -> [u8; 128] {
 /// ends 32 bytes before the end of the image with its own length and footer
 /// GUID; each entry ends with its length (of the whole entry) and GUID, and
 /// the entries are read from the last one back.
-fn guid_table_entry<'a>(ovmf: &'a [u8], guid: &[u8; 16]) -> Result<Option<&'a [u8]>, TdxError> {
+fn guid_table_entry(ovmf: &[u8], guid: Uuid) -> Result<Option<&[u8]>, TdxError> {
     let footer_end = ovmf.len().saturating_sub(BYTES_AFTER_TABLE);
     let footer_start = footer_end.saturating_sub(ENTRY_TRAILER);
     let (total, footer) = ovmf
@@ -489,8 +485,7 @@ fn guid_table_entry<'a>(ovmf: &'a [u8], guid: &[u8; 16]) -> Result<Option<&'a [u
         return Err(TdxError::Firmware(format!(
             "no GUID table: expected the footer {} at offset {footer_start:#x} (50 bytes before \
              the end), found {}",
-            guid_string(&TABLE_FOOTER_GUID),
-            guid_string(&footer)
+            TABLE_FOOTER_GUID, footer
         )));
     }
     let mut rest = usize::from(total)
@@ -516,12 +511,12 @@ fn guid_table_entry<'a>(ovmf: &'a [u8], guid: &[u8; 16]) -> Result<Option<&'a [u
             .ok_or_else(|| {
                 TdxError::Firmware(format!(
                     "GUID table entry {} has length {len}, not between {ENTRY_TRAILER} and {}",
-                    guid_string(&entry_guid),
+                    entry_guid,
                     rest.len()
                 ))
             })?;
         let (before, data) = head.split_at(head.len() - data_len);
-        if &entry_guid == guid {
+        if entry_guid == guid {
             return Ok(Some(data));
         }
         rest = before;
@@ -529,27 +524,14 @@ fn guid_table_entry<'a>(ovmf: &'a [u8], guid: &[u8; 16]) -> Result<Option<&'a [u
     Ok(None)
 }
 
-/// An 18-byte entry trailer: the little-endian length, then the GUID.
-fn trailer(bytes: &[u8]) -> Option<(u16, [u8; 16])> {
+/// An 18-byte entry trailer: the little-endian length, then the GUID
+/// (stored mixed-endian).
+fn trailer(bytes: &[u8]) -> Option<(u16, Uuid)> {
     let mut r = Reader::new(bytes);
     let len = r.u16_le("length").ok()?;
-    let guid = r.array::<16>("GUID").ok()?;
+    let guid = Uuid::from_bytes_le(r.array("GUID").ok()?);
     r.finish("trailer").ok()?;
     Some((len, guid))
-}
-
-/// A stored (mixed-endian) GUID in its usual text form.
-fn guid_string(g: &[u8; 16]) -> String {
-    let [a0, a1, a2, a3, b0, b1, c0, c1, d @ ..] = *g;
-    let (d0, node) = d.split_at(2);
-    format!(
-        "{}-{}-{}-{}-{}",
-        hex::encode([a3, a2, a1, a0]),
-        hex::encode([b1, b0]),
-        hex::encode([c1, c0]),
-        hex::encode(d0),
-        hex::encode(node)
-    )
 }
 
 /// A reader error while reading the TDVF descriptor.

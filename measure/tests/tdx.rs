@@ -15,20 +15,26 @@ use kokon_measure::tdx::{
     tdvf_sections, Event, TdxError, TdxInputs, RTMR0_NOTE,
 };
 use sha2::{Digest, Sha256, Sha384};
+use uuid::uuid;
 
-/// Where the tests find the TDX firmware: `KOKON_OVMF`, else Debian
-/// trixie's ovmf 2025.02-8+deb13u1 extracted under /tmp.
+/// Where the firmware is found when `KOKON_OVMF` is unset: the guest image
+/// `just test` builds before the tests (`kokon image build`).
+const DEFAULT_OVMF: &str = "../.cache/vm/image/OVMF.fd";
+
+/// The TDX firmware the tests measure: `KOKON_OVMF`, else the built image's.
 fn ovmf_path() -> PathBuf {
-    std::env::var_os("KOKON_OVMF")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "/tmp/apt/dl/x/usr/share/ovmf/OVMF.fd".into())
+    std::env::var_os("KOKON_OVMF").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_OVMF),
+        PathBuf::from,
+    )
 }
 
 fn ovmf() -> Vec<u8> {
     let path = ovmf_path();
     std::fs::read(&path).unwrap_or_else(|e| {
         panic!(
-            "cannot read the TDX firmware {} ({e}): set KOKON_OVMF to an OVMF.fd with TDX metadata",
+            "no TDX firmware at {} ({e}): run `just image` (or `just test`), or set KOKON_OVMF \
+             to an OVMF.fd with TDX metadata",
             path.display()
         )
     })
@@ -58,19 +64,6 @@ fn err_text<T: std::fmt::Debug>(r: Result<T, TdxError>) -> String {
 
 const IMAGE: usize = 0x20000;
 const DESCRIPTOR_AT: usize = IMAGE - 0x1000;
-
-/// A GUID in its text form, stored as firmware stores it (the first three
-/// fields little-endian).
-fn guid(text: &str) -> [u8; 16] {
-    let hex: String = text.split('-').collect();
-    let b = hex::decode(hex).unwrap();
-    let mut out = [0u8; 16];
-    out[..4].copy_from_slice(&[b[3], b[2], b[1], b[0]]);
-    out[4..6].copy_from_slice(&[b[5], b[4]]);
-    out[6..8].copy_from_slice(&[b[7], b[6]]);
-    out[8..].copy_from_slice(&b[8..]);
-    out
-}
 
 #[derive(Clone, Copy)]
 struct Sec {
@@ -145,12 +138,12 @@ fn tdvf(secs: &[Sec]) -> Vec<u8> {
     let mut table = Vec::new();
     table.extend_from_slice(&((IMAGE - DESCRIPTOR_AT) as u32).to_le_bytes());
     table.extend_from_slice(&22u16.to_le_bytes());
-    table.extend_from_slice(&guid("e47a6535-984a-4798-865e-4685a7bf8ec2"));
+    table.extend_from_slice(&uuid!("e47a6535-984a-4798-865e-4685a7bf8ec2").to_bytes_le());
     table.extend_from_slice(&0x80b004u32.to_le_bytes());
     table.extend_from_slice(&22u16.to_le_bytes());
-    table.extend_from_slice(&guid("00f771de-1a7e-4fcb-890e-68c77e2fb44e"));
+    table.extend_from_slice(&uuid!("00f771de-1a7e-4fcb-890e-68c77e2fb44e").to_bytes_le());
     table.extend_from_slice(&((table.len() + 18) as u16).to_le_bytes());
-    table.extend_from_slice(&guid("96b582de-1fb2-45f7-baea-a366c55a082d"));
+    table.extend_from_slice(&uuid!("96b582de-1fb2-45f7-baea-a366c55a082d").to_bytes_le());
     put(&mut image, IMAGE - 32 - table.len(), &table);
     image
 }
