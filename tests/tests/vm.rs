@@ -175,10 +175,10 @@ async fn the_worker_vm_boots_attests_serves_and_survives_a_kill() {
     let policy = Policy::from_toml(&policy_text, &locals).unwrap();
     let other_policy = Policy::from_toml(&other_policy_text, &locals).unwrap();
     let client = Client::new(&base);
-    let enclave: VerifiedEnclave = client.attest(&policy).await.unwrap();
+    let enclave: Arc<VerifiedEnclave> = Arc::new(client.attest(&policy).await.unwrap());
     assert_eq!(enclave.bundle.backend, "sim");
     match client.attest(&other_policy).await {
-        Err(ClientError::Rejected(report)) => {
+        Err(ClientError::Policy(report)) => {
             let text = report.to_string();
             assert!(text.contains("rtmr2"), "{text}");
         }
