@@ -53,11 +53,7 @@ pub fn config(args: &HostArgs) -> anyhow::Result<HostConfig> {
 }
 
 /// The enclave as a child process (`--backend process`).
-fn process(
-    args: &HostArgs,
-    data_dir: &Path,
-    run_dir: &Path,
-) -> anyhow::Result<kokon_host::Launch> {
+fn process(args: &HostArgs, data_dir: &Path, run_dir: &Path) -> anyhow::Result<kokon_host::Launch> {
     match args.tee.as_str() {
         "sim" => {}
         "tdx" | "snp" | "auto" => {
@@ -97,39 +93,39 @@ fn process(
         .iter()
         .flat_map(|cpus| ["--cpus".to_string(), cpus.clone()]);
     Ok(EnclaveCommand {
-            program: enclave,
-            args: vec![
-                "--tee".into(),
-                args.tee.clone(),
-                "--device".into(),
-                args.device.clone(),
-                "--model".into(),
-                path(&model),
-                "--model-name".into(),
-                args.model_name.clone(),
-                "--ort-lib".into(),
-                path(&ort_lib),
-                "--data-dir".into(),
-                path(data_dir),
-                "--price-nanoton-per-unit".into(),
-                args.price_nanoton_per_unit.to_string(),
-                "--price-nanoton-per-prompt-token".into(),
-                args.price_nanoton_per_prompt_token.to_string(),
-                "--price-nanoton-per-completion-token".into(),
-                args.price_nanoton_per_completion_token.to_string(),
-            ]
-            .into_iter()
-            .chain(
-                args.llm
-                    .iter()
-                    .flat_map(|dir| ["--llm".to_string(), path(dir)]),
-            )
-            .chain(pinning)
-            .collect(),
-            env: Vec::new(),
-            socket: run_dir.join(format!("enclave-{}.sock", std::process::id())),
-            startup_timeout: Duration::from_secs(60),
-        }
+        program: enclave,
+        args: vec![
+            "--tee".into(),
+            args.tee.clone(),
+            "--device".into(),
+            args.device.clone(),
+            "--model".into(),
+            path(&model),
+            "--model-name".into(),
+            args.model_name.clone(),
+            "--ort-lib".into(),
+            path(&ort_lib),
+            "--data-dir".into(),
+            path(data_dir),
+            "--price-nanoton-per-unit".into(),
+            args.price_nanoton_per_unit.to_string(),
+            "--price-nanoton-per-prompt-token".into(),
+            args.price_nanoton_per_prompt_token.to_string(),
+            "--price-nanoton-per-completion-token".into(),
+            args.price_nanoton_per_completion_token.to_string(),
+        ]
+        .into_iter()
+        .chain(
+            args.llm
+                .iter()
+                .flat_map(|dir| ["--llm".to_string(), path(dir)]),
+        )
+        .chain(pinning)
+        .collect(),
+        env: Vec::new(),
+        socket: run_dir.join(format!("enclave-{}.sock", std::process::id())),
+        startup_timeout: Duration::from_secs(60),
+    }
     .into())
 }
 

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use sha2::Digest;
 use kokon_host::link::Link;
 use kokon_host::qemu::{self, Accel, SnpLaunch, Tee, VmConfig, Vsock};
 use kokon_host::vm::{VmCommand, VsockDaemon};
@@ -14,6 +13,7 @@ use kokon_measure::Register;
 use kokon_wire::vm::{
     ENCLAVE_VSOCK_PORT, FW_CFG_SIM_LAUNCH, FW_CFG_SIM_ROOT_CERT, FW_CFG_SIM_ROOT_KEY,
 };
+use sha2::Digest;
 
 use crate::args::{HostArgs, ImageBuildArgs};
 use crate::local;
@@ -82,7 +82,10 @@ pub fn build(args: &ImageBuildArgs) -> anyhow::Result<()> {
     let mut files = Vec::new();
     for file in [&model, &config, &labels] {
         if !file.is_file() {
-            anyhow::bail!("{} not found (the magika package is incomplete: run `just setup`)", file.display());
+            anyhow::bail!(
+                "{} not found (the magika package is incomplete: run `just setup`)",
+                file.display()
+            );
         }
         files.push((relative(file)?, file.clone()));
     }
@@ -170,12 +173,14 @@ fn read_image(dir: &Path) -> anyhow::Result<ImageFiles> {
 
 /// The TDX registers of an image (also the sim's launch measurements in a development VM).
 fn tdx_registers(image: &ImageFiles) -> anyhow::Result<Vec<Register>> {
-    Ok(kokon_measure::tdx::expected(&kokon_measure::tdx::TdxInputs {
-        ovmf: &image.firmware,
-        kernel: &image.kernel,
-        initrd: &image.initrd,
-        cmdline: &image.manifest.cmdline,
-    })?)
+    Ok(kokon_measure::tdx::expected(
+        &kokon_measure::tdx::TdxInputs {
+            ovmf: &image.firmware,
+            kernel: &image.kernel,
+            initrd: &image.initrd,
+            cmdline: &image.manifest.cmdline,
+        },
+    )?)
 }
 
 /// `kokon audit measure`.
@@ -229,11 +234,17 @@ pub fn measure(
             .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "tee": tee, "registers": registers }))?
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "tee": tee, "registers": registers })
+            )?
         );
         return Ok(());
     }
-    println!("{} measurements of the image in {}:", tee.to_uppercase(), dir.display());
+    println!(
+        "{} measurements of the image in {}:",
+        tee.to_uppercase(),
+        dir.display()
+    );
     for register in &registers {
         println!("\n{} = {}", register.name, hex::encode(&register.value));
         for line in &register.explanation {
@@ -245,8 +256,8 @@ pub fn measure(
 
 /// `policy`'s text with its `[measurements]` table replaced by `table`.
 fn with_measurements(policy: &Path, table: &str) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(policy)
-        .with_context(|| format!("reading {}", policy.display()))?;
+    let text =
+        std::fs::read_to_string(policy).with_context(|| format!("reading {}", policy.display()))?;
     let mut out = String::new();
     let mut skipping = false;
     let mut replaced = false;
@@ -273,11 +284,14 @@ fn with_measurements(policy: &Path, table: &str) -> anyhow::Result<String> {
 }
 
 /// The worker VM for `kokon host --backend qemu`.
-pub fn launch(args: &HostArgs, data_dir: &Path, run_dir: &Path) -> anyhow::Result<kokon_host::Launch> {
-    let dir = args
-        .image
-        .as_deref()
-        .context("--backend qemu needs --image DIR (build one with `kokon image build --out DIR`)")?;
+pub fn launch(
+    args: &HostArgs,
+    data_dir: &Path,
+    run_dir: &Path,
+) -> anyhow::Result<kokon_host::Launch> {
+    let dir = args.image.as_deref().context(
+        "--backend qemu needs --image DIR (build one with `kokon image build --out DIR`)",
+    )?;
     let image = read_image(dir)?;
     let tee = match args.tee.as_str() {
         "tdx" => Tee::Tdx,
@@ -304,11 +318,24 @@ pub fn launch(args: &HostArgs, data_dir: &Path, run_dir: &Path) -> anyhow::Resul
             rtmr1: value("rtmr1"),
             rtmr2: value("rtmr2"),
         };
-        let root = kokon_attestation::sim::SimRoot::load_or_create(data_dir, kokon_client::unix_now())?;
+        let root =
+            kokon_attestation::sim::SimRoot::load_or_create(data_dir, kokon_client::unix_now())?;
         for (name, file, bytes) in [
-            (FW_CFG_SIM_LAUNCH, "sim-launch.json", serde_json::to_vec(&launch)?),
-            (FW_CFG_SIM_ROOT_CERT, "sim-root.der", root.cert_der().to_vec()),
-            (FW_CFG_SIM_ROOT_KEY, "sim-root.key", root.key_pkcs8().to_vec()),
+            (
+                FW_CFG_SIM_LAUNCH,
+                "sim-launch.json",
+                serde_json::to_vec(&launch)?,
+            ),
+            (
+                FW_CFG_SIM_ROOT_CERT,
+                "sim-root.der",
+                root.cert_der().to_vec(),
+            ),
+            (
+                FW_CFG_SIM_ROOT_KEY,
+                "sim-root.key",
+                root.key_pkcs8().to_vec(),
+            ),
         ] {
             let path = vm_dir.join(file);
             write_private(&path, &bytes)?;
@@ -320,7 +347,10 @@ pub fn launch(args: &HostArgs, data_dir: &Path, run_dir: &Path) -> anyhow::Resul
         let cid = GUEST_CID + std::process::id();
         (
             Vsock::Kernel { guest_cid: cid },
-            Link::Vsock { cid, port: ENCLAVE_VSOCK_PORT },
+            Link::Vsock {
+                cid,
+                port: ENCLAVE_VSOCK_PORT,
+            },
             None,
         )
     } else {
@@ -335,12 +365,21 @@ pub fn launch(args: &HostArgs, data_dir: &Path, run_dir: &Path) -> anyhow::Resul
                 socket.display().to_string(),
                 "--uds-path".into(),
                 uds.display().to_string(),
+                // The credit it grants the guest: larger than the largest
+                // frame, so that no answer waits on a credit update (which
+                // vhost-device-vsock has been known to lose). Its buffer is
+                // allocated zeroed, so untouched pages cost nothing.
+                "--tx-buffer-size".into(),
+                (2 * kokon_wire::MAX_FRAME_LEN).to_string(),
             ],
             socket: socket.clone(),
         };
         (
             Vsock::VhostUser { socket },
-            Link::HybridVsock { uds, port: ENCLAVE_VSOCK_PORT },
+            Link::HybridVsock {
+                uds,
+                port: ENCLAVE_VSOCK_PORT,
+            },
             Some(daemon),
         )
     };

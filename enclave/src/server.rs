@@ -306,6 +306,54 @@ async fn accept_until_stopped<S, F, A>(
     }
 }
 
+/// The largest write handed to a vsock socket at once.
+///
+/// Linux's virtio-vsock driver turns each write into packets of up to 64
+/// KiB, which the guest may place in several descriptors; the vhost-user
+/// vsock daemon kokon uses where the kernel has no vhost-vsock
+/// (`vhost-device-vsock` 0.3, with `virtio-vsock` 0.10) drops a packet whose
+/// data spans more than one descriptor, and the connection stalls. Writes of
+/// one page never do.
+const MAX_VSOCK_WRITE: usize = 4096;
+
+/// A stream whose writes are at most [`MAX_VSOCK_WRITE`] bytes each.
+struct SmallWrites<S>(S);
+
+impl<S: AsyncRead + Unpin> AsyncRead for SmallWrites<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for SmallWrites<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let n = buf.len().min(MAX_VSOCK_WRITE);
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf.get(..n).unwrap_or(buf))
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
 /// Where the enclave serves the host.
 #[derive(Debug, Clone)]
 pub enum Listen {
@@ -344,7 +392,10 @@ pub async fn serve(enclave: Arc<Enclave>, listen: &Listen) -> anyhow::Result<()>
                 "enclave ready"
             );
             accept_until_stopped(&enclave, &mut term, || async {
-                listener.accept().await.map(|(stream, _)| stream)
+                listener
+                    .accept()
+                    .await
+                    .map(|(stream, _)| SmallWrites(stream))
             })
             .await;
         }

@@ -48,6 +48,21 @@ pub enum Evidence {
     Sim(SimLaunch),
 }
 
+impl std::fmt::Display for Evidence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Evidence::Hardware(device) => write!(f, "hardware ({})", device.display()),
+            Evidence::Sim(launch) => write!(
+                f,
+                "sim with the host's launch measurements (MRTD {}, RTMR1 {}, RTMR2 {})",
+                hex::encode(launch.mrtd),
+                hex::encode(launch.rtmr1),
+                hex::encode(launch.rtmr2)
+            ),
+        }
+    }
+}
+
 /// What the init does after mounting and loading modules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {

@@ -445,10 +445,7 @@ fn the_image_loader_runs_the_image_binaries() {
         lib.display(),
         root.path().join("usr/lib/kokon").display()
     );
-    for object in [
-        "usr/lib/kokon/libonnxruntime.so",
-        "usr/bin/kokon-enclave",
-    ] {
+    for object in ["usr/lib/kokon/libonnxruntime.so", "usr/bin/kokon-enclave"] {
         let out = Command::new(&loader)
             .args(["--inhibit-cache", "--library-path", &library_path, "--list"])
             .arg(root.path().join(object))

@@ -119,7 +119,11 @@ fn row(env: &Env, content: &[u8]) -> Vec<i32> {
 
 async fn wait_healthy(base: &str, log: &Path, within: Duration) {
     let deadline = tokio::time::Instant::now() + within;
-    while kokon_tests::try_http_get(base, "/healthz").await.map(|r| r.0) != Some(200) {
+    while kokon_tests::try_http_get(base, "/healthz")
+        .await
+        .map(|r| r.0)
+        != Some(200)
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the VM's enclave did not come up within {within:?}; host log:\n{}",
@@ -182,7 +186,10 @@ async fn the_worker_vm_boots_attests_serves_and_survives_a_kill() {
             let text = report.to_string();
             assert!(text.contains("rtmr2"), "{text}");
         }
-        other => panic!("another image's policy accepted this VM: {:?}", other.map(|_| ())),
+        other => panic!(
+            "another image's policy accepted this VM: {:?}",
+            other.map(|_| ())
+        ),
     }
 
     // Private inferences, one carrying a marker in its ID (echoed, sealed)
@@ -259,7 +266,10 @@ async fn the_worker_vm_boots_attests_serves_and_survives_a_kill() {
         "the new VM's enclave has new keys"
     );
     let new_qemu = qemu_children(host_pid);
-    assert!(new_qemu.len() == 1 && new_qemu[0] != qemu[0], "{new_qemu:?}");
+    assert!(
+        new_qemu.len() == 1 && new_qemu[0] != qemu[0],
+        "{new_qemu:?}"
+    );
     client
         .infer(&again, &magika_request(&[row(&env, PYTHON)]))
         .await
@@ -281,10 +291,22 @@ async fn the_worker_vm_boots_attests_serves_and_survives_a_kill() {
     let logs = std::fs::read(&log_path).unwrap();
     let text = String::from_utf8_lossy(&logs);
     // The guest's console reached the host's log: the kernel's and the init's lines.
-    assert!(text.contains("Linux version"), "no guest console in:\n{text}");
-    assert!(text.contains("kokon-init: evidence: Sim"), "{text}");
-    assert!(text.contains("powering off"), "no clean power-off in:\n{text}");
-    assert!(!contains(&logs, marker.as_bytes()), "marker in the host's output");
+    assert!(
+        text.contains("Linux version"),
+        "no guest console in:\n{text}"
+    );
+    assert!(
+        text.contains("kokon-init: evidence: sim with the host's launch measurements"),
+        "{text}"
+    );
+    assert!(
+        text.contains("powering off"),
+        "no clean power-off in:\n{text}"
+    );
+    assert!(
+        !contains(&logs, marker.as_bytes()),
+        "marker in the host's output"
+    );
     assert!(
         !contains(&logs, &marker.as_bytes()[16..]),
         "marker in the host's output"

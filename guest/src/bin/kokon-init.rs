@@ -58,7 +58,7 @@ fn run() -> anyhow::Result<()> {
     // configfs-tsm lives under configfs, a module in distribution kernels.
     mount_fs("configfs", "/sys/kernel/config", "configfs")?;
     let plan = kokon_guest::plan(root)?;
-    log(&format!("evidence: {:?}", plan.evidence));
+    log(&format!("evidence: {}", plan.evidence));
     let child = Command::new(&plan.program)
         .args(&plan.args)
         .spawn()
