@@ -158,7 +158,13 @@ struct ImageFiles {
 }
 
 fn read_image(dir: &Path) -> anyhow::Result<ImageFiles> {
-    let manifest = Manifest::load(dir)?;
+    let manifest = Manifest::load(dir).with_context(|| {
+        format!(
+            "{} holds no kokon guest image: build one with `kokon image build --out {}` (just image)",
+            dir.display(),
+            dir.display()
+        )
+    })?;
     let read = |name: &str| {
         let path = dir.join(name);
         std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
