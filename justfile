@@ -15,11 +15,30 @@ demo: setup
     set -a; source .cache/kokon.env; set +a; ./target/release/kokon demo --file README.md --file attestation/src/tdx/quote.rs
 
 # Every test: unit, fixtures, end to end (host + enclave + client), canary, Python parity,
-# the HTML verification report in headless Chromium (installed by `setup.sh test`).
+# the HTML verification report in headless Chromium (installed by `setup.sh test`),
+# the worker VM under QEMU, and the measurements of the guest image it builds first.
 test:
     bash scripts/setup.sh test
     cargo build --workspace --bins
+    ./target/debug/kokon image build --out .cache/vm/image
     cargo test --workspace
+
+# The worker VM's guest image, reproducibly, from the pinned Debian packages (image/debian.lock).
+image: setup
+    cargo build --release --bins
+    ./target/release/kokon image build --out .cache/vm/image
+
+# Pin the newest Debian packages and ONNX Runtime wheel in image/debian.lock (then review and commit it).
+image-lock:
+    cargo build --release --bin kokon
+    ./target/release/kokon image lock
+
+# The demo's story through the worker VM (QEMU; TCG unless accel=kvm): measured image, attested VM, private inference.
+demo-vm accel="tcg": setup
+    bash scripts/setup.sh vm
+    cargo build --release --bins
+    ./target/release/kokon image build --out .cache/vm/demo-image --price-nanoton-per-unit 1000000
+    set -a; source .cache/kokon.env; set +a; ./target/release/kokon demo --vm .cache/vm/demo-image --accel {{accel}} --file README.md
 
 # Latency of a full confidential inference against bare session.run, throughput, evidence verification, billing, and text generation (TTFT, decode, vs llama.cpp).
 bench: setup

@@ -108,6 +108,14 @@ pub enum Command {
         /// Files to classify after the built-in sample.
         #[arg(long)]
         file: Vec<PathBuf>,
+        /// Run the enclave in the worker VM booted from this image (`kokon
+        /// image build`, with the demo's price), attested with the
+        /// development VM policy filled in with the image's measurements.
+        #[arg(long, value_name = "DIR")]
+        vm: Option<PathBuf>,
+        /// With --vm: `kvm` or `tcg` (default: KVM when /dev/kvm works).
+        #[arg(long, requires = "vm")]
+        accel: Option<String>,
     },
 }
 

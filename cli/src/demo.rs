@@ -4,7 +4,7 @@
 mod payment;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
@@ -16,6 +16,8 @@ use crate::args::HostArgs;
 use crate::infer::{classify, load_magika};
 use crate::{attest, host, local};
 
+/// The development policy for worker VMs, filled in with an image's measurements.
+const DEV_VM_POLICY: &str = "policies/dev-vm.toml";
 const SAMPLE_NAME: &str = "built-in sample (a Python script)";
 const QUESTION: &str = "In one sentence, what is a confidential computing enclave?";
 const SAMPLE: &[u8] = b"#!/usr/bin/env python3\n\"\"\"Count words in the files given on the command line.\"\"\"\nimport sys\nfrom collections import Counter\n\n\ndef main(paths):\n    counts = Counter()\n    for path in paths:\n        with open(path, encoding=\"utf-8\") as f:\n            for line in f:\n                counts.update(line.split())\n    for word, n in counts.most_common(10):\n        print(f\"{n:6d} {word}\")\n\n\nif __name__ == \"__main__\":\n    main(sys.argv[1:])\n";
@@ -23,7 +25,12 @@ const SAMPLE: &[u8] = b"#!/usr/bin/env python3\n\"\"\"Count words in the files g
 /// `kokon demo`: a payment channel on the local TON sandbox, a host with a
 /// sim enclave, attestation, private classifications paid by vouchers, and
 /// the settlement on chain.
-pub async fn run(policy_path: &Path, files: &[PathBuf]) -> anyhow::Result<()> {
+pub async fn run(
+    policy_path: &Path,
+    files: &[PathBuf],
+    vm: Option<&Path>,
+    accel: Option<&str>,
+) -> anyhow::Result<()> {
     if !policy_path.is_file() {
         anyhow::bail!(
             "kokon demo runs in the kokon checkout (it reads {} and the files it classifies from there): cd into it, or run `just demo`",
@@ -50,9 +57,31 @@ pub async fn run(policy_path: &Path, files: &[PathBuf]) -> anyhow::Result<()> {
         .join("demo")
         .join(std::process::id().to_string());
     let channels = channel.channels_file(&dir)?;
-    step(2, "host shim starts and launches the enclave");
+    // In the worker VM, the policy pins the image's measurements.
+    let vm_policy;
+    let policy_path = match vm {
+        Some(image) => {
+            vm_policy = dir.join("dev-vm.toml");
+            std::fs::write(
+                &vm_policy,
+                crate::vm::measured_policy(image, Path::new(DEV_VM_POLICY))?,
+            )
+            .with_context(|| format!("writing {}", vm_policy.display()))?;
+            println!("  the development VM policy pins the image's MRTD, RTMR1 and RTMR2 (kokon audit measure --tee tdx)");
+            vm_policy.as_path()
+        }
+        None => policy_path,
+    };
+    step(
+        2,
+        if vm.is_some() {
+            "host shim boots the worker VM (QEMU) and the enclave inside it"
+        } else {
+            "host shim starts and launches the enclave"
+        },
+    );
     let t = Instant::now();
-    let args = HostArgs::parse_from([
+    let mut args = vec![
         "host".into(),
         "--listen".into(),
         "127.0.0.1:0".into(),
@@ -66,9 +95,21 @@ pub async fn run(policy_path: &Path, files: &[PathBuf]) -> anyhow::Result<()> {
         payment::DEMO_COMPLETION_TOKEN_PRICE.to_string(),
         "--channels".into(),
         channels.display().to_string(),
-    ]);
-    let host = kokon_host::start(host::config(&args)?).await?;
-    host.wait_ready(Duration::from_secs(90)).await?;
+    ];
+    if let Some(image) = vm {
+        args.extend(["--backend", "qemu", "--tee", "none", "--image"].map(String::from));
+        args.push(image.display().to_string());
+        args.extend(
+            accel
+                .map(|a| ["--accel".to_string(), a.to_string()])
+                .into_iter()
+                .flatten(),
+        );
+    }
+    let config = host::config(&HostArgs::parse_from(args))?;
+    let patience = config.enclave.startup_timeout();
+    let host = kokon_host::start(config).await?;
+    host.wait_ready(patience).await?;
     println!(
         "  host listening on http://{} ; enclave pid {} ready in {:.0?}",
         host.addr,
@@ -172,6 +213,10 @@ async fn demo_client(
                 );
             }
         }
+    }
+    if enclave.evidence.claims.text_model.is_none() {
+        println!("\n  (this enclave serves no text model: the worker VM's image carries magika only, until large models get their dm-verity disk)");
+        return Ok(n);
     }
     n += 1;
     step(n, "ask the private text model a question, and pay for it");

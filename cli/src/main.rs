@@ -76,7 +76,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Infer(args) => infer::run(args).await,
         Command::Chat(args) => chat::run(args).await,
         Command::Proxy(args) => proxy::run(args).await,
-        Command::Demo { policy, file } => demo::run(&policy, &file).await,
+        Command::Demo {
+            policy,
+            file,
+            vm,
+            accel,
+        } => demo::run(&policy, &file, vm.as_deref(), accel.as_deref()).await,
         Command::Completions { shell } => {
             let mut cli = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cli, "kokon", &mut std::io::stdout());
