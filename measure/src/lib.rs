@@ -13,7 +13,10 @@
 //!   and command line, one VMSA per vCPU).
 //! - [`tdx`]: the TDX MRTD from the TDVF metadata, and RTMR1/RTMR2 as the TDX
 //!   firmware extends them for the kernel, command line and initrd.
+//! - [`ovmf`]: the OVMF footer GUID table both read their firmware entries
+//!   from.
 
+pub mod ovmf;
 pub mod snp;
 pub mod tdx;
 

@@ -34,6 +34,7 @@ use uuid::Uuid;
 pub use ovmf::{Section, SectionKind};
 pub use vcpu::VcpuType;
 
+use crate::ovmf::FooterTableError;
 use crate::Register;
 use hashes::{SevHashes, PADDED_TABLE_SIZE};
 use ovmf::Ovmf;
@@ -88,60 +89,9 @@ pub enum SnpError {
         /// The image's length.
         len: usize,
     },
-    /// The footer entry is not where OVMF puts it.
-    #[error(
-        "OVMF footer table: expected GUID {expected} in the 18 bytes ending 32 bytes before \
-         the image's end, found {found} (not an OVMF image with a GUIDed footer table)",
-        expected = ovmf::FOOTER_GUID
-    )]
-    FooterGuid {
-        /// The GUID found there.
-        found: Uuid,
-    },
-    /// The footer entry's length does not fit the image.
-    #[error(
-        "OVMF footer table: length {length} out of range: at least 18 (the footer entry) and \
-         at most the {available} bytes of the image up to the footer's end"
-    )]
-    FooterLength {
-        /// The table's length, footer entry included.
-        length: u16,
-        /// The bytes of the image up to the footer's end.
-        available: usize,
-    },
-    /// Bytes are left at the table's start that cannot hold an entry.
-    #[error("OVMF footer table: {left} bytes left at the table's start, fewer than an 18-byte entry header")]
-    FooterLeftover {
-        /// How many.
-        left: usize,
-    },
-    /// An entry's length is shorter than its own header.
-    #[error("OVMF footer table: entry {guid} has length {length}, less than its 18-byte header")]
-    EntryTooShort {
-        /// The entry's GUID.
-        guid: Uuid,
-        /// Its length.
-        length: usize,
-    },
-    /// An entry's length runs past the table's start.
-    #[error(
-        "OVMF footer table: entry {guid} has length {length}, but only {left} bytes of the \
-         table are left"
-    )]
-    EntryLength {
-        /// The entry's GUID.
-        guid: Uuid,
-        /// Its length.
-        length: usize,
-        /// The bytes of the table not yet read.
-        left: usize,
-    },
-    /// Two entries have the same GUID.
-    #[error("OVMF footer table: entry {guid} appears twice")]
-    DuplicateEntry {
-        /// The GUID.
-        guid: Uuid,
-    },
+    /// The footer table is malformed.
+    #[error(transparent)]
+    FooterTable(#[from] FooterTableError),
     /// A needed entry is missing.
     #[error(
         "OVMF footer table has no {what} entry (GUID {guid}): not an OVMF built with SEV support"

@@ -36,6 +36,7 @@ use sha2::{Digest, Sha384};
 use thiserror::Error;
 use uuid::{uuid, Uuid};
 
+use crate::ovmf::{FooterTable, FooterTableError};
 use crate::Register;
 
 /// Why RTMR0 is not among the [`expected`] registers, for `kokon audit
@@ -49,9 +50,12 @@ its quote with `kokon audit eventlog LOG --quote QUOTE`, check each RTMR0 event,
 /// Why a TDX measurement could not be computed.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum TdxError {
-    /// The firmware file as a whole (its size, its GUID table).
+    /// The firmware file as a whole (its size, its TDX metadata entry).
     #[error("OVMF image: {0}")]
     Firmware(String),
+    /// The firmware's footer GUID table is malformed.
+    #[error(transparent)]
+    FooterTable(#[from] FooterTableError),
     /// The TDVF metadata descriptor or one of its sections.
     #[error("TDVF metadata: {0}")]
     Metadata(String),
@@ -141,15 +145,9 @@ const MR_EXTEND: u32 = 0x1;
 /// Section attribute: the guest accepts these pages itself.
 const PAGE_AUG: u32 = 0x2;
 
-/// The OVMF GUID table's footer, 32 bytes before the end of the image.
-const TABLE_FOOTER_GUID: Uuid = uuid!("96b582de-1fb2-45f7-baea-a366c55a082d");
 /// The GUID table entry holding the TDVF metadata's offset from the end of
 /// the image.
 const TDX_METADATA_GUID: Uuid = uuid!("e47a6535-984a-4798-865e-4685a7bf8ec2");
-/// Bytes between the GUID table's footer and the end of the image.
-const BYTES_AFTER_TABLE: usize = 32;
-/// A GUID table entry ends with its length (u16) and its GUID.
-const ENTRY_TRAILER: usize = 18;
 /// QEMU loads `-bios` only in whole 64 KiB units.
 const FIRMWARE_ALIGNMENT: usize = 64 * 1024;
 /// The TDVF descriptor before its sections, and one section.
@@ -238,12 +236,14 @@ pub fn tdvf_sections(ovmf: &[u8]) -> Result<Vec<TdvfSection>, TdxError> {
             "size {size:#x} is not a non-zero multiple of 64 KiB, which QEMU requires of -bios"
         )));
     }
-    let entry = guid_table_entry(ovmf, TDX_METADATA_GUID)?.ok_or_else(|| {
-        TdxError::Firmware(format!(
-            "the GUID table has no TDX metadata entry ({}): not a TDVF (OVMF with TDX) image",
-            TDX_METADATA_GUID
-        ))
-    })?;
+    let entry = FooterTable::parse(ovmf)?
+        .get(TDX_METADATA_GUID)
+        .ok_or_else(|| {
+            TdxError::Firmware(format!(
+                "the GUID table has no TDX metadata entry ({}): not a TDVF (OVMF with TDX) image",
+                TDX_METADATA_GUID
+            ))
+        })?;
     let from_end = match entry.get(..4) {
         Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
         _ => {
@@ -468,70 +468,6 @@ fn record(operation: &[u8], gpa: u64) -> [u8; 128] {
         .zip(gpa.to_le_bytes())
         .for_each(|(d, s)| *d = s);
     out
-}
-
-/// The data of the GUID table entry `guid`, if the table has one. The table
-/// ends 32 bytes before the end of the image with its own length and footer
-/// GUID; each entry ends with its length (of the whole entry) and GUID, and
-/// the entries are read from the last one back.
-fn guid_table_entry(ovmf: &[u8], guid: Uuid) -> Result<Option<&[u8]>, TdxError> {
-    let footer_end = ovmf.len().saturating_sub(BYTES_AFTER_TABLE);
-    let footer_start = footer_end.saturating_sub(ENTRY_TRAILER);
-    let (total, footer) = ovmf
-        .get(footer_start..footer_end)
-        .and_then(trailer)
-        .ok_or_else(|| TdxError::Firmware("too small for a GUID table".into()))?;
-    if footer != TABLE_FOOTER_GUID {
-        return Err(TdxError::Firmware(format!(
-            "no GUID table: expected the footer {} at offset {footer_start:#x} (50 bytes before \
-             the end), found {}",
-            TABLE_FOOTER_GUID, footer
-        )));
-    }
-    let mut rest = usize::from(total)
-        .checked_sub(ENTRY_TRAILER)
-        .and_then(|len| ovmf.get(footer_start.checked_sub(len)?..footer_start))
-        .ok_or_else(|| {
-            TdxError::Firmware(format!(
-                "GUID table length {total} is not between {ENTRY_TRAILER} and {footer_end}"
-            ))
-        })?;
-    while !rest.is_empty() {
-        let split = rest.len().saturating_sub(ENTRY_TRAILER);
-        let (head, tail) = rest.split_at(split);
-        let (len, entry_guid) = trailer(tail).ok_or_else(|| {
-            TdxError::Firmware(format!(
-                "GUID table: {} bytes left before the entries read, too few for an entry",
-                rest.len()
-            ))
-        })?;
-        let data_len = usize::from(len)
-            .checked_sub(ENTRY_TRAILER)
-            .filter(|data_len| *data_len <= head.len())
-            .ok_or_else(|| {
-                TdxError::Firmware(format!(
-                    "GUID table entry {} has length {len}, not between {ENTRY_TRAILER} and {}",
-                    entry_guid,
-                    rest.len()
-                ))
-            })?;
-        let (before, data) = head.split_at(head.len() - data_len);
-        if entry_guid == guid {
-            return Ok(Some(data));
-        }
-        rest = before;
-    }
-    Ok(None)
-}
-
-/// An 18-byte entry trailer: the little-endian length, then the GUID
-/// (stored mixed-endian).
-fn trailer(bytes: &[u8]) -> Option<(u16, Uuid)> {
-    let mut r = Reader::new(bytes);
-    let len = r.u16_le("length").ok()?;
-    let guid = Uuid::from_bytes_le(r.array("GUID").ok()?);
-    r.finish("trailer").ok()?;
-    Some((len, guid))
 }
 
 /// A reader error while reading the TDVF descriptor.

@@ -529,7 +529,7 @@ fn truncated_or_misaligned_images_are_refused() {
     // Cut at a page boundary: the footer table is gone.
     let cut = error_of(&image[..image.len() - 4096]);
     assert!(
-        cut.starts_with("OVMF footer table: expected GUID 96b582de-1fb2-45f7-baea-a366c55a082d in the 18 bytes ending 32 bytes before the image's end, found "),
+        cut.starts_with("OVMF footer table: expected GUID 96b582de-1fb2-45f7-baea-a366c55a082d in the 18-byte footer entry at offset 0xefce (ending 32 bytes before the image's end), found "),
         "{cut}"
     );
 }
@@ -541,9 +541,9 @@ fn a_missing_footer_guid_is_refused() {
     image[end - 16..end].fill(0);
     assert_eq!(
         error_of(&image),
-        "OVMF footer table: expected GUID 96b582de-1fb2-45f7-baea-a366c55a082d in the 18 bytes \
-         ending 32 bytes before the image's end, found 00000000-0000-0000-0000-000000000000 \
-         (not an OVMF image with a GUIDed footer table)"
+        "OVMF footer table: expected GUID 96b582de-1fb2-45f7-baea-a366c55a082d in the 18-byte \
+         footer entry at offset 0xffce (ending 32 bytes before the image's end), found \
+         00000000-0000-0000-0000-000000000000 (not an OVMF image with a GUIDed footer table)"
     );
 }
 
@@ -604,7 +604,8 @@ fn a_duplicate_entry_is_refused() {
         .insert(0, (SEV_ES_RESET_BLOCK_GUID, vec![0; 4]));
     assert_eq!(
         error_of(&image.build()),
-        "OVMF footer table: entry 00f771de-1a7e-4fcb-890e-68c77e2fb44e appears twice"
+        "OVMF footer table: entry 00f771de-1a7e-4fcb-890e-68c77e2fb44e appears twice; each GUID \
+         may appear once"
     );
 }
 

@@ -269,20 +269,33 @@ fn every_firmware_check_trips() {
             |i| i.clear(),
         ),
         (
-            "no GUID table: expected the footer 96b582de-1fb2-45f7-baea-a366c55a082d at offset 0x1ffce (50 bytes before the end), found 00000000-0000-0000-0000-000000000000",
+            "OVMF footer table: expected GUID 96b582de-1fb2-45f7-baea-a366c55a082d in the 18-byte footer entry at offset 0x1ffce (ending 32 bytes before the image's end), found 00000000-0000-0000-0000-000000000000",
             |i| i[IMAGE - 48..IMAGE - 32].fill(0),
         ),
         (
-            "GUID table length 5 is not between 18 and",
+            "OVMF footer table: length 5 out of range: at least 18 (the footer entry) and at most the 131040 bytes of the image up to the footer's end",
             |i| put(i, IMAGE - 50, &5u16.to_le_bytes()),
         ),
         (
-            "GUID table length 17 is not between 18 and",
+            "OVMF footer table: length 17 out of range: at least 18 (the footer entry) and at most the 131040 bytes",
             |i| put(i, IMAGE - 50, &17u16.to_le_bytes()),
         ),
         (
-            "GUID table entry 00f771de-1a7e-4fcb-890e-68c77e2fb44e has length 200, not between 18 and 44",
+            "OVMF footer table: entry 00f771de-1a7e-4fcb-890e-68c77e2fb44e has length 200, but only 44 bytes of the table are left",
             |i| put(i, IMAGE - 50 - 18, &200u16.to_le_bytes()),
+        ),
+        (
+            "OVMF footer table: 5 bytes left at the table's start, fewer than an 18-byte entry header",
+            |i| put(i, IMAGE - 50, &(62u16 + 5).to_le_bytes()),
+        ),
+        (
+            "OVMF footer table: entry 00f771de-1a7e-4fcb-890e-68c77e2fb44e has length 17, less than its 18-byte header",
+            |i| put(i, IMAGE - 50 - 18, &17u16.to_le_bytes()),
+        ),
+        (
+            // The whole table is checked, not only up to the entry looked up.
+            "OVMF footer table: entry e47a6535-984a-4798-865e-4685a7bf8ec2 appears twice",
+            |i| put(i, IMAGE - 50 - 16, &uuid!("e47a6535-984a-4798-865e-4685a7bf8ec2").to_bytes_le()),
         ),
         (
             "the GUID table has no TDX metadata entry (e47a6535-984a-4798-865e-4685a7bf8ec2)",

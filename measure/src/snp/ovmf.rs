@@ -1,8 +1,8 @@
-//! What QEMU reads from an OVMF image to launch an SEV-SNP guest: the GUIDed
-//! footer table at the end of the flash image, and through it the SEV
-//! metadata (the guest memory sections OVMF wants pre-validated), the SEV-ES
-//! reset block (where the APs start) and the SEV hashes table area (where
-//! QEMU puts the kernel, initrd and command line hashes).
+//! What QEMU reads from an OVMF image to launch an SEV-SNP guest: through
+//! the GUIDed footer table at the end of the flash image ([`crate::ovmf`]),
+//! the SEV metadata (the guest memory sections OVMF wants pre-validated),
+//! the SEV-ES reset block (where the APs start) and the SEV hashes table
+//! area (where QEMU puts the kernel, initrd and command line hashes).
 //!
 //! The image is untrusted: every offset and length read from it is checked
 //! before use, and every rejection says what was expected and what was found.
@@ -11,10 +11,8 @@ use kokon_bytes::Reader;
 use uuid::{uuid, Uuid};
 
 use super::SnpError;
+use crate::ovmf::FooterTable;
 
-/// GUID of the footer entry that ends the table (edk2
-/// `OvmfPkg/ResetVector/Ia16/ResetVectorVtf0.asm`).
-pub(super) const FOOTER_GUID: Uuid = uuid!("96b582de-1fb2-45f7-baea-a366c55a082d");
 /// GUID of the entry holding the SEV metadata's offset from the image's end.
 pub(super) const SEV_METADATA_GUID: Uuid = uuid!("dc886566-984a-4798-a75e-5585a7bf67cc");
 /// GUID of the SEV-ES reset block: the APs' reset address.
@@ -22,11 +20,6 @@ pub(super) const SEV_ES_RESET_BLOCK_GUID: Uuid = uuid!("00f771de-1a7e-4fcb-890e-
 /// GUID of the SEV hashes table area: its GPA and size.
 pub(super) const SEV_HASH_TABLE_GUID: Uuid = uuid!("7255371f-3a3b-4b04-927b-1da6efa8d454");
 
-/// The footer table ends this many bytes before the end of the image (the
-/// reset vector and its padding follow it).
-const FOOTER_END_FROM_IMAGE_END: usize = 32;
-/// Each entry ends with its length (u16) and its GUID.
-const ENTRY_HEADER_SIZE: usize = 2 + 16;
 /// The page size as a GPA offset.
 const PAGE_SIZE: u64 = super::PAGE_SIZE as u64;
 /// The flash image is mapped so that it ends at 4 GiB.
@@ -123,14 +116,13 @@ impl<'a> Ovmf<'a> {
     /// Parses the footer table and the SEV metadata of `image`.
     pub(super) fn parse(image: &'a [u8]) -> Result<Self, SnpError> {
         check_image_size(image.len())?;
-        let table = parse_footer_table(image)?;
+        let table = FooterTable::parse(image)?;
         let metadata = find_entry(&table, SEV_METADATA_GUID, "SEV metadata")?;
         let sections = parse_sev_metadata(image, metadata)?;
         let reset_block = find_entry(&table, SEV_ES_RESET_BLOCK_GUID, "SEV-ES reset block")?;
         let ap_reset_eip = entry_u32(reset_block, "SEV-ES reset block")?;
         let hash_table = table
-            .iter()
-            .find(|entry| entry.guid == SEV_HASH_TABLE_GUID)
+            .get(SEV_HASH_TABLE_GUID)
             .map(parse_hash_table_area)
             .transpose()?;
         Ok(Ovmf {
@@ -197,80 +189,13 @@ fn check_image_size(len: usize) -> Result<(), SnpError> {
     Ok(())
 }
 
-/// One entry of the footer table: its GUID and the bytes before its header.
-#[derive(Debug)]
-struct FooterEntry<'a> {
-    guid: Uuid,
-    data: &'a [u8],
-}
-
-/// Reads the 18-byte header (length, GUID) that ends at `end`.
-fn entry_header(bytes: &[u8], end: usize) -> Option<(u16, Uuid)> {
-    let header = bytes.get(end.checked_sub(ENTRY_HEADER_SIZE)?..end)?;
-    let mut reader = Reader::new(header);
-    let length = reader.u16_le("footer entry length").ok()?;
-    let guid = Uuid::from_bytes_le(reader.array("footer entry GUID").ok()?);
-    Some((length, guid))
-}
-
-/// Parses the GUIDed table that ends 32 bytes before the image's end. It is
-/// read backwards: the footer entry last, whose length covers the whole
-/// table, and before it each entry as its data followed by its length and
-/// GUID.
-fn parse_footer_table(image: &[u8]) -> Result<Vec<FooterEntry<'_>>, SnpError> {
-    let footer_end = image.len().saturating_sub(FOOTER_END_FROM_IMAGE_END);
-    let (length, guid) =
-        entry_header(image, footer_end).ok_or(SnpError::ImageSize { len: image.len() })?;
-    if guid != FOOTER_GUID {
-        return Err(SnpError::FooterGuid { found: guid });
-    }
-    let footer_start = footer_end - ENTRY_HEADER_SIZE;
-    let table_start = usize::from(length)
-        .checked_sub(ENTRY_HEADER_SIZE)
-        .and_then(|table_len| footer_start.checked_sub(table_len))
-        .ok_or(SnpError::FooterLength {
-            length,
-            available: footer_end,
-        })?;
-    let mut table = image.get(table_start..footer_start).unwrap_or_default();
-    let mut entries: Vec<FooterEntry<'_>> = Vec::new();
-    while !table.is_empty() {
-        let (length, guid) = entry_header(table, table.len())
-            .ok_or(SnpError::FooterLeftover { left: table.len() })?;
-        let length = usize::from(length);
-        if length < ENTRY_HEADER_SIZE {
-            return Err(SnpError::EntryTooShort { guid, length });
-        }
-        let start = table
-            .len()
-            .checked_sub(length)
-            .ok_or(SnpError::EntryLength {
-                guid,
-                length,
-                left: table.len(),
-            })?;
-        if entries.iter().any(|entry| entry.guid == guid) {
-            return Err(SnpError::DuplicateEntry { guid });
-        }
-        let data = table
-            .get(start..table.len() - ENTRY_HEADER_SIZE)
-            .unwrap_or_default();
-        entries.push(FooterEntry { guid, data });
-        table = table.get(..start).unwrap_or_default();
-    }
-    Ok(entries)
-}
-
+/// The data of the footer entry `guid`, which an SEV launch needs.
 fn find_entry<'a>(
-    table: &[FooterEntry<'a>],
+    table: &FooterTable<'a>,
     guid: Uuid,
     what: &'static str,
 ) -> Result<&'a [u8], SnpError> {
-    table
-        .iter()
-        .find(|entry| entry.guid == guid)
-        .map(|entry| entry.data)
-        .ok_or(SnpError::MissingEntry { what, guid })
+    table.get(guid).ok_or(SnpError::MissingEntry { what, guid })
 }
 
 /// The little-endian u32 an entry starts with.
@@ -286,16 +211,16 @@ fn entry_u32(data: &[u8], what: &'static str) -> Result<u32, SnpError> {
 
 /// The SEV hashes table area: its GPA and size (`SevHashTableDescriptor`
 /// in QEMU).
-fn parse_hash_table_area(entry: &FooterEntry<'_>) -> Result<HashTableArea, SnpError> {
+fn parse_hash_table_area(data: &[u8]) -> Result<HashTableArea, SnpError> {
     const WHAT: &str = "SEV hashes table";
-    let mut reader = Reader::new(entry.data);
+    let mut reader = Reader::new(data);
     let area = reader
         .u32_le(WHAT)
         .and_then(|gpa| Ok((gpa, reader.u32_le(WHAT)?)));
     let (gpa, size) = area.map_err(|_| SnpError::EntryData {
         what: WHAT,
         expected: 8,
-        found: entry.data.len(),
+        found: data.len(),
     })?;
     Ok(HashTableArea { gpa, size })
 }
