@@ -409,10 +409,7 @@ pub fn launch(
         memory_mib: image.manifest.vm.memory_mib,
         cpu_model: match tee {
             Tee::Snp => image.manifest.vm.snp_vcpu_type.clone(),
-            // Under TCG, ONNX Runtime runs its AVX2 kernels about 20 times
-            // faster than its SSE ones or the AVX-512 ones of `max`
-            // (magika: 0.3 s against 5-10 s an inference).
-            Tee::None if accel == Accel::Tcg => "Haswell-noTSX-v1".into(),
+            Tee::None if accel == Accel::Tcg => "max".into(),
             // Nested KVM hosts may refuse the host's IA32_ARCH_CAPABILITIES
             // MSR (QEMU: "failed to set MSR 0x10a"); a development VM needs
             // none of it.

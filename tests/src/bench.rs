@@ -13,7 +13,9 @@
 //! `llm_bench`). It ends with `e2e_p50_ratio=<x>`,
 //! `llm_decode_ratio=<x>` (confidential decode rate over bare, the lower of
 //! the two concurrency levels) and `llm_vs_llamacpp=<x>` (the bare engine's
-//! single-stream decode rate over llama.cpp's).
+//! single-stream decode rate over llama.cpp's). Between them it boots the
+//! worker VM (`vm_bench`): boot-to-ready time and the confidential latency
+//! through the VM beside the process backend's (`vm_vs_process_p50_ratio`).
 //!
 //! The two are measured in alternating blocks of 50 rather than sample by
 //! sample: the bench process and the enclave process each hold a copy of the
@@ -25,6 +27,7 @@
 mod billing_bench;
 mod llm_bench;
 mod verification;
+mod vm_bench;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -73,6 +76,13 @@ fn main() -> anyhow::Result<()> {
     match only.as_deref() {
         Some("verification") => return verification::run(),
         Some("billing") => return billing_bench::run(),
+        Some("vm") => {
+            // `kokon-bench vm`: only the worker VM's figures.
+            return tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(vm_only());
+        }
         _ => {}
     }
     let (cpus, enclave_cpu) = pin()?;
@@ -92,6 +102,29 @@ fn main() -> anyhow::Result<()> {
         });
     }
     runtime.block_on(bench(cpus, enclave_cpu))
+}
+
+/// The worker VM's figures beside a short process-backend baseline.
+async fn vm_only() -> anyhow::Result<()> {
+    let env = Env::load();
+    let sample = std::fs::read(kokon_tests::repo_root().join("attestation/src/tdx/quote.rs"))?;
+    let Prepared::Features(row) = env.magika().prepare(&sample) else {
+        anyhow::bail!("sample too small")
+    };
+    let stack = Stack::start(Options::default()).await;
+    let enclave = stack.attest().await;
+    let request = magika_request(std::slice::from_ref(&row));
+    let mut times = Vec::new();
+    for i in 0..SAMPLES / 4 + WARMUP {
+        let t = Instant::now();
+        stack.client.infer(&enclave, &request).await?;
+        if i >= WARMUP {
+            times.push(t.elapsed());
+        }
+    }
+    times.sort();
+    stack.shutdown().await;
+    vm_bench::run(&env, &row, percentile(&times, 0.5)).await
 }
 
 fn print_llm_ratios(decode: f64, peer: f64) {
@@ -266,6 +299,7 @@ async fn bench(cpus: Vec<usize>, enclave_cpu: Option<usize>) -> anyhow::Result<(
         );
     }
     stack.shutdown().await;
+    vm_bench::run(&env, &row, e50).await?;
     verification::run()?;
     billing_bench::run()?;
     let (decode, peer) = llm_bench::run(&env, &ort_env, &cpus, enclave_cpu).await?;

@@ -1,0 +1,163 @@
+//! The worker VM's figures: boot-to-ready time (QEMU start to the enclave
+//! inside answering), and the confidential end-to-end latency through the
+//! VM next to the process backend's, measured in the same run on the same
+//! request.
+//!
+//! The VM runs under TCG unless `KOKON_BENCH_VM_ACCEL=kvm`: the machines
+//! kokon is benchmarked on here have a nested KVM that cannot run OVMF (see
+//! tests/tests/vm.rs), so TCG figures say what emulation costs, not what a
+//! TDX or SNP guest costs. Run it with KVM on a real host for those.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use kokon_client::Client;
+use kokon_policies::Policy;
+use kokon_tests::{magika_request, Env};
+
+use super::{ms, percentile};
+
+/// Sequential inferences timed through the VM (few: under TCG each takes
+/// seconds).
+const VM_SAMPLES: usize = 20;
+const VM_WARMUP: usize = 2;
+
+fn kokon(env: &Env, data: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = std::process::Command::new(&env.kokon_bin)
+        .args(args)
+        .env("KOKON_DATA_DIR", data)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "kokon {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// Boots the worker VM from a freshly built image, times its boot and
+/// `VM_SAMPLES` inferences of `row`, and prints them beside `process_p50`.
+pub async fn run(env: &Env, row: &[i32], process_p50: Duration) -> anyhow::Result<()> {
+    let data = tempfile::tempdir()?;
+    let image = data.path().join("image");
+    let bin = env
+        .kokon_bin
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("no bin dir"))?;
+    let path = |p: &Path| p.display().to_string();
+    kokon(
+        env,
+        data.path(),
+        &[
+            "image",
+            "build",
+            "--out",
+            &path(&image),
+            "--enclave",
+            &path(&env.enclave_bin),
+            "--init",
+            &path(&bin.join("kokon-init")),
+            "--model",
+            &path(&env.model),
+        ],
+    )?;
+    let policy_text = kokon(
+        env,
+        data.path(),
+        &[
+            "audit",
+            "measure",
+            "--image",
+            &path(&image),
+            "--tee",
+            "tdx",
+            "--policy-snippet",
+            "--into",
+            &path(&kokon_tests::repo_root().join("policies/dev-vm.toml")),
+        ],
+    )?;
+    let accel = std::env::var("KOKON_BENCH_VM_ACCEL").unwrap_or_else(|_| "tcg".into());
+    let port = kokon_tests::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log_path = data.path().join("host.log");
+    let log = std::fs::File::create(&log_path)?;
+    let started = Instant::now();
+    let mut host = tokio::process::Command::new(&env.kokon_bin)
+        .args([
+            "host",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--backend",
+            "qemu",
+            "--image",
+            &path(&image),
+            "--tee",
+            "none",
+            "--accel",
+            &accel,
+        ])
+        .env("KOKON_DATA_DIR", data.path())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()?;
+    let deadline = started + Duration::from_secs(600);
+    while kokon_tests::try_http_get(&base, "/healthz")
+        .await
+        .map(|r| r.0)
+        != Some(200)
+    {
+        let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(status) = host.try_wait()? {
+            anyhow::bail!("the VM's host exited ({status}):\n{}", log());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the VM did not come up in 600 s:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let boot = started.elapsed();
+    let policy = Policy::from_toml(&policy_text, &env.local_references(data.path()))?;
+    let client = Client::new(&base);
+    let enclave = client.attest(&policy).await?;
+    let request = magika_request(&[row.to_vec()]);
+    let mut times = Vec::with_capacity(VM_SAMPLES);
+    for i in 0..VM_SAMPLES + VM_WARMUP {
+        let t = Instant::now();
+        client.infer(&enclave, &request).await?;
+        if i >= VM_WARMUP {
+            times.push(t.elapsed());
+        }
+    }
+    times.sort();
+    let vm_p50 = percentile(&times, 0.5);
+    println!(
+        "worker VM ({accel}, QEMU, the image's vCPUs and memory; development VM, sim evidence)"
+    );
+    println!(
+        "  boot to ready         {:7.2} s    (QEMU start, OVMF, kernel, init, enclave up)",
+        boot.as_secs_f64()
+    );
+    println!(
+        "  confidential e2e      p50 {:7.3} ms   p99 {:7.3} ms   ({VM_SAMPLES} sequential)",
+        ms(vm_p50),
+        ms(percentile(&times, 0.99))
+    );
+    println!(
+        "  process backend       p50 {:7.3} ms   (the same request, this run)",
+        ms(process_p50)
+    );
+    println!(
+        "vm_vs_process_p50_ratio={:.3}",
+        vm_p50.as_secs_f64() / process_p50.as_secs_f64()
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(host.id().unwrap_or(0) as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )?;
+    let _ = tokio::time::timeout(Duration::from_secs(60), host.wait()).await;
+    Ok(())
+}
