@@ -29,8 +29,6 @@ pub const TEE_DEVICES: [&str; 2] = ["dev/tdx_guest", "dev/sev-guest"];
 pub const FW_CFG_BY_NAME: &str = "sys/firmware/qemu_fw_cfg/by_name";
 /// The enclave's data directory in the guest (a tmpfs).
 pub const DATA_DIR: &str = "run/kokon";
-/// Where kernel modules named without a path live in the image.
-pub const MODULES_DIR: &str = "lib/modules";
 
 /// The enclave's arguments as the image stores them.
 #[derive(Debug, serde::Deserialize)]
@@ -74,9 +72,14 @@ pub struct Plan {
     pub args: Vec<String>,
 }
 
+/// An absolute path of the image, under `root`.
+fn in_root(root: &Path, path: &str) -> PathBuf {
+    root.join(path.trim_start_matches('/'))
+}
+
 /// The kernel modules to load, in order, as paths under `root`.
 pub fn modules(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let list = root.join(vm::MODULES_LIST);
+    let list = in_root(root, vm::MODULES_LIST);
     let text = match std::fs::read_to_string(&list) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -88,8 +91,8 @@ pub fn modules(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(|line| match line.strip_prefix('/') {
             Some(absolute) => root.join(absolute),
-            None if line.ends_with(".ko") => root.join(MODULES_DIR).join(line),
-            None => root.join(MODULES_DIR).join(format!("{line}.ko")),
+            None if line.ends_with(".ko") => in_root(root, vm::MODULES_DIR).join(line),
+            None => in_root(root, vm::MODULES_DIR).join(format!("{line}.ko")),
         })
         .collect())
 }
@@ -98,7 +101,7 @@ pub fn modules(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// the sim root and the launch measurements from `fw_cfg` into the data
 /// directory, where the enclave reads them.
 pub fn plan(root: &Path) -> anyhow::Result<Plan> {
-    let config_path = root.join(vm::ENCLAVE_CONFIG);
+    let config_path = in_root(root, vm::ENCLAVE_CONFIG);
     let text = std::fs::read_to_string(&config_path).with_context(|| {
         format!(
             "reading the enclave's configuration {}",
@@ -142,7 +145,7 @@ pub fn plan(root: &Path) -> anyhow::Result<Plan> {
     };
     Ok(Plan {
         evidence,
-        program: root.join(vm::ENCLAVE_BINARY),
+        program: in_root(root, vm::ENCLAVE_BINARY),
         args,
     })
 }
@@ -208,7 +211,7 @@ mod tests {
     fn image(args: &str) -> tempfile::TempDir {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(root.path().join("etc/kokon")).unwrap();
-        std::fs::write(root.path().join(vm::ENCLAVE_CONFIG), args).unwrap();
+        std::fs::write(in_root(root.path(), vm::ENCLAVE_CONFIG), args).unwrap();
         root
     }
 
@@ -320,7 +323,7 @@ mod tests {
     fn modules_load_in_the_listed_order() {
         let root = image("{}");
         std::fs::write(
-            root.path().join(vm::MODULES_LIST),
+            in_root(root.path(), vm::MODULES_LIST),
             "# dependencies first\nvsock\nvmw_vsock_virtio_transport.ko\n/lib/modules/extra/tsm.ko\n\n",
         )
         .unwrap();

@@ -62,24 +62,27 @@ pub struct VsockDaemon {
 
 type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
 
-/// The one thread that forks the VM's processes (see the module docs).
-fn spawner() -> &'static mpsc::Sender<SpawnRequest> {
-    static SPAWNER: OnceLock<mpsc::Sender<SpawnRequest>> = OnceLock::new();
-    SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<SpawnRequest>();
-        let runtime = tokio::runtime::Handle::current();
-        std::thread::Builder::new()
-            .name("vm-spawner".into())
-            .spawn(move || {
-                // tokio's child handles register with the runtime's reactor.
-                let _guard = runtime.enter();
-                for (mut command, reply) in rx {
-                    let _ = reply.send(command.spawn());
-                }
-            })
-            .expect("spawning the VM spawner thread");
-        tx
-    })
+/// The one thread that forks the VM's processes (see the module docs);
+/// `None` if it could not be started.
+fn spawner() -> Option<&'static mpsc::Sender<SpawnRequest>> {
+    static SPAWNER: OnceLock<Option<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    SPAWNER
+        .get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<SpawnRequest>();
+            let runtime = tokio::runtime::Handle::current();
+            std::thread::Builder::new()
+                .name("vm-spawner".into())
+                .spawn(move || {
+                    // tokio's child handles register with the runtime's reactor.
+                    let _guard = runtime.enter();
+                    for (mut command, reply) in rx {
+                        let _ = reply.send(command.spawn());
+                    }
+                })
+                .ok()
+                .map(|_| tx)
+        })
+        .as_ref()
 }
 
 /// Spawns `command` on the spawner thread with the parent-death signal set.
@@ -95,6 +98,7 @@ async fn spawn_tied(mut command: Command) -> std::io::Result<Child> {
     }
     let (tx, rx) = mpsc::channel();
     spawner()
+        .ok_or_else(|| std::io::Error::other("the VM spawner thread could not be started"))?
         .send((command, tx))
         .map_err(|_| std::io::Error::other("the VM spawner thread is gone"))?;
     tokio::task::spawn_blocking(move || rx.recv())

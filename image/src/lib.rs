@@ -42,20 +42,15 @@ use manifest::{Artifact, Artifacts, ImageFile, PackageRecord, WheelRecord};
 use output::write_atomically;
 use tree::Tree;
 
-/// The init's path in the image (the command line's `rdinit=`).
-pub const INIT_PATH: &str = "/init";
-/// The enclave binary's path in the image.
-pub const ENCLAVE_PATH: &str = "/usr/bin/kokon-enclave";
+/// The image's layout, shared with the guest's init.
+pub use kokon_wire::vm::{
+    ENCLAVE_BINARY as ENCLAVE_PATH, ENCLAVE_CONFIG as ENCLAVE_CONFIG_PATH, INIT as INIT_PATH,
+    MODULES_DIR, MODULES_LIST as MODULES_LIST_PATH,
+};
 /// ONNX Runtime's shared library in the image (the wheel's
 /// `libonnxruntime.so.1.x`, under one name whatever its version, so the
 /// enclave's `--ort-lib` does not change with the lock).
 pub const ORT_LIBRARY_PATH: &str = "/usr/lib/kokon/libonnxruntime.so";
-/// The kernel modules' directory in the image (`<name>.ko`).
-pub const MODULES_DIR: &str = "/lib/modules";
-/// The modules to load, one name a line, dependencies first.
-pub const MODULES_LIST_PATH: &str = "/etc/kokon/modules";
-/// The enclave's arguments, `{"args": [...]}`.
-pub const ENCLAVE_CONFIG_PATH: &str = "/etc/kokon/enclave.json";
 /// The firmware's path in the `ovmf` package.
 pub const OVMF_PACKAGE_PATH: &str = "/usr/share/ovmf/OVMF.fd";
 /// The empty directories the init mounts on or writes to.

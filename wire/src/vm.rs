@@ -21,9 +21,14 @@ pub const FW_CFG_SIM_ROOT_CERT: &str = "opt/kokon/sim-root-cert";
 /// `fw_cfg` file: the sim root's private key (PKCS#8).
 pub const FW_CFG_SIM_ROOT_KEY: &str = "opt/kokon/sim-root-key";
 
-/// Where the guest's init finds the enclave's arguments (JSON `{"args": [...]}`), inside the image.
-pub const ENCLAVE_CONFIG: &str = "etc/kokon/enclave.json";
-/// Where the guest's init finds the kernel modules to load, one path per line, in load order.
-pub const MODULES_LIST: &str = "etc/kokon/modules";
-/// The enclave binary, inside the image.
-pub const ENCLAVE_BINARY: &str = "usr/bin/kokon-enclave";
+/// The guest image's layout, which the image builder writes and the init
+/// reads: the init (the command line's `rdinit=`).
+pub const INIT: &str = "/init";
+/// The enclave binary.
+pub const ENCLAVE_BINARY: &str = "/usr/bin/kokon-enclave";
+/// The enclave's arguments (JSON `{"args": [...]}`).
+pub const ENCLAVE_CONFIG: &str = "/etc/kokon/enclave.json";
+/// The kernel modules to load, one name a line, dependencies first.
+pub const MODULES_LIST: &str = "/etc/kokon/modules";
+/// The kernel modules' directory (`<name>.ko`, decompressed).
+pub const MODULES_DIR: &str = "/lib/modules";
