@@ -350,7 +350,7 @@ pub fn launch(
             ),
         ] {
             let path = vm_dir.join(file);
-            write_private(&path, &bytes)?;
+            kokon_guest::write_private(&path, &bytes)?;
             fw_cfg_files.push((name.to_string(), path));
         }
     }
@@ -456,18 +456,4 @@ fn vsock_daemon_binary() -> PathBuf {
     }
     checkout_file(".cache/bin/vhost-device-vsock")
         .unwrap_or_else(|| PathBuf::from("vhost-device-vsock"))
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))
 }

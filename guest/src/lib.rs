@@ -190,7 +190,9 @@ fn provision_sim(root: &Path, data_dir: &Path) -> anyhow::Result<SimLaunch> {
     Ok(launch)
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Writes `bytes` to `path`, readable by its owner only (the sim root's key
+/// among them), replacing what was there.
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()

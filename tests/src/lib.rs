@@ -7,6 +7,7 @@
 pub mod attack;
 pub mod pcs;
 pub mod soak;
+pub mod vm;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

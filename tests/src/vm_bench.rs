@@ -8,12 +8,11 @@
 //! tests/tests/vm.rs), so TCG figures say what emulation costs, not what a
 //! TDX or SNP guest costs. Run it with KVM on a real host for those.
 
-use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use kokon_client::Client;
 use kokon_policies::Policy;
+use kokon_tests::vm::{build_image, measured_policy, spawn_host};
 use kokon_tests::{magika_request, Env};
 
 use super::{ms, percentile};
@@ -23,85 +22,20 @@ use super::{ms, percentile};
 const VM_SAMPLES: usize = 20;
 const VM_WARMUP: usize = 2;
 
-fn kokon(env: &Env, data: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let out = std::process::Command::new(&env.kokon_bin)
-        .args(args)
-        .env("KOKON_DATA_DIR", data)
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "kokon {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
-}
-
 /// Boots the worker VM from a freshly built image, times its boot and
 /// `VM_SAMPLES` inferences of `row`, and prints them beside `process_p50`.
 pub async fn run(env: &Env, row: &[i32], process_p50: Duration) -> anyhow::Result<()> {
     let data = tempfile::tempdir()?;
     let image = data.path().join("image");
-    let bin = env
-        .kokon_bin
-        .parent()
-        .ok_or_else(|| anyhow::anyhow!("no bin dir"))?;
-    let path = |p: &Path| p.display().to_string();
-    kokon(
-        env,
-        data.path(),
-        &[
-            "image",
-            "build",
-            "--out",
-            &path(&image),
-            "--enclave",
-            &path(&env.enclave_bin),
-            "--init",
-            &path(&bin.join("kokon-init")),
-            "--model",
-            &path(&env.model),
-        ],
-    )?;
-    let policy_text = kokon(
-        env,
-        data.path(),
-        &[
-            "audit",
-            "measure",
-            "--image",
-            &path(&image),
-            "--tee",
-            "tdx",
-            "--policy-snippet",
-            "--into",
-            &path(&kokon_tests::repo_root().join("policies/dev-vm.toml")),
-        ],
-    )?;
+    build_image(env, data.path(), &image, 0)?;
+    let policy_text = measured_policy(env, data.path(), &image)?;
     let accel = std::env::var("KOKON_BENCH_VM_ACCEL").unwrap_or_else(|_| "tcg".into());
     let port = kokon_tests::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let log_path = data.path().join("host.log");
     let log = std::fs::File::create(&log_path)?;
     let started = Instant::now();
-    let mut host = tokio::process::Command::new(&env.kokon_bin)
-        .args([
-            "host",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--backend",
-            "qemu",
-            "--image",
-            &path(&image),
-            "--tee",
-            "none",
-            "--accel",
-            &accel,
-        ])
-        .env("KOKON_DATA_DIR", data.path())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()?;
+    let mut host = spawn_host(env, data.path(), &image, port, &accel, log)?;
     let deadline = started + Duration::from_secs(600);
     while kokon_tests::try_http_get(&base, "/healthz")
         .await

@@ -28,68 +28,8 @@ use std::time::Duration;
 use kokon_client::magika::Prepared;
 use kokon_client::{Client, ClientError, VerifiedEnclave};
 use kokon_policies::Policy;
-use kokon_tests::{magika_request, repo_root, Env};
-
-/// The development policy for VMs, before its measurements are filled in.
-const DEV_VM_POLICY: &str = "policies/dev-vm.toml";
-
-fn kokon(env: &Env, data: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new(&env.kokon_bin)
-        .args(args)
-        .env("KOKON_DATA_DIR", data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "kokon {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Builds an image of this build's enclave and init into `dir`.
-fn build_image(env: &Env, data: &Path, dir: &Path, price: u128) {
-    let bin = env.kokon_bin.parent().unwrap();
-    kokon(
-        env,
-        data,
-        &[
-            "image",
-            "build",
-            "--out",
-            dir.to_str().unwrap(),
-            "--enclave",
-            env.enclave_bin.to_str().unwrap(),
-            "--init",
-            bin.join("kokon-init").to_str().unwrap(),
-            "--model",
-            env.model.to_str().unwrap(),
-            "--price-nanoton-per-unit",
-            &price.to_string(),
-        ],
-    );
-}
-
-/// The development VM policy with the image's measurements, as an auditor writes it.
-fn measured_policy(env: &Env, data: &Path, image: &Path) -> String {
-    let base = repo_root().join(DEV_VM_POLICY);
-    kokon(
-        env,
-        data,
-        &[
-            "audit",
-            "measure",
-            "--image",
-            image.to_str().unwrap(),
-            "--tee",
-            "tdx",
-            "--policy-snippet",
-            "--into",
-            base.to_str().unwrap(),
-        ],
-    )
-}
+use kokon_tests::vm::{build_image, measured_policy, spawn_host};
+use kokon_tests::{magika_request, Env};
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
@@ -144,37 +84,18 @@ async fn the_worker_vm_boots_attests_serves_and_survives_a_kill() {
     let data = tempfile::tempdir().unwrap();
     let image = data.path().join("image");
     let other_image = data.path().join("other-image");
-    build_image(&env, data.path(), &image, 0);
+    build_image(&env, data.path(), &image, 0).unwrap();
     // The same build with another price: another initrd, other measurements.
-    build_image(&env, data.path(), &other_image, 7);
-    let policy_text = measured_policy(&env, data.path(), &image);
-    let other_policy_text = measured_policy(&env, data.path(), &other_image);
+    build_image(&env, data.path(), &other_image, 7).unwrap();
+    let policy_text = measured_policy(&env, data.path(), &image).unwrap();
+    let other_policy_text = measured_policy(&env, data.path(), &other_image).unwrap();
     assert_ne!(policy_text, other_policy_text);
 
     let log_path = data.path().join("host.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let port = kokon_tests::free_port();
-    let mut host = tokio::process::Command::new(&env.kokon_bin)
-        .args([
-            "host",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--backend",
-            "qemu",
-            "--image",
-            image.to_str().unwrap(),
-            "--tee",
-            "none",
-            "--accel",
-            &std::env::var("KOKON_TEST_VM_ACCEL").unwrap_or_else(|_| "tcg".into()),
-        ])
-        .env("KOKON_DATA_DIR", data.path())
-        .env("RUST_LOG", "info")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let accel = std::env::var("KOKON_TEST_VM_ACCEL").unwrap_or_else(|_| "tcg".into());
+    let mut host = spawn_host(&env, data.path(), &image, port, &accel, log).unwrap();
     let host_pid = host.id().unwrap();
     let base = format!("http://127.0.0.1:{port}");
     wait_healthy(&base, &log_path, Duration::from_secs(600)).await;
