@@ -220,10 +220,9 @@ pub fn measure(
         other => anyhow::bail!("--tee {other}: expected snp or tdx"),
     };
     if snippet {
-        let table = kokon_measure::policy_snippet(&registers);
         match into {
-            None => print!("{table}"),
-            Some(policy) => print!("{}", with_measurements(policy, &table)?),
+            None => print!("{}", kokon_measure::policy_snippet(&registers)),
+            Some(policy) => print!("{}", with_measurements(&read_policy(policy)?, &registers)),
         }
         return Ok(());
     }
@@ -263,36 +262,71 @@ pub fn measure(
 /// The development VM policy `base` with the TDX measurements of the image in `dir`.
 pub fn measured_policy(dir: &Path, base: &Path) -> anyhow::Result<String> {
     let registers = tdx_registers(&read_image(dir)?)?;
-    with_measurements(base, &kokon_measure::policy_snippet(&registers))
+    Ok(with_measurements(&read_policy(base)?, &registers))
 }
 
-/// `policy`'s text with its `[measurements]` table replaced by `table`.
-fn with_measurements(policy: &Path, table: &str) -> anyhow::Result<String> {
-    let text =
-        std::fs::read_to_string(policy).with_context(|| format!("reading {}", policy.display()))?;
+fn read_policy(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// `policy` with the registers' values in its `[measurements]` table: each
+/// register's key is set to exactly its value, every other key (TD
+/// attributes, a register not recomputed such as RTMR0) and every comment
+/// stays as it was, and a policy without the table gets one.
+fn with_measurements(policy: &str, registers: &[Register]) -> String {
+    let line_of = |r: &Register| format!("{} = [\"{}\"]\n", r.name, hex::encode(&r.value));
     let mut out = String::new();
-    let mut skipping = false;
-    let mut replaced = false;
-    for line in text.lines() {
-        let header = line.trim_start().starts_with('[');
-        if header {
-            skipping = line.trim() == "[measurements]";
-            if skipping {
-                out.push_str(table);
-                replaced = true;
+    let mut written = vec![false; registers.len()];
+    let mut in_table = false;
+    let mut seen_table = false;
+    let mut skipping_array = false;
+    let flush = |out: &mut String, written: &mut Vec<bool>| {
+        for (register, done) in registers.iter().zip(written.iter_mut()) {
+            if !*done {
+                out.push_str(&line_of(register));
+                *done = true;
+            }
+        }
+    };
+    for line in policy.lines() {
+        if skipping_array {
+            skipping_array = !line.contains(']');
+            continue;
+        }
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('[') {
+            if in_table {
+                flush(&mut out, &mut written);
+            }
+            in_table = trimmed.trim_end() == "[measurements]";
+            seen_table |= in_table;
+        } else if in_table {
+            let key = trimmed.split('=').next().unwrap_or_default().trim();
+            if let Some((register, done)) = registers
+                .iter()
+                .zip(written.iter_mut())
+                .find(|(r, _)| r.name == key)
+            {
+                if !*done {
+                    out.push_str(&line_of(register));
+                    *done = true;
+                }
+                let value = trimmed.split_once('=').map(|(_, v)| v).unwrap_or_default();
+                skipping_array = value.contains('[') && !value.contains(']');
                 continue;
             }
         }
-        if !skipping {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    if !replaced {
+        out.push_str(line);
         out.push('\n');
-        out.push_str(table);
     }
-    Ok(out)
+    if in_table {
+        flush(&mut out, &mut written);
+    }
+    if !seen_table {
+        out.push_str("\n[measurements]\n");
+        flush(&mut out, &mut written);
+    }
+    out
 }
 
 /// The worker VM for `kokon host --backend qemu`.
@@ -456,4 +490,55 @@ fn vsock_daemon_binary() -> PathBuf {
     }
     checkout_file(".cache/bin/vhost-device-vsock")
         .unwrap_or_else(|| PathBuf::from("vhost-device-vsock"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register(name: &'static str, byte: u8) -> Register {
+        Register {
+            name,
+            value: vec![byte; 48],
+            explanation: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn measurements_fill_their_keys_and_keep_everything_else() {
+        let policy = "name = \"p\"\n[measurements]\n# TD attributes\ntdattributes = [\"0000001000000000\"]\nmrtd = []\nrtmr0 = []\nrtmr1 = [\n  \"old\",\n]\n\n[[models.allowed]]\nname = \"magika\"\n";
+        let out = with_measurements(
+            policy,
+            &[
+                register("mrtd", 1),
+                register("rtmr1", 2),
+                register("rtmr2", 3),
+            ],
+        );
+        let one = hex::encode([1u8; 48]);
+        let two = hex::encode([2u8; 48]);
+        let three = hex::encode([3u8; 48]);
+        assert_eq!(
+            out,
+            format!("name = \"p\"\n[measurements]\n# TD attributes\ntdattributes = [\"0000001000000000\"]\nmrtd = [\"{one}\"]\nrtmr0 = []\nrtmr1 = [\"{two}\"]\n\nrtmr2 = [\"{three}\"]\n[[models.allowed]]\nname = \"magika\"\n")
+        );
+        // Still a policy, with RTMR0 still failing closed.
+        let table: toml::Table = toml::from_str(&out).unwrap();
+        assert_eq!(
+            table["measurements"]["rtmr0"].as_array().map(Vec::len),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn a_policy_without_measurements_gets_the_table() {
+        let out = with_measurements("name = \"p\"\n", &[register("snp_measurement", 9)]);
+        assert_eq!(
+            out,
+            format!(
+                "name = \"p\"\n\n[measurements]\nsnp_measurement = [\"{}\"]\n",
+                hex::encode([9u8; 48])
+            )
+        );
+    }
 }

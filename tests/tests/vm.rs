@@ -15,8 +15,9 @@
 //! development VM's evidence carries the image's real measurements), a
 //! different image's policy rejects it, private inferences run through it,
 //! the VM is killed while requests are in flight and the host boots a new
-//! one that serves the next request, and a marker the client sent appears
-//! in neither the host's output nor the guest's console (which the host's
+//! one that serves the next request, SIGTERM powers it off, a SIGKILLed
+//! host takes its VM down with it, and a marker the client sent appears in
+//! neither the host's output nor the guest's console (which the host's
 //! output carries).
 
 use std::path::Path;
@@ -51,6 +52,17 @@ fn qemu_children(host: u32) -> Vec<i32> {
                 && rest.split_whitespace().nth(1) == Some(&host.to_string())
         })
         .collect()
+}
+
+/// Whether `pid` runs (not gone, not a zombie).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, rest) = stat.rsplit_once(") ")?;
+            rest.chars().next()
+        })
+        .is_some_and(|state| state != 'Z' && state != 'X')
 }
 
 fn row(env: &Env, content: &[u8]) -> Vec<i32> {
@@ -213,6 +225,31 @@ async fn the_worker_vm_boots_attests_serves_and_survives_a_kill() {
         .unwrap();
     assert!(status.success(), "host exit status {status:?}");
     assert!(qemu_children(host_pid).is_empty());
+
+    // The VM dies with its host, however the host dies: SIGKILL a second host.
+    let second_log = std::fs::File::create(data.path().join("second.log")).unwrap();
+    let second_port = kokon_tests::free_port();
+    let mut second =
+        spawn_host(&env, data.path(), &image, second_port, &accel, second_log).unwrap();
+    let second_pid = second.id().unwrap();
+    wait_healthy(
+        &format!("http://127.0.0.1:{second_port}"),
+        &data.path().join("second.log"),
+        Duration::from_secs(600),
+    )
+    .await;
+    let orphan = qemu_children(second_pid);
+    assert_eq!(orphan.len(), 1, "{orphan:?}");
+    second.kill().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while alive(orphan[0]) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "QEMU {} outlived its SIGKILLed host",
+            orphan[0]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let logs = std::fs::read(&log_path).unwrap();
     let text = String::from_utf8_lossy(&logs);
