@@ -194,6 +194,11 @@ pub struct ImageBuildArgs {
     /// The magika model (default $KOKON_MODEL); its package's configuration files come along.
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// Boot this firmware instead of Debian's OVMF.fd: an OVMF built from
+    /// edk2's OvmfPkg/AmdSev/AmdSevX64.dsc, which SEV-SNP's measured direct
+    /// boot needs (Debian's reserves no kernel-hashes table).
+    #[arg(long, value_name = "FILE")]
+    pub firmware: Option<PathBuf>,
     /// The VM's vCPUs (measured: SEV-SNP has one VMSA per vCPU).
     #[arg(long, default_value_t = 2)]
     pub vcpus: u32,

@@ -123,6 +123,7 @@ pub fn build(args: &ImageBuildArgs) -> anyhow::Result<()> {
             memory_mib: args.memory_mib,
             snp_vcpu_type: args.snp_vcpu_type.clone(),
         },
+        firmware: args.firmware.clone(),
     };
     for (what, path) in [("init", &spec.init), ("enclave", &spec.enclave)] {
         if !path.is_file() {

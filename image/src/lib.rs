@@ -96,6 +96,11 @@ pub struct ImageSpec {
     pub cmdline: String,
     /// The VM the image is measured for.
     pub vm: VmShape,
+    /// A firmware file to boot instead of the `ovmf` package's `OVMF.fd`:
+    /// an OVMF built from `OvmfPkg/AmdSev/AmdSevX64.dsc`, which SEV-SNP's
+    /// measured direct boot (QEMU's `kernel-hashes=on`) needs and Debian
+    /// does not ship. The manifest records that it was given, and its digest.
+    pub firmware: Option<PathBuf>,
 }
 
 /// Builds the image into `out` (created if needed): `OVMF.fd`, `vmlinuz`,
@@ -137,7 +142,13 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
     let ort = wheel_member(&fetched.wheel, member)?;
     let tree = Tree::unpack(fetched.debs.iter().map(|(_, path)| path.as_path()))?;
     let (release, vmlinuz) = kernel(&tree)?;
-    let ovmf = tree.read(OVMF_PACKAGE_PATH)?;
+    let (ovmf, firmware_source) = match &spec.firmware {
+        Some(path) => (read(path)?, "given to the build (--firmware)".to_owned()),
+        None => (
+            tree.read(OVMF_PACKAGE_PATH)?,
+            format!("{OVMF_PACKAGE_PATH} of the pinned ovmf package"),
+        ),
+    };
 
     let ort_path = ORT_LIBRARY_PATH.to_owned();
     let roots = [
@@ -193,6 +204,7 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
         format: manifest::FORMAT,
         artifacts,
         kernel_release: release,
+        firmware_source,
         cmdline: spec.cmdline.clone(),
         vm: spec.vm.clone(),
         packages,

@@ -107,6 +107,9 @@ pub struct Manifest {
     pub artifacts: Artifacts,
     /// The kernel release (`uname -r` in the guest).
     pub kernel_release: String,
+    /// Where `OVMF.fd` came from: the pinned `ovmf` package, or a file given
+    /// to the build (an AmdSevX64 OVMF for SEV-SNP).
+    pub firmware_source: String,
     /// The kernel command line.
     pub cmdline: String,
     /// The VM shape the image is measured for.
@@ -214,6 +217,7 @@ mod tests {
                 cmdline: artifact("cmdline", b"c="),
             },
             kernel_release: "6.12.1".into(),
+            firmware_source: "the ovmf package".into(),
             cmdline: "c=".into(),
             vm: VmShape {
                 vcpus: 1,

@@ -51,6 +51,7 @@ fn spec(lock: PathBuf, scratch: &Path) -> ImageSpec {
             memory_mib: 2048,
             snp_vcpu_type: "EPYC-v4".into(),
         },
+        firmware: None,
     }
 }
 

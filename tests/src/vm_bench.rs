@@ -27,7 +27,7 @@ const VM_WARMUP: usize = 2;
 pub async fn run(env: &Env, row: &[i32], process_p50: Duration) -> anyhow::Result<()> {
     let data = tempfile::tempdir()?;
     let image = data.path().join("image");
-    build_image(env, data.path(), &image, 0)?;
+    build_image(env, data.path(), &image, 0, &[])?;
     let policy_text = measured_policy(env, data.path(), &image)?;
     let accel = std::env::var("KOKON_BENCH_VM_ACCEL").unwrap_or_else(|_| "tcg".into());
     let port = kokon_tests::free_port();

@@ -96,9 +96,9 @@ async fn the_worker_vm_boots_attests_serves_and_survives_a_kill() {
     let data = tempfile::tempdir().unwrap();
     let image = data.path().join("image");
     let other_image = data.path().join("other-image");
-    build_image(&env, data.path(), &image, 0).unwrap();
+    build_image(&env, data.path(), &image, 0, &[]).unwrap();
     // The same build with another price: another initrd, other measurements.
-    build_image(&env, data.path(), &other_image, 7).unwrap();
+    build_image(&env, data.path(), &other_image, 7, &[]).unwrap();
     let policy_text = measured_policy(&env, data.path(), &image).unwrap();
     let other_policy_text = measured_policy(&env, data.path(), &other_image).unwrap();
     assert_ne!(policy_text, other_policy_text);
@@ -274,6 +274,97 @@ async fn the_worker_vm_boots_attests_serves_and_survives_a_kill() {
         !contains(&logs, &marker.as_bytes()[16..]),
         "marker in the host's output"
     );
+}
+
+/// `kokon audit measure --tee snp` recomputes an image's SEV-SNP launch
+/// digest as PyPI `sev-snp-measure` does from the same files, when the image
+/// carries a firmware with a kernel-hashes table (`--firmware`); Debian's
+/// OVMF has none, and measuring an image of it says so.
+#[test]
+fn an_images_snp_measurement_equals_sev_snp_measure() {
+    let env = Env::load();
+    let data = tempfile::tempdir().unwrap();
+    let firmware = data.path().join("amdsev.fd");
+    std::fs::write(&firmware, kokon_tests::vm::amdsev_shaped_firmware()).unwrap();
+    let image = data.path().join("image");
+    let firmware_arg = firmware.display().to_string();
+    build_image(&env, data.path(), &image, 0, &["--firmware", &firmware_arg]).unwrap();
+    let manifest = std::fs::read_to_string(image.join("manifest.json")).unwrap();
+    assert!(
+        manifest.contains("given to the build (--firmware)"),
+        "{manifest}"
+    );
+    let image_arg = image.display().to_string();
+    for (vcpus, vcpu_type) in [("2", "EPYC-v4"), ("4", "EPYC-Milan")] {
+        let json = kokon_tests::vm::kokon(
+            &env,
+            data.path(),
+            &[
+                "audit",
+                "measure",
+                "--image",
+                &image_arg,
+                "--tee",
+                "snp",
+                "--vcpus",
+                vcpus,
+                "--vcpu-type",
+                vcpu_type,
+                "--json",
+            ],
+        )
+        .unwrap();
+        let ours: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let ours = ours["registers"][0]["value"].as_str().unwrap().to_string();
+        let cmdline = std::fs::read_to_string(image.join("cmdline")).unwrap();
+        let tool = kokon_tests::repo_root().join(".cache/venv/bin/sev-snp-measure");
+        let out = std::process::Command::new(&tool)
+            .args(["--mode", "snp", "--vcpus", vcpus, "--vcpu-type", vcpu_type])
+            .arg("--ovmf")
+            .arg(image.join("OVMF.fd"))
+            .arg("--kernel")
+            .arg(image.join("vmlinuz"))
+            .arg("--initrd")
+            .arg(image.join("initrd.img"))
+            .args([
+                "--append",
+                &cmdline,
+                "--guest-features",
+                "0x1",
+                "--output-format",
+                "hex",
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e} (just setup installs it)", tool.display()));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap().trim(),
+            ours,
+            "{vcpus} x {vcpu_type}"
+        );
+    }
+    // Debian's OVMF: measured direct boot is impossible, and said so.
+    let debian = data.path().join("debian-image");
+    build_image(&env, data.path(), &debian, 0, &[]).unwrap();
+    let e = kokon_tests::vm::kokon(
+        &env,
+        data.path(),
+        &[
+            "audit",
+            "measure",
+            "--image",
+            &debian.display().to_string(),
+            "--tee",
+            "snp",
+        ],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("AmdSevX64"), "{e}");
 }
 
 /// A missing image is a clear error naming the fix.
