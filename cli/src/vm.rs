@@ -190,6 +190,30 @@ fn tdx_registers(image: &ImageFiles) -> anyhow::Result<Vec<Register>> {
     )?)
 }
 
+/// The SEV-SNP launch digest of an image, for the manifest's VM shape unless
+/// `vcpus` or `vcpu_type` say otherwise.
+fn snp_registers(
+    image: &ImageFiles,
+    vcpus: Option<u32>,
+    vcpu_type: Option<&str>,
+) -> anyhow::Result<Vec<Register>> {
+    let vcpu_type = vcpu_type
+        .unwrap_or(&image.manifest.vm.snp_vcpu_type)
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--vcpu-type: {e}"))?;
+    Ok(kokon_measure::snp::expected(
+        &kokon_measure::snp::SnpInputs {
+            ovmf: &image.firmware,
+            kernel: Some(&image.kernel),
+            initrd: Some(&image.initrd),
+            cmdline: Some(&image.manifest.cmdline),
+            vcpus: vcpus.unwrap_or(image.manifest.vm.vcpus),
+            vcpu_type,
+            guest_features: kokon_measure::snp::DEFAULT_GUEST_FEATURES,
+        },
+    )?)
+}
+
 /// `kokon audit measure`.
 pub fn measure(
     dir: &Path,
@@ -203,21 +227,7 @@ pub fn measure(
     let image = read_image(dir)?;
     let registers = match tee {
         "tdx" => tdx_registers(&image)?,
-        "snp" => {
-            let vcpu_type = vcpu_type
-                .unwrap_or(&image.manifest.vm.snp_vcpu_type)
-                .parse()
-                .map_err(|e| anyhow::anyhow!("--vcpu-type: {e}"))?;
-            kokon_measure::snp::expected(&kokon_measure::snp::SnpInputs {
-                ovmf: &image.firmware,
-                kernel: Some(&image.kernel),
-                initrd: Some(&image.initrd),
-                cmdline: Some(&image.manifest.cmdline),
-                vcpus: vcpus.unwrap_or(image.manifest.vm.vcpus),
-                vcpu_type,
-                guest_features: kokon_measure::snp::DEFAULT_GUEST_FEATURES,
-            })?
-        }
+        "snp" => snp_registers(&image, vcpus, vcpu_type)?,
         other => anyhow::bail!("--tee {other}: expected snp or tdx"),
     };
     if snippet {
@@ -346,6 +356,22 @@ pub fn launch(
         "none" => Tee::None,
         other => anyhow::bail!("--backend qemu --tee {other}: expected tdx, snp or none"),
     };
+    // What the TEE will measure, in the log, so that an operator sees it
+    // before any client does; an image that cannot launch measured under
+    // this TEE (SEV-SNP without a kernel-hashes table) fails here.
+    let expected = match tee {
+        Tee::Tdx => tdx_registers(&image)?,
+        Tee::Snp => snp_registers(&image, None, None).with_context(|| {
+            format!(
+                "{} cannot launch as an SEV-SNP guest with measured direct boot",
+                dir.display()
+            )
+        })?,
+        Tee::None => Vec::new(),
+    };
+    for register in &expected {
+        tracing::info!(register = register.name, value = %hex::encode(&register.value), "the VM's expected measurement");
+    }
     let vm_dir = run_dir.join(format!("vm-{}", std::process::id()));
     std::fs::create_dir_all(&vm_dir).with_context(|| format!("creating {}", vm_dir.display()))?;
     let mut fw_cfg_files = Vec::new();

@@ -365,6 +365,26 @@ fn an_images_snp_measurement_equals_sev_snp_measure() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("AmdSevX64"), "{e}");
+    // ... and the host refuses to launch it as an SEV-SNP guest, before QEMU.
+    let e = kokon_tests::vm::kokon(
+        &env,
+        data.path(),
+        &[
+            "host",
+            "--backend",
+            "qemu",
+            "--tee",
+            "snp",
+            "--image",
+            &debian.display().to_string(),
+        ],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("cannot launch as an SEV-SNP guest") && e.contains("AmdSevX64"),
+        "{e}"
+    );
 }
 
 /// A missing image is a clear error naming the fix.
