@@ -557,6 +557,39 @@ mod tests {
         );
     }
 
+    /// The shipped production policies accept the filled-in table: the
+    /// registers are pinned, the TD attributes still are, RTMR0 still
+    /// accepts nothing until a first boot's value is added.
+    #[test]
+    fn the_production_policies_load_with_the_measurements() {
+        use kokon_policies::{LocalReferences, Policy, Register as Reg};
+        let tdx = with_measurements(
+            include_str!("../../policies/production-tdx.toml"),
+            &[
+                register("mrtd", 1),
+                register("rtmr1", 2),
+                register("rtmr2", 3),
+            ],
+        );
+        let policy = Policy::from_toml(&tdx, &LocalReferences::default()).unwrap();
+        let pinned = |r: Reg| policy.measurements.get(&r).cloned().unwrap_or_default();
+        assert_eq!(pinned(Reg::MrTd), vec![vec![1u8; 48]]);
+        assert_eq!(pinned(Reg::Rtmr(1)), vec![vec![2u8; 48]]);
+        assert_eq!(pinned(Reg::Rtmr(2)), vec![vec![3u8; 48]]);
+        assert!(policy.measurements.contains_key(&Reg::Rtmr(0)));
+        assert!(pinned(Reg::Rtmr(0)).is_empty());
+        assert_eq!(pinned(Reg::TdAttributes).len(), 1);
+        let snp = with_measurements(
+            include_str!("../../policies/production-snp.toml"),
+            &[register("snp_measurement", 4)],
+        );
+        let policy = Policy::from_toml(&snp, &LocalReferences::default()).unwrap();
+        assert_eq!(
+            policy.measurements.get(&Reg::SnpMeasurement),
+            Some(&vec![vec![4u8; 48]])
+        );
+    }
+
     #[test]
     fn a_policy_without_measurements_gets_the_table() {
         let out = with_measurements("name = \"p\"\n", &[register("snp_measurement", 9)]);
