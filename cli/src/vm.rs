@@ -28,21 +28,10 @@ const CMDLINE: &str = "console=ttyS0 panic=-1 rdinit=/init";
 /// The guest's context ID on its vsock device.
 const GUEST_CID: u32 = 3;
 
-/// The first of `rel` found above this executable or the current directory.
-fn checkout_file(rel: &str) -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok();
-    let cwd = std::env::current_dir().ok();
-    exe.iter()
-        .flat_map(|e| e.ancestors())
-        .chain(cwd.iter().flat_map(|c| c.ancestors()))
-        .map(|dir| dir.join(rel))
-        .find(|p| p.exists())
-}
-
 fn lock_file(given: Option<&Path>) -> anyhow::Result<PathBuf> {
     match given {
         Some(lock) => Ok(lock.to_path_buf()),
-        None => checkout_file(LOCK_FILE).with_context(|| {
+        None => kokon_client::local::checkout_path(LOCK_FILE).with_context(|| {
             format!("no {LOCK_FILE} above this program or the current directory: pass --lock FILE")
         }),
     }
@@ -50,7 +39,7 @@ fn lock_file(given: Option<&Path>) -> anyhow::Result<PathBuf> {
 
 /// Downloaded packages are kept here between builds.
 fn image_cache() -> PathBuf {
-    checkout_file(".cache")
+    kokon_client::local::checkout_path(".cache")
         .map(|c| c.join("image"))
         .unwrap_or_else(|| local::data_dir().join("image-cache"))
 }
@@ -515,7 +504,7 @@ fn vsock_daemon_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("KOKON_VHOST_DEVICE_VSOCK") {
         return PathBuf::from(p);
     }
-    checkout_file(".cache/bin/vhost-device-vsock")
+    kokon_client::local::checkout_path(".cache/bin/vhost-device-vsock")
         .unwrap_or_else(|| PathBuf::from("vhost-device-vsock"))
 }
 

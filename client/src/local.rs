@@ -95,13 +95,33 @@ pub const SETUP_FILE: &str = ".cache/kokon.env";
 /// The checkout this executable was built in (found from its directory
 /// upward), else the current directory's: the first with a set-up file.
 fn checkout() -> Option<PathBuf> {
+    checkout_dir(SETUP_FILE)
+}
+
+/// The first directory, from this executable's upward and then from the
+/// current directory's upward, that holds `rel`.
+fn checkout_dir(rel: &str) -> Option<PathBuf> {
     let exe = std::env::current_exe().ok();
     let cwd = std::env::current_dir().ok();
     exe.iter()
         .flat_map(|e| e.ancestors())
         .chain(cwd.iter().flat_map(|c| c.ancestors()))
-        .find(|dir| dir.join(SETUP_FILE).is_file())
+        .find(|dir| dir.join(rel).exists())
         .map(Path::to_path_buf)
+}
+
+/// A file or directory of the kokon checkout this program runs from: `rel`
+/// in the first directory that holds it, from this executable's directory
+/// upward, then from the current directory's; `None` when none does (an
+/// installed `kokon`, far from any checkout).
+///
+/// ```
+/// let lock = kokon_client::local::checkout_path("image/debian.lock");
+/// assert!(lock.is_none_or(|p| p.ends_with("image/debian.lock")));
+/// assert!(kokon_client::local::checkout_path("no/such/file.kokon").is_none());
+/// ```
+pub fn checkout_path(rel: &str) -> Option<PathBuf> {
+    checkout_dir(rel).map(|dir| dir.join(rel))
 }
 
 /// A path the set-up provides: `$VAR` when set (an override), else the

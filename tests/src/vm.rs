@@ -122,7 +122,7 @@ pub fn spawn_host(
 /// pointing at it, at the SEV-ES reset block and at the hashes table. Its
 /// other bytes are a fixed pattern. Enough for SEV-SNP's launch digest, not
 /// to boot.
-pub fn amdsev_shaped_firmware() -> Vec<u8> {
+pub fn amdsev_shaped_firmware() -> Result<Vec<u8>, uuid::Error> {
     const LEN: usize = 64 * 1024;
     let mut image: Vec<u8> = (0..LEN).map(|i| (i * 7 % 251) as u8).collect();
     let le = |v: u32| v.to_le_bytes();
@@ -141,25 +141,7 @@ pub fn amdsev_shaped_firmware() -> Vec<u8> {
     for (gpa, size, kind) in sections {
         metadata.extend([le(gpa), le(size), le(kind)].concat());
     }
-    let guid = |text: &str| -> Vec<u8> {
-        let hex: Vec<u8> = text
-            .split('-')
-            .flat_map(|part| {
-                (0..part.len())
-                    .step_by(2)
-                    .filter_map(|i| u8::from_str_radix(part.get(i..i + 2).unwrap_or("zz"), 16).ok())
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        // The first three fields little-endian, as edk2 stores GUIDs.
-        let mut out = hex.clone();
-        if let (Some(a), Some(b), Some(c)) = (hex.get(0..4), hex.get(4..6), hex.get(6..8)) {
-            out.splice(0..4, a.iter().rev().copied());
-            out.splice(4..6, b.iter().rev().copied());
-            out.splice(6..8, c.iter().rev().copied());
-        }
-        out
-    };
+    let guid = |text: &str| uuid::Uuid::parse_str(text).map(|g| g.to_bytes_le());
     let entries: [(&str, Vec<u8>); 3] = [
         (
             "7255371f-3a3b-4b04-927b-1da6efa8d454",
@@ -175,13 +157,13 @@ pub fn amdsev_shaped_firmware() -> Vec<u8> {
     for (id, data) in entries {
         table.extend(&data);
         table.extend((data.len() as u16 + 18).to_le_bytes());
-        table.extend(guid(id));
+        table.extend(guid(id)?);
     }
     table.extend((table.len() as u16 + 18).to_le_bytes());
-    table.extend(guid("96b582de-1fb2-45f7-baea-a366c55a082d"));
+    table.extend(guid("96b582de-1fb2-45f7-baea-a366c55a082d")?);
     let at = LEN - 0x1000;
     image.splice(at..at + metadata.len(), metadata);
     let end = LEN - 32;
     image.splice(end - table.len()..end, table);
-    image
+    Ok(image)
 }

@@ -285,7 +285,11 @@ fn an_images_snp_measurement_equals_sev_snp_measure() {
     let env = Env::load();
     let data = tempfile::tempdir().unwrap();
     let firmware = data.path().join("amdsev.fd");
-    std::fs::write(&firmware, kokon_tests::vm::amdsev_shaped_firmware()).unwrap();
+    std::fs::write(
+        &firmware,
+        kokon_tests::vm::amdsev_shaped_firmware().unwrap(),
+    )
+    .unwrap();
     let image = data.path().join("image");
     let firmware_arg = firmware.display().to_string();
     build_image(&env, data.path(), &image, 0, &["--firmware", &firmware_arg]).unwrap();
