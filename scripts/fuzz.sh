@@ -37,11 +37,15 @@ header='{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","parameters":{"bi
 { printf "\\x$(printf %02x $((${#header} >> 8)))\\x$(printf %02x $((${#header} & 255)))"; printf '%s' "$header"; printf '\x00\x00\x80\x3f\x00\x00\x00\x40'; } > $corpus/kserve_binary/binary
 printf '\xff\xff{"inputs":[{"name":"x","shape":[2],"datatype":"INT32","data":[1,2]}]}' > $corpus/kserve_binary/json
 # The firmware's last pages hold its footer GUID table and metadata (the
-# guest image's OVMF, which `just image` or `just test` builds).
+# guest image's OVMFs, which `just image` or `just test` builds: the generic
+# build for TDX, the AmdSevX64 build, with its hashes table, for SEV-SNP).
 ovmf=.cache/vm/image/OVMF.fd
 if [ -f "$ovmf" ]; then
   tail -c 4096 "$ovmf" > $corpus/ovmf_snp/tail
   tail -c 8192 "$ovmf" > $corpus/tdvf_metadata/tail
+fi
+if [ -f .cache/vm/image/OVMF.amdsev.fd ]; then
+  tail -c 4096 .cache/vm/image/OVMF.amdsev.fd > $corpus/ovmf_snp/amdsev-tail
 fi
 for target in tdx_quote bundle_json ohttp wire_frame receipt policy snp_report tdx_collateral snp_cert_table ratls_cert eventlog qgs_message voucher payer_proof openai_request stream_decoders kserve_binary ovmf_snp tdvf_metadata; do
   echo "fuzz: $target for ${seconds}s" >&2

@@ -179,7 +179,7 @@ pub enum ImageCommand {
 /// `kokon image build`.
 #[derive(clap::Args, Clone)]
 pub struct ImageBuildArgs {
-    /// The directory to write the image to (OVMF.fd, vmlinuz, initrd.img, cmdline, manifest.json).
+    /// The directory to write the image to (OVMF.fd, OVMF.amdsev.fd, vmlinuz, initrd.img, cmdline, manifest.json).
     #[arg(long)]
     pub out: PathBuf,
     /// The lock file (default: image/debian.lock of this checkout).
@@ -194,11 +194,11 @@ pub struct ImageBuildArgs {
     /// The magika model (default $KOKON_MODEL); its package's configuration files come along.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Boot this firmware instead of Debian's OVMF.fd: an OVMF built from
-    /// edk2's OvmfPkg/AmdSev/AmdSevX64.dsc, which SEV-SNP's measured direct
-    /// boot needs (Debian's reserves no kernel-hashes table).
+    /// Boot SEV-SNP guests with this firmware instead of Debian's
+    /// ovmf-amdsev build: an operator's own OVMF from edk2's
+    /// OvmfPkg/AmdSev/AmdSevX64.dsc (it must reserve the kernel-hashes table).
     #[arg(long, value_name = "FILE")]
-    pub firmware: Option<PathBuf>,
+    pub snp_firmware: Option<PathBuf>,
     /// The VM's vCPUs (measured: SEV-SNP has one VMSA per vCPU).
     #[arg(long, default_value_t = 2)]
     pub vcpus: u32,

@@ -112,7 +112,7 @@ pub fn build(args: &ImageBuildArgs) -> anyhow::Result<()> {
             memory_mib: args.memory_mib,
             snp_vcpu_type: args.snp_vcpu_type.clone(),
         },
-        firmware: args.firmware.clone(),
+        snp_firmware: args.snp_firmware.clone(),
     };
     for (what, path) in [("init", &spec.init), ("enclave", &spec.enclave)] {
         if !path.is_file() {
@@ -124,8 +124,7 @@ pub fn build(args: &ImageBuildArgs) -> anyhow::Result<()> {
     }
     let manifest = kokon_image::build(&spec, &args.out)?;
     println!("image written to {}", args.out.display());
-    let a = &manifest.artifacts;
-    for artifact in [&a.ovmf, &a.kernel, &a.initrd, &a.cmdline] {
+    for artifact in manifest.artifacts.all() {
         println!("  {:<12} sha256 {}", artifact.file, artifact.sha256);
     }
     Ok(())
@@ -142,7 +141,10 @@ pub fn lock(given: Option<&Path>) -> anyhow::Result<()> {
 /// An image's files, read for measuring.
 struct ImageFiles {
     manifest: Manifest,
+    /// `OVMF.fd`, which TDX and development VMs boot.
     firmware: Vec<u8>,
+    /// `OVMF.amdsev.fd`, which SEV-SNP VMs boot.
+    snp_firmware: Vec<u8>,
     kernel: Vec<u8>,
     initrd: Vec<u8>,
 }
@@ -161,6 +163,7 @@ fn read_image(dir: &Path) -> anyhow::Result<ImageFiles> {
     };
     Ok(ImageFiles {
         firmware: read(kokon_image::OVMF_FILE)?,
+        snp_firmware: read(kokon_image::SNP_OVMF_FILE)?,
         kernel: read(kokon_image::KERNEL_FILE)?,
         initrd: read(kokon_image::INITRD_FILE)?,
         manifest,
@@ -192,7 +195,7 @@ fn snp_registers(
         .map_err(|e| anyhow::anyhow!("--vcpu-type: {e}"))?;
     Ok(kokon_measure::snp::expected(
         &kokon_measure::snp::SnpInputs {
-            ovmf: &image.firmware,
+            ovmf: &image.snp_firmware,
             kernel: Some(&image.kernel),
             initrd: Some(&image.initrd),
             cmdline: Some(&image.manifest.cmdline),
@@ -466,7 +469,10 @@ pub fn launch(
             Tee::None => "host,-arch-capabilities".into(),
             _ => "host".into(),
         },
-        firmware: dir.join(kokon_image::OVMF_FILE),
+        firmware: dir.join(match tee {
+            Tee::Snp => kokon_image::SNP_OVMF_FILE,
+            Tee::Tdx | Tee::None => kokon_image::OVMF_FILE,
+        }),
         kernel: dir.join(kokon_image::KERNEL_FILE),
         initrd: dir.join(kokon_image::INITRD_FILE),
         cmdline: image.manifest.cmdline.clone(),

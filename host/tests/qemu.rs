@@ -59,6 +59,7 @@ fn snp() -> VmConfig {
     VmConfig {
         tee: Tee::Snp,
         cpu_model: "EPYC-v4".into(),
+        firmware: format!("{IMAGE}/OVMF.amdsev.fd").into(),
         snp: SnpLaunch {
             policy: 0x30000,
             host_data: host_data(),

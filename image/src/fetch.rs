@@ -216,6 +216,10 @@ impl Apt {
                 ))
             })?;
         let arch = &lock.request.architecture;
+        // The first source is the default release: apt prefers its versions
+        // (priority 990), so a later, newer suite supplies only what the
+        // first lacks.
+        let default_release = lock.source.first().map_or("", |s| s.suite.as_str());
         // APT_CONFIG names this file, so apt reads it first and, through
         // Dir, takes its parts and main configuration from here too: the
         // system's /etc/apt is never read.
@@ -230,6 +234,7 @@ impl Apt {
              APT::Architecture \"{arch}\";\n\
              APT::Architectures {{ \"{arch}\"; }};\n\
              APT::Sandbox::User \"root\";\n\
+             APT::Default-Release \"{default_release}\";\n\
              Acquire::Languages \"none\";\n\
              Acquire::GzipIndexes \"true\";\n\
              Acquire::IndexTargets::deb::DEP-11::DefaultEnabled \"false\";\n\
@@ -250,8 +255,13 @@ impl Apt {
                 });
             }
             sources.push_str(&format!(
-                "deb [signed-by={} arch={arch}] {} {} {}\n",
+                "deb [signed-by={} arch={arch}{}] {} {} {}\n",
                 source.signed_by.display(),
+                if source.check_valid_until {
+                    ""
+                } else {
+                    " check-valid-until=no"
+                },
                 source.uri,
                 source.suite,
                 source.components.join(" ")

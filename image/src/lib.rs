@@ -3,7 +3,10 @@
 //!
 //! The VM boots with QEMU's direct kernel boot (`-bios OVMF.fd -kernel
 //! vmlinuz -initrd initrd.img -append CMDLINE`), and the TEE measures those
-//! four inputs (SEV-SNP launch digest; TDX MRTD and RTMRs). [`build`] makes
+//! four inputs (SEV-SNP launch digest; TDX MRTD and RTMRs). An SEV-SNP guest
+//! boots `OVMF.amdsev.fd` instead: edk2's AmdSevX64 build, which reserves
+//! the table QEMU's `kernel-hashes=on` fills and checks the kernel, initrd
+//! and command line against it. [`build`] makes
 //! them from the Debian packages and the ONNX Runtime wheel pinned in
 //! `image/debian.lock`, plus the init and enclave binaries and model files
 //! it is given, and writes `manifest.json` beside them. The same inputs give
@@ -53,6 +56,8 @@ pub use kokon_wire::vm::{
 pub const ORT_LIBRARY_PATH: &str = "/usr/lib/kokon/libonnxruntime.so";
 /// The firmware's path in the `ovmf` package.
 pub const OVMF_PACKAGE_PATH: &str = "/usr/share/ovmf/OVMF.fd";
+/// The SEV-SNP firmware's path in the `ovmf-amdsev` package.
+pub const SNP_OVMF_PACKAGE_PATH: &str = "/usr/share/ovmf/OVMF.amdsev.fd";
 /// The empty directories the init mounts on or writes to.
 pub const EMPTY_DIRS: [&str; 6] = [
     "/proc",
@@ -66,8 +71,11 @@ pub const EMPTY_DIRS: [&str; 6] = [
 /// NUL).
 pub const MAX_CMDLINE: usize = 2047;
 
-/// The output files' names.
+/// The firmware's file name in the output directory: TDX and development
+/// VMs boot it.
 pub const OVMF_FILE: &str = "OVMF.fd";
+/// The SEV-SNP firmware's file name in the output directory.
+pub const SNP_OVMF_FILE: &str = "OVMF.amdsev.fd";
 /// The kernel's file name in the output directory.
 pub const KERNEL_FILE: &str = "vmlinuz";
 /// The initramfs's file name in the output directory.
@@ -96,15 +104,15 @@ pub struct ImageSpec {
     pub cmdline: String,
     /// The VM the image is measured for.
     pub vm: VmShape,
-    /// A firmware file to boot instead of the `ovmf` package's `OVMF.fd`:
-    /// an OVMF built from `OvmfPkg/AmdSev/AmdSevX64.dsc`, which SEV-SNP's
-    /// measured direct boot (QEMU's `kernel-hashes=on`) needs and Debian
-    /// does not ship. The manifest records that it was given, and its digest.
-    pub firmware: Option<PathBuf>,
+    /// A firmware file to boot SEV-SNP guests with instead of the
+    /// `ovmf-amdsev` package's (an operator's own AmdSevX64 build, e.g. with
+    /// patches AMD has not yet upstreamed). The manifest records that it was
+    /// given, and its digest.
+    pub snp_firmware: Option<PathBuf>,
 }
 
-/// Builds the image into `out` (created if needed): `OVMF.fd`, `vmlinuz`,
-/// `initrd.img`, `cmdline` and `manifest.json`, each written through a
+/// Builds the image into `out` (created if needed): `OVMF.fd`,
+/// `OVMF.amdsev.fd`, `vmlinuz`, `initrd.img`, `cmdline` and `manifest.json`, each written through a
 /// temporary file and a rename; other files in `out` are left alone.
 pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
     // The spec's own inputs first: a bad path, a clash or a binary that is
@@ -142,11 +150,15 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
     let ort = wheel_member(&fetched.wheel, member)?;
     let tree = Tree::unpack(fetched.debs.iter().map(|(_, path)| path.as_path()))?;
     let (release, vmlinuz) = kernel(&tree)?;
-    let (ovmf, firmware_source) = match &spec.firmware {
-        Some(path) => (read(path)?, "given to the build (--firmware)".to_owned()),
+    let ovmf = tree.read(OVMF_PACKAGE_PATH)?;
+    let (snp_ovmf, snp_firmware_source) = match &spec.snp_firmware {
+        Some(path) => (
+            read(path)?,
+            "given to the build (--snp-firmware)".to_owned(),
+        ),
         None => (
-            tree.read(OVMF_PACKAGE_PATH)?,
-            format!("{OVMF_PACKAGE_PATH} of the pinned ovmf package"),
+            tree.read(SNP_OVMF_PACKAGE_PATH)?,
+            format!("{SNP_OVMF_PACKAGE_PATH} of the pinned ovmf-amdsev package"),
         ),
     };
 
@@ -185,6 +197,7 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
     std::fs::create_dir_all(out).map_err(ImageError::io("creating", out))?;
     let artifacts = Artifacts {
         ovmf: write_artifact(out, OVMF_FILE, &ovmf)?,
+        snp_ovmf: write_artifact(out, SNP_OVMF_FILE, &snp_ovmf)?,
         kernel: write_artifact(out, KERNEL_FILE, &vmlinuz)?,
         initrd: write_artifact(out, INITRD_FILE, &initrd)?,
         cmdline: write_artifact(out, CMDLINE_FILE, spec.cmdline.as_bytes())?,
@@ -204,7 +217,7 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
         format: manifest::FORMAT,
         artifacts,
         kernel_release: release,
-        firmware_source,
+        snp_firmware_source,
         cmdline: spec.cmdline.clone(),
         vm: spec.vm.clone(),
         packages,

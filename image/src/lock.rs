@@ -18,6 +18,9 @@ use crate::error::ImageError;
 #[serde(deny_unknown_fields)]
 pub struct Lock {
     /// The apt archives packages are fetched from (one `deb` line each).
+    /// The first is apt's default release: a package it carries is taken
+    /// from it; a later source supplies only the packages the first lacks
+    /// (SEV-SNP's `ovmf-amdsev`, which trixie does not build).
     pub source: Vec<Source>,
     /// What to pin: the kernel's metapackage and the other packages' names.
     pub request: Request,
@@ -41,6 +44,21 @@ pub struct Source {
     pub components: Vec<String>,
     /// The keyring the suite's InRelease must be signed by.
     pub signed_by: PathBuf,
+    /// Whether apt refuses the suite's index once its `Valid-Until` has
+    /// passed (the default). `false` for a testing suite served from a
+    /// frozen mirror: the signature is still checked, and `build` takes
+    /// only files whose SHA-256 the lock pins, so a stale index can delay a
+    /// refresh's news but cannot change an image.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub check_valid_until: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(value: &bool) -> bool {
+    *value
 }
 
 /// What `kokon image lock` resolves.
@@ -53,7 +71,8 @@ pub struct Request {
     /// (e.g. `linux-image-cloud-amd64`).
     pub kernel: String,
     /// The other packages, pinned at their candidate versions: the firmware
-    /// (`ovmf`) and the libraries the image's binaries need.
+    /// (`ovmf` for TDX and development VMs, `ovmf-amdsev` for SEV-SNP) and
+    /// the libraries the image's binaries need.
     pub packages: Vec<String>,
 }
 
@@ -114,21 +133,24 @@ const HEADER: &str = "\
 ";
 
 impl Lock {
-    /// What a lock starts from when there is none yet: Debian trixie main,
-    /// the cloud kernel, OVMF, the C and C++ runtime libraries, and the
-    /// project's ONNX Runtime. Pins are empty until refreshed.
+    /// What a lock starts from when there is none yet: Debian trixie main
+    /// (forky main for what trixie lacks), the cloud kernel, both OVMF
+    /// builds, the C and C++ runtime libraries, and the project's ONNX
+    /// Runtime. Pins are empty until refreshed.
     pub fn unpinned_default() -> Self {
+        let debian = |suite: &str, check_valid_until| Source {
+            uri: "http://deb.debian.org/debian".into(),
+            suite: suite.into(),
+            components: vec!["main".into()],
+            signed_by: "/usr/share/keyrings/debian-archive-keyring.gpg".into(),
+            check_valid_until,
+        };
         Lock {
-            source: vec![Source {
-                uri: "http://deb.debian.org/debian".into(),
-                suite: "trixie".into(),
-                components: vec!["main".into()],
-                signed_by: "/usr/share/keyrings/debian-archive-keyring.gpg".into(),
-            }],
+            source: vec![debian("trixie", true), debian("forky", false)],
             request: Request {
                 architecture: "amd64".into(),
                 kernel: "linux-image-cloud-amd64".into(),
-                packages: ["libc6", "libgcc-s1", "libstdc++6", "ovmf"]
+                packages: ["libc6", "libgcc-s1", "libstdc++6", "ovmf", "ovmf-amdsev"]
                     .map(String::from)
                     .to_vec(),
             },
@@ -349,6 +371,7 @@ mod tests {
         lock.wheel.size = 1;
         for name in [
             "ovmf",
+            "ovmf-amdsev",
             "libc6",
             "linux-image-6.12.1-cloud-amd64",
             "libstdc++6",
@@ -380,7 +403,8 @@ mod tests {
                 "libgcc-s1",
                 "libstdc++6",
                 "linux-image-6.12.1-cloud-amd64",
-                "ovmf"
+                "ovmf",
+                "ovmf-amdsev"
             ]
         );
         assert_eq!(
@@ -389,6 +413,11 @@ mod tests {
             "rewriting changes nothing"
         );
         back.check().expect("a complete lock passes");
+        // The default (checked) is left unwritten; only forky's waiver is.
+        assert_eq!(text.matches("check_valid_until").count(), 1, "{text}");
+        assert!(text.contains("check_valid_until = false"), "{text}");
+        let checked: Vec<bool> = back.source.iter().map(|s| s.check_valid_until).collect();
+        assert_eq!(checked, [true, false]);
     }
 
     #[test]
@@ -404,7 +433,7 @@ mod tests {
         let mut lock = pinned();
         lock.package.retain(|p| !p.name.starts_with("linux-image"));
         let err = lock.check().expect_err("no kernel");
-        assert!(err.contains("4 pinned packages, expected 5"), "{err}");
+        assert!(err.contains("5 pinned packages, expected 6"), "{err}");
 
         let mut lock = pinned();
         if let Some(p) = lock.package.first_mut() {

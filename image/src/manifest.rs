@@ -13,7 +13,7 @@ use crate::error::ImageError;
 pub const MANIFEST: &str = "manifest.json";
 
 /// The manifest format this crate writes and reads.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// The VM the image is measured for: the SEV-SNP launch digest covers one
 /// VMSA per vCPU, whose contents depend on the vCPU type.
@@ -44,14 +44,29 @@ pub struct Artifact {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Artifacts {
-    /// The firmware, `-bios OVMF.fd`.
+    /// The firmware of TDX and development VMs, `-bios OVMF.fd`.
     pub ovmf: Artifact,
+    /// The firmware of SEV-SNP VMs, `-bios OVMF.amdsev.fd`.
+    pub snp_ovmf: Artifact,
     /// The kernel, `-kernel vmlinuz`.
     pub kernel: Artifact,
     /// The initramfs, `-initrd initrd.img`.
     pub initrd: Artifact,
     /// The kernel command line, `-append "$(cat cmdline)"`.
     pub cmdline: Artifact,
+}
+
+impl Artifacts {
+    /// Every output file, in a fixed order.
+    pub fn all(&self) -> [&Artifact; 5] {
+        [
+            &self.ovmf,
+            &self.snp_ovmf,
+            &self.kernel,
+            &self.initrd,
+            &self.cmdline,
+        ]
+    }
 }
 
 /// A pinned package the image was built from.
@@ -107,9 +122,9 @@ pub struct Manifest {
     pub artifacts: Artifacts,
     /// The kernel release (`uname -r` in the guest).
     pub kernel_release: String,
-    /// Where `OVMF.fd` came from: the pinned `ovmf` package, or a file given
-    /// to the build (an AmdSevX64 OVMF for SEV-SNP).
-    pub firmware_source: String,
+    /// Where `OVMF.amdsev.fd` came from: the pinned `ovmf-amdsev` package,
+    /// or a file given to the build.
+    pub snp_firmware_source: String,
     /// The kernel command line.
     pub cmdline: String,
     /// The VM shape the image is measured for.
@@ -154,8 +169,7 @@ impl Manifest {
     /// Checks that the artifacts in `dir` are the ones this manifest
     /// describes (SHA-256 and size).
     pub fn verify(&self, dir: &Path) -> Result<(), ImageError> {
-        let a = &self.artifacts;
-        for artifact in [&a.ovmf, &a.kernel, &a.initrd, &a.cmdline] {
+        for artifact in self.artifacts.all() {
             let path = dir.join(&artifact.file);
             let (sha256, size) = file_sha256(&path)?;
             if sha256 != artifact.sha256 || size != artifact.size {
@@ -196,6 +210,7 @@ mod tests {
     fn sample(dir: &Path) -> Manifest {
         let files = [
             ("OVMF.fd", b"fw"),
+            ("OVMF.amdsev.fd", b"sn"),
             ("vmlinuz", b"kl"),
             ("initrd.img", b"rd"),
             ("cmdline", b"c="),
@@ -212,12 +227,13 @@ mod tests {
             format: FORMAT,
             artifacts: Artifacts {
                 ovmf: artifact("OVMF.fd", b"fw"),
+                snp_ovmf: artifact("OVMF.amdsev.fd", b"sn"),
                 kernel: artifact("vmlinuz", b"kl"),
                 initrd: artifact("initrd.img", b"rd"),
                 cmdline: artifact("cmdline", b"c="),
             },
             kernel_release: "6.12.1".into(),
-            firmware_source: "the ovmf package".into(),
+            snp_firmware_source: "the ovmf-amdsev package".into(),
             cmdline: "c=".into(),
             vm: VmShape {
                 vcpus: 1,
@@ -257,10 +273,10 @@ mod tests {
         future.format = FORMAT + 1;
         std::fs::write(dir.path().join(MANIFEST), future.to_bytes().expect("bytes"))
             .expect("write");
-        let err = Manifest::load(dir.path()).expect_err("format 2");
-        assert!(err.to_string().ends_with("format 2, expected 1"), "{err}");
+        let err = Manifest::load(dir.path()).expect_err("format 3");
+        assert!(err.to_string().ends_with("format 3, expected 2"), "{err}");
 
-        std::fs::write(dir.path().join(MANIFEST), b"{\"format\": 1}").expect("write");
+        std::fs::write(dir.path().join(MANIFEST), b"{\"format\": 2}").expect("write");
         let err = Manifest::load(dir.path()).expect_err("incomplete");
         assert!(err.to_string().contains("missing field"), "{err}");
 
@@ -270,5 +286,11 @@ mod tests {
             err.to_string().contains("vmlinuz") && err.to_string().contains("(5 bytes)"),
             "{err}"
         );
+        std::fs::write(dir.path().join("vmlinuz"), b"kl").expect("write");
+        std::fs::write(dir.path().join("OVMF.amdsev.fd"), b"snp").expect("write");
+        let err = manifest
+            .verify(dir.path())
+            .expect_err("changed SNP firmware");
+        assert!(err.to_string().contains("OVMF.amdsev.fd"), "{err}");
     }
 }

@@ -81,7 +81,7 @@ fn the_image_boots_and_loads_its_modules() {
             memory_mib: 1024,
             snp_vcpu_type: "EPYC-v4".into(),
         },
-        firmware: None,
+        snp_firmware: None,
     };
     let out = dir.path().join("out");
     let manifest = build(&spec, &out).unwrap_or_else(|e| {

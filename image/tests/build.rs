@@ -51,7 +51,7 @@ fn spec(lock: PathBuf, scratch: &Path) -> ImageSpec {
             memory_mib: 2048,
             snp_vcpu_type: "EPYC-v4".into(),
         },
-        firmware: None,
+        snp_firmware: None,
     }
 }
 
@@ -77,8 +77,9 @@ fn out_dir() -> PathBuf {
     image().0.path().join("out")
 }
 
-const ARTIFACTS: [&str; 5] = [
+const ARTIFACTS: [&str; 6] = [
     "OVMF.fd",
+    "OVMF.amdsev.fd",
     "vmlinuz",
     "initrd.img",
     "cmdline",
@@ -110,7 +111,9 @@ fn the_same_spec_builds_the_same_bytes() {
         }
     }
     let offline_lock = edited_lock(dir.path(), |lock| {
-        lock.source[0].uri = "http://offline.invalid/debian".into();
+        for source in &mut lock.source {
+            source.uri = "http://offline.invalid/debian".into();
+        }
     });
     let mut offline = spec(offline_lock, dir.path());
     offline.cache = own_cache;
@@ -130,8 +133,7 @@ fn the_same_spec_builds_the_same_bytes() {
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
     println!("artifacts of one build:");
-    let a = &first.artifacts;
-    for artifact in [&a.ovmf, &a.kernel, &a.initrd, &a.cmdline] {
+    for artifact in first.artifacts.all() {
         println!(
             "  {} {} ({} bytes)",
             artifact.sha256, artifact.file, artifact.size
@@ -152,6 +154,7 @@ fn the_manifest_describes_the_outputs() {
         hex
     };
     assert_eq!(manifest.artifacts.ovmf.sha256, sha("OVMF.fd"));
+    assert_eq!(manifest.artifacts.snp_ovmf.sha256, sha("OVMF.amdsev.fd"));
     assert_eq!(manifest.artifacts.kernel.sha256, sha("vmlinuz"));
     assert_eq!(manifest.artifacts.initrd.sha256, sha("initrd.img"));
     assert_eq!(
@@ -182,16 +185,23 @@ fn the_manifest_describes_the_outputs() {
         manifest.files[0].sha256,
         kokon_image::digest::sha256_hex(MODEL)
     );
-    // OVMF.fd is the one with the SEV and TDX metadata (its footer table
-    // ends 32 bytes before the end with this GUID).
-    let ovmf = std::fs::read(out.join("OVMF.fd")).expect("ovmf");
+    // Both firmwares are OVMF builds with the SEV and TDX metadata (their
+    // footer tables end 32 bytes before the end with this GUID).
     let footer_guid = [
         0xde, 0x82, 0xb5, 0x96, 0xb2, 0x1f, 0xf7, 0x45, 0xba, 0xea, 0xa3, 0x66, 0xc5, 0x5a, 0x08,
         0x2d,
     ];
+    for name in ["OVMF.fd", "OVMF.amdsev.fd"] {
+        let ovmf = std::fs::read(out.join(name)).expect("ovmf");
+        assert_eq!(
+            ovmf.get(ovmf.len() - 48..ovmf.len() - 32),
+            Some(&footer_guid[..]),
+            "{name}"
+        );
+    }
     assert_eq!(
-        ovmf.get(ovmf.len() - 48..ovmf.len() - 32),
-        Some(&footer_guid[..])
+        manifest.snp_firmware_source,
+        "/usr/share/ovmf/OVMF.amdsev.fd of the pinned ovmf-amdsev package"
     );
 
     // A changed artifact no longer passes.
@@ -678,6 +688,26 @@ fn a_refreshed_lock_builds() {
         .wheel
         .filename
         .starts_with("onnxruntime-1.31.1-cp311-cp311-manylinux"));
+    // trixie is the default release: its ovmf is taken, although forky has
+    // a newer one; forky supplies only ovmf-amdsev, which trixie lacks.
+    let version = |name: &str| {
+        refreshed
+            .package
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.version.clone())
+            .unwrap_or_else(|| panic!("{name} pinned"))
+    };
+    assert!(
+        version("ovmf").starts_with("2025.02-"),
+        "{}",
+        version("ovmf")
+    );
+    assert!(
+        !version("ovmf-amdsev").starts_with("2025.02-"),
+        "{}",
+        version("ovmf-amdsev")
+    );
     // Rewriting is stable: the file is the lock's canonical text.
     assert_eq!(
         std::fs::read_to_string(&path).expect("read"),

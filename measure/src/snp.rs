@@ -188,7 +188,7 @@ pub enum SnpError {
     #[error(
         "kernel given but this OVMF has no SEV hashes table ({reason}): QEMU's \
          kernel-hashes=on needs OVMF built from OvmfPkg/AmdSev/AmdSevX64.dsc (Debian's \
-         OVMF.fd and OVMF_CODE*.fd reserve none)"
+         ovmf-amdsev package, OVMF.amdsev.fd; its generic OVMF.fd and OVMF_CODE*.fd reserve none)"
     )]
     NoHashTable {
         /// What is missing.

@@ -744,7 +744,8 @@ fn a_kernel_without_a_hashes_table_is_refused() {
         kernel_error_of(&no_entry),
         "kernel given but this OVMF has no SEV hashes table (its footer table has no SEV hashes \
          table entry): QEMU's kernel-hashes=on needs OVMF built from \
-         OvmfPkg/AmdSev/AmdSevX64.dsc (Debian's OVMF.fd and OVMF_CODE*.fd reserve none)"
+         OvmfPkg/AmdSev/AmdSevX64.dsc (Debian's ovmf-amdsev package, OVMF.amdsev.fd; its generic \
+         OVMF.fd and OVMF_CODE*.fd reserve none)"
     );
     let area = |gpa, size| {
         Image::amd_sev()

@@ -277,29 +277,29 @@ async fn the_worker_vm_boots_attests_serves_and_survives_a_kill() {
 }
 
 /// `kokon audit measure --tee snp` recomputes an image's SEV-SNP launch
-/// digest as PyPI `sev-snp-measure` does from the same files, when the image
-/// carries a firmware with a kernel-hashes table (`--firmware`); Debian's
-/// OVMF has none, and measuring an image of it says so.
+/// digest as PyPI `sev-snp-measure` does from the same files: the image's
+/// `OVMF.amdsev.fd` (Debian's AmdSevX64 build, with its kernel-hashes
+/// table), kernel, initrd and command line, for several VM shapes. An image
+/// whose SNP firmware reserves no hashes table is refused, by the auditor's
+/// tool and by the host, naming the firmware it needs.
 #[test]
 fn an_images_snp_measurement_equals_sev_snp_measure() {
     let env = Env::load();
     let data = tempfile::tempdir().unwrap();
-    let firmware = data.path().join("amdsev.fd");
-    std::fs::write(
-        &firmware,
-        kokon_tests::vm::amdsev_shaped_firmware().unwrap(),
-    )
-    .unwrap();
     let image = data.path().join("image");
-    let firmware_arg = firmware.display().to_string();
-    build_image(&env, data.path(), &image, 0, &["--firmware", &firmware_arg]).unwrap();
+    build_image(&env, data.path(), &image, 0, &[]).unwrap();
     let manifest = std::fs::read_to_string(image.join("manifest.json")).unwrap();
     assert!(
-        manifest.contains("given to the build (--firmware)"),
+        manifest.contains("/usr/share/ovmf/OVMF.amdsev.fd of the pinned ovmf-amdsev package"),
         "{manifest}"
     );
     let image_arg = image.display().to_string();
-    for (vcpus, vcpu_type) in [("2", "EPYC-v4"), ("4", "EPYC-Milan")] {
+    for (vcpus, vcpu_type) in [
+        ("1", "EPYC-v4"),
+        ("2", "EPYC-v4"),
+        ("4", "EPYC-Milan"),
+        ("8", "EPYC-Genoa"),
+    ] {
         let json = kokon_tests::vm::kokon(
             &env,
             data.path(),
@@ -325,7 +325,7 @@ fn an_images_snp_measurement_equals_sev_snp_measure() {
         let out = std::process::Command::new(&tool)
             .args(["--mode", "snp", "--vcpus", vcpus, "--vcpu-type", vcpu_type])
             .arg("--ovmf")
-            .arg(image.join("OVMF.fd"))
+            .arg(image.join("OVMF.amdsev.fd"))
             .arg("--kernel")
             .arg(image.join("vmlinuz"))
             .arg("--initrd")
@@ -351,9 +351,16 @@ fn an_images_snp_measurement_equals_sev_snp_measure() {
             "{vcpus} x {vcpu_type}"
         );
     }
-    // Debian's OVMF: measured direct boot is impossible, and said so.
-    let debian = data.path().join("debian-image");
-    build_image(&env, data.path(), &debian, 0, &[]).unwrap();
+    // The generic OVMF (OvmfPkgX64) as the SNP firmware: measured direct
+    // boot is impossible, and said so.
+    let generic = image.join("OVMF.fd").display().to_string();
+    let debian = data.path().join("generic-firmware-image");
+    build_image(&env, data.path(), &debian, 0, &["--snp-firmware", &generic]).unwrap();
+    let manifest = std::fs::read_to_string(debian.join("manifest.json")).unwrap();
+    assert!(
+        manifest.contains("given to the build (--snp-firmware)"),
+        "{manifest}"
+    );
     let e = kokon_tests::vm::kokon(
         &env,
         data.path(),
