@@ -23,22 +23,28 @@ test:
     ./target/debug/kokon image build --out .cache/vm/image
     cargo test --workspace
 
-# The worker VM's guest image, reproducibly, from the pinned Debian packages (image/debian.lock).
+# The worker VM's guest image, reproducibly, from the pinned Debian packages (image/debian.lock) and binaries built by scripts/image-binaries.sh.
 image: setup
-    cargo build --release --bins
-    ./target/release/kokon image build --out .cache/vm/image
+    cargo build --release --bin kokon
+    bash scripts/image-binaries.sh
+    ./target/release/kokon image build --out .cache/vm/image --enclave target/image/kokon-enclave --init target/image/kokon-init
+
+# Two builds of the image from two clones of HEAD at different paths, binaries included, compared byte for byte (long: two release builds).
+image-repro: setup
+    cargo build --release --bin kokon
+    bash scripts/image-repro.sh
 
 # Pin the newest Debian packages and ONNX Runtime wheel in image/debian.lock (then review and commit it).
 image-lock:
     cargo build --release --bin kokon
     ./target/release/kokon image lock
 
-# The demo's story through the worker VM (QEMU; TCG unless accel=kvm): measured image, attested VM, private inference.
-demo-vm accel="tcg": setup
+# The demo's story through the worker VM (QEMU; KVM when it runs the firmware here, else TCG; accel=kvm|tcg forces one): measured image, attested VM, private inference.
+demo-vm accel="": setup
     bash scripts/setup.sh vm
     cargo build --release --bins
     ./target/release/kokon image build --out .cache/vm/demo-image --price-nanoton-per-unit 1000000
-    set -a; source .cache/kokon.env; set +a; ./target/release/kokon demo --vm .cache/vm/demo-image --accel {{accel}} --file README.md
+    set -a; source .cache/kokon.env; set +a; ./target/release/kokon demo --vm .cache/vm/demo-image {{ if accel == "" { "" } else { "--accel " + accel } }} --file README.md
 
 # Latency of a full confidential inference against bare session.run, throughput, evidence verification, billing, and text generation (TTFT, decode, vs llama.cpp).
 bench: setup

@@ -113,7 +113,7 @@ pub enum Command {
         /// development VM policy filled in with the image's measurements.
         #[arg(long, value_name = "DIR")]
         vm: Option<PathBuf>,
-        /// With --vm: `kvm` or `tcg` (default: KVM when /dev/kvm works).
+        /// With --vm: `kvm` or `tcg` (default: KVM when it runs the image's firmware here, TCG otherwise).
         #[arg(long, requires = "vm")]
         accel: Option<String>,
     },
@@ -311,7 +311,7 @@ pub struct HostArgs {
     /// qemu-system-x86_64 (default: from PATH).
     #[arg(long, default_value = "qemu-system-x86_64")]
     pub qemu: PathBuf,
-    /// For --tee none: `kvm` (default when /dev/kvm works) or `tcg`.
+    /// For --tee none: `kvm` or `tcg` (default: KVM when /dev/kvm opens and KVM runs the image's firmware, TCG otherwise).
     #[arg(long)]
     pub accel: Option<String>,
     /// Inference device (cpu or cuda).

@@ -452,8 +452,8 @@ pub fn launch(
         Some("kvm") => Accel::Kvm,
         Some("tcg") => Accel::Tcg,
         Some(other) => anyhow::bail!("--accel {other}: expected kvm or tcg"),
-        None if qemu::kvm_usable(Path::new("/dev/kvm")).is_ok() => Accel::Kvm,
-        None => Accel::Tcg,
+        None if tee != Tee::None => Accel::Kvm,
+        None => development_accel(&args.qemu, &dir.join(kokon_image::OVMF_FILE)),
     };
     let config = VmConfig {
         tee,
@@ -463,10 +463,7 @@ pub fn launch(
         cpu_model: match tee {
             Tee::Snp => image.manifest.vm.snp_vcpu_type.clone(),
             Tee::None if accel == Accel::Tcg => "max".into(),
-            // Nested KVM hosts may refuse the host's IA32_ARCH_CAPABILITIES
-            // MSR (QEMU: "failed to set MSR 0x10a"); a development VM needs
-            // none of it.
-            Tee::None => "host,-arch-capabilities".into(),
+            Tee::None => qemu::KVM_DEVELOPMENT_CPU.into(),
             _ => "host".into(),
         },
         firmware: dir.join(match tee {
@@ -502,6 +499,19 @@ pub fn launch(
         shutdown_grace: Duration::from_secs(10),
     }
     .into())
+}
+
+/// A development VM's accelerator when none is asked for, logged.
+fn development_accel(qemu: &Path, firmware: &Path) -> Accel {
+    let (accel, reason) = qemu::development_accel(qemu, Path::new("/dev/kvm"), firmware);
+    match reason {
+        None => tracing::info!("development VM: KVM runs the firmware; using KVM"),
+        Some(reason) => tracing::warn!(
+            %reason,
+            "development VM: KVM cannot run the firmware here; using TCG (emulation, slow)"
+        ),
+    }
+    accel
 }
 
 /// The vhost-user vsock daemon: $KOKON_VHOST_DEVICE_VSOCK, else the one

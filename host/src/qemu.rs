@@ -169,6 +169,41 @@ pub enum Accel {
     Tcg,
 }
 
+impl Accel {
+    /// QEMU's name for it (`-accel NAME`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+/// The vCPU model of a development VM under KVM. Nested KVM hosts may
+/// refuse the host's IA32_ARCH_CAPABILITIES MSR (QEMU: "failed to set MSR
+/// 0x10a"); a development VM needs none of it.
+pub const KVM_DEVELOPMENT_CPU: &str = "host,-arch-capabilities";
+
+/// A development VM's accelerator when none is asked for: KVM when `kvm`
+/// (`/dev/kvm`) opens and KVM runs `firmware` ([`kvm_runs_firmware`], for
+/// up to 3 s), TCG otherwise, with the reason KVM was not taken.
+pub fn development_accel(qemu: &Path, kvm: &Path, firmware: &Path) -> (Accel, Option<String>) {
+    let verdict = kvm_usable(kvm)
+        .map_err(|e| format!("{}: {e}", kvm.display()))
+        .and_then(|()| {
+            kvm_runs_firmware(
+                qemu,
+                firmware,
+                KVM_DEVELOPMENT_CPU,
+                std::time::Duration::from_secs(3),
+            )
+        });
+    match verdict {
+        Ok(()) => (Accel::Kvm, None),
+        Err(reason) => (Accel::Tcg, Some(reason)),
+    }
+}
+
 /// The vsock device linking host and enclave.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Vsock {
@@ -649,6 +684,84 @@ pub fn kvm_usable(path: &Path) -> io::Result<()> {
         .write(true)
         .open(path)
         .map(drop)
+}
+
+/// Whether KVM on this host can run `firmware`: QEMU starts it under KVM
+/// with the vCPU model `cpu` (no kernel, disks or display) and must still be
+/// running, with no error from KVM, after `within`.
+///
+/// Opening `/dev/kvm` is not enough. Some nested KVM hosts (cloud VMs that
+/// expose KVM to their guests) cannot emulate what OVMF does first: QEMU
+/// prints "KVM internal error. Suberror: 1" (an emulation failure) and
+/// pauses the guest rather than exiting, or refuses a vCPU MSR ("failed to
+/// set MSR 0x10a") and exits. A development VM (`--tee none`) launched with
+/// no `--accel` uses this to choose TCG on such a host instead of hanging;
+/// TDX and SEV-SNP always need KVM. The error carries QEMU's words.
+pub fn kvm_runs_firmware(
+    qemu: &Path,
+    firmware: &Path,
+    cpu: &str,
+    within: std::time::Duration,
+) -> Result<(), String> {
+    use std::io::BufRead as _;
+    let mut child = Command::new(qemu)
+        .args(["-accel", "kvm", "-machine", "q35", "-cpu", cpu, "-m", "128"])
+        .args([
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+        ])
+        .arg("-bios")
+        .arg(firmware)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", qemu.display()))?;
+    // QEMU's stderr, line by line, from a thread: a paused guest keeps it
+    // open, so the probe cannot wait for its end.
+    let (lines, errors) = std::sync::mpsc::channel();
+    if let Some(stderr) = child.stderr.take() {
+        std::thread::spawn(move || {
+            for line in io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let deadline = std::time::Instant::now() + within;
+    let mut said = Vec::new();
+    let verdict = loop {
+        let now = std::time::Instant::now();
+        let step = deadline
+            .saturating_duration_since(now)
+            .min(std::time::Duration::from_millis(50));
+        if let Ok(line) = errors.recv_timeout(step) {
+            let failed = line.contains("internal error") || line.contains("failed");
+            said.push(line);
+            if failed {
+                break Err(said.join("; "));
+            }
+            continue;
+        }
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                // Whatever it printed on the way out.
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                said.extend(errors.try_iter());
+                break Err(format!("QEMU exited ({status}): {}", said.join("; ")));
+            }
+            Ok(None) if std::time::Instant::now() >= deadline => break Ok(()),
+            Ok(None) => {}
+            Err(e) => break Err(format!("waiting for QEMU: {e}")),
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    verdict
 }
 
 /// Whether `bdf` is a full PCI address: `DDDD:BB:DD.F`, in hex.

@@ -784,3 +784,105 @@ fn preflight_names_gpus_not_bound_to_vfio_and_the_fix() {
         );
     }
 }
+
+/// An executable shell script `name` in `dir` running `body`; `--ready`
+/// as its first argument makes it exit at once (so that the test can wait
+/// out another thread's fork holding it open for writing: ETXTBSY).
+fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!("#!/bin/sh\n[ \"$1\" = --ready ] && exit 0\n{body}\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Err(e) = Command::new(&path).arg("--ready").status() {
+        assert!(
+            e.raw_os_error() == Some(26) && Instant::now() < deadline,
+            "{e}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    path
+}
+
+/// A development VM takes KVM only when KVM runs the firmware: a QEMU that
+/// reports a KVM internal error (and, as QEMU does, stays up with the guest
+/// paused), one that fails and exits, one that exits quietly, a missing
+/// QEMU and an unusable /dev/kvm each mean TCG, with QEMU's words or the
+/// cause as the reason; a QEMU still running quietly at the deadline means
+/// KVM.
+#[test]
+fn development_vms_take_kvm_only_when_it_runs_the_firmware() {
+    use kokon_host::qemu::{development_accel, kvm_runs_firmware, KVM_DEVELOPMENT_CPU};
+    let dir = tempfile::tempdir().unwrap();
+    let firmware = dir.path().join("OVMF.fd");
+    std::fs::write(&firmware, [0u8; 16]).unwrap();
+    let probe = |qemu: &Path| {
+        kvm_runs_firmware(
+            qemu,
+            &firmware,
+            KVM_DEVELOPMENT_CPU,
+            Duration::from_millis(500),
+        )
+    };
+
+    let runs = script(dir.path(), "runs", "exec sleep 30");
+    probe(&runs).expect("a QEMU still running quietly: KVM works");
+
+    let paused = script(
+        dir.path(),
+        "paused",
+        "echo 'KVM internal error. Suberror: 1' >&2\necho 'extra data[0]: 0x1' >&2\nexec sleep 30",
+    );
+    let err = probe(&paused).expect_err("internal error");
+    assert!(err.contains("KVM internal error. Suberror: 1"), "{err}");
+
+    let msr = script(
+        dir.path(),
+        "msr",
+        "echo 'qemu-system-x86_64: error: failed to set MSR 0x10a to 0x2000000' >&2\nexit 1",
+    );
+    let err = probe(&msr).expect_err("MSR");
+    assert!(err.contains("failed to set MSR 0x10a"), "{err}");
+
+    let quits = script(dir.path(), "quits", "exit 0");
+    let err = probe(&quits).expect_err("exited");
+    assert!(err.starts_with("QEMU exited (exit status: 0)"), "{err}");
+
+    // The probe runs QEMU with the firmware and KVM, nothing else.
+    let args = dir.path().join("args");
+    let recorder = script(
+        dir.path(),
+        "recorder",
+        &format!("echo \"$@\" > {}\nexec sleep 30", args.display()),
+    );
+    probe(&recorder).expect("runs");
+    let seen = std::fs::read_to_string(&args).unwrap();
+    assert!(
+        seen.starts_with("-accel kvm -machine q35 -cpu host,-arch-capabilities")
+            && seen
+                .trim_end()
+                .ends_with(&format!("-bios {}", firmware.display())),
+        "{seen}"
+    );
+
+    let err = probe(&dir.path().join("no-qemu")).expect_err("missing QEMU");
+    assert!(err.starts_with("starting "), "{err}");
+
+    let (accel, reason) = development_accel(&runs, &dir.path().join("no-kvm"), &firmware);
+    assert_eq!(accel, Accel::Tcg);
+    let reason = reason.unwrap();
+    assert!(reason.contains("no-kvm: No such file"), "{reason}");
+    // /dev/null opens read-write, so it passes as a KVM device here, and
+    // the QEMU decides.
+    assert_eq!(
+        development_accel(&paused, Path::new("/dev/null"), &firmware).0,
+        Accel::Tcg
+    );
+    assert_eq!(
+        development_accel(&runs, Path::new("/dev/null"), &firmware),
+        (Accel::Kvm, None)
+    );
+}

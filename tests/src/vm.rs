@@ -83,6 +83,25 @@ pub fn measured_policy(env: &Env, data: &Path, image: &Path) -> anyhow::Result<S
     )
 }
 
+/// The accelerator the VM tests and the bench boot `image` with: `$var`
+/// (`kvm` or `tcg`) if set, else what `kokon host` itself would take (KVM
+/// when it runs the image's firmware here, TCG otherwise; the reason
+/// printed).
+pub fn accel(var: &str, image: &Path) -> String {
+    if let Ok(accel) = std::env::var(var) {
+        return accel;
+    }
+    let (accel, reason) = kokon_host::qemu::development_accel(
+        Path::new("qemu-system-x86_64"),
+        Path::new("/dev/kvm"),
+        &image.join(kokon_image::OVMF_FILE),
+    );
+    if let Some(reason) = reason {
+        eprintln!("the VM runs under TCG: KVM cannot run its firmware here ({reason}); {var}=kvm forces KVM");
+    }
+    accel.name().to_owned()
+}
+
 /// Starts `kokon host --backend qemu --tee none` on `port` for `image`,
 /// with `accel`, its output (the guest's console included) into `log`.
 pub fn spawn_host(

@@ -3,10 +3,11 @@
 //! VM next to the process backend's, measured in the same run on the same
 //! request.
 //!
-//! The VM runs under TCG unless `KOKON_BENCH_VM_ACCEL=kvm`: the machines
-//! kokon is benchmarked on here have a nested KVM that cannot run OVMF (see
-//! tests/tests/vm.rs), so TCG figures say what emulation costs, not what a
-//! TDX or SNP guest costs. Run it with KVM on a real host for those.
+//! The VM runs under KVM when KVM runs its firmware here, else under TCG
+//! (`KOKON_BENCH_VM_ACCEL=kvm|tcg` forces one; the figures name it): the
+//! machines kokon is benchmarked on here have a nested KVM that cannot run
+//! OVMF (see tests/tests/vm.rs), so their TCG figures say what emulation
+//! costs, not what a TDX or SNP guest costs.
 
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,7 @@ pub async fn run(env: &Env, row: &[i32], process_p50: Duration) -> anyhow::Resul
     let image = data.path().join("image");
     build_image(env, data.path(), &image, 0, &[])?;
     let policy_text = measured_policy(env, data.path(), &image)?;
-    let accel = std::env::var("KOKON_BENCH_VM_ACCEL").unwrap_or_else(|_| "tcg".into());
+    let accel = kokon_tests::vm::accel("KOKON_BENCH_VM_ACCEL", &image);
     let port = kokon_tests::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let log_path = data.path().join("host.log");

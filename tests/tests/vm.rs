@@ -7,11 +7,12 @@
 //! The worker VM end to end: `kokon image build` assembles the real guest
 //! image from the pinned Debian packages, `kokon audit measure` recomputes
 //! its TDX measurements into a development policy, and `kokon host
-//! --backend qemu --tee none` boots it under QEMU: TCG unless
-//! `KOKON_TEST_VM_ACCEL=kvm` (the nested KVM of the machines CI runs on
-//! opens /dev/kvm but cannot run OVMF: "KVM internal error ... emulation
-//! failure" at its first x87 instruction; `kokon host` itself uses KVM
-//! whenever /dev/kvm opens). The client attests it with that policy (so the
+//! --backend qemu --tee none` boots it under QEMU: KVM when KVM runs the
+//! image's firmware here, TCG otherwise, as `kokon host` chooses
+//! (`KOKON_TEST_VM_ACCEL=kvm|tcg` forces one). The nested KVM of the
+//! machines CI runs on opens /dev/kvm but cannot run OVMF ("KVM internal
+//! error ... emulation failure" at its first x87 instruction), so there the
+//! test runs under TCG. The client attests it with that policy (so the
 //! development VM's evidence carries the image's real measurements), a
 //! different image's policy rejects it, private inferences run through it,
 //! the VM is killed while requests are in flight and the host boots a new
@@ -106,7 +107,7 @@ async fn the_worker_vm_boots_attests_serves_and_survives_a_kill() {
     let log_path = data.path().join("host.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let port = kokon_tests::free_port();
-    let accel = std::env::var("KOKON_TEST_VM_ACCEL").unwrap_or_else(|_| "tcg".into());
+    let accel = kokon_tests::vm::accel("KOKON_TEST_VM_ACCEL", &image);
     let mut host = spawn_host(&env, data.path(), &image, port, &accel, log).unwrap();
     let host_pid = host.id().unwrap();
     let base = format!("http://127.0.0.1:{port}");
@@ -146,6 +147,30 @@ async fn the_worker_vm_boots_attests_serves_and_survives_a_kill() {
     assert!(
         matches!(&err, ClientError::Enclave { status: 400, message } if message.contains(&marker)),
         "{err}"
+    );
+
+    // A request near the host's 8 MiB body limit crosses the vsock link
+    // whole, host to guest (the AEAD tag covers every byte, so a lost or
+    // reordered piece would fail to open, not name the input): about 6 MiB
+    // of rows under an input name the model lacks, answered with a sealed
+    // 400 naming it.
+    let one = row(&env, PYTHON);
+    let per_row = serde_json::to_vec(&magika_request(&[one.clone(), one.clone()]))
+        .unwrap()
+        .len()
+        - serde_json::to_vec(&magika_request(std::slice::from_ref(&one)))
+            .unwrap()
+            .len();
+    let rows = (6 << 20) / per_row;
+    let mut big = magika_request(&vec![one; rows]);
+    big.inputs[0].name = "no-such-input-in-a-big-request".into();
+    let size = serde_json::to_vec(&big).unwrap().len();
+    assert!(size > 5 << 20, "{size} bytes");
+    let err = client.infer(&enclave, &big).await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Enclave { status: 400, message }
+            if message.contains("no-such-input-in-a-big-request")),
+        "a {size}-byte request: {err}"
     );
 
     // Kill the VM while clients keep requests in flight.
