@@ -103,13 +103,14 @@ pub fn accel(var: &str, image: &Path) -> String {
 }
 
 /// Starts `kokon host --backend qemu --tee none` on `port` for `image`,
-/// with `accel`, its output (the guest's console included) into `log`.
+/// with `--accel accel` if given (else the host chooses), its output (the
+/// guest's console included) into `log`.
 pub fn spawn_host(
     env: &Env,
     data: &Path,
     image: &Path,
     port: u16,
-    accel: &str,
+    accel: Option<&str>,
     log: std::fs::File,
 ) -> anyhow::Result<tokio::process::Child> {
     Ok(tokio::process::Command::new(&env.kokon_bin)
@@ -123,9 +124,8 @@ pub fn spawn_host(
             &arg(image),
             "--tee",
             "none",
-            "--accel",
-            accel,
         ])
+        .args(accel.map(|a| ["--accel", a]).into_iter().flatten())
         .env("KOKON_DATA_DIR", data)
         .env("RUST_LOG", "info")
         .stdout(log.try_clone()?)

@@ -36,7 +36,7 @@ pub async fn run(env: &Env, row: &[i32], process_p50: Duration) -> anyhow::Resul
     let log_path = data.path().join("host.log");
     let log = std::fs::File::create(&log_path)?;
     let started = Instant::now();
-    let mut host = spawn_host(env, data.path(), &image, port, &accel, log)?;
+    let mut host = spawn_host(env, data.path(), &image, port, Some(&accel), log)?;
     let deadline = started + Duration::from_secs(600);
     while kokon_tests::try_http_get(&base, "/healthz")
         .await

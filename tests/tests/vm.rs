@@ -107,11 +107,21 @@ async fn the_worker_vm_boots_attests_serves_and_survives_a_kill() {
     let log_path = data.path().join("host.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let port = kokon_tests::free_port();
-    let accel = kokon_tests::vm::accel("KOKON_TEST_VM_ACCEL", &image);
-    let mut host = spawn_host(&env, data.path(), &image, port, &accel, log).unwrap();
+    // The host chooses KVM or TCG itself, unless told.
+    let accel = std::env::var("KOKON_TEST_VM_ACCEL").ok();
+    let mut host = spawn_host(&env, data.path(), &image, port, accel.as_deref(), log).unwrap();
     let host_pid = host.id().unwrap();
     let base = format!("http://127.0.0.1:{port}");
     wait_healthy(&base, &log_path, Duration::from_secs(600)).await;
+    if accel.is_none() {
+        let text = std::fs::read_to_string(&log_path).unwrap();
+        let chose = ["using KVM", "using TCG"].map(|c| text.contains(c));
+        assert!(
+            chose.iter().filter(|c| **c).count() == 1,
+            "the host's choice of KVM or TCG is not in its log:\n{text}"
+        );
+        eprintln!("the VM runs under {}", if chose[0] { "KVM" } else { "TCG" });
+    }
 
     // The sim root the host handed the guest is this data directory's.
     let locals = env.local_references(data.path());
@@ -254,8 +264,15 @@ async fn the_worker_vm_boots_attests_serves_and_survives_a_kill() {
     // The VM dies with its host, however the host dies: SIGKILL a second host.
     let second_log = std::fs::File::create(data.path().join("second.log")).unwrap();
     let second_port = kokon_tests::free_port();
-    let mut second =
-        spawn_host(&env, data.path(), &image, second_port, &accel, second_log).unwrap();
+    let mut second = spawn_host(
+        &env,
+        data.path(),
+        &image,
+        second_port,
+        accel.as_deref(),
+        second_log,
+    )
+    .unwrap();
     let second_pid = second.id().unwrap();
     wait_healthy(
         &format!("http://127.0.0.1:{second_port}"),
