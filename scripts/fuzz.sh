@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Smoke-runs every fuzz target for a few seconds (default 10 s each), with a
 # corpus seeded from valid inputs: the real TDX quotes in ../shared/fixtures,
-# the SNP reports, VCEKs and DCAP collateral there, the shipped policies,
-# and kokon's own outputs.
+# the SNP reports, VCEKs and DCAP collateral there, the NVIDIA GPU reports
+# and chain there, the shipped policies, and kokon's own outputs.
 # cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain
 # accept them. No sanitizer: kokon forbids unsafe code, so the fuzzers look
 # for panics, overflows (debug assertions are on) and hangs.
@@ -13,12 +13,19 @@ export PATH="$HOME/.cargo/bin:$PATH"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 corpus=fuzz/corpus
-mkdir -p $corpus/{tdx_quote,bundle_json,ohttp,wire_frame,receipt,policy,snp_report,tdx_collateral,snp_cert_table,ratls_cert,eventlog,qgs_message,voucher,payer_proof,openai_request,stream_decoders,kserve_binary,ovmf_snp,tdvf_metadata}
+mkdir -p $corpus/{tdx_quote,bundle_json,ohttp,wire_frame,receipt,policy,snp_report,tdx_collateral,snp_cert_table,ratls_cert,eventlog,qgs_message,voucher,payer_proof,openai_request,stream_decoders,kserve_binary,ovmf_snp,tdvf_metadata,nvidia_gpu_report}
 for f in ../shared/fixtures/tdx/*.dat; do [ -f "$f" ] && cp "$f" $corpus/tdx_quote/; done
 cp policies/*.toml $corpus/policy/
 for f in ../shared/fixtures/snp/*.bin; do cp "$f" $corpus/snp_report/; done
 cp ../shared/fixtures/tdx/*_collateral.json $corpus/tdx_collateral/
 for f in ../shared/fixtures/snp/*.der; do cp "$f" $corpus/ratls_cert/; done
+# NVIDIA GPU reports are published as hex; the target also reads its input
+# as a certificate chain text.
+for f in trustee_hopperAttestationReport trustee_hopper_coco_report1; do
+  python3 -c 'import sys; sys.stdout.buffer.write(bytes.fromhex(open(sys.argv[1]).read().strip()))' \
+    "../shared/fixtures/nvidia/$f.txt" > "$corpus/nvidia_gpu_report/$f"
+done
+cp ../shared/fixtures/nvidia/trustee_hopper_cert_chain_case1.txt $corpus/nvidia_gpu_report/chain
 head -c 8192 ../shared/fixtures/tdx/eventlog/gotdx_ccel_data.dat > $corpus/eventlog/gotdx
 head -c 8192 ../shared/fixtures/tdx/eventlog/trustee_ccel_data_ovmf.bin > $corpus/eventlog/ovmf
 printf '\x8d\x75\xda\x63\x64\xe6\x64\x45\xad\xc5\xf4\xb9\x3b\xe8\xac\xcd\x30\x00\x00\x00\x04\x00\x00\x00%048dvcek' 0 > $corpus/snp_cert_table/vcek
@@ -47,7 +54,7 @@ fi
 if [ -f .cache/vm/image/OVMF.amdsev.fd ]; then
   tail -c 4096 .cache/vm/image/OVMF.amdsev.fd > $corpus/ovmf_snp/amdsev-tail
 fi
-for target in tdx_quote bundle_json ohttp wire_frame receipt policy snp_report tdx_collateral snp_cert_table ratls_cert eventlog qgs_message voucher payer_proof openai_request stream_decoders kserve_binary ovmf_snp tdvf_metadata; do
+for target in tdx_quote bundle_json ohttp wire_frame receipt policy snp_report tdx_collateral snp_cert_table ratls_cert eventlog qgs_message voucher payer_proof openai_request stream_decoders kserve_binary ovmf_snp tdvf_metadata nvidia_gpu_report; do
   echo "fuzz: $target for ${seconds}s" >&2
   cargo fuzz run --sanitizer none "$target" "$corpus/$target" -- -max_total_time="$seconds" -rss_limit_mb=2048 2>&1 | tail -n 3
 done

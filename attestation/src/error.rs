@@ -104,6 +104,17 @@ pub enum Error {
         /// The value in the evidence.
         found: String,
     },
+    /// Verified evidence holds a value that the caller's expectations do not
+    /// accept (a pinned GPU measurement, an allowed driver or VBIOS version).
+    #[error("{what} not accepted: expected {expected}, found {found}")]
+    Appraisal {
+        /// What was appraised, e.g. "GPU measurement index 12".
+        what: String,
+        /// What the expectations accept.
+        expected: String,
+        /// What the evidence holds.
+        found: String,
+    },
     /// A certificate is listed in a CRL signed by its issuer.
     #[error(
         "certificate {position} ({subject}) is revoked: serial {serial} is listed in the {crl}"

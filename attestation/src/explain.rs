@@ -1,9 +1,11 @@
-//! Every field of a TDX quote or an SNP report, with what it means: the
-//! auditor's view (`kokon audit explain`) and the measurement section of
-//! verification reports. One table per format, so that both always agree.
+//! Every field of a TDX quote, an SNP report or an NVIDIA GPU attestation
+//! report, with what it means: the auditor's view (`kokon audit explain`)
+//! and the measurement section of verification reports. One table per
+//! format, so that both always agree.
 
 use serde::Serialize;
 
+use crate::nvidia::Report as GpuReport;
 use crate::snp::report::{
     Report, POLICY_DEBUG, POLICY_MIGRATE_MA, POLICY_SINGLE_SOCKET, POLICY_SMT,
 };
@@ -233,6 +235,66 @@ pub fn snp_report(r: &Report) -> Vec<Field> {
         "SIGNATURE",
         hex::encode(r.signature),
         "ECDSA P-384 (r || s) over bytes 0..0x2A0 by the VCEK or VLEK",
+    ));
+    out
+}
+
+/// Every field of an NVIDIA GPU attestation report: the SPDM request, the
+/// measurement blocks, NVIDIA's opaque fields and the signature.
+pub fn nvidia_report(r: &GpuReport) -> Vec<Field> {
+    let q = &r.request;
+    let p = &r.response;
+    let mut out = vec![
+        field(
+            "SPDMVersion",
+            "0x11",
+            "SPDM 1.1, the version of both messages",
+        ),
+        field(
+            "GET_MEASUREMENTS attributes",
+            format!("{:#04x}", q.attributes),
+            "0x01: the GPU was asked to sign its response",
+        ),
+        field(
+            "GET_MEASUREMENTS operation",
+            format!("{:#04x}", q.operation),
+            "0xff: all measurement blocks were requested",
+        ),
+        field(
+            "request nonce",
+            hex::encode(q.nonce),
+            "32 bytes chosen by the verifier: must equal the nonce it sent (freshness)",
+        ),
+        field(
+            "slot ID",
+            p.slot_id.to_string(),
+            "the certificate slot whose key signed (the request's SlotIDParam)",
+        ),
+        field(
+            "NumberOfBlocks",
+            p.blocks.len().to_string(),
+            "measurement blocks in the response",
+        ),
+    ];
+    for block in &p.blocks {
+        out.push(field(
+            format!("measurement index {}", block.index),
+            format!("{} ({})", hex::encode(block.digest), block.kind()),
+            "SHA-384 digest of a GPU firmware or configuration component, extended by the GPU; compared with the policy's pins (NVIDIA publishes reference values in its driver and VBIOS RIMs)",
+        ));
+    }
+    out.push(field(
+        "responder nonce",
+        hex::encode(p.nonce),
+        "32 bytes chosen by the GPU",
+    ));
+    for f in &p.opaque.fields {
+        out.push(field(f.name(), f.value(), f.meaning()));
+    }
+    out.push(field(
+        "signature",
+        hex::encode(p.signature),
+        "ECDSA P-384 (r || s) over SHA-384 of the request and the response up to the signature, by the key of the GPU's attestation certificate",
     ));
     out
 }

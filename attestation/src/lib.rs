@@ -1,12 +1,13 @@
 //! Evidence formats and their verification.
 //!
 //! This crate turns untrusted bytes into verified facts: it parses hardware
-//! evidence (Intel TDX quotes and AMD SEV-SNP reports), checks its signatures and its
-//! certificate chain against trust roots that the caller passes in, at a time
-//! that the caller passes in, and checks that the evidence binds the
-//! enclave's claims. It also holds the simulated TEE, which produces evidence
-//! in the real format under a per-installation root so that development runs
-//! the same verifier as production.
+//! evidence (Intel TDX quotes, AMD SEV-SNP reports, NVIDIA GPU attestation
+//! reports), checks its signatures and its certificate chain against trust
+//! roots that the caller passes in, at a time that the caller passes in, and
+//! checks that the evidence binds the enclave's claims. It also holds the
+//! simulated TEE, which produces evidence in the real format under a
+//! per-installation root so that development runs the same verifier as
+//! production.
 //!
 //! It must never do I/O, read the clock, trust a root found in the evidence,
 //! or panic on any input.
@@ -20,6 +21,7 @@ pub mod der;
 mod error;
 pub mod eventlog;
 pub mod explain;
+pub mod nvidia;
 pub mod pem;
 pub mod pki;
 pub mod roots;

@@ -13,15 +13,49 @@ pub const INTEL_SGX_ROOT: &str = "intel-sgx-root";
 
 /// The embedded Intel SGX Root CA, checked against its pinned fingerprint.
 pub fn intel_sgx_root() -> Result<TrustAnchor, Error> {
-    let anchor = TrustAnchor::from_pem(INTEL_SGX_ROOT, INTEL_SGX_ROOT_CA_PEM, false)?;
-    if anchor.fingerprint() != INTEL_SGX_ROOT_CA_SHA256 {
+    pinned(
+        INTEL_SGX_ROOT,
+        INTEL_SGX_ROOT_CA_PEM,
+        INTEL_SGX_ROOT_CA_SHA256,
+        "embedded Intel SGX Root CA fingerprint",
+    )
+}
+
+/// The embedded root `pem` as the anchor `name`, if its SHA-256 is `pin`.
+fn pinned(name: &str, pem: &[u8], pin: &str, what: &'static str) -> Result<TrustAnchor, Error> {
+    let anchor = TrustAnchor::from_pem(name, pem, false)?;
+    if anchor.fingerprint() != pin {
         return Err(Error::Mismatch {
-            what: "embedded Intel SGX Root CA fingerprint",
-            expected: INTEL_SGX_ROOT_CA_SHA256.into(),
+            what,
+            expected: pin.into(),
             found: anchor.fingerprint(),
         });
     }
     Ok(anchor)
+}
+
+/// NVIDIA Device Identity CA, the root of NVIDIA GPUs' device identity and
+/// attestation certificates (Hopper, Blackwell), valid 2021-11-05 to 9999.
+/// The same certificate as `verifier_device_root.pem` in NVIDIA's nvtrust
+/// local GPU verifier.
+pub const NVIDIA_DEVICE_ROOT_CA_PEM: &[u8] =
+    include_bytes!("../roots/nvidia_device_identity_ca.pem");
+/// SHA-256 of the NVIDIA Device Identity CA certificate (DER).
+pub const NVIDIA_DEVICE_ROOT_CA_SHA256: &str =
+    "102bf659d5419614c9d8e6aecebc80454eb26b1df6a769ac720b9a690b167b48";
+/// The name policies use for the NVIDIA Device Identity CA.
+pub const NVIDIA_DEVICE_ROOT: &str = "nvidia-device-identity-ca";
+
+/// The embedded NVIDIA Device Identity CA, checked against its pinned
+/// fingerprint: the anchor of GPU evidence ([`crate::nvidia`]), kept apart
+/// from the CPU roots of [`hardware_roots`].
+pub fn nvidia_device_root() -> Result<TrustAnchor, Error> {
+    pinned(
+        NVIDIA_DEVICE_ROOT,
+        NVIDIA_DEVICE_ROOT_CA_PEM,
+        NVIDIA_DEVICE_ROOT_CA_SHA256,
+        "embedded NVIDIA Device Identity CA fingerprint",
+    )
 }
 
 /// An AMD product line with its own root (ARK) and signing CA (ASK).
@@ -105,15 +139,7 @@ fn amd_chain(product: AmdProduct) -> Result<&'static AmdChain, Error> {
 /// The embedded ARK of `product`, checked against its pinned fingerprint.
 pub fn amd_ark(product: AmdProduct) -> Result<TrustAnchor, Error> {
     let (_, name, ark, _, pin) = amd_chain(product)?;
-    let anchor = TrustAnchor::from_pem(name, ark, false)?;
-    if anchor.fingerprint() != *pin {
-        return Err(Error::Mismatch {
-            what: "embedded AMD ARK fingerprint",
-            expected: (*pin).into(),
-            found: anchor.fingerprint(),
-        });
-    }
-    Ok(anchor)
+    pinned(name, ark, pin, "embedded AMD ARK fingerprint")
 }
 
 /// The embedded ASK (VCEK signing CA) of `product`, DER.
@@ -138,6 +164,7 @@ mod tests {
     #[test]
     fn embedded_roots_match_their_pins() {
         assert!(intel_sgx_root().is_ok());
+        assert!(nvidia_device_root().is_ok());
         for product in AmdProduct::ALL {
             assert!(amd_ark(product).is_ok(), "{product:?}");
             assert!(amd_ask(product).is_ok(), "{product:?}");

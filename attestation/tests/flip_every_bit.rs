@@ -1,17 +1,21 @@
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
 //! Every byte of evidence is either signed or parsed strictly: flipping any
 //! of bits 0, 3 and 7 of a genuine TDX quote (real v4 with PCK chain type 5
-//! inside type 6, real v5 with a TD 1.5 body, and simulated) or real SNP
-//! report, at every byte position, makes full verification (with
-//! collateral, or with the VCEK chain) fail. No exceptions: an accepted
+//! inside type 6, real v5 with a TD 1.5 body, and simulated), real SNP
+//! report, or real NVIDIA GPU attestation report and its certificate chain,
+//! at every byte position, makes full verification (with collateral, or
+//! with the VCEK chain, or with the GPU's chain) fail. No exceptions: an accepted
 //! flip is a carrier byte that nothing checks.
 
 mod common;
 
 use common::{at, fixture, intel};
 use kokon_attestation::claims::Claims;
+use kokon_attestation::nvidia::{
+    verify as verify_gpu, Expectations, GpuChain, Report as GpuReport,
+};
 use kokon_attestation::pki::pem_certificates;
-use kokon_attestation::roots::{amd_ark, AmdProduct};
+use kokon_attestation::roots::{amd_ark, nvidia_device_root, AmdProduct};
 use kokon_attestation::sim::{simulate, SimRoot, SimTd};
 use kokon_attestation::snp::verify_report;
 use kokon_attestation::tdx::{verify_quote_with_collateral, Collateral};
@@ -166,4 +170,41 @@ fn every_bit_flip_of_a_real_snp_report_is_rejected() {
         });
         report(name, bytes.len(), tried, &accepted);
     }
+}
+
+#[test]
+fn every_bit_flip_of_a_real_nvidia_gpu_report_and_its_chain_is_rejected() {
+    let gpu_report = hex::decode(
+        String::from_utf8(fixture("nvidia/trustee_hopperAttestationReport.txt"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    let chain = fixture("nvidia/trustee_hopper_cert_chain_case1.txt");
+    let anchors = TrustAnchors {
+        roots: vec![nvidia_device_root().unwrap()],
+    };
+    let now = at("2026-11-27T00:00:00Z");
+    let expect = Expectations {
+        nonce: gpu_report[4..36].try_into().unwrap(),
+        ..Expectations::default()
+    };
+    // The report's flips are checked under the chain verified once (its
+    // P-384 signatures make each full verification cost milliseconds).
+    let verified = GpuChain::verify(&chain, &anchors, now).unwrap();
+    let (accepted, tried) = accepted_flips(&gpu_report, |r| {
+        GpuReport::parse(r)
+            .and_then(|r| verified.check(&r, &expect))
+            .is_ok()
+    });
+    report("NVIDIA GPU report", gpu_report.len(), tried, &accepted);
+    let (accepted, tried) = accepted_flips(&chain, |c| {
+        verify_gpu(&gpu_report, c, &anchors, now, &expect).is_ok()
+    });
+    report(
+        "NVIDIA GPU certificate chain",
+        chain.len(),
+        tried,
+        &accepted,
+    );
 }
