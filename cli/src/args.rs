@@ -73,7 +73,7 @@ pub enum Command {
     /// report's signatures, chain and collateral (given, or fetched from the
     /// vendors with --fetch-collateral); without --policy the evidence must
     /// also be UpToDate (TDX), exit 2 otherwise.
-    Verify(VerifyArgs),
+    Verify(Box<VerifyArgs>),
     /// Verify the enclave, then classify a file privately (--file) or send
     /// tensors from files to its model (--input).
     Infer(InferArgs),
@@ -253,9 +253,9 @@ pub enum AuditCommand {
     },
     /// Print every field of a TDX quote, SNP report or attestation bundle with its meaning.
     Explain {
-        /// The quote, report (binary or hex) or bundle (JSON).
+        /// The quote, report (binary or hex), NVIDIA GPU report (hex) or bundle (JSON).
         file: PathBuf,
-        /// Format, when not detected: tdx-quote or snp-report.
+        /// Format, when not detected: tdx-quote, snp-report or nvidia-report.
         #[arg(long)]
         format: Option<String>,
         /// Print JSON.
@@ -442,12 +442,20 @@ pub struct VerifyArgs {
         required_unless_present = "evidence"
     )]
     pub bundle: Option<PathBuf>,
-    /// A raw TDX quote or SNP report (binary or hex).
+    /// A raw TDX quote, SNP report or NVIDIA GPU attestation report (binary or hex).
     #[arg(long)]
     pub evidence: Option<PathBuf>,
-    /// Format of --evidence when it is not detected: tdx-quote or snp-report.
+    /// Format of --evidence when it is not detected: tdx-quote, snp-report or nvidia-report.
     #[arg(long, requires = "evidence")]
     pub format: Option<String>,
+    /// NVIDIA GPU report: its certificate chain (PEM, leaf first, ending in
+    /// NVIDIA's Device Identity CA, which must be the embedded one).
+    #[arg(long, requires = "evidence")]
+    pub gpu_chain: Option<PathBuf>,
+    /// NVIDIA GPU report: the nonce (64 hex digits) its request must carry;
+    /// without it the report's freshness is not checked, and said so.
+    #[arg(long, requires = "gpu_chain")]
+    pub gpu_nonce: Option<String>,
     /// TDX collateral: a directory of Intel PCS responses as curl saves them
     /// (tcb_info.json, qe_identity.json, pck_crl.der, root_ca_crl.der, and
     /// the .headers of the first three; see docs/attestation.md), or one

@@ -78,6 +78,8 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         bundle,
         evidence,
         format,
+        gpu_chain,
+        gpu_nonce,
         collateral,
         fetch_collateral,
         sources,
@@ -92,6 +94,33 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     let p = policy.as_deref().map(local::load_policy).transpose()?;
     let now = parse_time(at.as_deref())?;
     if let Some(file) = evidence {
+        if evidence::is_gpu_report(&file, format.as_deref())? {
+            anyhow::ensure!(
+                p.is_none(),
+                "--policy: policies have no GPU section yet; verify a GPU report without one"
+            );
+            let chain = gpu_chain
+                .context("an NVIDIA GPU report needs --gpu-chain (its certificate chain, PEM)")?;
+            let v = evidence::verify_gpu(&file, &chain, gpu_nonce.as_deref(), now)?;
+            let out = evidence::GpuVerdict {
+                verified: &v,
+                nonce_checked: gpu_nonce.is_some(),
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&out.json()).unwrap_or_default()
+                );
+            } else {
+                print!("{}", out.text());
+            }
+            return Ok(());
+        }
+        anyhow::ensure!(
+            gpu_chain.is_none(),
+            "--gpu-chain is for NVIDIA GPU reports; {} is not one",
+            file.display()
+        );
         let raw = evidence::RawEvidence {
             file,
             format,

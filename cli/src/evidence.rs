@@ -1,10 +1,12 @@
 //! The auditor's commands on raw evidence: `kokon verify --evidence` and
-//! `kokon audit explain`.
+//! `kokon audit explain`, for CPU evidence (TDX quotes, SNP reports) and
+//! NVIDIA GPU attestation reports.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use kokon_attestation::explain::{self, Field};
+use kokon_attestation::nvidia::{self, spdm, VerifiedGpu};
 use kokon_attestation::pki::pem_certificates;
 use kokon_attestation::snp::Report;
 use kokon_attestation::tdx::collateral::{
@@ -63,13 +65,155 @@ fn format_of(bytes: &[u8], given: Option<&str>) -> anyhow::Result<EvidenceFormat
     match given {
         Some("tdx-quote") => Ok(EvidenceFormat::TdxQuote),
         Some("snp-report") => Ok(EvidenceFormat::SnpReport),
-        Some(other) => anyhow::bail!("--format {other}: expected tdx-quote or snp-report"),
+        Some(other) => {
+            anyhow::bail!("--format {other}: expected tdx-quote, snp-report or nvidia-report")
+        }
         None => detect_format(bytes).ok_or_else(|| {
             anyhow::anyhow!(
                 "cannot tell the evidence format ({} bytes, neither a TDX quote v4/v5 nor a 1184-byte SNP report); pass --format",
                 bytes.len()
             )
         }),
+    }
+}
+
+/// Whether `path` holds an NVIDIA GPU attestation report: `--format
+/// nvidia-report`, or, with no format given, bytes (binary or hex) that
+/// begin as an SPDM 1.1 GET_MEASUREMENTS request does.
+pub fn is_gpu_report(path: &Path, format: Option<&str>) -> anyhow::Result<bool> {
+    Ok(match format {
+        Some(format) => format == "nvidia-report",
+        None => read_evidence(path)?.starts_with(&[spdm::SPDM_VERSION_1_1, spdm::GET_MEASUREMENTS]),
+    })
+}
+
+/// Verifies an NVIDIA GPU attestation report (binary or hex) with its
+/// certificate chain at `now`, anchored only in the embedded NVIDIA Device
+/// Identity CA. `nonce` (hex) is the nonce its request must carry; without
+/// one the report's own is taken, so freshness is not checked.
+pub fn verify_gpu(
+    report: &Path,
+    chain: &Path,
+    nonce: Option<&str>,
+    now: i64,
+) -> anyhow::Result<VerifiedGpu> {
+    let data = read_evidence(report)?;
+    let chain = read(chain)?;
+    let nonce = match nonce {
+        Some(text) => <[u8; spdm::NONCE_LEN]>::try_from(
+            hex::decode(text).with_context(|| format!("--gpu-nonce {text:?} is not hex"))?,
+        )
+        .map_err(|n| {
+            anyhow::anyhow!(
+                "--gpu-nonce: {} bytes, expected {}",
+                n.len(),
+                spdm::NONCE_LEN
+            )
+        })?,
+        None => {
+            nvidia::Report::parse(&data)
+                .map_err(ClientError::Evidence)?
+                .request
+                .nonce
+        }
+    };
+    let anchors = TrustAnchors {
+        roots: vec![roots::nvidia_device_root()?],
+    };
+    let expect = nvidia::Expectations {
+        nonce,
+        ..nvidia::Expectations::default()
+    };
+    Ok(nvidia::verify(&data, &chain, &anchors, now, &expect).map_err(ClientError::Evidence)?)
+}
+
+/// What `kokon verify` says of a GPU report that verified.
+pub struct GpuVerdict<'a> {
+    /// The verified report.
+    pub verified: &'a VerifiedGpu,
+    /// Whether the nonce was the caller's (`--gpu-nonce`).
+    pub nonce_checked: bool,
+}
+
+/// What GPU verification does not check yet.
+const GPU_NOT_CHECKED: &str = "NVIDIA's reference measurements (RIMs) and certificate revocation (OCSP); pin measurements in a policy once policies have a GPU section";
+
+impl GpuVerdict<'_> {
+    fn nonce_note(&self) -> &'static str {
+        if self.nonce_checked {
+            "equal to --gpu-nonce"
+        } else {
+            "NOT CHECKED, no --gpu-nonce: the report may be a replay"
+        }
+    }
+
+    /// The verdict as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        let v = self.verified;
+        let measurements: serde_json::Map<String, serde_json::Value> = v
+            .measurements()
+            .iter()
+            .map(|(i, d)| (i.to_string(), json!(hex::encode(d))))
+            .collect();
+        json!({
+            "verdict": "verified",
+            "format": "nvidia-report",
+            "anchor": v.anchor,
+            "chain": v.chain_subjects(),
+            "nonce": hex::encode(v.nonce()),
+            "nonce_checked": self.nonce_checked,
+            "fwid": hex::encode(v.fwid()),
+            "driver_version": v.driver_version(),
+            "vbios_version": v.vbios_version(),
+            "measurements": measurements,
+            "evidence_sha384": hex::encode(v.evidence_digest),
+            "not_checked": GPU_NOT_CHECKED,
+        })
+    }
+
+    /// The verdict as text.
+    pub fn text(&self) -> String {
+        let v = self.verified;
+        let mut out = String::from("NVIDIA GPU attestation report: VERIFIED\n");
+        let mut line = |name: &str, value: String| out.push_str(&format!("  {name:<16} {value}\n"));
+        line(
+            "chain",
+            format!("{} certificates up to {}", v.certificates.len(), v.anchor),
+        );
+        for subject in v.chain_subjects() {
+            line("", subject.to_owned());
+        }
+        line(
+            "signature",
+            "ECDSA P-384 over the GET_MEASUREMENTS transcript, by the leaf's key: valid".into(),
+        );
+        line(
+            "FWID",
+            format!(
+                "{} (equal in the report and the leaf)",
+                hex::encode(v.fwid())
+            ),
+        );
+        line(
+            "nonce",
+            format!("{} ({})", hex::encode(v.nonce()), self.nonce_note()),
+        );
+        line("driver", v.driver_version().to_owned());
+        line("VBIOS", v.vbios_version().to_owned());
+        let measurements = v.measurements();
+        line(
+            "measurements",
+            format!("{} blocks (SHA-384)", measurements.len()),
+        );
+        for (index, digest) in &measurements {
+            line("", format!("{index:>3} {}", hex::encode(digest)));
+        }
+        line(
+            "evidence SHA-384",
+            format!("{} (report, then chain)", hex::encode(v.evidence_digest)),
+        );
+        line("not checked", GPU_NOT_CHECKED.into());
+        out
     }
 }
 
@@ -317,7 +461,7 @@ fn fields_json(fields: &[Field]) -> serde_json::Value {
     serde_json::to_value(fields).unwrap_or_default()
 }
 
-/// `kokon audit explain FILE`: every field of a quote, report or bundle;
+/// `kokon audit explain FILE`: every field of a quote, report (CPU or GPU) or bundle;
 /// for a bundle also its claims and what `config_digest` commits to.
 pub fn explain(path: &Path, format: Option<&str>, json: bool) -> anyhow::Result<()> {
     let bytes = read(path)?;
@@ -326,6 +470,11 @@ pub fn explain(path: &Path, format: Option<&str>, json: bool) -> anyhow::Result<
             explain_evidence(&bundle.evidence.data, Some(bundle.evidence.format))?,
             Some(bundle),
         ),
+        Err(_) if is_gpu_report(path, format)? => {
+            let data = read_evidence(path)?;
+            let report = nvidia::Report::parse(&data).map_err(ClientError::Evidence)?;
+            (explain::nvidia_report(&report), None)
+        }
         Err(_) => {
             let data = read_evidence(path)?;
             let format = format_of(&data, format)?;

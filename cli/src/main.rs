@@ -46,7 +46,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             report,
         } => attest::attest(&host, &policy, save, json, report.as_deref()).await,
-        Command::Verify(args) => attest::verify(args).await,
+        Command::Verify(args) => attest::verify(*args).await,
         Command::Channel(cmd) => channel::run(cmd).await,
         Command::Audit(AuditCommand::Explain { file, format, json }) => {
             evidence::explain(&file, format.as_deref(), json)
@@ -161,12 +161,13 @@ async fn main() -> ExitCode {
         args::LogFormat::Text => logs.init(),
         args::LogFormat::Json => logs.json().flatten_event(true).init(),
     }
-    let json = matches!(
-        &cli.command,
-        Command::Attest { json: true, .. }
-            | Command::Verify(args::VerifyArgs { json: true, .. })
-            | Command::Infer(args::InferArgs { json: true, .. })
-    );
+    let json = match &cli.command {
+        Command::Verify(args) => args.json,
+        other => matches!(
+            other,
+            Command::Attest { json: true, .. } | Command::Infer(args::InferArgs { json: true, .. })
+        ),
+    };
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -684,3 +684,144 @@ fn the_explanation_of_a_bundle_lists_what_config_digest_commits_to() {
     );
     assert!(text(&explain(&bare, false)).contains("(not in this bundle)"));
 }
+
+fn gpu(name: &str) -> String {
+    fixture(&format!("nvidia/{name}")).display().to_string()
+}
+
+/// `kokon verify --evidence` on an NVIDIA GPU report (hex, detected): exit 0
+/// with the chain, versions and measurements when it and its chain verify
+/// under the embedded NVIDIA root; the nonce is checked only when given,
+/// and the verdict says which. Each rejection exits 2 naming its cause.
+#[test]
+fn an_nvidia_gpu_report_verifies_with_its_chain_and_each_fault_exits_2() {
+    let report = gpu("trustee_hopperAttestationReport.txt");
+    let chain = gpu("trustee_hopper_cert_chain_case1.txt");
+    let nonce = "931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb";
+    let verify = |extra: &[&str]| {
+        let mut args = vec![
+            "verify",
+            "--evidence",
+            &report,
+            "--at",
+            "2026-11-27T00:00:00Z",
+        ];
+        args.extend_from_slice(extra);
+        kokon(&args)
+    };
+    let out = verify(&["--gpu-chain", &chain, "--gpu-nonce", nonce, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verdict"], "verified");
+    assert_eq!(v["format"], "nvidia-report");
+    assert_eq!(v["anchor"], "nvidia-device-identity-ca");
+    assert_eq!(v["nonce"], nonce);
+    assert_eq!(v["nonce_checked"], true);
+    assert_eq!(v["chain"].as_array().unwrap().len(), 5);
+    // The reference verifier's claims for this report.
+    let claims: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(gpu("trustee_hopperAttestationReport-claims.txt")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(v["driver_version"], claims["config"]["driver_version"]);
+    assert_eq!(v["vbios_version"], claims["config"]["vbios_version"]);
+    assert_eq!(v["fwid"], claims["config"]["fwid"]);
+    assert_eq!(v["measurements"], claims["measurements"]);
+
+    // Without --gpu-nonce it verifies, and says freshness was not checked.
+    let out = verify(&["--gpu-chain", &chain]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("NVIDIA GPU attestation report: VERIFIED"),
+        "{said}"
+    );
+    assert!(said.contains("NOT CHECKED, no --gpu-nonce"), "{said}");
+    assert!(said.contains("driver           550.90.07"), "{said}");
+
+    for (extra, cause) in [
+        (
+            vec!["--gpu-chain", &chain, "--gpu-nonce", &"00".repeat(32)],
+            "nonce (GET_MEASUREMENTS request) mismatch: expected 0000",
+        ),
+        (
+            vec!["--gpu-chain", &gpu("trustee_hopper_coco_certs1.txt")],
+            "invalid signature: NVIDIA GPU attestation report",
+        ),
+        (
+            vec!["--gpu-chain", &gpu("trustee_hopper_cert_chain_case2.txt")],
+            "expected 5 certificates",
+        ),
+    ] {
+        let out = verify(&extra);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{extra:?}: {}",
+            text(&out.stdout)
+        );
+        let err = text(&out.stderr);
+        assert!(err.contains(cause), "{extra:?}: {err}");
+    }
+    // Usage errors exit 1: no chain, a nonce of the wrong length, a chain
+    // for CPU evidence, a policy (policies have no GPU section yet).
+    for (extra, cause) in [
+        (vec![], "needs --gpu-chain"),
+        (
+            vec!["--gpu-chain", &chain, "--gpu-nonce", "abcd"],
+            "2 bytes, expected 32",
+        ),
+        (
+            vec!["--gpu-chain", &chain, "--policy", "policies/dev-vm.toml"],
+            "policies have no GPU section yet",
+        ),
+    ] {
+        let out = verify(&extra);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{extra:?}: {}",
+            text(&out.stdout)
+        );
+        assert!(
+            text(&out.stderr).contains(cause),
+            "{extra:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let out = kokon(&["verify", "--evidence", &quote(), "--gpu-chain", &chain]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--gpu-chain is for NVIDIA GPU reports"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// `kokon audit explain` on a GPU report (detected, or `--format
+/// nvidia-report`) names every field with its meaning.
+#[test]
+fn audit_explain_names_the_fields_of_an_nvidia_gpu_report() {
+    let report = gpu("trustee_hopperAttestationReport.txt");
+    for extra in [vec![], vec!["--format", "nvidia-report"]] {
+        let mut args = vec!["audit", "explain", &report, "--json"];
+        args.extend_from_slice(&extra);
+        let out = kokon(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let fields = v["fields"].as_array().unwrap();
+        let named = |name: &str| fields.iter().find(|f| f["name"] == name);
+        assert_eq!(named("SPDMVersion").unwrap()["value"], "0x11");
+        assert_eq!(
+            named("request nonce").unwrap()["value"],
+            "931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb"
+        );
+        assert!(fields
+            .iter()
+            .all(|f| f["meaning"].as_str().is_some_and(|m| !m.is_empty())));
+    }
+    // A TDX quote forced to be read as a GPU report is a parse error, not a panic.
+    let out = kokon(&["audit", "explain", &quote(), "--format", "nvidia-report"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(text(&out.stderr).contains("error"), "{}", text(&out.stderr));
+}
