@@ -704,7 +704,8 @@ pub fn kvm_runs_firmware(
     within: std::time::Duration,
 ) -> Result<(), String> {
     use std::io::BufRead as _;
-    let mut child = Command::new(qemu)
+    let mut command = Command::new(qemu);
+    command
         .args(["-accel", "kvm", "-machine", "q35", "-cpu", cpu, "-m", "128"])
         .args([
             "-nodefaults",
@@ -717,7 +718,10 @@ pub fn kvm_runs_firmware(
         .arg(firmware)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // A paused QEMU must not outlive a host killed during the probe.
+    crate::vm::die_with_parent(&mut command);
+    let mut child = command
         .spawn()
         .map_err(|e| format!("starting {}: {e}", qemu.display()))?;
     // QEMU's stderr, line by line, from a thread: a paused guest keeps it

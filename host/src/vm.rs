@@ -85,9 +85,13 @@ fn spawner() -> Option<&'static mpsc::Sender<SpawnRequest>> {
         .as_ref()
 }
 
-/// Spawns `command` on the spawner thread with the parent-death signal set.
+/// Makes the child `command` starts receive SIGKILL when the thread that
+/// forks it exits (`PR_SET_PDEATHSIG`): the VM's processes (forked by the
+/// spawner thread) and the short KVM probe
+/// ([`crate::qemu::kvm_runs_firmware`], whose forking thread waits for it).
 #[allow(unsafe_code)] // `pre_exec` is unsafe: the one use below is async-signal-safe.
-async fn spawn_tied(mut command: Command) -> std::io::Result<Child> {
+pub(crate) fn die_with_parent(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt as _;
     // SAFETY: prctl is async-signal-safe; the closure runs in the child
     // between fork and exec and touches nothing else.
     unsafe {
@@ -96,6 +100,11 @@ async fn spawn_tied(mut command: Command) -> std::io::Result<Child> {
                 .map_err(std::io::Error::from)
         });
     }
+}
+
+/// Spawns `command` on the spawner thread with the parent-death signal set.
+async fn spawn_tied(mut command: Command) -> std::io::Result<Child> {
+    die_with_parent(command.as_std_mut());
     let (tx, rx) = mpsc::channel();
     spawner()
         .ok_or_else(|| std::io::Error::other("the VM spawner thread could not be started"))?
