@@ -29,6 +29,10 @@
 //! Not checked here: NVIDIA's reference measurements (RIMs, fetched from
 //! NVIDIA's RIM service and signed under their own root) and certificate
 //! revocation (OCSP); measurements are compared only with the caller's pins.
+//!
+//! Freshness: the enclave asks each GPU for a report whose nonce is
+//! [`gpu_nonce`] of the client's nonce, so a GPU report is as fresh as the
+//! CPU evidence it comes with; the client expects that nonce.
 
 pub mod opaque;
 pub mod spdm;
@@ -37,3 +41,37 @@ pub mod verify;
 pub use opaque::{OpaqueData, OpaqueField};
 pub use spdm::{MeasurementBlock, Report, Request, Response};
 pub use verify::{evidence_digest, read_chain, verify, Expectations, GpuChain, VerifiedGpu};
+
+use sha2::{Digest, Sha256};
+
+/// Domain separator of [`gpu_nonce`].
+pub const GPU_NONCE_DOMAIN: &[u8] = b"kokon.gpu-nonce.v1\0";
+
+/// The nonce of the GPU reports that answer a client's nonce: SHA-256 of
+/// [`GPU_NONCE_DOMAIN`] followed by `client_nonce`. The enclave asks each
+/// GPU for a report with this nonce (SPDM GET_MEASUREMENTS carries 32
+/// bytes), so a GPU report is as fresh as the CPU evidence whose claims
+/// echo `client_nonce`; the domain separator keeps it from equalling the
+/// client's nonce or any other value derived from it.
+pub fn gpu_nonce(client_nonce: &[u8]) -> [u8; spdm::NONCE_LEN] {
+    Sha256::new()
+        .chain_update(GPU_NONCE_DOMAIN)
+        .chain_update(client_nonce)
+        .finalize()
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gpu_nonce_is_sha256_of_the_domain_and_the_client_nonce() {
+        let mut input = b"kokon.gpu-nonce.v1\0".to_vec();
+        input.extend_from_slice(&[9; 32]);
+        let want: [u8; 32] = Sha256::digest(&input).into();
+        assert_eq!(gpu_nonce(&[9; 32]), want);
+        assert_ne!(gpu_nonce(&[9; 32]), [9; 32]);
+        assert_ne!(gpu_nonce(&[9; 32]), gpu_nonce(&[9; 31]));
+    }
+}
