@@ -7,8 +7,12 @@
 //! status; an SNP report with its VCEK chain), its report data equals
 //! SHA-512 of the claims, and for TDX RTMR3 equals the replay of the claimed
 //! configuration and model events (SNP has no runtime register: there the
-//! claims' config and model digests are bound by the report data alone). What is *acceptable* (which
-//! measurements, which models, debug or not, how old) is the policy's call.
+//! claims' config and model digests are bound by the report data alone), and
+//! the bundle's GPU evidence is, one to one and in order, the evidence whose
+//! digests the claims list. What is *acceptable* (which measurements, which
+//! models, debug or not, how old, which GPUs) is the policy's call: the GPU
+//! evidence itself is verified under the policy's GPU roots and pins
+//! (`kokon_policies`), not here.
 
 use serde::{Deserialize, Serialize};
 
@@ -102,6 +106,30 @@ pub struct AttestationBundle {
     /// present; bundles of older enclaves lack it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serving_config: Option<ServingConfig>,
+    /// The GPUs' attestation evidence, in the order of the claims' `gpus`,
+    /// whose digests it must equal. Fetched inside the enclave, but carried
+    /// by the untrusted host: the verifier checks it itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpu_evidence: Vec<GpuEvidence>,
+}
+
+/// One GPU's attestation evidence (NVIDIA Hopper, see [`crate::nvidia`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuEvidence {
+    /// The SPDM GET_MEASUREMENTS request and MEASUREMENTS response.
+    #[serde(with = "crate::serde_b64")]
+    pub report: Vec<u8>,
+    /// The GPU's certificate chain (PEM, leaf first, ending in the root).
+    pub chain_pem: String,
+}
+
+impl GpuEvidence {
+    /// SHA-384 of the report followed by the chain: what the claims name
+    /// it by ([`crate::nvidia::evidence_digest`]).
+    pub fn digest(&self) -> [u8; 48] {
+        crate::nvidia::evidence_digest(&self.report, self.chain_pem.as_bytes())
+    }
 }
 
 impl AttestationBundle {
@@ -176,6 +204,9 @@ pub struct VerifiedEvidence {
     /// The serving configuration, now known to be the one the claims'
     /// `config_digest` commits to (when the bundle carried it).
     pub serving_config: Option<ServingConfig>,
+    /// The GPU evidence, now known to be the one the claims name (bound,
+    /// not yet verified: that takes the policy's GPU roots and pins).
+    pub gpu_evidence: Vec<GpuEvidence>,
 }
 
 impl TeeReport {
@@ -434,6 +465,7 @@ pub fn verify_bundle(
             });
         }
     }
+    check_gpu_binding(&bundle.gpu_evidence, &bundle.claims)?;
     Ok(VerifiedEvidence {
         format: v.format,
         tee: v.tee,
@@ -443,5 +475,26 @@ pub fn verify_bundle(
         chains: v.chains,
         claims: bundle.claims.clone(),
         serving_config: bundle.serving_config.clone(),
+        gpu_evidence: bundle.gpu_evidence.clone(),
     })
+}
+
+/// Requires the GPU evidence to be, one to one and in order, the evidence
+/// whose digests the claims list.
+fn check_gpu_binding(evidence: &[GpuEvidence], claims: &Claims) -> Result<(), Error> {
+    const WHAT: &str = "GPU evidence (the claims' gpus vs SHA-384 of the bundle's gpu_evidence)";
+    let digest = |d: Option<[u8; 48]>| d.map_or_else(|| "none".to_string(), hex::encode);
+    let count = evidence.len().max(claims.gpus.len());
+    for i in 0..count {
+        let claimed = claims.gpus.get(i).map(|g| g.evidence_sha384);
+        let carried = evidence.get(i).map(GpuEvidence::digest);
+        if claimed != carried {
+            return Err(Error::Mismatch {
+                what: WHAT,
+                expected: format!("GPU {i}: {}", digest(claimed)),
+                found: format!("GPU {i}: {}", digest(carried)),
+            });
+        }
+    }
+    Ok(())
 }

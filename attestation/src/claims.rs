@@ -17,8 +17,9 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 
 use crate::tdx::Measurement;
 
-/// Domain separator of the claims encoding, version 2 (v1 had no text model).
-pub const CLAIMS_DOMAIN: &[u8] = b"kokon.claims.v2\0";
+/// Domain separator of the claims encoding, version 3 (v1 had no text
+/// model, v2 no GPU evidence digests).
+pub const CLAIMS_DOMAIN: &[u8] = b"kokon.claims.v3\0";
 
 /// What the enclave asserts about itself, bound into the evidence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +52,20 @@ pub struct Claims {
     pub nonce: Vec<u8>,
     /// When the evidence was produced (Unix seconds, enclave clock).
     pub issued_at: i64,
+    /// The GPU evidence the bundle carries, in its order: the TEE signs
+    /// these digests, binding each GPU report and chain to this enclave.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<GpuClaim>,
+}
+
+/// A GPU's attestation evidence, named by its digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuClaim {
+    /// SHA-384 of the GPU's report followed by its certificate chain
+    /// ([`crate::nvidia::evidence_digest`]).
+    #[serde(with = "crate::serde_hex")]
+    pub evidence_sha384: [u8; 48],
 }
 
 /// A served model: its name and digest.
@@ -214,6 +229,16 @@ impl Claims {
         put(&mut out, self.runtime.as_bytes());
         put(&mut out, &self.nonce);
         put(&mut out, &self.issued_at.to_be_bytes());
+        // The count, then each digest (fixed length).
+        put(
+            &mut out,
+            &u32::try_from(self.gpus.len())
+                .unwrap_or(u32::MAX)
+                .to_be_bytes(),
+        );
+        for gpu in &self.gpus {
+            put(&mut out, &gpu.evidence_sha384);
+        }
         out
     }
 
@@ -275,6 +300,7 @@ mod tests {
             runtime: "onnxruntime cpu".into(),
             nonce: vec![5; 32],
             issued_at: 1_700_000_000,
+            gpus: Vec::new(),
         }
     }
 
@@ -297,6 +323,11 @@ mod tests {
             |c| c.runtime.push('x'),
             |c| c.nonce.push(0),
             |c| c.issued_at += 1,
+            |c| {
+                c.gpus.push(GpuClaim {
+                    evidence_sha384: [0; 48],
+                })
+            },
         ];
         for (i, mutate) in mutations.iter().enumerate() {
             let mut c = sample();
@@ -307,6 +338,33 @@ mod tests {
                 "mutation {i} did not change the report data"
             );
         }
+    }
+
+    #[test]
+    fn the_gpu_digests_are_bound_in_order() {
+        let gpu = |b: u8| GpuClaim {
+            evidence_sha384: [b; 48],
+        };
+        let mut one = sample();
+        one.gpus = vec![gpu(1), gpu(2)];
+        let mut swapped = sample();
+        swapped.gpus = vec![gpu(2), gpu(1)];
+        assert_ne!(one.report_data(), swapped.report_data());
+        let mut changed = one.clone();
+        changed.gpus[1].evidence_sha384[47] ^= 1;
+        assert_ne!(one.report_data(), changed.report_data());
+        // The encoding ends in the count and the digests.
+        let bytes = one.canonical_bytes();
+        assert!(bytes.starts_with(b"kokon.claims.v3\0"));
+        let tail = [
+            &[0, 0, 0, 4, 0, 0, 0, 2][..],
+            &[0, 0, 0, 48],
+            &[1; 48],
+            &[0, 0, 0, 48],
+            &[2; 48],
+        ]
+        .concat();
+        assert!(bytes.ends_with(&tail));
     }
 
     #[test]

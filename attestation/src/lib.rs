@@ -31,7 +31,7 @@ pub mod tdx;
 
 pub use bundle::{
     detect_format, verify_bundle, verify_evidence, AttestationBundle, Evidence, EvidenceFormat,
-    PlatformTcb, TeeReport, VerifiedEvidence, VerifiedPlatform,
+    GpuEvidence, PlatformTcb, TeeReport, VerifiedEvidence, VerifiedPlatform,
 };
 pub use claims::Claims;
 pub use error::Error;

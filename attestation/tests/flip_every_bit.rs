@@ -119,6 +119,7 @@ fn every_bit_flip_of_a_sim_tdx_quote_is_rejected() {
         runtime: "onnxruntime cpu".into(),
         nonce: vec![5; 32],
         issued_at: now,
+        gpus: Vec::new(),
     };
     let td = SimTd {
         mr_td: [0xaa; 48],

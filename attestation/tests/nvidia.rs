@@ -12,19 +12,16 @@ use std::collections::BTreeMap;
 
 use common::{at, fixture};
 use kokon_attestation::explain::nvidia_report;
-use kokon_attestation::nvidia::{evidence_digest, read_chain, verify, Expectations, Report};
+use kokon_attestation::nvidia::{
+    evidence_digest, gpu_nonce, read_chain, verify, Expectations, Report,
+};
 use kokon_attestation::pki::{pem_certificates, TrustAnchor};
 use kokon_attestation::roots::{
     amd_ark, intel_sgx_root, nvidia_device_root, AmdProduct, NVIDIA_DEVICE_ROOT,
 };
-use kokon_attestation::sim::pem_encode;
+use kokon_attestation::sim::gpu::{tcb_info, SHA384};
+use kokon_attestation::sim::{pem_encode, SimGpu};
 use kokon_attestation::{Error, TrustAnchors};
-use rcgen::{
-    BasicConstraints, CertificateParams, CustomExtension, DnType, IsCa, Issuer, KeyPair,
-    PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384,
-};
-use ring::rand::SystemRandom;
-use ring::signature::{EcdsaKeyPair, ECDSA_P384_SHA384_FIXED_SIGNING};
 use serde_json::Value;
 use sha2::{Digest, Sha384};
 
@@ -753,107 +750,23 @@ fn every_prefix_of_the_report_is_an_error_not_a_panic() {
 
 // -------------------------------------------------- synthetic hierarchy --
 
-/// A five-certificate chain under a test root, shaped like a GPU's, whose
-/// leaf key re-signs the real report.
-struct Synthetic {
-    chain: Vec<u8>,
-    anchors: TrustAnchors,
-    leaf: Option<EcdsaKeyPair>,
-}
-
-/// The TcbInfo extension as the H100's leaf carries it: `SEQUENCE {
-/// INTEGER 1, SEQUENCE { OID SHA-384, OCTET STRING fwid } }` (the real one
-/// also holds a SubjectPublicKeyInfo, skipped here).
-fn tcb_info(hash_oid: &[u64], fwid: &[u8]) -> Vec<u8> {
-    use kokon_attestation::der::{integer, oid, tlv};
-    let fwid = tlv(0x30, &[oid(hash_oid), tlv(0x04, fwid)].concat());
-    tlv(0x30, &[integer(1), fwid].concat())
-}
-
-const SHA384: [u64; 9] = [2, 16, 840, 1, 101, 3, 4, 2, 2];
-
-/// `p384`: the leaf's key is P-384 (and re-signs the report), else P-256.
-fn synthetic(leaf_extension: Option<Vec<u8>>, p384: bool) -> Synthetic {
-    let params = |cn: &str, ca: bool| {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, cn);
-        if ca {
-            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        }
-        p
-    };
-    let root_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap();
-    let root_params = params("test GPU root", true);
-    let root = root_params.self_signed(&root_key).unwrap();
-    let mut issuer = Issuer::new(root_params, root_key);
-    let mut ders = vec![root.der().to_vec()];
-    for cn in ["test architecture CA", "test provisioner CA", "test BROM"] {
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap();
-        let p = params(cn, true);
-        ders.push(p.signed_by(&key, &issuer).unwrap().der().to_vec());
-        issuer = Issuer::new(p, key);
-    }
-    let rng = SystemRandom::new();
-    let (leaf_key, leaf) = if p384 {
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng).unwrap();
-        let ring_key =
-            EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-                .unwrap();
-        let rcgen_key =
-            KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8.as_ref().into(), &PKCS_ECDSA_P384_SHA384)
-                .unwrap();
-        (rcgen_key, Some(ring_key))
-    } else {
-        (
-            KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap(),
-            None,
-        )
-    };
-    let mut p = params("test FMC LF", false);
-    p.custom_extensions = leaf_extension
-        .map(|e| vec![CustomExtension::from_oid_content(&[2, 23, 133, 5, 4, 1], e)])
-        .unwrap_or_default();
-    ders.push(p.signed_by(&leaf_key, &issuer).unwrap().der().to_vec());
-    ders.reverse();
-    let root = TrustAnchor {
-        name: "test-gpu-root".into(),
-        der: ders.last().unwrap().clone(),
-        simulated: true,
-    };
-    Synthetic {
-        chain: ders
-            .iter()
-            .map(|d| pem_encode(d))
-            .collect::<String>()
-            .into_bytes(),
-        anchors: anchors(vec![root]),
-        leaf,
-    }
-}
-
-/// The real report re-signed with `key`.
-fn resigned(key: &EcdsaKeyPair) -> Vec<u8> {
-    let mut report = report1();
-    let signature = key
-        .sign(&SystemRandom::new(), &report[..SIGNATURE])
-        .unwrap();
-    report[SIGNATURE..].copy_from_slice(signature.as_ref());
-    report
+/// A sim GPU whose leaf has `extension` and a P-384 key (which re-signs
+/// the real report) or a P-256 one.
+fn synthetic(extension: Option<Vec<u8>>, p384: bool) -> SimGpu {
+    SimGpu::with_leaf(extension, p384).unwrap()
 }
 
 fn real_fwid() -> Vec<u8> {
     hex::decode(claims()["config"]["fwid"].as_str().unwrap()).unwrap()
 }
 
-fn verify_synthetic(s: &Synthetic) -> Result<(), Error> {
-    let report = match &s.leaf {
-        Some(key) => resigned(key),
-        None => report1(),
-    };
+/// Verifies the real report re-signed by `s` (unsigned when it cannot sign).
+fn verify_synthetic(s: &SimGpu) -> Result<(), Error> {
+    let report = s.resign(&report1()).unwrap_or_else(|_| report1());
     verify(
         &report,
-        &s.chain,
-        &s.anchors,
+        s.chain_pem().as_bytes(),
+        &s.anchors(),
         at(NOW),
         &claims_expectations(),
     )
@@ -866,8 +779,8 @@ fn a_synthetic_chain_with_the_reports_fwid_verifies() {
     verify_synthetic(&s).unwrap();
     // The same chain is no GPU's under NVIDIA's root.
     let e = verify(
-        &resigned(s.leaf.as_ref().unwrap()),
-        &s.chain,
+        &s.resign(&report1()).unwrap(),
+        s.chain_pem().as_bytes(),
         &nvidia(),
         at(NOW),
         &claims_expectations(),
@@ -921,6 +834,38 @@ fn the_attestation_key_must_be_p384() {
         e.to_string().contains(
             "certificate GPU attestation key (FMC leaf) (CN=test FMC LF): public key has 65 bytes, expected an uncompressed P-384 point (97)"
         ),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_sim_gpu_signs_the_template_with_the_chosen_nonce() {
+    let gpu = SimGpu::for_template(&report1()).unwrap();
+    let nonce = gpu_nonce(b"the client's nonce");
+    let evidence = gpu.evidence(&report1(), &nonce).unwrap();
+    let expect = Expectations {
+        nonce,
+        ..claims_expectations()
+    };
+    let chain = evidence.chain_pem.as_bytes();
+    let v = verify(&evidence.report, chain, &gpu.anchors(), at(NOW), &expect).unwrap();
+    assert_eq!(v.nonce(), &nonce);
+    assert_eq!(v.anchor, "sim-gpu-root");
+    assert_eq!(v.evidence_digest, evidence.digest());
+    // The template's own nonce is no longer the report's.
+    let e = verify(
+        &evidence.report,
+        chain,
+        &gpu.anchors(),
+        at(NOW),
+        &claims_expectations(),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().starts_with(&format!(
+            "GPU attestation nonce (GET_MEASUREMENTS request) mismatch: expected {NONCE1}, found {}",
+            hex::encode(nonce)
+        )),
         "{e}"
     );
 }

@@ -2,11 +2,12 @@
 //! TDX quote verification: the sim round trip, one failure per check, and the
 //! real go-tdx-guest quote under Intel's root.
 
-use kokon_attestation::claims::{Claims, ServingConfig};
+use kokon_attestation::claims::{Claims, GpuClaim, ServingConfig};
 use kokon_attestation::sim::{simulate, SimRoot, SimTd, SimTdx};
 use kokon_attestation::tdx::{rtmr_replay, verify_quote};
 use kokon_attestation::{
-    roots, verify_bundle, AttestationBundle, Error, Evidence, EvidenceFormat, TrustAnchors,
+    roots, verify_bundle, AttestationBundle, Error, Evidence, EvidenceFormat, GpuEvidence,
+    TrustAnchors,
 };
 
 const NOW: i64 = 1_780_000_000; // 2026-05-28
@@ -23,6 +24,7 @@ fn claims() -> Claims {
         runtime: "onnxruntime cpu".into(),
         nonce: vec![5; 32],
         issued_at: NOW,
+        gpus: Vec::new(),
     }
 }
 
@@ -258,6 +260,7 @@ fn rtmr3_must_replay_to_the_claimed_config_and_model() {
         },
         claims: c,
         serving_config: None,
+        gpu_evidence: Vec::new(),
     };
     let err = verify_bundle(&bundle, &anchors(&root), NOW).unwrap_err();
     assert!(
@@ -716,4 +719,107 @@ fn the_bundles_serving_config_must_be_what_config_digest_commits_to() {
     bare.serving_config = None;
     let v = verify_bundle(&bare, &anchors(&root), NOW).unwrap();
     assert_eq!(v.serving_config, None);
+}
+
+fn gpu(n: u8) -> GpuEvidence {
+    GpuEvidence {
+        report: vec![n; 8],
+        chain_pem: format!("chain of GPU {n}"),
+    }
+}
+
+/// A sim bundle whose claims name `claimed` and which carries `carried`,
+/// through its JSON, verified.
+fn with_gpus(
+    claimed: &[&GpuEvidence],
+    carried: &[&GpuEvidence],
+) -> Result<Vec<GpuEvidence>, Error> {
+    let s = setup();
+    let claims = Claims {
+        gpus: claimed
+            .iter()
+            .map(|e| GpuClaim {
+                evidence_sha384: e.digest(),
+            })
+            .collect(),
+        ..claims()
+    };
+    let td = SimTd {
+        mr_td: [0xaa; 48],
+        rtmr: [[0; 48]; 3],
+        debug: false,
+    };
+    let mut bundle = simulate(&s.root, td, claims, NOW).unwrap();
+    bundle.gpu_evidence = carried.iter().map(|e| (*e).clone()).collect();
+    let bundle = AttestationBundle::from_json(&bundle.to_json()).unwrap();
+    verify_bundle(&bundle, &anchors(&s.root), NOW).map(|v| v.gpu_evidence)
+}
+
+#[test]
+fn the_bundles_gpu_evidence_must_be_what_the_claims_name_one_to_one_in_order() {
+    let (a, b) = (gpu(1), gpu(2));
+    assert_eq!(
+        with_gpus(&[&a, &b], &[&a, &b]).unwrap(),
+        vec![a.clone(), b.clone()]
+    );
+    assert_eq!(with_gpus(&[], &[]).unwrap(), Vec::new());
+    let d = |e: &GpuEvidence| hex::encode(e.digest());
+    let mut other_chain = b.clone();
+    other_chain.chain_pem.push('\n');
+    let cases = [
+        (
+            "evidence without a claim",
+            with_gpus(&[&a], &[&a, &b]),
+            format!("expected GPU 1: none, found GPU 1: {}", d(&b)),
+        ),
+        (
+            "evidence in a bundle that claims none",
+            with_gpus(&[], &[&a]),
+            format!("expected GPU 0: none, found GPU 0: {}", d(&a)),
+        ),
+        (
+            "a claim without evidence",
+            with_gpus(&[&a, &b], &[&a]),
+            format!("expected GPU 1: {}, found GPU 1: none", d(&b)),
+        ),
+        (
+            "digests swapped",
+            with_gpus(&[&a, &b], &[&b, &a]),
+            format!("expected GPU 0: {}, found GPU 0: {}", d(&a), d(&b)),
+        ),
+        (
+            "another chain",
+            with_gpus(&[&a, &b], &[&a, &other_chain]),
+            format!(
+                "expected GPU 1: {}, found GPU 1: {}",
+                d(&b),
+                d(&other_chain)
+            ),
+        ),
+    ];
+    for (name, result, tail) in cases {
+        let e = result.unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!("GPU evidence (the claims' gpus vs SHA-384 of the bundle's gpu_evidence) mismatch: {tail}"),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn gpu_evidence_json_is_read_strictly() {
+    let s = setup();
+    let mut json: serde_json::Value = serde_json::from_slice(&s.bundle.to_json()).unwrap();
+    json["gpu_evidence"] = serde_json::json!([{"report": "AQID", "chain_pem": "x", "extra": 1}]);
+    let e = AttestationBundle::from_json(json.to_string().as_bytes()).unwrap_err();
+    assert!(e.to_string().contains("unknown field `extra`"), "{e}");
+    json["gpu_evidence"] = serde_json::json!([{"report": "not base64!", "chain_pem": "x"}]);
+    assert!(AttestationBundle::from_json(json.to_string().as_bytes()).is_err());
+    json["gpu_evidence"] = serde_json::json!([{"report": "AQID", "chain_pem": "x"}]);
+    let b = AttestationBundle::from_json(json.to_string().as_bytes()).unwrap();
+    assert_eq!(b.gpu_evidence[0].report, [1, 2, 3]);
+    json["claims"]["gpus"] = serde_json::json!([{"evidence_sha384": "AB".repeat(48)}]);
+    let e = AttestationBundle::from_json(json.to_string().as_bytes()).unwrap_err();
+    assert!(e.to_string().contains("expected lowercase hex"), "{e}");
 }

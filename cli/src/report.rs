@@ -555,6 +555,7 @@ mod tests {
             runtime: runtime.into(),
             nonce: vec![3; 32],
             issued_at: NOW,
+            gpus: Vec::new(),
         };
         let td = SimTd {
             mr_td: MRTD,

@@ -98,6 +98,7 @@ impl Enclave {
             runtime: "doctest".into(),
             nonce: nonce.to_vec(),
             issued_at: now,
+            gpus: Vec::new(),
         };
         let td = SimTd {
             mr_td: MRTD,

@@ -54,6 +54,7 @@ impl Enclave {
             runtime: model.runtime().into(),
             nonce,
             issued_at: unix_now(),
+            gpus: Vec::new(),
         }
     }
 
@@ -75,6 +76,7 @@ impl Enclave {
                     evidence,
                     claims,
                     serving_config: Some(self.serving_config.clone()),
+                    gpu_evidence: Vec::new(),
                 }
                 .to_json(),
             ),

@@ -30,6 +30,7 @@ fn sim(debug: bool, model_digest: [u8; 32], issued_at: i64) -> Sim {
         runtime: "onnxruntime cpu".into(),
         nonce: vec![3; 32],
         issued_at,
+        gpus: Vec::new(),
     };
     let bundle = simulate(
         &root,

@@ -104,6 +104,7 @@ pub fn issue(
         evidence: evidence(&claims).map_err(|e| err(&e))?,
         claims,
         serving_config,
+        gpu_evidence: Vec::new(),
     };
     issue_with_bundle(&bundle, key, now)
 }

@@ -38,6 +38,7 @@ fn claims() -> Claims {
         runtime: "onnxruntime cpu".into(),
         nonce: vec![],
         issued_at: 0,
+        gpus: Vec::new(),
     }
 }
 
@@ -163,6 +164,7 @@ async fn a_certificate_whose_key_is_not_bound_fails() {
         evidence: sim_evidence(&root, &c).unwrap(),
         claims: c,
         serving_config: None,
+        gpu_evidence: Vec::new(),
     };
     let other = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
     let cert = issue_with_bundle(&bundle, other, now()).unwrap();

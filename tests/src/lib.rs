@@ -444,6 +444,7 @@ pub fn placeholder_claims(issued_at: i64) -> kokon_attestation::Claims {
         runtime: "cpu".into(),
         nonce: vec![4; 32],
         issued_at,
+        gpus: Vec::new(),
     }
 }
 

@@ -89,6 +89,7 @@ async fn bundles_without_collateral_are_completed_and_others_left_alone() {
         },
         claims: claims.clone(),
         serving_config: None,
+        gpu_evidence: Vec::new(),
     };
     let now = at("2025-07-01T00:00:00Z");
     let tdx = bundle(

@@ -43,6 +43,7 @@ fn fake_enclave() -> FakeEnclave {
         runtime: "test".into(),
         nonce: vec![9; 32],
         issued_at: now,
+        gpus: Vec::new(),
     };
     let bundle = simulate(
         &root,

@@ -18,7 +18,9 @@ use ring::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNIN
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+pub mod gpu;
 mod pcs;
+pub use gpu::SimGpu;
 pub use pcs::{SimTcb, SIM_CPU_SVN, SIM_FMSPC, SIM_PCE_SVN};
 
 use crate::pki::TrustAnchor;
@@ -490,5 +492,6 @@ pub fn simulate(
         },
         claims,
         serving_config: None,
+        gpu_evidence: Vec::new(),
     })
 }

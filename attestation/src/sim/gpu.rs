@@ -1,0 +1,181 @@
+//! A simulated NVIDIA GPU, for tests: a five-certificate chain shaped like
+//! a Hopper GPU's (P-384 keys, the FWID in the leaf's TcbInfo extension)
+//! under a fresh test root, whose leaf key re-signs a real report with a
+//! chosen nonce. Its evidence goes through the same [`crate::nvidia::verify`]
+//! as a GPU's; only the root differs, and the root is marked simulated.
+//!
+//! There is no simulated GPU report: a real one (a template whose
+//! measurements, versions and FWID it keeps) is re-signed.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CustomExtension, DnType, IsCa, Issuer, KeyPair,
+    PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384,
+};
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, ECDSA_P384_SHA384_FIXED_SIGNING};
+
+use super::{pem_encode, sim_err};
+use crate::bundle::GpuEvidence;
+use crate::der::{integer, oid, tlv};
+use crate::nvidia::spdm::{NONCE_LEN, SIGNATURE_LEN};
+use crate::nvidia::Report;
+use crate::pki::{TrustAnchor, TrustAnchors};
+use crate::Error;
+
+/// The name of a simulated GPU's root as a trust anchor.
+pub const SIM_GPU_ROOT: &str = "sim-gpu-root";
+/// The OID of SHA-384, the FWID's hash algorithm.
+pub const SHA384: [u64; 9] = [2, 16, 840, 1, 101, 3, 4, 2, 2];
+/// Where a report's nonce lies: after the GET_MEASUREMENTS header.
+const REQUEST_NONCE: usize = 4;
+
+/// The TcbInfo extension (2.23.133.5.4.1) as a Hopper leaf carries it:
+/// `SEQUENCE { INTEGER 1, SEQUENCE { OID hash, OCTET STRING fwid } }` (the
+/// real one also holds a SubjectPublicKeyInfo, left out).
+pub fn tcb_info(hash_oid: &[u64], fwid: &[u8]) -> Vec<u8> {
+    let fwid = tlv(0x30, &[oid(hash_oid), tlv(0x04, fwid)].concat());
+    tlv(0x30, &[integer(1), fwid].concat())
+}
+
+/// A simulated GPU: its chain, root and attestation key.
+pub struct SimGpu {
+    chain_pem: String,
+    root: TrustAnchor,
+    leaf: Option<EcdsaKeyPair>,
+}
+
+impl SimGpu {
+    /// A GPU whose attestation certificate carries `fwid` (a template
+    /// report's, see [`SimGpu::for_template`]).
+    pub fn new(fwid: &[u8]) -> Result<Self, Error> {
+        Self::with_leaf(Some(tcb_info(&SHA384, fwid)), true)
+    }
+
+    /// A GPU whose attestation certificate carries the FWID of `template`.
+    pub fn for_template(template: &[u8]) -> Result<Self, Error> {
+        Self::new(&Report::parse(template)?.response.opaque.fwid)
+    }
+
+    /// A GPU whose leaf has `extension` as its TcbInfo extension (none when
+    /// `None`) and a P-384 key, or a P-256 one that cannot sign reports
+    /// (for the verifier's negative tests). Certificates are valid from
+    /// 1975 to 4096 (rcgen's default).
+    pub fn with_leaf(extension: Option<Vec<u8>>, p384: bool) -> Result<Self, Error> {
+        let params = |cn: &str, ca: bool| {
+            let mut p = CertificateParams::new(Vec::<String>::new()).map_err(sim_err)?;
+            p.distinguished_name.push(DnType::CommonName, cn);
+            if ca {
+                p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            }
+            Ok::<_, Error>(p)
+        };
+        let root_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(sim_err)?;
+        let root_params = params("test GPU root", true)?;
+        let root = root_params.self_signed(&root_key).map_err(sim_err)?;
+        let root_der = root.der().to_vec();
+        let mut issuer = Issuer::new(root_params, root_key);
+        let mut ders = vec![root_der.clone()];
+        for cn in ["test architecture CA", "test provisioner CA", "test BROM"] {
+            let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(sim_err)?;
+            let p = params(cn, true)?;
+            ders.push(p.signed_by(&key, &issuer).map_err(sim_err)?.der().to_vec());
+            issuer = Issuer::new(p, key);
+        }
+        let rng = SystemRandom::new();
+        let (leaf_key, leaf) = if p384 {
+            let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng)
+                .map_err(sim_err)?;
+            let ring_key =
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+                    .map_err(sim_err)?;
+            let rcgen_key = KeyPair::from_pkcs8_der_and_sign_algo(
+                &pkcs8.as_ref().into(),
+                &PKCS_ECDSA_P384_SHA384,
+            )
+            .map_err(sim_err)?;
+            (rcgen_key, Some(ring_key))
+        } else {
+            (
+                KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(sim_err)?,
+                None,
+            )
+        };
+        let mut p = params("test FMC LF", false)?;
+        p.custom_extensions = extension
+            .map(|e| vec![CustomExtension::from_oid_content(&[2, 23, 133, 5, 4, 1], e)])
+            .unwrap_or_default();
+        ders.push(
+            p.signed_by(&leaf_key, &issuer)
+                .map_err(sim_err)?
+                .der()
+                .to_vec(),
+        );
+        Ok(Self {
+            chain_pem: ders.iter().rev().map(|d| pem_encode(d)).collect(),
+            root: TrustAnchor {
+                name: SIM_GPU_ROOT.into(),
+                der: root_der,
+                simulated: true,
+            },
+            leaf,
+        })
+    }
+
+    /// The chain (PEM, leaf first, ending in the root).
+    pub fn chain_pem(&self) -> &str {
+        &self.chain_pem
+    }
+
+    /// The root as a trust anchor named [`SIM_GPU_ROOT`], marked simulated.
+    pub fn anchor(&self) -> TrustAnchor {
+        self.root.clone()
+    }
+
+    /// The root as the only trust anchor.
+    pub fn anchors(&self) -> TrustAnchors {
+        TrustAnchors {
+            roots: vec![self.anchor()],
+        }
+    }
+
+    /// `report` re-signed by this GPU's attestation key (its last 96 bytes
+    /// replaced by the signature over the rest).
+    pub fn resign(&self, report: &[u8]) -> Result<Vec<u8>, Error> {
+        let key = self
+            .leaf
+            .as_ref()
+            .ok_or_else(|| sim_err("this sim GPU's key is P-256: it cannot sign reports"))?;
+        let signed = report.len().checked_sub(SIGNATURE_LEN).ok_or_else(|| {
+            sim_err(format!(
+                "a report of {} bytes has no signature",
+                report.len()
+            ))
+        })?;
+        let mut out = report.get(..signed).unwrap_or_default().to_vec();
+        let signature = key
+            .sign(&SystemRandom::new(), &out)
+            .map_err(|_| sim_err("signing failed"))?;
+        out.extend_from_slice(signature.as_ref());
+        Ok(out)
+    }
+
+    /// The `template` report (which must parse) with `nonce` as its
+    /// request's nonce, signed by this GPU.
+    pub fn report(&self, template: &[u8], nonce: &[u8; NONCE_LEN]) -> Result<Vec<u8>, Error> {
+        Report::parse(template)?;
+        let mut report = template.to_vec();
+        report
+            .get_mut(REQUEST_NONCE..REQUEST_NONCE + NONCE_LEN)
+            .ok_or_else(|| sim_err("report too short"))?
+            .copy_from_slice(nonce);
+        self.resign(&report)
+    }
+
+    /// [`SimGpu::report`] with this GPU's chain, as a bundle carries it.
+    pub fn evidence(&self, template: &[u8], nonce: &[u8; NONCE_LEN]) -> Result<GpuEvidence, Error> {
+        Ok(GpuEvidence {
+            report: self.report(template, nonce)?,
+            chain_pem: self.chain_pem.clone(),
+        })
+    }
+}
