@@ -3,8 +3,10 @@
 //! evidence shows (a verification report lists them all); a rejection
 //! names every failed one.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
+use kokon_attestation::nvidia::{self, gpu_nonce, Expectations};
 use kokon_attestation::{PlatformTcb, TeeReport, TrustAnchor, VerifiedEvidence, VerifiedPlatform};
 use thiserror::Error;
 
@@ -91,8 +93,10 @@ impl Policy {
     }
 
     /// Every check of appraising verified evidence at `now`, passed or not:
-    /// the platform checks of [`Policy::platform_checks`], then evidence age
-    /// and models.
+    /// the platform checks of [`Policy::platform_checks`], then evidence
+    /// age, models and the GPUs (each GPU's evidence verified under the
+    /// policy's GPU roots at `now`, for
+    /// [`gpu_nonce`] of the claims' nonce, with its pins).
     pub fn checks(&self, evidence: &VerifiedEvidence, now: i64) -> Vec<Check> {
         let mut c = Checks::default();
         self.check_platform(&evidence.tee, &evidence.tcb, &evidence.anchor, &mut c);
@@ -143,7 +147,94 @@ impl Policy {
                 format!("{name} sha256:{}", hex::encode(digest)),
             );
         }
+        self.check_gpus(evidence, now, &mut c);
         c.0
+    }
+
+    /// The GPU checks: evidence present when required, then each GPU's
+    /// evidence verified under the policy's GPU roots at `now`, for the
+    /// nonce derived from the claims' nonce, with the allowed driver and
+    /// VBIOS versions, then each pinned measurement.
+    fn check_gpus(&self, evidence: &VerifiedEvidence, now: i64, c: &mut Checks) {
+        let gpu = &self.gpu;
+        let count = evidence.gpu_evidence.len();
+        if gpu.required {
+            c.add(
+                "GPU evidence",
+                count > 0,
+                "at least one GPU report (gpu.required = true)",
+                format!("{count} GPU reports"),
+            );
+        }
+        let expect = Expectations {
+            nonce: gpu_nonce(&evidence.claims.nonce),
+            measurements: BTreeMap::new(),
+            driver_versions: gpu.driver_versions.clone(),
+            min_driver_version: gpu.min_driver_version.clone(),
+            vbios_versions: gpu.vbios_versions.clone(),
+        };
+        let roots: Vec<&String> = gpu.anchors.roots.iter().map(|a| &a.name).collect();
+        let expected = format!(
+            "genuine GPU evidence under one of {roots:?} at {}, for nonce {} (the claims' nonce, derived){}{}{}",
+            kokon_attestation::pki::rfc3339(now),
+            hex::encode(expect.nonce),
+            listed(", driver one of", &gpu.driver_versions),
+            gpu.min_driver_version
+                .as_ref()
+                .map(|m| format!(", driver at least {m}"))
+                .unwrap_or_default(),
+            listed(", VBIOS one of", &gpu.vbios_versions),
+        );
+        for (i, e) in evidence.gpu_evidence.iter().enumerate() {
+            let name = format!("GPU {i}");
+            let verified = nvidia::verify(
+                &e.report,
+                e.chain_pem.as_bytes(),
+                &gpu.anchors,
+                now,
+                &expect,
+            );
+            let v = match verified {
+                Ok(v) => v,
+                Err(err) => {
+                    c.add(&name, false, expected.clone(), err.to_string());
+                    continue;
+                }
+            };
+            c.add(
+                &name,
+                true,
+                expected.clone(),
+                format!(
+                    "verified under {:?}: driver {}, VBIOS {}, FWID {}",
+                    v.anchor,
+                    v.driver_version(),
+                    v.vbios_version(),
+                    hex::encode(v.fwid())
+                ),
+            );
+            let measured = v.measurements();
+            for (index, allowed) in &gpu.measurements {
+                let found = measured
+                    .get(index)
+                    .map_or_else(|| "no block with this index".to_string(), hex::encode);
+                c.add(
+                    &format!("GPU {i} measurement {index}"),
+                    measured
+                        .get(index)
+                        .is_some_and(|m| allowed.iter().any(|a| a.as_slice() == m)),
+                    format!(
+                        "one of [{}]",
+                        allowed
+                            .iter()
+                            .map(hex::encode)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    found,
+                );
+            }
+        }
     }
 
     /// Appraises raw evidence without claims (`kokon verify --evidence`): the
@@ -403,6 +494,15 @@ fn check_tcb(req: &TcbRequirements, tcb: &PlatformTcb, c: &mut Checks) {
                 format!("{product:?}, which has none"),
             ),
         },
+    }
+}
+
+/// `, {label} [a, b]` for a non-empty list, else nothing.
+fn listed(label: &str, values: &[String]) -> String {
+    if values.is_empty() {
+        String::new()
+    } else {
+        format!("{label} [{}]", values.join(", "))
     }
 }
 

@@ -7,6 +7,10 @@
 //! allowed value of each measurement register, and the allowed models. In
 //! RFC 9334 terms a policy holds the verifier's reference values.
 //!
+//! GPU evidence (NVIDIA, bound to the claims by `verify_bundle`) is
+//! verified here, under the policy's GPU roots and pins, with the nonce
+//! derived from the claims' ([`kokon_attestation::nvidia::gpu_nonce`]).
+//!
 //! Policies are TOML files (see `policies/*.toml`). A rejection lists every
 //! failed check with the expected and the found value.
 
@@ -23,7 +27,9 @@ use kokon_attestation::TrustAnchors;
 
 pub use appraisal::{Check, Failure, Rejection};
 pub use registers::Register;
-pub use schema::{AllowedModel, LoadError, LocalReferences, SnpSection, TcbRequirements};
+pub use schema::{
+    AllowedModel, GpuRequirements, LoadError, LocalReferences, SnpSection, TcbRequirements,
+};
 
 /// The policy value that stands for "SHA-384 of the locally built enclave binary".
 pub const LOCAL_ENCLAVE_BUILD: &str = "local-enclave-build";
@@ -51,6 +57,8 @@ pub struct Policy {
     pub tcb: Option<TcbRequirements>,
     /// SNP guest-policy requirements; `None` puts none beyond debug.
     pub snp: Option<SnpSection>,
+    /// What the GPU evidence must be (the `[gpu]` section, or its defaults).
+    pub gpu: GpuRequirements,
     /// The highest price per unit (nanotons) receipts may charge; 0 without a
     /// `[billing]` section (free enclaves only).
     pub max_price_per_unit: u128,

@@ -29,7 +29,122 @@ struct PolicyFile {
     snp: Option<SnpSection>,
     #[serde(default)]
     billing: Option<BillingSection>,
+    #[serde(default)]
+    gpu: Option<GpuSection>,
     models: ModelsSection,
+}
+
+/// What the policy requires of the GPUs' attestation evidence.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GpuSection {
+    #[serde(default)]
+    required: bool,
+    #[serde(default)]
+    anchors: Option<Vec<String>>,
+    #[serde(default)]
+    measurements: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    driver_versions: Vec<String>,
+    #[serde(default)]
+    min_driver_version: Option<String>,
+    #[serde(default)]
+    vbios_versions: Vec<String>,
+}
+
+/// What a policy requires of the GPU evidence a bundle carries. A policy
+/// without a `[gpu]` section has the default: GPU evidence is optional
+/// and, when a bundle carries some, must be genuine (chained to NVIDIA's
+/// Device Identity CA) and fresh, with nothing pinned.
+#[derive(Debug, Clone)]
+pub struct GpuRequirements {
+    /// Whether a bundle must carry at least one GPU report.
+    pub required: bool,
+    /// The roots GPU certificate chains must end in (apart from the CPU
+    /// evidence's roots).
+    pub anchors: TrustAnchors,
+    /// Allowed SHA-384 digests per pinned measurement index (1 to 254).
+    pub measurements: BTreeMap<u8, Vec<Vec<u8>>>,
+    /// Driver versions accepted; empty accepts any.
+    pub driver_versions: Vec<String>,
+    /// The lowest driver version accepted (numbers separated by dots).
+    pub min_driver_version: Option<String>,
+    /// VBIOS versions accepted (any case); empty accepts any.
+    pub vbios_versions: Vec<String>,
+}
+
+impl GpuRequirements {
+    /// The requirements of a policy without a `[gpu]` section.
+    pub fn default_nvidia() -> Result<Self, LoadError> {
+        GpuSection {
+            required: false,
+            anchors: None,
+            measurements: BTreeMap::new(),
+            driver_versions: Vec::new(),
+            min_driver_version: None,
+            vbios_versions: Vec::new(),
+        }
+        .resolve()
+    }
+}
+
+impl GpuSection {
+    fn resolve(self) -> Result<GpuRequirements, LoadError> {
+        let names = self
+            .anchors
+            .unwrap_or_else(|| vec![roots::NVIDIA_DEVICE_ROOT.to_string()]);
+        let mut anchors = TrustAnchors::default();
+        for name in &names {
+            if name != roots::NVIDIA_DEVICE_ROOT {
+                return Err(invalid(
+                    "gpu.anchors",
+                    format!(
+                        "unknown root {name:?}; known: {}",
+                        roots::NVIDIA_DEVICE_ROOT
+                    ),
+                ));
+            }
+            anchors.roots.push(
+                roots::nvidia_device_root().map_err(|e| invalid("gpu.anchors", e.to_string()))?,
+            );
+        }
+        if anchors.roots.is_empty() {
+            return Err(invalid("gpu.anchors", "at least one root is required"));
+        }
+        let mut measurements = BTreeMap::new();
+        for (index, values) in &self.measurements {
+            let field = format!("gpu.measurements.{index}");
+            let i = index
+                .parse::<u8>()
+                .ok()
+                .filter(|i| (1..=254).contains(i))
+                .ok_or_else(|| invalid(&field, "the index must be a number from 1 to 254"))?;
+            let digests = values
+                .iter()
+                .map(|v| hex_bytes(&field, v, 48))
+                .collect::<Result<Vec<_>, _>>()?;
+            measurements.insert(i, digests);
+        }
+        if let Some(min) = &self.min_driver_version {
+            let numbers = min
+                .split('.')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+            if !numbers {
+                return Err(invalid(
+                    "gpu.min_driver_version",
+                    format!("{min:?} is not numbers separated by dots (e.g. \"550.90.07\")"),
+                ));
+            }
+        }
+        Ok(GpuRequirements {
+            required: self.required,
+            anchors,
+            measurements,
+            driver_versions: self.driver_versions,
+            min_driver_version: self.min_driver_version,
+            vbios_versions: self.vbios_versions,
+        })
+    }
 }
 
 /// What the client agrees to pay.
@@ -291,9 +406,14 @@ impl Policy {
                 })
                 .collect(),
         });
+        let gpu = match file.gpu {
+            Some(section) => section.resolve()?,
+            None => GpuRequirements::default_nvidia()?,
+        };
         Ok(Self {
             tcb,
             snp: file.snp,
+            gpu,
             max_price_per_unit: file
                 .billing
                 .map(|b| u128::from(b.max_nanoton_per_unit))

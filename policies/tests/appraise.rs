@@ -1,10 +1,16 @@
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
 //! The shipped policies against simulated evidence: each check has a case that trips it.
 
-use kokon_attestation::claims::Claims;
+mod common;
+
+use kokon_attestation::claims::{Claims, GpuClaim};
+use kokon_attestation::nvidia::{gpu_nonce, Report};
+use kokon_attestation::sim::SimGpu;
 use kokon_attestation::sim::{simulate, SimRoot, SimTd};
-use kokon_attestation::{verify_bundle, AttestationBundle, Error, VerifiedEvidence};
-use kokon_policies::{LocalReferences, Policy};
+use kokon_attestation::{
+    verify_bundle, AttestationBundle, Error, GpuEvidence, TrustAnchors, VerifiedEvidence,
+};
+use kokon_policies::{Check, LocalReferences, Policy};
 
 const NOW: i64 = 1_780_000_000;
 const DEV: &str = include_str!("../dev-sim.toml");
@@ -18,8 +24,11 @@ struct Sim {
 }
 
 fn sim(debug: bool, model_digest: [u8; 32], issued_at: i64) -> Sim {
-    let root = SimRoot::generate(NOW).unwrap();
-    let claims = Claims {
+    sim_with(debug, claims(model_digest, issued_at))
+}
+
+fn claims(model_digest: [u8; 32], issued_at: i64) -> Claims {
+    Claims {
         kokon_version: "0.1.0".into(),
         ohttp_key_config: vec![1],
         receipt_key: [1; 32],
@@ -31,7 +40,11 @@ fn sim(debug: bool, model_digest: [u8; 32], issued_at: i64) -> Sim {
         nonce: vec![3; 32],
         issued_at,
         gpus: Vec::new(),
-    };
+    }
+}
+
+fn sim_with(debug: bool, claims: Claims) -> Sim {
+    let root = SimRoot::generate(NOW).unwrap();
     let bundle = simulate(
         &root,
         SimTd {
@@ -288,5 +301,269 @@ fn each_rtmr_is_checked_against_its_own_register() {
             r.failures[0].found,
             hex::encode(v.td().unwrap().rtmr[index])
         );
+    }
+}
+
+// ------------------------------------------------------------------ GPUs --
+
+/// The real Hopper report the sim GPU re-signs.
+fn gpu_template() -> Vec<u8> {
+    let text = common::fixture("nvidia/trustee_hopperAttestationReport.txt");
+    hex::decode(String::from_utf8(text).unwrap().trim()).unwrap()
+}
+
+/// The sim enclave's nonce, as the claims echo it, and its GPU nonce.
+fn sim_gpu_nonce() -> [u8; 32] {
+    gpu_nonce(&claims(magika(), NOW).nonce)
+}
+
+/// The checks of the dev policy with `[gpu]` set to `section` (none when
+/// `None`) and `anchors` as its GPU roots (the test-anchor mechanism:
+/// a resolved policy's roots are fields), on a sim bundle whose claims
+/// name `evidence` and which carries it.
+fn gpu_checks(
+    section: Option<&str>,
+    anchors: Option<TrustAnchors>,
+    evidence: &[GpuEvidence],
+) -> Vec<Check> {
+    let claims = Claims {
+        gpus: evidence
+            .iter()
+            .map(|e| GpuClaim {
+                evidence_sha384: e.digest(),
+            })
+            .collect(),
+        ..claims(magika(), NOW)
+    };
+    let mut s = sim_with(false, claims);
+    s.bundle.gpu_evidence = evidence.to_vec();
+    let text = match section {
+        Some(body) => format!("{DEV}\n[gpu]\n{body}\n"),
+        None => DEV.to_string(),
+    };
+    let mut p = Policy::from_toml(
+        &text,
+        &LocalReferences {
+            sim_root: Some(s.root.anchor()),
+            enclave_build_mrtd: Some(MRTD),
+        },
+    )
+    .unwrap();
+    if let Some(anchors) = anchors {
+        p.gpu.anchors = anchors;
+    }
+    p.checks(&verified(&s, &p), NOW)
+}
+
+/// The failed checks as `check: expected ... found ...`.
+fn failed(checks: &[Check]) -> Vec<(String, String, String)> {
+    checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| (c.check.clone(), c.expected.clone(), c.found.clone()))
+        .collect()
+}
+
+#[test]
+fn a_bundle_with_sim_gpu_evidence_for_the_derived_nonce_is_accepted() {
+    let template = gpu_template();
+    let gpu = SimGpu::for_template(&template).unwrap();
+    let evidence = gpu.evidence(&template, &sim_gpu_nonce()).unwrap();
+    let index2 = hex::encode(Report::parse(&template).unwrap().measurements()[&2]);
+    let section = format!(
+        "measurements = {{ \"2\" = [\"{}\", \"{index2}\"] }}\ndriver_versions = [\"550.90.07\"]\nmin_driver_version = \"550.54\"\nvbios_versions = [\"96.00.9F.00.01\"]\nrequired = true",
+        "00".repeat(48)
+    );
+    let checks = gpu_checks(
+        Some(&section),
+        Some(gpu.anchors()),
+        &[evidence.clone(), evidence],
+    );
+    assert_eq!(failed(&checks), []);
+    let names: Vec<&str> = checks.iter().map(|c| c.check.as_str()).collect();
+    assert_eq!(
+        names[names.len() - 5..],
+        [
+            "GPU evidence",
+            "GPU 0",
+            "GPU 0 measurement 2",
+            "GPU 1",
+            "GPU 1 measurement 2"
+        ]
+    );
+    let gpu0 = &checks[names.len() - 4];
+    assert!(
+        gpu0.found.starts_with(
+            "verified under \"sim-gpu-root\": driver 550.90.07, VBIOS 96.00.9f.00.01, FWID "
+        ),
+        "{gpu0:?}"
+    );
+    assert!(
+        gpu0.expected.contains(&hex::encode(sim_gpu_nonce())),
+        "{gpu0:?}"
+    );
+    // Without a [gpu] section and without GPU evidence: no GPU check at all.
+    let plain = gpu_checks(None, None, &[]);
+    assert!(
+        plain.iter().all(|c| !c.check.starts_with("GPU")),
+        "{plain:?}"
+    );
+}
+
+#[test]
+fn each_gpu_check_trips_with_what_it_expected_and_found() {
+    let template = gpu_template();
+    let gpu = SimGpu::for_template(&template).unwrap();
+    let fresh = [gpu.evidence(&template, &sim_gpu_nonce()).unwrap()];
+    let anchors = Some(gpu.anchors());
+
+    // A report for another nonce (replayed from another session).
+    let stale = gpu.evidence(&template, &gpu_nonce(b"another")).unwrap();
+    let f = failed(&gpu_checks(None, anchors.clone(), &[stale]));
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].0, "GPU 0");
+    assert!(f[0].1.contains(&hex::encode(sim_gpu_nonce())), "{f:?}");
+    assert_eq!(
+        f[0].2,
+        format!(
+            "GPU attestation nonce (GET_MEASUREMENTS request) mismatch: expected {}, found {}",
+            hex::encode(sim_gpu_nonce()),
+            hex::encode(gpu_nonce(b"another"))
+        )
+    );
+
+    // A chain under a root the policy does not name: without [gpu], the
+    // embedded NVIDIA root is the only GPU root.
+    let f = failed(&gpu_checks(None, None, &fresh));
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(
+        f[0].1
+            .starts_with("genuine GPU evidence under one of [\"nvidia-device-identity-ca\"]"),
+        "{f:?}"
+    );
+    assert!(
+        f[0].2.starts_with("certificate chain is not anchored in a trusted root: expected one of [nvidia-device-identity-ca")
+            && f[0].2.contains("found CN=test GPU root"),
+        "{f:?}"
+    );
+
+    // A pinned measurement that differs.
+    let other = "11".repeat(48);
+    let f = failed(&gpu_checks(
+        Some(&format!("measurements = {{ \"2\" = [\"{other}\"] }}")),
+        anchors.clone(),
+        &fresh,
+    ));
+    let index2 = hex::encode(Report::parse(&template).unwrap().measurements()[&2]);
+    assert_eq!(
+        f,
+        [(
+            "GPU 0 measurement 2".into(),
+            format!("one of [{other}]"),
+            index2
+        )]
+    );
+    // A pinned index the report lacks.
+    let f = failed(&gpu_checks(
+        Some(&format!("measurements = {{ \"200\" = [\"{other}\"] }}")),
+        anchors.clone(),
+        &fresh,
+    ));
+    assert_eq!(f[0].2, "no block with this index", "{f:?}");
+
+    // A driver below the minimum, or not listed; a VBIOS not listed.
+    let cases = [
+        ("min_driver_version = \"550.100\"", "GPU driver version not accepted: expected at least 550.100, found 550.90.07"),
+        ("driver_versions = [\"560.1\"]", "GPU driver version not accepted: expected one of [560.1], found 550.90.07"),
+        ("vbios_versions = [\"96.00.00.00.01\"]", "GPU VBIOS version not accepted: expected one of [96.00.00.00.01], found 96.00.9f.00.01"),
+    ];
+    for (section, found) in cases {
+        let f = failed(&gpu_checks(Some(section), anchors.clone(), &fresh));
+        assert_eq!(f.len(), 1, "{section}: {f:?}");
+        assert_eq!(
+            (f[0].0.as_str(), f[0].2.as_str()),
+            ("GPU 0", found),
+            "{section}"
+        );
+    }
+
+    // Required, and the bundle carries none.
+    let f = failed(&gpu_checks(Some("required = true"), anchors, &[]));
+    assert_eq!(
+        f,
+        [(
+            "GPU evidence".into(),
+            "at least one GPU report (gpu.required = true)".into(),
+            "0 GPU reports".into()
+        )]
+    );
+}
+
+#[test]
+fn a_malformed_gpu_section_is_refused_with_its_field() {
+    let cases = [
+        ("requried = true", "policy syntax: "),
+        (
+            "anchors = [\"amd-ark-milan\"]",
+            "policy gpu.anchors: unknown root \"amd-ark-milan\"; known: nvidia-device-identity-ca",
+        ),
+        (
+            "anchors = []",
+            "policy gpu.anchors: at least one root is required",
+        ),
+        (
+            "measurements = { \"2\" = [\"zz\"] }",
+            "policy gpu.measurements.2: \"zz\" is not hex",
+        ),
+        (
+            "measurements = { \"2\" = [\"abcd\"] }",
+            "policy gpu.measurements.2: expected 48 bytes, found 2",
+        ),
+        (
+            "measurements = { \"0\" = [] }",
+            "policy gpu.measurements.0: the index must be a number from 1 to 254",
+        ),
+        (
+            "measurements = { \"255\" = [] }",
+            "policy gpu.measurements.255: the index must be a number from 1 to 254",
+        ),
+        (
+            "measurements = { \"x\" = [] }",
+            "policy gpu.measurements.x: the index must be a number from 1 to 254",
+        ),
+        (
+            "min_driver_version = \"550.x\"",
+            "policy gpu.min_driver_version: \"550.x\" is not numbers separated by dots",
+        ),
+        ("required = \"yes\"", "policy syntax: "),
+    ];
+    let locals = LocalReferences {
+        sim_root: Some(SimRoot::generate(NOW).unwrap().anchor()),
+        enclave_build_mrtd: Some(MRTD),
+    };
+    Policy::from_toml(&format!("{DEV}\n[gpu]\n"), &locals).unwrap();
+    for (section, expected) in cases {
+        let text = format!("{DEV}\n[gpu]\n{section}\n");
+        let e = Policy::from_toml(&text, &locals).unwrap_err();
+        assert!(e.to_string().starts_with(expected), "{section}: {e}");
+    }
+    let e = Policy::from_toml(&format!("{DEV}\n[gpu]\nrequried = true\n"), &locals).unwrap_err();
+    assert!(e.to_string().contains("unknown field `requried`"), "{e}");
+}
+
+#[test]
+fn the_production_policies_take_gpu_evidence_under_nvidias_root_only_and_do_not_require_it() {
+    for text in [PROD, include_str!("../production-snp.toml")] {
+        let p = Policy::from_toml(text, &LocalReferences::default()).unwrap();
+        assert!(!p.gpu.required);
+        let names: Vec<&str> = p
+            .gpu
+            .anchors
+            .roots
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect();
+        assert_eq!(names, ["nvidia-device-identity-ca"]);
+        assert!(p.gpu.measurements.is_empty());
     }
 }

@@ -4,6 +4,9 @@
 //! floor per product, debug, migration agent, SMT, VMPL, measurements) has a
 //! case that passes and one that trips it.
 
+mod common;
+
+use common::fixture;
 use kokon_attestation::roots::AmdProduct;
 use kokon_attestation::snp::{Report, TcbVersion};
 use kokon_attestation::tdx::{Collateral, TcbStatus, TcbVerdict};
@@ -14,15 +17,6 @@ use kokon_policies::{LocalReferences, Policy, Rejection};
 
 const TDX: &str = include_str!("../production-tdx.toml");
 const SNP: &str = include_str!("../production-snp.toml");
-
-fn fixture(path: &str) -> Vec<u8> {
-    std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/fixtures")
-            .join(path),
-    )
-    .unwrap()
-}
 
 fn at(text: &str) -> i64 {
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
