@@ -16,7 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::claims::{Claims, ServingConfig};
+use crate::claims::{Claims, GpuClaim, ServingConfig};
 use crate::pki::{CertifiedChain, TrustAnchor, TrustAnchors};
 use crate::roots::AmdProduct;
 use crate::snp::{self, TcbVersion};
@@ -129,6 +129,13 @@ impl GpuEvidence {
     /// it by ([`crate::nvidia::evidence_digest`]).
     pub fn digest(&self) -> [u8; 48] {
         crate::nvidia::evidence_digest(&self.report, self.chain_pem.as_bytes())
+    }
+
+    /// The claim that names it: what the enclave puts in its claims' `gpus`.
+    pub fn claim(&self) -> GpuClaim {
+        GpuClaim {
+            evidence_sha384: self.digest(),
+        }
     }
 }
 

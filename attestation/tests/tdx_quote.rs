@@ -2,7 +2,7 @@
 //! TDX quote verification: the sim round trip, one failure per check, and the
 //! real go-tdx-guest quote under Intel's root.
 
-use kokon_attestation::claims::{Claims, GpuClaim, ServingConfig};
+use kokon_attestation::claims::{Claims, ServingConfig};
 use kokon_attestation::sim::{simulate, SimRoot, SimTd, SimTdx};
 use kokon_attestation::tdx::{rtmr_replay, verify_quote};
 use kokon_attestation::{
@@ -736,12 +736,7 @@ fn with_gpus(
 ) -> Result<Vec<GpuEvidence>, Error> {
     let s = setup();
     let claims = Claims {
-        gpus: claimed
-            .iter()
-            .map(|e| GpuClaim {
-                evidence_sha384: e.digest(),
-            })
-            .collect(),
+        gpus: claimed.iter().map(|e| e.claim()).collect(),
         ..claims()
     };
     let td = SimTd {

@@ -4,7 +4,7 @@
 //! evidence fails), and each must verify under the policy's GPU roots for
 //! the nonce derived from the client's (else the policy refuses).
 
-use kokon_attestation::claims::{Claims, GpuClaim};
+use kokon_attestation::claims::Claims;
 use kokon_attestation::nvidia::gpu_nonce;
 use kokon_attestation::sim::{simulate, SimGpu, SimRoot, SimTd};
 use kokon_attestation::{AttestationBundle, GpuEvidence};
@@ -58,12 +58,7 @@ fn enclave(
         runtime: "test".into(),
         nonce: NONCE.to_vec(),
         issued_at: now,
-        gpus: claimed
-            .iter()
-            .map(|e| GpuClaim {
-                evidence_sha384: e.digest(),
-            })
-            .collect(),
+        gpus: claimed.iter().map(|e| e.claim()).collect(),
     };
     let td = SimTd {
         mr_td: MRTD,

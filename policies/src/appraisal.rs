@@ -223,14 +223,7 @@ impl Policy {
                     measured
                         .get(index)
                         .is_some_and(|m| allowed.iter().any(|a| a.as_slice() == m)),
-                    format!(
-                        "one of [{}]",
-                        allowed
-                            .iter()
-                            .map(hex::encode)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
+                    allowed_values(allowed),
                     found,
                 );
             }
@@ -407,22 +400,10 @@ impl Policy {
                 );
                 continue;
             };
-            let expected = if allowed.is_empty() {
-                "a configured value (the policy lists none, so nothing is accepted)".to_string()
-            } else {
-                format!(
-                    "one of [{}]",
-                    allowed
-                        .iter()
-                        .map(hex::encode)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            };
             c.add(
                 &name,
                 allowed.iter().any(|a| a.as_slice() == found),
-                expected,
+                allowed_values(allowed),
                 hex::encode(found),
             );
         }
@@ -495,6 +476,21 @@ fn check_tcb(req: &TcbRequirements, tcb: &PlatformTcb, c: &mut Checks) {
             ),
         },
     }
+}
+
+/// What a list of allowed values expects, in hex.
+fn allowed_values(allowed: &[Vec<u8>]) -> String {
+    if allowed.is_empty() {
+        return "a configured value (the policy lists none, so nothing is accepted)".to_string();
+    }
+    format!(
+        "one of [{}]",
+        allowed
+            .iter()
+            .map(hex::encode)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// `, {label} [a, b]` for a non-empty list, else nothing.

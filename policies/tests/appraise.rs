@@ -3,7 +3,7 @@
 
 mod common;
 
-use kokon_attestation::claims::{Claims, GpuClaim};
+use kokon_attestation::claims::Claims;
 use kokon_attestation::nvidia::{gpu_nonce, Report};
 use kokon_attestation::sim::SimGpu;
 use kokon_attestation::sim::{simulate, SimRoot, SimTd};
@@ -327,12 +327,7 @@ fn gpu_checks(
     evidence: &[GpuEvidence],
 ) -> Vec<Check> {
     let claims = Claims {
-        gpus: evidence
-            .iter()
-            .map(|e| GpuClaim {
-                evidence_sha384: e.digest(),
-            })
-            .collect(),
+        gpus: evidence.iter().map(|e| e.claim()).collect(),
         ..claims(magika(), NOW)
     };
     let mut s = sim_with(false, claims);
