@@ -97,7 +97,7 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         if evidence::is_gpu_report(&file, format.as_deref())? {
             anyhow::ensure!(
                 p.is_none(),
-                "--policy: policies have no GPU section yet; verify a GPU report without one"
+                "--policy: a policy's [gpu] section appraises GPU evidence in a bundle (kokon verify --bundle), whose claims give the nonce; verify a raw GPU report with --gpu-nonce instead"
             );
             let chain = gpu_chain
                 .context("an NVIDIA GPU report needs --gpu-chain (its certificate chain, PEM)")?;

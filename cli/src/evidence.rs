@@ -136,7 +136,7 @@ pub struct GpuVerdict<'a> {
 }
 
 /// What GPU verification does not check yet.
-const GPU_NOT_CHECKED: &str = "NVIDIA's reference measurements (RIMs) and certificate revocation (OCSP); pin measurements in a policy once policies have a GPU section";
+const GPU_NOT_CHECKED: &str = "NVIDIA's reference measurements (RIMs) and certificate revocation (OCSP); a policy's [gpu] pins apply to bundles (kokon verify --bundle), where the nonce comes from the claims";
 
 impl GpuVerdict<'_> {
     fn nonce_note(&self) -> &'static str {

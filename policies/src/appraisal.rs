@@ -201,6 +201,22 @@ impl Policy {
                     continue;
                 }
             };
+            // A simulated GPU root (only code can install one) counts as a
+            // simulated TEE does.
+            let simulated = gpu
+                .anchors
+                .roots
+                .iter()
+                .any(|a| a.name == v.anchor && a.simulated);
+            if simulated && !self.allow_simulated {
+                c.add(
+                    &name,
+                    false,
+                    format!("{expected}, from hardware (allow_simulated = false)"),
+                    format!("simulated GPU evidence under root {:?}", v.anchor),
+                );
+                continue;
+            }
             c.add(
                 &name,
                 true,

@@ -326,6 +326,16 @@ fn gpu_checks(
     anchors: Option<TrustAnchors>,
     evidence: &[GpuEvidence],
 ) -> Vec<Check> {
+    gpu_checks_with(section, anchors, evidence, |_| ())
+}
+
+/// [`gpu_checks`], with `edit` applied to the resolved policy first.
+fn gpu_checks_with(
+    section: Option<&str>,
+    anchors: Option<TrustAnchors>,
+    evidence: &[GpuEvidence],
+    edit: impl FnOnce(&mut Policy),
+) -> Vec<Check> {
     let claims = Claims {
         gpus: evidence.iter().map(|e| e.claim()).collect(),
         ..claims(magika(), NOW)
@@ -347,7 +357,9 @@ fn gpu_checks(
     if let Some(anchors) = anchors {
         p.gpu.anchors = anchors;
     }
-    p.checks(&verified(&s, &p), NOW)
+    let v = verified(&s, &p);
+    edit(&mut p);
+    p.checks(&v, NOW)
 }
 
 /// The failed checks as `check: expected ... found ...`.
@@ -411,6 +423,19 @@ fn each_gpu_check_trips_with_what_it_expected_and_found() {
     let gpu = SimGpu::for_template(&template).unwrap();
     let fresh = [gpu.evidence(&template, &sim_gpu_nonce()).unwrap()];
     let anchors = Some(gpu.anchors());
+
+    // A simulated GPU under a policy that refuses simulation: the CPU's
+    // simulation check and the GPU's both fail.
+    let f = failed(&gpu_checks_with(None, anchors.clone(), &fresh, |p| {
+        p.allow_simulated = false;
+    }));
+    let names: Vec<&str> = f.iter().map(|f| f.0.as_str()).collect();
+    assert_eq!(names, ["simulated TEE", "GPU 0"], "{f:?}");
+    assert!(
+        f[1].1.ends_with("from hardware (allow_simulated = false)"),
+        "{f:?}"
+    );
+    assert_eq!(f[1].2, "simulated GPU evidence under root \"sim-gpu-root\"");
 
     // A report for another nonce (replayed from another session).
     let stale = gpu.evidence(&template, &gpu_nonce(b"another")).unwrap();

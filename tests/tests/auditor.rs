@@ -764,7 +764,7 @@ fn an_nvidia_gpu_report_verifies_with_its_chain_and_each_fault_exits_2() {
         assert!(err.contains(cause), "{extra:?}: {err}");
     }
     // Usage errors exit 1: no chain, a nonce of the wrong length, a chain
-    // for CPU evidence, a policy (policies have no GPU section yet).
+    // for CPU evidence, a policy (its [gpu] section is for bundles).
     for (extra, cause) in [
         (vec![], "needs --gpu-chain"),
         (
@@ -773,7 +773,7 @@ fn an_nvidia_gpu_report_verifies_with_its_chain_and_each_fault_exits_2() {
         ),
         (
             vec!["--gpu-chain", &chain, "--policy", "policies/dev-vm.toml"],
-            "policies have no GPU section yet",
+            "a policy's [gpu] section appraises GPU evidence in a bundle",
         ),
     ] {
         let out = verify(&extra);
