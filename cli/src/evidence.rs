@@ -81,10 +81,15 @@ fn format_of(bytes: &[u8], given: Option<&str>) -> anyhow::Result<EvidenceFormat
 /// nvidia-report`, or, with no format given, bytes (binary or hex) that
 /// begin as an SPDM 1.1 GET_MEASUREMENTS request does.
 pub fn is_gpu_report(path: &Path, format: Option<&str>) -> anyhow::Result<bool> {
-    Ok(match format {
+    Ok(is_gpu(&read_evidence(path)?, format))
+}
+
+/// [`is_gpu_report`] of bytes already read.
+fn is_gpu(data: &[u8], format: Option<&str>) -> bool {
+    match format {
         Some(format) => format == "nvidia-report",
-        None => read_evidence(path)?.starts_with(&[spdm::SPDM_VERSION_1_1, spdm::GET_MEASUREMENTS]),
-    })
+        None => data.starts_with(&[spdm::SPDM_VERSION_1_1, spdm::GET_MEASUREMENTS]),
+    }
 }
 
 /// Verifies an NVIDIA GPU attestation report (binary or hex) with its
@@ -470,15 +475,15 @@ pub fn explain(path: &Path, format: Option<&str>, json: bool) -> anyhow::Result<
             explain_evidence(&bundle.evidence.data, Some(bundle.evidence.format))?,
             Some(bundle),
         ),
-        Err(_) if is_gpu_report(path, format)? => {
-            let data = read_evidence(path)?;
-            let report = nvidia::Report::parse(&data).map_err(ClientError::Evidence)?;
-            (explain::nvidia_report(&report), None)
-        }
         Err(_) => {
             let data = read_evidence(path)?;
-            let format = format_of(&data, format)?;
-            (explain_evidence(&data, Some(format))?, None)
+            if is_gpu(&data, format) {
+                let report = nvidia::Report::parse(&data).map_err(ClientError::Evidence)?;
+                (explain::nvidia_report(&report), None)
+            } else {
+                let format = format_of(&data, format)?;
+                (explain_evidence(&data, Some(format))?, None)
+            }
         }
     };
     let config = bundle.as_ref().map(serving_config);

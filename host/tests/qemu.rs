@@ -567,21 +567,11 @@ impl FakeHost {
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .collect();
-        let path = self.path(&format!("qemu-{name}"));
-        std::fs::write(&path, format!("#!/bin/sh\necho '{output}'\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        // Another test thread may fork while the script is open for
-        // writing, making exec fail with ETXTBSY for a moment: wait until
-        // it runs.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while let Err(e) = Command::new(&path).output() {
-            assert!(
-                e.raw_os_error() == Some(26) && Instant::now() < deadline,
-                "{e}"
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
-        path
+        script(
+            self.dir.path(),
+            &format!("qemu-{name}"),
+            &format!("echo '{output}'"),
+        )
     }
 
     fn qemu(&self, version: &str) -> PathBuf {
