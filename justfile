@@ -52,18 +52,33 @@ bench: setup
     cargo build --release --bins
     ./target/release/kokon-bench
 
+# onnxruntime-gpu and the CUDA 13 wheels it loads into .cache/venv-gpu (KOKON_SYSTEM_CUDA=1: the machine's CUDA instead); writes .cache/kokon-gpu.env for `--device cuda`.
+setup-gpu: setup
+    bash scripts/setup-gpu.sh
+
+# The GPU tests (tests/tests/gpu.rs: magika and the text model on CUDA, through the confidential path) on this machine's NVIDIA GPU.
+test-gpu: setup-gpu
+    cargo build --workspace --bins --features kokon-tests/cuda
+    set -a; source .cache/kokon.env; source .cache/kokon-gpu.env; set +a; cargo test -p kokon-tests --features cuda --test gpu -- --test-threads 1
+
+# The bench's magika and text-generation figures on this machine's GPU against its CPU.
+bench-gpu: setup-gpu
+    cargo build --release --bins --features kokon-tests/cuda
+    set -a; source .cache/kokon.env; source .cache/kokon-gpu.env; set +a; KOKON_BENCH_DEVICE=cuda ./target/release/kokon-bench gpu
+
 # A billing host under attack for a few minutes (loopback only): 64 paying clients,
 # enclave kills, slow clients, an attestation flood, freeloaders. Fails on any loss.
 soak seconds="180": setup
     cargo build --release --bins
     ./target/release/kokon-soak {{seconds}}
 
-# Formatting, clippy (warnings as errors), the client library's rustdoc (no
+# Formatting, clippy (warnings as errors; once more with the `cuda` feature, so the GPU path compiles), the client library's rustdoc (no
 # broken links), and the architecture: no module cycles, no I/O crate under
 # the pure ones (scripts/check-architecture.py).
 lint:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
+    cargo clippy -p kokon-enclave -p kokon-llm -p kokon-tests --all-targets --features kokon-tests/cuda -- -D warnings
     RUSTDOCFLAGS="-D warnings" cargo doc -p kokon-client --no-deps
     python3 scripts/check-architecture.py
 

@@ -203,10 +203,7 @@ impl Model {
                 .map_err(|e| model_err(e.to_string()))?
                 .with_intra_threads(1)
                 .map_err(|e| model_err(e.to_string()))?;
-            let mut builder = match device {
-                Device::Cpu => builder,
-                Device::Cuda => with_cuda(builder).map_err(model_err)?,
-            };
+            let mut builder = device.configure(builder).map_err(model_err)?;
             pool.push(Mutex::new(
                 builder
                     .commit_from_memory(&bytes)
@@ -414,16 +411,14 @@ pub fn load_text_model(
         .map_err(|e| model_err(e.to_string()))?
         .with_intra_threads(threads)
         .map_err(|e| model_err(e.to_string()))?;
-    let builder = match device {
-        Device::Cpu => builder,
-        Device::Cuda => with_cuda(builder).map_err(model_err)?,
-    };
+    let builder = device.configure(builder).map_err(model_err)?;
     let observer = std::sync::Arc::new(metrics.model(&model.config.name));
     kokon_llm::Engine::start(
         std::sync::Arc::new(model),
         builder,
         kokon_llm::EngineOptions {
             max_batch,
+            cache: device.cache(),
             ..Default::default()
         },
         observer,
@@ -434,12 +429,42 @@ pub fn load_text_model(
 /// Whether this build can run on CUDA (the `cuda` feature).
 pub const CUDA_BUILT: bool = cfg!(feature = "cuda");
 
+impl Device {
+    /// Where the text model's key/value caches stay between decode steps:
+    /// this device's memory.
+    pub fn cache(self) -> kokon_llm::CacheDevice {
+        match self {
+            Self::Cpu => kokon_llm::CacheDevice::Cpu,
+            Self::Cuda => kokon_llm::CacheDevice::Cuda,
+        }
+    }
+
+    /// Puts a session being built on this device: nothing to do for the CPU;
+    /// ONNX Runtime's CUDA execution provider, which must load, for CUDA.
+    pub fn configure(
+        self,
+        builder: ort::session::builder::SessionBuilder,
+    ) -> Result<ort::session::builder::SessionBuilder, String> {
+        match self {
+            Self::Cpu => Ok(builder),
+            Self::Cuda => with_cuda(builder),
+        }
+    }
+}
+
+/// ONNX Runtime's CUDA execution provider, with TF32 off: the CUDA path
+/// computes in full FP32 like the CPU one, so a model gives the same answers
+/// (the text model's greedy tokens) on either device. The models served are
+/// small; their decode steps are bound by memory, not by FP32 throughput.
 #[cfg(feature = "cuda")]
 fn with_cuda(
     builder: ort::session::builder::SessionBuilder,
 ) -> Result<ort::session::builder::SessionBuilder, String> {
     builder
-        .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
+        .with_execution_providers([ort::ep::CUDA::default()
+            .with_tf32(false)
+            .build()
+            .error_on_failure()])
         .map_err(|e| format!("CUDA execution provider unavailable: {e}"))
 }
 

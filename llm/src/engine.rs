@@ -15,17 +15,21 @@
 //! So a long prompt delays the running streams by one chunk per step, never
 //! by its whole prefill, and a long answer never holds up a new request: it
 //! waits at most for a free place in the batch ([`EngineOptions::max_batch`]).
-//! The caches stay ONNX Runtime values between steps (no copy); they are
-//! re-laid out only when a sequence joins or leaves the batch.
+//! The caches stay ONNX Runtime values between steps, where the decoder
+//! computes ([`EngineOptions::cache`]: on the GPU they never leave its
+//! memory; each call binds them as inputs and the new caches as outputs on
+//! the device, and only the logits come back to the host). They are copied
+//! and re-laid out only when a sequence joins or leaves the batch.
 
 use std::collections::VecDeque;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::builder::SessionBuilder;
-use ort::session::{Session, SessionInputValue};
-use ort::value::{DynValue, Tensor};
+use ort::session::Session;
+use ort::value::Tensor;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use crate::model::TextModel;
@@ -40,6 +44,9 @@ pub struct EngineOptions {
     pub max_batch: usize,
     /// Most prompt tokens prefilled in one call.
     pub prefill_chunk: usize,
+    /// Where the key/value caches stay between calls: the memory of the
+    /// device the session's execution provider computes on.
+    pub cache: CacheDevice,
 }
 
 impl Default for EngineOptions {
@@ -47,7 +54,29 @@ impl Default for EngineOptions {
         Self {
             max_batch: 8,
             prefill_chunk: 128,
+            cache: CacheDevice::Cpu,
         }
+    }
+}
+
+/// The memory the key/value caches live in between decoder calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CacheDevice {
+    /// Host memory (the CPU execution provider).
+    #[default]
+    Cpu,
+    /// The first GPU's memory (the CUDA execution provider on device 0).
+    Cuda,
+}
+
+impl CacheDevice {
+    fn memory(self) -> Result<MemoryInfo<'static>, String> {
+        let device = match self {
+            Self::Cpu => AllocationDevice::CPU,
+            Self::Cuda => AllocationDevice::CUDA,
+        };
+        MemoryInfo::new(device, 0, AllocatorType::Device, MemoryType::Default)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -175,6 +204,8 @@ impl Engine {
             .commit_from_file(&path)
             .map_err(|e| error(e.to_string()))?;
         check_signature(&session, &model).map_err(error)?;
+        let cache_memory = options.cache.memory().map_err(error)?;
+        let host_memory = CacheDevice::Cpu.memory().map_err(error)?;
         let (jobs, receiver) = mpsc::channel();
         let scheduler = Scheduler {
             session,
@@ -182,7 +213,10 @@ impl Engine {
             options: EngineOptions {
                 max_batch: options.max_batch.max(1),
                 prefill_chunk: options.prefill_chunk.max(1),
+                cache: options.cache,
             },
+            cache_memory,
+            host_memory,
             batch: Batch::default(),
             queue: VecDeque::new(),
             prefill: None,
@@ -360,20 +394,27 @@ impl Sequence {
 struct Batch {
     rows: Vec<Sequence>,
     /// Per layer, key then value: `[rows, kv_heads, width, head_dim]`.
-    cache: Vec<DynValue>,
+    cache: Vec<Cache>,
     width: usize,
 }
 
 /// A request being prefilled, with its own cache.
 struct Prefill {
     sequence: Sequence,
-    cache: Vec<DynValue>,
+    cache: Vec<Cache>,
 }
+
+/// One layer's key or value cache, in [`EngineOptions::cache`]'s memory.
+type Cache = Tensor<f32>;
 
 struct Scheduler {
     session: Session,
     model: Arc<TextModel>,
     options: EngineOptions,
+    /// Where the caches the decoder returns are put.
+    cache_memory: MemoryInfo<'static>,
+    /// Where the logits are put.
+    host_memory: MemoryInfo<'static>,
     batch: Batch,
     queue: VecDeque<Sequence>,
     prefill: Option<Prefill>,
@@ -430,47 +471,43 @@ impl Scheduler {
         (c.layers, c.kv_heads, c.head_dim)
     }
 
-    fn empty_cache(&self) -> Result<Vec<DynValue>, String> {
+    fn empty_cache(&self) -> Result<Vec<Cache>, String> {
         let (layers, heads, dim) = self.dims();
         (0..2 * layers)
             .map(|_| cache_tensor(1, heads, 0, dim, Vec::new()))
             .collect()
     }
 
-    /// Runs the decoder; returns the logits (`rows * vocab`) and the new caches.
-    fn call(
-        &mut self,
-        call: Call,
-        cache: Vec<DynValue>,
-    ) -> Result<(Vec<f32>, Vec<DynValue>), String> {
+    /// Runs the decoder; returns the logits (`rows * vocab`, in host
+    /// memory) and the new caches (in the caches' memory).
+    fn call(&mut self, call: Call, cache: Vec<Cache>) -> Result<(Vec<f32>, Vec<Cache>), String> {
         let (layers, _, _) = self.dims();
         let err = |e: ort::Error| e.to_string();
-        let mut inputs: Vec<(String, SessionInputValue<'static>)> =
-            Vec::with_capacity(3 + 2 * layers);
-        inputs.push((
-            "input_ids".into(),
-            Tensor::from_array(([call.rows, call.seq], call.ids))
-                .map_err(err)?
-                .into(),
-        ));
-        inputs.push((
-            "position_ids".into(),
-            Tensor::from_array(([call.rows, call.seq], call.positions))
-                .map_err(err)?
-                .into(),
-        ));
-        inputs.push((
-            "attention_mask".into(),
-            Tensor::from_array(([call.rows, call.total], call.mask))
-                .map_err(err)?
-                .into(),
-        ));
-        for (i, value) in cache.into_iter().enumerate() {
-            inputs.push((key_name(i / 2, i % 2 == 1), value.into()));
+        let mut binding = self.session.create_binding().map_err(err)?;
+        let ids = Tensor::from_array(([call.rows, call.seq], call.ids)).map_err(err)?;
+        let positions = Tensor::from_array(([call.rows, call.seq], call.positions)).map_err(err)?;
+        let mask = Tensor::from_array(([call.rows, call.total], call.mask)).map_err(err)?;
+        binding.bind_input("input_ids", &ids).map_err(err)?;
+        binding
+            .bind_input("position_ids", &positions)
+            .map_err(err)?;
+        binding.bind_input("attention_mask", &mask).map_err(err)?;
+        for (i, value) in cache.iter().enumerate() {
+            binding
+                .bind_input(key_name(i / 2, i % 2 == 1), value)
+                .map_err(err)?;
+        }
+        binding
+            .bind_output_to_device("logits", &self.host_memory)
+            .map_err(err)?;
+        for i in 0..2 * layers {
+            binding
+                .bind_output_to_device(present_name(i / 2, i % 2 == 1), &self.cache_memory)
+                .map_err(err)?;
         }
         let (kind, rows, tokens) = (call.kind, call.rows, call.rows * call.seq);
         let started = Instant::now();
-        let mut outputs = self.session.run(inputs).map_err(err)?;
+        let mut outputs = self.session.run_binding(&binding).map_err(err)?;
         self.observer
             .model_call(kind, rows, tokens, started.elapsed());
         let logits = outputs
@@ -490,14 +527,12 @@ impl Scheduler {
         }
         let cache = (0..2 * layers)
             .map(|i| {
+                let name = present_name(i / 2, i % 2 == 1);
                 outputs
-                    .remove(present_name(i / 2, i % 2 == 1))
-                    .ok_or_else(|| {
-                        format!(
-                            "the decoder returned no {}",
-                            present_name(i / 2, i % 2 == 1)
-                        )
-                    })
+                    .remove(name.as_str())
+                    .ok_or_else(|| format!("the decoder returned no {name}"))?
+                    .downcast::<ort::value::TensorValueType<f32>>()
+                    .map_err(|e| format!("{name}: {e}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok((logits, cache))
@@ -559,11 +594,11 @@ impl Scheduler {
         let result = if rows == 0 {
             Ok(prefill.cache)
         } else {
-            old.iter()
-                .zip(&prefill.cache)
+            old.into_iter()
+                .zip(prefill.cache)
                 .map(|(batch, single)| {
-                    let batch = extract(batch)?;
-                    let single = extract(single)?;
+                    let (batch, single) = (on_host(batch)?, on_host(single)?);
+                    let (batch, single) = (extract(&batch)?, extract(&single)?);
                     let mut parts = row_slices(batch, rows, heads, self.batch.width, dim);
                     parts.push((single, prefill.sequence.cached));
                     cache_tensor(
@@ -636,12 +671,13 @@ impl Scheduler {
             .max()
             .unwrap_or(0);
         let old = std::mem::take(&mut self.batch.cache);
-        let result: Result<Vec<DynValue>, String> = if kept.is_empty() {
+        let result: Result<Vec<Cache>, String> = if kept.is_empty() {
             Ok(Vec::new())
         } else {
-            old.iter()
+            old.into_iter()
                 .map(|value| {
-                    let data = extract(value)?;
+                    let value = on_host(value)?;
+                    let data = extract(&value)?;
                     let all = row_slices(data, rows, heads, old_width, dim);
                     let parts: Vec<(&[f32], usize)> =
                         kept.iter().filter_map(|&i| all.get(i).copied()).collect();
@@ -679,23 +715,34 @@ impl Scheduler {
     }
 }
 
-fn extract(value: &DynValue) -> Result<&[f32], String> {
+fn extract(value: &Cache) -> Result<&[f32], String> {
     value
         .try_extract_tensor::<f32>()
         .map(|(_, data)| data)
         .map_err(|e| e.to_string())
 }
 
+/// `value` in host memory: itself when it is there, else a copy from the
+/// device (only when a sequence joins or leaves the batch).
+fn on_host(value: Cache) -> Result<Cache, String> {
+    if value.memory_info().is_cpu_accessible() {
+        return Ok(value);
+    }
+    value
+        .to(AllocationDevice::CPU, 0)
+        .map_err(|e| format!("copying a key/value cache to the host: {e}"))
+}
+
+/// A cache in host memory; the next call binds it as an input, which puts
+/// it on the device.
 fn cache_tensor(
     rows: usize,
     heads: usize,
     width: usize,
     dim: usize,
     data: Vec<f32>,
-) -> Result<DynValue, String> {
-    Tensor::from_array(([rows, heads, width, dim], data))
-        .map(|t| t.into_dyn())
-        .map_err(|e| e.to_string())
+) -> Result<Cache, String> {
+    Tensor::from_array(([rows, heads, width, dim], data)).map_err(|e| e.to_string())
 }
 
 /// Each row's `[heads, width, dim]` slice of a `[rows, heads, width, dim]` cache.

@@ -22,7 +22,9 @@ pub mod openai;
 pub mod sampling;
 pub mod text;
 
-pub use engine::{CallKind, Engine, EngineOptions, Event, FinishReason, Observer, Request, Stream};
+pub use engine::{
+    CacheDevice, CallKind, Engine, EngineOptions, Event, FinishReason, Observer, Request, Stream,
+};
 pub use model::{ModelConfig, TextModel};
 
 /// Why a text model could not be loaded or a generation could not be served.

@@ -96,8 +96,8 @@ fn main() -> anyhow::Result<()> {
             let ort_env = ort::init_from(&env.ort_lib)?
                 .with_name("kokon-bench")
                 .build()?;
-            let (decode, peer) = llm_bench::run(&env, &ort_env, &cpus, enclave_cpu).await?;
-            print_llm_ratios(decode, peer);
+            let ratios = llm_bench::run(&env, &ort_env, &cpus, enclave_cpu).await?;
+            print_llm_ratios(ratios);
             Ok(())
         });
     }
@@ -127,9 +127,15 @@ async fn vm_only() -> anyhow::Result<()> {
     vm_bench::run(&env, &row, percentile(&times, 0.5)).await
 }
 
-fn print_llm_ratios(decode: f64, peer: f64) {
-    println!("llm_decode_ratio={decode:.3}");
-    println!("llm_vs_llamacpp={peer:.3}");
+fn print_llm_ratios(ratios: llm_bench::Ratios) {
+    println!("llm_decode_ratio={:.3}", ratios.decode);
+    if let Some(cuda) = ratios.decode_cuda {
+        println!("llm_decode_ratio_cuda={cuda:.3}");
+    }
+    match ratios.vs_llamacpp {
+        Some(peer) => println!("llm_vs_llamacpp={peer:.3}"),
+        None => println!("llm_vs_llamacpp=skipped"),
+    }
 }
 
 async fn bench(cpus: Vec<usize>, enclave_cpu: Option<usize>) -> anyhow::Result<()> {
@@ -302,8 +308,8 @@ async fn bench(cpus: Vec<usize>, enclave_cpu: Option<usize>) -> anyhow::Result<(
     vm_bench::run(&env, &row, e50).await?;
     verification::run()?;
     billing_bench::run()?;
-    let (decode, peer) = llm_bench::run(&env, &ort_env, &cpus, enclave_cpu).await?;
+    let ratios = llm_bench::run(&env, &ort_env, &cpus, enclave_cpu).await?;
     println!("e2e_p50_ratio={:.3}", e50.as_secs_f64() / b50.as_secs_f64());
-    print_llm_ratios(decode, peer);
+    print_llm_ratios(ratios);
     Ok(())
 }

@@ -5,8 +5,10 @@
 #![warn(missing_docs)]
 
 pub mod attack;
+pub mod gpu;
 pub mod pcs;
 pub mod soak;
+pub mod text;
 pub mod vm;
 
 use std::path::{Path, PathBuf};

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kokon_enclave::inference::Device;
 use kokon_llm::openai::Endpoint;
 use kokon_tests::{Env, Options, Stack};
 use kokon_wire::openai::{ChatCompletionChunk, ChatCompletionRequest, ChatMessage, SseDecoder};
@@ -211,18 +212,72 @@ fn llamacpp(env: &Env, cpus: &[usize]) -> anyhow::Result<(Figures, String)> {
     ))
 }
 
-/// Prints the text-generation figures and the two ratio lines; `cpus` are
+/// The text-generation ratios of a run.
+pub struct Ratios {
+    /// Confidential decode rate over the bare engine's on the CPU, the lower
+    /// of the two concurrency levels (the target holds for both).
+    pub decode: f64,
+    /// The same on the GPU, when the run had one.
+    pub decode_cuda: Option<f64>,
+    /// The bare engine's single-stream CPU decode rate over llama.cpp's;
+    /// `None` when `KOKON_BENCH_SKIP_LLAMACPP` is set (a GPU machine
+    /// without llama-cpp-python).
+    pub vs_llamacpp: Option<f64>,
+}
+
+/// Skips the llama.cpp peer when set.
+pub const SKIP_LLAMACPP_ENV: &str = "KOKON_BENCH_SKIP_LLAMACPP";
+
+/// Prints the text-generation figures, on the CPU and, when
+/// [`kokon_tests::gpu::bench_devices`] includes it, on the GPU; `cpus` are
 /// the bare engine's (and llama.cpp's) CPUs, `enclave_cpu` the enclave's.
 pub async fn run(
     env: &Env,
     ort_env: &ort::environment::Environment,
     cpus: &[usize],
     enclave_cpu: Option<usize>,
+) -> anyhow::Result<Ratios> {
+    let mut ratios = Ratios {
+        decode: 0.0,
+        decode_cuda: None,
+        vs_llamacpp: None,
+    };
+    let mut bare_one = 0.0;
+    for device in kokon_tests::gpu::bench_devices() {
+        let (decode, single) = on_device(env, ort_env, cpus, enclave_cpu, device).await?;
+        match device {
+            Device::Cpu => (ratios.decode, bare_one) = (decode, single),
+            Device::Cuda => ratios.decode_cuda = Some(decode),
+        }
+    }
+    if std::env::var_os(SKIP_LLAMACPP_ENV).is_some() {
+        println!("  llama.cpp: skipped ({SKIP_LLAMACPP_ENV} is set)");
+        return Ok(ratios);
+    }
+    let (peer, version) = llamacpp(env, cpus)?;
+    println!(
+        "  1 stream(s) llama.cpp     time to first token {:7.1} ms   decode {:7.1} tokens/s (llama-cpp-python {version}, Q4_1 GGUF, {} thread(s), CPU)",
+        peer.ttft.as_secs_f64() * 1e3,
+        peer.decode_tok_s,
+        cpus.len()
+    );
+    ratios.vs_llamacpp = Some(bare_one / peer.decode_tok_s);
+    Ok(ratios)
+}
+
+/// The figures on `device`: returns the lower confidential/bare decode
+/// ratio of the two concurrency levels and the bare single-stream rate.
+async fn on_device(
+    env: &Env,
+    ort_env: &ort::environment::Environment,
+    cpus: &[usize],
+    enclave_cpu: Option<usize>,
+    device: Device,
 ) -> anyhow::Result<(f64, f64)> {
     let engine = Arc::new(kokon_enclave::inference::load_text_model(
         ort_env,
         &env.llm_dir,
-        kokon_enclave::inference::Device::Cpu,
+        device,
         PROMPTS.len(),
         &kokon_enclave::metrics::Metrics::new(),
     )?);
@@ -231,7 +286,10 @@ pub async fn run(
         env.llm_dir.display().to_string(),
         "--llm-max-batch".to_string(),
         PROMPTS.len().to_string(),
+        "--device".to_string(),
+        device.as_str().to_string(),
     ];
+    enclave_args.extend(kokon_tests::gpu::development_args(device));
     if let Some(c) = enclave_cpu {
         enclave_args.extend(["--cpus".to_string(), c.to_string()]);
     }
@@ -255,7 +313,8 @@ pub async fn run(
     bare(PROMPTS.len()).await?;
     confidential(PROMPTS.len()).await?;
     println!(
-        "text generation: {MODEL} (f32 ONNX, CPU), greedy, {MAX_TOKENS} tokens per stream, median of {ROUNDS} alternating rounds; bare engine on CPUs {cpus:?}, enclave on CPU {enclave_cpu:?}"
+        "text generation: {MODEL} (f32 ONNX, {}), greedy, {MAX_TOKENS} tokens per stream, median of {ROUNDS} alternating rounds; bare engine on CPUs {cpus:?}, enclave on CPU {enclave_cpu:?}",
+        device.as_str()
     );
     let mut ratios = Vec::new();
     let mut bare_one = 0.0;
@@ -279,15 +338,6 @@ pub async fn run(
         }
     }
     stack.shutdown().await;
-    drop(engine);
-    let (peer, version) = llamacpp(env, cpus)?;
-    println!(
-        "  1 stream(s) llama.cpp     time to first token {:7.1} ms   decode {:7.1} tokens/s (llama-cpp-python {version}, Q4_1 GGUF, {} thread(s))",
-        peer.ttft.as_secs_f64() * 1e3,
-        peer.decode_tok_s,
-        cpus.len()
-    );
     // The lower of the two concurrency levels: the target holds for both.
-    let decode_ratio = ratios.into_iter().fold(f64::INFINITY, f64::min);
-    Ok((decode_ratio, bare_one / peer.decode_tok_s))
+    Ok((ratios.into_iter().fold(f64::INFINITY, f64::min), bare_one))
 }

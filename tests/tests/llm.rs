@@ -11,21 +11,18 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use kokon_llm::chat::Message;
 use kokon_llm::sampling::Sampling;
-use kokon_llm::{Engine, EngineOptions, Event, FinishReason, LlmError, Request, TextModel};
+use kokon_llm::{Engine, Event, FinishReason, LlmError, Request, TextModel};
+use kokon_tests::text::{
+    assert_all_references_batched, assert_reference, collect, greedy, ids, references,
+};
 use kokon_tests::{repo_root, Env};
-use ort::session::Session;
 use serde_json::Value;
 
-fn references() -> Value {
-    let path = repo_root().join("llm/tests/data/smollm2-135m-instruct-greedy.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// One engine for the whole file (loading it takes seconds).
+/// One engine for the whole file (loading it takes seconds), on the CPU.
 fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE.get_or_init(|| {
@@ -35,67 +32,19 @@ fn engine() -> &'static Engine {
             .with_name("kokon-llm-test")
             .build()
             .unwrap();
-        let builder = Session::builder(&ort).unwrap();
+        let engine = kokon_tests::text::start_engine(
+            &env,
+            &ort,
+            kokon_enclave::inference::Device::Cpu,
+            kokon_llm::CacheDevice::Cpu,
+        );
         std::mem::forget(ort); // the environment lives as long as the process
-        let model = Arc::new(TextModel::load(&env.llm_dir).unwrap());
-        Engine::start(
-            model,
-            builder,
-            EngineOptions {
-                max_batch: 8,
-                prefill_chunk: 16,
-            },
-            Arc::new(()),
-        )
-        .unwrap()
+        engine
     })
 }
 
 fn messages(case: &Value) -> Vec<Message> {
     serde_json::from_value(case["messages"].clone()).unwrap()
-}
-
-fn ids(value: &Value) -> Vec<u32> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect()
-}
-
-/// Runs a generation to its end: (tokens, text, finish reason, completion tokens).
-fn collect(mut stream: kokon_llm::Stream) -> (Vec<u32>, String, Option<FinishReason>, usize) {
-    let (mut tokens, mut text, mut reason, mut count) = (Vec::new(), String::new(), None, 0);
-    while let Some(event) = stream.blocking_next() {
-        match event {
-            Event::Token { id, text: piece } => {
-                tokens.push(id);
-                text.push_str(&piece);
-            }
-            Event::Finished {
-                reason: r,
-                text: tail,
-                completion_tokens,
-                ..
-            } => {
-                text.push_str(&tail);
-                reason = Some(r);
-                count = completion_tokens;
-            }
-            Event::Failed(e) => panic!("generation failed: {e}"),
-        }
-    }
-    (tokens, text, reason, count)
-}
-
-fn greedy(prompt: Vec<u32>, max_tokens: usize) -> Request {
-    Request {
-        prompt,
-        max_tokens,
-        sampling: Sampling::default(),
-        stop: Vec::new(),
-    }
 }
 
 #[test]
@@ -120,42 +69,16 @@ fn greedy_decoding_matches_the_references_one_at_a_time_and_batched() {
     let refs = references();
     let cases = refs["cases"].as_array().unwrap();
     let count = refs["tokens"].as_u64().unwrap() as usize;
-    let check = |n: usize, (tokens, text, reason, used): (Vec<u32>, String, _, usize)| {
-        let case = &cases[n];
-        let expected = ids(&case["greedy_tokens"]);
-        assert_eq!(tokens, expected, "case {n}: {:?}", case["completion"]);
-        assert_eq!(text, case["completion"].as_str().unwrap(), "case {n}");
-        assert_eq!(used, expected.len(), "case {n}");
-        let eos = engine().model().config.eos_token_id;
-        let want = if expected.last() == Some(&eos) {
-            FinishReason::Stop
-        } else {
-            FinishReason::Length
-        };
-        assert_eq!(reason, Some(want), "case {n}");
-    };
+    let eos = engine().model().config.eos_token_id;
     // Alone: prefill in chunks of 16, then decode with the cache.
     for (n, case) in cases.iter().enumerate().take(2) {
         let prompt = ids(&case["prompt_tokens"]);
-        check(n, collect(engine().submit(greedy(prompt, count)).unwrap()));
+        let got = collect(engine().submit(greedy(prompt, count)).unwrap());
+        assert_reference(n, case, &got, eos);
     }
     // All at once: more requests than batch places, joining and leaving the
     // batch at different lengths.
-    let streams: Vec<_> = cases
-        .iter()
-        .map(|c| {
-            engine()
-                .submit(greedy(ids(&c["prompt_tokens"]), count))
-                .unwrap()
-        })
-        .collect();
-    let handles: Vec<_> = streams
-        .into_iter()
-        .map(|s| std::thread::spawn(move || collect(s)))
-        .collect();
-    for (n, handle) in handles.into_iter().enumerate() {
-        check(n, handle.join().unwrap());
-    }
+    assert_all_references_batched(engine());
 }
 
 #[test]
@@ -165,14 +88,14 @@ fn stops_max_tokens_and_seeds_behave() {
     let prompt = ids(&case["prompt_tokens"]);
     let completion = case["completion"].as_str().unwrap();
     // max_tokens ends with "length" after exactly that many tokens.
-    let (tokens, _, reason, used) = collect(engine().submit(greedy(prompt.clone(), 3)).unwrap());
+    let got = collect(engine().submit(greedy(prompt.clone(), 3)).unwrap());
     assert_eq!(
-        (tokens.len(), reason, used),
+        (got.tokens.len(), got.reason, got.completion_tokens),
         (3, Some(FinishReason::Length), 3)
     );
     // A stop sequence cuts the text before it.
     let stop = "Shakespeare";
-    let (_, text, reason, _) = collect(
+    let got = collect(
         engine()
             .submit(Request {
                 stop: vec![stop.into()],
@@ -180,8 +103,8 @@ fn stops_max_tokens_and_seeds_behave() {
             })
             .unwrap(),
     );
-    assert_eq!(reason, Some(FinishReason::Stop));
-    assert_eq!(text, completion[..completion.find(stop).unwrap()]);
+    assert_eq!(got.reason, Some(FinishReason::Stop));
+    assert_eq!(got.text, completion[..completion.find(stop).unwrap()]);
     // A seed makes sampling reproducible; different seeds differ.
     let sampled = |seed| {
         collect(
@@ -196,7 +119,7 @@ fn stops_max_tokens_and_seeds_behave() {
                 })
                 .unwrap(),
         )
-        .0
+        .tokens
     };
     assert_eq!(sampled(1), sampled(1));
     assert_ne!(sampled(1), sampled(2));
@@ -226,8 +149,8 @@ fn requests_that_cannot_fit_are_refused_and_the_engine_keeps_serving() {
         .err()
         .unwrap();
     assert!(err.to_string().contains("temperature"), "{err}");
-    let (tokens, ..) = collect(engine().submit(greedy(vec![1, 2, 3], 2)).unwrap());
-    assert_eq!(tokens.len(), 2);
+    let got = collect(engine().submit(greedy(vec![1, 2, 3], 2)).unwrap());
+    assert_eq!(got.tokens.len(), 2);
 }
 
 #[test]
@@ -242,7 +165,7 @@ fn a_dropped_stream_is_cancelled_without_disturbing_the_others() {
     ));
     let kept = engine().submit(greedy(prompt, expected.len())).unwrap();
     drop(abandoned);
-    assert_eq!(collect(kept).0, expected);
+    assert_eq!(collect(kept).tokens, expected);
 }
 
 fn python(env: &Env, args: &[&Path]) -> std::process::Output {
