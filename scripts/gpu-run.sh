@@ -47,6 +47,8 @@ KOKON_PYTHON=$(command -v python3)
 KOKON_LLM_GGUF=$work/model.gguf
 KOKON_LLM_DIR=$work/llm
 ENV
+# Exported too: the variables take precedence over the file the tests read.
+set -a; source "$root/.cache/kokon.env"; set +a
 chmod +x "$work"/bin/*
 start=$(date +%s)
 "$work/bin/gpu-tests" --test-threads 1 --nocapture > "$out/tests.log" 2>&1

@@ -101,7 +101,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         });
     }
-    runtime.block_on(bench(cpus, enclave_cpu))
+    runtime.block_on(bench(cpus, enclave_cpu, only.as_deref() == Some("gpu")))
 }
 
 /// The worker VM's figures beside a short process-backend baseline.
@@ -138,7 +138,9 @@ fn print_llm_ratios(ratios: llm_bench::Ratios) {
     }
 }
 
-async fn bench(cpus: Vec<usize>, enclave_cpu: Option<usize>) -> anyhow::Result<()> {
+/// The whole bench; `gpu_only`: magika and the text model alone, on the
+/// devices [`kokon_tests::gpu::bench_devices`] names (`kokon-bench gpu`).
+async fn bench(cpus: Vec<usize>, enclave_cpu: Option<usize>, gpu_only: bool) -> anyhow::Result<()> {
     let env = Env::load();
     let magika = env.magika();
     let sample = std::fs::read(kokon_tests::repo_root().join("attestation/src/tdx/quote.rs"))?;
@@ -305,9 +307,11 @@ async fn bench(cpus: Vec<usize>, enclave_cpu: Option<usize>) -> anyhow::Result<(
         );
     }
     stack.shutdown().await;
-    vm_bench::run(&env, &row, e50).await?;
-    verification::run()?;
-    billing_bench::run()?;
+    if !gpu_only {
+        vm_bench::run(&env, &row, e50).await?;
+        verification::run()?;
+        billing_bench::run()?;
+    }
     let ratios = llm_bench::run(&env, &ort_env, &cpus, enclave_cpu).await?;
     println!("e2e_p50_ratio={:.3}", e50.as_secs_f64() / b50.as_secs_f64());
     print_llm_ratios(ratios);
