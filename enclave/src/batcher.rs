@@ -449,11 +449,15 @@ mod tests {
         }
     }
 
+    /// A batcher of `sessions` [`Sum`] models merging up to `max_rows`
+    /// rows after up to `delay`; each call takes `hold`.
     fn batcher(
         sessions: usize,
-        batching: Batching,
+        max_rows: usize,
+        delay: Duration,
         hold: Duration,
     ) -> (Arc<Batcher>, Arc<Mutex<Vec<usize>>>) {
+        let batching = Batching { max_rows, delay };
         let calls = Arc::new(Mutex::new(Vec::new()));
         let runners = (0..sessions)
             .map(|_| Sum {
@@ -508,14 +512,7 @@ mod tests {
 
     #[test]
     fn concurrent_requests_are_merged_and_each_gets_its_own_rows() {
-        let (b, calls) = batcher(
-            1,
-            Batching {
-                max_rows: 64,
-                delay: Duration::from_millis(50),
-            },
-            Duration::ZERO,
-        );
+        let (b, calls) = batcher(1, 64, Duration::from_millis(50), Duration::ZERO);
         warm(&b, &calls);
         let answers = concurrently(&b, 12, |i| 1 + i % 3);
         for (rows, base, answer) in answers {
@@ -528,14 +525,7 @@ mod tests {
 
     #[test]
     fn a_lone_request_runs_at_once() {
-        let (b, calls) = batcher(
-            1,
-            Batching {
-                max_rows: 64,
-                delay: Duration::from_secs(5),
-            },
-            Duration::ZERO,
-        );
+        let (b, calls) = batcher(1, 64, Duration::from_secs(5), Duration::ZERO);
         let started = Instant::now();
         assert_eq!(b.infer(request(3, 1), 3).unwrap(), expected(3, 1));
         assert!(
@@ -548,14 +538,7 @@ mod tests {
 
     #[test]
     fn no_delay_still_merges_what_queued_during_a_call() {
-        let (b, calls) = batcher(
-            1,
-            Batching {
-                max_rows: 64,
-                delay: Duration::ZERO,
-            },
-            Duration::from_millis(30),
-        );
+        let (b, calls) = batcher(1, 64, Duration::ZERO, Duration::from_millis(30));
         warm(&b, &calls);
         for (rows, base, answer) in concurrently(&b, 8, |_| 1) {
             assert_eq!(answer.unwrap(), expected(rows, base));
@@ -566,14 +549,7 @@ mod tests {
 
     #[test]
     fn no_call_exceeds_the_row_bound_and_a_larger_request_runs_alone() {
-        let (b, calls) = batcher(
-            2,
-            Batching {
-                max_rows: 4,
-                delay: Duration::from_millis(20),
-            },
-            Duration::from_millis(2),
-        );
+        let (b, calls) = batcher(2, 4, Duration::from_millis(20), Duration::from_millis(2));
         // 20 requests of 1-3 rows and one of 9 rows.
         warm(&b, &calls);
         let answers = concurrently(&b, 21, |i| if i == 20 { 9 } else { 1 + i % 3 });
@@ -590,14 +566,7 @@ mod tests {
 
     #[test]
     fn requests_of_other_shapes_run_apart() {
-        let (b, calls) = batcher(
-            1,
-            Batching {
-                max_rows: 64,
-                delay: Duration::from_millis(200),
-            },
-            Duration::ZERO,
-        );
+        let (b, calls) = batcher(1, 64, Duration::from_millis(200), Duration::ZERO);
         warm(&b, &calls);
         let odd = {
             let b = b.clone();
@@ -630,14 +599,7 @@ mod tests {
 
     #[test]
     fn a_failed_call_fails_each_of_its_requests_and_the_next_calls_succeed() {
-        let (b, calls) = batcher(
-            1,
-            Batching {
-                max_rows: 64,
-                delay: Duration::from_millis(500),
-            },
-            Duration::ZERO,
-        );
+        let (b, calls) = batcher(1, 64, Duration::from_millis(500), Duration::ZERO);
         warm(&b, &calls);
         let failed = AtomicUsize::new(0);
         let threads: Vec<_> = (0..4)

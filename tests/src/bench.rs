@@ -73,20 +73,23 @@ fn device() -> anyhow::Result<Device> {
     }
 }
 
+/// One bare `session.run` over `rows` rows (`flat`, row-major), timed.
+fn bare_run(session: &mut Session, flat: &[i32], rows: usize) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    let input = Tensor::from_array((vec![rows, flat.len() / rows.max(1)], flat.to_vec()))?;
+    let out = session.run(ort::inputs!["bytes" => input])?;
+    let (_, scores) = out
+        .get("target_label")
+        .ok_or_else(|| anyhow::anyhow!("no output"))?
+        .try_extract_tensor::<f32>()?;
+    std::hint::black_box(scores);
+    Ok(t.elapsed())
+}
+
 /// p50 latency and rows/s of bare `session.run` over `batch` copies of `row`.
 fn bare_batch(session: &mut Session, row: &[i32], batch: usize) -> anyhow::Result<(Duration, f64)> {
     let flat: Vec<i32> = std::iter::repeat_n(row, batch).flatten().copied().collect();
-    let mut run = || -> anyhow::Result<Duration> {
-        let t = Instant::now();
-        let input = Tensor::from_array((vec![batch, row.len()], flat.clone()))?;
-        let out = session.run(ort::inputs!["bytes" => input])?;
-        let (_, scores) = out
-            .get("target_label")
-            .ok_or_else(|| anyhow::anyhow!("no output"))?
-            .try_extract_tensor::<f32>()?;
-        std::hint::black_box(scores);
-        Ok(t.elapsed())
-    };
+    let mut run = || bare_run(session, &flat, batch);
     for _ in 0..5 {
         run()?;
     }
@@ -218,17 +221,7 @@ async fn bench(cpus: Vec<usize>, enclave_cpu: Option<usize>) -> anyhow::Result<(
         .and_then(|b| device.configure(b).map_err(ort::Error::new))
         .and_then(|mut b| b.commit_from_file(&env.model))
         .map_err(|e| anyhow::anyhow!("bare session: {e}"))?;
-    let mut bare = || -> anyhow::Result<Duration> {
-        let t = Instant::now();
-        let input = Tensor::from_array((vec![1usize, row.len()], row.clone()))?;
-        let out = session.run(ort::inputs!["bytes" => input])?;
-        let (_, scores) = out
-            .get("target_label")
-            .ok_or_else(|| anyhow::anyhow!("no output"))?
-            .try_extract_tensor::<f32>()?;
-        std::hint::black_box(scores);
-        Ok(t.elapsed())
-    };
+    let mut bare = || bare_run(&mut session, &row, 1);
 
     // The enclave's own inference path (KServe validation, tensors, run, output), in process.
     let model = kokon_enclave::inference::Model::load(

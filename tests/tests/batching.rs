@@ -107,15 +107,15 @@ async fn concurrent_requests_are_merged_bounded_and_answered_as_alone() {
     // Now all at once, with bad requests (rows of the wrong width) among them.
     let mut tasks = Vec::new();
     for (i, r) in requests.iter().enumerate() {
-        let (client, enclave, request) = (stack.client.clone(), enclave.clone(), magika_request(r));
+        let (client, to, request) = (stack.client.clone(), enclave.clone(), magika_request(r));
         tasks.push(tokio::spawn(async move {
-            (i, client.infer(&enclave, &request).await)
+            (i, client.infer(&to, &request).await)
         }));
         if i % 4 == 0 {
-            let (client, enclave) = (stack.client.clone(), enclave.clone());
+            let (client, to) = (stack.client.clone(), enclave.clone());
             tasks.push(tokio::spawn(async move {
                 let bad = magika_request(&[vec![7; 100]]);
-                (usize::MAX, client.infer(&enclave, &bad).await)
+                (usize::MAX, client.infer(&to, &bad).await)
             }));
         }
     }
@@ -134,13 +134,26 @@ async fn concurrent_requests_are_merged_bounded_and_answered_as_alone() {
                 let scores = response.outputs[0].f32_data().unwrap();
                 assert_eq!(response.outputs[0].shape, [requests[i].len() as i64, 214]);
                 assert_eq!(scores.len(), alone[i].len());
-                // Batched or alone, ONNX Runtime gives each row the same scores.
+                // Batched or alone, each row gets the same scores, up to
+                // rounding: ONNX Runtime's kernels for one row and for many
+                // sum in different orders (about 1e-5 apart on a CPU). Each
+                // row's best label is the same.
                 let worst = scores
                     .iter()
                     .zip(&alone[i])
                     .map(|(a, b)| (a - b).abs())
                     .fold(0f32, f32::max);
-                assert!(worst <= 1e-5, "request {i}: scores differ by {worst}");
+                assert!(worst <= 1e-4, "request {i}: scores differ by {worst}");
+                let best = |s: &[f32]| -> Vec<usize> {
+                    s.chunks(214)
+                        .map(|row| {
+                            (0..row.len())
+                                .max_by(|a, b| row[*a].total_cmp(&row[*b]))
+                                .unwrap()
+                        })
+                        .collect()
+                };
+                assert_eq!(best(&scores), best(&alone[i]), "request {i}");
             }
         }
     }
