@@ -91,8 +91,12 @@ pub struct ServingConfig {
     pub model_name: String,
     /// Inference device: `cpu` or `cuda`.
     pub device: String,
-    /// Most rows classified in one batch.
+    /// Most rows classified in one request (and so in one run).
     pub max_batch: u64,
+    /// Most rows in one run merging concurrent requests (dynamic batching).
+    pub batch_max_rows: u64,
+    /// Longest a request waits for others to merge with (microseconds).
+    pub batch_delay_us: u64,
     /// How far a request's timestamp may be from the enclave's clock (seconds).
     pub freshness_window_secs: i64,
     /// Price of one inference (nanotons).
@@ -122,11 +126,19 @@ pub struct MeasuredFile {
 
 /// Each item of [`ServingConfig`] (its JSON key, in the order digested) and
 /// what it means, for explanations.
-pub const SERVING_CONFIG_ITEMS: [(&str, &str); 11] = [
+pub const SERVING_CONFIG_ITEMS: [(&str, &str); 13] = [
     ("kokon_version", "kokon version of the enclave"),
     ("model_name", "name the ONNX model is served under"),
     ("device", "inference device (cpu or cuda)"),
-    ("max_batch", "most rows classified in one batch"),
+    ("max_batch", "most rows classified in one request"),
+    (
+        "batch_max_rows",
+        "most rows in one model run merging concurrent requests (a larger request runs alone)",
+    ),
+    (
+        "batch_delay_us",
+        "longest a request waits for others to merge with (microseconds)",
+    ),
     (
         "freshness_window_secs",
         "how far a request's timestamp may be from the enclave's clock (seconds)",
@@ -177,6 +189,8 @@ impl ServingConfig {
             Value::from(self.model_name.as_str()),
             Value::from(self.device.as_str()),
             Value::from(self.max_batch),
+            Value::from(self.batch_max_rows),
+            Value::from(self.batch_delay_us),
             Value::from(self.freshness_window_secs),
             big(self.price_nanoton_per_unit),
             Value::Array(
@@ -384,6 +398,8 @@ mod tests {
             model_name: "magika".into(),
             device: "cpu".into(),
             max_batch: 64,
+            batch_max_rows: 32,
+            batch_delay_us: 500,
             freshness_window_secs: 300,
             price_nanoton_per_unit: 1000,
             model_parameter_files: vec![MeasuredFile {
@@ -415,9 +431,9 @@ mod tests {
             ..serving_config()
         };
         let items = other.items();
-        assert_eq!(items[7].2, serde_json::Value::Null);
+        assert_eq!(items[9].2, serde_json::Value::Null);
         // A price past u64 is kept exact, as digits.
-        assert_eq!(items[9].2, serde_json::Value::from(u128::MAX.to_string()));
+        assert_eq!(items[11].2, serde_json::Value::from(u128::MAX.to_string()));
     }
 
     #[test]
@@ -435,6 +451,28 @@ mod tests {
         let mut d = c.clone();
         d.price_nanoton_per_completion_token += 1;
         assert_ne!(d.digest(), c.digest());
+    }
+
+    #[test]
+    fn the_serving_config_digest_pins_the_batching() {
+        let c = serving_config();
+        for changed in [
+            ServingConfig {
+                batch_max_rows: c.batch_max_rows + 1,
+                ..c.clone()
+            },
+            ServingConfig {
+                batch_delay_us: 0,
+                ..c.clone()
+            },
+        ] {
+            assert_ne!(changed.digest(), c.digest(), "{changed:?}");
+        }
+        let encoded = String::from_utf8(c.encode()).unwrap_or_default();
+        assert!(
+            encoded.contains("\"max_batch\":64,\"batch_max_rows\":32,\"batch_delay_us\":500,"),
+            "{encoded}"
+        );
     }
 
     #[test]

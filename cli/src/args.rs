@@ -348,6 +348,14 @@ pub struct HostArgs {
     /// Pin the enclave to these CPUs (comma-separated), as a TEE VM's dedicated vCPUs.
     #[arg(long)]
     pub enclave_cpus: Option<String>,
+    /// Most rows in one model run merging concurrent requests (the
+    /// enclave's `--batch-max-rows`; default: its `--max-batch`, 64).
+    #[arg(long)]
+    pub batch_max_rows: Option<usize>,
+    /// Longest a request waits for others to merge with, in microseconds
+    /// (the enclave's `--batch-delay-us`; default 500, 0: no wait).
+    #[arg(long)]
+    pub batch_delay_us: Option<u64>,
     /// Where hardware TEEs' collateral comes from.
     #[command(flatten)]
     pub sources: CollateralSources,

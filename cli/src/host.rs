@@ -92,6 +92,19 @@ fn process(args: &HostArgs, data_dir: &Path, run_dir: &Path) -> anyhow::Result<k
         .enclave_cpus
         .iter()
         .flat_map(|cpus| ["--cpus".to_string(), cpus.clone()]);
+    let batching = [
+        (
+            "--batch-max-rows",
+            args.batch_max_rows.map(|n| n.to_string()),
+        ),
+        (
+            "--batch-delay-us",
+            args.batch_delay_us.map(|n| n.to_string()),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(flag, value)| Some([flag.to_string(), value?]))
+    .flatten();
     Ok(EnclaveCommand {
         program: enclave,
         args: vec![
@@ -121,6 +134,7 @@ fn process(args: &HostArgs, data_dir: &Path, run_dir: &Path) -> anyhow::Result<k
                 .flat_map(|dir| ["--llm".to_string(), path(dir)]),
         )
         .chain(pinning)
+        .chain(batching)
         .collect(),
         env: Vec::new(),
         socket: run_dir.join(format!("enclave-{}.sock", std::process::id())),

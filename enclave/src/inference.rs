@@ -7,11 +7,10 @@
 //! Requests are validated against the model's own signature (names,
 //! datatypes, shapes, element ranges) before anything reaches ONNX Runtime;
 //! a mismatch is a [`InferError::BadRequest`] that states the expected
-//! signature. Sessions are pooled because `Session::run` takes `&mut self`.
+//! signature. Each session belongs to a worker of the model's
+//! [`Batcher`], which merges concurrent requests into one run.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use kokon_wire::kserve::{
     Datatype, Element, Encoding, InferInput, InferOutput, InferRequest, InferResponse,
@@ -23,6 +22,8 @@ use ort::session::{Session, SessionInputValue};
 use ort::value::{PrimitiveTensorElementType, Tensor, TensorElementType, ValueType};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
+
+use crate::batcher::{Array, Batcher, Batching, Data, Run};
 
 /// Where inference runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,18 +134,50 @@ fn signature_text(specs: &[Spec]) -> String {
         .join(", ")
 }
 
-/// A loaded model with its signature and a pool of sessions.
+/// A loaded model with its signature and its sessions' batcher.
 pub struct Model {
     name: String,
     digest: [u8; 32],
     inputs: Vec<Spec>,
     outputs: Vec<Spec>,
-    sessions: Vec<Mutex<Session>>,
-    next: AtomicUsize,
+    batcher: Batcher,
     max_batch: usize,
     runtime: String,
     parameters: crate::parameters::ModelParameters,
-    metrics: Option<crate::metrics::ModelMetrics>,
+}
+
+/// A session and the signature it runs: what a batcher worker owns.
+struct SessionRunner {
+    session: Session,
+    inputs: Vec<Spec>,
+    outputs: Vec<Spec>,
+}
+
+impl Run for SessionRunner {
+    fn run(&mut self, inputs: Vec<Array>) -> Result<Vec<Array>, String> {
+        let values = self
+            .inputs
+            .iter()
+            .zip(inputs)
+            .map(|(spec, array)| Ok((spec.name.clone(), ort_tensor(spec, array)?)))
+            .collect::<Result<Vec<(String, SessionInputValue<'static>)>, String>>()?;
+        let results = self.session.run(values).map_err(|e| e.to_string())?;
+        self.outputs
+            .iter()
+            .map(|spec| {
+                let value = results
+                    .get(spec.name.as_str())
+                    .ok_or_else(|| format!("output {:?} missing", spec.name))?;
+                array(spec, value)
+            })
+            .collect()
+    }
+}
+
+/// Whether every input and output has its batch as its first, dynamic,
+/// dimension: then requests can be concatenated into one run.
+fn batch_major(specs: &[Spec]) -> bool {
+    specs.iter().all(|s| s.shape.first() == Some(&-1))
 }
 
 fn specs(outlets: &[ort::value::Outlet], what: &str) -> Result<Vec<Spec>, String> {
@@ -180,7 +213,9 @@ pub fn load_runtime(lib: &Path) -> Result<Environment, InferError> {
 }
 
 impl Model {
-    /// Loads `path` into `sessions` ONNX Runtime sessions on `device`.
+    /// Loads `path` into `sessions` ONNX Runtime sessions on `device`,
+    /// accepting up to `max_batch` rows a request and merging concurrent
+    /// requests as `batching` says.
     pub fn load(
         env: &Environment,
         path: &Path,
@@ -188,6 +223,7 @@ impl Model {
         device: Device,
         sessions: usize,
         max_batch: usize,
+        batching: Batching,
     ) -> Result<Self, InferError> {
         let model_err = |reason: String| InferError::Model {
             path: path.display().to_string(),
@@ -203,21 +239,28 @@ impl Model {
                 .map_err(|e| model_err(e.to_string()))?
                 .with_intra_threads(1)
                 .map_err(|e| model_err(e.to_string()))?;
-            let mut builder = device.configure(builder).map_err(model_err)?;
-            pool.push(Mutex::new(
-                builder
+            pool.push(
+                device
+                    .configure(builder)
+                    .map_err(model_err)?
                     .commit_from_memory(&bytes)
                     .map_err(|e| model_err(e.to_string()))?,
-            ));
+            );
         }
         let first = pool.first().ok_or_else(|| model_err("no session".into()))?;
-        let (inputs, outputs) = {
-            let s = first.lock().map_err(|_| model_err("poisoned".into()))?;
-            (
-                specs(s.inputs(), "input").map_err(model_err)?,
-                specs(s.outputs(), "output").map_err(model_err)?,
-            )
-        };
+        let inputs = specs(first.inputs(), "input").map_err(model_err)?;
+        let outputs = specs(first.outputs(), "output").map_err(model_err)?;
+        let mergeable = batch_major(&inputs) && batch_major(&outputs);
+        let runners = pool
+            .into_iter()
+            .map(|session| SessionRunner {
+                session,
+                inputs: inputs.clone(),
+                outputs: outputs.clone(),
+            })
+            .collect();
+        let batcher = Batcher::start(runners, batching, mergeable)
+            .map_err(|e| model_err(format!("cannot start the inference workers: {e}")))?;
         let runtime = format!(
             "onnxruntime (api {}) {}",
             ort::MINOR_VERSION,
@@ -228,36 +271,18 @@ impl Model {
             digest,
             inputs,
             outputs,
-            sessions: pool,
-            next: AtomicUsize::new(0),
+            batcher,
             max_batch,
             runtime,
             parameters: crate::parameters::for_model(path)
                 .map_err(|e| model_err(format!("{e:#}")))?,
-            metrics: None,
         })
     }
 
-    /// Reports its runs (waits, batch sizes, timings) to `metrics`.
-    pub fn observed_by(mut self, metrics: crate::metrics::ModelMetrics) -> Self {
-        self.metrics = Some(metrics);
+    /// Reports its runs (waits, rows and requests per run, timings) to `metrics`.
+    pub fn observed_by(self, metrics: crate::metrics::ModelMetrics) -> Self {
+        self.batcher.observed_by(metrics);
         self
-    }
-
-    /// The first idle session (so a lone client keeps one warm), else the next in turn.
-    fn session(&self) -> Result<std::sync::MutexGuard<'_, Session>, InferError> {
-        for slot in &self.sessions {
-            if let Ok(guard) = slot.try_lock() {
-                return Ok(guard);
-            }
-        }
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.sessions.len().max(1);
-        let slot = self
-            .sessions
-            .get(index)
-            .ok_or_else(|| InferError::Run("no session".into()))?;
-        slot.lock()
-            .map_err(|_| InferError::Run("session lock poisoned".into()))
     }
 
     /// The name the model is served under.
@@ -292,8 +317,9 @@ impl Model {
         &self.parameters.files
     }
 
-    /// Validates a request against the signature, runs it, and returns the
-    /// response with the number of units (batch rows) consumed.
+    /// Validates a request against the signature, runs it (merged with
+    /// concurrent requests), and returns the response with the number of
+    /// units (its batch rows) consumed.
     pub fn infer(&self, request: &InferRequest) -> Result<(InferResponse, u64), InferError> {
         let expected = || format!("expected inputs [{}]", signature_text(&self.inputs));
         if request.inputs.len() != self.inputs.len() {
@@ -303,8 +329,7 @@ impl Model {
                 expected()
             )));
         }
-        let mut values: Vec<(String, SessionInputValue<'static>)> =
-            Vec::with_capacity(self.inputs.len());
+        let mut arrays = Vec::with_capacity(self.inputs.len());
         let mut batch = None;
         for spec in &self.inputs {
             let input = request
@@ -331,18 +356,19 @@ impl Model {
                     "inputs disagree on the batch size".into(),
                 ));
             }
-            let value = tensor(spec, input, shape)
+            let data = elements(spec, input, &shape)
                 .map_err(|e| InferError::BadRequest(format!("{e}; {}", expected())))?;
-            values.push((spec.name.clone(), value));
+            arrays.push(Array { shape, data });
         }
-        let wanted: Vec<&Spec> = match &request.outputs {
-            None => self.outputs.iter().collect(),
+        // The outputs asked for, by their position in the model's outputs.
+        let wanted: Vec<usize> = match &request.outputs {
+            None => (0..self.outputs.len()).collect(),
             Some(list) => list
                 .iter()
                 .map(|o| {
                     self.outputs
                         .iter()
-                        .find(|s| s.name == o.name)
+                        .position(|s| s.name == o.name)
                         .ok_or_else(|| {
                             InferError::BadRequest(format!(
                                 "unknown output {:?}; outputs are [{}]",
@@ -353,24 +379,16 @@ impl Model {
                 })
                 .collect::<Result<_, _>>()?,
         };
-        let waiting = self.metrics.as_ref().map(|m| m.waiting());
-        let mut session = self.session()?;
-        if let Some(waiting) = waiting {
-            waiting.done();
-        }
-        let started = std::time::Instant::now();
-        let results = session
-            .run(values)
-            .map_err(|e| InferError::Run(e.to_string()))?;
-        if let Some(m) = &self.metrics {
-            m.run(batch.unwrap_or(1), started.elapsed());
-        }
+        let results = self
+            .batcher
+            .infer(arrays, batch.unwrap_or(1))
+            .map_err(InferError::Run)?;
         let mut outputs = Vec::with_capacity(wanted.len());
-        for spec in wanted {
-            let value = results
-                .get(spec.name.as_str())
-                .ok_or_else(|| InferError::Run(format!("output {:?} missing", spec.name)))?;
-            outputs.push(output(spec, value, request.output_encoding(&spec.name))?);
+        for index in wanted {
+            let (Some(spec), Some(array)) = (self.outputs.get(index), results.get(index)) else {
+                return Err(InferError::Run(format!("output {index} missing")));
+            };
+            outputs.push(output(spec, array, request.output_encoding(&spec.name))?);
         }
         let units = batch.and_then(|b| u64::try_from(b).ok()).unwrap_or(1);
         Ok((
@@ -518,28 +536,20 @@ fn check_shape(spec: &Spec, input: &InferInput, max_batch: usize) -> Result<Vec<
     Ok(shape)
 }
 
-/// The input's elements as an ONNX Runtime tensor of `shape`, whose
-/// element count they must match.
-fn tensor(
-    spec: &Spec,
-    input: &InferInput,
-    shape: Vec<usize>,
-) -> Result<SessionInputValue<'static>, String> {
-    match spec.dtype {
-        DType::Int32 => typed_tensor::<i32>(spec, input, shape),
-        DType::Int64 => typed_tensor::<i64>(spec, input, shape),
-        DType::Fp32 => typed_tensor::<f32>(spec, input, shape),
-    }
+/// The input's elements, whose count must match `shape`.
+fn elements(spec: &Spec, input: &InferInput, shape: &[usize]) -> Result<Data, String> {
+    Ok(match spec.dtype {
+        DType::Int32 => Data::Int32(typed_elements(spec, input, shape)?),
+        DType::Int64 => Data::Int64(typed_elements(spec, input, shape)?),
+        DType::Fp32 => Data::Fp32(typed_elements(spec, input, shape)?),
+    })
 }
 
-fn typed_tensor<T>(
+fn typed_elements<T: Element>(
     spec: &Spec,
     input: &InferInput,
-    shape: Vec<usize>,
-) -> Result<SessionInputValue<'static>, String>
-where
-    T: Element + PrimitiveTensorElementType + std::fmt::Debug + 'static,
-{
+    shape: &[usize],
+) -> Result<Vec<T>, String> {
     let data = input.values::<T>().map_err(|e| e.to_string())?;
     let count = shape
         .iter()
@@ -553,32 +563,57 @@ where
             data.len()
         ));
     }
-    Tensor::from_array((shape, data))
-        .map(Into::into)
-        .map_err(|e| format!("input {:?}: {e}", spec.name))
+    Ok(data)
 }
 
-/// The output `value` as a KServe tensor travelling as `encoding`.
-fn output(
-    spec: &Spec,
-    value: &ort::value::DynValue,
-    encoding: Encoding,
-) -> Result<InferOutput, InferError> {
-    match spec.dtype {
-        DType::Int32 => typed_output::<i32>(spec, value, encoding),
-        DType::Int64 => typed_output::<i64>(spec, value, encoding),
-        DType::Fp32 => typed_output::<f32>(spec, value, encoding),
-    }
+/// An input array as an ONNX Runtime tensor.
+fn ort_tensor(spec: &Spec, array: Array) -> Result<SessionInputValue<'static>, String> {
+    let input = |e: ort::Error| format!("input {:?}: {e}", spec.name);
+    Ok(match array.data {
+        Data::Int32(v) => Tensor::from_array((array.shape, v)).map_err(input)?.into(),
+        Data::Int64(v) => Tensor::from_array((array.shape, v)).map_err(input)?.into(),
+        Data::Fp32(v) => Tensor::from_array((array.shape, v)).map_err(input)?.into(),
+    })
 }
 
-fn typed_output<T: Element + PrimitiveTensorElementType>(
+/// An ONNX Runtime output as an array of its signature's datatype.
+fn array(spec: &Spec, value: &ort::value::DynValue) -> Result<Array, String> {
+    Ok(match spec.dtype {
+        DType::Int32 => typed_array(spec, value, Data::Int32)?,
+        DType::Int64 => typed_array(spec, value, Data::Int64)?,
+        DType::Fp32 => typed_array(spec, value, Data::Fp32)?,
+    })
+}
+
+fn typed_array<T: PrimitiveTensorElementType + Clone>(
     spec: &Spec,
     value: &ort::value::DynValue,
-    encoding: Encoding,
-) -> Result<InferOutput, InferError> {
-    let (shape, data) = value
+    data: fn(Vec<T>) -> Data,
+) -> Result<Array, String> {
+    let (shape, values) = value
         .try_extract_tensor::<T>()
-        .map_err(|e| InferError::Run(format!("output {:?}: {e}", spec.name)))?;
-    InferOutput::new(&spec.name, shape.iter().copied().collect(), data, encoding)
-        .map_err(|e| InferError::Run(e.to_string()))
+        .map_err(|e| format!("output {:?}: {e}", spec.name))?;
+    let shape = shape
+        .iter()
+        .map(|d| usize::try_from(*d).map_err(|_| format!("output {:?}: dimension {d}", spec.name)))
+        .collect::<Result<_, _>>()?;
+    Ok(Array {
+        shape,
+        data: data(values.to_vec()),
+    })
+}
+
+/// An output array as a KServe tensor travelling as `encoding`.
+fn output(spec: &Spec, array: &Array, encoding: Encoding) -> Result<InferOutput, InferError> {
+    let shape = array
+        .shape
+        .iter()
+        .map(|d| i64::try_from(*d).unwrap_or(i64::MAX))
+        .collect();
+    match &array.data {
+        Data::Int32(v) => InferOutput::new(&spec.name, shape, v, encoding),
+        Data::Int64(v) => InferOutput::new(&spec.name, shape, v, encoding),
+        Data::Fp32(v) => InferOutput::new(&spec.name, shape, v, encoding),
+    }
+    .map_err(|e| InferError::Run(e.to_string()))
 }

@@ -13,6 +13,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod batcher;
 pub mod evidence;
 pub mod gateway;
 pub mod inference;
@@ -107,6 +108,15 @@ pub struct Args {
     /// Largest batch accepted in one request.
     #[arg(long, default_value_t = 64)]
     pub max_batch: usize,
+    /// Most rows in one model run merging concurrent requests (1 to
+    /// --max-batch) [default: --max-batch]; a single request of more rows
+    /// runs alone.
+    #[arg(long)]
+    pub batch_max_rows: Option<usize>,
+    /// Longest a request waits for others to merge with, in microseconds
+    /// (0: run at once what is queued).
+    #[arg(long, default_value_t = 500)]
+    pub batch_delay_us: u64,
     /// Price of one unit (one inference) in nanotons, as receipts charge it.
     #[arg(long, default_value_t = 0)]
     pub price_nanoton_per_unit: u128,
@@ -131,6 +141,23 @@ pub struct Args {
     /// when the host dies, however it dies. Without it stdin is ignored.
     #[arg(long)]
     pub exit_with_host: bool,
+}
+
+impl Args {
+    /// The dynamic batching asked for: `--batch-max-rows` (default
+    /// `--max-batch`, and at most it) and `--batch-delay-us`.
+    pub fn batching(&self) -> anyhow::Result<batcher::Batching> {
+        let max_rows = self.batch_max_rows.unwrap_or(self.max_batch);
+        anyhow::ensure!(
+            (1..=self.max_batch).contains(&max_rows),
+            "--batch-max-rows {max_rows} is out of range: expected 1 to --max-batch ({})",
+            self.max_batch
+        );
+        Ok(batcher::Batching {
+            max_rows,
+            delay: Duration::from_micros(self.batch_delay_us),
+        })
+    }
 }
 
 /// Watches the lifeline (stdin) on a thread of its own, from before the
@@ -185,6 +212,7 @@ pub fn pin_to_cpus(cpus: &[usize]) -> anyhow::Result<()> {
 
 /// Starts the enclave and serves until told to stop.
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    let batching = args.batching()?;
     let now = gateway::unix_now();
     let sim_td = match (&args.sim_launch, args.tee) {
         (Some(path), TeeKind::Sim) => evidence::read_sim_launch(path)?.td(),
@@ -224,6 +252,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.device,
         args.sessions,
         args.max_batch,
+        batching,
     )?
     .observed_by(metrics.model(&args.model_name));
     let text = match &args.llm {
@@ -243,6 +272,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         model_name: args.model_name.clone(),
         device: args.device.as_str().into(),
         max_batch: args.max_batch as u64,
+        batch_max_rows: batching.max_rows as u64,
+        batch_delay_us: args.batch_delay_us,
         freshness_window_secs: gateway::FRESHNESS_WINDOW_SECS,
         price_nanoton_per_unit: args.price_nanoton_per_unit,
         model_parameter_files: model.parameter_files().to_vec(),
@@ -300,4 +331,46 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         (None, None) => anyhow::bail!("give --socket PATH or --vsock-port PORT"),
     };
     server::serve(enclave, &listen).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Args {
+        let base = [
+            "kokon-enclave",
+            "--socket",
+            "s",
+            "--model",
+            "m",
+            "--ort-lib",
+            "o",
+        ];
+        Args::parse_from(base.iter().chain(extra).chain(&["--data-dir", "d"]))
+    }
+
+    #[test]
+    fn batching_defaults_to_the_request_limit_and_stays_within_it() {
+        let b = args(&[]).batching().unwrap();
+        assert_eq!((b.max_rows, b.delay), (64, Duration::from_micros(500)));
+        let b = args(&["--max-batch", "8", "--batch-delay-us", "0"])
+            .batching()
+            .unwrap();
+        assert_eq!((b.max_rows, b.delay), (8, Duration::ZERO));
+        let b = args(&["--max-batch", "8", "--batch-max-rows", "3"])
+            .batching()
+            .unwrap();
+        assert_eq!(b.max_rows, 3);
+        for (extra, limit) in [
+            (["--max-batch", "8", "--batch-max-rows", "9"], 8),
+            (["--max-batch", "8", "--batch-max-rows", "0"], 8),
+        ] {
+            let e = args(&extra).batching().unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("expected 1 to --max-batch ({limit})")),
+                "{e}"
+            );
+        }
+    }
 }

@@ -3,8 +3,8 @@
 //!
 //! Only sizes and timings of the enclave's own work, labelled by model and
 //! call: how long requests waited for the model, how many waited, how many
-//! rows or sequences each model call ran and how long it took, and how many
-//! tokens the text model processed. Nothing derived from a request's
+//! rows or sequences each model call ran, how many requests a KServe call
+//! merged and how long it took, and how many tokens the text model processed. Nothing derived from a request's
 //! content beyond what the host already sees (its size and timing).
 
 use std::sync::Arc;
@@ -50,6 +50,7 @@ pub struct Metrics {
     registry: Registry,
     call_seconds: Histograms<CallLabels>,
     batch_size: Histograms<CallLabels>,
+    run_requests: Histograms<ModelLabel>,
     tokens: Family<CallLabels, Counter>,
     queue_seconds: Histograms<ModelLabel>,
     queue_depth: Family<ModelLabel, Gauge>,
@@ -61,6 +62,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("kokon_enclave");
         let call_seconds: Histograms<CallLabels> = Family::new_with_constructor(seconds);
         let batch_size: Histograms<CallLabels> = Family::new_with_constructor(sizes);
+        let run_requests: Histograms<ModelLabel> = Family::new_with_constructor(sizes);
         let tokens = Family::<CallLabels, Counter>::default();
         let queue_seconds: Histograms<ModelLabel> = Family::new_with_constructor(seconds);
         let queue_depth = Family::<ModelLabel, Gauge>::default();
@@ -73,6 +75,11 @@ impl Metrics {
             "batch_size",
             "Rows (KServe) or sequences (text) in one model call",
             batch_size.clone(),
+        );
+        registry.register(
+            "run_requests",
+            "KServe requests merged into one model call (dynamic batching)",
+            run_requests.clone(),
         );
         registry.register(
             "processed_tokens",
@@ -93,6 +100,7 @@ impl Metrics {
             registry,
             call_seconds,
             batch_size,
+            run_requests,
             tokens,
             queue_seconds,
             queue_depth,
@@ -139,9 +147,13 @@ impl ModelMetrics {
         }
     }
 
-    /// A KServe run of `rows` rows took `elapsed`.
-    pub fn run(&self, rows: usize, elapsed: Duration) {
+    /// A KServe run of `rows` rows, merging `requests` requests, took `elapsed`.
+    pub fn run(&self, rows: usize, requests: usize, elapsed: Duration) {
         self.observe_call("run", rows, elapsed);
+        self.metrics
+            .run_requests
+            .get_or_create(&self.label())
+            .observe(requests as f64);
     }
 
     fn observe_call(&self, call: &str, rows: usize, elapsed: Duration) {
@@ -239,7 +251,7 @@ mod tests {
             .render()
             .contains("kokon_enclave_queue_depth{model=\"magika\"} 1"));
         waiting.done();
-        magika.run(16, Duration::from_millis(3));
+        magika.run(16, 3, Duration::from_millis(3));
         let text = metrics.model("smollm2");
         text.model_call(kokon_llm::CallKind::Decode, 4, 4, Duration::from_millis(20));
         text.model_call(
@@ -255,6 +267,7 @@ mod tests {
             "kokon_enclave_queue_wait_seconds_count{model=\"magika\"} 1",
             "kokon_enclave_batch_size_sum{model=\"magika\",call=\"run\"} 16.0",
             "kokon_enclave_model_call_duration_seconds_count{model=\"magika\",call=\"run\"} 1",
+            "kokon_enclave_run_requests_sum{model=\"magika\"} 3.0",
             "kokon_enclave_batch_size_sum{model=\"smollm2\",call=\"decode\"} 4.0",
             "kokon_enclave_processed_tokens_total{model=\"smollm2\",call=\"prefill\"} 100",
             "kokon_enclave_queue_depth{model=\"smollm2\"} 2",

@@ -5,7 +5,10 @@
 //! confidential inference: seal to the attested key, HTTP relay through the
 //! host, Unix-socket hop, open, validate, run, receipt, seal, open, verify.
 //! It prints p50/p99 of each and their ratio, where the confidential path's
-//! time goes (phases), throughput with 1 and 16 concurrent clients, the
+//! time goes (phases), bare `session.run` latency and rows/s at batch 1, 16,
+//! 64 and 256, confidential throughput with 1, 16 and 64 concurrent clients
+//! (which the enclave's dynamic batching merges) and, at 64, its ratio to
+//! bare throughput at batch 64, the
 //! latency of verifying real TDX and SNP evidence against the `dcap-qvl` and
 //! `sev` crates on the same inputs, billing throughput, and text generation
 //! (time to first token and decode rate with 1 and 8 streams, confidential
@@ -23,6 +26,14 @@
 //! other's weights from the shared CPU caches, a cost a deployed enclave
 //! (alone on its cores) does not pay. Blocks keep both under the same
 //! conditions over the whole run while measuring each warm.
+//!
+//! `KOKON_BENCH_DEVICE=cuda` runs the magika figures on ONNX Runtime's CUDA
+//! execution provider (the enclave with `--device cuda`, the bare session
+//! set up as the enclave sets up its own) and the text model's on the GPU
+//! and on the CPU; it needs binaries built with `--features
+//! kokon-tests/cuda`. The default is `cpu`. `kokon-bench gpu` (what `just
+//! bench-gpu` runs) measures magika and the text model alone, without the
+//! VM, verification and billing figures.
 
 mod billing_bench;
 mod llm_bench;
@@ -44,6 +55,44 @@ const SAMPLES: usize = 400;
 const BLOCK: usize = 50;
 const WARMUP: usize = 30;
 const THROUGHPUT_WINDOW: Duration = Duration::from_secs(4);
+/// The environment variable choosing the magika figures' device.
+/// Batch sizes of the bare throughput figures.
+const BARE_BATCHES: [usize; 4] = [1, 16, 64, 256];
+/// Concurrent clients whose confidential throughput is compared with bare
+/// throughput at the same batch size.
+const RATIO_CLIENTS: usize = 64;
+/// Concurrent clients of the confidential throughput figures.
+const CLIENTS: [usize; 3] = [1, 16, RATIO_CLIENTS];
+
+/// One bare `session.run` over `rows` rows (`flat`, row-major), timed.
+fn bare_run(session: &mut Session, flat: &[i32], rows: usize) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    let input = Tensor::from_array((vec![rows, flat.len() / rows.max(1)], flat.to_vec()))?;
+    let out = session.run(ort::inputs!["bytes" => input])?;
+    let (_, scores) = out
+        .get("target_label")
+        .ok_or_else(|| anyhow::anyhow!("no output"))?
+        .try_extract_tensor::<f32>()?;
+    std::hint::black_box(scores);
+    Ok(t.elapsed())
+}
+
+/// p50 latency and rows/s of bare `session.run` over `batch` copies of `row`.
+fn bare_batch(session: &mut Session, row: &[i32], batch: usize) -> anyhow::Result<(Duration, f64)> {
+    let flat: Vec<i32> = std::iter::repeat_n(row, batch).flatten().copied().collect();
+    let mut run = || bare_run(session, &flat, batch);
+    for _ in 0..5 {
+        run()?;
+    }
+    let (mut times, started) = (Vec::new(), Instant::now());
+    while times.len() < SAMPLES / 2 && started.elapsed() < THROUGHPUT_WINDOW / 2 {
+        times.push(run()?);
+    }
+    let total: Duration = times.iter().sum();
+    let rows_per_s = (times.len() * batch) as f64 / total.as_secs_f64().max(f64::MIN_POSITIVE);
+    times.sort();
+    Ok((percentile(&times, 0.5), rows_per_s))
+}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -141,6 +190,7 @@ fn print_llm_ratios(ratios: llm_bench::Ratios) {
 /// The whole bench; `gpu_only`: magika and the text model alone, on the
 /// devices [`kokon_tests::gpu::bench_devices`] names (`kokon-bench gpu`).
 async fn bench(cpus: Vec<usize>, enclave_cpu: Option<usize>, gpu_only: bool) -> anyhow::Result<()> {
+    let device = kokon_tests::gpu::bench_device().map_err(anyhow::Error::msg)?;
     let env = Env::load();
     let magika = env.magika();
     let sample = std::fs::read(kokon_tests::repo_root().join("attestation/src/tdx/quote.rs"))?;
@@ -161,28 +211,20 @@ async fn bench(cpus: Vec<usize>, enclave_cpu: Option<usize>, gpu_only: bool) -> 
             b.with_intra_threads(1)
                 .map_err(|e| ort::Error::new(e.to_string()))
         })
+        .and_then(|b| device.configure(b).map_err(ort::Error::new))
         .and_then(|mut b| b.commit_from_file(&env.model))
         .map_err(|e| anyhow::anyhow!("bare session: {e}"))?;
-    let mut bare = || -> anyhow::Result<Duration> {
-        let t = Instant::now();
-        let input = Tensor::from_array((vec![1usize, row.len()], row.clone()))?;
-        let out = session.run(ort::inputs!["bytes" => input])?;
-        let (_, scores) = out
-            .get("target_label")
-            .ok_or_else(|| anyhow::anyhow!("no output"))?
-            .try_extract_tensor::<f32>()?;
-        std::hint::black_box(scores);
-        Ok(t.elapsed())
-    };
+    let mut bare = || bare_run(&mut session, &row, 1);
 
     // The enclave's own inference path (KServe validation, tensors, run, output), in process.
     let model = kokon_enclave::inference::Model::load(
         &ort_env,
         &env.model,
         "magika",
-        kokon_enclave::inference::Device::Cpu,
+        device,
         1,
         64,
+        kokon_enclave::batcher::Batching::default(),
     )?;
     let kserve_request = magika_request(std::slice::from_ref(&row));
     let mut model_t = Vec::with_capacity(SAMPLES);
@@ -198,11 +240,14 @@ async fn bench(cpus: Vec<usize>, enclave_cpu: Option<usize>, gpu_only: bool) -> 
     }
     model_t.sort();
 
+    let mut enclave_args: Vec<String> = enclave_cpu
+        .iter()
+        .flat_map(|c| ["--cpus".to_string(), c.to_string()])
+        .collect();
+    enclave_args.extend(["--device".into(), device.as_str().into()]);
+    enclave_args.extend(kokon_tests::gpu::development_args(device));
     let stack = Stack::start(Options {
-        enclave_args: enclave_cpu
-            .iter()
-            .flat_map(|c| ["--cpus".to_string(), c.to_string()])
-            .collect(),
+        enclave_args,
         ..Options::default()
     })
     .await;
@@ -251,7 +296,7 @@ async fn bench(cpus: Vec<usize>, enclave_cpu: Option<usize>, gpu_only: bool) -> 
         percentile(&e2e_t, 0.5),
         percentile(&e2e_t, 0.99),
     );
-    println!("model: magika standard_v3_3 (1 x 2048 int32), ONNX Runtime CPU, {SAMPLES} samples each in alternating blocks of {BLOCK}; enclave pinned to CPU {enclave_cpu:?}");
+    println!("model: magika standard_v3_3 (1 x 2048 int32), ONNX Runtime, device {}, {SAMPLES} samples each in alternating blocks of {BLOCK}; enclave pinned to CPU {enclave_cpu:?}", device.as_str());
     println!(
         "bare session.run      p50 {:7.3} ms   p99 {:7.3} ms",
         ms(b50),
@@ -277,7 +322,18 @@ async fn bench(cpus: Vec<usize>, enclave_cpu: Option<usize>, gpu_only: bool) -> 
         println!("  phase {name:<52} p50 {:7.3} ms", ms(percentile(&v, 0.5)));
     }
 
-    for clients in [1usize, 16] {
+    let mut bare_rows_per_s = Vec::new();
+    for batch in BARE_BATCHES {
+        let (p50, rows_per_s) = bare_batch(&mut session, &row, batch)?;
+        println!(
+            "bare session.run, batch {batch:>3}: p50 {:7.3} ms   {rows_per_s:9.0} rows/s",
+            ms(p50)
+        );
+        bare_rows_per_s.push((batch, rows_per_s));
+    }
+
+    let mut confidential = 0.0;
+    for clients in CLIENTS {
         let done = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
         let deadline = Instant::now() + THROUGHPUT_WINDOW;
@@ -304,6 +360,15 @@ async fn bench(cpus: Vec<usize>, enclave_cpu: Option<usize>, gpu_only: bool) -> 
         anyhow::ensure!(
             failed == 0,
             "{failed} requests failed under {clients} concurrent clients"
+        );
+        if clients == RATIO_CLIENTS {
+            confidential = rps;
+        }
+    }
+    if let Some((batch, bare)) = bare_rows_per_s.iter().find(|(b, _)| *b == RATIO_CLIENTS) {
+        println!(
+            "confidential throughput at {RATIO_CLIENTS} clients against bare session.run at batch {batch}: {:.3} ({confidential:.0} against {bare:.0} rows/s)",
+            confidential / bare
         );
     }
     stack.shutdown().await;

@@ -39,13 +39,21 @@ pub fn skip(test: &str) -> bool {
 /// Asks the bench to also measure on the GPU when set to `cuda`.
 pub const BENCH_DEVICE_ENV: &str = "KOKON_BENCH_DEVICE";
 
-/// The devices the bench measures: the CPU, and the GPU too when
-/// [`BENCH_DEVICE_ENV`] is `cuda` (GPU against CPU in one run).
-pub fn bench_devices() -> Vec<Device> {
-    match std::env::var(BENCH_DEVICE_ENV).as_deref() {
-        Ok("cuda") => vec![Device::Cpu, Device::Cuda],
-        _ => vec![Device::Cpu],
+/// The device [`BENCH_DEVICE_ENV`] names (`cpu` when unset).
+pub fn bench_device() -> Result<Device, String> {
+    match std::env::var(BENCH_DEVICE_ENV) {
+        Ok(name) => name.parse().map_err(|e| format!("{BENCH_DEVICE_ENV}: {e}")),
+        Err(_) => Ok(Device::Cpu),
     }
+}
+
+/// The devices the bench measures the text model on: the CPU, and the GPU
+/// too when [`BENCH_DEVICE_ENV`] is `cuda` (GPU against CPU in one run).
+pub fn bench_devices() -> Result<Vec<Device>, String> {
+    Ok(match bench_device()? {
+        Device::Cpu => vec![Device::Cpu],
+        Device::Cuda => vec![Device::Cpu, Device::Cuda],
+    })
 }
 
 /// The enclave arguments that let it run on `device` on a GPU that is not

@@ -243,7 +243,7 @@ pub async fn run(
         vs_llamacpp: None,
     };
     let mut bare_one = 0.0;
-    for device in kokon_tests::gpu::bench_devices() {
+    for device in kokon_tests::gpu::bench_devices().map_err(anyhow::Error::msg)? {
         let (decode, single) = on_device(env, ort_env, cpus, enclave_cpu, device).await?;
         match device {
             Device::Cpu => (ratios.decode, bare_one) = (decode, single),

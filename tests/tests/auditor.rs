@@ -588,6 +588,8 @@ fn the_explanation_of_a_bundle_lists_what_config_digest_commits_to() {
         model_name: "magika".into(),
         device: "cuda".into(),
         max_batch: 32,
+        batch_max_rows: 16,
+        batch_delay_us: 250,
         freshness_window_secs: 300,
         price_nanoton_per_unit: 1500,
         model_parameter_files: vec![MeasuredFile {
@@ -639,6 +641,8 @@ fn the_explanation_of_a_bundle_lists_what_config_digest_commits_to() {
     let value = |name: &str| items.iter().find(|i| i["name"] == name).unwrap()["value"].clone();
     assert_eq!(value("device"), "cuda");
     assert_eq!(value("price_nanoton_per_unit"), 1500);
+    assert_eq!(value("batch_max_rows"), 16);
+    assert_eq!(value("batch_delay_us"), 250);
     assert_eq!(value("text_model_name"), "smollm2-135m-instruct");
     assert_eq!(
         value("model_parameter_files"),
