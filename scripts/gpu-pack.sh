@@ -2,7 +2,7 @@
 # Packs kokon's GPU checks for a lent GPU machine that has no package registry
 # and takes uploads of at most 64 MiB (see ../shared/tools/gpu-stage.sh, which
 # this runs for onnxruntime-gpu). The payload: release binaries built with the
-# `cuda` feature (kokon, kokon-enclave, kokon-bench, the gpu test binary),
+# `cuda` feature (kokon, kokon-enclave, kokon-bench, the two gpu test binaries),
 # magika's package, the text model's GGUF (the GPU machine converts it with
 # scripts/llm/gguf_to_onnx.py, and the digests must equal this machine's),
 # and the gguf and onnx wheels the converter imports. It is one tar, split
@@ -19,19 +19,21 @@ target=${KOKON_GPU_TARGET:-target/gpu}
 chunk=62000000
 cargo build --profile image --target-dir "$target" --features kokon-tests/cuda \
   -p kokon -p kokon-enclave -p kokon-tests --bins
-gpu_test=$(cargo test --profile image --target-dir "$target" --features kokon-tests/cuda \
-  -p kokon-tests --test gpu --no-run --message-format json 2>/dev/null \
+# The GPU test binaries: kokon-tests' (CUDA inference) and kokon-enclave's
+# (NVML: the GPUs' confidential-computing state), as <package> <path> lines.
+tests=$(cargo test --profile image --target-dir "$target" --features kokon-tests/cuda \
+  -p kokon-tests -p kokon-enclave --test gpu --no-run --message-format json 2>/dev/null \
   | python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "gpu" and m.get("executable"):
-        print(m["executable"])')
-[ -x "$gpu_test" ] || { echo "gpu-pack: no gpu test binary" >&2; exit 1; }
+        print(m["target"]["src_path"].split("/")[-3], m["executable"])')
+[ "$(echo "$tests" | wc -l)" = 2 ] || { echo "gpu-pack: expected two gpu test binaries, got: $tests" >&2; exit 1; }
 payload=$(mktemp -d)
 trap 'rm -rf "$payload"' EXIT
 mkdir -p "$payload/bin" "$payload/wheels"
 for b in kokon kokon-enclave kokon-bench; do cp "$target/image/$b" "$payload/bin/"; done
-cp "$gpu_test" "$payload/bin/gpu-tests"
+echo "$tests" | while read -r package path; do cp "$path" "$payload/bin/$package-gpu-tests"; done
 cp -r "$KOKON_MAGIKA_DIR" "$payload/magika"
 rm -rf "$payload/magika/__pycache__"
 cp "$KOKON_LLM_GGUF" "$payload/model.gguf"

@@ -5,7 +5,8 @@
 # checkout's root. Writes its logs to $OUT (or /tmp/kokon-out):
 #   gpu.txt        the card and driver (nvidia-smi)
 #   convert.log    the text model converted there, and its digests against this machine's
-#   tests.log      the gpu test binary (tests/tests/gpu.rs) on the GPU
+#   enclave-gpu-tests.log  enclave/tests/gpu.rs: NVML, the GPUs' CC state
+#   tests-gpu-tests.log    tests/tests/gpu.rs: magika and the text model on CUDA
 #   bench.log      `kokon-bench gpu`: magika and the text model, GPU against CPU
 set -uo pipefail
 root=$(pwd)
@@ -50,9 +51,11 @@ ENV
 # Exported too: the variables take precedence over the file the tests read.
 set -a; source "$root/.cache/kokon.env"; set +a
 chmod +x "$work"/bin/*
-start=$(date +%s)
-"$work/bin/gpu-tests" --test-threads 1 --nocapture > "$out/tests.log" 2>&1
-log "gpu tests: exit $? in $(( $(date +%s) - start )) s: $(grep -E '^test result' "$out/tests.log" | tail -n1)"
+for t in enclave tests; do
+  start=$(date +%s)
+  "$work/bin/$t-gpu-tests" --test-threads 1 --nocapture > "$out/$t-gpu-tests.log" 2>&1
+  log "$t/tests/gpu.rs: exit $? in $(( $(date +%s) - start )) s: $(grep -E '^test result' "$out/$t-gpu-tests.log" | tail -n1)"
+done
 start=$(date +%s)
 KOKON_BENCH_DEVICE=cuda KOKON_BENCH_SKIP_LLAMACPP=1 timeout "${KOKON_GPU_BENCH_SECONDS:-330}" \
   "$work/bin/kokon-bench" gpu > "$out/bench.log" 2>&1
