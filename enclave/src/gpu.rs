@@ -21,8 +21,9 @@
 //! nonce; the evidence goes into the bundle and its digests, with the CC
 //! state as read at that moment, into the claims the TEE signs.
 //!
-//! The GPU side is a [`GpuAttester`]: NVML ([`crate::nvml::Nvml`]) on a
-//! real machine, [`SimGpus`] (simulated GPUs under a test root) in tests.
+//! The GPU side is a [`GpuAttester`]: NVML ([`crate::nvml::Nvml`], and
+//! [`crate::nvml::start`] for the enclave's device) on a real machine,
+//! [`SimGpus`] (simulated GPUs under a test root) in tests.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,8 +34,6 @@ use kokon_attestation::claims::{CcEnvironment, GpuCcState, MultiGpuMode};
 use kokon_attestation::nvidia::{self, gpu_nonce, spdm::NONCE_LEN, Expectations};
 use kokon_attestation::sim::SimGpu;
 use kokon_attestation::{GpuEvidence, TrustAnchors};
-
-use crate::inference::Device;
 
 /// The system-wide confidential-computing settings NVML reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,22 +237,6 @@ impl Gpus {
                 Ok(evidence)
             })
             .collect()
-    }
-}
-
-/// The enclave's GPUs for `device`: none on the CPU (nothing GPU is
-/// touched); with CUDA, the GPUs through NVML, started in `mode` under the
-/// embedded NVIDIA root at `now` ([`Gpus::start`]).
-pub fn start(device: Device, mode: GpuMode, now: i64) -> anyhow::Result<Option<Gpus>> {
-    match device {
-        Device::Cpu => Ok(None),
-        Device::Cuda => {
-            let anchors = TrustAnchors {
-                roots: vec![kokon_attestation::roots::nvidia_device_root()?],
-            };
-            let nvml = Arc::new(crate::nvml::Nvml::load()?);
-            Gpus::start(nvml, mode, anchors, now).map(Some)
-        }
     }
 }
 

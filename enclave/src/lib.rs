@@ -224,7 +224,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut backend = evidence::Backend::start(args.tee, &paths, &args.data_dir, sim_td, now)?;
     tracing::info!(backend = backend.name(), requested = ?args.tee, "evidence backend started");
     // Before any model loads: a GPU in CC mode takes work only once ready.
-    let gpus = gpu::start(args.device, args.gpu_mode, now)?;
+    let gpus = nvml::start(args.device, args.gpu_mode, now)?;
     let env = inference::load_runtime(&args.ort_lib)?;
     let metrics = metrics::Metrics::new();
     let model = inference::Model::load(

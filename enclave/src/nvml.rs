@@ -1,7 +1,8 @@
 //! The GPUs through NVML, the NVIDIA driver's management library
 //! (`libnvidia-ml.so.1`, loaded at run time by `nvml-wrapper`): their
 //! confidential-computing settings, attestation reports, certificate
-//! chains and ready state ([`crate::gpu::GpuAttester`]).
+//! chains and ready state ([`crate::gpu::GpuAttester`]); [`start`] starts
+//! the enclave's GPUs for its `--device`.
 //!
 //! `nvml-wrapper`'s safe API covers all of it but the settings' CC
 //! environment, which it reads only folded into one yes-or-no answer; the
@@ -12,6 +13,7 @@
 #![allow(unsafe_code)]
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 use anyhow::Context;
 use kokon_attestation::claims::{CcEnvironment, MultiGpuMode};
@@ -25,7 +27,23 @@ use nvml_wrapper_sys::bindings::{
     NVML_CC_SYSTEM_MULTIGPU_NVLE, NVML_CC_SYSTEM_MULTIGPU_PROTECTED_PCIE,
 };
 
-use crate::gpu::{CcSettings, GpuAttester};
+use crate::gpu::{CcSettings, GpuAttester, GpuMode, Gpus};
+use crate::inference::Device;
+
+/// The enclave's GPUs for `device`: none on the CPU (nothing GPU is
+/// touched); with CUDA, the GPUs through NVML, started in `mode` under the
+/// embedded NVIDIA root at `now` ([`Gpus::start`]).
+pub fn start(device: Device, mode: GpuMode, now: i64) -> anyhow::Result<Option<Gpus>> {
+    match device {
+        Device::Cpu => Ok(None),
+        Device::Cuda => {
+            let anchors = kokon_attestation::TrustAnchors {
+                roots: vec![kokon_attestation::roots::nvidia_device_root()?],
+            };
+            Gpus::start(Arc::new(Nvml::load()?), mode, anchors, now).map(Some)
+        }
+    }
+}
 
 /// The library NVML is loaded from.
 pub const NVML_LIBRARY: &str = "libnvidia-ml.so.1";
