@@ -17,9 +17,10 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 
 use crate::tdx::Measurement;
 
-/// Domain separator of the claims encoding, version 3 (v1 had no text
-/// model, v2 no GPU evidence digests).
-pub const CLAIMS_DOMAIN: &[u8] = b"kokon.claims.v3\0";
+/// Domain separator of the claims encoding, version 4 (v1 had no text
+/// model, v2 no GPU evidence digests, v3 no GPU confidential-computing
+/// state).
+pub const CLAIMS_DOMAIN: &[u8] = b"kokon.claims.v4\0";
 
 /// What the enclave asserts about itself, bound into the evidence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +57,140 @@ pub struct Claims {
     /// these digests, binding each GPU report and chain to this enclave.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gpus: Vec<GpuClaim>,
+    /// The GPUs' confidential-computing state as NVML reported it when
+    /// the evidence was produced; absent when the enclave serves on the CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_cc: Option<GpuCcState>,
+}
+
+/// The confidential-computing state of an enclave's GPUs (NVIDIA Hopper
+/// and later), as NVML reports it for the whole system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuCcState {
+    /// Whether the confidential-computing feature is on.
+    pub cc_feature: bool,
+    /// Whether developer-tools mode is on (debuggers and profilers may
+    /// read the GPU's memory).
+    pub devtools_mode: bool,
+    /// The confidential-computing environment.
+    pub environment: CcEnvironment,
+    /// How several GPUs talk to each other.
+    pub multi_gpu_mode: MultiGpuMode,
+    /// How many GPUs NVML lists.
+    pub gpu_count: u32,
+    /// Whether the GPUs accept work (NVML's GPUs-ready state), which the
+    /// enclave sets only after its checks and the GPU evidence pass.
+    pub ready: bool,
+}
+
+/// NVML's confidential-computing environment (`NVML_CC_SYSTEM_ENVIRONMENT_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CcEnvironment {
+    /// Not available (no confidential computing).
+    Unavailable,
+    /// NVIDIA's simulation environment.
+    Simulation,
+    /// Production.
+    Production,
+}
+
+/// NVML's multi-GPU mode (`NVML_CC_SYSTEM_MULTIGPU_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MultiGpuMode {
+    /// No protected multi-GPU mode.
+    None,
+    /// Protected PCIe: the GPUs of one confidential VM exchange data
+    /// over PCIe only, unencrypted between them, isolated from the host.
+    ProtectedPcie,
+    /// NVLink encryption.
+    Nvle,
+}
+
+impl CcEnvironment {
+    /// NVML's number for it (its canonical encoding too).
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Unavailable => 0,
+            Self::Simulation => 1,
+            Self::Production => 2,
+        }
+    }
+
+    /// Its name, as JSON writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Unavailable => "unavailable",
+            Self::Simulation => "simulation",
+            Self::Production => "production",
+        }
+    }
+}
+
+impl MultiGpuMode {
+    /// NVML's number for it (its canonical encoding too).
+    pub fn code(self) -> u8 {
+        match self {
+            Self::None => 0,
+            Self::ProtectedPcie => 1,
+            Self::Nvle => 2,
+        }
+    }
+
+    /// Its name, as JSON writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::ProtectedPcie => "protected-pcie",
+            Self::Nvle => "nvle",
+        }
+    }
+}
+
+/// What a word says about an on/off state, for descriptions.
+fn on_off(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+impl GpuCcState {
+    /// What keeps the GPUs from confidential computing, each in a phrase:
+    /// the feature off, developer-tools mode on, several GPUs not in
+    /// protected PCIe mode. Empty when nothing does. (Readiness and the
+    /// environment are not judged here.)
+    pub fn shortfalls(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if !self.cc_feature {
+            out.push("the CC feature is off");
+        }
+        if self.devtools_mode {
+            out.push("developer-tools mode is on");
+        }
+        if self.gpu_count > 1 && self.multi_gpu_mode != MultiGpuMode::ProtectedPcie {
+            out.push("several GPUs are not in protected PCIe mode");
+        }
+        out
+    }
+
+    /// The state in one line, e.g. `CC on, devtools off, environment
+    /// production, 2 GPUs, multi-GPU mode protected-pcie, ready`.
+    pub fn describe(&self) -> String {
+        format!(
+            "CC {}, devtools {}, environment {}, {} GPU{}, multi-GPU mode {}, {}",
+            on_off(self.cc_feature),
+            on_off(self.devtools_mode),
+            self.environment.name(),
+            self.gpu_count,
+            if self.gpu_count == 1 { "" } else { "s" },
+            self.multi_gpu_mode.name(),
+            if self.ready { "ready" } else { "not ready" }
+        )
+    }
 }
 
 /// A GPU's attestation evidence, named by its digest.
@@ -112,6 +247,10 @@ pub struct ServingConfig {
     pub price_nanoton_per_prompt_token: u128,
     /// Price of one completion token (nanotons).
     pub price_nanoton_per_completion_token: u128,
+    /// With `device` `cuda`, the GPU mode: `confidential` (the GPUs must
+    /// be in confidential-computing mode) or `development` (they need
+    /// not); `None` on the CPU.
+    pub gpu_mode: Option<String>,
 }
 
 /// A file measured into the serving configuration.
@@ -126,7 +265,7 @@ pub struct MeasuredFile {
 
 /// Each item of [`ServingConfig`] (its JSON key, in the order digested) and
 /// what it means, for explanations.
-pub const SERVING_CONFIG_ITEMS: [(&str, &str); 13] = [
+pub const SERVING_CONFIG_ITEMS: [(&str, &str); 14] = [
     ("kokon_version", "kokon version of the enclave"),
     ("model_name", "name the ONNX model is served under"),
     ("device", "inference device (cpu or cuda)"),
@@ -163,6 +302,10 @@ pub const SERVING_CONFIG_ITEMS: [(&str, &str); 13] = [
     (
         "price_nanoton_per_completion_token",
         "price of one completion token (nanotons)",
+    ),
+    (
+        "gpu_mode",
+        "with device cuda, the GPU mode: confidential (GPUs in confidential-computing mode required) or development; null on the CPU",
     ),
 ];
 
@@ -205,6 +348,7 @@ impl ServingConfig {
             Value::from(self.llm_max_batch),
             big(self.price_nanoton_per_prompt_token),
             big(self.price_nanoton_per_completion_token),
+            self.gpu_mode.as_deref().map_or(Value::Null, Value::from),
         ];
         SERVING_CONFIG_ITEMS
             .iter()
@@ -252,6 +396,25 @@ impl Claims {
         );
         for gpu in &self.gpus {
             put(&mut out, &gpu.evidence_sha384);
+        }
+        // Absent and present GPU states encode differently (a flag byte);
+        // a present one as its five small values, then the GPU count.
+        match &self.gpu_cc {
+            None => put(&mut out, &[0]),
+            Some(cc) => {
+                put(&mut out, &[1]);
+                put(
+                    &mut out,
+                    &[
+                        u8::from(cc.cc_feature),
+                        u8::from(cc.devtools_mode),
+                        cc.environment.code(),
+                        cc.multi_gpu_mode.code(),
+                        u8::from(cc.ready),
+                    ],
+                );
+                put(&mut out, &cc.gpu_count.to_be_bytes());
+            }
         }
         out
     }
@@ -315,6 +478,7 @@ mod tests {
             nonce: vec![5; 32],
             issued_at: 1_700_000_000,
             gpus: Vec::new(),
+            gpu_cc: None,
         }
     }
 
@@ -342,6 +506,7 @@ mod tests {
                     evidence_sha384: [0; 48],
                 })
             },
+            |c| c.gpu_cc = Some(cc_state()),
         ];
         for (i, mutate) in mutations.iter().enumerate() {
             let mut c = sample();
@@ -369,16 +534,95 @@ mod tests {
         assert_ne!(one.report_data(), changed.report_data());
         // The encoding ends in the count and the digests.
         let bytes = one.canonical_bytes();
-        assert!(bytes.starts_with(b"kokon.claims.v3\0"));
+        assert!(bytes.starts_with(b"kokon.claims.v4\0"));
         let tail = [
             &[0, 0, 0, 4, 0, 0, 0, 2][..],
             &[0, 0, 0, 48],
             &[1; 48],
             &[0, 0, 0, 48],
             &[2; 48],
+            // No GPU state.
+            &[0, 0, 0, 1, 0],
         ]
         .concat();
         assert!(bytes.ends_with(&tail));
+    }
+
+    fn cc_state() -> GpuCcState {
+        GpuCcState {
+            cc_feature: true,
+            devtools_mode: false,
+            environment: CcEnvironment::Production,
+            multi_gpu_mode: MultiGpuMode::None,
+            gpu_count: 1,
+            ready: true,
+        }
+    }
+
+    #[test]
+    fn every_field_of_the_gpu_state_changes_the_report_data() {
+        let mut base = sample();
+        base.gpu_cc = Some(cc_state());
+        // Its encoding: flag, the five values, the count.
+        assert!(base
+            .canonical_bytes()
+            .ends_with(&[0, 0, 0, 1, 1, 0, 0, 0, 5, 1, 0, 2, 0, 1, 0, 0, 0, 4, 0, 0, 0, 1]));
+        let mutations: Vec<fn(&mut GpuCcState)> = vec![
+            |s| s.cc_feature = false,
+            |s| s.devtools_mode = true,
+            |s| s.environment = CcEnvironment::Simulation,
+            |s| s.multi_gpu_mode = MultiGpuMode::ProtectedPcie,
+            |s| s.gpu_count = 2,
+            |s| s.ready = false,
+        ];
+        for (i, mutate) in mutations.iter().enumerate() {
+            let mut c = base.clone();
+            if let Some(s) = c.gpu_cc.as_mut() {
+                mutate(s);
+            }
+            assert_ne!(c.report_data(), base.report_data(), "mutation {i}");
+        }
+    }
+
+    #[test]
+    fn the_gpu_state_names_what_falls_short_of_confidential_computing() {
+        assert!(cc_state().shortfalls().is_empty());
+        assert_eq!(
+            cc_state().describe(),
+            "CC on, devtools off, environment production, 1 GPU, multi-GPU mode none, ready"
+        );
+        let off = GpuCcState {
+            cc_feature: false,
+            devtools_mode: true,
+            gpu_count: 2,
+            ready: false,
+            ..cc_state()
+        };
+        assert_eq!(
+            off.shortfalls(),
+            [
+                "the CC feature is off",
+                "developer-tools mode is on",
+                "several GPUs are not in protected PCIe mode"
+            ]
+        );
+        assert_eq!(
+            off.describe(),
+            "CC off, devtools on, environment production, 2 GPUs, multi-GPU mode none, not ready"
+        );
+        let two = GpuCcState {
+            gpu_count: 2,
+            multi_gpu_mode: MultiGpuMode::ProtectedPcie,
+            ..cc_state()
+        };
+        assert!(two.shortfalls().is_empty());
+        // JSON names the enums as describe() does.
+        let json = serde_json::to_string(&two).unwrap_or_default();
+        assert!(json.contains("\"environment\":\"production\""), "{json}");
+        assert!(
+            json.contains("\"multi_gpu_mode\":\"protected-pcie\""),
+            "{json}"
+        );
     }
 
     #[test]
@@ -410,6 +654,7 @@ mod tests {
             llm_max_batch: 8,
             price_nanoton_per_prompt_token: u128::MAX,
             price_nanoton_per_completion_token: 3,
+            gpu_mode: Some("confidential".into()),
         }
     }
 

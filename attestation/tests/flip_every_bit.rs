@@ -120,6 +120,7 @@ fn every_bit_flip_of_a_sim_tdx_quote_is_rejected() {
         nonce: vec![5; 32],
         issued_at: now,
         gpus: Vec::new(),
+        gpu_cc: None,
     };
     let td = SimTd {
         mr_td: [0xaa; 48],

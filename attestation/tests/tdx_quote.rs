@@ -25,6 +25,7 @@ fn claims() -> Claims {
         nonce: vec![5; 32],
         issued_at: NOW,
         gpus: Vec::new(),
+        gpu_cc: None,
     }
 }
 

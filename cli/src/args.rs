@@ -317,6 +317,11 @@ pub struct HostArgs {
     /// Inference device (cpu or cuda).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// With --device cuda: `confidential` (the enclave refuses GPUs not in
+    /// confidential-computing mode) or `development` (it serves on them,
+    /// and its measured serving configuration says so).
+    #[arg(long, default_value = "confidential")]
+    pub gpu_mode: String,
     /// The ONNX model (default $KOKON_MODEL).
     #[arg(long)]
     pub model: Option<PathBuf>,

@@ -112,6 +112,8 @@ fn process(args: &HostArgs, data_dir: &Path, run_dir: &Path) -> anyhow::Result<k
             args.tee.clone(),
             "--device".into(),
             args.device.clone(),
+            "--gpu-mode".into(),
+            args.gpu_mode.clone(),
             "--model".into(),
             path(&model),
             "--model-name".into(),

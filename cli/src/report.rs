@@ -124,6 +124,9 @@ pub struct ClaimsSection {
     pub serving_config: Option<serde_json::Map<String, serde_json::Value>>,
     /// The inference runtime.
     pub runtime: String,
+    /// The GPUs' confidential-computing state, in one line, when the
+    /// enclave serves on GPUs.
+    pub gpu_cc: Option<String>,
     /// The Ed25519 key that signs usage receipts (hex).
     pub receipt_key: String,
     /// The OHTTP key configuration (RFC 9458, hex).
@@ -277,6 +280,7 @@ impl Report {
                         .collect()
                 }),
                 runtime: c.runtime.clone(),
+                gpu_cc: c.gpu_cc.as_ref().map(|g| g.describe()),
                 receipt_key: hex::encode(c.receipt_key),
                 ohttp_key_config: hex::encode(&c.ohttp_key_config),
                 ohttp_key_id: key.as_ref().map(|k| k.key_id),
@@ -380,6 +384,9 @@ impl Report {
                 line("text model", format!("{} sha256:{}", m.name, m.digest));
             }
             line("runtime", c.runtime.clone());
+            if let Some(gpu_cc) = &c.gpu_cc {
+                line("GPU CC state", gpu_cc.clone());
+            }
             line(
                 "configuration",
                 match &c.serving_config {
@@ -538,6 +545,15 @@ mod tests {
     /// Simulated evidence for a model named `model` that runs `runtime`,
     /// examined under the development policy.
     fn examined(model: &str, runtime: &str) -> (Examined, Policy) {
+        examined_with(model, runtime, None)
+    }
+
+    /// [`examined`], with `gpu_cc` as the claims' GPU state.
+    fn examined_with(
+        model: &str,
+        runtime: &str,
+        gpu_cc: Option<kokon_attestation::claims::GpuCcState>,
+    ) -> (Examined, Policy) {
         let root = SimRoot::generate(NOW).unwrap();
         let key = KeyConfig {
             key_id: 7,
@@ -556,6 +572,7 @@ mod tests {
             nonce: vec![3; 32],
             issued_at: NOW,
             gpus: Vec::new(),
+            gpu_cc,
         };
         let td = SimTd {
             mr_td: MRTD,
@@ -826,6 +843,35 @@ mod tests {
             text.contains(&format!("MRTD             {}", hex::encode(MRTD))),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_gpus_cc_state_is_reported_when_claimed() {
+        use kokon_attestation::claims::{CcEnvironment, GpuCcState, MultiGpuMode};
+        let state = GpuCcState {
+            cc_feature: false,
+            devtools_mode: false,
+            environment: CcEnvironment::Unavailable,
+            multi_gpu_mode: MultiGpuMode::None,
+            gpu_count: 1,
+            ready: false,
+        };
+        let described =
+            "CC off, devtools off, environment unavailable, 1 GPU, multi-GPU mode none, not ready";
+        let (x, policy) = examined_with("magika", "onnxruntime 1.31.1 cuda", Some(state));
+        let r = report(&x, &policy);
+        assert!(
+            r.text()
+                .contains(&format!("GPU CC state     {described}\n")),
+            "{}",
+            r.text()
+        );
+        assert!(r.html().unwrap().contains(described));
+        // On the CPU: no such line.
+        let (x, policy) = examined("magika", "onnxruntime 1.31.1 cpu");
+        let r = report(&x, &policy);
+        assert!(!r.text().contains("GPU CC state"));
+        assert!(!r.html().unwrap().contains("confidential computing</td>"));
     }
 
     #[test]

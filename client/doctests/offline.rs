@@ -99,6 +99,7 @@ impl Enclave {
             nonce: nonce.to_vec(),
             issued_at: now,
             gpus: Vec::new(),
+            gpu_cc: None,
         };
         let td = SimTd {
             mr_td: MRTD,

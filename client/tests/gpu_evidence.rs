@@ -59,6 +59,7 @@ fn enclave(
         nonce: NONCE.to_vec(),
         issued_at: now,
         gpus: claimed.iter().map(|e| e.claim()).collect(),
+        gpu_cc: None,
     };
     let td = SimTd {
         mr_td: MRTD,

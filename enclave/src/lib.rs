@@ -16,9 +16,11 @@
 pub mod batcher;
 pub mod evidence;
 pub mod gateway;
+pub mod gpu;
 pub mod inference;
 pub mod keys;
 pub mod metrics;
+pub mod nvml;
 pub mod parameters;
 pub mod server;
 pub mod sev_guest;
@@ -102,6 +104,12 @@ pub struct Args {
     /// Inference device.
     #[arg(long, default_value = "cpu")]
     pub device: Device,
+    /// With --device cuda: `confidential` refuses GPUs that are not in
+    /// confidential-computing mode (CC off, developer tools on, several
+    /// GPUs without protected PCIe); `development` serves on them. Measured
+    /// in the serving configuration.
+    #[arg(long, default_value = "confidential")]
+    pub gpu_mode: gpu::GpuMode,
     /// ONNX Runtime sessions to pool (parallel inferences).
     #[arg(long, default_value_t = 2)]
     pub sessions: usize,
@@ -243,6 +251,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut backend = evidence::Backend::start(args.tee, &paths, &args.data_dir, sim_td, now)?;
     tracing::info!(backend = backend.name(), requested = ?args.tee, "evidence backend started");
+    // Before any model loads: a GPU in CC mode takes work only once ready.
+    let gpus = nvml::start(args.device, args.gpu_mode, now)?;
     let env = inference::load_runtime(&args.ort_lib)?;
     let metrics = metrics::Metrics::new();
     let model = inference::Model::load(
@@ -281,6 +291,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         llm_max_batch: args.llm_max_batch as u64,
         price_nanoton_per_prompt_token: args.price_nanoton_per_prompt_token,
         price_nanoton_per_completion_token: args.price_nanoton_per_completion_token,
+        gpu_mode: gpus.as_ref().map(|g| g.mode().as_str().into()),
     };
     let config_digest = serving_config.digest();
     for event in kokon_attestation::claims::rtmr3_events(
@@ -316,6 +327,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         serving_config,
         config_digest,
         metrics,
+        gpus,
     });
     if let Some(addr) = args.ratls_listen {
         let enclave = enclave.clone();

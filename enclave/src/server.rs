@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use kokon_attestation::claims::{ModelClaim, ServingConfig};
-use kokon_attestation::{AttestationBundle, Claims};
+use kokon_attestation::{AttestationBundle, Claims, GpuEvidence};
 use kokon_wire::{Request, Response, WireError};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixListener;
 
 use crate::evidence::Backend;
 use crate::gateway::{unix_now, Gateway, Outcome};
+use crate::gpu::Gpus;
 
 /// An idle connection is closed after this long. The host stops reusing its
 /// idle connections well before ([`kokon_wire::HOST_IDLE_REUSE`]).
@@ -34,10 +35,13 @@ pub struct Enclave {
     pub config_digest: [u8; 32],
     /// Inference metrics, for the host's `/metrics`.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// The GPUs, checked (`--device cuda`); `None` on the CPU.
+    pub gpus: Option<Gpus>,
 }
 
 impl Enclave {
-    /// The claims for a given nonce, as of now.
+    /// The claims for a given nonce, as of now, without GPU evidence or
+    /// state (see [`bundle`]).
     pub fn claims(&self, nonce: Vec<u8>) -> Claims {
         let model = self.gateway.model();
         Claims {
@@ -55,6 +59,7 @@ impl Enclave {
             nonce,
             issued_at: unix_now(),
             gpus: Vec::new(),
+            gpu_cc: None,
         }
     }
 
@@ -67,20 +72,14 @@ impl Enclave {
                 NONCE_LEN.end()
             ));
         }
-        let claims = self.claims(nonce);
-        match self.backend.evidence(claims.report_data()) {
-            Ok(evidence) => Response::Bundle(
-                AttestationBundle {
-                    version: kokon_attestation::bundle::BUNDLE_VERSION,
-                    backend: self.backend.name().into(),
-                    evidence,
-                    claims,
-                    serving_config: Some(self.serving_config.clone()),
-                    gpu_evidence: Vec::new(),
-                }
-                .to_json(),
-            ),
-            Err(e) => Response::Failed(format!("evidence backend {}: {e}", self.backend.name())),
+        match bundle(
+            &self.backend,
+            self.gpus.as_ref(),
+            &self.serving_config,
+            self.claims(nonce),
+        ) {
+            Ok(bundle) => Response::Bundle(bundle.to_json()),
+            Err(e) => Response::Failed(format!("{e:#}")),
         }
     }
 
@@ -98,6 +97,38 @@ impl Enclave {
             .into_bytes(),
         )
     }
+}
+
+/// The bundle answering `claims` (for the client's nonce, without GPU
+/// evidence): with GPUs, each GPU's evidence for that nonce goes into the
+/// bundle and its digest, with the GPUs' CC state, into the claims, before
+/// `backend` signs them; the serving configuration comes along.
+pub fn bundle(
+    backend: &Backend,
+    gpus: Option<&Gpus>,
+    serving_config: &ServingConfig,
+    mut claims: Claims,
+) -> anyhow::Result<AttestationBundle> {
+    let mut gpu_evidence = Vec::new();
+    if let Some(gpus) = gpus {
+        let (evidence, state) = gpus
+            .attest(&claims.nonce, unix_now())
+            .context("GPU evidence")?;
+        claims.gpus = evidence.iter().map(GpuEvidence::claim).collect();
+        claims.gpu_cc = Some(state);
+        gpu_evidence = evidence;
+    }
+    let evidence = backend
+        .evidence(claims.report_data())
+        .with_context(|| format!("evidence backend {}", backend.name()))?;
+    Ok(AttestationBundle {
+        version: kokon_attestation::bundle::BUNDLE_VERSION,
+        backend: backend.name().into(),
+        evidence,
+        claims,
+        serving_config: Some(serving_config.clone()),
+        gpu_evidence,
+    })
 }
 
 /// Serves requests on one connection, in turn, until the host closes it or

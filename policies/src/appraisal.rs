@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use kokon_attestation::claims::CcEnvironment;
 use kokon_attestation::nvidia::{self, gpu_nonce, Expectations};
 use kokon_attestation::{PlatformTcb, TeeReport, TrustAnchor, VerifiedEvidence, VerifiedPlatform};
 use thiserror::Error;
@@ -158,6 +159,9 @@ impl Policy {
     fn check_gpus(&self, evidence: &VerifiedEvidence, now: i64, c: &mut Checks) {
         let gpu = &self.gpu;
         let count = evidence.gpu_evidence.len();
+        if gpu.require_cc {
+            self.check_gpu_cc(evidence, c);
+        }
         if gpu.required {
             c.add(
                 "GPU evidence",
@@ -244,6 +248,44 @@ impl Policy {
                 );
             }
         }
+    }
+
+    /// The GPUs' confidential-computing state in the claims
+    /// (`gpu.require_cc`): the CC feature on, developer-tools mode off,
+    /// the production environment (NVIDIA's simulation one too when the
+    /// policy allows simulation), protected PCIe with more than one GPU,
+    /// the GPUs ready, and one report in the bundle per GPU.
+    fn check_gpu_cc(&self, evidence: &VerifiedEvidence, c: &mut Checks) {
+        let reports = evidence.gpu_evidence.len();
+        let environments = match self.allow_simulated {
+            true => "the production or simulation environment",
+            false => "the production environment",
+        };
+        let expected = format!(
+            "GPUs in confidential-computing mode (gpu.require_cc = true): CC on, devtools off, {environments}, protected PCIe with more than one GPU, ready, one report per GPU"
+        );
+        let (passed, found) = match &evidence.claims.gpu_cc {
+            None => (
+                false,
+                "no GPU confidential-computing state in the claims (an enclave serving on the CPU)"
+                    .to_string(),
+            ),
+            Some(cc) => {
+                let environment = match cc.environment {
+                    CcEnvironment::Production => true,
+                    CcEnvironment::Simulation => self.allow_simulated,
+                    CcEnvironment::Unavailable => false,
+                };
+                (
+                    cc.shortfalls().is_empty()
+                        && environment
+                        && cc.ready
+                        && u32::try_from(reports).ok() == Some(cc.gpu_count),
+                    format!("{}; {reports} GPU reports", cc.describe()),
+                )
+            }
+        };
+        c.add("GPU confidential computing", passed, expected, found);
     }
 
     /// Appraises raw evidence without claims (`kokon verify --evidence`): the

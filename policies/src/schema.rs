@@ -40,6 +40,9 @@ struct PolicyFile {
 struct GpuSection {
     #[serde(default)]
     required: bool,
+    /// Defaults to `required`.
+    #[serde(default)]
+    require_cc: Option<bool>,
     #[serde(default)]
     anchors: Option<Vec<String>>,
     #[serde(default)]
@@ -60,6 +63,12 @@ struct GpuSection {
 pub struct GpuRequirements {
     /// Whether a bundle must carry at least one GPU report.
     pub required: bool,
+    /// Whether the claims must state GPUs in confidential-computing mode:
+    /// the CC feature on, developer-tools mode off, the production
+    /// environment (or NVIDIA's simulation one, under `allow_simulated`),
+    /// the GPUs ready, protected PCIe with more than one GPU, and one
+    /// report per GPU. Defaults to `required`.
+    pub require_cc: bool,
     /// The roots GPU certificate chains must end in (apart from the CPU
     /// evidence's roots).
     pub anchors: TrustAnchors,
@@ -78,6 +87,7 @@ impl GpuRequirements {
     pub fn default_nvidia() -> Result<Self, LoadError> {
         GpuSection {
             required: false,
+            require_cc: None,
             anchors: None,
             measurements: BTreeMap::new(),
             driver_versions: Vec::new(),
@@ -138,6 +148,7 @@ impl GpuSection {
         }
         Ok(GpuRequirements {
             required: self.required,
+            require_cc: self.require_cc.unwrap_or(self.required),
             anchors,
             measurements,
             driver_versions: self.driver_versions,

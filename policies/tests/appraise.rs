@@ -3,7 +3,7 @@
 
 mod common;
 
-use kokon_attestation::claims::Claims;
+use kokon_attestation::claims::{CcEnvironment, Claims, GpuCcState, MultiGpuMode};
 use kokon_attestation::nvidia::{gpu_nonce, Report};
 use kokon_attestation::sim::SimGpu;
 use kokon_attestation::sim::{simulate, SimRoot, SimTd};
@@ -40,6 +40,7 @@ fn claims(model_digest: [u8; 32], issued_at: i64) -> Claims {
         nonce: vec![3; 32],
         issued_at,
         gpus: Vec::new(),
+        gpu_cc: None,
     }
 }
 
@@ -336,8 +337,36 @@ fn gpu_checks_with(
     evidence: &[GpuEvidence],
     edit: impl FnOnce(&mut Policy),
 ) -> Vec<Check> {
+    let cc = cc_state(evidence.len() as u32);
+    gpu_checks_cc(section, anchors, evidence, Some(cc), edit)
+}
+
+/// The claimed state of `count` GPUs in confidential-computing mode.
+fn cc_state(count: u32) -> GpuCcState {
+    GpuCcState {
+        cc_feature: true,
+        devtools_mode: false,
+        environment: CcEnvironment::Production,
+        multi_gpu_mode: match count {
+            0 | 1 => MultiGpuMode::None,
+            _ => MultiGpuMode::ProtectedPcie,
+        },
+        gpu_count: count,
+        ready: true,
+    }
+}
+
+/// [`gpu_checks_with`], with `cc` as the claims' GPU state.
+fn gpu_checks_cc(
+    section: Option<&str>,
+    anchors: Option<TrustAnchors>,
+    evidence: &[GpuEvidence],
+    cc: Option<GpuCcState>,
+    edit: impl FnOnce(&mut Policy),
+) -> Vec<Check> {
     let claims = Claims {
         gpus: evidence.iter().map(|e| e.claim()).collect(),
+        gpu_cc: cc,
         ..claims(magika(), NOW)
     };
     let mut s = sim_with(false, claims);
@@ -508,7 +537,11 @@ fn each_gpu_check_trips_with_what_it_expected_and_found() {
     }
 
     // Required, and the bundle carries none.
-    let f = failed(&gpu_checks(Some("required = true"), anchors, &[]));
+    let f = failed(&gpu_checks(
+        Some("required = true\nrequire_cc = false"),
+        anchors,
+        &[],
+    ));
     assert_eq!(
         f,
         [(
@@ -516,6 +549,86 @@ fn each_gpu_check_trips_with_what_it_expected_and_found() {
             "at least one GPU report (gpu.required = true)".into(),
             "0 GPU reports".into()
         )]
+    );
+}
+
+#[test]
+fn require_cc_trips_on_each_state_short_of_confidential_computing() {
+    let template = gpu_template();
+    let gpu = SimGpu::for_template(&template).unwrap();
+    let fresh = gpu.evidence(&template, &sim_gpu_nonce()).unwrap();
+    let anchors = Some(gpu.anchors());
+    let cc_check = |section: &str, evidence: &[GpuEvidence], cc: Option<GpuCcState>| {
+        let checks = gpu_checks_cc(Some(section), anchors.clone(), evidence, cc, |_| ());
+        checks
+            .into_iter()
+            .find(|c| c.check == "GPU confidential computing")
+    };
+    // `required = true` requires it; `require_cc` alone does too.
+    for section in ["required = true", "require_cc = true"] {
+        let c = cc_check(section, &[fresh.clone()], Some(cc_state(1))).unwrap();
+        assert!(c.passed, "{c:?}");
+        assert_eq!(
+            c.expected,
+            "GPUs in confidential-computing mode (gpu.require_cc = true): CC on, devtools off, the production or simulation environment, protected PCIe with more than one GPU, ready, one report per GPU"
+        );
+        assert_eq!(
+            c.found,
+            "CC on, devtools off, environment production, 1 GPU, multi-GPU mode none, ready; 1 GPU reports"
+        );
+    }
+    // Not required: no such check, whatever the state.
+    assert!(cc_check(
+        "required = true\nrequire_cc = false",
+        &[fresh.clone()],
+        None
+    )
+    .is_none());
+    assert!(cc_check("anchors = [\"nvidia-device-identity-ca\"]", &[], None).is_none());
+    // Each shortfall trips it.
+    let one = cc_state(1);
+    let two = [fresh.clone(), fresh.clone()];
+    let cases: [(&[GpuEvidence], Option<GpuCcState>, &str); 8] = [
+        (&[], None, "no GPU confidential-computing state in the claims (an enclave serving on the CPU)"),
+        (&two[..1], Some(GpuCcState { cc_feature: false, ..one }), "CC off, devtools off, environment production, 1 GPU, multi-GPU mode none, ready; 1 GPU reports"),
+        (&two[..1], Some(GpuCcState { devtools_mode: true, ..one }), "CC on, devtools on, environment production, 1 GPU, multi-GPU mode none, ready; 1 GPU reports"),
+        (&two[..1], Some(GpuCcState { environment: CcEnvironment::Unavailable, ..one }), "CC on, devtools off, environment unavailable, 1 GPU, multi-GPU mode none, ready; 1 GPU reports"),
+        (&two[..1], Some(GpuCcState { ready: false, ..one }), "CC on, devtools off, environment production, 1 GPU, multi-GPU mode none, not ready; 1 GPU reports"),
+        (&two, Some(GpuCcState { multi_gpu_mode: MultiGpuMode::None, ..cc_state(2) }), "CC on, devtools off, environment production, 2 GPUs, multi-GPU mode none, ready; 2 GPU reports"),
+        // Fewer reports than GPUs (one GPU left unattested), or more.
+        (&two[..1], Some(cc_state(2)), "CC on, devtools off, environment production, 2 GPUs, multi-GPU mode protected-pcie, ready; 1 GPU reports"),
+        (&two, Some(one), "CC on, devtools off, environment production, 1 GPU, multi-GPU mode none, ready; 2 GPU reports"),
+    ];
+    for (evidence, cc, found) in cases {
+        let c = cc_check("required = true", evidence, cc).unwrap();
+        assert!(!c.passed, "{c:?}");
+        assert_eq!(c.found, found);
+    }
+    // NVIDIA's simulation environment passes only where simulation is allowed.
+    let sim_env = Some(GpuCcState {
+        environment: CcEnvironment::Simulation,
+        ..one
+    });
+    let c = cc_check("required = true", &two[..1], sim_env).unwrap();
+    assert!(c.passed, "{c:?}");
+    let checks = gpu_checks_cc(
+        Some("required = true"),
+        anchors.clone(),
+        &two[..1],
+        sim_env,
+        |p| {
+            p.allow_simulated = false;
+        },
+    );
+    let c = checks
+        .iter()
+        .find(|c| c.check == "GPU confidential computing")
+        .unwrap();
+    assert!(
+        !c.passed
+            && c.expected
+                .contains("CC on, devtools off, the production environment,"),
+        "{c:?}"
     );
 }
 
@@ -556,6 +669,7 @@ fn a_malformed_gpu_section_is_refused_with_its_field() {
             "policy gpu.min_driver_version: \"550.x\" is not numbers separated by dots",
         ),
         ("required = \"yes\"", "policy syntax: "),
+        ("require_cc = 1", "policy syntax: "),
     ];
     let locals = LocalReferences {
         sim_root: Some(SimRoot::generate(NOW).unwrap().anchor()),

@@ -39,6 +39,7 @@ fn claims() -> Claims {
         nonce: vec![],
         issued_at: 0,
         gpus: Vec::new(),
+        gpu_cc: None,
     }
 }
 

@@ -57,10 +57,11 @@ pub fn bench_devices() -> Result<Vec<Device>, String> {
 }
 
 /// The enclave arguments that let it run on `device` on a GPU that is not
-/// in confidential-computing mode (none for the CPU).
+/// in confidential-computing mode (none for the CPU): `--gpu-mode
+/// development`, which the serving configuration states.
 pub fn development_args(device: Device) -> Vec<String> {
     match device {
         Device::Cpu => Vec::new(),
-        Device::Cuda => Vec::new(),
+        Device::Cuda => vec!["--gpu-mode".into(), "development".into()],
     }
 }

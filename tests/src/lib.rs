@@ -447,6 +447,7 @@ pub fn placeholder_claims(issued_at: i64) -> kokon_attestation::Claims {
         nonce: vec![4; 32],
         issued_at,
         gpus: Vec::new(),
+        gpu_cc: None,
     }
 }
 

@@ -600,6 +600,7 @@ fn the_explanation_of_a_bundle_lists_what_config_digest_commits_to() {
         llm_max_batch: 4,
         price_nanoton_per_prompt_token: 7,
         price_nanoton_per_completion_token: 11,
+        gpu_mode: Some("development".into()),
     };
     let now = 1_780_000_000;
     let root = kokon_attestation::sim::SimRoot::generate(now).unwrap();
@@ -640,6 +641,7 @@ fn the_explanation_of_a_bundle_lists_what_config_digest_commits_to() {
     assert_eq!(names, expected);
     let value = |name: &str| items.iter().find(|i| i["name"] == name).unwrap()["value"].clone();
     assert_eq!(value("device"), "cuda");
+    assert_eq!(value("gpu_mode"), "development");
     assert_eq!(value("price_nanoton_per_unit"), 1500);
     assert_eq!(value("batch_max_rows"), 16);
     assert_eq!(value("batch_delay_us"), 250);

@@ -44,6 +44,7 @@ fn fake_enclave() -> FakeEnclave {
         nonce: vec![9; 32],
         issued_at: now,
         gpus: Vec::new(),
+        gpu_cc: None,
     };
     let bundle = simulate(
         &root,
