@@ -566,7 +566,7 @@ fn require_cc_trips_on_each_state_short_of_confidential_computing() {
     };
     // `required = true` requires it; `require_cc` alone does too.
     for section in ["required = true", "require_cc = true"] {
-        let c = cc_check(section, &[fresh.clone()], Some(cc_state(1))).unwrap();
+        let c = cc_check(section, std::slice::from_ref(&fresh), Some(cc_state(1))).unwrap();
         assert!(c.passed, "{c:?}");
         assert_eq!(
             c.expected,
@@ -580,7 +580,7 @@ fn require_cc_trips_on_each_state_short_of_confidential_computing() {
     // Not required: no such check, whatever the state.
     assert!(cc_check(
         "required = true\nrequire_cc = false",
-        &[fresh.clone()],
+        std::slice::from_ref(&fresh),
         None
     )
     .is_none());
