@@ -45,6 +45,8 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
 (cd "$KOKON_LLM_DIR" && sha256sum model.onnx tokenizer.json kokon-llm.json) > "$payload/llm.sha256"
 git rev-parse HEAD > "$payload/commit"
 pwd > "$payload/checkout"
+(cd "$target/image" && pwd) > "$payload/target"   # the tests' CARGO_BIN_EXE_* paths
+cp -r ../shared/fixtures/nvidia "$payload/fixtures-nvidia"   # enclave/tests/gpu.rs reads them
 (cd "$payload" && sha256sum bin/* model.gguf > payload.sha256)
 tar -C "$payload" -cf - . | zstd -q -T0 -6 > "$payload.tar.zst"
 bash ../shared/tools/gpu-stage.sh

@@ -14,6 +14,7 @@ out=${OUT:-/tmp/kokon-out}
 work=/tmp/kokon
 mkdir -p "$out" "$work"
 log() { echo "gpu-run: $*" | tee -a "$out/summary.txt" >&2; }
+export PATH=$root/.device/c4:$PATH   # gpu-stage's zstd
 parts=$(ls /root/stage/payload.part* 2>/dev/null | sort -V)
 cat "$root/.device/c4/payload.part0" $parts \
   | zstd -d -q | tar -C "$work" -xf - || { log "payload incomplete: upload c5.. again"; exit 1; }
@@ -26,6 +27,13 @@ if [ "$built_root" != "$root" ] && [ ! -e "$built_root" ]; then
   mkdir -p "$(dirname "$built_root")" && ln -s "$root" "$built_root"
 fi
 log "checkout $root, built at $built_root"
+# The binaries where the tests were built to find them, and the NVIDIA
+# fixtures beside the checkout, as ../shared is on the machine that built them.
+target_dir=$(cat "$work/target")
+mkdir -p "$target_dir"
+for b in kokon kokon-enclave; do [ -e "$target_dir/$b" ] || ln -s "$work/bin/$b" "$target_dir/$b"; done
+fixtures=$(dirname "$built_root")/shared/fixtures
+[ -e "$fixtures/nvidia" ] || { mkdir -p "$fixtures" && cp -r "$work/fixtures-nvidia" "$fixtures/nvidia"; }
 nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv | tee "$out/gpu.txt"
 nvidia-smi -q | grep -i -A3 "confidential\|cc mode\|cc state" >> "$out/gpu.txt" || true
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site "$work"/wheels/*.whl \

@@ -103,20 +103,29 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// With two or more CPUs, the enclave gets the last one to itself, as a TEE
-/// VM gets dedicated vCPUs; the client, the host and the bare baseline share
-/// the others. Returns the enclave's CPU, if any.
-/// Also returns the CPUs the bench process (and its bare baselines) keeps.
-fn pin() -> anyhow::Result<(Vec<usize>, Option<usize>)> {
+/// With two or more CPUs, the machine is split in two: the enclave gets
+/// the upper half to itself, as a TEE VM gets dedicated vCPUs; the client,
+/// the host and the bare baselines share the lower half (on two CPUs: one
+/// each). Returns the CPUs the bench process keeps and the enclave's.
+fn pin() -> anyhow::Result<(Vec<usize>, Vec<usize>)> {
     let n = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
     if n < 2 {
-        return Ok(((0..n).collect(), None));
+        return Ok(((0..n).collect(), Vec::new()));
     }
-    let ours: Vec<usize> = (0..n - 1).collect();
+    let ours: Vec<usize> = (0..n - n / 2).collect();
     kokon_enclave::pin_to_cpus(&ours)?;
-    Ok((ours, Some(n - 1)))
+    Ok((ours, (n - n / 2..n).collect()))
+}
+
+/// The enclave's `--cpus` argument for `cpus` (none when empty).
+fn cpus_args(cpus: &[usize]) -> Vec<String> {
+    if cpus.is_empty() {
+        return Vec::new();
+    }
+    let list: Vec<String> = cpus.iter().map(|c| c.to_string()).collect();
+    vec!["--cpus".into(), list.join(",")]
 }
 
 fn main() -> anyhow::Result<()> {
@@ -134,7 +143,7 @@ fn main() -> anyhow::Result<()> {
         }
         _ => {}
     }
-    let (cpus, enclave_cpu) = pin()?;
+    let (cpus, enclave_cpus) = pin()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -145,12 +154,12 @@ fn main() -> anyhow::Result<()> {
             let ort_env = ort::init_from(&env.ort_lib)?
                 .with_name("kokon-bench")
                 .build()?;
-            let ratios = llm_bench::run(&env, &ort_env, &cpus, enclave_cpu).await?;
+            let ratios = llm_bench::run(&env, &ort_env, &cpus, &enclave_cpus).await?;
             print_llm_ratios(ratios);
             Ok(())
         });
     }
-    runtime.block_on(bench(cpus, enclave_cpu, only.as_deref() == Some("gpu")))
+    runtime.block_on(bench(cpus, enclave_cpus, only.as_deref() == Some("gpu")))
 }
 
 /// The worker VM's figures beside a short process-backend baseline.
@@ -189,7 +198,7 @@ fn print_llm_ratios(ratios: llm_bench::Ratios) {
 
 /// The whole bench; `gpu_only`: magika and the text model alone, on the
 /// devices [`kokon_tests::gpu::bench_devices`] names (`kokon-bench gpu`).
-async fn bench(cpus: Vec<usize>, enclave_cpu: Option<usize>, gpu_only: bool) -> anyhow::Result<()> {
+async fn bench(cpus: Vec<usize>, enclave_cpus: Vec<usize>, gpu_only: bool) -> anyhow::Result<()> {
     let device = kokon_tests::gpu::bench_device().map_err(anyhow::Error::msg)?;
     let env = Env::load();
     let magika = env.magika();
@@ -240,10 +249,7 @@ async fn bench(cpus: Vec<usize>, enclave_cpu: Option<usize>, gpu_only: bool) -> 
     }
     model_t.sort();
 
-    let mut enclave_args: Vec<String> = enclave_cpu
-        .iter()
-        .flat_map(|c| ["--cpus".to_string(), c.to_string()])
-        .collect();
+    let mut enclave_args = cpus_args(&enclave_cpus);
     enclave_args.extend(["--device".into(), device.as_str().into()]);
     enclave_args.extend(kokon_tests::gpu::development_args(device));
     let stack = Stack::start(Options {
@@ -296,7 +302,7 @@ async fn bench(cpus: Vec<usize>, enclave_cpu: Option<usize>, gpu_only: bool) -> 
         percentile(&e2e_t, 0.5),
         percentile(&e2e_t, 0.99),
     );
-    println!("model: magika standard_v3_3 (1 x 2048 int32), ONNX Runtime, device {}, {SAMPLES} samples each in alternating blocks of {BLOCK}; enclave pinned to CPU {enclave_cpu:?}", device.as_str());
+    println!("model: magika standard_v3_3 (1 x 2048 int32), ONNX Runtime, device {}, {SAMPLES} samples each in alternating blocks of {BLOCK}; enclave on CPUs {enclave_cpus:?}", device.as_str());
     println!(
         "bare session.run      p50 {:7.3} ms   p99 {:7.3} ms",
         ms(b50),
@@ -377,7 +383,7 @@ async fn bench(cpus: Vec<usize>, enclave_cpu: Option<usize>, gpu_only: bool) -> 
         verification::run()?;
         billing_bench::run()?;
     }
-    let ratios = llm_bench::run(&env, &ort_env, &cpus, enclave_cpu).await?;
+    let ratios = llm_bench::run(&env, &ort_env, &cpus, &enclave_cpus).await?;
     println!("e2e_p50_ratio={:.3}", e50.as_secs_f64() / b50.as_secs_f64());
     print_llm_ratios(ratios);
     Ok(())

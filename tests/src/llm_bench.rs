@@ -230,12 +230,12 @@ pub const SKIP_LLAMACPP_ENV: &str = "KOKON_BENCH_SKIP_LLAMACPP";
 
 /// Prints the text-generation figures, on the CPU and, when
 /// [`kokon_tests::gpu::bench_devices`] includes it, on the GPU; `cpus` are
-/// the bare engine's (and llama.cpp's) CPUs, `enclave_cpu` the enclave's.
+/// the bare engine's (and llama.cpp's) CPUs, `enclave_cpus` the enclave's.
 pub async fn run(
     env: &Env,
     ort_env: &ort::environment::Environment,
     cpus: &[usize],
-    enclave_cpu: Option<usize>,
+    enclave_cpus: &[usize],
 ) -> anyhow::Result<Ratios> {
     let mut ratios = Ratios {
         decode: 0.0,
@@ -244,7 +244,7 @@ pub async fn run(
     };
     let mut bare_one = 0.0;
     for device in kokon_tests::gpu::bench_devices().map_err(anyhow::Error::msg)? {
-        let (decode, single) = on_device(env, ort_env, cpus, enclave_cpu, device).await?;
+        let (decode, single) = on_device(env, ort_env, cpus, enclave_cpus, device).await?;
         match device {
             Device::Cpu => (ratios.decode, bare_one) = (decode, single),
             Device::Cuda => ratios.decode_cuda = Some(decode),
@@ -271,7 +271,7 @@ async fn on_device(
     env: &Env,
     ort_env: &ort::environment::Environment,
     cpus: &[usize],
-    enclave_cpu: Option<usize>,
+    enclave_cpus: &[usize],
     device: Device,
 ) -> anyhow::Result<(f64, f64)> {
     let engine = Arc::new(kokon_enclave::inference::load_text_model(
@@ -290,9 +290,7 @@ async fn on_device(
         device.as_str().to_string(),
     ];
     enclave_args.extend(kokon_tests::gpu::development_args(device));
-    if let Some(c) = enclave_cpu {
-        enclave_args.extend(["--cpus".to_string(), c.to_string()]);
-    }
+    enclave_args.extend(crate::cpus_args(enclave_cpus));
     let stack = Stack::start(Options {
         enclave_args,
         ..Options::default()
@@ -313,7 +311,7 @@ async fn on_device(
     bare(PROMPTS.len()).await?;
     confidential(PROMPTS.len()).await?;
     println!(
-        "text generation: {MODEL} (f32 ONNX, {}), greedy, {MAX_TOKENS} tokens per stream, median of {ROUNDS} alternating rounds; bare engine on CPUs {cpus:?}, enclave on CPU {enclave_cpu:?}",
+        "text generation: {MODEL} (f32 ONNX, {}), greedy, {MAX_TOKENS} tokens per stream, median of {ROUNDS} alternating rounds; bare engine on CPUs {cpus:?}, enclave on CPUs {enclave_cpus:?}",
         device.as_str()
     );
     let mut ratios = Vec::new();
