@@ -362,7 +362,7 @@ async fn bench(cpus: Vec<usize>, enclave_cpus: Vec<usize>, gpu_only: bool) -> an
         }
         let rps = done.load(Ordering::Relaxed) as f64 / THROUGHPUT_WINDOW.as_secs_f64();
         let failed = failed.load(Ordering::Relaxed);
-        println!("throughput, {clients:>2} concurrent client(s): {rps:8.1} requests/s (enclave on its own CPU), {failed} failed");
+        println!("throughput, {clients:>2} concurrent client(s): {rps:8.1} requests/s (enclave on CPUs of its own), {failed} failed");
         anyhow::ensure!(
             failed == 0,
             "{failed} requests failed under {clients} concurrent clients"
