@@ -33,7 +33,9 @@
 //! and on the CPU; it needs binaries built with `--features
 //! kokon-tests/cuda`. The default is `cpu`. `kokon-bench gpu` (what `just
 //! bench-gpu` runs) measures magika and the text model alone, without the
-//! VM, verification and billing figures.
+//! VM, verification and billing figures; `kokon-bench magika` magika's
+//! alone. `KOKON_BENCH_BATCH_DELAY_US` sets the enclave's
+//! `--batch-delay-us` for magika.
 
 mod billing_bench;
 mod llm_bench;
@@ -58,6 +60,8 @@ const THROUGHPUT_WINDOW: Duration = Duration::from_secs(4);
 /// The environment variable choosing the magika figures' device.
 /// Batch sizes of the bare throughput figures.
 const BARE_BATCHES: [usize; 4] = [1, 16, 64, 256];
+/// The enclave's `--batch-delay-us` for the magika figures (its default when unset).
+const BATCH_DELAY_ENV: &str = "KOKON_BENCH_BATCH_DELAY_US";
 /// Concurrent clients whose confidential throughput is compared with bare
 /// throughput at the same batch size.
 const RATIO_CLIENTS: usize = 64;
@@ -159,7 +163,12 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         });
     }
-    runtime.block_on(bench(cpus, enclave_cpus, only.as_deref() == Some("gpu")))
+    let parts = match only.as_deref() {
+        Some("gpu") => Parts::Models,
+        Some("magika") => Parts::Magika,
+        _ => Parts::All,
+    };
+    runtime.block_on(bench(cpus, enclave_cpus, parts))
 }
 
 /// The worker VM's figures beside a short process-backend baseline.
@@ -196,9 +205,20 @@ fn print_llm_ratios(ratios: llm_bench::Ratios) {
     }
 }
 
-/// The whole bench; `gpu_only`: magika and the text model alone, on the
-/// devices [`kokon_tests::gpu::bench_devices`] names (`kokon-bench gpu`).
-async fn bench(cpus: Vec<usize>, enclave_cpus: Vec<usize>, gpu_only: bool) -> anyhow::Result<()> {
+/// What a run of the bench measures.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Parts {
+    /// Everything (`kokon-bench`).
+    All,
+    /// Magika and the text model, on the devices
+    /// [`kokon_tests::gpu::bench_devices`] names (`kokon-bench gpu`).
+    Models,
+    /// Magika alone (`kokon-bench magika`).
+    Magika,
+}
+
+/// Magika's figures, then the rest that `parts` asks for.
+async fn bench(cpus: Vec<usize>, enclave_cpus: Vec<usize>, parts: Parts) -> anyhow::Result<()> {
     let device = kokon_tests::gpu::bench_device().map_err(anyhow::Error::msg)?;
     let env = Env::load();
     let magika = env.magika();
@@ -252,6 +272,12 @@ async fn bench(cpus: Vec<usize>, enclave_cpus: Vec<usize>, gpu_only: bool) -> an
     let mut enclave_args = cpus_args(&enclave_cpus);
     enclave_args.extend(["--device".into(), device.as_str().into()]);
     enclave_args.extend(kokon_tests::gpu::development_args(device));
+    // The enclave's queueing delay for merging requests, when asked for
+    // (else its default).
+    let batch_delay = std::env::var(BATCH_DELAY_ENV).ok();
+    if let Some(us) = &batch_delay {
+        enclave_args.extend(["--batch-delay-us".into(), us.clone()]);
+    }
     let stack = Stack::start(Options {
         enclave_args,
         ..Options::default()
@@ -302,7 +328,7 @@ async fn bench(cpus: Vec<usize>, enclave_cpus: Vec<usize>, gpu_only: bool) -> an
         percentile(&e2e_t, 0.5),
         percentile(&e2e_t, 0.99),
     );
-    println!("model: magika standard_v3_3 (1 x 2048 int32), ONNX Runtime, device {}, {SAMPLES} samples each in alternating blocks of {BLOCK}; enclave on CPUs {enclave_cpus:?}", device.as_str());
+    println!("model: magika standard_v3_3 (1 x 2048 int32), ONNX Runtime, device {}, {SAMPLES} samples each in alternating blocks of {BLOCK}; enclave on CPUs {enclave_cpus:?}, batch delay {} us", device.as_str(), batch_delay.as_deref().unwrap_or("(default)"));
     println!(
         "bare session.run      p50 {:7.3} ms   p99 {:7.3} ms",
         ms(b50),
@@ -378,13 +404,18 @@ async fn bench(cpus: Vec<usize>, enclave_cpus: Vec<usize>, gpu_only: bool) -> an
         );
     }
     stack.shutdown().await;
-    if !gpu_only {
+    let e2e_ratio = e50.as_secs_f64() / b50.as_secs_f64();
+    if parts == Parts::Magika {
+        println!("e2e_p50_ratio={e2e_ratio:.3}");
+        return Ok(());
+    }
+    if parts == Parts::All {
         vm_bench::run(&env, &row, e50).await?;
         verification::run()?;
         billing_bench::run()?;
     }
     let ratios = llm_bench::run(&env, &ort_env, &cpus, &enclave_cpus).await?;
-    println!("e2e_p50_ratio={:.3}", e50.as_secs_f64() / b50.as_secs_f64());
+    println!("e2e_p50_ratio={e2e_ratio:.3}");
     print_llm_ratios(ratios);
     Ok(())
 }
