@@ -457,6 +457,15 @@ impl Device {
         }
     }
 
+    /// Whether this build can run on this device: an error naming the
+    /// missing `cuda` feature, checked before the GPUs are touched.
+    pub fn built(self) -> Result<(), String> {
+        match self {
+            Self::Cuda if !CUDA_BUILT => Err(NOT_BUILT_FOR_CUDA.into()),
+            _ => Ok(()),
+        }
+    }
+
     /// Puts a session being built on this device: nothing to do for the CPU;
     /// ONNX Runtime's CUDA execution provider, which must load, for CUDA.
     pub fn configure(
@@ -490,8 +499,11 @@ fn with_cuda(
 fn with_cuda(
     _: ort::session::builder::SessionBuilder,
 ) -> Result<ort::session::builder::SessionBuilder, String> {
-    Err("this enclave was built without the `cuda` feature; rebuild with `--features cuda` or use --device cpu".into())
+    Err(NOT_BUILT_FOR_CUDA.into())
 }
+
+/// Why a build without the `cuda` feature cannot run on CUDA.
+const NOT_BUILT_FOR_CUDA: &str = "this enclave was built without the `cuda` feature; rebuild with `--features cuda` or use --device cpu";
 
 fn check_shape(spec: &Spec, input: &InferInput, max_batch: usize) -> Result<Vec<usize>, String> {
     if input.datatype != spec.dtype.datatype() {

@@ -251,6 +251,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut backend = evidence::Backend::start(args.tee, &paths, &args.data_dir, sim_td, now)?;
     tracing::info!(backend = backend.name(), requested = ?args.tee, "evidence backend started");
+    args.device.built().map_err(anyhow::Error::msg)?;
     // Before any model loads: a GPU in CC mode takes work only once ready.
     let gpus = nvml::start(args.device, args.gpu_mode, now)?;
     let env = inference::load_runtime(&args.ort_lib)?;
