@@ -270,8 +270,7 @@ async fn bench(cpus: Vec<usize>, enclave_cpus: Vec<usize>, parts: Parts) -> anyh
     model_t.sort();
 
     let mut enclave_args = cpus_args(&enclave_cpus);
-    enclave_args.extend(["--device".into(), device.as_str().into()]);
-    enclave_args.extend(kokon_tests::gpu::development_args(device));
+    enclave_args.extend(kokon_tests::gpu::device_args(device));
     // The enclave's queueing delay for merging requests, when asked for
     // (else its default).
     let batch_delay = std::env::var(BATCH_DELAY_ENV).ok();

@@ -56,12 +56,13 @@ pub fn bench_devices() -> Result<Vec<Device>, String> {
     })
 }
 
-/// The enclave arguments that let it run on `device` on a GPU that is not
-/// in confidential-computing mode (none for the CPU): `--gpu-mode
+/// The enclave arguments that run it on `device`, on a GPU that is not in
+/// confidential-computing mode too: `--device`, and for CUDA `--gpu-mode
 /// development`, which the serving configuration states.
-pub fn development_args(device: Device) -> Vec<String> {
-    match device {
-        Device::Cpu => Vec::new(),
-        Device::Cuda => vec!["--gpu-mode".into(), "development".into()],
+pub fn device_args(device: Device) -> Vec<String> {
+    let mut args = vec!["--device".to_string(), device.as_str().to_string()];
+    if device == Device::Cuda {
+        args.extend(["--gpu-mode".to_string(), "development".to_string()]);
     }
+    args
 }

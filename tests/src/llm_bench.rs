@@ -286,10 +286,8 @@ async fn on_device(
         env.llm_dir.display().to_string(),
         "--llm-max-batch".to_string(),
         PROMPTS.len().to_string(),
-        "--device".to_string(),
-        device.as_str().to_string(),
     ];
-    enclave_args.extend(kokon_tests::gpu::development_args(device));
+    enclave_args.extend(kokon_tests::gpu::device_args(device));
     enclave_args.extend(crate::cpus_args(enclave_cpus));
     let stack = Stack::start(Options {
         enclave_args,

@@ -67,10 +67,7 @@ fn the_text_model_on_cuda_with_its_caches_in_host_memory_gives_the_same_tokens()
 /// A stack whose enclave runs on `device`, serving magika and the text model.
 async fn stack_on(device: Device) -> Stack {
     let mut options = kokon_tests::text_options(0, 0);
-    options
-        .enclave_args
-        .extend(["--device".to_string(), device.as_str().to_string()]);
-    options.enclave_args.extend(gpu::development_args(device));
+    options.enclave_args.extend(gpu::device_args(device));
     Stack::start(options).await
 }
 
