@@ -122,6 +122,12 @@ pub struct GpuEvidence {
     pub report: Vec<u8>,
     /// The GPU's certificate chain (PEM, leaf first, ending in the root).
     pub chain_pem: String,
+    /// NVIDIA's OCSP responses (DER) for the chain's certificates of
+    /// [`crate::nvidia::OCSP_POSITIONS`], in chain order. Fetched and
+    /// cached by the untrusted host, not covered by [`GpuEvidence::digest`]
+    /// and verified by the client; empty when the host fetched none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "b64_list")]
+    pub ocsp: Vec<Vec<u8>>,
 }
 
 impl GpuEvidence {

@@ -129,6 +129,21 @@ pub enum Error {
         /// Which CRL lists it.
         crl: &'static str,
     },
+    /// An OCSP responder, in a response that verified, does not say that a
+    /// certificate is good.
+    #[error("certificate {position} ({subject}) is not good: its OCSP response, signed by {signer}, says serial {serial} is {status}")]
+    OcspStatus {
+        /// Its position in the chain.
+        position: String,
+        /// Its subject.
+        subject: String,
+        /// Its serial number (hex).
+        serial: String,
+        /// What the responder says ("revoked at ... (keyCompromise)", "unknown to the responder").
+        status: String,
+        /// Who signed the response.
+        signer: String,
+    },
     /// A piece of collateral (TCB info, QE identity, CRL) is outside its validity window.
     #[error("{what} is not valid at {now}: issued {issued}, next update {next_update}")]
     CollateralNotValidAt {

@@ -22,6 +22,7 @@ mod error;
 pub mod eventlog;
 pub mod explain;
 pub mod nvidia;
+pub mod ocsp;
 pub mod pem;
 pub mod pki;
 pub mod roots;

@@ -145,7 +145,7 @@ pub struct ChainLink {
 }
 
 /// Formats a DER name for messages.
-fn name_text(raw: &[u8]) -> String {
+pub(crate) fn name_text(raw: &[u8]) -> String {
     x509_parser::x509::X509Name::from_der(raw)
         .map(|(_, n)| n.to_string())
         .unwrap_or_else(|_| "?".into())

@@ -726,6 +726,7 @@ fn gpu(n: u8) -> GpuEvidence {
     GpuEvidence {
         report: vec![n; 8],
         chain_pem: format!("chain of GPU {n}"),
+        ocsp: Vec::new(),
     }
 }
 

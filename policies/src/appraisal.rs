@@ -233,6 +233,40 @@ impl Policy {
                     hex::encode(v.fwid())
                 ),
             );
+            if gpu.require_ocsp || !e.ocsp.is_empty() {
+                let expected = format!(
+                    "NVIDIA's OCSP responses for the {}, signed by their issuers or delegated responders, current at {} and good{}",
+                    nvidia::OCSP_POSITIONS
+                        .filter_map(|p| v.certificates.get(p).map(|c| c.position.as_str()))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    kokon_attestation::pki::rfc3339(now),
+                    match gpu.require_ocsp {
+                        true => " (gpu.require_ocsp = true)",
+                        false => " (the host sent them)",
+                    }
+                );
+                let (passed, found) = match v.check_revocation(&e.ocsp, now) {
+                    Ok(verdicts) => (
+                        true,
+                        verdicts
+                            .iter()
+                            .map(|o| {
+                                format!(
+                                    "good, signed by {}, until {}",
+                                    o.signer,
+                                    o.next_update
+                                        .as_deref()
+                                        .unwrap_or("a day after its thisUpdate")
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    ),
+                    Err(err) => (false, err.to_string()),
+                };
+                c.add(&format!("{name} revocation"), passed, expected, found);
+            }
             let measured = v.measurements();
             for (index, allowed) in &gpu.measurements {
                 let found = measured

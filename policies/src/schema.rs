@@ -43,6 +43,9 @@ struct GpuSection {
     /// Defaults to `required`.
     #[serde(default)]
     require_cc: Option<bool>,
+    /// Defaults to `required`.
+    #[serde(default)]
+    require_ocsp: Option<bool>,
     #[serde(default)]
     anchors: Option<Vec<String>>,
     #[serde(default)]
@@ -69,6 +72,11 @@ pub struct GpuRequirements {
     /// the GPUs ready, protected PCIe with more than one GPU, and one
     /// report per GPU. Defaults to `required`.
     pub require_cc: bool,
+    /// Whether each GPU's evidence must come with NVIDIA's OCSP responses
+    /// for its chain (fetched by the host), all verified and good. When
+    /// false, responses that come are still verified. Defaults to
+    /// `required`.
+    pub require_ocsp: bool,
     /// The roots GPU certificate chains must end in (apart from the CPU
     /// evidence's roots).
     pub anchors: TrustAnchors,
@@ -88,6 +96,7 @@ impl GpuRequirements {
         GpuSection {
             required: false,
             require_cc: None,
+            require_ocsp: None,
             anchors: None,
             measurements: BTreeMap::new(),
             driver_versions: Vec::new(),
@@ -149,6 +158,7 @@ impl GpuSection {
         Ok(GpuRequirements {
             required: self.required,
             require_cc: self.require_cc.unwrap_or(self.required),
+            require_ocsp: self.require_ocsp.unwrap_or(self.required),
             anchors,
             measurements,
             driver_versions: self.driver_versions,

@@ -5,6 +5,7 @@ mod common;
 
 use kokon_attestation::claims::{CcEnvironment, Claims, GpuCcState, MultiGpuMode};
 use kokon_attestation::nvidia::{gpu_nonce, Report};
+use kokon_attestation::sim::ocsp::{SimAnswer, SimStatus};
 use kokon_attestation::sim::SimGpu;
 use kokon_attestation::sim::{simulate, SimRoot, SimTd};
 use kokon_attestation::{
@@ -404,7 +405,10 @@ fn failed(checks: &[Check]) -> Vec<(String, String, String)> {
 fn a_bundle_with_sim_gpu_evidence_for_the_derived_nonce_is_accepted() {
     let template = gpu_template();
     let gpu = SimGpu::for_template(&template).unwrap();
-    let evidence = gpu.evidence(&template, &sim_gpu_nonce()).unwrap();
+    let evidence = GpuEvidence {
+        ocsp: gpu.ocsp_good(NOW - 3600).unwrap(),
+        ..gpu.evidence(&template, &sim_gpu_nonce()).unwrap()
+    };
     let index2 = hex::encode(Report::parse(&template).unwrap().measurements()[&2]);
     let section = format!(
         "measurements = {{ \"2\" = [\"{}\", \"{index2}\"] }}\ndriver_versions = [\"550.90.07\"]\nmin_driver_version = \"550.54\"\nvbios_versions = [\"96.00.9F.00.01\"]\nrequired = true",
@@ -418,16 +422,23 @@ fn a_bundle_with_sim_gpu_evidence_for_the_derived_nonce_is_accepted() {
     assert_eq!(failed(&checks), []);
     let names: Vec<&str> = checks.iter().map(|c| c.check.as_str()).collect();
     assert_eq!(
-        names[names.len() - 5..],
+        names[names.len() - 7..],
         [
             "GPU evidence",
             "GPU 0",
+            "GPU 0 revocation",
             "GPU 0 measurement 2",
             "GPU 1",
+            "GPU 1 revocation",
             "GPU 1 measurement 2"
         ]
     );
-    let gpu0 = &checks[names.len() - 4];
+    let gpu0 = &checks[names.len() - 6];
+    let revocation = &checks[names.len() - 5];
+    assert_eq!(
+        revocation.found,
+        "good, signed by CN=test provisioner CA, until 2026-06-04T19:26:40Z; good, signed by CN=test architecture CA, until 2026-06-04T19:26:40Z; good, signed by CN=test GPU root, until 2026-06-04T19:26:40Z"
+    );
     assert!(
         gpu0.found.starts_with(
             "verified under \"sim-gpu-root\": driver 550.90.07, VBIOS 96.00.9f.00.01, FWID "
@@ -700,4 +711,73 @@ fn the_production_policies_take_gpu_evidence_under_nvidias_root_only_and_do_not_
         assert_eq!(names, ["nvidia-device-identity-ca"]);
         assert!(p.gpu.measurements.is_empty());
     }
+}
+
+#[test]
+fn gpu_revocation_is_required_with_the_evidence_and_checked_whenever_the_host_sends_it() {
+    let template = gpu_template();
+    let gpu = SimGpu::for_template(&template).unwrap();
+    let bare = gpu.evidence(&template, &sim_gpu_nonce()).unwrap();
+    let with_ocsp = |ocsp: Vec<Vec<u8>>| GpuEvidence {
+        ocsp,
+        ..bare.clone()
+    };
+    let revocation = |section: Option<&str>, evidence: GpuEvidence| {
+        gpu_checks(section, Some(gpu.anchors()), &[evidence])
+            .into_iter()
+            .find(|c| c.check == "GPU 0 revocation")
+    };
+    // Required (by `required`, or alone), none sent: rejected, saying so.
+    for section in ["required = true", "require_ocsp = true"] {
+        let c = revocation(Some(section), bare.clone()).unwrap();
+        assert!(!c.passed, "{section}: {c:?}");
+        assert!(
+            c.expected.ends_with("and good (gpu.require_ocsp = true)"),
+            "{c:?}"
+        );
+        assert!(
+            c.found
+                .starts_with("unsupported NVIDIA OCSP responses: expected 3"),
+            "{c:?}"
+        );
+    }
+    // Not required and none sent: no revocation check.
+    assert!(revocation(Some("required = true\nrequire_ocsp = false"), bare.clone()).is_none());
+    assert!(revocation(None, bare.clone()).is_none());
+    // Not required but sent: checked all the same, and a revoked
+    // certificate rejects.
+    let mut ocsp = gpu.ocsp_good(NOW - 3600).unwrap();
+    ocsp[1] = gpu
+        .ocsp(
+            2,
+            &SimAnswer {
+                status: SimStatus::Revoked(NOW - 60),
+                ..SimAnswer::good(NOW - 3600)
+            },
+        )
+        .unwrap();
+    let c = revocation(None, with_ocsp(ocsp)).unwrap();
+    assert!(!c.passed, "{c:?}");
+    assert!(
+        c.expected.ends_with("and good (the host sent them)"),
+        "{c:?}"
+    );
+    assert!(
+        c.found.starts_with("certificate NVIDIA provisioner CA (CN=test provisioner CA) is not good: its OCSP response, signed by CN=test architecture CA, says serial "),
+        "{c:?}"
+    );
+    assert!(
+        c.found
+            .ends_with(" is revoked at 2026-05-28T20:25:40Z (KeyCompromise)"),
+        "{c:?}"
+    );
+    // Stale responses (past their next update) reject too.
+    let stale = gpu.ocsp_good(NOW - 8 * 24 * 3600).unwrap();
+    let c = revocation(Some("required = true"), with_ocsp(stale)).unwrap();
+    assert!(!c.passed, "{c:?}");
+    assert!(
+        c.found
+            .starts_with("OCSP response is not valid at 2026-05-28T20:26:40Z"),
+        "{c:?}"
+    );
 }

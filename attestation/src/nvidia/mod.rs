@@ -26,9 +26,14 @@
 //!    driver version allowed and not below the minimum, the VBIOS version
 //!    allowed.
 //!
+//! Revocation is a separate step, [`VerifiedGpu::check_revocation`]: NVIDIA's
+//! OCSP responses for the chain's device identity, provisioner and
+//! architecture certificates ([`OCSP_POSITIONS`]), fetched and cached by
+//! the untrusted host and verified by [`crate::ocsp::check`].
+//!
 //! Not checked here: NVIDIA's reference measurements (RIMs, fetched from
-//! NVIDIA's RIM service and signed under their own root) and certificate
-//! revocation (OCSP); measurements are compared only with the caller's pins.
+//! NVIDIA's RIM service and signed under their own root); measurements are
+//! compared only with the caller's pins.
 //!
 //! Freshness: the enclave asks each GPU for a report whose nonce is
 //! [`gpu_nonce`] of the client's nonce, so a GPU report is as fresh as the
@@ -40,7 +45,9 @@ pub mod verify;
 
 pub use opaque::{OpaqueData, OpaqueField};
 pub use spdm::{MeasurementBlock, Report, Request, Response};
-pub use verify::{evidence_digest, read_chain, verify, Expectations, GpuChain, VerifiedGpu};
+pub use verify::{
+    evidence_digest, read_chain, verify, Expectations, GpuChain, VerifiedGpu, OCSP_POSITIONS,
+};
 
 use sha2::{Digest, Sha256};
 

@@ -11,8 +11,8 @@ use sha2::{Digest, Sha384};
 
 use super::opaque::FWID_LEN;
 use super::spdm::{Report, DIGEST_LEN, NONCE_LEN};
-use crate::pki::{verify_chain, CertificateInfo, TrustAnchors, VerifiedChain};
-use crate::Error;
+use crate::pki::{verify_chain, CertificateInfo, ChainLink, TrustAnchors, VerifiedChain};
+use crate::{ocsp, Error};
 
 /// The certificates of a GPU's chain, leaf first, as messages name them
 /// (on a Hopper GPU: GH100 A01 GSP FMC LF, GH100 A01 GSP BROM, NVIDIA GH100
@@ -24,6 +24,12 @@ pub const CHAIN_POSITIONS: [&str; 5] = [
     "NVIDIA GPU architecture CA",
     "NVIDIA Device Identity CA",
 ];
+
+/// The chain positions whose status NVIDIA's OCSP responder answers: the
+/// GPU's device identity (BROM), the provisioner CA and the architecture
+/// CA. Not the attestation key's certificate, which the GPU's firmware
+/// makes at boot (NVIDIA never sees it), nor the root, trusted by identity.
+pub const OCSP_POSITIONS: std::ops::Range<usize> = 1..4;
 
 /// What the chain text is called in errors.
 const CHAIN_NAME: &str = "NVIDIA GPU certificate chain";
@@ -64,6 +70,8 @@ pub struct VerifiedGpu {
     /// SHA-384 of the report followed by the chain text, as received: what
     /// CPU claims bind to name this GPU evidence (see [`evidence_digest`]).
     pub evidence_digest: [u8; DIGEST_LEN],
+    /// The chain's certificates as revocation checks need them, leaf first.
+    pub links: Vec<ChainLink>,
 }
 
 impl VerifiedGpu {
@@ -97,6 +105,47 @@ impl VerifiedGpu {
         self.certificates
             .iter()
             .map(|c| c.subject.as_str())
+            .collect()
+    }
+
+    /// Checks NVIDIA's OCSP responses for this GPU's chain at `now`: one
+    /// response per certificate of [`OCSP_POSITIONS`], in chain order, each
+    /// verified by [`ocsp::check`] against the certificate's issuer in the
+    /// chain and saying good. Returns what each said.
+    pub fn check_revocation(
+        &self,
+        responses: &[Vec<u8>],
+        now: i64,
+    ) -> Result<Vec<ocsp::Verdict>, Error> {
+        if responses.len() != OCSP_POSITIONS.len() {
+            return Err(Error::Unsupported {
+                field: "NVIDIA OCSP responses",
+                expected: format!(
+                    "{} (for the {})",
+                    OCSP_POSITIONS.len(),
+                    CHAIN_POSITIONS
+                        .get(OCSP_POSITIONS)
+                        .unwrap_or_default()
+                        .join(", ")
+                ),
+                found: responses.len().to_string(),
+            });
+        }
+        OCSP_POSITIONS
+            .zip(responses)
+            .map(|(position, response)| {
+                let name = CHAIN_POSITIONS.get(position).copied().unwrap_or("?");
+                let cert = self.links.get(position);
+                let issuer = self.links.get(position + 1);
+                let (Some(cert), Some(issuer)) = (cert, issuer) else {
+                    return Err(Error::Unsupported {
+                        field: "NVIDIA GPU certificate chain length",
+                        expected: CHAIN_POSITIONS.len().to_string(),
+                        found: self.links.len().to_string(),
+                    });
+                };
+                ocsp::check(response, cert, issuer, now, name)?.good(name, cert)
+            })
             .collect()
     }
 }
@@ -214,6 +263,7 @@ pub fn verify(
         certificates: chain.chain.described,
         anchor: chain.chain.anchor.name,
         evidence_digest: evidence_digest(report_bytes, chain_pem),
+        links: chain.chain.links,
     })
 }
 

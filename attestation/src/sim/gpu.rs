@@ -8,12 +8,13 @@
 //! measurements, versions and FWID it keeps) is re-signed.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CustomExtension, DnType, IsCa, Issuer, KeyPair,
-    PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384,
+    BasicConstraints, CertificateParams, CustomExtension, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384,
 };
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, ECDSA_P384_SHA384_FIXED_SIGNING};
 
+use super::ocsp::{respond, SimAnswer, SimSigner};
 use super::{pem_encode, sim_err};
 use crate::bundle::GpuEvidence;
 use crate::der::{integer, oid, tlv};
@@ -40,6 +41,10 @@ pub fn tcb_info(hash_oid: &[u64], fwid: &[u8]) -> Vec<u8> {
 /// A simulated GPU: its chain, root and attestation key.
 pub struct SimGpu {
     chain_pem: String,
+    /// The chain (DER), leaf first.
+    chain: Vec<Vec<u8>>,
+    /// The CAs' issuers, the BROM first: `cas[i]` signed `chain[i]`.
+    cas: Vec<Issuer<'static, KeyPair>>,
     root: TrustAnchor,
     leaf: Option<EcdsaKeyPair>,
 }
@@ -71,15 +76,19 @@ impl SimGpu {
         };
         let root_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(sim_err)?;
         let root_params = params("test GPU root", true)?;
-        let root = root_params.self_signed(&root_key).map_err(sim_err)?;
-        let root_der = root.der().to_vec();
-        let mut issuer = Issuer::new(root_params, root_key);
-        let mut ders = vec![root_der.clone()];
+        let root_der = root_params
+            .self_signed(&root_key)
+            .map_err(sim_err)?
+            .der()
+            .to_vec();
+        // The CAs, root first, each with the issuer that signs the next.
+        let mut cas = vec![(root_der.clone(), Issuer::new(root_params, root_key))];
         for cn in ["test architecture CA", "test provisioner CA", "test BROM"] {
             let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(sim_err)?;
             let p = params(cn, true)?;
-            ders.push(p.signed_by(&key, &issuer).map_err(sim_err)?.der().to_vec());
-            issuer = Issuer::new(p, key);
+            let (_, issuer) = cas.last().ok_or_else(|| sim_err("no root"))?;
+            let der = p.signed_by(&key, issuer).map_err(sim_err)?.der().to_vec();
+            cas.push((der, Issuer::new(p, key)));
         }
         let rng = SystemRandom::new();
         let (leaf_key, leaf) = if p384 {
@@ -104,14 +113,19 @@ impl SimGpu {
         p.custom_extensions = extension
             .map(|e| vec![CustomExtension::from_oid_content(&[2, 23, 133, 5, 4, 1], e)])
             .unwrap_or_default();
-        ders.push(
-            p.signed_by(&leaf_key, &issuer)
-                .map_err(sim_err)?
-                .der()
-                .to_vec(),
-        );
+        let (_, brom) = cas.last().ok_or_else(|| sim_err("no BROM"))?;
+        let leaf_der = p
+            .signed_by(&leaf_key, brom)
+            .map_err(sim_err)?
+            .der()
+            .to_vec();
+        let mut chain = vec![leaf_der];
+        chain.extend(cas.iter().rev().map(|(der, _)| der.clone()));
+        cas.reverse();
         Ok(Self {
-            chain_pem: ders.iter().rev().map(|d| pem_encode(d)).collect(),
+            chain_pem: chain.iter().map(|d| pem_encode(d)).collect(),
+            chain,
+            cas: cas.into_iter().map(|(_, issuer)| issuer).collect(),
             root: TrustAnchor {
                 name: SIM_GPU_ROOT.into(),
                 der: root_der,
@@ -171,11 +185,74 @@ impl SimGpu {
         self.resign(&report)
     }
 
-    /// [`SimGpu::report`] with this GPU's chain, as a bundle carries it.
+    /// [`SimGpu::report`] with this GPU's chain, as a bundle carries it
+    /// (without OCSP responses).
     pub fn evidence(&self, template: &[u8], nonce: &[u8; NONCE_LEN]) -> Result<GpuEvidence, Error> {
         Ok(GpuEvidence {
             report: self.report(template, nonce)?,
             chain_pem: self.chain_pem.clone(),
+            ocsp: Vec::new(),
         })
+    }
+
+    /// The chain's certificates (DER), leaf first.
+    pub fn chain(&self) -> &[Vec<u8>] {
+        &self.chain
+    }
+
+    /// An OCSP response about the certificate at `position` of the chain
+    /// (0 is the leaf), signed by its issuer, saying `answer`.
+    pub fn ocsp(&self, position: usize, answer: &SimAnswer) -> Result<Vec<u8>, Error> {
+        let (cert, issuer_der, issuer) = self.link(position)?;
+        let signer = SimSigner {
+            key: issuer.key(),
+            cert: issuer_der,
+            include_cert: false,
+        };
+        respond(cert, issuer_der, &signer, answer)
+    }
+
+    /// An OCSP response about the certificate at `position`, signed by a
+    /// responder certificate that its issuer signed and the response
+    /// carries, with id-kp-OCSPSigning in its extended key usage or not.
+    pub fn ocsp_delegated(
+        &self,
+        position: usize,
+        answer: &SimAnswer,
+        ocsp_signing: bool,
+    ) -> Result<Vec<u8>, Error> {
+        let (cert, issuer_der, issuer) = self.link(position)?;
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(sim_err)?;
+        let mut p = CertificateParams::new(Vec::<String>::new()).map_err(sim_err)?;
+        p.distinguished_name
+            .push(DnType::CommonName, "test OCSP responder");
+        if ocsp_signing {
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::OcspSigning];
+        }
+        let responder = p.signed_by(&key, issuer).map_err(sim_err)?.der().to_vec();
+        let signer = SimSigner {
+            key: &key,
+            cert: &responder,
+            include_cert: true,
+        };
+        respond(cert, issuer_der, &signer, &answer.clone())
+    }
+
+    /// Good OCSP responses, from `this_update` for a week, for every
+    /// certificate a GPU's issuers answer for
+    /// ([`crate::nvidia::OCSP_POSITIONS`]), in chain order.
+    pub fn ocsp_good(&self, this_update: i64) -> Result<Vec<Vec<u8>>, Error> {
+        crate::nvidia::OCSP_POSITIONS
+            .map(|position| self.ocsp(position, &SimAnswer::good(this_update)))
+            .collect()
+    }
+
+    /// The certificate at `position`, its issuer's certificate and key.
+    fn link(&self, position: usize) -> Result<(&[u8], &[u8], &Issuer<'static, KeyPair>), Error> {
+        let missing = || sim_err(format!("no certificate {position} with an issuer"));
+        let cert = self.chain.get(position).ok_or_else(missing)?;
+        let issuer_der = self.chain.get(position + 1).ok_or_else(missing)?;
+        let issuer = self.cas.get(position).ok_or_else(missing)?;
+        Ok((cert, issuer_der, issuer))
     }
 }

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 pub mod gpu;
+pub mod ocsp;
 mod pcs;
 pub use gpu::SimGpu;
 pub use pcs::{SimTcb, SIM_CPU_SVN, SIM_FMSPC, SIM_PCE_SVN};
