@@ -174,12 +174,21 @@ pub fn request(cert: &ChainLink, issuer: &ChainLink) -> Result<Vec<u8>, Error> {
 }
 
 /// The `nextUpdate` (Unix seconds) of the single response in `response`
-/// that names `cert`, if the response parses and has one: how long a host
-/// may cache it. Nothing is verified.
-pub fn next_update(response: &[u8], cert: &ChainLink, issuer: &ChainLink) -> Option<i64> {
-    let (basic, _) = basic_response(response).ok()?;
-    let single = find_single(&basic, cert, issuer).ok()?;
-    single.next_update.map(|t| unix(t.0))
+/// that names `cert`, if it has one: how long a host may cache it. Fails
+/// when the response does not parse, is not successful or does not name
+/// `cert`; nothing is verified.
+pub fn next_update(
+    response: &[u8],
+    cert: &ChainLink,
+    issuer: &ChainLink,
+) -> Result<Option<i64>, Error> {
+    let (basic, _) = basic_response(response)?;
+    let single = find_single(&basic, cert, issuer).map_err(|found| Error::Mismatch {
+        what: "OCSP response's certificate ID (serial and issuer hashes)",
+        expected: format!("serial {}", hex::encode(&cert.serial)),
+        found,
+    })?;
+    Ok(single.next_update.map(|t| unix(t.0)))
 }
 
 /// Verifies `response` (DER) for the chain certificate `cert`, issued by

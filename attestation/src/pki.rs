@@ -144,6 +144,29 @@ pub struct ChainLink {
     pub spki: Vec<u8>,
 }
 
+impl ChainLink {
+    /// What revocation checks need of `cert`.
+    pub fn of(cert: &X509Certificate<'_>) -> Self {
+        Self {
+            subject: cert.subject().as_raw().to_vec(),
+            issuer: cert.issuer().as_raw().to_vec(),
+            serial: serial_bytes(cert.raw_serial()).to_vec(),
+            spki: cert.public_key().raw.to_vec(),
+        }
+    }
+
+    /// The links of a chain (DER, leaf first) that is parsed but not
+    /// verified: what a host needs to ask for the chain's revocation
+    /// status, which the verifier then checks against the verified chain.
+    pub fn parse_chain(chain: &[Vec<u8>]) -> Result<Vec<Self>, Error> {
+        chain
+            .iter()
+            .enumerate()
+            .map(|(i, der)| parse_certificate(der, &format!("#{i}")).map(|c| Self::of(&c)))
+            .collect()
+    }
+}
+
 /// Formats a DER name for messages.
 pub(crate) fn name_text(raw: &[u8]) -> String {
     x509_parser::x509::X509Name::from_der(raw)
@@ -421,15 +444,7 @@ pub fn verify_chain(
                 sha256: hex::encode(Sha256::digest(der)),
             })
             .collect(),
-        links: certs
-            .iter()
-            .map(|c| ChainLink {
-                subject: c.subject().as_raw().to_vec(),
-                issuer: c.issuer().as_raw().to_vec(),
-                serial: serial_bytes(c.raw_serial()).to_vec(),
-                spki: c.public_key().raw.to_vec(),
-            })
-            .collect(),
+        links: certs.iter().map(ChainLink::of).collect(),
     })
 }
 

@@ -385,8 +385,9 @@ pub struct HostArgs {
     pub action: Option<HostAction>,
 }
 
-/// Where the vendors' collateral is fetched from: Intel PCS (or a PCCS)
-/// and AMD KDS (`kokon host`, `kokon verify --fetch-collateral`).
+/// Where the vendors' collateral is fetched from: Intel PCS (or a PCCS),
+/// AMD KDS and NVIDIA's OCSP responder (`kokon host`, `kokon verify
+/// --fetch-collateral`).
 #[derive(clap::Args, Clone, Debug)]
 pub struct CollateralSources {
     /// Intel PCS or PCCS base URL for TDX collateral (API v4 paths are appended).
@@ -401,6 +402,9 @@ pub struct CollateralSources {
     /// SEV-SNP product line (milan, genoa, turin) for reports that do not name it.
     #[arg(long)]
     pub snp_product: Option<String>,
+    /// NVIDIA's OCSP responder, asked about GPU certificate chains.
+    #[arg(long, env = "KOKON_NVIDIA_OCSP_URL", default_value = kokon_host::collateral::NVIDIA_OCSP)]
+    pub nvidia_ocsp_url: String,
 }
 
 impl CollateralSources {
@@ -421,6 +425,7 @@ impl CollateralSources {
                 .map(|p| serde_json::from_value(serde_json::Value::String(p.into())))
                 .transpose()
                 .context("--snp-product: expected milan, genoa or turin")?,
+            nvidia_ocsp_url: self.nvidia_ocsp_url.clone(),
             cache_dir,
         })
     }

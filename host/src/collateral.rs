@@ -13,6 +13,10 @@
 //! - AMD SEV-SNP: the VCEK for the chip and reported TCB (a VLEK comes from
 //!   the host's certificate table instead), the ASK/ARK (or ASVK/ARK) chain,
 //!   and the ARK's CRL, from AMD's Key Distribution Service.
+//! - NVIDIA GPUs: OCSP responses for each GPU chain's device identity,
+//!   provisioner and architecture certificates, from NVIDIA's OCSP
+//!   responder (RFC 6960 requests by POST, SHA-384 certificate IDs, no
+//!   nonce, so that one answer serves every client until its next update).
 //!
 //! Cached entries live under `cache_dir` as JSON with their expiry: the
 //! earliest next-update of the pieces they contain.
@@ -23,7 +27,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use kokon_attestation::pki::pem_certificates;
+use kokon_attestation::nvidia::{self, OCSP_POSITIONS};
+use kokon_attestation::ocsp;
+use kokon_attestation::pki::{pem_certificates, ChainLink};
 use kokon_attestation::roots::AmdProduct;
 use kokon_attestation::snp::{Report, SigningKey, TcbVersion};
 use kokon_attestation::tdx::collateral::{
@@ -43,6 +49,8 @@ pub const INTEL_ROOT_CRL: &str =
     "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der";
 /// AMD's Key Distribution Service.
 pub const AMD_KDS: &str = "https://kdsintf.amd.com";
+/// NVIDIA's OCSP responder for its GPU certificate chains.
+pub const NVIDIA_OCSP: &str = "https://ocsp.ndis.nvidia.com/";
 /// Largest response accepted from a collateral service.
 const MAX_RESPONSE: usize = 1 << 20;
 /// Time allowed for one collateral request.
@@ -59,6 +67,8 @@ pub struct CollateralConfig {
     pub kds_url: String,
     /// SNP product line, for reports (version 2) that do not name it.
     pub snp_product: Option<AmdProduct>,
+    /// NVIDIA's OCSP responder URL.
+    pub nvidia_ocsp_url: String,
     /// Cache directory; without one, fetched collateral is kept in memory
     /// only (an auditor's one-off fetch).
     pub cache_dir: Option<PathBuf>,
@@ -72,6 +82,7 @@ impl CollateralConfig {
             root_crl_url: INTEL_ROOT_CRL.into(),
             kds_url: AMD_KDS.into(),
             snp_product: None,
+            nvidia_ocsp_url: NVIDIA_OCSP.into(),
             cache_dir,
         }
     }
@@ -118,15 +129,23 @@ impl CollateralService {
     }
 
     async fn get(&self, url: &str) -> anyhow::Result<kokon_fetch::Fetched> {
-        self.fetches
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let request = http::Request::get(url)
             .body(Default::default())
             .with_context(|| format!("bad URL {url}"))?;
+        self.send(request).await
+    }
+
+    async fn send(
+        &self,
+        request: http::Request<http_body_util::Full<bytes::Bytes>>,
+    ) -> anyhow::Result<kokon_fetch::Fetched> {
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let what = format!("{} {}", request.method(), request.uri());
         let fetched =
             kokon_fetch::send(&self.client, request, REQUEST_TIMEOUT, MAX_RESPONSE).await?;
         if !fetched.status.is_success() {
-            bail!("GET {url}: {}", fetched.status);
+            bail!("{what}: {}", fetched.status);
         }
         Ok(fetched)
     }
@@ -338,8 +357,54 @@ impl CollateralService {
         .await
     }
 
+    /// NVIDIA's OCSP responses for a GPU's chain (PEM, leaf first), one per
+    /// certificate of [`OCSP_POSITIONS`] in chain order, from the cache or
+    /// NVIDIA's responder. Each is cached until its next update, and for
+    /// at most a day. The chain is parsed, not verified: the client
+    /// verifies the chain and the responses.
+    pub async fn gpu_ocsp(&self, chain_pem: &[u8], now: i64) -> anyhow::Result<Vec<Vec<u8>>> {
+        let chain = nvidia::read_chain(chain_pem).context("reading the GPU's chain")?;
+        let links = ChainLink::parse_chain(&chain).context("parsing the GPU's chain")?;
+        let mut responses = Vec::new();
+        for position in OCSP_POSITIONS {
+            let (Some(cert), Some(issuer)) = (links.get(position), links.get(position + 1)) else {
+                bail!(
+                    "a GPU chain of {} certificates has no certificate {position} with an issuer",
+                    links.len()
+                );
+            };
+            let request = ocsp::request(cert, issuer)?;
+            let key = format!(
+                "nvidia-ocsp-{}-{}",
+                hex::encode(&cert.serial),
+                hex::encode(ring::digest::digest(&ring::digest::SHA256, &issuer.spki))
+                    .get(..16)
+                    .unwrap_or_default()
+            );
+            let url = &self.config.nvidia_ocsp_url;
+            if let Some(bytes) = self.cached::<String>(&key, now) {
+                responses.push(hex::decode(bytes)?);
+                continue;
+            }
+            let post = http::Request::post(url)
+                .header(http::header::CONTENT_TYPE, "application/ocsp-request")
+                .body(request.into())
+                .with_context(|| format!("bad URL {url}"))?;
+            let body = self.send(post).await?.body.to_vec();
+            let next = ocsp::next_update(&body, cert, issuer)
+                .with_context(|| format!("POST {url} (OCSP, certificate {position})"))?;
+            let until = next
+                .filter(|next| *next > now)
+                .unwrap_or(now + 3600)
+                .min(now + 24 * 3600);
+            self.store(&key, &hex::encode(&body), until)?;
+            responses.push(body);
+        }
+        Ok(responses)
+    }
+
     /// Adds what a bundle lacks: collateral to a TDX quote, the VCEK chain
-    /// to an SNP report. A bundle that already has it, or whose collateral
+    /// to an SNP report, NVIDIA's OCSP responses to GPU evidence. A bundle that already has it, or whose collateral
     /// cannot be fetched, is returned as it is (a client whose policy needs
     /// collateral will then reject it, saying why).
     pub async fn complete(&self, bundle: Vec<u8>, now: i64) -> Vec<u8> {
@@ -382,6 +447,15 @@ impl CollateralService {
                 }
             }
             EvidenceFormat::TdxQuote => {}
+        }
+        for gpu in parsed.gpu_evidence.iter_mut().filter(|g| g.ocsp.is_empty()) {
+            match self.gpu_ocsp(gpu.chain_pem.as_bytes(), now).await {
+                Ok(responses) => {
+                    gpu.ocsp = responses;
+                    changed = true;
+                }
+                Err(e) => unavailable("NVIDIA OCSP responses", e),
+            }
         }
         match changed {
             true => parsed.to_json(),

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use kokon_attestation::tdx::collateral::{
@@ -52,7 +52,7 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
-/// Path and query -> (headers, body).
+/// Path and query (or [`post_key`]) -> (headers, body).
 pub type Routes = HashMap<String, (Vec<(&'static str, String)>, Vec<u8>)>;
 
 /// A PEM chain as Intel sends it in a header: URL-encoded.
@@ -172,8 +172,15 @@ pub struct Server {
     pub hits: Arc<Mutex<Vec<String>>>,
 }
 
-/// Serves `routes` on a loopback port until the runtime ends; anything
-/// else is 404.
+/// The route of a POST to `path` with `body`: `POST <path> <SHA-256 of
+/// the body, hex>` (an OCSP responder answers by what is asked).
+pub fn post_key(path: &str, body: &[u8]) -> String {
+    use sha2::Digest;
+    format!("POST {path} {}", hex::encode(sha2::Sha256::digest(body)))
+}
+
+/// Serves `routes` (GETs by path and query, POSTs by [`post_key`]) on a
+/// loopback port until the runtime ends; anything else is 404.
 pub async fn serve(routes: Routes) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -185,30 +192,42 @@ pub async fn serve(routes: Routes) -> Server {
             let (routes, log) = (routes.clone(), log.clone());
             tokio::spawn(async move {
                 let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let key = req
-                        .uri()
-                        .path_and_query()
-                        .map(|p| p.to_string())
-                        .unwrap_or_default();
-                    log.lock().unwrap().push(key.clone());
-                    let mut response = match routes.get(&key) {
-                        Some((headers, body)) => {
-                            let mut r = hyper::Response::new(Full::new(Bytes::from(body.clone())));
-                            for (name, value) in headers {
-                                r.headers_mut().insert(*name, value.parse().unwrap());
+                    let (routes, log) = (routes.clone(), log.clone());
+                    async move {
+                        let path = req
+                            .uri()
+                            .path_and_query()
+                            .map(|p| p.to_string())
+                            .unwrap_or_default();
+                        let key = match req.method() == hyper::Method::POST {
+                            true => {
+                                let body = req.into_body().collect().await.unwrap().to_bytes();
+                                post_key(&path, &body)
                             }
-                            r
-                        }
-                        None => {
-                            let mut r = hyper::Response::new(Full::new(Bytes::from_static(b"")));
-                            *r.status_mut() = hyper::StatusCode::NOT_FOUND;
-                            r
-                        }
-                    };
-                    response
-                        .headers_mut()
-                        .insert("connection", "close".parse().unwrap());
-                    async move { Ok::<_, Infallible>(response) }
+                            false => path,
+                        };
+                        log.lock().unwrap().push(key.clone());
+                        let mut response = match routes.get(&key) {
+                            Some((headers, body)) => {
+                                let mut r =
+                                    hyper::Response::new(Full::new(Bytes::from(body.clone())));
+                                for (name, value) in headers {
+                                    r.headers_mut().insert(*name, value.parse().unwrap());
+                                }
+                                r
+                            }
+                            None => {
+                                let mut r =
+                                    hyper::Response::new(Full::new(Bytes::from_static(b"")));
+                                *r.status_mut() = hyper::StatusCode::NOT_FOUND;
+                                r
+                            }
+                        };
+                        response
+                            .headers_mut()
+                            .insert("connection", "close".parse().unwrap());
+                        Ok::<_, Infallible>(response)
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)

@@ -7,13 +7,16 @@
 use std::path::Path;
 
 use kokon_attestation::claims::Claims;
-use kokon_attestation::pki::pem_certificates;
+use kokon_attestation::nvidia::{gpu_nonce, verify, Expectations, OCSP_POSITIONS};
+use kokon_attestation::ocsp;
+use kokon_attestation::pki::{pem_certificates, ChainLink};
 use kokon_attestation::roots::{self, AmdProduct};
+use kokon_attestation::sim::SimGpu;
 use kokon_attestation::tdx::verify_quote_with_collateral;
-use kokon_attestation::{AttestationBundle, Evidence, EvidenceFormat, TrustAnchors};
+use kokon_attestation::{AttestationBundle, Evidence, EvidenceFormat, GpuEvidence, TrustAnchors};
 use kokon_host::collateral::{CollateralConfig, CollateralService};
 use kokon_tests::pcs::{
-    dcap_collateral, fixture, fixture_routes, serve, virtee_report, Routes, Server,
+    dcap_collateral, fixture, fixture_routes, post_key, serve, virtee_report, Routes, Server,
 };
 
 fn at(text: &str) -> i64 {
@@ -28,6 +31,7 @@ fn service(server: &Server, cache: &Path) -> CollateralService {
         root_crl_url: format!("{}/IntelSGXRootCA.der", server.base),
         kds_url: server.base.clone(),
         snp_product: Some(AmdProduct::Milan),
+        nvidia_ocsp_url: format!("{}/ocsp", server.base),
         cache_dir: Some(cache.to_path_buf()),
     })
     .unwrap()
@@ -144,6 +148,7 @@ async fn bundles_without_collateral_are_completed_and_others_left_alone() {
         root_crl_url: "http://127.0.0.1:9/crl".into(),
         kds_url: "http://127.0.0.1:9".into(),
         snp_product: None,
+        nvidia_ocsp_url: "http://127.0.0.1:9/ocsp".into(),
         cache_dir: None,
     })
     .unwrap();
@@ -225,6 +230,7 @@ async fn without_a_cache_directory_collateral_stays_in_memory_and_a_missing_head
         root_crl_url: format!("{base}/IntelSGXRootCA.der"),
         kds_url: base.into(),
         snp_product: None,
+        nvidia_ocsp_url: format!("{base}/ocsp"),
         cache_dir: None,
     };
     let svc = CollateralService::new(config(&server.base)).unwrap();
@@ -250,5 +256,138 @@ async fn without_a_cache_directory_collateral_stays_in_memory_and_a_missing_head
     assert!(
         err.contains("TCB info issuer chain") && err.contains("TCB-Info-Issuer-Chain header"),
         "{err}"
+    );
+}
+
+/// A simulated GPU's evidence (the real H100 report re-signed), its
+/// responder's good answers, and the routes that serve them as NVIDIA's
+/// OCSP responder does: by what is posted.
+fn gpu_ocsp_routes(now: i64) -> (SimGpu, GpuEvidence, Vec<Vec<u8>>, Routes) {
+    let template = hex::decode(
+        String::from_utf8(fixture("nvidia/trustee_hopperAttestationReport.txt"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    let gpu = SimGpu::for_template(&template).unwrap();
+    let evidence = gpu.evidence(&template, &gpu_nonce(&[4; 16])).unwrap();
+    let answers = gpu.ocsp_good(now - 3600).unwrap();
+    let links = ChainLink::parse_chain(gpu.chain()).unwrap();
+    let mut routes = Routes::new();
+    for (position, answer) in OCSP_POSITIONS.zip(&answers) {
+        let request = ocsp::request(&links[position], &links[position + 1]).unwrap();
+        routes.insert(
+            post_key("/ocsp", &request),
+            (
+                vec![("content-type", "application/ocsp-response".into())],
+                answer.clone(),
+            ),
+        );
+    }
+    (gpu, evidence, answers, routes)
+}
+
+#[tokio::test]
+async fn gpu_evidence_gets_nvidias_ocsp_answers_cached_until_their_next_update() {
+    let now = at("2026-11-27T00:00:00Z");
+    let (gpu, evidence, answers, routes) = gpu_ocsp_routes(now);
+    let server = serve(routes).await;
+    let cache = tempfile::tempdir().unwrap();
+    let svc = service(&server, cache.path());
+    let claims = Claims {
+        nonce: vec![4; 16],
+        gpus: vec![evidence.claim()],
+        ..kokon_tests::placeholder_claims(0)
+    };
+    let bundle = AttestationBundle {
+        version: 1,
+        backend: "sim".into(),
+        evidence: Evidence {
+            format: EvidenceFormat::TdxQuote,
+            data: vec![1],
+            certificates: vec![],
+            // The quote's collateral is there already: only the GPU's is asked for.
+            collateral: Some(dcap_collateral()),
+            crl: Vec::new(),
+        },
+        claims,
+        serving_config: None,
+        gpu_evidence: vec![evidence.clone()],
+    };
+    let done = AttestationBundle::from_json(&svc.complete(bundle.to_json(), now).await).unwrap();
+    assert_eq!(
+        done.gpu_evidence[0].ocsp, answers,
+        "one POST per certificate"
+    );
+    assert_eq!(svc.fetch_count(), 3);
+    assert_eq!(
+        done.gpu_evidence[0].digest(),
+        evidence.digest(),
+        "the claims' digest does not cover what the host adds"
+    );
+    // What the host added verifies for the client.
+    let verified = verify(
+        &evidence.report,
+        evidence.chain_pem.as_bytes(),
+        &gpu.anchors(),
+        now,
+        &Expectations {
+            nonce: gpu_nonce(&[4; 16]),
+            ..Expectations::default()
+        },
+    )
+    .unwrap();
+    verified
+        .check_revocation(&done.gpu_evidence[0].ocsp, now)
+        .unwrap();
+
+    // Cached: in memory, then on disk for a new process, until the
+    // answers' next update (a week), then asked again.
+    svc.complete(bundle.to_json(), now).await;
+    assert_eq!(svc.fetch_count(), 3);
+    let again = service(&server, cache.path());
+    assert_eq!(
+        again
+            .gpu_ocsp(evidence.chain_pem.as_bytes(), now + 3600)
+            .await
+            .unwrap(),
+        answers
+    );
+    assert_eq!(again.fetch_count(), 0);
+    // The cache keeps an answer for at most a day.
+    again
+        .gpu_ocsp(evidence.chain_pem.as_bytes(), now + 25 * 3600)
+        .await
+        .unwrap();
+    assert_eq!(again.fetch_count(), 3);
+    assert!(server
+        .hits
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|h| h.starts_with("POST /ocsp ")));
+
+    // A responder that does not answer leaves the bundle without OCSP, and
+    // evidence that already has answers is left as it is.
+    let silent = serve(Routes::new()).await;
+    let svc = service(&silent, tempfile::tempdir().unwrap().path());
+    let json = bundle.to_json();
+    assert_eq!(svc.complete(json.clone(), now).await, json);
+    let json = done.to_json();
+    assert_eq!(svc.complete(json.clone(), now).await, json);
+    assert_eq!(svc.fetch_count(), 1, "one failed POST, then nothing asked");
+    // An answer that is not OCSP is named, not cached.
+    let mut junk = Routes::new();
+    let links = ChainLink::parse_chain(gpu.chain()).unwrap();
+    let request = ocsp::request(&links[1], &links[2]).unwrap();
+    junk.insert(post_key("/ocsp", &request), (vec![], b"<html>".to_vec()));
+    let junk = serve(junk).await;
+    let e = service(&junk, tempfile::tempdir().unwrap().path())
+        .gpu_ocsp(evidence.chain_pem.as_bytes(), now)
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("(OCSP, certificate 1): collateral: OCSP response: bad DER"),
+        "{e:#}"
     );
 }
