@@ -13,7 +13,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 corpus=fuzz/corpus
-mkdir -p $corpus/{tdx_quote,bundle_json,ohttp,wire_frame,receipt,policy,snp_report,tdx_collateral,snp_cert_table,ratls_cert,eventlog,qgs_message,voucher,payer_proof,openai_request,stream_decoders,kserve_binary,ovmf_snp,tdvf_metadata,nvidia_gpu_report}
+mkdir -p $corpus/{tdx_quote,bundle_json,ohttp,wire_frame,receipt,policy,snp_report,tdx_collateral,snp_cert_table,ratls_cert,eventlog,qgs_message,voucher,payer_proof,openai_request,stream_decoders,kserve_binary,ovmf_snp,tdvf_metadata,nvidia_gpu_report,ocsp_response}
 for f in ../shared/fixtures/tdx/*.dat; do [ -f "$f" ] && cp "$f" $corpus/tdx_quote/; done
 cp policies/*.toml $corpus/policy/
 for f in ../shared/fixtures/snp/*.bin; do cp "$f" $corpus/snp_report/; done
@@ -26,6 +26,9 @@ for f in trustee_hopperAttestationReport trustee_hopper_coco_report1; do
     "../shared/fixtures/nvidia/$f.txt" > "$corpus/nvidia_gpu_report/$f"
 done
 cp ../shared/fixtures/nvidia/trustee_hopper_cert_chain_case1.txt $corpus/nvidia_gpu_report/chain
+# OCSP responses: tryLater, and a successful one whose basic response is empty.
+printf '\x30\x03\x0a\x01\x03' > $corpus/ocsp_response/try-later
+printf '\x30\x14\x0a\x01\x00\xa0\x0f\x30\x0d\x06\x09\x2b\x06\x01\x05\x05\x07\x30\x01\x01\x04\x00' > $corpus/ocsp_response/basic
 head -c 8192 ../shared/fixtures/tdx/eventlog/gotdx_ccel_data.dat > $corpus/eventlog/gotdx
 head -c 8192 ../shared/fixtures/tdx/eventlog/trustee_ccel_data_ovmf.bin > $corpus/eventlog/ovmf
 printf '\x8d\x75\xda\x63\x64\xe6\x64\x45\xad\xc5\xf4\xb9\x3b\xe8\xac\xcd\x30\x00\x00\x00\x04\x00\x00\x00%048dvcek' 0 > $corpus/snp_cert_table/vcek
@@ -54,7 +57,7 @@ fi
 if [ -f .cache/vm/image/OVMF.amdsev.fd ]; then
   tail -c 4096 .cache/vm/image/OVMF.amdsev.fd > $corpus/ovmf_snp/amdsev-tail
 fi
-for target in tdx_quote bundle_json ohttp wire_frame receipt policy snp_report tdx_collateral snp_cert_table ratls_cert eventlog qgs_message voucher payer_proof openai_request stream_decoders kserve_binary ovmf_snp tdvf_metadata nvidia_gpu_report; do
+for target in tdx_quote bundle_json ohttp wire_frame receipt policy snp_report tdx_collateral snp_cert_table ratls_cert eventlog qgs_message voucher payer_proof openai_request stream_decoders kserve_binary ovmf_snp tdvf_metadata nvidia_gpu_report ocsp_response; do
   echo "fuzz: $target for ${seconds}s" >&2
   cargo fuzz run --sanitizer none "$target" "$corpus/$target" -- -max_total_time="$seconds" -rss_limit_mb=2048 2>&1 | tail -n 3
 done

@@ -131,15 +131,14 @@ pub enum Error {
     },
     /// An OCSP responder, in a response that verified, does not say that a
     /// certificate is good.
-    #[error("certificate {position} ({subject}) is not good: its OCSP response, signed by {signer}, says serial {serial} is {status}")]
+    #[error("certificate {position} ({subject}) is not good: its OCSP response, signed by {signer}, says {status}")]
     OcspStatus {
         /// Its position in the chain.
         position: String,
         /// Its subject.
         subject: String,
-        /// Its serial number (hex).
-        serial: String,
-        /// What the responder says ("revoked at ... (keyCompromise)", "unknown to the responder").
+        /// What the responder says of its serial number ("serial 1f2e is
+        /// revoked at ... (KeyCompromise)", "... is unknown to the responder").
         status: String,
         /// Who signed the response.
         signer: String,

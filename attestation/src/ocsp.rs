@@ -126,8 +126,7 @@ impl Verdict {
             _ => Err(Error::OcspStatus {
                 position: position.into(),
                 subject: crate::pki::name_text(&cert.subject),
-                serial: hex::encode(&cert.serial),
-                status: self.status.to_string(),
+                status: format!("serial {} is {}", hex::encode(&cert.serial), self.status),
                 signer: self.signer,
             }),
         }
@@ -281,9 +280,17 @@ fn basic_response(response: &[u8]) -> Result<(BasicOcspResponse, Vec<u8>), Error
     Ok((basic, der.to_vec()))
 }
 
+/// The three parts of a signed structure (DER): what is signed, the
+/// signature algorithm, the signature.
+struct Signed<'a> {
+    tbs: &'a [u8],
+    algorithm: &'a [u8],
+    signature: &'a [u8],
+}
+
 /// A BasicOCSPResponse (DER, as [`basic_response`] returns it) split into
 /// its signed part, signature algorithm and signature.
-fn signed_parts(basic: &[u8]) -> Result<(&[u8], &[u8], &[u8]), der::Error> {
+fn signed_parts(basic: &[u8]) -> Result<Signed<'_>, der::Error> {
     let mut reader = SliceReader::new(basic)?;
     reader.sequence(|r| {
         let tbs = r.tlv_bytes()?;
@@ -292,7 +299,11 @@ fn signed_parts(basic: &[u8]) -> Result<(&[u8], &[u8], &[u8]), der::Error> {
         if !r.is_finished() {
             r.tlv_bytes()?;
         }
-        Ok((tbs, algorithm, signature))
+        Ok(Signed {
+            tbs,
+            algorithm,
+            signature,
+        })
     })
 }
 
@@ -308,8 +319,11 @@ fn check_signature(
         what: "OCSP response",
         reason,
     };
-    let (tbs, algorithm, signature) =
-        signed_parts(basic_der).map_err(|e| bad(format!("bad DER: {e}")))?;
+    let Signed {
+        tbs,
+        algorithm,
+        signature,
+    } = signed_parts(basic_der).map_err(|e| bad(format!("bad DER: {e}")))?;
     let (_, algorithm) =
         AlgorithmIdentifier::from_der(algorithm).map_err(|e| bad(format!("bad DER: {e}")))?;
     let name = algorithm.algorithm.to_id_string();

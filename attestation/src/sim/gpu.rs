@@ -38,6 +38,10 @@ pub fn tcb_info(hash_oid: &[u64], fwid: &[u8]) -> Vec<u8> {
     tlv(0x30, &[integer(1), fwid].concat())
 }
 
+/// A certificate of a sim GPU's chain (DER), its issuer's certificate (DER)
+/// and the issuer's key.
+type Link<'a> = (&'a [u8], &'a [u8], &'a Issuer<'static, KeyPair>);
+
 /// A simulated GPU: its chain, root and attestation key.
 pub struct SimGpu {
     chain_pem: String,
@@ -235,7 +239,7 @@ impl SimGpu {
             cert: &responder,
             include_cert: true,
         };
-        respond(cert, issuer_der, &signer, &answer.clone())
+        respond(cert, issuer_der, &signer, answer)
     }
 
     /// Good OCSP responses, from `this_update` for a week, for every
@@ -248,7 +252,7 @@ impl SimGpu {
     }
 
     /// The certificate at `position`, its issuer's certificate and key.
-    fn link(&self, position: usize) -> Result<(&[u8], &[u8], &Issuer<'static, KeyPair>), Error> {
+    fn link(&self, position: usize) -> Result<Link<'_>, Error> {
         let missing = || sim_err(format!("no certificate {position} with an issuer"));
         let cert = self.chain.get(position).ok_or_else(missing)?;
         let issuer_der = self.chain.get(position + 1).ok_or_else(missing)?;
