@@ -29,6 +29,7 @@ pub mod roots;
 pub mod sim;
 pub mod snp;
 pub mod tdx;
+pub mod xmldsig;
 
 pub use bundle::{
     detect_format, verify_bundle, verify_evidence, AttestationBundle, Evidence, EvidenceFormat,

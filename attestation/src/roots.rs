@@ -58,6 +58,28 @@ pub fn nvidia_device_root() -> Result<TrustAnchor, Error> {
     )
 }
 
+/// NVIDIA CoRIM signing Root CA, the root of the certificates that sign
+/// NVIDIA's reference integrity manifests (RIMs) for GPU drivers and
+/// VBIOSes, valid 2023-03-16 to 2053-03-08. The same certificate as
+/// `verifier_RIM_root.pem` in NVIDIA's nvtrust local GPU verifier.
+pub const NVIDIA_RIM_ROOT_CA_PEM: &[u8] = include_bytes!("../roots/nvidia_corim_root_ca.pem");
+/// SHA-256 of the NVIDIA CoRIM signing Root CA certificate (DER).
+pub const NVIDIA_RIM_ROOT_CA_SHA256: &str =
+    "12977b5115acb0381179279fffeb5a8c4d264971ebb32298023a465fa41df5d1";
+/// The name policies use for the NVIDIA CoRIM signing Root CA.
+pub const NVIDIA_RIM_ROOT: &str = "nvidia-corim-signing-root-ca";
+
+/// The embedded NVIDIA CoRIM signing Root CA, checked against its pinned
+/// fingerprint: the anchor of GPU reference values ([`crate::nvidia::rim`]).
+pub fn nvidia_rim_root() -> Result<TrustAnchor, Error> {
+    pinned(
+        NVIDIA_RIM_ROOT,
+        NVIDIA_RIM_ROOT_CA_PEM,
+        NVIDIA_RIM_ROOT_CA_SHA256,
+        "embedded NVIDIA CoRIM signing Root CA fingerprint",
+    )
+}
+
 /// An AMD product line with its own root (ARK) and signing CA (ASK).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,

@@ -40,6 +40,7 @@
 //! CPU evidence it comes with; the client expects that nonce.
 
 pub mod opaque;
+pub mod rim;
 pub mod spdm;
 pub mod verify;
 

@@ -21,6 +21,7 @@ use zeroize::Zeroizing;
 pub mod gpu;
 pub mod ocsp;
 mod pcs;
+pub mod rim;
 pub use gpu::SimGpu;
 pub use pcs::{SimTcb, SIM_CPU_SVN, SIM_FMSPC, SIM_PCE_SVN};
 

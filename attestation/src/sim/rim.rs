@@ -1,0 +1,197 @@
+//! A simulated RIM signer, for tests: a four-certificate chain shaped like
+//! NVIDIA's (CoRIM root, two reference-value CAs, a P-384 signer) under a
+//! fresh test root, which writes SWID tags in the form NVIDIA's RIM service
+//! serves them and signs them as NVIDIA does (an enveloped XML signature,
+//! Canonical XML 1.1, ECDSA P-384, SHA-384). Its RIMs go through the same
+//! [`crate::nvidia::rim::verify`] as NVIDIA's; only the root differs, and
+//! it is marked simulated.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, PKCS_ECDSA_P384_SHA384,
+};
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, ECDSA_P384_SHA384_FIXED_SIGNING};
+use sha2::{Digest, Sha384};
+use zeroize::Zeroizing;
+
+use super::{pem_encode, sim_err};
+use crate::nvidia::rim::{Reference, HASH_NAMESPACE, SWID};
+use crate::pki::{TrustAnchor, TrustAnchors};
+use crate::xmldsig::{self, C14N11, DSIG, ECDSA_SHA384, ENVELOPED, SHA384};
+use crate::Error;
+
+/// The name of the simulated RIM root as a trust anchor.
+pub const SIM_RIM_ROOT: &str = "sim-rim-root";
+/// Where the signature's digest goes before it is known.
+const DIGEST_SLOT: &str = "@@DIGEST@@";
+/// Where the signature value goes before it is known.
+const SIGNATURE_SLOT: &str = "@@SIGNATURE@@";
+
+/// A simulated RIM signer: its chain (signer first), root and key.
+pub struct SimRimSigner {
+    chain: Vec<Vec<u8>>,
+    root: TrustAnchor,
+    key: EcdsaKeyPair,
+    key_pkcs8: Zeroizing<Vec<u8>>,
+}
+
+impl SimRimSigner {
+    /// A signer under a fresh test root. Certificates are valid from 1975
+    /// to 4096 (rcgen's default).
+    pub fn new() -> Result<Self, Error> {
+        let params = |cn: &str, ca: bool| {
+            let mut p = CertificateParams::new(Vec::<String>::new()).map_err(sim_err)?;
+            p.distinguished_name.push(DnType::CommonName, cn);
+            if ca {
+                p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            }
+            Ok::<_, Error>(p)
+        };
+        let root_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(sim_err)?;
+        let root_params = params("test CoRIM root", true)?;
+        let root_der = root_params
+            .self_signed(&root_key)
+            .map_err(sim_err)?
+            .der()
+            .to_vec();
+        let mut issuer = Issuer::new(root_params, root_key);
+        let mut chain = vec![root_der.clone()];
+        for cn in [
+            "test reference value CA (L2)",
+            "test reference value CA (L3)",
+        ] {
+            let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(sim_err)?;
+            let p = params(cn, true)?;
+            chain.push(p.signed_by(&key, &issuer).map_err(sim_err)?.der().to_vec());
+            issuer = Issuer::new(p, key);
+        }
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng)
+            .map_err(sim_err)?;
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .map_err(sim_err)?;
+        let signer_key =
+            KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8.as_ref().into(), &PKCS_ECDSA_P384_SHA384)
+                .map_err(sim_err)?;
+        let leaf = params("test RIM signer (L4)", false)?
+            .signed_by(&signer_key, &issuer)
+            .map_err(sim_err)?;
+        chain.push(leaf.der().to_vec());
+        chain.reverse();
+        Ok(Self {
+            chain,
+            root: TrustAnchor {
+                name: SIM_RIM_ROOT.into(),
+                der: root_der,
+                simulated: true,
+            },
+            key,
+            key_pkcs8: Zeroizing::new(pkcs8.as_ref().to_vec()),
+        })
+    }
+
+    /// The chain (DER), signer first, ending in the root.
+    pub fn chain(&self) -> &[Vec<u8>] {
+        &self.chain
+    }
+
+    /// The root as a trust anchor named [`SIM_RIM_ROOT`], marked simulated.
+    pub fn anchor(&self) -> TrustAnchor {
+        self.root.clone()
+    }
+
+    /// The root as the only trust anchor.
+    pub fn anchors(&self) -> TrustAnchors {
+        TrustAnchors {
+            roots: vec![self.anchor()],
+        }
+    }
+
+    /// The signer's private key (PKCS #8 DER), for a peer implementation
+    /// to sign with.
+    pub fn key_pkcs8(&self) -> &[u8] {
+        &self.key_pkcs8
+    }
+
+    /// `unsigned` (a SWID tag, see [`unsigned_rim`]) with an enveloped
+    /// signature by this signer, as its document element's last child.
+    pub fn sign(&self, unsigned: &str) -> Result<String, Error> {
+        let close = unsigned
+            .rfind("</SoftwareIdentity>")
+            .ok_or_else(|| sim_err("no </SoftwareIdentity> to sign before"))?;
+        let (body, end) = unsigned.split_at(close);
+        let mut certificates = String::new();
+        for der in &self.chain {
+            let _ = write!(
+                certificates,
+                "<ds:X509Certificate>{}</ds:X509Certificate>",
+                STANDARD.encode(der)
+            );
+        }
+        let signature = format!(
+            "<ds:Signature xmlns:ds=\"{DSIG}\"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm=\"{C14N11}\"/><ds:SignatureMethod Algorithm=\"{ECDSA_SHA384}\"/><ds:Reference URI=\"\"><ds:Transforms><ds:Transform Algorithm=\"{ENVELOPED}\"/><ds:Transform Algorithm=\"{C14N11}\"/></ds:Transforms><ds:DigestMethod Algorithm=\"{SHA384}\"/><ds:DigestValue>{DIGEST_SLOT}</ds:DigestValue></ds:Reference></ds:SignedInfo><ds:SignatureValue>{SIGNATURE_SLOT}</ds:SignatureValue><ds:KeyInfo><ds:X509Data>{certificates}</ds:X509Data></ds:KeyInfo></ds:Signature>"
+        );
+        let draft = format!("{body}{signature}{end}");
+        let digest = {
+            let doc = xmldsig::parse(draft.as_bytes(), "sim RIM")?;
+            let root = doc.root_element();
+            let sig = root
+                .last_element_child()
+                .ok_or_else(|| sim_err("no signature element"))?;
+            STANDARD.encode(Sha384::digest(xmldsig::canonicalize(root, Some(sig.id()))?))
+        };
+        let draft = draft.replace(DIGEST_SLOT, &digest);
+        let signed_info = {
+            let doc = xmldsig::parse(draft.as_bytes(), "sim RIM")?;
+            let info = doc
+                .descendants()
+                .find(|n| n.tag_name().name() == "SignedInfo")
+                .ok_or_else(|| sim_err("no SignedInfo"))?;
+            xmldsig::canonicalize(info, None)?
+        };
+        let value = self
+            .key
+            .sign(&SystemRandom::new(), &signed_info)
+            .map_err(|_| sim_err("signing failed"))?;
+        Ok(draft.replace(SIGNATURE_SLOT, &STANDARD.encode(value.as_ref())))
+    }
+
+    /// The chain as PEM, signer first (for a peer implementation).
+    pub fn chain_pem(&self) -> String {
+        self.chain.iter().map(|d| pem_encode(d)).collect()
+    }
+}
+
+/// An unsigned SWID tag in the form of NVIDIA's RIMs: `version` as the
+/// colloquial version, `product` as the name, and one Measurement
+/// resource per entry of `references` (by SPDM index; the RIM counts from
+/// 0), each with its alternatives as `Hash0`, `Hash1`, ...
+pub fn unsigned_rim(version: &str, product: &str, references: &BTreeMap<u8, Reference>) -> String {
+    let tag_id = hex::encode(Sha384::digest(format!("{product} {version}")));
+    let mut xml = format!(
+        "<SoftwareIdentity xmlns=\"{SWID}\" xmlns:ns0=\"{SWID}\" xmlns:ns2=\"{HASH_NAMESPACE}\" corpus=\"false\" name=\"{product}\" patch=\"false\" supplemental=\"false\" tagId=\"{tag_id}\" version=\"1.0\" tagVersion=\"0\">\n    <ns0:Entity name=\"NVIDIA Corporation\" role=\"softwareCreator tagCreator\"/>\n    <ns0:Meta xmlns:ns1=\"https://trustedcomputinggroup.org/resource/tcg-reference-integrity-manifest-rim-information-model/\" colloquialVersion=\"{version}\" edition=\"GPU\" product=\"{product}\" revision=\"r1\" PayloadType=\"direct\" ns1:BindingSpec=\"RIMIM\" ns1:BindingSpecVersion=\"1.01\"/>\n    <ns0:Payload xmlns:SHA384=\"{HASH_NAMESPACE}\">\n"
+    );
+    for (index, reference) in references {
+        let rim_index = index.saturating_sub(1);
+        let _ = write!(
+            xml,
+            "        <ns0:Resource type=\"Measurement\" index=\"{rim_index}\" active=\"{}\" alternatives=\"{}\"",
+            match reference.active {
+                true => "True",
+                false => "False",
+            },
+            reference.alternatives.len()
+        );
+        for (i, value) in reference.alternatives.iter().enumerate() {
+            let _ = write!(xml, " ns2:Hash{i}=\"{}\"", hex::encode(value));
+        }
+        let _ = writeln!(xml, " name=\"Measurement_{rim_index}\" size=\"48\"/>");
+    }
+    xml.push_str("    </ns0:Payload>\n</SoftwareIdentity>");
+    xml
+}
