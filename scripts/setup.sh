@@ -22,6 +22,7 @@ ONNX_VERSION=1.23.2
 OPENAI_VERSION=3.57.0
 PROMETHEUS_CLIENT_VERSION=0.26.0
 SEV_SNP_MEASURE_VERSION=0.0.13
+SIGNXML_VERSION=5.2.0
 LLAMA_CPP_PYTHON_VERSION=0.3.36
 VHOST_DEVICE_VSOCK_VERSION=0.3.0
 cache=.cache
@@ -41,12 +42,14 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 # The official OpenAI SDK, which the tests drive `kokon proxy` with, the
-# Prometheus client, whose parsers check the host's /metrics, and
-# sev-snp-measure, whose SEV-SNP launch digests kokon-measure's must equal.
-clients_stamp=$venv/.kokon-clients-$OPENAI_VERSION-$PROMETHEUS_CLIENT_VERSION-$SEV_SNP_MEASURE_VERSION
+# Prometheus client, whose parsers check the host's /metrics,
+# sev-snp-measure, whose SEV-SNP launch digests kokon-measure's must equal,
+# and signxml, the XML signature library NVIDIA's GPU verifier checks RIMs
+# with, whose signatures kokon's must verify and which must verify kokon's.
+clients_stamp=$venv/.kokon-clients-$OPENAI_VERSION-$PROMETHEUS_CLIENT_VERSION-$SEV_SNP_MEASURE_VERSION-$SIGNXML_VERSION
 if [ ! -f "$clients_stamp" ]; then
-  echo "setup: installing openai==$OPENAI_VERSION prometheus-client==$PROMETHEUS_CLIENT_VERSION sev-snp-measure==$SEV_SNP_MEASURE_VERSION into $venv" >&2
-  pip_install "openai==$OPENAI_VERSION" "prometheus-client==$PROMETHEUS_CLIENT_VERSION" "sev-snp-measure==$SEV_SNP_MEASURE_VERSION"
+  echo "setup: installing openai==$OPENAI_VERSION prometheus-client==$PROMETHEUS_CLIENT_VERSION sev-snp-measure==$SEV_SNP_MEASURE_VERSION signxml==$SIGNXML_VERSION into $venv" >&2
+  pip_install "openai==$OPENAI_VERSION" "prometheus-client==$PROMETHEUS_CLIENT_VERSION" "sev-snp-measure==$SEV_SNP_MEASURE_VERSION" "signxml==$SIGNXML_VERSION"
   touch "$clients_stamp"
 fi
 # `setup.sh test`: Chromium (Debian's package), headless, renders the HTML

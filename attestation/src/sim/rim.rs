@@ -112,10 +112,17 @@ impl SimRimSigner {
         }
     }
 
-    /// The signer's private key (PKCS #8 DER), for a peer implementation
+    /// The signer's private key (PKCS #8, PEM), for a peer implementation
     /// to sign with.
-    pub fn key_pkcs8(&self) -> &[u8] {
-        &self.key_pkcs8
+    pub fn key_pem(&self) -> Zeroizing<String> {
+        let b64 = Zeroizing::new(STANDARD.encode(self.key_pkcs8.as_slice()));
+        let mut pem = Zeroizing::new(String::from("-----BEGIN PRIVATE KEY-----\n"));
+        for line in b64.as_bytes().chunks(64) {
+            pem.push_str(&String::from_utf8_lossy(line));
+            pem.push('\n');
+        }
+        pem.push_str("-----END PRIVATE KEY-----\n");
+        pem
     }
 
     /// `unsigned` (a SWID tag, see [`unsigned_rim`]) with an enveloped
