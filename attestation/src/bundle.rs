@@ -14,6 +14,8 @@
 //! evidence itself is verified under the policy's GPU roots and pins
 //! (`kokon_policies`), not here.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::claims::{Claims, GpuClaim, ServingConfig};
@@ -111,6 +113,25 @@ pub struct AttestationBundle {
     /// by the untrusted host: the verifier checks it itself.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gpu_evidence: Vec<GpuEvidence>,
+    /// NVIDIA's reference integrity manifests for the GPUs' drivers and
+    /// VBIOSes, by the RIM service's id ([`crate::nvidia::rim::driver_rim_id`],
+    /// [`crate::nvidia::rim::vbios_rim_id`]). Fetched and cached by the
+    /// untrusted host, covered by no claim, verified by the client.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gpu_rims: BTreeMap<String, GpuRim>,
+}
+
+/// One of NVIDIA's reference integrity manifests, as the host fetched it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuRim {
+    /// The signed SWID tag (XML, see [`crate::nvidia::rim`]).
+    pub rim: String,
+    /// NVIDIA's OCSP responses (DER) for its signing chain's certificates
+    /// of [`crate::nvidia::rim::OCSP_POSITIONS`], in chain order; empty
+    /// when the host fetched none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "b64_list")]
+    pub ocsp: Vec<Vec<u8>>,
 }
 
 /// One GPU's attestation evidence (NVIDIA Hopper, see [`crate::nvidia`]).
@@ -220,6 +241,8 @@ pub struct VerifiedEvidence {
     /// The GPU evidence, now known to be the one the claims name (bound,
     /// not yet verified: that takes the policy's GPU roots and pins).
     pub gpu_evidence: Vec<GpuEvidence>,
+    /// The RIMs the host added, as it added them (not yet verified).
+    pub gpu_rims: BTreeMap<String, GpuRim>,
 }
 
 impl TeeReport {
@@ -489,6 +512,7 @@ pub fn verify_bundle(
         claims: bundle.claims.clone(),
         serving_config: bundle.serving_config.clone(),
         gpu_evidence: bundle.gpu_evidence.clone(),
+        gpu_rims: bundle.gpu_rims.clone(),
     })
 }
 

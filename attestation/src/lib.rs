@@ -33,7 +33,7 @@ pub mod xmldsig;
 
 pub use bundle::{
     detect_format, verify_bundle, verify_evidence, AttestationBundle, Evidence, EvidenceFormat,
-    GpuEvidence, PlatformTcb, TeeReport, VerifiedEvidence, VerifiedPlatform,
+    GpuEvidence, GpuRim, PlatformTcb, TeeReport, VerifiedEvidence, VerifiedPlatform,
 };
 pub use claims::Claims;
 pub use error::Error;

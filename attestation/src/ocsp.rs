@@ -242,6 +242,44 @@ pub fn check(
     })
 }
 
+/// Checks one OCSP response per certificate of a verified chain (`links`,
+/// leaf first, named by `names`) at the chain positions `positions`, in
+/// chain order, each against the next certificate as its issuer, at `now`;
+/// every one must say good. Returns what each said.
+pub fn check_chain(
+    links: &[ChainLink],
+    names: &[&str],
+    positions: std::ops::Range<usize>,
+    responses: &[Vec<u8>],
+    now: i64,
+) -> Result<Vec<Verdict>, Error> {
+    let name = |position: usize| names.get(position).copied().unwrap_or("?");
+    if responses.len() != positions.len() {
+        return Err(Error::Unsupported {
+            field: "OCSP responses",
+            expected: format!(
+                "{} (for the {})",
+                positions.len(),
+                positions.clone().map(name).collect::<Vec<_>>().join(", ")
+            ),
+            found: responses.len().to_string(),
+        });
+    }
+    positions
+        .zip(responses)
+        .map(|(position, response)| {
+            let (Some(cert), Some(issuer)) = (links.get(position), links.get(position + 1)) else {
+                return Err(Error::Unsupported {
+                    field: "certificate chain length (OCSP)",
+                    expected: format!("a certificate {position} with an issuer"),
+                    found: format!("{} certificates", links.len()),
+                });
+            };
+            check(response, cert, issuer, now, name(position))?.good(name(position), cert)
+        })
+        .collect()
+}
+
 /// Parses the outer response and its basic response, checking the status,
 /// the type, the size and that nothing follows either; returns the basic
 /// response and its DER.

@@ -184,12 +184,12 @@ fn each_wrong_answer_is_rejected_saying_why() {
         (
             "too few responses",
             g.sim.ocsp_good(now() - HOUR).unwrap()[..2].to_vec(),
-            "unsupported NVIDIA OCSP responses: expected 3 (for the GPU device identity (BROM), NVIDIA provisioner CA, NVIDIA GPU architecture CA), found 2".into(),
+            "unsupported OCSP responses: expected 3 (for the GPU device identity (BROM), NVIDIA provisioner CA, NVIDIA GPU architecture CA), found 2".into(),
         ),
         (
             "no responses",
             Vec::new(),
-            "unsupported NVIDIA OCSP responses: expected 3".into(),
+            "unsupported OCSP responses: expected 3".into(),
         ),
         (
             "responses out of order (signed by another issuer, no responder certificate)",

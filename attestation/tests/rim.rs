@@ -14,7 +14,9 @@ use common::{at, fixture};
 use kokon_attestation::nvidia::rim::{self, Reference};
 use kokon_attestation::nvidia::Report;
 use kokon_attestation::roots::nvidia_rim_root;
-use kokon_attestation::sim::rim::{unsigned_rim, SimRimSigner};
+use kokon_attestation::sim::rim::{
+    references_for, unsigned_rim, SimRimSigner, DRIVER_INDEXES, VBIOS_INDEXES,
+};
 use kokon_attestation::TrustAnchors;
 
 const NOW: &str = "2026-11-27T00:00:00Z";
@@ -23,38 +25,6 @@ fn report() -> Report {
     let hex_text =
         String::from_utf8(fixture("nvidia/trustee_hopperAttestationReport.txt")).unwrap();
     Report::parse(&hex::decode(hex_text.trim()).unwrap()).unwrap()
-}
-
-/// The indexes NVIDIA's driver RIMs mark active (the rest of 1..=64 are
-/// listed inactive): 8 and 22 to 41. VBIOS RIMs: 1 to 7 and 9 to 13.
-fn driver_indexes() -> Vec<u8> {
-    std::iter::once(8).chain(22..=41).collect()
-}
-
-fn vbios_indexes() -> Vec<u8> {
-    (1..=7).chain(9..=13).collect()
-}
-
-/// References for every index 1..=64, active at `active` with the report's
-/// digests, inactive elsewhere with a zero digest.
-fn references(report: &Report, active: &[u8]) -> BTreeMap<u8, Reference> {
-    let measured = report.measurements();
-    (1..=64)
-        .map(|i| {
-            let on = active.contains(&i);
-            let value = match on {
-                true => measured[&i],
-                false => [0; 48],
-            };
-            (
-                i,
-                Reference {
-                    active: on,
-                    alternatives: vec![value],
-                },
-            )
-        })
-        .collect()
 }
 
 struct Rims {
@@ -70,14 +40,14 @@ fn rims() -> Rims {
         .sign(&unsigned_rim(
             "550.90.07",
             "GH100",
-            &references(&r, &driver_indexes()),
+            &references_for(&r, &DRIVER_INDEXES),
         ))
         .unwrap();
     let vbios = signer
         .sign(&unsigned_rim(
             "96.00.9F.00.01",
             "GH100",
-            &references(&r, &vbios_indexes()),
+            &references_for(&r, &VBIOS_INDEXES),
         ))
         .unwrap();
     Rims {
@@ -149,13 +119,13 @@ fn another_alternative_matches_and_an_index_outside_the_report_does_not() {
             .sign(&unsigned_rim(
                 "96.00.9F.00.01",
                 "GH100",
-                &references(&r, &vbios_indexes()),
+                &references_for(&r, &VBIOS_INDEXES),
             ))
             .unwrap(),
         &anchors,
     )
     .unwrap();
-    let mut refs = references(&r, &driver_indexes());
+    let mut refs = references_for(&r, &DRIVER_INDEXES);
     let right = refs[&22].alternatives[0];
     refs.get_mut(&22).unwrap().alternatives = vec![[7; 48], right];
     let driver = signer
@@ -165,7 +135,7 @@ fn another_alternative_matches_and_an_index_outside_the_report_does_not() {
     rim::appraise(&r, &driver, &vbios).unwrap();
 
     // Index 36 (NVDEC0) wrong: skipped, the report says NVDEC0 is disabled.
-    let mut refs = references(&r, &driver_indexes());
+    let mut refs = references_for(&r, &DRIVER_INDEXES);
     refs.get_mut(&36).unwrap().alternatives = vec![[7; 48]];
     let driver = check(
         &signer
@@ -190,12 +160,12 @@ fn each_appraisal_check_trips_saying_what_it_expected() {
         )
         .unwrap()
     };
-    let driver = rim_of("550.90.07", &references(&r, &driver_indexes()));
-    let vbios = rim_of("96.00.9F.00.01", &references(&r, &vbios_indexes()));
+    let driver = rim_of("550.90.07", &references_for(&r, &DRIVER_INDEXES));
+    let vbios = rim_of("96.00.9F.00.01", &references_for(&r, &VBIOS_INDEXES));
     let measured = r.measurements();
-    let mut wrong = references(&r, &driver_indexes());
+    let mut wrong = references_for(&r, &DRIVER_INDEXES);
     wrong.get_mut(&22).unwrap().alternatives = vec![[7; 48], [8; 48]];
-    let mut beyond = references(&r, &driver_indexes());
+    let mut beyond = references_for(&r, &DRIVER_INDEXES);
     beyond.insert(
         65,
         Reference {
@@ -203,18 +173,18 @@ fn each_appraisal_check_trips_saying_what_it_expected() {
             alternatives: vec![[1; 48]],
         },
     );
-    let conflict = references(&r, &[8, 22, 1]);
+    let conflict = references_for(&r, &[8, 22, 1]);
     let cases = [
         (
             "another driver version's RIM",
-            rim_of("550.90.08", &references(&r, &driver_indexes())),
+            rim_of("550.90.08", &references_for(&r, &DRIVER_INDEXES)),
             vbios.clone(),
             "GPU driver RIM version not accepted: expected the report's driver version 550.90.07, found 550.90.08".to_string(),
         ),
         (
             "another VBIOS version's RIM",
             driver.clone(),
-            rim_of("96.00.9F.00.02", &references(&r, &vbios_indexes())),
+            rim_of("96.00.9F.00.02", &references_for(&r, &VBIOS_INDEXES)),
             "GPU VBIOS RIM version not accepted: expected the report's VBIOS version 96.00.9f.00.01, found 96.00.9F.00.02".into(),
         ),
         (
@@ -264,7 +234,7 @@ fn each_wrong_rim_is_rejected_saying_why() {
         good.replacen(from, to, 1)
     };
     let resigned = |f: &dyn Fn(String) -> String| {
-        let unsigned = unsigned_rim("550.90.07", "GH100", &references(&r, &driver_indexes()));
+        let unsigned = unsigned_rim("550.90.07", "GH100", &references_for(&r, &DRIVER_INDEXES));
         s.signer.sign(&f(unsigned)).unwrap()
     };
     let digest22 = hex::encode(r.measurements()[&22]);
@@ -325,7 +295,7 @@ fn each_wrong_rim_is_rejected_saying_why() {
             "signed by another hierarchy's signer, with this one's chain",
             {
                 let theirs = other
-                    .sign(&unsigned_rim("550.90.07", "GH100", &references(&r, &driver_indexes())))
+                    .sign(&unsigned_rim("550.90.07", "GH100", &references_for(&r, &DRIVER_INDEXES)))
                     .unwrap();
                 let chain = |xml: &str| {
                     let start = xml.find("<ds:KeyInfo>").unwrap();
@@ -339,7 +309,7 @@ fn each_wrong_rim_is_rejected_saying_why() {
         (
             "another hierarchy's RIM",
             other
-                .sign(&unsigned_rim("550.90.07", "GH100", &references(&r, &driver_indexes())))
+                .sign(&unsigned_rim("550.90.07", "GH100", &references_for(&r, &DRIVER_INDEXES)))
                 .unwrap()
                 .into_bytes(),
             "certificate chain is not anchored in a trusted root: expected one of [sim-rim-root".into(),
@@ -587,4 +557,46 @@ fn base64_decode(text: &str) -> Vec<u8> {
 fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[test]
+fn a_rims_signing_chain_is_checked_against_ocsp_answers_from_its_issuers() {
+    let r = report();
+    let signer = SimRimSigner::new().unwrap();
+    let rims = signer.rims_for(&r).unwrap();
+    let ids: Vec<&String> = rims.keys().collect();
+    assert_eq!(
+        ids,
+        [
+            "NV_GPU_DRIVER_GH100_550.90.07",
+            "NV_GPU_VBIOS_1010_0200_882_96009F0001"
+        ]
+    );
+    let driver = check(&rims[ids[0]].rim, &signer.anchors()).unwrap();
+    let verdicts = driver
+        .check_revocation(&signer.ocsp_good(at(NOW) - 3600).unwrap(), at(NOW))
+        .unwrap();
+    let signers: Vec<&str> = verdicts.iter().map(|v| v.signer.as_str()).collect();
+    assert_eq!(
+        signers,
+        [
+            "CN=test reference value CA (L3)",
+            "CN=test reference value CA (L2)",
+            "CN=test CoRIM root"
+        ]
+    );
+    let other = SimRimSigner::new().unwrap();
+    let e = driver
+        .check_revocation(&other.ocsp_good(at(NOW) - 3600).unwrap(), at(NOW))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "invalid signature: OCSP response (by its responder)");
+    let e = driver
+        .check_revocation(&signer.ocsp_good(at(NOW) - 3600).unwrap()[..2], at(NOW))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "unsupported OCSP responses: expected 3 (for the RIM signer (L4), NVIDIA reference value CA (L3), NVIDIA reference value CA (L2)), found 2"
+    );
 }

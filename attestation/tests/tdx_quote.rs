@@ -262,6 +262,7 @@ fn rtmr3_must_replay_to_the_claimed_config_and_model() {
         claims: c,
         serving_config: None,
         gpu_evidence: Vec::new(),
+        gpu_rims: Default::default(),
     };
     let err = verify_bundle(&bundle, &anchors(&root), NOW).unwrap_err();
     assert!(

@@ -128,6 +128,8 @@ pub fn bundle(
         claims,
         serving_config: Some(serving_config.clone()),
         gpu_evidence,
+        // NVIDIA's RIMs are the host's to add: the enclave has no network.
+        gpu_rims: Default::default(),
     })
 }
 

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use kokon_attestation::claims::CcEnvironment;
-use kokon_attestation::nvidia::{self, gpu_nonce, Expectations};
+use kokon_attestation::nvidia::{self, gpu_nonce, rim, Expectations};
+use kokon_attestation::GpuRim;
 use kokon_attestation::{PlatformTcb, TeeReport, TrustAnchor, VerifiedEvidence, VerifiedPlatform};
 use thiserror::Error;
 
@@ -267,6 +268,7 @@ impl Policy {
                 };
                 c.add(&format!("{name} revocation"), passed, expected, found);
             }
+            self.check_reference_values(&name, &v, evidence, now, c);
             let measured = v.measurements();
             for (index, allowed) in &gpu.measurements {
                 let found = measured
@@ -281,6 +283,111 @@ impl Policy {
                     found,
                 );
             }
+        }
+    }
+
+    /// A GPU's reference values (`gpu.require_rims`, or RIMs in the
+    /// bundle): its driver's and its VBIOS's RIMs present, verified under
+    /// the policy's RIM roots at `now` (from hardware unless simulation is
+    /// allowed) and every active index matching; then their signing
+    /// chains' OCSP answers (`gpu.require_ocsp`, or answers in the bundle).
+    fn check_reference_values(
+        &self,
+        name: &str,
+        v: &nvidia::VerifiedGpu,
+        evidence: &VerifiedEvidence,
+        now: i64,
+        c: &mut Checks,
+    ) {
+        let gpu = &self.gpu;
+        let driver_id = rim::driver_rim_id(&v.report);
+        let vbios_id = rim::vbios_rim_id(&v.report);
+        let carried = |id: &str| evidence.gpu_rims.get(id);
+        let any = carried(&driver_id).is_some()
+            || vbios_id.as_deref().is_ok_and(|id| carried(id).is_some());
+        if !gpu.require_rims && !any {
+            return;
+        }
+        let roots: Vec<&String> = gpu.rim_anchors.roots.iter().map(|a| &a.name).collect();
+        let expected = format!(
+            "NVIDIA's RIMs {driver_id} and {}, signed under one of {roots:?} at {}, every active index matching the report{}",
+            vbios_id.as_deref().unwrap_or("(the VBIOS RIM)"),
+            kokon_attestation::pki::rfc3339(now),
+            match gpu.require_rims {
+                true => " (gpu.require_rims = true)",
+                false => " (the host sent them)",
+            }
+        );
+        let verify = |id: &str| -> Result<(&GpuRim, rim::VerifiedRim), String> {
+            let carried = carried(id).ok_or_else(|| format!("no RIM {id} in the bundle"))?;
+            let verified = rim::verify(carried.rim.as_bytes(), &gpu.rim_anchors, now)
+                .map_err(|e| format!("RIM {id}: {e}"))?;
+            let simulated = gpu
+                .rim_anchors
+                .roots
+                .iter()
+                .any(|a| a.name == verified.anchor && a.simulated);
+            if simulated && !self.allow_simulated {
+                return Err(format!(
+                    "RIM {id}: signed under a simulated root (allow_simulated = false)"
+                ));
+            }
+            Ok((carried, verified))
+        };
+        let rims = vbios_id
+            .map_err(|e| e.to_string())
+            .and_then(|vbios_id| Ok((verify(&driver_id)?, verify(&vbios_id)?)));
+        let ((driver_rim, driver), (vbios_rim, vbios)) = match rims {
+            Ok(rims) => rims,
+            Err(found) => {
+                c.add(&format!("{name} reference values"), false, expected, found);
+                return;
+            }
+        };
+        let (passed, found) = match rim::appraise(&v.report, &driver, &vbios) {
+            Ok(a) => (
+                true,
+                format!(
+                    "{} indexes match (driver RIM {}, VBIOS RIM {}){}",
+                    a.compared.len(),
+                    driver.version,
+                    vbios.version,
+                    match a.nvdec0_skipped {
+                        true => "; index 36 not compared: NVDEC0 is disabled",
+                        false => "",
+                    }
+                ),
+            ),
+            Err(e) => (false, e.to_string()),
+        };
+        c.add(&format!("{name} reference values"), passed, expected, found);
+        let sent = !driver_rim.ocsp.is_empty() || !vbios_rim.ocsp.is_empty();
+        if gpu.require_ocsp || sent {
+            let checked = driver
+                .check_revocation(&driver_rim.ocsp, now)
+                .map_err(|e| format!("driver RIM: {e}"))
+                .and_then(|_| {
+                    vbios
+                        .check_revocation(&vbios_rim.ocsp, now)
+                        .map_err(|e| format!("VBIOS RIM: {e}"))
+                });
+            let (passed, found) = match checked {
+                Ok(_) => (true, "good, both signing chains".to_string()),
+                Err(e) => (false, e),
+            };
+            c.add(
+                &format!("{name} RIM revocation"),
+                passed,
+                format!(
+                    "NVIDIA's OCSP answers for both RIMs' signer, L3 and L2 certificates, current at {} and good{}",
+                    kokon_attestation::pki::rfc3339(now),
+                    match gpu.require_ocsp {
+                        true => " (gpu.require_ocsp = true)",
+                        false => " (the host sent them)",
+                    }
+                ),
+                found,
+            );
         }
     }
 

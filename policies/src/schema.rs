@@ -46,6 +46,11 @@ struct GpuSection {
     /// Defaults to `required`.
     #[serde(default)]
     require_ocsp: Option<bool>,
+    /// Defaults to `required`.
+    #[serde(default)]
+    require_rims: Option<bool>,
+    #[serde(default)]
+    rim_anchors: Option<Vec<String>>,
     #[serde(default)]
     anchors: Option<Vec<String>>,
     #[serde(default)]
@@ -77,6 +82,14 @@ pub struct GpuRequirements {
     /// false, responses that come are still verified. Defaults to
     /// `required`.
     pub require_ocsp: bool,
+    /// Whether each GPU's report must be appraised against NVIDIA's
+    /// reference integrity manifests for its driver and its VBIOS
+    /// (fetched by the host): both verified under `rim_anchors` and every
+    /// active index matching. When false, RIMs that come are still
+    /// checked. Defaults to `required`.
+    pub require_rims: bool,
+    /// The roots RIM signing chains must end in.
+    pub rim_anchors: TrustAnchors,
     /// The roots GPU certificate chains must end in (apart from the CPU
     /// evidence's roots).
     pub anchors: TrustAnchors,
@@ -97,6 +110,8 @@ impl GpuRequirements {
             required: false,
             require_cc: None,
             require_ocsp: None,
+            require_rims: None,
+            rim_anchors: None,
             anchors: None,
             measurements: BTreeMap::new(),
             driver_versions: Vec::new(),
@@ -130,6 +145,24 @@ impl GpuSection {
         if anchors.roots.is_empty() {
             return Err(invalid("gpu.anchors", "at least one root is required"));
         }
+        let rim_names = self
+            .rim_anchors
+            .unwrap_or_else(|| vec![roots::NVIDIA_RIM_ROOT.to_string()]);
+        let mut rim_anchors = TrustAnchors::default();
+        for name in &rim_names {
+            if name != roots::NVIDIA_RIM_ROOT {
+                return Err(invalid(
+                    "gpu.rim_anchors",
+                    format!("unknown root {name:?}; known: {}", roots::NVIDIA_RIM_ROOT),
+                ));
+            }
+            rim_anchors.roots.push(
+                roots::nvidia_rim_root().map_err(|e| invalid("gpu.rim_anchors", e.to_string()))?,
+            );
+        }
+        if rim_anchors.roots.is_empty() {
+            return Err(invalid("gpu.rim_anchors", "at least one root is required"));
+        }
         let mut measurements = BTreeMap::new();
         for (index, values) in &self.measurements {
             let field = format!("gpu.measurements.{index}");
@@ -159,6 +192,8 @@ impl GpuSection {
             required: self.required,
             require_cc: self.require_cc.unwrap_or(self.required),
             require_ocsp: self.require_ocsp.unwrap_or(self.required),
+            require_rims: self.require_rims.unwrap_or(self.required),
+            rim_anchors,
             anchors,
             measurements,
             driver_versions: self.driver_versions,

@@ -3,13 +3,16 @@
 
 mod common;
 
+use std::collections::BTreeMap;
+
 use kokon_attestation::claims::{CcEnvironment, Claims, GpuCcState, MultiGpuMode};
 use kokon_attestation::nvidia::{gpu_nonce, Report};
 use kokon_attestation::sim::ocsp::{SimAnswer, SimStatus};
+use kokon_attestation::sim::rim::SimRimSigner;
 use kokon_attestation::sim::SimGpu;
 use kokon_attestation::sim::{simulate, SimRoot, SimTd};
 use kokon_attestation::{
-    verify_bundle, AttestationBundle, Error, GpuEvidence, TrustAnchors, VerifiedEvidence,
+    verify_bundle, AttestationBundle, Error, GpuEvidence, GpuRim, TrustAnchors, VerifiedEvidence,
 };
 use kokon_policies::{Check, LocalReferences, Policy};
 
@@ -365,6 +368,18 @@ fn gpu_checks_cc(
     cc: Option<GpuCcState>,
     edit: impl FnOnce(&mut Policy),
 ) -> Vec<Check> {
+    gpu_checks_rims(section, anchors, evidence, &BTreeMap::new(), cc, edit)
+}
+
+/// [`gpu_checks_cc`], with `rims` in the bundle as the host adds them.
+fn gpu_checks_rims(
+    section: Option<&str>,
+    anchors: Option<TrustAnchors>,
+    evidence: &[GpuEvidence],
+    rims: &BTreeMap<String, GpuRim>,
+    cc: Option<GpuCcState>,
+    edit: impl FnOnce(&mut Policy),
+) -> Vec<Check> {
     let claims = Claims {
         gpus: evidence.iter().map(|e| e.claim()).collect(),
         gpu_cc: cc,
@@ -372,6 +387,7 @@ fn gpu_checks_cc(
     };
     let mut s = sim_with(false, claims);
     s.bundle.gpu_evidence = evidence.to_vec();
+    s.bundle.gpu_rims = rims.clone();
     let text = match section {
         Some(body) => format!("{DEV}\n[gpu]\n{body}\n"),
         None => DEV.to_string(),
@@ -414,27 +430,46 @@ fn a_bundle_with_sim_gpu_evidence_for_the_derived_nonce_is_accepted() {
         "measurements = {{ \"2\" = [\"{}\", \"{index2}\"] }}\ndriver_versions = [\"550.90.07\"]\nmin_driver_version = \"550.54\"\nvbios_versions = [\"96.00.9F.00.01\"]\nrequired = true",
         "00".repeat(48)
     );
-    let checks = gpu_checks(
+    let rim_signer = SimRimSigner::new().unwrap();
+    let mut rims = rim_signer
+        .rims_for(&Report::parse(&template).unwrap())
+        .unwrap();
+    for rim in rims.values_mut() {
+        rim.ocsp = rim_signer.ocsp_good(NOW - 3600).unwrap();
+    }
+    let checks = gpu_checks_rims(
         Some(&section),
         Some(gpu.anchors()),
         &[evidence.clone(), evidence],
+        &rims,
+        Some(cc_state(2)),
+        |p| p.gpu.rim_anchors = rim_signer.anchors(),
     );
     assert_eq!(failed(&checks), []);
     let names: Vec<&str> = checks.iter().map(|c| c.check.as_str()).collect();
     assert_eq!(
-        names[names.len() - 7..],
+        names[names.len() - 11..],
         [
             "GPU evidence",
             "GPU 0",
             "GPU 0 revocation",
+            "GPU 0 reference values",
+            "GPU 0 RIM revocation",
             "GPU 0 measurement 2",
             "GPU 1",
             "GPU 1 revocation",
+            "GPU 1 reference values",
+            "GPU 1 RIM revocation",
             "GPU 1 measurement 2"
         ]
     );
-    let gpu0 = &checks[names.len() - 6];
-    let revocation = &checks[names.len() - 5];
+    let gpu0 = &checks[names.len() - 10];
+    let revocation = &checks[names.len() - 9];
+    assert_eq!(
+        checks[names.len() - 8].found,
+        "32 indexes match (driver RIM 550.90.07, VBIOS RIM 96.00.9F.00.01); index 36 not compared: NVDEC0 is disabled"
+    );
+    assert_eq!(checks[names.len() - 7].found, "good, both signing chains");
     assert_eq!(
         revocation.found,
         "good, signed by CN=test provisioner CA, until 2026-06-04T19:26:40Z; good, signed by CN=test architecture CA, until 2026-06-04T19:26:40Z; good, signed by CN=test GPU root, until 2026-06-04T19:26:40Z"
@@ -656,6 +691,14 @@ fn a_malformed_gpu_section_is_refused_with_its_field() {
             "policy gpu.anchors: at least one root is required",
         ),
         (
+            "rim_anchors = [\"nvidia-device-identity-ca\"]",
+            "policy gpu.rim_anchors: unknown root \"nvidia-device-identity-ca\"; known: nvidia-corim-signing-root-ca",
+        ),
+        (
+            "rim_anchors = []",
+            "policy gpu.rim_anchors: at least one root is required",
+        ),
+        (
             "measurements = { \"2\" = [\"zz\"] }",
             "policy gpu.measurements.2: \"zz\" is not hex",
         ),
@@ -737,7 +780,7 @@ fn gpu_revocation_is_required_with_the_evidence_and_checked_whenever_the_host_se
         );
         assert!(
             c.found
-                .starts_with("unsupported NVIDIA OCSP responses: expected 3"),
+                .starts_with("unsupported OCSP responses: expected 3"),
             "{c:?}"
         );
     }
@@ -778,6 +821,104 @@ fn gpu_revocation_is_required_with_the_evidence_and_checked_whenever_the_host_se
     assert!(
         c.found
             .starts_with("OCSP response is not valid at 2026-05-28T20:26:40Z"),
+        "{c:?}"
+    );
+}
+
+#[test]
+fn gpu_reference_values_are_required_with_the_evidence_and_each_failure_is_named() {
+    let template = gpu_template();
+    let report = Report::parse(&template).unwrap();
+    let gpu = SimGpu::for_template(&template).unwrap();
+    let evidence = GpuEvidence {
+        ocsp: gpu.ocsp_good(NOW - 3600).unwrap(),
+        ..gpu.evidence(&template, &sim_gpu_nonce()).unwrap()
+    };
+    let signer = SimRimSigner::new().unwrap();
+    let rims = signer.rims_for(&report).unwrap();
+    // The GPU's own root counted as hardware, so that the GPU's checks
+    // pass under a policy that refuses simulation and the RIMs' are seen.
+    let gpu_root = TrustAnchors {
+        roots: vec![kokon_attestation::TrustAnchor {
+            simulated: false,
+            ..gpu.anchor()
+        }],
+    };
+    let check = |section: &str, rims: &BTreeMap<String, GpuRim>, allow_simulated: bool| {
+        gpu_checks_rims(
+            Some(section),
+            Some(gpu_root.clone()),
+            std::slice::from_ref(&evidence),
+            rims,
+            Some(cc_state(1)),
+            |p| {
+                p.gpu.rim_anchors = signer.anchors();
+                p.allow_simulated = allow_simulated;
+            },
+        )
+        .into_iter()
+        .filter(|c| c.check.starts_with("GPU 0 r") || c.check.starts_with("GPU 0 R"))
+        .map(|c| (c.check, c.passed, c.found))
+        .collect::<Vec<_>>()
+    };
+    // Required, none sent.
+    let c = check("required = true", &BTreeMap::new(), true);
+    assert_eq!(
+        c[1],
+        (
+            "GPU 0 reference values".into(),
+            false,
+            "no RIM NV_GPU_DRIVER_GH100_550.90.07 in the bundle".into()
+        )
+    );
+    // Sent but not required: checked; without OCSP answers, whose absence
+    // is named when the policy requires them.
+    let c = check("require_ocsp = true\nrequire_cc = false", &rims, true);
+    assert_eq!(c[1].0, "GPU 0 reference values");
+    assert!(c[1].1, "{c:?}");
+    assert_eq!(
+        c[2],
+        (
+            "GPU 0 RIM revocation".into(),
+            false,
+            "driver RIM: unsupported OCSP responses: expected 3 (for the RIM signer (L4), NVIDIA reference value CA (L3), NVIDIA reference value CA (L2)), found 0".into()
+        )
+    );
+    // Not required, none sent: no check.
+    let c = check("require_cc = false", &BTreeMap::new(), true);
+    assert!(
+        c.iter().all(|(name, ..)| name == "GPU 0 revocation"),
+        "{c:?}"
+    );
+    // Under a simulated root while the policy refuses simulation.
+    let c = check("required = true\nrequire_ocsp = false", &rims, false);
+    assert_eq!(
+        c[1].2,
+        "RIM NV_GPU_DRIVER_GH100_550.90.07: signed under a simulated root (allow_simulated = false)"
+    );
+    // The VBIOS RIM of another VBIOS, filed under this one's id.
+    let mut other = rims.clone();
+    let vbios_id = "NV_GPU_VBIOS_1010_0200_882_96009F0001";
+    other.get_mut(vbios_id).unwrap().rim = signer
+        .sign(&kokon_attestation::sim::rim::unsigned_rim(
+            "96.00.9F.00.02",
+            "GH100",
+            &kokon_attestation::sim::rim::references_for(&report, &[1]),
+        ))
+        .unwrap();
+    let c = check("required = true\nrequire_ocsp = false", &other, true);
+    assert_eq!(
+        c[1].2,
+        "GPU VBIOS RIM version not accepted: expected the report's VBIOS version 96.00.9f.00.01, found 96.00.9F.00.02"
+    );
+    // A RIM that does not verify.
+    let mut broken = rims.clone();
+    let driver = broken.get_mut("NV_GPU_DRIVER_GH100_550.90.07").unwrap();
+    driver.rim = driver.rim.replacen("True", "False", 1);
+    let c = check("required = true\nrequire_ocsp = false", &broken, true);
+    assert!(
+        c[1].2
+            .starts_with("RIM NV_GPU_DRIVER_GH100_550.90.07: signed XML document's digest"),
         "{c:?}"
     );
 }

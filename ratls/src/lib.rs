@@ -105,6 +105,7 @@ pub fn issue(
         claims,
         serving_config,
         gpu_evidence: Vec::new(),
+        gpu_rims: Default::default(),
     };
     issue_with_bundle(&bundle, key, now)
 }

@@ -166,6 +166,7 @@ async fn a_certificate_whose_key_is_not_bound_fails() {
         claims: c,
         serving_config: None,
         gpu_evidence: Vec::new(),
+        gpu_rims: Default::default(),
     };
     let other = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
     let cert = issue_with_bundle(&bundle, other, now()).unwrap();

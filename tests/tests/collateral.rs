@@ -94,6 +94,7 @@ async fn bundles_without_collateral_are_completed_and_others_left_alone() {
         claims: claims.clone(),
         serving_config: None,
         gpu_evidence: Vec::new(),
+        gpu_rims: Default::default(),
     };
     let now = at("2025-07-01T00:00:00Z");
     let tdx = bundle(
@@ -313,6 +314,7 @@ async fn gpu_evidence_gets_nvidias_ocsp_answers_cached_until_their_next_update()
         claims,
         serving_config: None,
         gpu_evidence: vec![evidence.clone()],
+        gpu_rims: Default::default(),
     };
     let done = AttestationBundle::from_json(&svc.complete(bundle.to_json(), now).await).unwrap();
     assert_eq!(

@@ -6,14 +6,15 @@
 //! appraises in kokon, and a RIM edited after signing fails in both: the
 //! canonical form kokon writes is the one another implementation signs.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 
-use kokon_attestation::nvidia::rim::{self, Reference};
+use kokon_attestation::nvidia::rim;
 use kokon_attestation::nvidia::Report;
 use kokon_attestation::sim::pem_encode;
-use kokon_attestation::sim::rim::{unsigned_rim, SimRimSigner};
+use kokon_attestation::sim::rim::{
+    references_for, unsigned_rim, SimRimSigner, DRIVER_INDEXES, VBIOS_INDEXES,
+};
 use kokon_tests::repo_root;
 
 /// 2026-11-27T00:00:00Z.
@@ -44,30 +45,13 @@ fn report() -> Report {
     Report::parse(&hex::decode(text.trim()).unwrap()).unwrap()
 }
 
-fn references(report: &Report, active: &[u8]) -> BTreeMap<u8, Reference> {
-    let measured = report.measurements();
-    (1..=64)
-        .map(|i| {
-            let on = active.contains(&i);
-            let alternatives = vec![if on { measured[&i] } else { [0; 48] }];
-            (
-                i,
-                Reference {
-                    active: on,
-                    alternatives,
-                },
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn rim_signatures_verify_across_kokon_and_signxml() {
     let r = report();
     let signer = SimRimSigner::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
-    let driver_refs = references(&r, &std::iter::once(8).chain(22..=41).collect::<Vec<_>>());
+    let driver_refs = references_for(&r, &DRIVER_INDEXES);
     let unsigned = unsigned_rim("550.90.07", "GH100", &driver_refs);
     std::fs::write(path("unsigned.xml"), &unsigned).unwrap();
     std::fs::write(path("key.pem"), signer.key_pem().as_bytes()).unwrap();
@@ -95,7 +79,7 @@ fn rim_signatures_verify_across_kokon_and_signxml() {
     let anchors = signer.anchors();
     let driver = rim::verify(&theirs, &anchors, NOW).unwrap();
     assert_eq!(driver.active().count(), 21);
-    let vbios_refs = references(&r, &(1..=7).chain(9..=13).collect::<Vec<_>>());
+    let vbios_refs = references_for(&r, &VBIOS_INDEXES);
     let vbios = signer
         .sign(&unsigned_rim("96.00.9F.00.01", "GH100", &vbios_refs))
         .unwrap();

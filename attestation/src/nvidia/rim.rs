@@ -45,6 +45,9 @@ pub const CHAIN_POSITIONS: [&str; 4] = [
     "NVIDIA reference value CA (L2)",
     "NVIDIA CoRIM signing Root CA",
 ];
+/// The chain positions whose status NVIDIA's OCSP responder answers: the
+/// signer (L4) and the two reference-value CAs (L3, L2); not the root.
+pub const OCSP_POSITIONS: std::ops::Range<usize> = 0..3;
 /// What a RIM is called in errors.
 const WHAT: &str = "NVIDIA RIM";
 /// The opaque field that says whether the NVDEC0 engine is enabled.
@@ -88,11 +91,30 @@ pub struct VerifiedRim {
     pub references: BTreeMap<u8, Reference>,
     /// The signing chain's certificates, leaf first, described.
     pub certificates: Vec<CertificateInfo>,
+    /// The name of the trust anchor the chain ends in.
+    pub anchor: String,
     /// The signing chain, as revocation checks need it, leaf first.
     pub links: Vec<ChainLink>,
 }
 
 impl VerifiedRim {
+    /// Checks NVIDIA's OCSP responses for this RIM's signing chain at
+    /// `now`: one per certificate of [`OCSP_POSITIONS`], in chain order,
+    /// each good ([`crate::ocsp::check_chain`]).
+    pub fn check_revocation(
+        &self,
+        responses: &[Vec<u8>],
+        now: i64,
+    ) -> Result<Vec<crate::ocsp::Verdict>, Error> {
+        crate::ocsp::check_chain(
+            &self.links,
+            &CHAIN_POSITIONS,
+            OCSP_POSITIONS,
+            responses,
+            now,
+        )
+    }
+
     /// The active references by SPDM index.
     pub fn active(&self) -> impl Iterator<Item = (u8, &Reference)> {
         self.references
@@ -161,6 +183,7 @@ pub fn verify(xml: &[u8], anchors: &TrustAnchors, now: i64) -> Result<VerifiedRi
         product,
         references,
         certificates: chain.described,
+        anchor: chain.anchor.name,
         links: chain.links,
     })
 }

@@ -117,36 +117,13 @@ impl VerifiedGpu {
         responses: &[Vec<u8>],
         now: i64,
     ) -> Result<Vec<ocsp::Verdict>, Error> {
-        if responses.len() != OCSP_POSITIONS.len() {
-            return Err(Error::Unsupported {
-                field: "NVIDIA OCSP responses",
-                expected: format!(
-                    "{} (for the {})",
-                    OCSP_POSITIONS.len(),
-                    CHAIN_POSITIONS
-                        .get(OCSP_POSITIONS)
-                        .unwrap_or_default()
-                        .join(", ")
-                ),
-                found: responses.len().to_string(),
-            });
-        }
-        OCSP_POSITIONS
-            .zip(responses)
-            .map(|(position, response)| {
-                let name = CHAIN_POSITIONS.get(position).copied().unwrap_or("?");
-                let cert = self.links.get(position);
-                let issuer = self.links.get(position + 1);
-                let (Some(cert), Some(issuer)) = (cert, issuer) else {
-                    return Err(Error::Unsupported {
-                        field: "NVIDIA GPU certificate chain length",
-                        expected: CHAIN_POSITIONS.len().to_string(),
-                        found: self.links.len().to_string(),
-                    });
-                };
-                ocsp::check(response, cert, issuer, now, name)?.good(name, cert)
-            })
-            .collect()
+        ocsp::check_chain(
+            &self.links,
+            &CHAIN_POSITIONS,
+            OCSP_POSITIONS,
+            responses,
+            now,
+        )
     }
 }
 

@@ -495,5 +495,6 @@ pub fn simulate(
         claims,
         serving_config: None,
         gpu_evidence: Vec::new(),
+        gpu_rims: Default::default(),
     })
 }

@@ -19,8 +19,11 @@ use ring::signature::{EcdsaKeyPair, ECDSA_P384_SHA384_FIXED_SIGNING};
 use sha2::{Digest, Sha384};
 use zeroize::Zeroizing;
 
+use super::ocsp::{respond, SimAnswer, SimSigner};
 use super::{pem_encode, sim_err};
-use crate::nvidia::rim::{Reference, HASH_NAMESPACE, SWID};
+use crate::bundle::GpuRim;
+use crate::nvidia::rim::{driver_rim_id, vbios_rim_id, Reference, HASH_NAMESPACE, SWID};
+use crate::nvidia::Report;
 use crate::pki::{TrustAnchor, TrustAnchors};
 use crate::xmldsig::{self, C14N11, DSIG, ECDSA_SHA384, ENVELOPED, SHA384};
 use crate::Error;
@@ -35,6 +38,8 @@ const SIGNATURE_SLOT: &str = "@@SIGNATURE@@";
 /// A simulated RIM signer: its chain (signer first), root and key.
 pub struct SimRimSigner {
     chain: Vec<Vec<u8>>,
+    /// The CAs' issuers, L3 first: `cas[i]` signed `chain[i]`.
+    cas: Vec<Issuer<'static, KeyPair>>,
     root: TrustAnchor,
     key: EcdsaKeyPair,
     key_pkcs8: Zeroizing<Vec<u8>>,
@@ -59,16 +64,17 @@ impl SimRimSigner {
             .map_err(sim_err)?
             .der()
             .to_vec();
-        let mut issuer = Issuer::new(root_params, root_key);
-        let mut chain = vec![root_der.clone()];
+        // The CAs, root first, each with the issuer that signs the next.
+        let mut cas = vec![(root_der.clone(), Issuer::new(root_params, root_key))];
         for cn in [
             "test reference value CA (L2)",
             "test reference value CA (L3)",
         ] {
             let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(sim_err)?;
             let p = params(cn, true)?;
-            chain.push(p.signed_by(&key, &issuer).map_err(sim_err)?.der().to_vec());
-            issuer = Issuer::new(p, key);
+            let (_, issuer) = cas.last().ok_or_else(|| sim_err("no root"))?;
+            let der = p.signed_by(&key, issuer).map_err(sim_err)?.der().to_vec();
+            cas.push((der, Issuer::new(p, key)));
         }
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng)
@@ -78,13 +84,16 @@ impl SimRimSigner {
         let signer_key =
             KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8.as_ref().into(), &PKCS_ECDSA_P384_SHA384)
                 .map_err(sim_err)?;
+        let (_, l3) = cas.last().ok_or_else(|| sim_err("no L3"))?;
         let leaf = params("test RIM signer (L4)", false)?
-            .signed_by(&signer_key, &issuer)
+            .signed_by(&signer_key, l3)
             .map_err(sim_err)?;
-        chain.push(leaf.der().to_vec());
-        chain.reverse();
+        let mut chain = vec![leaf.der().to_vec()];
+        chain.extend(cas.iter().rev().map(|(der, _)| der.clone()));
+        cas.reverse();
         Ok(Self {
             chain,
+            cas: cas.into_iter().map(|(_, issuer)| issuer).collect(),
             root: TrustAnchor {
                 name: SIM_RIM_ROOT.into(),
                 der: root_der,
@@ -168,10 +177,86 @@ impl SimRimSigner {
         Ok(draft.replace(SIGNATURE_SLOT, &STANDARD.encode(value.as_ref())))
     }
 
+    /// Good OCSP answers, from `this_update` for a week, for the signing
+    /// chain's certificates of [`crate::nvidia::rim::OCSP_POSITIONS`].
+    pub fn ocsp_good(&self, this_update: i64) -> Result<Vec<Vec<u8>>, Error> {
+        crate::nvidia::rim::OCSP_POSITIONS
+            .map(|position| {
+                let missing = || sim_err(format!("no RIM certificate {position} with an issuer"));
+                let cert = self.chain.get(position).ok_or_else(missing)?;
+                let issuer_der = self.chain.get(position + 1).ok_or_else(missing)?;
+                let issuer = self.cas.get(position).ok_or_else(missing)?;
+                let signer = SimSigner {
+                    key: issuer.key(),
+                    cert: issuer_der,
+                    include_cert: false,
+                };
+                respond(cert, issuer_der, &signer, &SimAnswer::good(this_update))
+            })
+            .collect()
+    }
+
+    /// The driver's and the VBIOS's RIMs for `report`, as the host puts
+    /// them in a bundle (by the RIM service's ids, without OCSP answers):
+    /// the indexes NVIDIA's Hopper RIMs mark active ([`DRIVER_INDEXES`],
+    /// [`VBIOS_INDEXES`]) with the report's digests, the rest of 1 to 64
+    /// inactive.
+    pub fn rims_for(&self, report: &Report) -> Result<BTreeMap<String, GpuRim>, Error> {
+        let opaque = &report.response.opaque;
+        let rim = |version: &str, active: &[u8]| {
+            Ok::<_, Error>(GpuRim {
+                rim: self.sign(&unsigned_rim(
+                    version,
+                    "GH100",
+                    &references_for(report, active),
+                ))?,
+                ocsp: Vec::new(),
+            })
+        };
+        Ok(BTreeMap::from([
+            (
+                driver_rim_id(report),
+                rim(&opaque.driver_version, &DRIVER_INDEXES)?,
+            ),
+            (
+                vbios_rim_id(report)?,
+                rim(&opaque.vbios_version.to_ascii_uppercase(), &VBIOS_INDEXES)?,
+            ),
+        ]))
+    }
+
     /// The chain as PEM, signer first (for a peer implementation).
     pub fn chain_pem(&self) -> String {
         self.chain.iter().map(|d| pem_encode(d)).collect()
     }
+}
+
+/// The SPDM indexes NVIDIA's Hopper driver RIMs mark active: 8 and 22 to 41.
+pub const DRIVER_INDEXES: [u8; 21] = [
+    8, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41,
+];
+/// The SPDM indexes NVIDIA's Hopper VBIOS RIMs mark active: 1 to 7 and 9
+/// to 13.
+pub const VBIOS_INDEXES: [u8; 12] = [1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13];
+
+/// References for every SPDM index 1 to 64: those in `active` with
+/// `report`'s digest as their one alternative, the rest inactive (a zero
+/// digest).
+pub fn references_for(report: &Report, active: &[u8]) -> BTreeMap<u8, Reference> {
+    let measured = report.measurements();
+    (1..=64)
+        .map(|i| {
+            let on = active.contains(&i);
+            let value = measured.get(&i).filter(|_| on).copied().unwrap_or([0; 48]);
+            (
+                i,
+                Reference {
+                    active: on,
+                    alternatives: vec![value],
+                },
+            )
+        })
+        .collect()
 }
 
 /// An unsigned SWID tag in the form of NVIDIA's RIMs: `version` as the
