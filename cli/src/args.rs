@@ -386,8 +386,8 @@ pub struct HostArgs {
 }
 
 /// Where the vendors' collateral is fetched from: Intel PCS (or a PCCS),
-/// AMD KDS and NVIDIA's OCSP responder (`kokon host`, `kokon verify
-/// --fetch-collateral`).
+/// AMD KDS, NVIDIA's OCSP responder and RIM service (`kokon host`, `kokon
+/// verify --fetch-collateral`).
 #[derive(clap::Args, Clone, Debug)]
 pub struct CollateralSources {
     /// Intel PCS or PCCS base URL for TDX collateral (API v4 paths are appended).
@@ -402,9 +402,12 @@ pub struct CollateralSources {
     /// SEV-SNP product line (milan, genoa, turin) for reports that do not name it.
     #[arg(long)]
     pub snp_product: Option<String>,
-    /// NVIDIA's OCSP responder, asked about GPU certificate chains.
+    /// NVIDIA's OCSP responder, asked about GPU and RIM certificate chains.
     #[arg(long, env = "KOKON_NVIDIA_OCSP_URL", default_value = kokon_host::collateral::NVIDIA_OCSP)]
     pub nvidia_ocsp_url: String,
+    /// NVIDIA's RIM service base URL, asked for GPU drivers' and VBIOSes' reference values.
+    #[arg(long, env = "KOKON_NVIDIA_RIM_URL", default_value = kokon_host::collateral::NVIDIA_RIM_SERVICE)]
+    pub nvidia_rim_url: String,
 }
 
 impl CollateralSources {
@@ -426,6 +429,7 @@ impl CollateralSources {
                 .transpose()
                 .context("--snp-product: expected milan, genoa or turin")?,
             nvidia_ocsp_url: self.nvidia_ocsp_url.clone(),
+            nvidia_rim_url: self.nvidia_rim_url.clone(),
             cache_dir,
         })
     }

@@ -220,7 +220,9 @@ fn enclave_bundle(gpus: &Arc<SimGpus>, mode: GpuMode) -> (AttestationBundle, Pol
     let mut policy = Policy::from_toml(
         // NVIDIA's OCSP answers and RIMs are the host's to add (the enclave
         // has no network): tests/tests/collateral.rs checks that path.
-        &format!("{DEV_POLICY}\n[gpu]\nrequired = true\nrequire_ocsp = false\nrequire_rims = false\n"),
+        &format!(
+            "{DEV_POLICY}\n[gpu]\nrequired = true\nrequire_ocsp = false\nrequire_rims = false\n"
+        ),
         &LocalReferences {
             sim_root: Some(root.anchor()),
             enclave_build_mrtd: Some(MRTD),

@@ -16,7 +16,9 @@
 //! - NVIDIA GPUs: OCSP responses for each GPU chain's device identity,
 //!   provisioner and architecture certificates, from NVIDIA's OCSP
 //!   responder (RFC 6960 requests by POST, SHA-384 certificate IDs, no
-//!   nonce, so that one answer serves every client until its next update).
+//!   nonce, so that one answer serves every client until its next update);
+//!   the reference integrity manifests of each GPU's driver and VBIOS, from
+//!   NVIDIA's RIM service, with OCSP answers for their signing chains.
 //!
 //! Cached entries live under `cache_dir` as JSON with their expiry: the
 //! earliest next-update of the pieces they contain.
@@ -27,8 +29,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use kokon_attestation::nvidia::{self, OCSP_POSITIONS};
-use kokon_attestation::ocsp;
+use kokon_attestation::nvidia::{self, rim};
 use kokon_attestation::pki::{pem_certificates, ChainLink};
 use kokon_attestation::roots::AmdProduct;
 use kokon_attestation::snp::{Report, SigningKey, TcbVersion};
@@ -39,6 +40,7 @@ use kokon_attestation::tdx::collateral::{
 };
 use kokon_attestation::tdx::pck::{self, PcsPlatform};
 use kokon_attestation::tdx::Quote;
+use kokon_attestation::{ocsp, xmldsig, GpuRim};
 use kokon_attestation::{AttestationBundle, EvidenceFormat};
 use serde::{Deserialize, Serialize};
 
@@ -49,8 +51,10 @@ pub const INTEL_ROOT_CRL: &str =
     "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der";
 /// AMD's Key Distribution Service.
 pub const AMD_KDS: &str = "https://kdsintf.amd.com";
-/// NVIDIA's OCSP responder for its GPU certificate chains.
+/// NVIDIA's OCSP responder for its GPU and RIM certificate chains.
 pub const NVIDIA_OCSP: &str = "https://ocsp.ndis.nvidia.com/";
+/// NVIDIA's RIM service (reference integrity manifests).
+pub const NVIDIA_RIM_SERVICE: &str = "https://rim.attestation.nvidia.com";
 /// Largest response accepted from a collateral service.
 const MAX_RESPONSE: usize = 1 << 20;
 /// Time allowed for one collateral request.
@@ -69,6 +73,8 @@ pub struct CollateralConfig {
     pub snp_product: Option<AmdProduct>,
     /// NVIDIA's OCSP responder URL.
     pub nvidia_ocsp_url: String,
+    /// NVIDIA's RIM service base URL (`/v1/rim/<id>` is appended).
+    pub nvidia_rim_url: String,
     /// Cache directory; without one, fetched collateral is kept in memory
     /// only (an auditor's one-off fetch).
     pub cache_dir: Option<PathBuf>,
@@ -83,6 +89,7 @@ impl CollateralConfig {
             kds_url: AMD_KDS.into(),
             snp_product: None,
             nvidia_ocsp_url: NVIDIA_OCSP.into(),
+            nvidia_rim_url: NVIDIA_RIM_SERVICE.into(),
             cache_dir,
         }
     }
@@ -358,18 +365,30 @@ impl CollateralService {
     }
 
     /// NVIDIA's OCSP responses for a GPU's chain (PEM, leaf first), one per
-    /// certificate of [`OCSP_POSITIONS`] in chain order, from the cache or
-    /// NVIDIA's responder. Each is cached until its next update, and for
-    /// at most a day. The chain is parsed, not verified: the client
-    /// verifies the chain and the responses.
+    /// certificate of [`nvidia::OCSP_POSITIONS`] in chain order. The chain
+    /// is parsed, not verified: the client verifies the chain and the
+    /// responses.
     pub async fn gpu_ocsp(&self, chain_pem: &[u8], now: i64) -> anyhow::Result<Vec<Vec<u8>>> {
         let chain = nvidia::read_chain(chain_pem).context("reading the GPU's chain")?;
         let links = ChainLink::parse_chain(&chain).context("parsing the GPU's chain")?;
+        self.chain_ocsp(&links, nvidia::OCSP_POSITIONS, now).await
+    }
+
+    /// NVIDIA's OCSP responses for the certificates of `links` (leaf
+    /// first) at `positions`, each asked of its issuer's responder, from
+    /// the cache or NVIDIA's responder. Each is cached until its next
+    /// update, and for at most a day.
+    async fn chain_ocsp(
+        &self,
+        links: &[ChainLink],
+        positions: std::ops::Range<usize>,
+        now: i64,
+    ) -> anyhow::Result<Vec<Vec<u8>>> {
         let mut responses = Vec::new();
-        for position in OCSP_POSITIONS {
+        for position in positions {
             let (Some(cert), Some(issuer)) = (links.get(position), links.get(position + 1)) else {
                 bail!(
-                    "a GPU chain of {} certificates has no certificate {position} with an issuer",
+                    "a chain of {} certificates has no certificate {position} with an issuer",
                     links.len()
                 );
             };
@@ -401,6 +420,47 @@ impl CollateralService {
             responses.push(body);
         }
         Ok(responses)
+    }
+
+    /// NVIDIA's reference integrity manifest `id` (see
+    /// [`kokon_attestation::nvidia::rim`]), from the cache or NVIDIA's RIM
+    /// service (`GET /v1/rim/<id>`, JSON whose `rim` is the signed SWID tag
+    /// in base64), cached for a day, with NVIDIA's OCSP answers for its
+    /// signing chain when the responder gives them. Nothing is verified
+    /// beyond the answer naming `id`: the client verifies the RIM.
+    pub async fn gpu_rim(&self, id: &str, now: i64) -> anyhow::Result<GpuRim> {
+        if id.is_empty()
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+        {
+            bail!("RIM id {id:?}: expected letters, digits, '_', '.' and '-' only");
+        }
+        let base = self.config.nvidia_rim_url.trim_end_matches('/');
+        let url = format!("{base}/v1/rim/{id}");
+        let body = self
+            .fetch_cached(&format!("nvidia-rim-{id}"), &url, now, |body| {
+                rim_document(body, id)?;
+                Ok(now + 24 * 3600)
+            })
+            .await?;
+        let rim = rim_document(&body, id).with_context(|| format!("GET {url}"))?;
+        let ocsp = match self.rim_ocsp(&rim, now).await {
+            Ok(ocsp) => ocsp,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "OCSP answers for RIM {id} unavailable; relaying it without them");
+                Vec::new()
+            }
+        };
+        Ok(GpuRim { rim, ocsp })
+    }
+
+    /// NVIDIA's OCSP answers for the signing chain a RIM carries.
+    async fn rim_ocsp(&self, rim: &str, now: i64) -> anyhow::Result<Vec<Vec<u8>>> {
+        let doc = xmldsig::parse(rim.as_bytes(), "NVIDIA RIM")?;
+        let signed = xmldsig::verify_reference(&doc, "NVIDIA RIM")?;
+        let links = ChainLink::parse_chain(&signed.certificates)?;
+        self.chain_ocsp(&links, rim::OCSP_POSITIONS, now).await
     }
 
     /// Adds what a bundle lacks: collateral to a TDX quote, the VCEK chain
@@ -448,6 +508,23 @@ impl CollateralService {
             }
             EvidenceFormat::TdxQuote => {}
         }
+        let rim_ids: std::collections::BTreeSet<String> = parsed
+            .gpu_evidence
+            .iter()
+            .filter_map(|g| nvidia::Report::parse(&g.report).ok())
+            .flat_map(|r| [Some(rim::driver_rim_id(&r)), rim::vbios_rim_id(&r).ok()])
+            .flatten()
+            .filter(|id| !parsed.gpu_rims.contains_key(id))
+            .collect();
+        for id in rim_ids {
+            match self.gpu_rim(&id, now).await {
+                Ok(found) => {
+                    parsed.gpu_rims.insert(id, found);
+                    changed = true;
+                }
+                Err(e) => unavailable("NVIDIA RIM", e),
+            }
+        }
         for gpu in parsed.gpu_evidence.iter_mut().filter(|g| g.ocsp.is_empty()) {
             match self.gpu_ocsp(gpu.chain_pem.as_bytes(), now).await {
                 Ok(responses) => {
@@ -462,6 +539,26 @@ impl CollateralService {
             false => bundle,
         }
     }
+}
+
+/// The signed SWID tag in an answer of NVIDIA's RIM service: JSON whose
+/// `id` (when present) is `id` and whose `rim` is the document in base64.
+fn rim_document(body: &[u8], id: &str) -> anyhow::Result<String> {
+    #[derive(Deserialize)]
+    struct Answer {
+        #[serde(default)]
+        id: Option<String>,
+        rim: String,
+    }
+    let answer: Answer = serde_json::from_slice(body).context("not a RIM service answer")?;
+    if let Some(found) = answer.id.filter(|found| found != id) {
+        bail!("the RIM service answered for {found:?}, asked for {id:?}");
+    }
+    use base64::Engine;
+    let xml = base64::engine::general_purpose::STANDARD
+        .decode(answer.rim.trim())
+        .context("the answer's rim is not base64")?;
+    String::from_utf8(xml).context("the RIM is not UTF-8")
 }
 
 /// A DER CRL's nextUpdate (Unix seconds), if it parses and has one.

@@ -4,16 +4,20 @@
 //! equals the fixture byte for byte (so the client's verification passes),
 //! it is cached on disk until its next update, and bundles are completed.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use kokon_attestation::claims::Claims;
-use kokon_attestation::nvidia::{gpu_nonce, verify, Expectations, OCSP_POSITIONS};
+use kokon_attestation::nvidia::{gpu_nonce, verify, Expectations, Report, OCSP_POSITIONS};
 use kokon_attestation::ocsp;
 use kokon_attestation::pki::{pem_certificates, ChainLink};
 use kokon_attestation::roots::{self, AmdProduct};
+use kokon_attestation::sim::rim::SimRimSigner;
 use kokon_attestation::sim::SimGpu;
 use kokon_attestation::tdx::verify_quote_with_collateral;
-use kokon_attestation::{AttestationBundle, Evidence, EvidenceFormat, GpuEvidence, TrustAnchors};
+use kokon_attestation::{
+    AttestationBundle, Evidence, EvidenceFormat, GpuEvidence, GpuRim, TrustAnchors,
+};
 use kokon_host::collateral::{CollateralConfig, CollateralService};
 use kokon_tests::pcs::{
     dcap_collateral, fixture, fixture_routes, post_key, serve, virtee_report, Routes, Server,
@@ -32,6 +36,7 @@ fn service(server: &Server, cache: &Path) -> CollateralService {
         kds_url: server.base.clone(),
         snp_product: Some(AmdProduct::Milan),
         nvidia_ocsp_url: format!("{}/ocsp", server.base),
+        nvidia_rim_url: server.base.clone(),
         cache_dir: Some(cache.to_path_buf()),
     })
     .unwrap()
@@ -150,6 +155,7 @@ async fn bundles_without_collateral_are_completed_and_others_left_alone() {
         kds_url: "http://127.0.0.1:9".into(),
         snp_product: None,
         nvidia_ocsp_url: "http://127.0.0.1:9/ocsp".into(),
+        nvidia_rim_url: "http://127.0.0.1:9".into(),
         cache_dir: None,
     })
     .unwrap();
@@ -232,6 +238,7 @@ async fn without_a_cache_directory_collateral_stays_in_memory_and_a_missing_head
         kds_url: base.into(),
         snp_product: None,
         nvidia_ocsp_url: format!("{base}/ocsp"),
+        nvidia_rim_url: base.into(),
         cache_dir: None,
     };
     let svc = CollateralService::new(config(&server.base)).unwrap();
@@ -260,10 +267,20 @@ async fn without_a_cache_directory_collateral_stays_in_memory_and_a_missing_head
     );
 }
 
-/// A simulated GPU's evidence (the real H100 report re-signed), its
-/// responder's good answers, and the routes that serve them as NVIDIA's
-/// OCSP responder does: by what is posted.
-fn gpu_ocsp_routes(now: i64) -> (SimGpu, GpuEvidence, Vec<Vec<u8>>, Routes) {
+/// What a simulated GPU's host fetches: its evidence (the real H100
+/// report re-signed), its responder's good answers, and its RIMs with
+/// their chain's good answers.
+struct GpuCollateral {
+    gpu: SimGpu,
+    evidence: GpuEvidence,
+    answers: Vec<Vec<u8>>,
+    rims: BTreeMap<String, GpuRim>,
+}
+
+/// [`GpuCollateral`], and the routes that serve it as NVIDIA's OCSP
+/// responder (by what is posted) and RIM service (JSON, the RIM in base64)
+/// do.
+fn gpu_ocsp_routes(now: i64) -> (GpuCollateral, Routes) {
     let template = hex::decode(
         String::from_utf8(fixture("nvidia/trustee_hopperAttestationReport.txt"))
             .unwrap()
@@ -285,13 +302,55 @@ fn gpu_ocsp_routes(now: i64) -> (SimGpu, GpuEvidence, Vec<Vec<u8>>, Routes) {
             ),
         );
     }
-    (gpu, evidence, answers, routes)
+    let signer = SimRimSigner::new().unwrap();
+    let rim_answers = signer.ocsp_good(now - 3600).unwrap();
+    let rim_links = ChainLink::parse_chain(signer.chain()).unwrap();
+    for (position, answer) in kokon_attestation::nvidia::rim::OCSP_POSITIONS.zip(&rim_answers) {
+        let request = ocsp::request(&rim_links[position], &rim_links[position + 1]).unwrap();
+        routes.insert(post_key("/ocsp", &request), (vec![], answer.clone()));
+    }
+    let mut rims = signer
+        .rims_for(&Report::parse(&evidence.report).unwrap())
+        .unwrap();
+    for (id, rim) in rims.iter_mut() {
+        use base64::Engine;
+        let body = serde_json::json!({
+            "id": id,
+            "rim": base64::engine::general_purpose::STANDARD.encode(&rim.rim),
+            "sha256": "",
+            "request_id": "1",
+            "rim_format": "TCG",
+        });
+        routes.insert(
+            format!("/v1/rim/{id}"),
+            (
+                vec![("content-type", "application/json".into())],
+                body.to_string().into_bytes(),
+            ),
+        );
+        rim.ocsp = rim_answers.clone();
+    }
+    let collateral = GpuCollateral {
+        gpu,
+        evidence,
+        answers,
+        rims,
+    };
+    (collateral, routes)
 }
 
 #[tokio::test]
-async fn gpu_evidence_gets_nvidias_ocsp_answers_cached_until_their_next_update() {
+async fn gpu_evidence_gets_nvidias_ocsp_answers_and_rims_cached_until_their_next_update() {
     let now = at("2026-11-27T00:00:00Z");
-    let (gpu, evidence, answers, routes) = gpu_ocsp_routes(now);
+    let (
+        GpuCollateral {
+            gpu,
+            evidence,
+            answers,
+            rims,
+        },
+        routes,
+    ) = gpu_ocsp_routes(now);
     let server = serve(routes).await;
     let cache = tempfile::tempdir().unwrap();
     let svc = service(&server, cache.path());
@@ -321,7 +380,13 @@ async fn gpu_evidence_gets_nvidias_ocsp_answers_cached_until_their_next_update()
         done.gpu_evidence[0].ocsp, answers,
         "one POST per certificate"
     );
-    assert_eq!(svc.fetch_count(), 3);
+    assert_eq!(
+        done.gpu_rims, rims,
+        "the report's two RIMs, with their chain's answers"
+    );
+    // 3 POSTs for the GPU's chain, 2 GETs for the RIMs, 3 POSTs for their
+    // (shared) signing chain.
+    assert_eq!(svc.fetch_count(), 8);
     assert_eq!(
         done.gpu_evidence[0].digest(),
         evidence.digest(),
@@ -346,7 +411,12 @@ async fn gpu_evidence_gets_nvidias_ocsp_answers_cached_until_their_next_update()
     // Cached: in memory, then on disk for a new process, until the
     // answers' next update (a week), then asked again.
     svc.complete(bundle.to_json(), now).await;
-    assert_eq!(svc.fetch_count(), 3);
+    assert_eq!(svc.fetch_count(), 8);
+    assert_eq!(
+        again_rims(&server, cache.path(), now).await,
+        rims,
+        "RIMs and their answers from the disk cache"
+    );
     let again = service(&server, cache.path());
     assert_eq!(
         again
@@ -367,7 +437,7 @@ async fn gpu_evidence_gets_nvidias_ocsp_answers_cached_until_their_next_update()
         .lock()
         .unwrap()
         .iter()
-        .all(|h| h.starts_with("POST /ocsp ")));
+        .all(|h| h.starts_with("POST /ocsp ") || h.starts_with("/v1/rim/NV_GPU_")));
 
     // A responder that does not answer leaves the bundle without OCSP, and
     // evidence that already has answers is left as it is.
@@ -377,7 +447,11 @@ async fn gpu_evidence_gets_nvidias_ocsp_answers_cached_until_their_next_update()
     assert_eq!(svc.complete(json.clone(), now).await, json);
     let json = done.to_json();
     assert_eq!(svc.complete(json.clone(), now).await, json);
-    assert_eq!(svc.fetch_count(), 1, "one failed POST, then nothing asked");
+    assert_eq!(
+        svc.fetch_count(),
+        3,
+        "two failed RIM GETs and one failed POST, then nothing asked"
+    );
     // An answer that is not OCSP is named, not cached.
     let mut junk = Routes::new();
     let links = ChainLink::parse_chain(gpu.chain()).unwrap();
@@ -392,4 +466,61 @@ async fn gpu_evidence_gets_nvidias_ocsp_answers_cached_until_their_next_update()
         format!("{e:#}").contains("(OCSP, certificate 1): collateral: OCSP response: bad DER"),
         "{e:#}"
     );
+}
+
+/// The RIMs a fresh service (same cache directory) finds for the report's
+/// ids, asking nothing.
+async fn again_rims(server: &Server, cache: &Path, now: i64) -> BTreeMap<String, GpuRim> {
+    let svc = service(server, cache);
+    let mut out = BTreeMap::new();
+    for id in [
+        "NV_GPU_DRIVER_GH100_550.90.07",
+        "NV_GPU_VBIOS_1010_0200_882_96009F0001",
+    ] {
+        out.insert(id.to_string(), svc.gpu_rim(id, now).await.unwrap());
+    }
+    assert_eq!(svc.fetch_count(), 0);
+    out
+}
+
+#[tokio::test]
+async fn a_rim_service_answer_for_another_id_or_a_bad_id_is_refused() {
+    let now = at("2026-11-27T00:00:00Z");
+    let mut routes = Routes::new();
+    routes.insert(
+        "/v1/rim/NV_GPU_DRIVER_GH100_1.2.3".into(),
+        (
+            vec![],
+            br#"{"id":"NV_GPU_DRIVER_GH100_9.9.9","rim":""}"#.to_vec(),
+        ),
+    );
+    routes.insert(
+        "/v1/rim/NV_GPU_DRIVER_GH100_1.2.4".into(),
+        (
+            vec![],
+            br#"{"id":"NV_GPU_DRIVER_GH100_1.2.4","rim":"!"}"#.to_vec(),
+        ),
+    );
+    let server = serve(routes).await;
+    let svc = service(&server, tempfile::tempdir().unwrap().path());
+    let e = format!(
+        "{:#}",
+        svc.gpu_rim("NV_GPU_DRIVER_GH100_1.2.3", now)
+            .await
+            .unwrap_err()
+    );
+    assert!(
+        e.contains("the RIM service answered for \"NV_GPU_DRIVER_GH100_9.9.9\", asked for \"NV_GPU_DRIVER_GH100_1.2.3\""),
+        "{e}"
+    );
+    let e = format!(
+        "{:#}",
+        svc.gpu_rim("NV_GPU_DRIVER_GH100_1.2.4", now)
+            .await
+            .unwrap_err()
+    );
+    assert!(e.contains("the answer's rim is not base64"), "{e}");
+    let e = format!("{:#}", svc.gpu_rim("../../etc", now).await.unwrap_err());
+    assert!(e.contains("expected letters, digits"), "{e}");
+    assert_eq!(svc.fetch_count(), 2, "a bad id is never asked for");
 }
