@@ -478,6 +478,17 @@ pub struct VerifyArgs {
     /// without it the report's freshness is not checked, and said so.
     #[arg(long, requires = "gpu_chain")]
     pub gpu_nonce: Option<String>,
+    /// NVIDIA GPU report: NVIDIA's OCSP answers (DER) for the chain's
+    /// device identity, provisioner and architecture certificates, in that
+    /// order (three files), checked at --at.
+    #[arg(long, requires = "gpu_chain")]
+    pub gpu_ocsp: Vec<PathBuf>,
+    /// NVIDIA GPU report: the RIMs of its driver and of its VBIOS (two
+    /// files: the signed XML, or the RIM service's JSON answer), verified
+    /// under the embedded NVIDIA CoRIM signing root at --at and compared
+    /// with the report's measurements.
+    #[arg(long, requires = "gpu_chain")]
+    pub gpu_rim: Vec<PathBuf>,
     /// TDX collateral: a directory of Intel PCS responses as curl saves them
     /// (tcb_info.json, qe_identity.json, pck_crl.der, root_ca_crl.der, and
     /// the .headers of the first three; see docs/attestation.md), or one

@@ -80,6 +80,8 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         format,
         gpu_chain,
         gpu_nonce,
+        gpu_ocsp,
+        gpu_rim,
         collateral,
         fetch_collateral,
         sources,
@@ -105,6 +107,8 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
             let out = evidence::GpuVerdict {
                 verified: &v,
                 nonce_checked: gpu_nonce.is_some(),
+                revocation: evidence::gpu_revocation(&v, &gpu_ocsp, now)?,
+                reference: evidence::gpu_reference_values(&v, &gpu_rim, now)?,
             };
             if json {
                 println!(

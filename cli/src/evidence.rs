@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use kokon_attestation::explain::{self, Field};
-use kokon_attestation::nvidia::{self, spdm, VerifiedGpu};
+use kokon_attestation::nvidia::{self, rim, spdm, VerifiedGpu};
+use kokon_attestation::ocsp;
 use kokon_attestation::pki::pem_certificates;
 use kokon_attestation::snp::Report;
 use kokon_attestation::tdx::collateral::{
@@ -132,18 +133,134 @@ pub fn verify_gpu(
     Ok(nvidia::verify(&data, &chain, &anchors, now, &expect).map_err(ClientError::Evidence)?)
 }
 
+/// Checks NVIDIA's OCSP answers (`--gpu-ocsp`, DER files in chain order)
+/// for a verified GPU report's chain at `now`; `None` without files.
+pub fn gpu_revocation(
+    v: &VerifiedGpu,
+    files: &[PathBuf],
+    now: i64,
+) -> anyhow::Result<Option<Vec<ocsp::Verdict>>> {
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let answers = files
+        .iter()
+        .map(|f| read(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(
+        v.check_revocation(&answers, now)
+            .map_err(ClientError::Evidence)?,
+    ))
+}
+
+/// A GPU report compared with its driver's and its VBIOS's RIMs.
+pub struct GpuReferenceValues {
+    /// The driver RIM, verified.
+    pub driver: rim::VerifiedRim,
+    /// The VBIOS RIM, verified.
+    pub vbios: rim::VerifiedRim,
+    /// What the comparison covered.
+    pub appraisal: rim::RimAppraisal,
+}
+
+/// Verifies the RIMs `files` (`--gpu-rim`: the driver's and the VBIOS's,
+/// in either order, as XML or as the RIM service's JSON answer) under the
+/// embedded NVIDIA CoRIM signing root at `now` and compares `v`'s report
+/// with them; `None` without files.
+pub fn gpu_reference_values(
+    v: &VerifiedGpu,
+    files: &[PathBuf],
+    now: i64,
+) -> anyhow::Result<Option<GpuReferenceValues>> {
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let [first, second] = files else {
+        anyhow::bail!(
+            "--gpu-rim: {} files, expected 2 (the driver's RIM and the VBIOS's)",
+            files.len()
+        );
+    };
+    let anchors = TrustAnchors {
+        roots: vec![roots::nvidia_rim_root()?],
+    };
+    let load = |path: &PathBuf| -> anyhow::Result<rim::VerifiedRim> {
+        let bytes = read(path)?;
+        let xml = match bytes.trim_ascii_start().first() {
+            Some(b'{') => kokon_host::collateral::rim_document(&bytes, None)?.into_bytes(),
+            _ => bytes,
+        };
+        rim::verify(&xml, &anchors, now)
+            .map_err(ClientError::Evidence)
+            .with_context(|| format!("--gpu-rim {}", path.display()))
+    };
+    let (a, b) = (load(first)?, load(second)?);
+    let (driver, vbios) = match a.version == v.driver_version() {
+        true => (a, b),
+        false => (b, a),
+    };
+    let appraisal = rim::appraise(&v.report, &driver, &vbios).map_err(ClientError::Evidence)?;
+    Ok(Some(GpuReferenceValues {
+        driver,
+        vbios,
+        appraisal,
+    }))
+}
+
 /// What `kokon verify` says of a GPU report that verified.
 pub struct GpuVerdict<'a> {
     /// The verified report.
     pub verified: &'a VerifiedGpu,
     /// Whether the nonce was the caller's (`--gpu-nonce`).
     pub nonce_checked: bool,
+    /// What NVIDIA's OCSP answers said, when given (`--gpu-ocsp`).
+    pub revocation: Option<Vec<ocsp::Verdict>>,
+    /// The comparison with NVIDIA's RIMs, when given (`--gpu-rim`).
+    pub reference: Option<GpuReferenceValues>,
 }
 
-/// What GPU verification does not check yet.
-const GPU_NOT_CHECKED: &str = "NVIDIA's reference measurements (RIMs) and certificate revocation (OCSP); a policy's [gpu] pins apply to bundles (kokon verify --bundle), where the nonce comes from the claims";
+/// What GPU verification without a bundle leaves to one.
+const GPU_LEFT_TO_BUNDLES: &str = "a policy's [gpu] pins apply to bundles (kokon verify --bundle), where the nonce comes from the claims";
 
 impl GpuVerdict<'_> {
+    /// What was not checked, for the verdict.
+    fn not_checked(&self) -> String {
+        let mut out = Vec::new();
+        if self.reference.is_none() {
+            out.push("NVIDIA's reference measurements (no --gpu-rim)");
+        }
+        if self.revocation.is_none() {
+            out.push("certificate revocation (no --gpu-ocsp)");
+        }
+        out.push(GPU_LEFT_TO_BUNDLES);
+        out.join("; ")
+    }
+
+    fn revocation_text(&self) -> Option<String> {
+        self.revocation.as_ref().map(|verdicts| {
+            verdicts
+                .iter()
+                .map(|o| format!("good, signed by {}", o.signer))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+
+    fn reference_text(&self) -> Option<String> {
+        self.reference.as_ref().map(|r| {
+            format!(
+                "{} indexes match the RIMs of driver {} and VBIOS {}{}",
+                r.appraisal.compared.len(),
+                r.driver.version,
+                r.vbios.version,
+                match r.appraisal.nvdec0_skipped {
+                    true => " (index 36 not compared: NVDEC0 is disabled)",
+                    false => "",
+                }
+            )
+        })
+    }
+
     fn nonce_note(&self) -> &'static str {
         if self.nonce_checked {
             "equal to --gpu-nonce"
@@ -172,7 +289,9 @@ impl GpuVerdict<'_> {
             "vbios_version": v.vbios_version(),
             "measurements": measurements,
             "evidence_sha384": hex::encode(v.evidence_digest),
-            "not_checked": GPU_NOT_CHECKED,
+            "revocation": self.revocation_text(),
+            "reference_values": self.reference_text(),
+            "not_checked": self.not_checked(),
         })
     }
 
@@ -217,7 +336,13 @@ impl GpuVerdict<'_> {
             "evidence SHA-384",
             format!("{} (report, then chain)", hex::encode(v.evidence_digest)),
         );
-        line("not checked", GPU_NOT_CHECKED.into());
+        if let Some(text) = self.revocation_text() {
+            line("revocation", text);
+        }
+        if let Some(text) = self.reference_text() {
+            line("reference", text);
+        }
+        line("not checked", self.not_checked());
         out
     }
 }

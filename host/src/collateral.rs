@@ -440,11 +440,11 @@ impl CollateralService {
         let url = format!("{base}/v1/rim/{id}");
         let body = self
             .fetch_cached(&format!("nvidia-rim-{id}"), &url, now, |body| {
-                rim_document(body, id)?;
+                rim_document(body, Some(id))?;
                 Ok(now + 24 * 3600)
             })
             .await?;
-        let rim = rim_document(&body, id).with_context(|| format!("GET {url}"))?;
+        let rim = rim_document(&body, Some(id)).with_context(|| format!("GET {url}"))?;
         let ocsp = match self.rim_ocsp(&rim, now).await {
             Ok(ocsp) => ocsp,
             Err(e) => {
@@ -542,8 +542,9 @@ impl CollateralService {
 }
 
 /// The signed SWID tag in an answer of NVIDIA's RIM service: JSON whose
-/// `id` (when present) is `id` and whose `rim` is the document in base64.
-fn rim_document(body: &[u8], id: &str) -> anyhow::Result<String> {
+/// `id`, when present and `id` is given, is `id`, and whose `rim` is the
+/// document in base64.
+pub fn rim_document(body: &[u8], id: Option<&str>) -> anyhow::Result<String> {
     #[derive(Deserialize)]
     struct Answer {
         #[serde(default)]
@@ -551,8 +552,10 @@ fn rim_document(body: &[u8], id: &str) -> anyhow::Result<String> {
         rim: String,
     }
     let answer: Answer = serde_json::from_slice(body).context("not a RIM service answer")?;
-    if let Some(found) = answer.id.filter(|found| found != id) {
-        bail!("the RIM service answered for {found:?}, asked for {id:?}");
+    if let (Some(found), Some(id)) = (&answer.id, id) {
+        if found != id {
+            bail!("the RIM service answered for {found:?}, asked for {id:?}");
+        }
     }
     use base64::Engine;
     let xml = base64::engine::general_purpose::STANDARD

@@ -831,3 +831,86 @@ fn audit_explain_names_the_fields_of_an_nvidia_gpu_report() {
     assert_ne!(out.status.code(), Some(0));
     assert!(text(&out.stderr).contains("error"), "{}", text(&out.stderr));
 }
+
+/// `kokon verify --evidence` with `--gpu-rim` and `--gpu-ocsp`: RIMs and
+/// OCSP answers count only under NVIDIA's roots, so RIMs signed under a
+/// test root and answers from a test hierarchy are rejected (exit 2,
+/// naming what was expected), and wrong counts are refused. (NVIDIA's own
+/// RIMs and answers for this report verify: docs/attestation.md.)
+#[test]
+fn gpu_rims_and_ocsp_answers_count_only_under_nvidias_roots() {
+    let report_path = gpu("trustee_hopperAttestationReport.txt");
+    let chain = gpu("trustee_hopper_cert_chain_case1.txt");
+    let template = hex::decode(std::fs::read_to_string(&report_path).unwrap().trim()).unwrap();
+    let report = kokon_attestation::nvidia::Report::parse(&template).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path.display().to_string()
+    };
+    let signer = kokon_attestation::sim::rim::SimRimSigner::new().unwrap();
+    let rims: Vec<String> = signer
+        .rims_for(&report)
+        .unwrap()
+        .into_iter()
+        .map(|(id, rim)| file(&id, rim.rim.as_bytes()))
+        .collect();
+    let sim_gpu = kokon_attestation::sim::SimGpu::for_template(&template).unwrap();
+    let answers: Vec<String> = sim_gpu
+        .ocsp_good(1_795_730_000)
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, a)| file(&format!("ocsp{i}.der"), a))
+        .collect();
+    let verify = |extra: &[&str]| {
+        let mut args = vec![
+            "verify",
+            "--evidence",
+            &report_path,
+            "--gpu-chain",
+            &chain,
+            "--at",
+            "2026-11-27T00:00:00Z",
+        ];
+        args.extend_from_slice(extra);
+        kokon(&args)
+    };
+    for (extra, code, cause) in [
+        (
+            vec!["--gpu-rim", &rims[0], "--gpu-rim", &rims[1]],
+            2,
+            "certificate chain is not anchored in a trusted root: expected one of [nvidia-corim-signing-root-ca sha256:12977b51",
+        ),
+        (
+            vec!["--gpu-rim", &rims[0]],
+            1,
+            "--gpu-rim: 1 files, expected 2 (the driver's RIM and the VBIOS's)",
+        ),
+        (
+            vec!["--gpu-ocsp", &answers[0], "--gpu-ocsp", &answers[1], "--gpu-ocsp", &answers[2]],
+            2,
+            "OCSP responder mismatch: expected the issuer (CN=NVIDIA GH100 Provisioner ICA 1, O=NVIDIA Corporation, C=US)",
+        ),
+        (
+            vec!["--gpu-ocsp", &answers[0]],
+            2,
+            "unsupported OCSP responses: expected 3 (for the GPU device identity (BROM), NVIDIA provisioner CA, NVIDIA GPU architecture CA), found 1",
+        ),
+    ] {
+        let out = verify(&extra);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{extra:?}: {err}");
+        assert!(err.contains(cause), "{extra:?}: {err}");
+    }
+    // Without either, the verdict says what it did not check.
+    let out = verify(&["--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["not_checked"],
+        "NVIDIA's reference measurements (no --gpu-rim); certificate revocation (no --gpu-ocsp); a policy's [gpu] pins apply to bundles (kokon verify --bundle), where the nonce comes from the claims"
+    );
+    assert_eq!(v["revocation"], serde_json::Value::Null);
+}
