@@ -13,7 +13,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 corpus=fuzz/corpus
-mkdir -p $corpus/{tdx_quote,bundle_json,ohttp,wire_frame,receipt,policy,snp_report,tdx_collateral,snp_cert_table,ratls_cert,eventlog,qgs_message,voucher,payer_proof,openai_request,stream_decoders,kserve_binary,ovmf_snp,tdvf_metadata,nvidia_gpu_report,ocsp_response}
+mkdir -p $corpus/{tdx_quote,bundle_json,ohttp,wire_frame,receipt,policy,snp_report,tdx_collateral,snp_cert_table,ratls_cert,eventlog,qgs_message,voucher,payer_proof,openai_request,stream_decoders,kserve_binary,ovmf_snp,tdvf_metadata,nvidia_gpu_report,ocsp_response,nvidia_rim}
 for f in ../shared/fixtures/tdx/*.dat; do [ -f "$f" ] && cp "$f" $corpus/tdx_quote/; done
 cp policies/*.toml $corpus/policy/
 for f in ../shared/fixtures/snp/*.bin; do cp "$f" $corpus/snp_report/; done
@@ -26,6 +26,8 @@ for f in trustee_hopperAttestationReport trustee_hopper_coco_report1; do
     "../shared/fixtures/nvidia/$f.txt" > "$corpus/nvidia_gpu_report/$f"
 done
 cp ../shared/fixtures/nvidia/trustee_hopper_cert_chain_case1.txt $corpus/nvidia_gpu_report/chain
+# A RIM in NVIDIA's form (unsigned: the signature's structure is the fuzzer's to find).
+printf '<SoftwareIdentity xmlns="http://standards.iso.org/iso/19770/-2/2015/schema.xsd" xmlns:ns0="http://standards.iso.org/iso/19770/-2/2015/schema.xsd" xmlns:ns2="http://www.w3.org/2001/04/xmlenc#sha384" name="GH100"><ns0:Meta colloquialVersion="550.90.07"/><ns0:Payload><ns0:Resource type="Measurement" index="0" active="True" alternatives="1" ns2:Hash0="%096d" size="48"/></ns0:Payload><ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2006/12/xml-c14n11"/></ds:SignedInfo></ds:Signature></SoftwareIdentity>' 0 > $corpus/nvidia_rim/swid
 # OCSP responses: tryLater, and a successful one whose basic response is empty.
 printf '\x30\x03\x0a\x01\x03' > $corpus/ocsp_response/try-later
 printf '\x30\x14\x0a\x01\x00\xa0\x0f\x30\x0d\x06\x09\x2b\x06\x01\x05\x05\x07\x30\x01\x01\x04\x00' > $corpus/ocsp_response/basic
@@ -57,7 +59,7 @@ fi
 if [ -f .cache/vm/image/OVMF.amdsev.fd ]; then
   tail -c 4096 .cache/vm/image/OVMF.amdsev.fd > $corpus/ovmf_snp/amdsev-tail
 fi
-for target in tdx_quote bundle_json ohttp wire_frame receipt policy snp_report tdx_collateral snp_cert_table ratls_cert eventlog qgs_message voucher payer_proof openai_request stream_decoders kserve_binary ovmf_snp tdvf_metadata nvidia_gpu_report ocsp_response; do
+for target in tdx_quote bundle_json ohttp wire_frame receipt policy snp_report tdx_collateral snp_cert_table ratls_cert eventlog qgs_message voucher payer_proof openai_request stream_decoders kserve_binary ovmf_snp tdvf_metadata nvidia_gpu_report ocsp_response nvidia_rim; do
   echo "fuzz: $target for ${seconds}s" >&2
   cargo fuzz run --sanitizer none "$target" "$corpus/$target" -- -max_total_time="$seconds" -rss_limit_mb=2048 2>&1 | tail -n 3
 done

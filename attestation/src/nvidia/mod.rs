@@ -31,9 +31,10 @@
 //! architecture certificates ([`OCSP_POSITIONS`]), fetched and cached by
 //! the untrusted host and verified by [`crate::ocsp::check`].
 //!
-//! Not checked here: NVIDIA's reference measurements (RIMs, fetched from
-//! NVIDIA's RIM service and signed under their own root); measurements are
-//! compared only with the caller's pins.
+//! Reference values are another: [`rim`] verifies NVIDIA's reference
+//! integrity manifests for the report's driver and VBIOS (fetched and
+//! cached by the host, signed under NVIDIA's CoRIM root) and compares every
+//! index they mark active with the report.
 //!
 //! Freshness: the enclave asks each GPU for a report whose nonce is
 //! [`gpu_nonce`] of the client's nonce, so a GPU report is as fresh as the
