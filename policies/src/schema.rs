@@ -124,45 +124,18 @@ impl GpuRequirements {
 
 impl GpuSection {
     fn resolve(self) -> Result<GpuRequirements, LoadError> {
-        let names = self
-            .anchors
-            .unwrap_or_else(|| vec![roots::NVIDIA_DEVICE_ROOT.to_string()]);
-        let mut anchors = TrustAnchors::default();
-        for name in &names {
-            if name != roots::NVIDIA_DEVICE_ROOT {
-                return Err(invalid(
-                    "gpu.anchors",
-                    format!(
-                        "unknown root {name:?}; known: {}",
-                        roots::NVIDIA_DEVICE_ROOT
-                    ),
-                ));
-            }
-            anchors.roots.push(
-                roots::nvidia_device_root().map_err(|e| invalid("gpu.anchors", e.to_string()))?,
-            );
-        }
-        if anchors.roots.is_empty() {
-            return Err(invalid("gpu.anchors", "at least one root is required"));
-        }
-        let rim_names = self
-            .rim_anchors
-            .unwrap_or_else(|| vec![roots::NVIDIA_RIM_ROOT.to_string()]);
-        let mut rim_anchors = TrustAnchors::default();
-        for name in &rim_names {
-            if name != roots::NVIDIA_RIM_ROOT {
-                return Err(invalid(
-                    "gpu.rim_anchors",
-                    format!("unknown root {name:?}; known: {}", roots::NVIDIA_RIM_ROOT),
-                ));
-            }
-            rim_anchors.roots.push(
-                roots::nvidia_rim_root().map_err(|e| invalid("gpu.rim_anchors", e.to_string()))?,
-            );
-        }
-        if rim_anchors.roots.is_empty() {
-            return Err(invalid("gpu.rim_anchors", "at least one root is required"));
-        }
+        let anchors = embedded_roots(
+            "gpu.anchors",
+            self.anchors,
+            roots::NVIDIA_DEVICE_ROOT,
+            roots::nvidia_device_root,
+        )?;
+        let rim_anchors = embedded_roots(
+            "gpu.rim_anchors",
+            self.rim_anchors,
+            roots::NVIDIA_RIM_ROOT,
+            roots::nvidia_rim_root,
+        )?;
         let mut measurements = BTreeMap::new();
         for (index, values) in &self.measurements {
             let field = format!("gpu.measurements.{index}");
@@ -201,6 +174,33 @@ impl GpuSection {
             vbios_versions: self.vbios_versions,
         })
     }
+}
+
+/// The roots a `[gpu]` field names (`known` when it names none), each of
+/// which must be the one embedded root `known`, loaded by `load`.
+fn embedded_roots(
+    field: &str,
+    names: Option<Vec<String>>,
+    known: &str,
+    load: fn() -> Result<kokon_attestation::TrustAnchor, kokon_attestation::Error>,
+) -> Result<TrustAnchors, LoadError> {
+    let names = names.unwrap_or_else(|| vec![known.to_string()]);
+    let mut anchors = TrustAnchors::default();
+    for name in &names {
+        if name != known {
+            return Err(invalid(
+                field,
+                format!("unknown root {name:?}; known: {known}"),
+            ));
+        }
+        anchors
+            .roots
+            .push(load().map_err(|e| invalid(field, e.to_string()))?);
+    }
+    if anchors.roots.is_empty() {
+        return Err(invalid(field, "at least one root is required"));
+    }
+    Ok(anchors)
 }
 
 /// What the client agrees to pay.

@@ -8,12 +8,13 @@
 //! measurements, versions and FWID it keeps) is re-signed.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CustomExtension, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384,
+    CustomExtension, ExtendedKeyUsagePurpose, Issuer, KeyPair, PKCS_ECDSA_P256_SHA256,
+    PKCS_ECDSA_P384_SHA384,
 };
 use ring::rand::SystemRandom;
-use ring::signature::{EcdsaKeyPair, ECDSA_P384_SHA384_FIXED_SIGNING};
+use ring::signature::EcdsaKeyPair;
 
+use super::hierarchy::{ca_chain, p384_key, params};
 use super::ocsp::{respond, SimAnswer, SimSigner};
 use super::{pem_encode, sim_err};
 use crate::bundle::GpuEvidence;
@@ -70,62 +71,37 @@ impl SimGpu {
     /// (for the verifier's negative tests). Certificates are valid from
     /// 1975 to 4096 (rcgen's default).
     pub fn with_leaf(extension: Option<Vec<u8>>, p384: bool) -> Result<Self, Error> {
-        let params = |cn: &str, ca: bool| {
-            let mut p = CertificateParams::new(Vec::<String>::new()).map_err(sim_err)?;
-            p.distinguished_name.push(DnType::CommonName, cn);
-            if ca {
-                p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cas = ca_chain(
+            "test GPU root",
+            &["test architecture CA", "test provisioner CA", "test BROM"],
+        )?;
+        let (leaf_key, leaf) = match p384 {
+            true => {
+                let key = p384_key()?;
+                (key.rcgen, Some(key.ring))
             }
-            Ok::<_, Error>(p)
-        };
-        let root_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(sim_err)?;
-        let root_params = params("test GPU root", true)?;
-        let root_der = root_params
-            .self_signed(&root_key)
-            .map_err(sim_err)?
-            .der()
-            .to_vec();
-        // The CAs, root first, each with the issuer that signs the next.
-        let mut cas = vec![(root_der.clone(), Issuer::new(root_params, root_key))];
-        for cn in ["test architecture CA", "test provisioner CA", "test BROM"] {
-            let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(sim_err)?;
-            let p = params(cn, true)?;
-            let (_, issuer) = cas.last().ok_or_else(|| sim_err("no root"))?;
-            let der = p.signed_by(&key, issuer).map_err(sim_err)?.der().to_vec();
-            cas.push((der, Issuer::new(p, key)));
-        }
-        let rng = SystemRandom::new();
-        let (leaf_key, leaf) = if p384 {
-            let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng)
-                .map_err(sim_err)?;
-            let ring_key =
-                EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-                    .map_err(sim_err)?;
-            let rcgen_key = KeyPair::from_pkcs8_der_and_sign_algo(
-                &pkcs8.as_ref().into(),
-                &PKCS_ECDSA_P384_SHA384,
-            )
-            .map_err(sim_err)?;
-            (rcgen_key, Some(ring_key))
-        } else {
-            (
+            false => (
                 KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(sim_err)?,
                 None,
-            )
+            ),
         };
         let mut p = params("test FMC LF", false)?;
         p.custom_extensions = extension
             .map(|e| vec![CustomExtension::from_oid_content(&[2, 23, 133, 5, 4, 1], e)])
             .unwrap_or_default();
-        let (_, brom) = cas.last().ok_or_else(|| sim_err("no BROM"))?;
+        // ca_chain gives the BROM first: it certifies the leaf.
+        let (_, brom) = cas.first().ok_or_else(|| sim_err("no BROM"))?;
         let leaf_der = p
             .signed_by(&leaf_key, brom)
             .map_err(sim_err)?
             .der()
             .to_vec();
+        let root_der = cas
+            .last()
+            .map(|(der, _)| der.clone())
+            .ok_or_else(|| sim_err("no root"))?;
         let mut chain = vec![leaf_der];
-        chain.extend(cas.iter().rev().map(|(der, _)| der.clone()));
-        cas.reverse();
+        chain.extend(cas.iter().map(|(der, _)| der.clone()));
         Ok(Self {
             chain_pem: chain.iter().map(|d| pem_encode(d)).collect(),
             chain,
@@ -227,9 +203,7 @@ impl SimGpu {
     ) -> Result<Vec<u8>, Error> {
         let (cert, issuer_der, issuer) = self.link(position)?;
         let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(sim_err)?;
-        let mut p = CertificateParams::new(Vec::<String>::new()).map_err(sim_err)?;
-        p.distinguished_name
-            .push(DnType::CommonName, "test OCSP responder");
+        let mut p = params("test OCSP responder", false)?;
         if ocsp_signing {
             p.extended_key_usages = vec![ExtendedKeyUsagePurpose::OcspSigning];
         }

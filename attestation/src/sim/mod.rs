@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 pub mod gpu;
+mod hierarchy;
 pub mod ocsp;
 mod pcs;
 pub mod rim;

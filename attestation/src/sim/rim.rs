@@ -11,14 +11,13 @@ use std::fmt::Write;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, PKCS_ECDSA_P384_SHA384,
-};
+use rcgen::{Issuer, KeyPair};
 use ring::rand::SystemRandom;
-use ring::signature::{EcdsaKeyPair, ECDSA_P384_SHA384_FIXED_SIGNING};
+use ring::signature::EcdsaKeyPair;
 use sha2::{Digest, Sha384};
 use zeroize::Zeroizing;
 
+use super::hierarchy::{ca_chain, p384_key, params};
 use super::ocsp::{respond, SimAnswer, SimSigner};
 use super::{pem_encode, sim_err};
 use crate::bundle::GpuRim;
@@ -49,48 +48,25 @@ impl SimRimSigner {
     /// A signer under a fresh test root. Certificates are valid from 1975
     /// to 4096 (rcgen's default).
     pub fn new() -> Result<Self, Error> {
-        let params = |cn: &str, ca: bool| {
-            let mut p = CertificateParams::new(Vec::<String>::new()).map_err(sim_err)?;
-            p.distinguished_name.push(DnType::CommonName, cn);
-            if ca {
-                p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            }
-            Ok::<_, Error>(p)
-        };
-        let root_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(sim_err)?;
-        let root_params = params("test CoRIM root", true)?;
-        let root_der = root_params
-            .self_signed(&root_key)
-            .map_err(sim_err)?
-            .der()
-            .to_vec();
-        // The CAs, root first, each with the issuer that signs the next.
-        let mut cas = vec![(root_der.clone(), Issuer::new(root_params, root_key))];
-        for cn in [
-            "test reference value CA (L2)",
-            "test reference value CA (L3)",
-        ] {
-            let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(sim_err)?;
-            let p = params(cn, true)?;
-            let (_, issuer) = cas.last().ok_or_else(|| sim_err("no root"))?;
-            let der = p.signed_by(&key, issuer).map_err(sim_err)?.der().to_vec();
-            cas.push((der, Issuer::new(p, key)));
-        }
-        let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng)
-            .map_err(sim_err)?;
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-            .map_err(sim_err)?;
-        let signer_key =
-            KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8.as_ref().into(), &PKCS_ECDSA_P384_SHA384)
-                .map_err(sim_err)?;
-        let (_, l3) = cas.last().ok_or_else(|| sim_err("no L3"))?;
+        let cas = ca_chain(
+            "test CoRIM root",
+            &[
+                "test reference value CA (L2)",
+                "test reference value CA (L3)",
+            ],
+        )?;
+        let key = p384_key()?;
+        // ca_chain gives L3 first: it certifies the signer.
+        let (_, l3) = cas.first().ok_or_else(|| sim_err("no L3"))?;
         let leaf = params("test RIM signer (L4)", false)?
-            .signed_by(&signer_key, l3)
+            .signed_by(&key.rcgen, l3)
             .map_err(sim_err)?;
+        let root_der = cas
+            .last()
+            .map(|(der, _)| der.clone())
+            .ok_or_else(|| sim_err("no root"))?;
         let mut chain = vec![leaf.der().to_vec()];
-        chain.extend(cas.iter().rev().map(|(der, _)| der.clone()));
-        cas.reverse();
+        chain.extend(cas.iter().map(|(der, _)| der.clone()));
         Ok(Self {
             chain,
             cas: cas.into_iter().map(|(_, issuer)| issuer).collect(),
@@ -99,8 +75,8 @@ impl SimRimSigner {
                 der: root_der,
                 simulated: true,
             },
-            key,
-            key_pkcs8: Zeroizing::new(pkcs8.as_ref().to_vec()),
+            key: key.ring,
+            key_pkcs8: key.pkcs8,
         })
     }
 
