@@ -483,6 +483,13 @@ impl Device {
 /// computes in full FP32 like the CPU one, so a model gives the same answers
 /// (the text model's greedy tokens) on either device. The models served are
 /// small; their decode steps are bound by memory, not by FP32 throughput.
+///
+/// cuDNN picks its convolution algorithms by heuristics instead of ONNX
+/// Runtime's default exhaustive search, which benchmarks every algorithm
+/// the first time a session sees an input shape: dynamic batching gives a
+/// session up to `--batch-max-rows` shapes (magika has a convolution), so
+/// exhaustive search would stall serving on each new batch size for as
+/// long as it runs (unmeasured on a GPU yet: see docs/benchmarks.md).
 #[cfg(feature = "cuda")]
 fn with_cuda(
     builder: ort::session::builder::SessionBuilder,
@@ -490,6 +497,7 @@ fn with_cuda(
     builder
         .with_execution_providers([ort::ep::CUDA::default()
             .with_tf32(false)
+            .with_conv_algorithm_search(ort::ep::cuda::ConvAlgorithmSearch::Heuristic)
             .build()
             .error_on_failure()])
         .map_err(|e| format!("CUDA execution provider unavailable: {e}"))

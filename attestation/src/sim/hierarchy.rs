@@ -24,13 +24,13 @@ pub(crate) fn params(cn: &str, ca: bool) -> Result<CertificateParams, Error> {
     Ok(p)
 }
 
+/// A CA's certificate (DER) and the issuer that signs with its key.
+pub(crate) type Ca = (Vec<u8>, Issuer<'static, KeyPair>);
+
 /// A root named `root` and CAs named `cas`, each signed by the one before:
 /// every CA's certificate (DER) with its issuer, the LAST CA FIRST (so
 /// that entry `i + 1` certified entry `i`; the root is the last entry).
-pub(crate) fn ca_chain(
-    root: &str,
-    cas: &[&str],
-) -> Result<Vec<(Vec<u8>, Issuer<'static, KeyPair>)>, Error> {
+pub(crate) fn ca_chain(root: &str, cas: &[&str]) -> Result<Vec<Ca>, Error> {
     let root_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(sim_err)?;
     let root_params = params(root, true)?;
     let root_der = root_params
