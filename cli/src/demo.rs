@@ -208,7 +208,7 @@ async fn demo_client(
                     channel.payer.state().seqno
                 );
                 println!(
-                    "  {} bytes of tensor JSON, end to end in {:.1?}",
+                    "  {} bytes of KServe request (binary tensors), end to end in {:.1?}",
                     c.sealed_bytes, c.elapsed
                 );
             }

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use kokon_client::magika::{self, Classification, Magika, Prepared};
 use kokon_client::{Client, ClientError, VerifiedEnclave};
-use kokon_wire::kserve::{InferInput, InferRequest};
 
 use crate::args::InferArgs;
 use crate::{channel, local};
@@ -113,18 +112,9 @@ pub async fn classify(
         }
         Prepared::Features(row) => row,
     };
-    let request = InferRequest {
-        id: None,
-        inputs: vec![InferInput::int32(
-            magika::INPUT,
-            vec![1, row.len() as i64],
-            &row,
-        )],
-        outputs: None,
-        binary_output: false,
-        parameters: None,
-    };
-    let sealed_bytes = serde_json::to_vec(&request).map(|b| b.len()).unwrap_or(0);
+    // Binary INT32 rows in, binary FP32 scores out.
+    let request = magika::request(&[row]);
+    let sealed_bytes = request.encode().map(|e| e.body.len()).unwrap_or(0);
     let (response, receipt) = client.infer(enclave, &request).await?;
     let scores = response
         .outputs

@@ -717,6 +717,44 @@ impl VerifiedEnclave {
         self.seal_billed(method, path, fields, body, Billing::Units(units), now)
     }
 
+    /// Seals a KServe v2 inference request on the attested model, sent at
+    /// `now`, as [`Client::infer`] sends it: binary inputs
+    /// ([`kserve::TensorData::Binary`], what the SDK's constructors build)
+    /// after the JSON header, its length in [`kserve::HEADER_LENGTH`];
+    /// billed by the rows of its first input. Open the answer with
+    /// [`VerifiedEnclave::open`], then [`Opened::infer_response`].
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Protocol`] when the request cannot be encoded,
+    /// [`ClientError::Seal`] when encapsulation fails.
+    ///
+    /// ```
+    /// # mod offline { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doctests/offline.rs")); }
+    /// # fn main() -> Result<(), kokon_client::ClientError> {
+    /// # let enclave = offline::Enclave::new().verified();
+    /// use kokon_wire::kserve::{InferInput, InferRequest};
+    ///
+    /// let request = InferRequest {
+    ///     inputs: vec![InferInput::int32("bytes", vec![1, 2], &[1, 2])],
+    ///     ..InferRequest::default()
+    /// };
+    /// let sealed = enclave.seal_infer(&request, kokon_client::unix_now())?;
+    /// assert!(!sealed.bytes.is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn seal_infer(&self, request: &InferRequest, now: i64) -> Result<Sealed, ClientError> {
+        let parts = InferParts::new(self, request)?;
+        self.seal_with_fields(
+            "POST",
+            &parts.path,
+            &parts.fields(),
+            &parts.encoded.body,
+            parts.units,
+            now,
+        )
+    }
+
     /// Seals a request to the text model (the OpenAI API), sent at `now`:
     /// its answer is billed by the tokens it reports, which
     /// [`VerifiedEnclave::open`] requires the receipt to charge.
@@ -1686,10 +1724,13 @@ impl Client {
     /// Runs a KServe v2 inference on the attested model, billed by the rows
     /// of its first input (the first dimension of its shape). The response
     /// is returned only once its receipt verified ([`VerifiedEnclave::open`]).
-    /// Inputs given as [`kserve::TensorData::Binary`] travel as binary tensor
-    /// data after the JSON header, the rest as JSON; outputs come as the
-    /// request asks ([`InferRequest::binary_output`],
-    /// [`kserve::RequestedOutput::binary`]).
+    /// Inputs given as [`kserve::TensorData::Binary`] (what the SDK's
+    /// constructors, e.g. [`kserve::InferTensor::int32`], build) travel as
+    /// binary tensor data after the JSON header, the rest (e.g.
+    /// [`kserve::InferTensor::int32_json`]) as JSON numbers; outputs come as
+    /// the request asks ([`InferRequest::binary_output`],
+    /// [`kserve::RequestedOutput::binary`]) and are decoded either way
+    /// ([`Opened::infer_response`]).
     ///
     /// # Errors
     ///
@@ -1702,15 +1743,12 @@ impl Client {
     /// # let client = kokon_client::Client::new("http://127.0.0.1:8443");
     /// # let enclave = client.attest(&kokon_client::local::dev_policy()?).await?;
     /// use kokon_client::magika::{self, Magika, Prepared};
-    /// use kokon_wire::kserve::{InferInput, InferRequest};
     ///
     /// let magika = Magika::from_metadata(&client.model_metadata(&enclave).await?)
     ///     .map_err(kokon_client::ClientError::Protocol)?;
     /// if let Prepared::Features(row) = magika.prepare(b"fn main() { println!(\"hello\"); }") {
-    ///     let request = InferRequest {
-    ///         inputs: vec![InferInput::int32(magika::INPUT, vec![1, row.len() as i64], &row)],
-    ///         ..InferRequest::default()
-    ///     };
+    ///     // Binary INT32 rows in, binary FP32 scores out.
+    ///     let request = magika::request(&[row]);
     ///     let (response, receipt) = client.infer(&enclave, &request).await?;
     ///     let scores = response.outputs.iter().find(|o| o.name == magika::OUTPUT);
     ///     if let Some(scores) = scores.and_then(|o| o.f32_data()) {
@@ -1724,37 +1762,18 @@ impl Client {
         enclave: &VerifiedEnclave,
         request: &InferRequest,
     ) -> Result<(InferResponse, SignedReceipt), ClientError> {
-        let model = &enclave.evidence.claims.model_name;
-        let units = request
-            .inputs
-            .first()
-            .and_then(|i| i.shape.first())
-            .and_then(|r| u64::try_from(*r).ok())
-            .unwrap_or(1);
-        let encoded = request
-            .encode()
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let length = encoded.header_length.map(|l| l.to_string());
-        let mut fields = vec![("content-type", encoded.content_type())];
-        if let Some(length) = &length {
-            fields.push((kserve::HEADER_LENGTH, length));
-        }
+        let parts = InferParts::new(enclave, request)?;
         let opened = self
             .request_with_fields(
                 enclave,
                 "POST",
-                &format!("/v2/models/{model}/infer"),
-                &fields,
-                &encoded.body,
-                units,
+                &parts.path,
+                &parts.fields(),
+                &parts.encoded.body,
+                parts.units,
             )
             .await?;
-        let response = kserve_answer(&opened, "inference response", |o| {
-            let fields = o.fields.iter().map(|(n, v)| (n.as_slice(), v.as_slice()));
-            kserve::header_length(fields)
-                .and_then(|length| InferResponse::decode(&o.body, length))
-                .map_err(|e| e.0)
-        })?;
+        let response = opened.infer_response()?;
         Ok((response, opened.receipt))
     }
 
@@ -1789,6 +1808,68 @@ impl Client {
             .await?;
         kserve_answer(&opened, "model metadata", |o| {
             serde_json::from_slice(&o.body).map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// What an inference request seals: the attested model's infer path, the
+/// encoded body (a binary section when an input is binary), and the units
+/// (the rows of its first input) it is billed.
+struct InferParts {
+    path: String,
+    encoded: kserve::Encoded,
+    header_length: Option<String>,
+    units: u64,
+}
+
+impl InferParts {
+    fn new(enclave: &VerifiedEnclave, request: &InferRequest) -> Result<Self, ClientError> {
+        let model = &enclave.evidence.claims.model_name;
+        let units = request
+            .inputs
+            .first()
+            .and_then(|i| i.shape.first())
+            .and_then(|r| u64::try_from(*r).ok())
+            .unwrap_or(1);
+        let encoded = request
+            .encode()
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        Ok(Self {
+            path: format!("/v2/models/{model}/infer"),
+            header_length: encoded.header_length.map(|l| l.to_string()),
+            encoded,
+            units,
+        })
+    }
+
+    /// The header fields: the content type, and the JSON header's length
+    /// when binary data follows it.
+    fn fields(&self) -> Vec<(&str, &str)> {
+        let mut fields = vec![("content-type", self.encoded.content_type())];
+        if let Some(length) = &self.header_length {
+            fields.push((kserve::HEADER_LENGTH, length));
+        }
+        fields
+    }
+}
+
+impl Opened {
+    /// The inference response it carries, its binary outputs read from its
+    /// binary section (the [`kserve::HEADER_LENGTH`] field): an
+    /// [`InferResponse`] whose [`kserve::InferTensor::values`] are the same
+    /// elements whether they came as binary or as JSON numbers.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Enclave`] (status and KServe's message) for an answer
+    /// other than 200, [`ClientError::Protocol`] when it is not an
+    /// inference response.
+    pub fn infer_response(&self) -> Result<InferResponse, ClientError> {
+        kserve_answer(self, "inference response", |o| {
+            let fields = o.fields.iter().map(|(n, v)| (n.as_slice(), v.as_slice()));
+            kserve::header_length(fields)
+                .and_then(|length| InferResponse::decode(&o.body, length))
+                .map_err(|e| e.0)
         })
     }
 }

@@ -22,7 +22,6 @@
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! use kokon_client::magika::{self, Magika, Prepared};
 //! use kokon_client::{local, Client};
-//! use kokon_wire::kserve::{InferInput, InferRequest};
 //!
 //! let client = Client::new("http://127.0.0.1:8443");
 //! let enclave = client.attest(&local::dev_policy()?).await?;
@@ -30,9 +29,7 @@
 //! let label = match magika.prepare_file("README.md".as_ref())? {
 //!     Prepared::Decided(decided) => decided,
 //!     Prepared::Features(row) => {
-//!         let input = InferInput::int32(magika::INPUT, vec![1, row.len() as i64], &row);
-//!         let request = InferRequest { inputs: vec![input], ..InferRequest::default() };
-//!         let (response, _receipt) = client.infer(&enclave, &request).await?;
+//!         let (response, _receipt) = client.infer(&enclave, &magika::request(&[row])).await?;
 //!         let scores = response
 //!             .outputs
 //!             .iter()
@@ -49,8 +46,42 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use kokon_wire::kserve::ModelMetadata;
+use kokon_wire::kserve::{InferInput, InferRequest, ModelMetadata};
 use serde::Deserialize;
+
+/// The inference request for Magika's `rows` (each [`Magika::row_len`]
+/// long, from [`Magika::prepare`]): one [`INPUT`] tensor of INT32, shape
+/// `[rows, row_len]`, in binary (the binary tensor data extension), and
+/// every output asked for in binary (`binary_data_output`).
+/// [`crate::Client::infer`] decodes the binary scores, so
+/// [`kokon_wire::kserve::InferTensor::f32_data`] reads them as it reads JSON
+/// numbers.
+///
+/// ```
+/// use kokon_client::magika;
+/// use kokon_wire::kserve::Encoding;
+///
+/// let request = magika::request(&[vec![256; 8], vec![1; 8]]);
+/// assert_eq!(request.inputs[0].shape, [2, 8]);
+/// assert_eq!(request.inputs[0].data.encoding(), Encoding::Binary);
+/// assert_eq!(request.output_encoding(magika::OUTPUT), Encoding::Binary);
+/// ```
+pub fn request<R: AsRef<[i32]>>(rows: &[R]) -> InferRequest {
+    let width = rows.first().map(|r| r.as_ref().len()).unwrap_or(0);
+    let flat: Vec<i32> = rows.iter().flat_map(|r| r.as_ref()).copied().collect();
+    InferRequest {
+        inputs: vec![InferInput::int32(
+            INPUT,
+            vec![
+                i64::try_from(rows.len()).unwrap_or(i64::MAX),
+                i64::try_from(width).unwrap_or(i64::MAX),
+            ],
+            &flat,
+        )],
+        binary_output: true,
+        ..InferRequest::default()
+    }
+}
 
 /// The model's input tensor name: the rows [`Magika::prepare`] makes go in
 /// it (`INT32`, shape `[rows, row_len]`).

@@ -258,13 +258,8 @@ impl Session {
     /// # async fn example() -> Result<(), kokon_client::ClientError> {
     /// # use kokon_client::{local, session::Session, Client};
     /// # let session = Session::open(Client::new("http://127.0.0.1:8443"), local::dev_policy()?).await?;
-    /// use kokon_wire::kserve::{InferInput, InferRequest};
-    ///
     /// let row = vec![256; 2048]; // Magika's input: see kokon_client::magika
-    /// let request = InferRequest {
-    ///     inputs: vec![InferInput::int32("bytes", vec![1, row.len() as i64], &row)],
-    ///     ..InferRequest::default()
-    /// };
+    /// let request = kokon_client::magika::request(&[row]); // binary in and out
     /// let (response, receipt) = session.infer(&request).await?;
     /// # Ok(()) }
     /// ```

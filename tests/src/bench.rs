@@ -259,10 +259,11 @@ async fn bench(cpus: Vec<usize>, enclave_cpus: Vec<usize>, parts: Parts) -> anyh
     let mut model_t = Vec::with_capacity(SAMPLES);
     for i in 0..SAMPLES + WARMUP {
         let t = Instant::now();
-        let body = serde_json::to_vec(&kserve_request)?;
-        let parsed: kokon_wire::kserve::InferRequest = serde_json::from_slice(&body)?;
+        let encoded = kserve_request.encode()?;
+        let parsed =
+            kokon_wire::kserve::InferRequest::decode(&encoded.body, encoded.header_length)?;
         let (response, _) = model.infer(&parsed)?;
-        std::hint::black_box(serde_json::to_vec(&response)?);
+        std::hint::black_box(response.encode()?);
         if i >= WARMUP {
             model_t.push(t.elapsed());
         }
@@ -298,19 +299,12 @@ async fn bench(cpus: Vec<usize>, enclave_cpus: Vec<usize>, parts: Parts) -> anyh
         }
         for _ in 0..BLOCK {
             let t0 = Instant::now();
-            let body = serde_json::to_vec(&request)?;
-            let sealed = enclave.seal(
-                "POST",
-                "/v2/models/magika/infer",
-                &body,
-                1,
-                kokon_client::unix_now(),
-            )?;
+            let sealed = enclave.seal_infer(&request, kokon_client::unix_now())?;
             let t1 = Instant::now();
             let response = stack.client.send(&sealed.bytes).await?;
             let t2 = Instant::now();
             let opened = enclave.open(sealed, &response)?;
-            let parsed: kokon_wire::kserve::InferResponse = serde_json::from_slice(&opened.body)?;
+            let parsed = opened.infer_response()?;
             std::hint::black_box(parsed);
             let t3 = Instant::now();
             e2e_t.push(t3 - t0);
@@ -333,7 +327,7 @@ async fn bench(cpus: Vec<usize>, enclave_cpus: Vec<usize>, parts: Parts) -> anyh
         ms(b50),
         ms(b99)
     );
-    println!("enclave path in-proc  p50 {:7.3} ms   (JSON decode, validate, run, JSON encode; no crypto, no transport)", ms(percentile(&model_t, 0.5)));
+    println!("enclave path in-proc  p50 {:7.3} ms   (KServe decode (binary tensors), validate, run, encode; no crypto, no transport)", ms(percentile(&model_t, 0.5)));
     println!(
         "confidential e2e      p50 {:7.3} ms   p99 {:7.3} ms",
         ms(e50),

@@ -451,13 +451,23 @@ pub fn placeholder_claims(issued_at: i64) -> kokon_attestation::Claims {
     }
 }
 
-/// A KServe request for magika with the given rows.
+/// A KServe request for magika with the given rows, as the SDK makes it
+/// ([`kokon_client::magika::request`]): the rows in binary, the scores
+/// asked for in binary. Seal it with
+/// [`kokon_client::VerifiedEnclave::seal_infer`] (not as a JSON body).
 pub fn magika_request(rows: &[Vec<i32>]) -> InferRequest {
+    kokon_client::magika::request(rows)
+}
+
+/// A KServe request for magika with the given rows as JSON numbers, the
+/// scores asked for as JSON: what an external KServe client without the
+/// binary tensor data extension sends. Its `serde_json` form is its body.
+pub fn magika_request_json(rows: &[Vec<i32>]) -> InferRequest {
     let width = rows.first().map(Vec::len).unwrap_or(0);
     let flat: Vec<i32> = rows.iter().flatten().copied().collect();
     InferRequest {
         id: None,
-        inputs: vec![InferInput::int32(
+        inputs: vec![InferInput::int32_json(
             "bytes",
             vec![rows.len() as i64, width as i64],
             &flat,

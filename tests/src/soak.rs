@@ -218,7 +218,6 @@ async fn freeloader(
 ) -> (u64, u64) {
     let (mut served, mut refused) = (0, 0);
     let thief = SigningKey::from_bytes(&[0xee; 32]);
-    let body = serde_json::to_vec(&request).unwrap_or_default();
     let mut round = 0u64;
     while Instant::now() < until {
         let Ok(enclave) = client.attest(&policy).await else {
@@ -227,13 +226,7 @@ async fn freeloader(
         };
         for _ in 0..10 {
             round += 1;
-            let Ok(sealed) = enclave.seal(
-                "POST",
-                "/v2/models/magika/infer",
-                &body,
-                1,
-                kokon_client::unix_now(),
-            ) else {
+            let Ok(sealed) = enclave.seal_infer(&request, kokon_client::unix_now()) else {
                 continue;
             };
             let victim = channel_id((round % 4) as usize);

@@ -140,15 +140,8 @@ async fn host_never_sees_the_prompt() {
         "{err}"
     );
     // 3. Tampered and replayed ciphertext, so the host's error paths run too.
-    let body = serde_json::to_vec(&request).unwrap();
     let sealed = enclave
-        .seal(
-            "POST",
-            "/v2/models/magika/infer",
-            &body,
-            1,
-            kokon_client::unix_now(),
-        )
+        .seal_infer(&request, kokon_client::unix_now())
         .unwrap();
     let mut tampered = sealed.bytes.clone();
     tampered[60] ^= 1;

@@ -11,7 +11,8 @@ use std::time::Duration;
 use kokon_client::magika::Prepared;
 use kokon_client::ClientError;
 use kokon_host::Limits;
-use kokon_tests::{magika_request, Options, Stack, PRODUCTION_POLICY};
+use kokon_tests::{magika_request, magika_request_json, Options, Stack, PRODUCTION_POLICY};
+use kokon_wire::kserve::Encoding;
 
 fn row(stack: &Stack, content: &[u8]) -> Vec<i32> {
     match stack.env.magika().prepare(content) {
@@ -54,6 +55,11 @@ async fn one_private_inference_end_to_end() {
         .unwrap();
     let scores = response.outputs[0].f32_data().unwrap();
     assert_eq!(response.outputs[0].shape, vec![1, 214]);
+    assert_eq!(
+        response.outputs[0].data.encoding(),
+        Encoding::Binary,
+        "the SDK asks for binary scores"
+    );
     let label = stack.env.magika().classify(&scores).unwrap();
     assert_eq!(label.output, "python");
     assert_eq!((receipt.receipt.units, receipt.receipt.sequence), (1, 1));
@@ -83,6 +89,46 @@ async fn one_private_inference_end_to_end() {
         "the served configuration is the package's"
     );
     stack.shutdown().await;
+}
+
+/// An external KServe client's JSON request (JSON numbers in, JSON numbers
+/// asked for) is served as the SDK's binary one is: the same scores, and a
+/// receipt for the bytes that client sealed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_json_request_is_served_like_a_binary_one() {
+    let stack = Stack::start(Options::default()).await;
+    let enclave = stack.attest().await;
+    let rows = [row(&stack, PYTHON)];
+    let binary = magika_request(&rows);
+    let json = magika_request_json(&rows);
+    assert_eq!(binary.inputs[0].data.encoding(), Encoding::Binary);
+    assert_eq!(json.inputs[0].data.encoding(), Encoding::Json);
+    let (from_binary, _) = stack.client.infer(&enclave, &binary).await.unwrap();
+    let (from_client, _) = stack.client.infer(&enclave, &json).await.unwrap();
+    assert_eq!(from_binary.outputs[0].data.encoding(), Encoding::Binary);
+    assert_eq!(from_client.outputs[0].data.encoding(), Encoding::Json);
+    // Sealed by hand as a JSON body, as a client without the SDK's KServe
+    // encoder would.
+    let sealed = enclave
+        .seal(
+            "POST",
+            "/v2/models/magika/infer",
+            &serde_json::to_vec(&json).unwrap(),
+            1,
+            kokon_client::unix_now(),
+        )
+        .unwrap();
+    let answer = stack.client.send(&sealed.bytes).await.unwrap();
+    let opened = enclave.open(sealed, &answer).unwrap();
+    assert_eq!(opened.receipt.receipt.units, 1);
+    let by_hand = opened.infer_response().unwrap();
+    assert_eq!(by_hand.outputs[0].data.encoding(), Encoding::Json);
+    let scores = from_binary.outputs[0].f32_data().unwrap();
+    for other in [&from_client, &by_hand] {
+        assert_eq!(other.outputs[0].f32_data().unwrap(), scores);
+    }
+    let label = stack.env.magika().classify(&scores).unwrap();
+    assert_eq!(label.output, "python");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -171,7 +217,7 @@ async fn a_stale_nonce_is_rejected() {
 async fn tampered_ciphertext_is_rejected_both_ways() {
     let stack = Stack::start(Options::default()).await;
     let enclave = stack.attest().await;
-    let body = serde_json::to_vec(&magika_request(&[row(&stack, PYTHON)])).unwrap();
+    let body = serde_json::to_vec(&magika_request_json(&[row(&stack, PYTHON)])).unwrap();
     let mut sealed = enclave
         .seal(
             "POST",
@@ -211,7 +257,7 @@ async fn tampered_ciphertext_is_rejected_both_ways() {
 async fn a_replayed_request_is_refused() {
     let stack = Stack::start(Options::default()).await;
     let enclave = stack.attest().await;
-    let body = serde_json::to_vec(&magika_request(&[row(&stack, PYTHON)])).unwrap();
+    let body = serde_json::to_vec(&magika_request_json(&[row(&stack, PYTHON)])).unwrap();
     let sealed = enclave
         .seal(
             "POST",
@@ -287,15 +333,17 @@ async fn malformed_json_and_wrong_tensors_get_400_and_the_enclave_keeps_serving(
 
     let good = row(&stack, PYTHON);
     let signature = "expected inputs [bytes INT32 [-1, 2048]]";
-    let mut wrong_name = magika_request(std::slice::from_ref(&good));
+    // JSON numbers, as an external KServe client sends them: the enclave
+    // checks them against the model's signature.
+    let mut wrong_name = magika_request_json(std::slice::from_ref(&good));
     wrong_name.inputs[0].name = "input".into();
-    let mut wrong_shape = magika_request(std::slice::from_ref(&good));
+    let mut wrong_shape = magika_request_json(std::slice::from_ref(&good));
     wrong_shape.inputs[0].shape = vec![1, 1024, 2];
-    let mut wrong_len = magika_request(std::slice::from_ref(&good));
+    let mut wrong_len = magika_request_json(std::slice::from_ref(&good));
     wrong_len.inputs[0].shape = vec![1, 1024];
-    let mut wrong_dtype = magika_request(std::slice::from_ref(&good));
+    let mut wrong_dtype = magika_request_json(std::slice::from_ref(&good));
     wrong_dtype.inputs[0].datatype = kokon_wire::kserve::Datatype::Fp32;
-    let mut out_of_range = magika_request(std::slice::from_ref(&good));
+    let mut out_of_range = magika_request_json(std::slice::from_ref(&good));
     if let kokon_wire::kserve::TensorData::Json(data) = &mut out_of_range.inputs[0].data {
         data[0] = serde_json::Number::from(1i64 << 40);
     }

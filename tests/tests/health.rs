@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use kokon_tests::{http_get, magika_request, Options, Stack};
+use kokon_tests::{http_get, magika_request_json, Options, Stack};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::io::AsyncWriteExt;
@@ -56,7 +56,7 @@ async fn a_client_that_goes_away_is_counted_and_leaves_nothing_in_flight() {
     .await;
     let enclave = stack.attest().await;
     let row = stack.env.feature_row(include_bytes!("../../README.md"));
-    let body = serde_json::to_vec(&magika_request(&[row])).unwrap();
+    let body = serde_json::to_vec(&magika_request_json(&[row])).unwrap();
     let sealed = enclave
         .seal(
             "POST",

@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use kokon_client::magika::{Classification, Prepared};
-use kokon_tests::{magika_request, repo_root, Env, Options, Stack};
+use kokon_tests::{magika_request, magika_request_json, repo_root, Env, Options, Stack};
+use kokon_wire::kserve::Encoding;
 
 fn corpus(dir: &std::path::Path) -> Vec<PathBuf> {
     let mut rng = 0x2545_f491_4f6c_dd1du64;
@@ -117,6 +118,27 @@ async fn labels_equal_python_magika() {
         "one unit per row of the batch"
     );
     let scores = response.outputs[0].f32_data().unwrap();
+    // The SDK's request sends the rows in binary and gets the scores in
+    // binary; the same rows as JSON numbers get them as JSON numbers, the
+    // same scores and so the same labels.
+    assert_eq!(response.outputs[0].data.encoding(), Encoding::Binary);
+    let (json_response, json_receipt) = stack
+        .client
+        .infer(&enclave, &magika_request_json(&rows))
+        .await
+        .unwrap();
+    assert_eq!(json_response.outputs[0].data.encoding(), Encoding::Json);
+    assert_eq!(json_response.outputs[0].shape, response.outputs[0].shape);
+    assert_eq!(json_receipt.receipt.units, rows.len() as u64);
+    let json_scores = json_response.outputs[0].f32_data().unwrap();
+    assert_eq!(json_scores, scores, "binary and JSON scores are the same");
+    let labels = |scores: &[f32]| {
+        scores
+            .chunks(magika.label_count())
+            .map(|s| magika.classify(s).unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(labels(&json_scores), labels(&scores));
     let mut model_results = scores
         .chunks(magika.label_count())
         .map(|s| magika.classify(s).unwrap());

@@ -7,7 +7,7 @@ use bhttp::{Message, Mode};
 use ed25519_dalek::SigningKey;
 use kokon_client::{ClientError, PayerProof, VerifiedEnclave};
 use kokon_host::ledger::{ChannelConfig, LedgerConfig};
-use kokon_tests::{magika_request, Options, Stack, DEV_POLICY};
+use kokon_tests::{magika_request, magika_request_json, Options, Stack, DEV_POLICY};
 
 const PRICE: u128 = 1_000_000;
 const MINE: u128 = 111;
@@ -72,7 +72,7 @@ async fn payer_attacks_are_refused_with_nothing_charged_and_the_owners_are_unaff
     let row = stack
         .env
         .feature_row(include_bytes!("../../attestation/src/tdx/quote.rs"));
-    let body = serde_json::to_vec(&magika_request(std::slice::from_ref(&row))).unwrap();
+    let body = serde_json::to_vec(&magika_request_json(std::slice::from_ref(&row))).unwrap();
     let now = kokon_client::unix_now();
     let client = &stack.client;
     let charged = |id| async move { client.channel_status(id).await.unwrap().0 };

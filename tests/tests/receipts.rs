@@ -205,6 +205,91 @@ fn an_inflated_or_misdirected_receipt_is_rejected() {
     }
 }
 
+/// The receipt's request digest is over the Binary HTTP request as the
+/// client sealed it, binary tensor data included: the enclave's digest of
+/// what it read matches, and a receipt for the same request with one byte of
+/// its binary section changed, or for the same rows sent as JSON numbers, is
+/// another request's.
+#[test]
+fn a_binary_requests_receipt_covers_its_binary_section() {
+    use kokon_wire::kserve::{header_length, Encoding, InferRequest};
+
+    let fake = fake_enclave();
+    let rows = [vec![256; 8], vec![7; 8]];
+    let request = kokon_tests::magika_request(&rows);
+    let json = kokon_tests::magika_request_json(&rows);
+    let json_body = serde_json::to_vec(&json).unwrap();
+    type Tamper = fn(&[u8], &[u8]) -> Vec<u8>;
+    let cases: [(&str, Tamper); 3] = [
+        ("as sealed", |plain, _| plain.to_vec()),
+        ("a binary byte changed", |plain, _| {
+            let mut plain = plain.to_vec();
+            // The last rows' bytes end the body: (7i32).to_le_bytes() ends in 0.
+            let at = plain.len() - 2;
+            plain[at] ^= 1;
+            plain
+        }),
+        ("the rows as JSON", |plain, json| {
+            // The sealed request with the JSON body in place of the binary one.
+            let message = Message::read_bhttp(&mut Cursor::new(plain)).unwrap();
+            let mut again = Message::request(
+                message.control().method().unwrap().to_vec(),
+                message.control().scheme().unwrap().to_vec(),
+                message.control().authority().unwrap_or_default().to_vec(),
+                message.control().path().unwrap().to_vec(),
+            );
+            for field in message.header().iter() {
+                if !field
+                    .name()
+                    .eq_ignore_ascii_case(b"inference-header-content-length")
+                {
+                    again.put_header(field.name(), field.value());
+                }
+            }
+            again.write_content(json);
+            let mut out = Vec::new();
+            again.write_bhttp(Mode::KnownLength, &mut out).unwrap();
+            out
+        }),
+    ];
+    for (case, tamper) in cases {
+        let sealed = fake
+            .verified
+            .seal_infer(&request, kokon_client::unix_now())
+            .unwrap();
+        let response = answer(&fake, &sealed.bytes, |plain, body| {
+            // The enclave reads the rows from the binary section.
+            let message = Message::read_bhttp(&mut Cursor::new(plain)).unwrap();
+            let fields = message
+                .header()
+                .iter()
+                .map(|f| (f.name(), f.value()))
+                .collect::<Vec<_>>();
+            let length = header_length(fields).unwrap();
+            assert!(length.is_some(), "a binary section");
+            let read = InferRequest::decode(message.content(), length).unwrap();
+            assert_eq!(read.inputs[0].data.encoding(), Encoding::Binary);
+            assert_eq!(read.inputs[0].values::<i32>().unwrap(), rows.concat());
+            assert!(read.binary_output);
+            let request_digest = digest(&tamper(plain, &json_body));
+            Some(
+                fake.signer
+                    .sign_for(request_digest, digest(body), model_digest(), 2, 0)
+                    .to_header(),
+            )
+        });
+        match (case, fake.verified.open(sealed, &response)) {
+            ("as sealed", Ok(opened)) => assert_eq!(opened.receipt.receipt.units, 2),
+            (_, Err(ClientError::Receipt(ReceiptError::Mismatch { field, .. })))
+                if case != "as sealed" =>
+            {
+                assert_eq!(field, "request digest", "{case}")
+            }
+            (case, other) => panic!("{case}: {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn a_missing_or_reused_receipt_is_rejected() {
     let fake = fake_enclave();

@@ -165,16 +165,13 @@ async fn the_worker_vm_boots_attests_serves_and_survives_a_kill() {
     // of rows under an input name the model lacks, answered with a sealed
     // 400 naming it.
     let one = row(&env, PYTHON);
-    let per_row = serde_json::to_vec(&magika_request(&[one.clone(), one.clone()]))
-        .unwrap()
-        .len()
-        - serde_json::to_vec(&magika_request(std::slice::from_ref(&one)))
-            .unwrap()
-            .len();
+    let size = |request: &kokon_wire::kserve::InferRequest| request.encode().unwrap().body.len();
+    let per_row = size(&magika_request(&[one.clone(), one.clone()]))
+        - size(&magika_request(std::slice::from_ref(&one)));
     let rows = (6 << 20) / per_row;
     let mut big = magika_request(&vec![one; rows]);
     big.inputs[0].name = "no-such-input-in-a-big-request".into();
-    let size = serde_json::to_vec(&big).unwrap().len();
+    let size = size(&big);
     assert!(size > 5 << 20, "{size} bytes");
     let err = client.infer(&enclave, &big).await.unwrap_err();
     assert!(

@@ -336,12 +336,7 @@ impl InferTensor {
                     })
                     .collect::<Result<_, _>>()?,
             ),
-            Encoding::Binary => {
-                let mut bytes =
-                    Vec::with_capacity(values.len().saturating_mul(T::DATATYPE.size().unwrap_or(0)));
-                values.iter().for_each(|v| v.write_le(&mut bytes));
-                TensorData::Binary(bytes)
-            }
+            Encoding::Binary => return Ok(Self::binary(name, shape, values)),
         };
         Ok(Self {
             name: name.into(),
@@ -352,8 +347,38 @@ impl InferTensor {
         })
     }
 
-    /// An INT32 tensor in JSON.
+    /// A tensor of `values` in binary (the binary tensor data extension):
+    /// how the SDK's tensors travel unless asked otherwise.
+    pub fn binary<T: Element>(name: &str, shape: Vec<i64>, values: &[T]) -> Self {
+        let mut bytes =
+            Vec::with_capacity(values.len().saturating_mul(T::DATATYPE.size().unwrap_or(0)));
+        values.iter().for_each(|v| v.write_le(&mut bytes));
+        Self {
+            name: name.into(),
+            shape,
+            datatype: T::DATATYPE,
+            data: TensorData::Binary(bytes),
+            parameters: None,
+        }
+    }
+
+    /// An INT32 tensor in binary (the binary tensor data extension);
+    /// [`InferTensor::int32_json`] for JSON numbers.
+    ///
+    /// ```
+    /// use kokon_wire::kserve::{Encoding, InferInput};
+    ///
+    /// let input = InferInput::int32("bytes", vec![1, 3], &[1, 2, 3]);
+    /// assert_eq!(input.data.encoding(), Encoding::Binary);
+    /// assert_eq!(input.values::<i32>().unwrap(), [1, 2, 3]);
+    /// ```
     pub fn int32(name: &str, shape: Vec<i64>, data: &[i32]) -> Self {
+        Self::binary(name, shape, data)
+    }
+
+    /// An INT32 tensor as JSON numbers in the `data` member, for a server
+    /// that does not take the binary tensor data extension.
+    pub fn int32_json(name: &str, shape: Vec<i64>, data: &[i32]) -> Self {
         Self {
             name: name.into(),
             shape,
@@ -361,6 +386,13 @@ impl InferTensor {
             data: TensorData::Json(data.iter().map(|v| Number::from(*v)).collect()),
             parameters: None,
         }
+    }
+
+    /// An FP32 tensor in binary (the binary tensor data extension), its
+    /// elements exact (non-finite ones included); [`InferTensor::new`] with
+    /// [`Encoding::Json`] for JSON numbers.
+    pub fn fp32(name: &str, shape: Vec<i64>, data: &[f32]) -> Self {
+        Self::binary(name, shape, data)
     }
 
     /// Its elements as `T`, which must be its datatype's type; fails on a
@@ -1039,7 +1071,7 @@ mod tests {
             id: Some("r1".into()),
             inputs: vec![
                 image(encoding),
-                InferTensor::int32("mask", vec![2], &[1, -2]),
+                InferTensor::int32_json("mask", vec![2], &[1, -2]),
             ],
             outputs: Some(vec![RequestedOutput {
                 name: "means".into(),
@@ -1087,6 +1119,44 @@ mod tests {
         assert_eq!(
             &encoded.body[header_length..header_length + 4],
             &(-0.5f32).to_le_bytes()
+        );
+    }
+
+    #[test]
+    fn the_sdks_constructors_build_binary_tensors() {
+        let request = InferRequest {
+            inputs: vec![
+                InferTensor::int32("bytes", vec![1, 3], &[256, 0, -7]),
+                InferTensor::fp32("x", vec![2], &[0.5, f32::NAN]),
+            ],
+            binary_output: true,
+            ..InferRequest::default()
+        };
+        let encoded = request.encode().unwrap();
+        let header_length = encoded.header_length.unwrap();
+        assert_eq!(encoded.content_type(), BINARY_CONTENT_TYPE);
+        assert_eq!(encoded.body.len(), header_length + 12 + 8);
+        let header: Value = serde_json::from_slice(&encoded.body[..header_length]).unwrap();
+        for (input, size) in [(0, 12), (1, 8)] {
+            let tensor = &header["inputs"][input];
+            assert!(tensor.get("data").is_none(), "{tensor}");
+            assert_eq!(tensor["parameters"][BINARY_DATA_SIZE], size);
+        }
+        assert_eq!(header["parameters"][BINARY_DATA_OUTPUT], true);
+        assert_eq!(
+            &encoded.body[header_length..header_length + 4],
+            &256i32.to_le_bytes()
+        );
+        let decoded = InferRequest::decode(&encoded.body, Some(header_length)).unwrap();
+        assert_eq!(decoded.inputs[0].values::<i32>().unwrap(), [256, 0, -7]);
+        assert!(decoded.inputs[1].values::<f32>().unwrap()[1].is_nan());
+        assert_eq!(decoded.output_encoding("anything"), Encoding::Binary);
+        // JSON numbers only when asked for, and the same elements.
+        let json = InferTensor::int32_json("bytes", vec![1, 3], &[256, 0, -7]);
+        assert_eq!(json.data.encoding(), Encoding::Json);
+        assert_eq!(
+            json.into_encoding(Encoding::Binary).unwrap(),
+            request.inputs[0]
         );
     }
 
