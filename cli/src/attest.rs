@@ -93,14 +93,17 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         json,
         report,
     } = args;
-    let p = policy.as_deref().map(local::load_policy).transpose()?;
     let now = parse_time(at.as_deref())?;
+    if let Some(file) = &evidence {
+        // Before the policy is loaded: this is a usage error whatever the policy.
+        anyhow::ensure!(
+            policy.is_none() || !evidence::is_gpu_report(file, format.as_deref())?,
+            "--policy: a policy's [gpu] section appraises GPU evidence in a bundle (kokon verify --bundle), whose claims give the nonce; verify a raw GPU report with --gpu-nonce instead"
+        );
+    }
+    let p = policy.as_deref().map(local::load_policy).transpose()?;
     if let Some(file) = evidence {
         if evidence::is_gpu_report(&file, format.as_deref())? {
-            anyhow::ensure!(
-                p.is_none(),
-                "--policy: a policy's [gpu] section appraises GPU evidence in a bundle (kokon verify --bundle), whose claims give the nonce; verify a raw GPU report with --gpu-nonce instead"
-            );
             let chain = gpu_chain
                 .context("an NVIDIA GPU report needs --gpu-chain (its certificate chain, PEM)")?;
             let v = evidence::verify_gpu(&file, &chain, gpu_nonce.as_deref(), now)?;
