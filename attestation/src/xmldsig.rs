@@ -51,6 +51,9 @@ const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
 pub const MAX_DOCUMENT_LEN: usize = 1 << 20;
 /// Most nodes a signed document may have.
 const MAX_NODES: u32 = 100_000;
+/// Deepest element nesting accepted (NVIDIA's RIMs nest 5 deep; the
+/// canonical form is written recursively).
+const MAX_DEPTH: usize = 32;
 /// Size of a P-384 `r || s` signature.
 const SIGNATURE_LEN: usize = 96;
 
@@ -92,10 +95,26 @@ pub fn parse<'x>(xml: &'x [u8], what: &'static str) -> Result<Document<'x>, Erro
         nodes_limit: MAX_NODES,
         ..roxmltree::ParsingOptions::default()
     };
-    Document::parse_with_options(text, options).map_err(|e| Error::Collateral {
+    let doc = Document::parse_with_options(text, options).map_err(|e| Error::Collateral {
         what,
         reason: format!("not well-formed XML: {e}"),
-    })
+    })?;
+    // Depth first, without recursion: the tree may be as deep as it is long.
+    let mut stack = vec![(doc.root(), 0usize)];
+    while let Some((node, depth)) = stack.pop() {
+        if depth > MAX_DEPTH {
+            return Err(Error::Collateral {
+                what,
+                reason: format!("elements nested deeper than {MAX_DEPTH}"),
+            });
+        }
+        stack.extend(
+            node.children()
+                .filter(Node::is_element)
+                .map(|c| (c, depth + 1)),
+        );
+    }
+    Ok(doc)
 }
 
 /// Checks `doc`'s enveloped signature's structure and reference digest
@@ -297,7 +316,8 @@ fn shorten(text: &str) -> String {
 type Namespace<'a> = (&'a str, &'a str);
 
 /// The inclusive Canonical XML 1.1 form of the subtree at `apex`, with the
-/// element `skip` (and its subtree) left out.
+/// element `skip` (and its subtree) left out. `apex` must come from a
+/// document [`parse`] read (which bounds its depth).
 pub fn canonicalize(apex: Node<'_, '_>, skip: Option<NodeId>) -> Result<Vec<u8>, Error> {
     let mut out = String::new();
     element(apex, skip, &[], &mut out)?;
@@ -457,6 +477,18 @@ mod tests {
             String::from_utf8(canonicalize(sub, None).unwrap_or_default()).unwrap_or_default(),
             "<p:s xmlns=\"urn:d\" xmlns:p=\"urn:p\"><t xmlns:q=\"urn:q\"></t></p:s>"
         );
+    }
+
+    #[test]
+    fn documents_nested_too_deep_are_refused_without_recursion() {
+        let deep = format!("{}{}", "<a>".repeat(60_000), "</a>".repeat(60_000));
+        let e = parse(deep.as_bytes(), "test").err().map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("collateral: test: elements nested deeper than 32")
+        );
+        let ok = format!("{}{}", "<a>".repeat(32), "</a>".repeat(32));
+        assert!(parse(ok.as_bytes(), "test").is_ok());
     }
 
     #[test]
