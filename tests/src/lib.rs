@@ -451,6 +451,25 @@ pub fn placeholder_claims(issued_at: i64) -> kokon_attestation::Claims {
     }
 }
 
+/// A fresh kokon data directory (`KOKON_DATA_DIR`) holding a sim root of
+/// its own, as one `kokon host --tee sim` leaves: what the `sim-local`
+/// root of a policy is read from, so that no test depends on this
+/// machine's.
+pub fn sim_data_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let root = kokon_attestation::sim::SimRoot::generate(kokon_client::unix_now())
+        .unwrap_or_else(|e| panic!("sim root: {e}"));
+    let file = dir
+        .path()
+        .join(kokon_attestation::sim::SIM_ROOT_DIR)
+        .join(kokon_attestation::sim::SIM_ROOT_CERT_FILE);
+    if let Some(parent) = file.parent() {
+        std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{}: {e}", parent.display()));
+    }
+    std::fs::write(&file, root.cert_der()).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    dir
+}
+
 /// A KServe request for magika with the given rows, as the SDK makes it
 /// ([`kokon_client::magika::request`]): the rows in binary, the scores
 /// asked for in binary. Seal it with

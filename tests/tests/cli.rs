@@ -435,9 +435,11 @@ async fn an_enclave_that_cannot_start_says_why_under_the_default_log_level() {
 #[tokio::test(flavor = "multi_thread")]
 async fn connection_errors_name_the_address_and_the_cause() {
     let env = kokon_tests::Env::load();
+    let data = kokon_tests::sim_data_dir();
     let run = |args: &[&str]| {
         let out = std::process::Command::new(&env.kokon_bin)
             .args(args)
+            .env("KOKON_DATA_DIR", data.path())
             .current_dir(kokon_tests::repo_root())
             .output()
             .unwrap();
@@ -475,6 +477,7 @@ async fn connection_errors_name_the_address_and_the_cause() {
         ])
         .args(["--policy", "policies/dev-sim.toml"])
         .current_dir(kokon_tests::repo_root())
+        .env("KOKON_DATA_DIR", data.path())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -491,10 +494,10 @@ async fn connection_errors_name_the_address_and_the_cause() {
     // The host's address in use: the address and the reason.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let data = tempfile::tempdir().unwrap();
+    let host_data = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(&env.kokon_bin)
         .args(["host", "--listen", &addr])
-        .env("KOKON_DATA_DIR", data.path())
+        .env("KOKON_DATA_DIR", host_data.path())
         .env("KOKON_ORT_LIB", &env.ort_lib)
         .env("KOKON_MODEL", &env.model)
         .env("KOKON_ENCLAVE_BIN", &env.enclave_bin)
@@ -510,14 +513,11 @@ async fn connection_errors_name_the_address_and_the_cause() {
 async fn a_sim_root_mismatch_says_which_root_file_was_read() {
     let stack = Stack::start(Options::default()).await;
     // Another installation: its own sim root.
-    let other = tempfile::tempdir().unwrap();
-    let root = kokon_attestation::sim::SimRoot::generate(kokon_client::unix_now()).unwrap();
+    let other = kokon_tests::sim_data_dir();
     let file = other
         .path()
         .join(kokon_attestation::sim::SIM_ROOT_DIR)
         .join(kokon_attestation::sim::SIM_ROOT_CERT_FILE);
-    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-    std::fs::write(&file, root.cert_der()).unwrap();
     let out = std::process::Command::new(&stack.env.kokon_bin)
         .args([
             "attest",
