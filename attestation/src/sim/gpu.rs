@@ -15,7 +15,7 @@ use ring::rand::SystemRandom;
 use ring::signature::EcdsaKeyPair;
 
 use super::hierarchy::{ca_chain, p384_key, params};
-use super::ocsp::{respond, SimAnswer, SimSigner};
+use super::ocsp::{link, respond, respond_by_issuer, SimAnswer, SimSigner};
 use super::{pem_encode, sim_err};
 use crate::bundle::GpuEvidence;
 use crate::der::{integer, oid, tlv};
@@ -38,10 +38,6 @@ pub fn tcb_info(hash_oid: &[u64], fwid: &[u8]) -> Vec<u8> {
     let fwid = tlv(0x30, &[oid(hash_oid), tlv(0x04, fwid)].concat());
     tlv(0x30, &[integer(1), fwid].concat())
 }
-
-/// A certificate of a sim GPU's chain (DER), its issuer's certificate (DER)
-/// and the issuer's key.
-type Link<'a> = (&'a [u8], &'a [u8], &'a Issuer<'static, KeyPair>);
 
 /// A simulated GPU: its chain, root and attestation key.
 pub struct SimGpu {
@@ -183,13 +179,7 @@ impl SimGpu {
     /// An OCSP response about the certificate at `position` of the chain
     /// (0 is the leaf), signed by its issuer, saying `answer`.
     pub fn ocsp(&self, position: usize, answer: &SimAnswer) -> Result<Vec<u8>, Error> {
-        let (cert, issuer_der, issuer) = self.link(position)?;
-        let signer = SimSigner {
-            key: issuer.key(),
-            cert: issuer_der,
-            include_cert: false,
-        };
-        respond(cert, issuer_der, &signer, answer)
+        respond_by_issuer(&self.chain, &self.cas, position, answer)
     }
 
     /// An OCSP response about the certificate at `position`, signed by a
@@ -201,7 +191,7 @@ impl SimGpu {
         answer: &SimAnswer,
         ocsp_signing: bool,
     ) -> Result<Vec<u8>, Error> {
-        let (cert, issuer_der, issuer) = self.link(position)?;
+        let (cert, issuer_der, issuer) = link(&self.chain, &self.cas, position)?;
         let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(sim_err)?;
         let mut p = params("test OCSP responder", false)?;
         if ocsp_signing {
@@ -223,14 +213,5 @@ impl SimGpu {
         crate::nvidia::OCSP_POSITIONS
             .map(|position| self.ocsp(position, &SimAnswer::good(this_update)))
             .collect()
-    }
-
-    /// The certificate at `position`, its issuer's certificate and key.
-    fn link(&self, position: usize) -> Result<Link<'_>, Error> {
-        let missing = || sim_err(format!("no certificate {position} with an issuer"));
-        let cert = self.chain.get(position).ok_or_else(missing)?;
-        let issuer_der = self.chain.get(position + 1).ok_or_else(missing)?;
-        let issuer = self.cas.get(position).ok_or_else(missing)?;
-        Ok((cert, issuer_der, issuer))
     }
 }

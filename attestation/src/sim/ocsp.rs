@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use der::asn1::{BitString, GeneralizedTime, Null, ObjectIdentifier, OctetString};
 use der::{Decode, Encode};
-use rcgen::{KeyPair, SigningKey};
+use rcgen::{Issuer, KeyPair, SigningKey};
 use x509_ocsp::{
     BasicOcspResponse, CertId, CertStatus, OcspGeneralizedTime, OcspResponse, OcspResponseStatus,
     ResponderId, ResponseBytes, ResponseData, RevokedInfo, SingleResponse,
@@ -218,4 +218,39 @@ fn time(unix: i64) -> Result<OcspGeneralizedTime, Error> {
     Ok(OcspGeneralizedTime(
         GeneralizedTime::from_unix_duration(Duration::from_secs(secs)).map_err(sim_err)?,
     ))
+}
+
+/// A certificate of a simulated chain (DER), its issuer's certificate
+/// (DER) and the issuer's key.
+pub(crate) type Link<'a> = (&'a [u8], &'a [u8], &'a Issuer<'static, KeyPair>);
+
+/// The certificate at `position` of `chain` (DER, leaf first), with the
+/// next one as its issuer, whose key is `cas[position]`.
+pub(crate) fn link<'a>(
+    chain: &'a [Vec<u8>],
+    cas: &'a [Issuer<'static, KeyPair>],
+    position: usize,
+) -> Result<Link<'a>, Error> {
+    let missing = || sim_err(format!("no certificate {position} with an issuer"));
+    let cert = chain.get(position).ok_or_else(missing)?;
+    let issuer_der = chain.get(position + 1).ok_or_else(missing)?;
+    let issuer = cas.get(position).ok_or_else(missing)?;
+    Ok((cert, issuer_der, issuer))
+}
+
+/// An answer about the certificate at `position` of `chain`, signed by
+/// its issuer (`cas[position]`), saying `answer`.
+pub(crate) fn respond_by_issuer(
+    chain: &[Vec<u8>],
+    cas: &[Issuer<'static, KeyPair>],
+    position: usize,
+    answer: &SimAnswer,
+) -> Result<Vec<u8>, Error> {
+    let (cert, issuer_der, issuer) = link(chain, cas, position)?;
+    let signer = SimSigner {
+        key: issuer.key(),
+        cert: issuer_der,
+        include_cert: false,
+    };
+    respond(cert, issuer_der, &signer, answer)
 }

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha384};
 use zeroize::Zeroizing;
 
 use super::hierarchy::{ca_chain, p384_key, params};
-use super::ocsp::{respond, SimAnswer, SimSigner};
+use super::ocsp::{respond_by_issuer, SimAnswer};
 use super::{pem_encode, sim_err};
 use crate::bundle::GpuRim;
 use crate::nvidia::rim::{driver_rim_id, vbios_rim_id, Reference, HASH_NAMESPACE, SWID};
@@ -158,16 +158,12 @@ impl SimRimSigner {
     pub fn ocsp_good(&self, this_update: i64) -> Result<Vec<Vec<u8>>, Error> {
         crate::nvidia::rim::OCSP_POSITIONS
             .map(|position| {
-                let missing = || sim_err(format!("no RIM certificate {position} with an issuer"));
-                let cert = self.chain.get(position).ok_or_else(missing)?;
-                let issuer_der = self.chain.get(position + 1).ok_or_else(missing)?;
-                let issuer = self.cas.get(position).ok_or_else(missing)?;
-                let signer = SimSigner {
-                    key: issuer.key(),
-                    cert: issuer_der,
-                    include_cert: false,
-                };
-                respond(cert, issuer_der, &signer, &SimAnswer::good(this_update))
+                respond_by_issuer(
+                    &self.chain,
+                    &self.cas,
+                    position,
+                    &SimAnswer::good(this_update),
+                )
             })
             .collect()
     }
