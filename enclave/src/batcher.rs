@@ -1,31 +1,43 @@
 //! Dynamic batching of KServe inferences.
 //!
-//! Each ONNX Runtime session belongs to a worker thread. Validated requests
-//! wait in one queue; a free worker takes the oldest and, when the model's
-//! first dimension is its batch dimension, every later request whose inputs
-//! have the same shape past the first dimension, up to
-//! [`Batching::max_rows`] rows in all. It runs them as one call over the
-//! concatenated rows and hands each request its own rows of every output,
-//! in order.
+//! A model has a few ONNX Runtime sessions ("runners"). Validated requests
+//! wait in one queue, and the threads that brought them run them: there are
+//! no worker threads. A requester that finds a runner free takes it and
+//! leads a call: the oldest queued request and, when the model's first
+//! dimension is its batch dimension, every later request whose inputs have
+//! the same shape past the first dimension, up to [`Batching::max_rows`]
+//! rows in all. It runs them as one call over the concatenated rows, hands
+//! each request its own rows of every output, in order, and gives the
+//! runner back. The other requesters of the call only wake to take their
+//! answer. A lone client's request so runs on its own thread, with no hop to
+//! another thread and back (on a machine with idle CPUs each hop costs a
+//! wake-up of tens to hundreds of microseconds, which was about a third of
+//! the whole confidential round trip of a small model).
 //!
-//! A worker that finds the oldest request queued for less than
+//! A requester that finds the oldest request queued for less than
 //! [`Batching::delay`] waits for more (until the delay is over or the rows
 //! reach the bound), but only when that request came less than the delay
-//! after the one before it: requests are arriving together, and more are
-//! likely. A lone client's request runs at once and pays no delay. With no
-//! delay a worker runs at once what is queued, which still merges requests
-//! that arrived while the sessions were busy. A request of more rows than
-//! the bound runs alone, never split. Workers sleep on a condition
-//! variable: no polling.
+//! after the one before it while others were queued or running: requests
+//! are arriving together, and more are likely. A lone client's request runs
+//! at once and pays no delay, even when it sends them back to back (each
+//! came after the last was answered). With no
+//! delay a call runs at once what is queued, which still merges requests
+//! that arrived while the runners were busy. A request of more rows than
+//! the bound runs alone, never split. Waiting is on condition variables: no
+//! polling. When a leader gives its runner back while requests are queued
+//! and its own request is answered, it wakes the owner of the oldest queued
+//! request to lead the next call.
 //!
 //! Requests are validated before they are queued, so one request's bad input
 //! never reaches its neighbours; an error of a merged call is reported to
-//! every request in it, and the workers carry on.
+//! every request in it. A call that panics fails each of its requests and
+//! its runner is dropped; the others carry on, and once no runner is left
+//! every request is refused.
 
 use std::collections::VecDeque;
 use std::ops::Range;
-use std::sync::{mpsc, Arc, Condvar, Mutex, OnceLock};
-use std::thread::JoinHandle;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::metrics::{ModelMetrics, Waiting};
@@ -115,13 +127,87 @@ pub struct Array {
 }
 
 /// One model call: the model's inputs in, its outputs out (both in the
-/// model's order). A worker owns one.
+/// model's order). The batcher lends it to one call at a time.
 pub trait Run: Send + 'static {
     /// Runs the model once.
     fn run(&mut self, inputs: Vec<Array>) -> Result<Vec<Array>, String>;
 }
 
-/// A validated request waiting for a worker.
+/// A request's outputs, or why it has none.
+type Answer = Result<Vec<Array>, String>;
+
+/// What a requester waits for.
+enum Turn {
+    /// Its request is queued or being run.
+    Waiting,
+    /// A runner was given back while requests are queued: try to lead.
+    Lead,
+    /// Its request's answer.
+    Done(Answer),
+}
+
+/// Where a requester waits, and is woken, alone.
+struct Ticket {
+    turn: Mutex<Turn>,
+    woken: Condvar,
+}
+
+impl Ticket {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            turn: Mutex::new(Turn::Waiting),
+            woken: Condvar::new(),
+        })
+    }
+
+    fn turn(&self) -> MutexGuard<'_, Turn> {
+        // A panic never happens with this lock held; take the state anyway.
+        self.turn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Answers the request (a later `Lead` does not overwrite it).
+    fn answer(&self, answer: Answer) {
+        *self.turn() = Turn::Done(answer);
+        self.woken.notify_one();
+    }
+
+    /// Asks its requester to try to lead, unless it is answered.
+    fn lead(&self) {
+        let mut turn = self.turn();
+        if matches!(*turn, Turn::Waiting) {
+            *turn = Turn::Lead;
+            self.woken.notify_one();
+        }
+    }
+
+    /// Its answer, if it came.
+    fn take_answer(&self) -> Option<Answer> {
+        let mut turn = self.turn();
+        match std::mem::replace(&mut *turn, Turn::Waiting) {
+            Turn::Done(answer) => Some(answer),
+            other => {
+                *turn = other;
+                None
+            }
+        }
+    }
+
+    /// Sleeps until it is answered (`Some`) or asked to lead (`None`).
+    fn wait(&self) -> Option<Answer> {
+        let mut turn = self.turn();
+        loop {
+            match std::mem::replace(&mut *turn, Turn::Waiting) {
+                Turn::Done(answer) => return Some(answer),
+                Turn::Lead => return None,
+                Turn::Waiting => {
+                    turn = self.woken.wait(turn).unwrap_or_else(|p| p.into_inner());
+                }
+            }
+        }
+    }
+}
+
+/// A validated request in the queue.
 struct Job {
     inputs: Vec<Array>,
     rows: usize,
@@ -129,84 +215,75 @@ struct Job {
     /// can be concatenated. `None`: this request always runs alone.
     key: Option<Vec<Vec<usize>>>,
     arrived: Instant,
-    /// Whether the request before it arrived less than the delay earlier.
+    /// Whether the request before it arrived less than the delay earlier
+    /// and requests were queued or running when it came.
     crowded: bool,
     waiting: Option<Waiting>,
-    reply: mpsc::SyncSender<Result<Vec<Array>, String>>,
+    ticket: Arc<Ticket>,
 }
 
 struct Queue {
     jobs: VecDeque<Job>,
-    closed: bool,
+    /// The runners no call holds.
+    idle: Vec<Box<dyn Run>>,
+    /// Runners in all, idle or lent (a runner whose call panicked is gone).
+    runners: usize,
     last_arrival: Option<Instant>,
 }
 
-struct Shared {
-    queue: Mutex<Queue>,
-    ready: Condvar,
-    batching: Batching,
-    metrics: OnceLock<ModelMetrics>,
-}
-
-/// The queue and the workers of one model.
+/// The queue and the runners of one model.
 pub struct Batcher {
-    shared: Arc<Shared>,
+    queue: Mutex<Queue>,
+    /// Signalled when a request is queued: a leader waiting out the delay
+    /// re-plans.
+    arrived: Condvar,
+    batching: Batching,
     /// Whether the model's inputs and outputs all have their batch as their
     /// first (dynamic) dimension, so that requests can be concatenated.
     mergeable: bool,
-    workers: Vec<JoinHandle<()>>,
+    metrics: OnceLock<ModelMetrics>,
 }
 
 impl Batcher {
-    /// Starts one worker thread per runner. `mergeable`: whether the model's
-    /// first dimension is the batch in every input and output.
-    pub fn start<R: Run>(
-        runners: Vec<R>,
-        batching: Batching,
-        mergeable: bool,
-    ) -> std::io::Result<Self> {
-        let shared = Arc::new(Shared {
+    /// A batcher lending `runners` to calls. `mergeable`: whether the
+    /// model's first dimension is the batch in every input and output.
+    pub fn start<R: Run>(runners: Vec<R>, batching: Batching, mergeable: bool) -> Self {
+        let idle: Vec<Box<dyn Run>> = runners
+            .into_iter()
+            .map(|r| Box::new(r) as Box<dyn Run>)
+            .collect();
+        Self {
             queue: Mutex::new(Queue {
+                runners: idle.len(),
+                idle,
                 jobs: VecDeque::new(),
-                closed: false,
                 last_arrival: None,
             }),
-            ready: Condvar::new(),
+            arrived: Condvar::new(),
             batching: Batching {
                 max_rows: batching.max_rows.max(1),
                 ..batching
             },
-            metrics: OnceLock::new(),
-        });
-        let mut batcher = Self {
-            shared: shared.clone(),
             mergeable,
-            workers: Vec::new(),
-        };
-        for (i, mut runner) in runners.into_iter().enumerate() {
-            let shared = shared.clone();
-            // Dropping `batcher` on an error closes the queue and joins the started workers.
-            batcher.workers.push(
-                std::thread::Builder::new()
-                    .name(format!("infer-{i}"))
-                    .spawn(move || {
-                        while let Some(batch) = shared.next_batch() {
-                            shared.run(&mut runner, batch);
-                        }
-                    })?,
-            );
+            metrics: OnceLock::new(),
         }
-        Ok(batcher)
     }
 
     /// Reports each call (rows, requests merged, time) and each request's
     /// wait to `metrics`.
     pub fn observed_by(&self, metrics: ModelMetrics) {
-        let _ = self.shared.metrics.set(metrics);
+        let _ = self.metrics.set(metrics);
+    }
+
+    fn queue(&self) -> Result<MutexGuard<'_, Queue>, String> {
+        self.queue
+            .lock()
+            .map_err(|_| "the inference queue is poisoned".to_string())
     }
 
     /// Queues a validated request (its inputs in the model's order, all of
-    /// `rows` rows) and waits for its outputs.
+    /// `rows` rows) and returns its outputs, running calls on this thread
+    /// whenever a runner is free.
     pub fn infer(&self, inputs: Vec<Array>, rows: usize) -> Result<Vec<Array>, String> {
         let key = self.mergeable.then(|| {
             inputs
@@ -214,21 +291,20 @@ impl Batcher {
                 .map(|a| a.shape.get(1..).unwrap_or_default().to_vec())
                 .collect()
         });
-        let (reply, answer) = mpsc::sync_channel(1);
-        let waiting = self.shared.metrics.get().map(ModelMetrics::waiting);
+        let ticket = Ticket::new();
         {
-            let mut queue = self
-                .shared
-                .queue
-                .lock()
-                .map_err(|_| "the inference queue is poisoned".to_string())?;
-            if queue.closed || self.workers.is_empty() {
+            let mut queue = self.queue()?;
+            if queue.runners == 0 {
                 return Err("the model's inference workers have stopped".into());
             }
             let arrived = Instant::now();
-            let crowded = queue
-                .last_arrival
-                .is_some_and(|last| arrived.duration_since(last) < self.shared.batching.delay);
+            // A client that sends its next request once it has the answer
+            // to the last never finds others in flight: it never waits.
+            let in_flight = !queue.jobs.is_empty() || queue.idle.len() < queue.runners;
+            let crowded = in_flight
+                && queue
+                    .last_arrival
+                    .is_some_and(|last| arrived.duration_since(last) < self.batching.delay);
             queue.last_arrival = Some(arrived);
             queue.jobs.push_back(Job {
                 inputs,
@@ -236,26 +312,112 @@ impl Batcher {
                 key,
                 arrived,
                 crowded,
-                waiting,
-                reply,
+                waiting: self.metrics.get().map(ModelMetrics::waiting),
+                ticket: ticket.clone(),
             });
         }
-        self.shared.ready.notify_all();
-        answer
-            .recv()
-            .map_err(|_| "the inference worker stopped before answering".to_string())?
+        self.arrived.notify_all();
+        loop {
+            if let Some(answer) = self.lead_while_free(&ticket)? {
+                return answer;
+            }
+            if let Some(answer) = ticket.wait() {
+                return answer;
+            }
+        }
     }
-}
 
-impl Drop for Batcher {
-    fn drop(&mut self) {
-        if let Ok(mut queue) = self.shared.queue.lock() {
-            queue.closed = true;
+    /// Leads calls while a runner is free and requests are queued, until
+    /// this requester's answer has come (`Some`); `None` when it must wait.
+    fn lead_while_free(&self, ticket: &Ticket) -> Result<Option<Answer>, String> {
+        let mut queue = self.queue()?;
+        loop {
+            if let Some(answer) = ticket.take_answer() {
+                return Ok(Some(answer));
+            }
+            let Some(oldest) = queue.jobs.front() else {
+                return Ok(None);
+            };
+            if queue.idle.is_empty() {
+                return Ok(None);
+            }
+            let (picked, rows) = plan(&queue.jobs, self.batching.max_rows);
+            let wait =
+                (oldest.arrived + self.batching.delay).saturating_duration_since(Instant::now());
+            let worth_waiting = oldest.crowded && oldest.key.is_some();
+            if worth_waiting && !wait.is_zero() && rows < self.batching.max_rows {
+                queue = self
+                    .arrived
+                    .wait_timeout(queue, wait)
+                    .map_err(|_| "the inference queue is poisoned".to_string())?
+                    .0;
+                continue;
+            }
+            let Some(mut runner) = queue.idle.pop() else {
+                return Ok(None);
+            };
+            // Highest position first, so the lower ones stay put.
+            let mut batch: Vec<Job> = picked
+                .iter()
+                .rev()
+                .filter_map(|i| queue.jobs.remove(*i))
+                .collect();
+            batch.reverse();
+            drop(queue);
+            let survived = self.run(&mut runner, batch);
+            queue = self.queue()?;
+            if survived {
+                queue.idle.push(runner);
+            } else {
+                queue.runners -= 1;
+                if queue.runners == 0 {
+                    for job in queue.jobs.drain(..) {
+                        job.ticket
+                            .answer(Err("the model's inference workers have stopped".into()));
+                    }
+                }
+            }
+            if let Some(answer) = ticket.take_answer() {
+                // Answered: a free runner goes to the oldest waiter.
+                if let (Some(next), false) = (queue.jobs.front(), queue.idle.is_empty()) {
+                    next.ticket.lead();
+                }
+                return Ok(Some(answer));
+            }
         }
-        self.shared.ready.notify_all();
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
+    }
+
+    /// Runs a batch and answers each of its requests; whether the runner
+    /// survived (a panicking call fails its requests and loses its runner).
+    fn run(&self, runner: &mut Box<dyn Run>, mut batch: Vec<Job>) -> bool {
+        let rows: usize = batch.iter().map(|j| j.rows).sum();
+        for job in &mut batch {
+            if let Some(waiting) = job.waiting.take() {
+                waiting.done();
+            }
         }
+        let started = Instant::now();
+        let called = std::panic::catch_unwind(AssertUnwindSafe(|| match batch.as_mut_slice() {
+            [job] => runner.run(std::mem::take(&mut job.inputs)),
+            jobs => merge(jobs).and_then(|inputs| runner.run(inputs)),
+        }));
+        let survived = called.is_ok();
+        let outcome = called.unwrap_or_else(|_| Err("the model call panicked".into()));
+        if let Some(m) = self.metrics.get() {
+            m.run(rows, batch.len(), started.elapsed());
+        }
+        let answers = match (batch.len(), outcome) {
+            (1, outcome) => vec![outcome],
+            (_, Ok(outputs)) => split(&outputs, &batch, rows),
+            (n, Err(e)) => {
+                let e = format!("{e} (in a call merging {n} requests, {rows} rows)");
+                vec![Err(e); n]
+            }
+        };
+        for (job, answer) in batch.into_iter().zip(answers) {
+            job.ticket.answer(answer);
+        }
+        survived
     }
 }
 
@@ -279,72 +441,6 @@ fn plan(jobs: &VecDeque<Job>, max_rows: usize) -> (Vec<usize>, usize) {
         }
     }
     (picked, rows)
-}
-
-impl Shared {
-    /// Waits for the next batch; `None` once the queue is closed.
-    fn next_batch(&self) -> Option<Vec<Job>> {
-        let mut queue = self.queue.lock().ok()?;
-        loop {
-            if queue.closed {
-                return None;
-            }
-            let Some(oldest) = queue.jobs.front() else {
-                queue = self.ready.wait(queue).ok()?;
-                continue;
-            };
-            let (picked, rows) = plan(&queue.jobs, self.batching.max_rows);
-            let wait =
-                (oldest.arrived + self.batching.delay).saturating_duration_since(Instant::now());
-            let worth_waiting = oldest.crowded && oldest.key.is_some();
-            if worth_waiting && !wait.is_zero() && rows < self.batching.max_rows {
-                queue = self.ready.wait_timeout(queue, wait).ok()?.0;
-                continue;
-            }
-            // Highest position first, so the lower ones stay put.
-            let mut batch: Vec<Job> = picked
-                .iter()
-                .rev()
-                .filter_map(|i| queue.jobs.remove(*i))
-                .collect();
-            batch.reverse();
-            if !queue.jobs.is_empty() {
-                // Another worker may take the rest.
-                self.ready.notify_one();
-            }
-            return Some(batch);
-        }
-    }
-
-    /// Runs a batch and answers each of its requests.
-    fn run(&self, runner: &mut impl Run, mut batch: Vec<Job>) {
-        let rows: usize = batch.iter().map(|j| j.rows).sum();
-        for job in &mut batch {
-            if let Some(waiting) = job.waiting.take() {
-                waiting.done();
-            }
-        }
-        let started = Instant::now();
-        let outcome = match batch.as_mut_slice() {
-            [job] => runner.run(std::mem::take(&mut job.inputs)),
-            jobs => merge(jobs).and_then(|inputs| runner.run(inputs)),
-        };
-        if let Some(m) = self.metrics.get() {
-            m.run(rows, batch.len(), started.elapsed());
-        }
-        let outputs = match (batch.len(), outcome) {
-            (1, outcome) => vec![outcome],
-            (_, Ok(outputs)) => split(&outputs, &batch, rows),
-            (n, Err(e)) => {
-                let e = format!("{e} (in a call merging {n} requests, {rows} rows)");
-                vec![Err(e); n]
-            }
-        };
-        for (job, answer) in batch.into_iter().zip(outputs) {
-            // The requester may be gone (its connection closed): nothing to do.
-            let _ = job.reply.send(answer);
-        }
-    }
 }
 
 /// The jobs' inputs concatenated along the first dimension.
@@ -417,6 +513,7 @@ fn split(outputs: &[Array], jobs: &[Job], rows: usize) -> Vec<Result<Vec<Array>,
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc;
 
     /// A model of one INT32 input [N, W] and one FP32 output [N, 1] (each
     /// row's sum): logs each call's rows; fails a call holding the value -1.
@@ -465,10 +562,7 @@ mod tests {
                 hold,
             })
             .collect();
-        (
-            Arc::new(Batcher::start(runners, batching, true).unwrap()),
-            calls,
-        )
+        (Arc::new(Batcher::start(runners, batching, true)), calls)
     }
 
     fn request(rows: usize, base: i32) -> Vec<Array> {
@@ -489,10 +583,20 @@ mod tests {
         }]
     }
 
-    /// One request alone, so that the next arrive crowded; its call forgotten.
-    fn warm(b: &Batcher, calls: &Mutex<Vec<usize>>) {
-        assert_eq!(b.infer(request(1, 7), 1).unwrap(), expected(1, 7));
-        calls.lock().unwrap().clear();
+    /// Keeps the one runner busy with a 1-row request for the model's hold,
+    /// so that the requests sent meanwhile queue crowded behind it (a
+    /// request that finds nothing queued or running runs at once).
+    fn busy(b: &Arc<Batcher>) -> std::thread::JoinHandle<()> {
+        let b = b.clone();
+        let runner_taken = {
+            let b = b.clone();
+            move || b.queue.lock().unwrap().idle.is_empty()
+        };
+        let blocker = std::thread::spawn(move || assert!(b.infer(request(1, 7), 1).is_ok()));
+        while !runner_taken() {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        blocker
     }
 
     /// `n` requests of `rows(i)` rows sent at once from threads; their answers in order.
@@ -512,8 +616,7 @@ mod tests {
 
     #[test]
     fn concurrent_requests_are_merged_and_each_gets_its_own_rows() {
-        let (b, calls) = batcher(1, 64, Duration::from_millis(50), Duration::ZERO);
-        warm(&b, &calls);
+        let (b, calls) = batcher(1, 64, Duration::from_millis(50), Duration::from_millis(2));
         let answers = concurrently(&b, 12, |i| 1 + i % 3);
         for (rows, base, answer) in answers {
             assert_eq!(answer.unwrap(), expected(rows, base));
@@ -537,9 +640,23 @@ mod tests {
     }
 
     #[test]
+    fn back_to_back_requests_of_one_client_never_wait() {
+        let (b, calls) = batcher(1, 64, Duration::from_secs(5), Duration::ZERO);
+        let started = Instant::now();
+        for base in 0..5 {
+            assert_eq!(b.infer(request(1, base), 1).unwrap(), expected(1, base));
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(*calls.lock().unwrap(), [1; 5]);
+    }
+
+    #[test]
     fn no_delay_still_merges_what_queued_during_a_call() {
         let (b, calls) = batcher(1, 64, Duration::ZERO, Duration::from_millis(30));
-        warm(&b, &calls);
         for (rows, base, answer) in concurrently(&b, 8, |_| 1) {
             assert_eq!(answer.unwrap(), expected(rows, base));
         }
@@ -551,7 +668,6 @@ mod tests {
     fn no_call_exceeds_the_row_bound_and_a_larger_request_runs_alone() {
         let (b, calls) = batcher(2, 4, Duration::from_millis(20), Duration::from_millis(2));
         // 20 requests of 1-3 rows and one of 9 rows.
-        warm(&b, &calls);
         let answers = concurrently(&b, 21, |i| if i == 20 { 9 } else { 1 + i % 3 });
         for (rows, base, answer) in answers {
             assert_eq!(answer.unwrap(), expected(rows, base));
@@ -566,8 +682,13 @@ mod tests {
 
     #[test]
     fn requests_of_other_shapes_run_apart() {
-        let (b, calls) = batcher(1, 64, Duration::from_millis(200), Duration::ZERO);
-        warm(&b, &calls);
+        let (b, calls) = batcher(
+            1,
+            64,
+            Duration::from_millis(200),
+            Duration::from_millis(100),
+        );
+        let blocker = busy(&b);
         let odd = {
             let b = b.clone();
             std::thread::spawn(move || {
@@ -591,16 +712,22 @@ mod tests {
                 data: Data::Fp32(vec![6.0, 15.0]),
             }]
         );
+        blocker.join().unwrap();
         let calls = calls.lock().unwrap();
-        // The odd request alone, the others together.
-        assert_eq!(calls.len(), 2, "{calls:?}");
+        // The blocker, then the odd request alone and the others together.
+        assert_eq!(calls.len(), 3, "{calls:?}");
         assert!(calls.contains(&2) && calls.contains(&4), "{calls:?}");
     }
 
     #[test]
     fn a_failed_call_fails_each_of_its_requests_and_the_next_calls_succeed() {
-        let (b, calls) = batcher(1, 64, Duration::from_millis(500), Duration::ZERO);
-        warm(&b, &calls);
+        let (b, calls) = batcher(
+            1,
+            64,
+            Duration::from_millis(100),
+            Duration::from_millis(100),
+        );
+        let blocker = busy(&b);
         let failed = AtomicUsize::new(0);
         let threads: Vec<_> = (0..4)
             .map(|i| {
@@ -620,9 +747,10 @@ mod tests {
                 failed.fetch_add(1, Ordering::Relaxed);
             }
         }
+        blocker.join().unwrap();
         // The request holding -1 and each merged with it.
         assert_eq!(failed.load(Ordering::Relaxed), 4);
-        assert_eq!(*calls.lock().unwrap(), [4]);
+        assert_eq!(*calls.lock().unwrap(), [1, 4]);
         assert_eq!(b.infer(request(2, 5), 2).unwrap(), expected(2, 5));
     }
 
@@ -631,27 +759,26 @@ mod tests {
         struct Scalar;
         impl Run for Scalar {
             fn run(&mut self, _: Vec<Array>) -> Result<Vec<Array>, String> {
-                std::thread::sleep(Duration::from_millis(5));
+                std::thread::sleep(Duration::from_millis(100));
                 Ok(vec![Array {
                     shape: vec![1],
                     data: Data::Fp32(vec![0.0]),
                 }])
             }
         }
-        let b = Arc::new(
-            Batcher::start(
-                vec![Scalar],
-                Batching {
-                    max_rows: 8,
-                    delay: Duration::from_millis(300),
-                },
-                true,
-            )
-            .unwrap(),
-        );
+        let b = Arc::new(Batcher::start(
+            vec![Scalar],
+            Batching {
+                max_rows: 8,
+                delay: Duration::from_millis(300),
+            },
+            true,
+        ));
         // Alone, its output goes back as it is; merged, it cannot be split.
         assert!(b.infer(request(1, 0), 1).is_ok());
+        let blocker = busy(&b);
         let answers = concurrently(&b, 3, |_| 1);
+        blocker.join().unwrap();
         let errors: Vec<String> = answers
             .into_iter()
             .filter_map(|(_, _, a)| a.err())
@@ -666,24 +793,131 @@ mod tests {
     #[test]
     fn a_model_without_a_batch_dimension_runs_each_request_alone() {
         let calls = Arc::new(Mutex::new(Vec::new()));
-        let b = Arc::new(
-            Batcher::start(
-                vec![Sum {
-                    calls: calls.clone(),
-                    hold: Duration::from_millis(5),
-                }],
-                Batching {
-                    max_rows: 64,
-                    delay: Duration::from_millis(20),
-                },
-                false,
-            )
-            .unwrap(),
-        );
-        warm(&b, &calls);
+        let b = Arc::new(Batcher::start(
+            vec![Sum {
+                calls: calls.clone(),
+                hold: Duration::from_millis(5),
+            }],
+            Batching {
+                max_rows: 64,
+                delay: Duration::from_millis(20),
+            },
+            false,
+        ));
         for (rows, base, answer) in concurrently(&b, 5, |_| 1) {
             assert_eq!(answer.unwrap(), expected(rows, base));
         }
         assert_eq!(*calls.lock().unwrap(), vec![1; 5]);
+    }
+
+    /// Records the thread of each call; panics on a call holding the value -2.
+    struct Threads {
+        seen: Arc<Mutex<Vec<std::thread::ThreadId>>>,
+        hold: Duration,
+    }
+
+    impl Run for Threads {
+        fn run(&mut self, inputs: Vec<Array>) -> Result<Vec<Array>, String> {
+            std::thread::sleep(self.hold);
+            self.seen.lock().unwrap().push(std::thread::current().id());
+            let input = inputs.into_iter().next().ok_or("no input")?;
+            let Data::Int32(v) = input.data else {
+                return Err("not int32".into());
+            };
+            assert!(!v.contains(&-2), "the model panicked");
+            let sums = v.chunks(2).map(|c| c.iter().sum::<i32>() as f32).collect();
+            Ok(vec![Array {
+                shape: vec![input.shape[0], 1],
+                data: Data::Fp32(sums),
+            }])
+        }
+    }
+
+    fn threads_batcher(
+        sessions: usize,
+        delay: Duration,
+        hold: Duration,
+    ) -> (Arc<Batcher>, Arc<Mutex<Vec<std::thread::ThreadId>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let runners = (0..sessions)
+            .map(|_| Threads {
+                seen: seen.clone(),
+                hold,
+            })
+            .collect();
+        let batching = Batching { max_rows: 8, delay };
+        (Arc::new(Batcher::start(runners, batching, true)), seen)
+    }
+
+    #[test]
+    fn a_lone_request_runs_on_its_own_thread() {
+        let (b, seen) = threads_batcher(2, Duration::from_millis(5), Duration::ZERO);
+        for base in 0..3 {
+            assert_eq!(b.infer(request(2, base), 2).unwrap(), expected(2, base));
+        }
+        let here = std::thread::current().id();
+        assert_eq!(*seen.lock().unwrap(), vec![here; 3]);
+    }
+
+    #[test]
+    fn a_panicking_call_fails_its_requests_and_the_last_lost_runner_stops_the_model() {
+        let (b, _) = threads_batcher(2, Duration::ZERO, Duration::ZERO);
+        let e = b.infer(request(1, -2), 1).unwrap_err();
+        assert!(e.contains("the model call panicked"), "{e}");
+        // One runner left: the model still answers.
+        assert_eq!(b.infer(request(1, 4), 1).unwrap(), expected(1, 4));
+        assert!(b.infer(request(1, -2), 1).is_err());
+        let e = b.infer(request(1, 4), 1).unwrap_err();
+        assert!(e.contains("inference workers have stopped"), "{e}");
+    }
+
+    #[test]
+    fn requests_queued_behind_a_panicking_call_are_answered() {
+        // One runner, a slow call that panics, and requests queued behind it.
+        let (b, _) = threads_batcher(1, Duration::ZERO, Duration::from_millis(30));
+        let first = {
+            let b = b.clone();
+            std::thread::spawn(move || b.infer(request(1, -2), 1))
+        };
+        std::thread::sleep(Duration::from_millis(10));
+        let answers = concurrently(&b, 4, |_| 1);
+        assert!(first.join().unwrap().is_err());
+        for (_, _, answer) in answers {
+            let e = answer.unwrap_err();
+            assert!(e.contains("inference workers have stopped"), "{e}");
+        }
+    }
+
+    #[test]
+    fn many_requesters_on_few_runners_all_get_their_rows() {
+        // Handing runners from requester to requester under load: every
+        // answer is its own, and nothing waits forever.
+        let (b, calls) = batcher(2, 5, Duration::from_micros(200), Duration::from_micros(300));
+        let (done, finished) = mpsc::channel();
+        for t in 0..16 {
+            let (b, done) = (b.clone(), done.clone());
+            std::thread::spawn(move || {
+                for k in 0..40 {
+                    let (rows, base) = (1 + (t + k) % 3, 100 * t as i32 + k as i32);
+                    assert_eq!(
+                        b.infer(request(rows, base), rows).unwrap(),
+                        expected(rows, base)
+                    );
+                }
+                done.send(()).unwrap();
+            });
+        }
+        for _ in 0..16 {
+            finished
+                .recv_timeout(Duration::from_secs(60))
+                .expect("a requester is still waiting");
+        }
+        let calls = calls.lock().unwrap();
+        assert!(calls.iter().all(|rows| *rows <= 5), "{calls:?}");
+        let all: usize = (0..16)
+            .flat_map(|t| (0..40).map(move |k| 1 + (t + k) % 3))
+            .sum();
+        assert_eq!(calls.iter().sum::<usize>(), all);
+        assert!(calls.len() < 16 * 40, "nothing merged");
     }
 }

@@ -146,7 +146,7 @@ pub struct Model {
     parameters: crate::parameters::ModelParameters,
 }
 
-/// A session and the signature it runs: what a batcher worker owns.
+/// A session and the signature it runs: what the batcher lends to one run at a time.
 struct SessionRunner {
     session: Session,
     inputs: Vec<Spec>,
@@ -259,8 +259,7 @@ impl Model {
                 outputs: outputs.clone(),
             })
             .collect();
-        let batcher = Batcher::start(runners, batching, mergeable)
-            .map_err(|e| model_err(format!("cannot start the inference workers: {e}")))?;
+        let batcher = Batcher::start(runners, batching, mergeable);
         let runtime = format!(
             "onnxruntime (api {}) {}",
             ort::MINOR_VERSION,

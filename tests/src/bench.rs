@@ -8,7 +8,9 @@
 //! time goes (phases), bare `session.run` latency and rows/s at batch 1, 16,
 //! 64 and 256, confidential throughput with 1, 16 and 64 concurrent clients
 //! (which the enclave's dynamic batching merges) and, at 64, its ratio to
-//! bare throughput at batch 64, the
+//! bare throughput at batch 64, the protocol floor (the same clients and
+//! enclave serving a model that does next to nothing: what sealing, relay,
+//! receipts and the enclave's queue cost and carry on their own), the
 //! latency of verifying real TDX and SNP evidence against the `dcap-qvl` and
 //! `sev` crates on the same inputs, billing throughput, and text generation
 //! (time to first token and decode rate with 1 and 8 streams, confidential
@@ -47,7 +49,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kokon_client::magika::Prepared;
+use kokon_client::VerifiedEnclave;
 use kokon_tests::{magika_request, Env, Options, Stack};
+use kokon_wire::kserve::InferRequest;
 
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
@@ -171,6 +175,78 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(bench(cpus, enclave_cpus, parts))
 }
 
+/// Confidential requests/s and p50 latency of `clients` clients, each
+/// sending `request` again as soon as it has the answer, for
+/// [`THROUGHPUT_WINDOW`]; fails if any request fails.
+async fn throughput(
+    stack: &Stack,
+    enclave: &Arc<VerifiedEnclave>,
+    request: &InferRequest,
+    clients: usize,
+) -> anyhow::Result<(f64, Duration)> {
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + THROUGHPUT_WINDOW;
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, enclave, request) = (stack.client.clone(), enclave.clone(), request.clone());
+        let (done, failed) = (done.clone(), failed.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut times = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                match client.infer(&enclave, &request).await {
+                    Ok(_) => done.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                };
+                times.push(t.elapsed());
+            }
+            times
+        }));
+    }
+    let mut times = Vec::new();
+    for t in tasks {
+        times.extend(t.await?);
+    }
+    let failed = failed.load(Ordering::Relaxed);
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} requests failed under {clients} concurrent clients"
+    );
+    times.sort();
+    let rps = done.load(Ordering::Relaxed) as f64 / THROUGHPUT_WINDOW.as_secs_f64();
+    Ok((rps, percentile(&times, 0.5)))
+}
+
+/// The confidential path's own cost and capacity: the same clients and
+/// enclave set-up as magika's figures, serving a model that does next to
+/// nothing ([`kokon_tests::trivial_model`]), so that what is left is
+/// sealing, relay, opening, receipts and the enclave's queue.
+async fn floor(enclave_args: Vec<String>) -> anyhow::Result<()> {
+    let env = Env::load();
+    let dir = tempfile::tempdir()?;
+    let model = kokon_tests::trivial_model(&env, dir.path());
+    let policy = kokon_tests::dev_policy_allowing(kokon_tests::TRIVIAL_MODEL, &model);
+    let stack = Stack::start(Options {
+        enclave_args,
+        model: Some((model, kokon_tests::TRIVIAL_MODEL.into())),
+        ..Options::default()
+    })
+    .await;
+    let enclave = Arc::new(stack.client.attest(&stack.policy(&policy)).await?);
+    let request = kokon_tests::trivial_request();
+    println!("protocol floor: a model that does next to nothing (one ReduceMax over 1 x 2048 int32), the same enclave set-up");
+    for clients in CLIENTS {
+        let (rps, p50) = throughput(&stack, &enclave, &request, clients).await?;
+        println!(
+            "  {clients:>2} concurrent client(s): {rps:8.1} requests/s   p50 {:7.3} ms",
+            ms(p50)
+        );
+    }
+    stack.shutdown().await;
+    Ok(())
+}
+
 /// The worker VM's figures beside a short process-backend baseline.
 async fn vm_only() -> anyhow::Result<()> {
     let env = Env::load();
@@ -278,6 +354,7 @@ async fn bench(cpus: Vec<usize>, enclave_cpus: Vec<usize>, parts: Parts) -> anyh
     if let Some(us) = &batch_delay {
         enclave_args.extend(["--batch-delay-us".into(), us.clone()]);
     }
+    let enclave_args_for_floor = enclave_args.clone();
     let stack = Stack::start(Options {
         enclave_args,
         ..Options::default()
@@ -359,33 +436,8 @@ async fn bench(cpus: Vec<usize>, enclave_cpus: Vec<usize>, parts: Parts) -> anyh
 
     let mut confidential = 0.0;
     for clients in CLIENTS {
-        let done = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let deadline = Instant::now() + THROUGHPUT_WINDOW;
-        let mut tasks = Vec::new();
-        for _ in 0..clients {
-            let (client, enclave, request) =
-                (stack.client.clone(), enclave.clone(), request.clone());
-            let (done, failed) = (done.clone(), failed.clone());
-            tasks.push(tokio::spawn(async move {
-                while Instant::now() < deadline {
-                    match client.infer(&enclave, &request).await {
-                        Ok(_) => done.fetch_add(1, Ordering::Relaxed),
-                        Err(_) => failed.fetch_add(1, Ordering::Relaxed),
-                    };
-                }
-            }));
-        }
-        for t in tasks {
-            t.await?;
-        }
-        let rps = done.load(Ordering::Relaxed) as f64 / THROUGHPUT_WINDOW.as_secs_f64();
-        let failed = failed.load(Ordering::Relaxed);
-        println!("throughput, {clients:>2} concurrent client(s): {rps:8.1} requests/s (enclave on CPUs of its own), {failed} failed");
-        anyhow::ensure!(
-            failed == 0,
-            "{failed} requests failed under {clients} concurrent clients"
-        );
+        let (rps, _) = throughput(&stack, &enclave, &request, clients).await?;
+        println!("throughput, {clients:>2} concurrent client(s): {rps:8.1} requests/s (enclave on CPUs of its own), 0 failed");
         if clients == RATIO_CLIENTS {
             confidential = rps;
         }
@@ -397,6 +449,7 @@ async fn bench(cpus: Vec<usize>, enclave_cpus: Vec<usize>, parts: Parts) -> anyh
         );
     }
     stack.shutdown().await;
+    floor(enclave_args_for_floor).await?;
     let e2e_ratio = e50.as_secs_f64() / b50.as_secs_f64();
     if parts == Parts::Magika {
         println!("e2e_p50_ratio={e2e_ratio:.3}");

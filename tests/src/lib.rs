@@ -478,6 +478,49 @@ pub fn magika_request(rows: &[Vec<i32>]) -> InferRequest {
     kokon_client::magika::request(rows)
 }
 
+/// Writes `max.onnx` into `dir`, a model that does next to nothing, for
+/// measuring the confidential path apart from inference: input `x` INT32
+/// `[N, 2048]` (magika's row width), output `y` INT32 `[N]`, each row's
+/// maximum (one ReduceMax). Generated with the `onnx` package of the
+/// project's venv; served as [`TRIVIAL_MODEL`].
+pub fn trivial_model(env: &Env, dir: &Path) -> PathBuf {
+    let path = dir.join("max.onnx");
+    let script = r#"
+import sys, onnx
+from onnx import helper, TensorProto
+x = helper.make_tensor_value_info("x", TensorProto.INT32, ["N", 2048])
+y = helper.make_tensor_value_info("y", TensorProto.INT32, ["N"])
+nodes = [helper.make_node("ReduceMax", ["x"], ["y"], axes=[1], keepdims=0)]
+graph = helper.make_graph(nodes, "kokon_trivial", [x], [y])
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="kokon-tests")
+model.ir_version = 8
+onnx.checker.check_model(model)
+onnx.save(model, sys.argv[1])
+"#;
+    env.python_ok([std::ffi::OsStr::new("-c"), script.as_ref(), path.as_ref()]);
+    path
+}
+
+/// The name [`trivial_model`] is served under.
+pub const TRIVIAL_MODEL: &str = "max";
+
+/// A request for [`trivial_model`]: one row of 2048 sevens, binary.
+pub fn trivial_request() -> InferRequest {
+    InferRequest {
+        inputs: vec![InferInput::int32("x", vec![1, 2048], &[7; 2048])],
+        binary_output: true,
+        ..InferRequest::default()
+    }
+}
+
+/// The development policy, also allowing the model `name` whose file is
+/// `path` (by its SHA-256).
+pub fn dev_policy_allowing(name: &str, path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes));
+    format!("{DEV_POLICY}\n[[models.allowed]]\nname = \"{name}\"\ndigest = \"{digest}\"\n")
+}
+
 /// A KServe request for magika with the given rows as JSON numbers, the
 /// scores asked for as JSON: what an external KServe client without the
 /// binary tensor data extension sends. Its `serde_json` form is its body.

@@ -16,7 +16,7 @@ use std::process::Command;
 
 use kokon_client::{ClientError, VerifiedEnclave};
 use kokon_host::{HostConfig, Limits, DEFAULT_MAX_BODY_BYTES};
-use kokon_tests::{repo_root, Env, Options, Rng, Stack, DEV_POLICY};
+use kokon_tests::{dev_policy_allowing, repo_root, Env, Options, Rng, Stack};
 use kokon_wire::kserve::{
     Encoding, InferRequest, InferResponse, InferTensor, TensorData, BINARY_CONTENT_TYPE,
     HEADER_LENGTH,
@@ -63,21 +63,13 @@ onnx.save(model, sys.argv[1])
     path
 }
 
-/// The development policy, also allowing the model `name` at `path`.
-fn policy_text(name: &str, path: &Path) -> String {
-    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
-        std::fs::read(path).unwrap(),
-    ));
-    format!("{DEV_POLICY}\n[[models.allowed]]\nname = \"{name}\"\ndigest = \"{digest}\"\n")
-}
-
 /// A stack serving the model `name`, its model directory, and the policy
 /// that accepts it.
 async fn model_stack(name: &str) -> (Stack, tempfile::TempDir, String) {
     let env = Env::load();
     let dir = tempfile::tempdir().unwrap();
     let model = model(&env, dir.path(), name);
-    let policy = policy_text(name, &model);
+    let policy = dev_policy_allowing(name, &model);
     let stack = Stack::start(Options {
         model: Some((model, name.into())),
         ..Options::default()
