@@ -327,20 +327,26 @@ impl Batcher {
         }
     }
 
-    /// Leads calls while a runner is free and requests are queued, until
-    /// this requester's answer has come (`Some`); `None` when it must wait.
+    /// Leads calls while this requester's request is queued and a runner is
+    /// free; its answer once it came (`Some`), or `None` when it must wait
+    /// (every runner is busy, or another requester's call holds its
+    /// request).
     fn lead_while_free(&self, ticket: &Ticket) -> Result<Option<Answer>, String> {
         let mut queue = self.queue()?;
         loop {
             if let Some(answer) = ticket.take_answer() {
+                hand_on(&queue);
                 return Ok(Some(answer));
             }
-            let Some(oldest) = queue.jobs.front() else {
-                return Ok(None);
-            };
-            if queue.idle.is_empty() {
+            let queued = queue.jobs.iter().any(|j| std::ptr::eq(&*j.ticket, ticket));
+            if !queued {
+                // Another call holds it: a free runner goes to a waiter.
+                hand_on(&queue);
                 return Ok(None);
             }
+            let (Some(oldest), false) = (queue.jobs.front(), queue.idle.is_empty()) else {
+                return Ok(None);
+            };
             let (picked, rows) = plan(&queue.jobs, self.batching.max_rows);
             let wait =
                 (oldest.arrived + self.batching.delay).saturating_duration_since(Instant::now());
@@ -363,6 +369,8 @@ impl Batcher {
                 .filter_map(|i| queue.jobs.remove(*i))
                 .collect();
             batch.reverse();
+            // Another runner may be free for the requests left.
+            hand_on(&queue);
             drop(queue);
             let survived = self.run(&mut runner, batch);
             queue = self.queue()?;
@@ -376,13 +384,6 @@ impl Batcher {
                             .answer(Err("the model's inference workers have stopped".into()));
                     }
                 }
-            }
-            if let Some(answer) = ticket.take_answer() {
-                // Answered: a free runner goes to the oldest waiter.
-                if let (Some(next), false) = (queue.jobs.front(), queue.idle.is_empty()) {
-                    next.ticket.lead();
-                }
-                return Ok(Some(answer));
             }
         }
     }
@@ -418,6 +419,14 @@ impl Batcher {
             job.ticket.answer(answer);
         }
         survived
+    }
+}
+
+/// Asks the owner of the oldest queued request to lead a call when a
+/// runner is free (called by a requester that will not lead now).
+fn hand_on(queue: &Queue) {
+    if let (Some(next), false) = (queue.jobs.front(), queue.idle.is_empty()) {
+        next.ticket.lead();
     }
 }
 
@@ -919,5 +928,63 @@ mod tests {
             .sum();
         assert_eq!(calls.iter().sum::<usize>(), all);
         assert!(calls.len() < 16 * 40, "nothing merged");
+    }
+
+    #[test]
+    fn requests_that_cannot_merge_run_at_once_on_the_free_runners() {
+        // Records when each call ran, and the width of its rows.
+        struct Timed(Arc<Mutex<Vec<(usize, Instant, Instant)>>>);
+        impl Run for Timed {
+            fn run(&mut self, inputs: Vec<Array>) -> Result<Vec<Array>, String> {
+                let started = Instant::now();
+                std::thread::sleep(Duration::from_millis(100));
+                let shape = &inputs[0].shape;
+                self.0
+                    .lock()
+                    .unwrap()
+                    .push((shape[1], started, Instant::now()));
+                Ok(vec![Array {
+                    shape: vec![shape[0], 1],
+                    data: Data::Fp32(vec![0.0; shape[0]]),
+                }])
+            }
+        }
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let batching = Batching {
+            max_rows: 8,
+            delay: Duration::ZERO,
+        };
+        let b = Arc::new(Batcher::start(
+            vec![Timed(log.clone()), Timed(log.clone())],
+            batching,
+            true,
+        ));
+        let send = |width: usize| {
+            let b = b.clone();
+            let array = Array {
+                shape: vec![1, width],
+                data: Data::Int32(vec![1; width]),
+            };
+            std::thread::spawn(move || b.infer(vec![array], 1).unwrap())
+        };
+        // Both runners busy (rows of 4), then two requests of other widths
+        // queue: when the runners come back, each of the two gets one
+        // (whoever gives a runner back, or leads with one while another
+        // is free, wakes the oldest waiter).
+        let blockers = [send(4), send(4)];
+        while !b.queue.lock().unwrap().idle.is_empty() {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let (two, three) = (send(2), send(3));
+        for t in blockers.into_iter().chain([two, three]) {
+            t.join().unwrap();
+        }
+        let log = log.lock().unwrap();
+        let call = |width| *log.iter().find(|c| c.0 == width).unwrap();
+        let ((_, start2, end2), (_, start3, end3)) = (call(2), call(3));
+        assert!(
+            start2 < end3 && start3 < end2,
+            "the two ran one after the other: {log:?}"
+        );
     }
 }
