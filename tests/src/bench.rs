@@ -33,10 +33,10 @@
 //! execution provider (the enclave with `--device cuda`, the bare session
 //! set up as the enclave sets up its own) and the text model's on the GPU
 //! and on the CPU; it needs binaries built with `--features
-//! kokon-tests/cuda`; on CUDA the confidential throughput passes run twice,
-//! the second after each session has seen every batch size merging gave,
-//! so that a cost paid once per input shape shows. The default is `cpu`. `kokon-bench gpu` (what `just
-//! bench-gpu` runs) measures magika and the text model alone, without the
+//! kokon-tests/cuda`; on CUDA the confidential throughput passes run
+//! twice, the second after each session has seen every batch size merging
+//! gave, so that a cost paid once per input shape shows. The default is
+//! `cpu`. `kokon-bench gpu` (what `just bench-gpu` runs) measures magika and the text model alone, without the
 //! VM, verification and billing figures; `kokon-bench magika` magika's
 //! alone. `KOKON_BENCH_BATCH_DELAY_US` sets the enclave's
 //! `--batch-delay-us` for magika.
