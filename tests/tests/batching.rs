@@ -194,3 +194,45 @@ fn a_row_bound_beyond_the_request_limit_is_refused_at_start() {
         );
     }
 }
+
+/// One client sending its requests back to back, each once it has the
+/// last answer, never waits for the batch delay: its requests come less
+/// than the delay apart, but with nothing else queued or running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_client_sending_back_to_back_never_waits_for_the_delay() {
+    let env = Env::load();
+    let dir = tempfile::tempdir().unwrap();
+    let model = kokon_tests::trivial_model(&env, dir.path());
+    let policy = kokon_tests::dev_policy_allowing(kokon_tests::TRIVIAL_MODEL, &model);
+    let stack = Stack::start(Options {
+        model: Some((model, kokon_tests::TRIVIAL_MODEL.into())),
+        // A second's delay: twenty requests held for it (every other one,
+        // as the batcher before this test did) take ten seconds or more.
+        enclave_args: vec!["--batch-delay-us".into(), "1000000".into()],
+        ..Options::default()
+    })
+    .await;
+    let enclave = stack.client.attest(&stack.policy(&policy)).await.unwrap();
+    let started = std::time::Instant::now();
+    for k in 0..20 {
+        let row: Vec<i32> = (0..2048).map(|i| (i * 7 + k) % 1000 - 500).collect();
+        let request = kokon_wire::kserve::InferRequest {
+            inputs: vec![kokon_wire::kserve::InferInput::int32(
+                "x",
+                vec![1, 2048],
+                &row,
+            )],
+            binary_output: true,
+            ..Default::default()
+        };
+        let (response, _) = stack.client.infer(&enclave, &request).await.unwrap();
+        let max = response.outputs[0].values::<i32>().unwrap();
+        assert_eq!(max, [*row.iter().max().unwrap()]);
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < std::time::Duration::from_secs(6),
+        "twenty back-to-back requests took {elapsed:?}: held for the batch delay"
+    );
+    stack.shutdown().await;
+}
