@@ -247,7 +247,7 @@ pub struct Batcher {
 impl Batcher {
     /// A batcher lending `runners` to calls. `mergeable`: whether the
     /// model's first dimension is the batch in every input and output.
-    pub fn start<R: Run>(runners: Vec<R>, batching: Batching, mergeable: bool) -> Self {
+    pub fn new<R: Run>(runners: Vec<R>, batching: Batching, mergeable: bool) -> Self {
         let idle: Vec<Box<dyn Run>> = runners
             .into_iter()
             .map(|r| Box::new(r) as Box<dyn Run>)
@@ -571,7 +571,7 @@ mod tests {
                 hold,
             })
             .collect();
-        (Arc::new(Batcher::start(runners, batching, true)), calls)
+        (Arc::new(Batcher::new(runners, batching, true)), calls)
     }
 
     fn request(rows: usize, base: i32) -> Vec<Array> {
@@ -775,7 +775,7 @@ mod tests {
                 }])
             }
         }
-        let b = Arc::new(Batcher::start(
+        let b = Arc::new(Batcher::new(
             vec![Scalar],
             Batching {
                 max_rows: 8,
@@ -802,7 +802,7 @@ mod tests {
     #[test]
     fn a_model_without_a_batch_dimension_runs_each_request_alone() {
         let calls = Arc::new(Mutex::new(Vec::new()));
-        let b = Arc::new(Batcher::start(
+        let b = Arc::new(Batcher::new(
             vec![Sum {
                 calls: calls.clone(),
                 hold: Duration::from_millis(5),
@@ -855,7 +855,7 @@ mod tests {
             })
             .collect();
         let batching = Batching { max_rows: 8, delay };
-        (Arc::new(Batcher::start(runners, batching, true)), seen)
+        (Arc::new(Batcher::new(runners, batching, true)), seen)
     }
 
     #[test]
@@ -954,7 +954,7 @@ mod tests {
             max_rows: 8,
             delay: Duration::ZERO,
         };
-        let b = Arc::new(Batcher::start(
+        let b = Arc::new(Batcher::new(
             vec![Timed(log.clone()), Timed(log.clone())],
             batching,
             true,

@@ -259,7 +259,7 @@ impl Model {
                 outputs: outputs.clone(),
             })
             .collect();
-        let batcher = Batcher::start(runners, batching, mergeable);
+        let batcher = Batcher::new(runners, batching, mergeable);
         let runtime = format!(
             "onnxruntime (api {}) {}",
             ort::MINOR_VERSION,

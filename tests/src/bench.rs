@@ -236,7 +236,7 @@ async fn floor(enclave_args: Vec<String>) -> anyhow::Result<()> {
     })
     .await;
     let enclave = Arc::new(stack.client.attest(&stack.policy(&policy)).await?);
-    let request = kokon_tests::trivial_request();
+    let request = kokon_tests::trivial_request(&[7; 2048]);
     println!("protocol floor: a model that does next to nothing (one ReduceMax over 1 x 2048 int32), the same enclave set-up");
     for clients in CLIENTS {
         let (rps, p50) = throughput(&stack, &enclave, &request, clients).await?;

@@ -504,10 +504,10 @@ onnx.save(model, sys.argv[1])
 /// The name [`trivial_model`] is served under.
 pub const TRIVIAL_MODEL: &str = "max";
 
-/// A request for [`trivial_model`]: one row of 2048 sevens, binary.
-pub fn trivial_request() -> InferRequest {
+/// A request for [`trivial_model`]: one `row` (2048 long), binary in and out.
+pub fn trivial_request(row: &[i32]) -> InferRequest {
     InferRequest {
-        inputs: vec![InferInput::int32("x", vec![1, 2048], &[7; 2048])],
+        inputs: vec![InferInput::int32("x", vec![1, 2048], row)],
         binary_output: true,
         ..InferRequest::default()
     }

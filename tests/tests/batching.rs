@@ -216,15 +216,7 @@ async fn a_lone_client_sending_back_to_back_never_waits_for_the_delay() {
     let started = std::time::Instant::now();
     for k in 0..20 {
         let row: Vec<i32> = (0..2048).map(|i| (i * 7 + k) % 1000 - 500).collect();
-        let request = kokon_wire::kserve::InferRequest {
-            inputs: vec![kokon_wire::kserve::InferInput::int32(
-                "x",
-                vec![1, 2048],
-                &row,
-            )],
-            binary_output: true,
-            ..Default::default()
-        };
+        let request = kokon_tests::trivial_request(&row);
         let (response, _) = stack.client.infer(&enclave, &request).await.unwrap();
         let max = response.outputs[0].values::<i32>().unwrap();
         assert_eq!(max, [*row.iter().max().unwrap()]);
