@@ -194,6 +194,12 @@ pub struct ImageBuildArgs {
     /// The magika model (default $KOKON_MODEL); its package's configuration files come along.
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// A text model directory (from scripts/llm/gguf_to_onnx.py) to serve
+    /// behind the OpenAI API too. It goes on the image's data disk
+    /// (data.img, under dm-verity, its root hash on the measured command
+    /// line), not into the initramfs.
+    #[arg(long, value_name = "DIR")]
+    pub llm: Option<PathBuf>,
     /// Boot SEV-SNP guests with this firmware instead of Debian's
     /// ovmf-amdsev build: an operator's own OVMF from edk2's
     /// OvmfPkg/AmdSev/AmdSevX64.dsc (it must reserve the kernel-hashes table).

@@ -215,7 +215,7 @@ async fn demo_client(
         }
     }
     if enclave.evidence.claims.text_model.is_none() {
-        println!("\n  (this enclave serves no text model: the worker VM's image carries magika only, until large models get their dm-verity disk)");
+        println!("\n  (this enclave serves no text model: the demo's worker VM image carries magika only; `kokon image build --llm DIR` puts a text model on an image's dm-verity data disk)");
         return Ok(n);
     }
     n += 1;

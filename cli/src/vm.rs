@@ -79,6 +79,29 @@ pub fn build(args: &ImageBuildArgs) -> anyhow::Result<()> {
         files.push((relative(file)?, file.clone()));
     }
     let model_in_image = format!("/{}", relative(&model)?);
+    let mut enclave_args: Vec<String> = [
+        "--vsock-port".to_string(),
+        ENCLAVE_VSOCK_PORT.to_string(),
+        "--model".into(),
+        model_in_image,
+        "--model-name".into(),
+        "magika".into(),
+        "--ort-lib".into(),
+        kokon_image::ORT_LIBRARY_PATH.into(),
+        "--device".into(),
+        "cpu".into(),
+        "--price-nanoton-per-unit".into(),
+        args.price_nanoton_per_unit.to_string(),
+    ]
+    .to_vec();
+    let mut data_files = Vec::new();
+    if let Some(dir) = &args.llm {
+        data_files = text_model_files(dir)?;
+        enclave_args.extend([
+            "--llm".into(),
+            format!("{}/{LLM_ON_DATA_DISK}", kokon_wire::vm::DATA_MOUNT),
+        ]);
+    }
     let spec = ImageSpec {
         lock: lock_file(args.lock.as_deref())?,
         cache: image_cache(),
@@ -91,21 +114,8 @@ pub fn build(args: &ImageBuildArgs) -> anyhow::Result<()> {
             None => local::enclave_binary()?,
         },
         files,
-        enclave_args: [
-            "--vsock-port".to_string(),
-            ENCLAVE_VSOCK_PORT.to_string(),
-            "--model".into(),
-            model_in_image,
-            "--model-name".into(),
-            "magika".into(),
-            "--ort-lib".into(),
-            kokon_image::ORT_LIBRARY_PATH.into(),
-            "--device".into(),
-            "cpu".into(),
-            "--price-nanoton-per-unit".into(),
-            args.price_nanoton_per_unit.to_string(),
-        ]
-        .to_vec(),
+        data_files,
+        enclave_args,
         cmdline: CMDLINE.into(),
         vm: VmShape {
             vcpus: args.vcpus,
@@ -128,6 +138,37 @@ pub fn build(args: &ImageBuildArgs) -> anyhow::Result<()> {
         println!("  {:<12} sha256 {}", artifact.file, artifact.sha256);
     }
     Ok(())
+}
+
+/// The text model's directory on the data disk.
+const LLM_ON_DATA_DISK: &str = "llm";
+
+/// The files of a text model directory, for the data disk: each regular
+/// file but hidden ones (a setup stamp), as `llm/NAME`.
+fn text_model_files(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            anyhow::bail!("{}: a file name that is not UTF-8", dir.display());
+        };
+        if name.starts_with('.') || !entry.file_type()?.is_file() {
+            continue;
+        }
+        files.push((format!("{LLM_ON_DATA_DISK}/{name}"), entry.path()));
+    }
+    if !files
+        .iter()
+        .any(|(name, _)| name.ends_with("/kokon-llm.json"))
+    {
+        anyhow::bail!(
+            "{} holds no kokon-llm.json: not a text model directory from scripts/llm/gguf_to_onnx.py",
+            dir.display()
+        );
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// `kokon image lock`.
@@ -473,6 +514,12 @@ pub fn launch(
         kernel: dir.join(kokon_image::KERNEL_FILE),
         initrd: dir.join(kokon_image::INITRD_FILE),
         cmdline: image.manifest.cmdline.clone(),
+        data_disk: image
+            .manifest
+            .artifacts
+            .data
+            .as_ref()
+            .map(|data| dir.join(&data.file)),
         snp: SnpLaunch {
             // The enclave's arguments in the image: its serving configuration.
             host_data: sha2::Sha256::digest(serde_json::to_vec(&image.manifest.enclave_args)?)

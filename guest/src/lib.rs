@@ -17,6 +17,8 @@
 //! This module is the part of the init that tests run: the plan, from a
 //! root directory that is `/` in the guest and a fake tree in tests.
 
+pub mod dm;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -29,6 +31,55 @@ pub const TEE_DEVICES: [&str; 2] = ["dev/tdx_guest", "dev/sev-guest"];
 pub const FW_CFG_BY_NAME: &str = "sys/firmware/qemu_fw_cfg/by_name";
 /// The enclave's data directory in the guest (a tmpfs).
 pub const DATA_DIR: &str = "run/kokon";
+
+/// The data disk's device: the VM's one virtio disk.
+pub const DATA_DEVICE: &str = "/dev/vda";
+/// The name of the data disk's dm-verity device.
+pub const DATA_DM_NAME: &str = "kokon-data";
+
+/// The data disk's dm-verity parameters from the (measured) kernel command
+/// line, `root/proc/cmdline`; `None` when the image has no data disk.
+pub fn data_disk(root: &Path) -> anyhow::Result<Option<vm::DataVerity>> {
+    let path = root.join("proc/cmdline");
+    let cmdline =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    vm::DataVerity::from_cmdline(&cmdline).map_err(anyhow::Error::msg)
+}
+
+/// Mounts the data disk read-only on [`vm::DATA_MOUNT`], through a
+/// dm-verity device whose root hash the measured command line gives: every
+/// block read from it is checked, and a block the host altered fails to read.
+pub fn mount_data_disk(verity: &vm::DataVerity) -> anyhow::Result<()> {
+    let device = Path::new(DATA_DEVICE);
+    wait_for(device, "the data disk (the image's command line names one: is the host giving the VM its data.img?)")?;
+    let node = dm::create_verity(DATA_DM_NAME, DATA_DEVICE, verity)?;
+    wait_for(&node, "the data disk's dm-verity device")?;
+    std::fs::create_dir_all(vm::DATA_MOUNT)
+        .with_context(|| format!("creating {}", vm::DATA_MOUNT))?;
+    nix::mount::mount(
+        Some(&node),
+        vm::DATA_MOUNT,
+        Some("erofs"),
+        nix::mount::MsFlags::MS_RDONLY
+            | nix::mount::MsFlags::MS_NODEV
+            | nix::mount::MsFlags::MS_NOSUID,
+        None::<&str>,
+    )
+    .with_context(|| format!("mounting {} (erofs) on {}", node.display(), vm::DATA_MOUNT))?;
+    Ok(())
+}
+
+/// Waits up to a minute (a guest under TCG is slow) for a device node.
+fn wait_for(path: &Path, what: &str) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !path.exists() {
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!("{} did not appear in 60 s: {what}", path.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(())
+}
 
 /// The enclave's arguments as the image stores them.
 #[derive(Debug, serde::Deserialize)]

@@ -46,6 +46,12 @@
 //!   `-bios` (OVMF; TDX and SNP load firmware as measured RAM, not pflash).
 //! * **Direct boot.** `-kernel -initrd -append`: the firmware loads them and
 //!   measures them (TDX: into RTMRs; SNP: see `kernel-hashes` below).
+//! * **Data disk** (when the image has one): `-drive
+//!   file=data.img,if=none,id=data0,format=raw,readonly=on -device
+//!   virtio-blk-pci,drive=data0`. The host can alter the file, so no launch
+//!   measurement covers the disk itself: the command line carries its
+//!   dm-verity root hash and the guest reads the disk only through dm-verity
+//!   (kokon_image::disk), so a block that differs fails to read.
 //! * **Console and control.** `-chardev stdio,id=console,signal=off -serial
 //!   chardev:console`: the guest console goes to QEMU's stdout, which the
 //!   supervisor logs (stdin is `/dev/null`; `signal=off` keeps a ^C on a
@@ -146,6 +152,7 @@ const SEV_ID: &str = "sev0";
 const IOMMUFD_ID: &str = "iommufd0";
 const CONSOLE_ID: &str = "console";
 const VSOCK_CHARDEV_ID: &str = "vsock0";
+const DATA_DRIVE_ID: &str = "data0";
 
 /// The trusted execution environment the VM runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,6 +271,9 @@ pub struct VmConfig {
     pub initrd: PathBuf,
     /// The kernel command line.
     pub cmdline: String,
+    /// The image's data disk (`data.img`), attached read-only as the VM's
+    /// one virtio disk; the command line carries its dm-verity root hash.
+    pub data_disk: Option<PathBuf>,
     /// SEV-SNP launch parameters (ignored for other TEEs).
     pub snp: SnpLaunch,
     /// The vsock port of the host's TDX quote generation service
@@ -370,6 +380,16 @@ pub fn command_line(cfg: &VmConfig) -> Vec<String> {
     a.opt("-kernel", cfg.kernel.to_string_lossy());
     a.opt("-initrd", cfg.initrd.to_string_lossy());
     a.opt("-append", cfg.cmdline.as_str());
+    if let Some(disk) = &cfg.data_disk {
+        a.opt(
+            "-drive",
+            format!(
+                "file={},if=none,id={DATA_DRIVE_ID},format=raw,readonly=on",
+                opt_path(disk)
+            ),
+        );
+        a.opt("-device", format!("virtio-blk-pci,drive={DATA_DRIVE_ID}"));
+    }
 
     a.opt("-chardev", format!("stdio,id={CONSOLE_ID},signal=off"));
     a.opt("-serial", format!("chardev:{CONSOLE_ID}"));

@@ -46,6 +46,7 @@ fn tdx() -> VmConfig {
         kernel: format!("{IMAGE}/vmlinuz").into(),
         initrd: format!("{IMAGE}/initrd.img").into(),
         cmdline: "console=ttyS0 panic=-1 quiet".into(),
+        data_disk: None,
         snp: SnpLaunch::default(),
         tdx_quote_vsock_port: 4050,
         vsock: Vsock::Kernel { guest_cid: 3 },
@@ -168,6 +169,17 @@ fn golden_snp_two_gpus() {
 #[test]
 fn golden_tdx_one_gpu() {
     golden("tdx-1gpu", &with_gpus(tdx(), &["0000:3b:00.0"]));
+}
+
+#[test]
+fn golden_snp_with_a_data_disk() {
+    golden(
+        "snp-data",
+        &VmConfig {
+            data_disk: Some(format!("{IMAGE}/data.img").into()),
+            ..snp()
+        },
+    );
 }
 
 #[test]
@@ -487,6 +499,7 @@ fn live_config(dir: &Path, accel: Accel, cpu: &str) -> VmConfig {
         kernel: dir.join("vmlinuz"),
         initrd: dir.join("initrd.img"),
         cmdline: "console=ttyS0 panic=-1".into(),
+        data_disk: None,
         snp: SnpLaunch::default(),
         tdx_quote_vsock_port: 4050,
         vsock: Vsock::VhostUser {

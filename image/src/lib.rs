@@ -23,7 +23,9 @@
 
 pub mod cpio;
 pub mod digest;
+pub mod disk;
 pub mod elf;
+pub mod erofs;
 pub mod error;
 pub mod fetch;
 pub mod lock;
@@ -31,6 +33,7 @@ pub mod manifest;
 pub mod modules;
 pub mod output;
 pub mod tree;
+pub mod verity;
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -98,6 +101,9 @@ pub struct ImageSpec {
     /// Extra files: (path inside the image, e.g. `models/magika/model.onnx`,
     /// source file).
     pub files: Vec<(String, PathBuf)>,
+    /// Files for the data disk ([`disk`]): (path under `/data` in the guest,
+    /// e.g. `smollm2/model.onnx`, source file). None: no data disk.
+    pub data_files: Vec<(String, PathBuf)>,
     /// The enclave's arguments, written to `/etc/kokon/enclave.json`.
     pub enclave_args: Vec<String>,
     /// The kernel command line.
@@ -195,12 +201,27 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
     let initrd = cpio::gzip(&archive.to_cpio());
 
     std::fs::create_dir_all(out).map_err(ImageError::io("creating", out))?;
+    // The data disk's root hash goes on the measured command line.
+    let mut cmdline = spec.cmdline.clone();
+    let data_disk = match spec.data_files.as_slice() {
+        [] => None,
+        files => {
+            let record = disk::build(&out.join(disk::DATA_FILE), files)?;
+            cmdline = format!("{cmdline} {}", record.verity()?.param());
+            check_cmdline(&cmdline)?;
+            Some(record)
+        }
+    };
     let artifacts = Artifacts {
         ovmf: write_artifact(out, OVMF_FILE, &ovmf)?,
         snp_ovmf: write_artifact(out, SNP_OVMF_FILE, &snp_ovmf)?,
         kernel: write_artifact(out, KERNEL_FILE, &vmlinuz)?,
         initrd: write_artifact(out, INITRD_FILE, &initrd)?,
-        cmdline: write_artifact(out, CMDLINE_FILE, spec.cmdline.as_bytes())?,
+        cmdline: write_artifact(out, CMDLINE_FILE, cmdline.as_bytes())?,
+        data: match data_disk {
+            Some(_) => Some(file_artifact(out, disk::DATA_FILE)?),
+            None => None,
+        },
     };
     let mut packages: Vec<PackageRecord> = lock
         .package
@@ -218,7 +239,7 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
         artifacts,
         kernel_release: release,
         snp_firmware_source,
-        cmdline: spec.cmdline.clone(),
+        cmdline,
         vm: spec.vm.clone(),
         packages,
         wheel: WheelRecord {
@@ -234,6 +255,7 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
         files,
         libraries,
         modules: module_names,
+        data_disk,
     };
     write_atomically(&out.join(manifest::MANIFEST), &manifest.to_bytes()?)?;
     Ok(manifest)
@@ -300,9 +322,13 @@ fn image_file(path: &str, data: &[u8]) -> ImageFile {
 }
 
 fn write_artifact(out: &Path, name: &str, data: &[u8]) -> Result<Artifact, ImageError> {
-    let path = out.join(name);
-    write_atomically(&path, data)?;
-    let (sha256, size) = file_sha256(&path)?;
+    write_atomically(&out.join(name), data)?;
+    file_artifact(out, name)
+}
+
+/// The [`Artifact`] of the file `name` in `out`.
+fn file_artifact(out: &Path, name: &str) -> Result<Artifact, ImageError> {
+    let (sha256, size) = file_sha256(&out.join(name))?;
     Ok(Artifact {
         file: name.to_owned(),
         sha256,

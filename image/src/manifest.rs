@@ -54,19 +54,42 @@ pub struct Artifacts {
     pub initrd: Artifact,
     /// The kernel command line, `-append "$(cat cmdline)"`.
     pub cmdline: Artifact,
+    /// The data disk, a read-only virtio disk (`data.img`), when the image
+    /// has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Artifact>,
 }
 
 impl Artifacts {
     /// Every output file, in a fixed order.
-    pub fn all(&self) -> [&Artifact; 5] {
-        [
+    pub fn all(&self) -> Vec<&Artifact> {
+        let mut all = vec![
             &self.ovmf,
             &self.snp_ovmf,
             &self.kernel,
             &self.initrd,
             &self.cmdline,
-        ]
+        ];
+        all.extend(&self.data);
+        all
     }
+}
+
+/// The data disk: an EROFS file system and its dm-verity hash tree, whose
+/// parameters are on the (measured) command line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataDiskRecord {
+    /// The file system's length in 4 KiB blocks.
+    pub data_blocks: u64,
+    /// The hash tree's first block.
+    pub hash_start_block: u64,
+    /// The tree's root hash, hex.
+    pub root_hash: String,
+    /// The salt, hex.
+    pub salt: String,
+    /// The files on the disk, by path in the guest (under `/data`).
+    pub files: Vec<ImageFile>,
 }
 
 /// A pinned package the image was built from.
@@ -145,6 +168,9 @@ pub struct Manifest {
     pub libraries: Vec<ImageFile>,
     /// The kernel modules, in load order (`/etc/kokon/modules`).
     pub modules: Vec<String>,
+    /// The data disk, when the image has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_disk: Option<DataDiskRecord>,
 }
 
 impl Manifest {
@@ -231,6 +257,7 @@ mod tests {
                 kernel: artifact("vmlinuz", b"kl"),
                 initrd: artifact("initrd.img", b"rd"),
                 cmdline: artifact("cmdline", b"c="),
+                data: None,
             },
             kernel_release: "6.12.1".into(),
             snp_firmware_source: "the ovmf-amdsev package".into(),
@@ -254,6 +281,7 @@ mod tests {
             files: Vec::new(),
             libraries: Vec::new(),
             modules: vec!["configfs".into()],
+            data_disk: None,
         }
     }
 

@@ -17,7 +17,8 @@ use crate::tree::Tree;
 /// (`vmw_vsock_virtio_transport`), the TEE report interfaces (`configfs`
 /// for configfs-tsm, `tsm`, `tdx_guest`, `sev_guest`), QEMU's fw_cfg
 /// (`qemu_fw_cfg`), and the block and device-mapper modules a dm-verity
-/// model disk needs (`virtio_blk`, `dm_mod`, `dm_verity`), and the ACPI power
+/// data disk needs (`virtio_blk`, `dm_mod`, `dm_verity`, and `erofs` for its
+/// file system; see [`crate::disk`]), and the ACPI power
 /// button with its input events (`button`, `evdev`), which the init watches
 /// for the host's clean shutdown. Dependencies are added; those built into
 /// the kernel are left out.
@@ -32,6 +33,7 @@ pub const MODULES: &[&str] = &[
     "virtio_blk",
     "dm_mod",
     "dm_verity",
+    "erofs",
     "button",
     "evdev",
 ];

@@ -4,7 +4,10 @@
 //! host: a nested KVM may refuse QEMU's vCPU) with this test binary as `/init`, and checks from the serial
 //! console that the kernel unpacked the initramfs, gave init a console, and
 //! that the image's loader and libraries run a Rust binary as PID 1 which
-//! loads every listed module in order and finds configfs-tsm.
+//! loads every listed module in order and finds configfs-tsm; then that
+//! the data disk mounts through the init's dm-verity set-up with each file
+//! as the manifest records it, and, booted again with one byte of the disk
+//! altered, that the altered file fails to read while the rest still reads.
 //!
 //! The guest side is [`guest_side`], an ignored test that the kernel runs as
 //! PID 1 (`/init guest_side --exact --ignored`, the arguments after `--` on
@@ -23,7 +26,7 @@ const MARK: &str = "kokon-probe:";
 /// The guest side: runs only as the guest's init (PID 1), where it loads
 /// kernel modules and mounts file systems.
 #[test]
-#[ignore = "the VM's init in the_image_boots_and_loads_its_modules; never on a host"]
+#[ignore = "the VM's init in the_image_boots_loads_its_modules_and_reads_its_data_disk_only_as_measured; never on a host"]
 fn guest_side() {
     assert_eq!(
         std::process::id(),
@@ -54,44 +57,79 @@ fn guest_side() {
     mount("configfs", "/sys/kernel/config");
     let tsm = Path::new("/sys/kernel/config/tsm/report").is_dir();
     println!("{MARK} configfs-tsm {}", if tsm { "ok" } else { "missing" });
+    mount("proc", "/proc");
+    mount("devtmpfs", "/dev");
+    match kokon_guest::data_disk(Path::new("/")) {
+        Ok(Some(verity)) => match kokon_guest::mount_data_disk(&verity) {
+            Ok(()) => {
+                println!("{MARK} data disk mounted");
+                print_data_files(Path::new("/data"));
+            }
+            Err(e) => println!("{MARK} data disk error {e:#}"),
+        },
+        Ok(None) => println!("{MARK} no data disk"),
+        Err(e) => println!("{MARK} data disk error {e:#}"),
+    }
     println!("{MARK} done");
     // Returning ends init: the kernel panics, panic=-1 reboots, and
     // QEMU's -no-reboot exits.
 }
 
-#[test]
-fn the_image_boots_and_loads_its_modules() {
+/// Prints `data PATH SHA256` (or `data PATH error ...`) for each file under
+/// `dir`, in name order.
+fn print_data_files(dir: &Path) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            print_data_files(&path);
+            continue;
+        }
+        match std::fs::read(&path) {
+            Ok(bytes) => println!(
+                "{MARK} data {} {}",
+                path.display(),
+                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes))
+            ),
+            Err(e) => println!("{MARK} data {} error {e}", path.display()),
+        }
+    }
+}
+
+/// The data disk's files: a small one, and one of many distinct 4 KiB
+/// blocks (block `i` is `i` as 8 bytes, repeated), which the tampering
+/// test finds on the disk.
+fn data_files(scratch: &Path) -> Vec<(String, PathBuf)> {
+    let small = scratch.join("hello.txt");
+    std::fs::write(&small, b"hello from the data disk\n").expect("write");
+    let big = scratch.join("blocks.bin");
+    let blocks: Vec<u8> = (0..PATTERN_BLOCKS)
+        .flat_map(|i| std::iter::repeat_n(i, 512).flat_map(u64::to_le_bytes))
+        .collect();
+    std::fs::write(&big, blocks).expect("write");
+    vec![
+        ("notes/hello.txt".into(), small),
+        ("models/blocks.bin".into(), big),
+    ]
+}
+
+/// The blocks of `models/blocks.bin`: 3 MiB, so that the tree has two levels.
+const PATTERN_BLOCKS: u64 = 768;
+
+/// Boots the image in `out` with `disk` as its data disk; returns the
+/// console lines after [`MARK`] and the console's tail, for messages.
+fn boot(out: &Path, disk: &Path, append: &str, scratch: &Path) -> (Vec<String>, String) {
     let qemu = "qemu-system-x86_64";
     if Command::new(qemu).arg("--version").output().is_err() {
         panic!("{qemu} is not installed (Debian: apt-get install qemu-system-x86); this test boots the image");
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let exe = std::env::current_exe().expect("current_exe");
-    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let spec = ImageSpec {
-        lock: crate_dir.join("debian.lock"),
-        cache: crate_dir.join("../.cache/image"),
-        init: exe.clone(),
-        enclave: exe,
-        files: Vec::new(),
-        enclave_args: Vec::new(),
-        cmdline: "console=ttyS0 panic=-1 rdinit=/init".into(),
-        vm: VmShape {
-            vcpus: 1,
-            memory_mib: 1024,
-            snp_vcpu_type: "EPYC-v4".into(),
-        },
-        snp_firmware: None,
-    };
-    let out = dir.path().join("out");
-    let manifest = build(&spec, &out).unwrap_or_else(|e| {
-        panic!("building the image failed (the first build needs deb.debian.org and PyPI): {e}")
-    });
-    let append = format!(
-        "{} -- guest_side --exact --ignored --nocapture --test-threads=1",
-        manifest.cmdline
-    );
-    let console = dir.path().join("console.log");
+    let console = scratch.join(format!(
+        "console-{}.log",
+        disk.file_stem().and_then(|s| s.to_str()).unwrap_or("disk")
+    ));
     let mut child = Command::new(qemu)
         .args(["-machine", "q35", "-accel", "tcg", "-cpu", "max"])
         .args([
@@ -114,7 +152,13 @@ fn the_image_boots_and_loads_its_modules() {
         .arg("-initrd")
         .arg(out.join("initrd.img"))
         .arg("-append")
-        .arg(&append)
+        .arg(append)
+        .arg("-drive")
+        .arg(format!(
+            "file={},if=none,id=data0,format=raw,readonly=on",
+            disk.display()
+        ))
+        .args(["-device", "virtio-blk-pci,drive=data0"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -147,39 +191,122 @@ fn the_image_boots_and_loads_its_modules() {
         .rev()
         .collect::<Vec<_>>()
         .join("\n");
+    let tail = format!("console tail:\n{tail}\nstderr: {stderr}");
     assert!(
         status.is_some(),
-        "QEMU did not stop within {limit:?}; console tail:\n{tail}\nstderr: {stderr}"
+        "QEMU did not stop within {limit:?}; {tail}"
     );
-    let lines: Vec<&str> = log
+    let lines = log
         .lines()
         .filter_map(|l| {
             l.trim_end_matches('\r')
                 .split_once(MARK)
-                .map(|(_, r)| r.trim())
+                .map(|(_, r)| r.trim().to_owned())
         })
         .collect();
-    assert!(
-        lines.contains(&"pid 1"),
-        "init never ran; console tail:\n{tail}\nstderr: {stderr}"
+    (lines, tail)
+}
+
+#[test]
+fn the_image_boots_loads_its_modules_and_reads_its_data_disk_only_as_measured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exe = std::env::current_exe().expect("current_exe");
+    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let spec = ImageSpec {
+        lock: crate_dir.join("debian.lock"),
+        cache: crate_dir.join("../.cache/image"),
+        init: exe.clone(),
+        enclave: exe,
+        files: Vec::new(),
+        data_files: data_files(dir.path()),
+        enclave_args: Vec::new(),
+        cmdline: "console=ttyS0 panic=-1 rdinit=/init".into(),
+        vm: VmShape {
+            vcpus: 1,
+            memory_mib: 1024,
+            snp_vcpu_type: "EPYC-v4".into(),
+        },
+        snp_firmware: None,
+    };
+    let out = dir.path().join("out");
+    let manifest = build(&spec, &out).unwrap_or_else(|e| {
+        panic!("building the image failed (the first build needs deb.debian.org and PyPI): {e}")
+    });
+    let append = format!(
+        "{} -- guest_side --exact --ignored --nocapture --test-threads=1",
+        manifest.cmdline
     );
+    let disk = out.join("data.img");
+    let (lines, tail) = boot(&out, &disk, &append, dir.path());
+    assert!(lines.iter().any(|l| l == "pid 1"), "init never ran; {tail}");
     for module in &manifest.modules {
         let ok = format!("module {module} ok");
         let line = lines
             .iter()
-            .find(|l| l.starts_with(&format!("module {module} ")))
-            .copied();
+            .find(|l| l.starts_with(&format!("module {module} ")));
         // Outside a TEE the TDX and SEV guest drivers find no device
         // (ENODEV), which proves their symbols resolved: a module loaded
         // before its dependencies fails with ENOENT instead.
         let expected_outside_tee = ["tdx_guest", "sev_guest"].contains(&module.as_str());
-        let fine = line == Some(ok.as_str())
+        let fine = line == Some(&ok)
             || (expected_outside_tee && line == Some(&format!("module {module} ENODEV")));
-        assert!(fine, "{module}: {line:?}; console tail:\n{tail}");
+        assert!(fine, "{module}: {line:?}; {tail}");
     }
     assert!(
-        lines.contains(&"configfs-tsm ok"),
-        "configfs-tsm missing; console tail:\n{tail}"
+        lines.iter().any(|l| l == "configfs-tsm ok"),
+        "configfs-tsm missing; {tail}"
     );
-    assert!(lines.contains(&"done"), "console tail:\n{tail}");
+    // The data disk, through dm-verity: each file as the manifest records it.
+    let record = manifest
+        .data_disk
+        .as_ref()
+        .expect("the manifest records the data disk");
+    assert!(
+        lines.iter().any(|l| l == "data disk mounted"),
+        "the data disk was not mounted; {tail}"
+    );
+    let expected: Vec<String> = record
+        .files
+        .iter()
+        .map(|f| format!("data {} {}", f.path, f.sha256))
+        .collect();
+    let found: Vec<&String> = lines.iter().filter(|l| l.starts_with("data /")).collect();
+    assert_eq!(found, expected.iter().collect::<Vec<_>>(), "{tail}");
+    assert!(lines.iter().any(|l| l == "done"), "{tail}");
+
+    // The host alters one byte of one block of the big file: that file
+    // fails to read (dm-verity's I/O error), the other still reads.
+    let mut bytes = std::fs::read(&disk).expect("read data.img");
+    let block_100: Vec<u8> = std::iter::repeat_n(100u64, 512)
+        .flat_map(u64::to_le_bytes)
+        .collect();
+    let at = bytes
+        .windows(block_100.len())
+        .position(|w| w == block_100.as_slice())
+        .expect("block 100 of blocks.bin is on the disk");
+    bytes[at + 7] ^= 0x01;
+    let tampered = dir.path().join("tampered.img");
+    std::fs::write(&tampered, &bytes).expect("write");
+    let (lines, tail) = boot(&out, &tampered, &append, dir.path());
+    assert!(
+        lines.iter().any(|l| l == "data disk mounted"),
+        "the file system's own blocks are intact, so it mounts; {tail}"
+    );
+    let small = &record
+        .files
+        .iter()
+        .find(|f| f.path.ends_with("hello.txt"))
+        .expect("hello.txt");
+    assert!(
+        lines.contains(&format!("data {} {}", small.path, small.sha256)),
+        "the untouched file still reads; {tail}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("data /data/models/blocks.bin error")
+                && l.contains("Input/output error")),
+        "the altered file must fail to read; {tail}"
+    );
+    assert!(lines.iter().any(|l| l == "done"), "{tail}");
 }

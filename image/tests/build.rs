@@ -31,6 +31,8 @@ fn committed_lock() -> PathBuf {
 
 /// The model file every build carries.
 const MODEL: &[u8] = b"not really ONNX, just bytes to carry\n";
+/// The file every build's data disk carries.
+const WEIGHTS: &[u8] = b"large files go on the data disk\n";
 
 /// A spec over `lock`: this test binary as both init and enclave (a Rust
 /// ELF like theirs), and a small model file.
@@ -38,12 +40,15 @@ fn spec(lock: PathBuf, scratch: &Path) -> ImageSpec {
     let exe = std::env::current_exe().expect("current_exe");
     let model = scratch.join("model.onnx");
     std::fs::write(&model, MODEL).expect("write model");
+    let weights = scratch.join("weights.bin");
+    std::fs::write(&weights, WEIGHTS).expect("write weights");
     ImageSpec {
         lock,
         cache: cache(),
         init: exe.clone(),
         enclave: exe,
         files: vec![("models/test/model.onnx".into(), model)],
+        data_files: vec![("big/weights.bin".into(), weights)],
         enclave_args: vec!["--vsock-port".into(), "5000".into()],
         cmdline: "console=ttyS0 panic=-1 rdinit=/init".into(),
         vm: VmShape {
@@ -77,12 +82,13 @@ fn out_dir() -> PathBuf {
     image().0.path().join("out")
 }
 
-const ARTIFACTS: [&str; 6] = [
+const ARTIFACTS: [&str; 7] = [
     "OVMF.fd",
     "OVMF.amdsev.fd",
     "vmlinuz",
     "initrd.img",
     "cmdline",
+    "data.img",
     "manifest.json",
 ];
 
@@ -157,10 +163,33 @@ fn the_manifest_describes_the_outputs() {
     assert_eq!(manifest.artifacts.snp_ovmf.sha256, sha("OVMF.amdsev.fd"));
     assert_eq!(manifest.artifacts.kernel.sha256, sha("vmlinuz"));
     assert_eq!(manifest.artifacts.initrd.sha256, sha("initrd.img"));
+    // The spec's command line and the data disk's dm-verity parameters, no newline.
+    let data = manifest.data_disk.as_ref().expect("a data disk");
     assert_eq!(
         std::fs::read_to_string(out.join("cmdline")).expect("cmdline"),
-        "console=ttyS0 panic=-1 rdinit=/init",
-        "the command line, no newline"
+        format!(
+            "console=ttyS0 panic=-1 rdinit=/init {}",
+            data.verity().expect("parameters").param()
+        ),
+    );
+    assert_eq!(
+        manifest.cmdline,
+        format!(
+            "console=ttyS0 panic=-1 rdinit=/init {}",
+            data.verity().expect("parameters").param()
+        )
+    );
+    assert_eq!(
+        manifest.artifacts.data.as_ref().map(|a| a.sha256.clone()),
+        Some(sha("data.img"))
+    );
+    assert_eq!(
+        data.files,
+        vec![kokon_image::manifest::ImageFile {
+            path: "/data/big/weights.bin".into(),
+            sha256: kokon_image::digest::sha256_hex(WEIGHTS),
+            size: WEIGHTS.len() as u64,
+        }]
     );
     let lock = Lock::load(&committed_lock()).expect("lock");
     let kernel = lock
@@ -655,6 +684,14 @@ fn bad_spec_paths_are_refused() {
         err.to_string(),
         "image layout: /init is put into the image twice"
     );
+    let mut bad_data = spec(committed_lock(), dir.path());
+    bad_data.data_files = vec![("big/../../x".into(), dir.path().join("weights.bin"))];
+    let err = build(&bad_data, &dir.path().join("out")).expect_err("dotdot on the disk");
+    assert!(
+        err.to_string().starts_with("image layout: the data disk: "),
+        "{err}"
+    );
+    assert!(err.to_string().contains("big/../../x"), "{err}");
     let mut not_elf = spec(committed_lock(), dir.path());
     not_elf.enclave = dir.path().join("model.onnx");
     let err = build(&not_elf, &dir.path().join("out")).expect_err("not ELF");

@@ -129,6 +129,18 @@ fn pin() -> anyhow::Result<(Vec<usize>, Vec<usize>)> {
     Ok((ours, (n - n / 2..n).collect()))
 }
 
+/// The enclave's arguments in every figure: its CPUs, the device and, when
+/// [`BATCH_DELAY_ENV`] asks for one, its queueing delay for merging
+/// requests (else its default).
+fn enclave_args(cpus: &[usize], device: kokon_enclave::inference::Device) -> Vec<String> {
+    let mut args = cpus_args(cpus);
+    args.extend(kokon_tests::gpu::device_args(device));
+    if let Ok(us) = std::env::var(BATCH_DELAY_ENV) {
+        args.extend(["--batch-delay-us".into(), us]);
+    }
+    args
+}
+
 /// The enclave's `--cpus` argument for `cpus` (none when empty).
 fn cpus_args(cpus: &[usize]) -> Vec<String> {
     if cpus.is_empty() {
@@ -157,6 +169,11 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if only.as_deref() == Some("floor") {
+        // `kokon-bench floor`: only the protocol floor.
+        let device = kokon_tests::gpu::bench_device().map_err(anyhow::Error::msg)?;
+        return runtime.block_on(floor(enclave_args(&enclave_cpus, device)));
+    }
     if only.as_deref() == Some("llm") {
         // `kokon-bench llm`: only the text-generation figures.
         return runtime.block_on(async {
@@ -348,14 +365,8 @@ async fn bench(cpus: Vec<usize>, enclave_cpus: Vec<usize>, parts: Parts) -> anyh
     }
     model_t.sort();
 
-    let mut enclave_args = cpus_args(&enclave_cpus);
-    enclave_args.extend(kokon_tests::gpu::device_args(device));
-    // The enclave's queueing delay for merging requests, when asked for
-    // (else its default).
+    let enclave_args = enclave_args(&enclave_cpus, device);
     let batch_delay = std::env::var(BATCH_DELAY_ENV).ok();
-    if let Some(us) = &batch_delay {
-        enclave_args.extend(["--batch-delay-us".into(), us.clone()]);
-    }
     let enclave_args_for_floor = enclave_args.clone();
     let stack = Stack::start(Options {
         enclave_args,

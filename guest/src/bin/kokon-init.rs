@@ -14,6 +14,7 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::Context;
+use kokon_wire::vm;
 use nix::mount::{mount, MsFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
@@ -57,6 +58,15 @@ fn run() -> anyhow::Result<()> {
     }
     // configfs-tsm lives under configfs, a module in distribution kernels.
     mount_fs("configfs", "/sys/kernel/config", "configfs")?;
+    if let Some(verity) = kokon_guest::data_disk(root)? {
+        kokon_guest::mount_data_disk(&verity)?;
+        log(&format!(
+            "data disk: {} blocks under dm-verity root {} on {}",
+            verity.data_blocks,
+            hex::encode(verity.root_hash),
+            vm::DATA_MOUNT
+        ));
+    }
     let plan = kokon_guest::plan(root)?;
     log(&format!("evidence: {}", plan.evidence));
     let child = Command::new(&plan.program)

@@ -1,0 +1,117 @@
+//! The data disk: large files (a text model, later the CUDA libraries) on
+//! a read-only virtio disk instead of in the initramfs, which the firmware
+//! loads into guest memory and the kernel unpacks into more of it.
+//!
+//! `data.img` is an EROFS file system ([`crate::erofs`]) followed by its
+//! dm-verity hash tree ([`crate::verity`]). The tree's root hash goes on
+//! the kernel command line ([`kokon_wire::vm::DataVerity`]), which the TEE
+//! measures, and the guest's init reads the disk only through a dm-verity
+//! device built from it: the launch measurement covers every byte the
+//! guest can read from the disk, and a block the host alters fails to read.
+
+use std::path::{Path, PathBuf};
+
+use kokon_wire::vm::DataVerity;
+use sha2::{Digest, Sha256};
+
+use crate::digest::file_sha256;
+use crate::error::ImageError;
+use crate::manifest::{DataDiskRecord, ImageFile};
+
+/// The data disk's file name in the output directory.
+pub const DATA_FILE: &str = "data.img";
+
+/// Writes the data disk holding `files` (path under
+/// [`kokon_wire::vm::DATA_MOUNT`], source file) to `path`, through a
+/// temporary file and a rename. The salt (and the file system's UUID) is
+/// derived from the files' paths and digests, so the same files give the
+/// same bytes.
+pub fn build(path: &Path, files: &[(String, PathBuf)]) -> Result<DataDiskRecord, ImageError> {
+    let mut records = Vec::new();
+    let mut entries = Vec::new();
+    for (name, source) in files {
+        let name = name.trim_start_matches('/');
+        let (sha256, size) = file_sha256(source)?;
+        records.push(ImageFile {
+            path: format!("{}/{name}", kokon_wire::vm::DATA_MOUNT),
+            sha256,
+            size,
+        });
+        entries.push(crate::erofs::Entry {
+            path: name.to_owned(),
+            source: crate::erofs::Source::File(source.clone()),
+            executable: false,
+        });
+    }
+    records.sort_by(|a, b| a.path.cmp(&b.path));
+    let salt = salt(&records);
+    let mut uuid = [0u8; 16];
+    uuid.copy_from_slice(&salt[..16]);
+
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".kokon-tmp-")
+        .tempfile_in(dir)
+        .map_err(ImageError::io("creating a temporary file in", dir))?;
+    let mut file = tmp
+        .reopen()
+        .map_err(ImageError::io("writing", tmp.path().to_owned()))?;
+    let layout = |reason: String| ImageError::Layout(format!("the data disk: {reason}"));
+    let data_len =
+        crate::erofs::write(&mut file, &entries, uuid).map_err(|e| layout(e.to_string()))?;
+    let verity = crate::verity::append_hash_tree(&mut file, data_len, &salt)
+        .map_err(|e| layout(e.to_string()))?;
+    file.sync_all()
+        .map_err(ImageError::io("writing", tmp.path().to_owned()))?;
+    tmp.persist(path).map_err(|e| ImageError::Io {
+        action: "renaming a temporary file to",
+        path: path.to_owned(),
+        source: e.error,
+    })?;
+    Ok(DataDiskRecord {
+        data_blocks: verity.data_blocks,
+        hash_start_block: verity.hash_start_block,
+        root_hash: hex::encode(verity.root_hash),
+        salt: hex::encode(salt),
+        files: records,
+    })
+}
+
+/// The salt of a disk holding `files`: SHA-256 over their paths, digests
+/// and sizes.
+fn salt(files: &[ImageFile]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(b"kokon data disk v1\0");
+    for f in files {
+        hasher.update(f.path.as_bytes());
+        hasher.update([0]);
+        hasher.update(f.sha256.as_bytes());
+        hasher.update(f.size.to_le_bytes());
+    }
+    hasher.finalize().into()
+}
+
+impl DataDiskRecord {
+    /// The dm-verity parameters the command line carries.
+    pub fn verity(&self) -> Result<DataVerity, ImageError> {
+        let digest = |hex_digest: &str, what: &str| -> Result<[u8; 32], ImageError> {
+            hex::decode(hex_digest)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+                .ok_or_else(|| {
+                    ImageError::Layout(format!(
+                        "the data disk's {what} {hex_digest:?} is not 32 bytes of hex"
+                    ))
+                })
+        };
+        Ok(DataVerity {
+            data_blocks: self.data_blocks,
+            hash_start_block: self.hash_start_block,
+            root_hash: digest(&self.root_hash, "root hash")?,
+            salt: digest(&self.salt, "salt")?,
+        })
+    }
+}
