@@ -217,6 +217,12 @@ pub struct ImageBuildArgs {
     /// Price of one inference in nanotons (measured, in the serving configuration).
     #[arg(long, default_value_t = 0)]
     pub price_nanoton_per_unit: u128,
+    /// With --llm: price of one prompt token in nanotons (measured).
+    #[arg(long, default_value_t = 0, requires = "llm")]
+    pub price_nanoton_per_prompt_token: u128,
+    /// With --llm: price of one completion token in nanotons (measured).
+    #[arg(long, default_value_t = 0, requires = "llm")]
+    pub price_nanoton_per_completion_token: u128,
 }
 
 /// `kokon audit ...`.

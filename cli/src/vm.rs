@@ -100,6 +100,10 @@ pub fn build(args: &ImageBuildArgs) -> anyhow::Result<()> {
         enclave_args.extend([
             "--llm".into(),
             format!("{}/{LLM_ON_DATA_DISK}", kokon_wire::vm::DATA_MOUNT),
+            "--price-nanoton-per-prompt-token".into(),
+            args.price_nanoton_per_prompt_token.to_string(),
+            "--price-nanoton-per-completion-token".into(),
+            args.price_nanoton_per_completion_token.to_string(),
         ]);
     }
     let spec = ImageSpec {

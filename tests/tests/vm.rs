@@ -15,6 +15,8 @@
 //! test runs under TCG. The client attests it with that policy (so the
 //! development VM's evidence carries the image's real measurements), a
 //! different image's policy rejects it, private inferences run through it,
+//! among them a chat completion from the text model the image carries on
+//! its dm-verity data disk,
 //! the VM is killed while requests are in flight and the host boots a new
 //! one that serves the next request, SIGTERM powers it off, a SIGKILLed
 //! host takes its VM down with it, and a marker the client sent appears in
@@ -97,7 +99,18 @@ async fn the_worker_vm_boots_attests_serves_and_survives_a_kill() {
     let data = tempfile::tempdir().unwrap();
     let image = data.path().join("image");
     let other_image = data.path().join("other-image");
-    build_image(&env, data.path(), &image, 0, &[]).unwrap();
+    // The text model goes on the data disk; it needs more guest memory.
+    let llm = [
+        "--llm",
+        env.llm_dir.to_str().unwrap(),
+        "--memory-mib",
+        "3072",
+        "--price-nanoton-per-prompt-token",
+        "2",
+        "--price-nanoton-per-completion-token",
+        "3",
+    ];
+    build_image(&env, data.path(), &image, 0, &llm).unwrap();
     // The same build with another price: another initrd, other measurements.
     build_image(&env, data.path(), &other_image, 7, &[]).unwrap();
     let policy_text = measured_policy(&env, data.path(), &image).unwrap();
@@ -151,6 +164,31 @@ async fn the_worker_vm_boots_attests_serves_and_survives_a_kill() {
     let (response, receipt) = client.infer(&enclave, &request).await.unwrap();
     assert_eq!(response.id.as_deref(), Some(marker.as_str()));
     assert_eq!(receipt.receipt.units, 1);
+    // The text model, read by the guest from the data disk through dm-verity.
+    let text = enclave.evidence.claims.text_model.clone().unwrap();
+    assert_eq!(text.name, "smollm2-135m-instruct");
+    let (answer, receipt) = client
+        .chat_completion(
+            &enclave,
+            &kokon_tests::chat_request("What is the capital of France?", 8),
+        )
+        .await
+        .unwrap();
+    assert!(
+        answer.choices[0]
+            .message
+            .content
+            .starts_with("The capital of France"),
+        "{:?}",
+        answer.choices[0].message.content
+    );
+    let r = &receipt.receipt;
+    assert_eq!(r.model_digest, text.digest);
+    assert_eq!((r.price_per_unit, r.price_per_output_unit), (2, 3));
+    assert_eq!(
+        (r.units, r.output_units),
+        (answer.usage.prompt_tokens, answer.usage.completion_tokens)
+    );
     let mut bad = magika_request(&[row(&env, PYTHON)]);
     bad.inputs[0].name = marker.clone();
     let err = client.infer(&enclave, &bad).await.unwrap_err();
