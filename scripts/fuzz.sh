@@ -13,7 +13,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 corpus=fuzz/corpus
-mkdir -p $corpus/{tdx_quote,bundle_json,ohttp,wire_frame,receipt,policy,snp_report,tdx_collateral,snp_cert_table,ratls_cert,eventlog,qgs_message,voucher,payer_proof,openai_request,stream_decoders,kserve_binary,ovmf_snp,tdvf_metadata,nvidia_gpu_report,ocsp_response,nvidia_rim}
+mkdir -p $corpus/{tdx_quote,bundle_json,ohttp,wire_frame,receipt,policy,snp_report,tdx_collateral,snp_cert_table,ratls_cert,eventlog,qgs_message,voucher,payer_proof,openai_request,stream_decoders,kserve_binary,ovmf_snp,tdvf_metadata,nvidia_gpu_report,ocsp_response,nvidia_rim,data_verity}
 for f in ../shared/fixtures/tdx/*.dat; do [ -f "$f" ] && cp "$f" $corpus/tdx_quote/; done
 cp policies/*.toml $corpus/policy/
 for f in ../shared/fixtures/snp/*.bin; do cp "$f" $corpus/snp_report/; done
@@ -47,6 +47,7 @@ printf '\x03\x40\xc8\x00\x05hello\x00\x00' > $corpus/stream_decoders/bhttp
 # bytes, big-endian), the JSON header, then 8 bytes of tensor data.
 header='{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","parameters":{"binary_data_size":8}}],"parameters":{"binary_data_output":true}}'
 { printf "\\x$(printf %02x $((${#header} >> 8)))\\x$(printf %02x $((${#header} & 255)))"; printf '%s' "$header"; printf '\x00\x00\x80\x3f\x00\x00\x00\x40'; } > $corpus/kserve_binary/binary
+printf 'console=ttyS0 kokon.data=300:300:%064d:%064d panic=-1' 0 0 > $corpus/data_verity/cmdline
 printf '\xff\xff{"inputs":[{"name":"x","shape":[2],"datatype":"INT32","data":[1,2]}]}' > $corpus/kserve_binary/json
 # The firmware's last pages hold its footer GUID table and metadata (the
 # guest image's OVMFs, which `just image` or `just test` builds: the generic
@@ -59,7 +60,7 @@ fi
 if [ -f .cache/vm/image/OVMF.amdsev.fd ]; then
   tail -c 4096 .cache/vm/image/OVMF.amdsev.fd > $corpus/ovmf_snp/amdsev-tail
 fi
-for target in tdx_quote bundle_json ohttp wire_frame receipt policy snp_report tdx_collateral snp_cert_table ratls_cert eventlog qgs_message voucher payer_proof openai_request stream_decoders kserve_binary ovmf_snp tdvf_metadata nvidia_gpu_report ocsp_response nvidia_rim; do
+for target in tdx_quote bundle_json ohttp wire_frame receipt policy snp_report tdx_collateral snp_cert_table ratls_cert eventlog qgs_message voucher payer_proof openai_request stream_decoders kserve_binary ovmf_snp tdvf_metadata nvidia_gpu_report ocsp_response nvidia_rim data_verity; do
   echo "fuzz: $target for ${seconds}s" >&2
   cargo fuzz run --sanitizer none "$target" "$corpus/$target" -- -max_total_time="$seconds" -rss_limit_mb=2048 2>&1 | tail -n 3
 done
