@@ -39,11 +39,11 @@ image-lock:
     cargo build --release --bin kokon
     ./target/release/kokon image lock
 
-# The demo's story through the worker VM (QEMU; KVM when it runs the firmware here, else TCG; accel=kvm|tcg forces one): measured image, attested VM, private inference.
+# The demo's story through the worker VM (QEMU; KVM when it runs the firmware here, else TCG; accel=kvm|tcg forces one): measured image, attested VM, private inference, the text model from the image's dm-verity data disk.
 demo-vm accel="": setup
     bash scripts/setup.sh vm
     cargo build --release --bins
-    ./target/release/kokon image build --out .cache/vm/demo-image --price-nanoton-per-unit 1000000
+    set -a; source .cache/kokon.env; set +a; ./target/release/kokon image build --out .cache/vm/demo-image --price-nanoton-per-unit 1000000 --llm "$KOKON_LLM_DIR" --price-nanoton-per-prompt-token 1000 --price-nanoton-per-completion-token 3000 --memory-mib 3072
     set -a; source .cache/kokon.env; set +a; ./target/release/kokon demo --vm .cache/vm/demo-image {{ if accel == "" { "" } else { "--accel " + accel } }} --file README.md
 
 # Latency of a full confidential inference against bare session.run, throughput, evidence verification, billing, and text generation (TTFT, decode, vs llama.cpp).
