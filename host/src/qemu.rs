@@ -623,7 +623,8 @@ pub fn preflight(qemu: &Path, cfg: &VmConfig) -> Result<QemuVersion, VmError> {
 }
 
 /// Checks, in this order, that `qemu` runs and is recent enough for `cfg`
-/// ([`minimum_qemu`]), that the firmware, kernel and initrd are files, that
+/// ([`minimum_qemu`]), that the firmware, kernel, initrd and data disk (if
+/// any) are files, that
 /// KVM can be opened when the VM uses it (and that a TCG VM does not ask
 /// for CPU model `host`), and that every GPU is a PCI device bound to
 /// vfio-pci. The first failure is returned, naming the fix.
@@ -643,11 +644,13 @@ pub fn preflight_with(
             });
         }
     }
-    for (what, path) in [
-        ("firmware", &cfg.firmware),
-        ("kernel", &cfg.kernel),
-        ("initrd", &cfg.initrd),
-    ] {
+    let files = [
+        ("firmware", Some(&cfg.firmware)),
+        ("kernel", Some(&cfg.kernel)),
+        ("initrd", Some(&cfg.initrd)),
+        ("data disk", cfg.data_disk.as_ref()),
+    ];
+    for (what, path) in files.into_iter().filter_map(|(w, p)| Some((w, p?))) {
         if !path.is_file() {
             return Err(VmError::ImageFileMissing {
                 what,

@@ -720,6 +720,21 @@ fn preflight_names_a_missing_image_file_and_how_to_build_it() {
             )
         );
     }
+    // An image with a data disk needs its data.img; one without needs none.
+    let host = FakeHost::new();
+    let with_disk = VmConfig {
+        data_disk: Some(host.path("data.img")),
+        ..tdx()
+    };
+    assert_eq!(
+        host.error(&qemu, &with_disk),
+        format!(
+            "the image's data disk {} is missing: build the image with `kokon image build --out DIR` (just image)",
+            host.path("data.img").display()
+        )
+    );
+    std::fs::write(host.path("data.img"), b"x").unwrap();
+    host.preflight(&qemu, &with_disk).unwrap();
 }
 
 #[test]
