@@ -274,7 +274,29 @@ pub fn measure(
         }
         return Ok(());
     }
+    // The data disk, which the command line's root hash fixes: checked
+    // block by block as the guest's dm-verity will read it.
+    let data_disk = match &image.manifest.data_disk {
+        None => None,
+        Some(record) => {
+            let verity = kokon_wire::vm::DataVerity::from_cmdline(&image.manifest.cmdline)
+                .map_err(anyhow::Error::msg)?
+                .context("the manifest records a data disk but the command line names none")?;
+            let file = dir.join(kokon_image::disk::DATA_FILE);
+            kokon_image::disk::check(&file, &verity)?;
+            Some((verity, record))
+        }
+    };
     if json {
+        let data_disk = data_disk.map(|(verity, record)| {
+            serde_json::json!({
+                "file": kokon_image::disk::DATA_FILE,
+                "root_hash": hex::encode(verity.root_hash),
+                "data_blocks": verity.data_blocks,
+                "checked": true,
+                "files": record.files,
+            })
+        });
         let registers: Vec<_> = registers
             .iter()
             .map(|r| {
@@ -288,7 +310,7 @@ pub fn measure(
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &serde_json::json!({ "tee": tee, "registers": registers })
+                &serde_json::json!({ "tee": tee, "registers": registers, "data_disk": data_disk })
             )?
         );
         return Ok(());
@@ -302,6 +324,27 @@ pub fn measure(
         println!("\n{} = {}", register.name, hex::encode(&register.value));
         for line in &register.explanation {
             println!("  {line}");
+        }
+    }
+    if let Some((verity, record)) = data_disk {
+        println!(
+            "\ndata disk = {}, dm-verity root {}",
+            kokon_image::disk::DATA_FILE,
+            hex::encode(verity.root_hash)
+        );
+        println!(
+            "  the measured command line's {} fixes its root hash, salt and layout ({} data blocks, hash tree from block {}); every block of {} was hashed up to that root here, as the guest's dm-verity reads it: it matches",
+            kokon_wire::vm::DATA_PARAM,
+            verity.data_blocks,
+            verity.hash_start_block,
+            kokon_image::disk::DATA_FILE
+        );
+        println!(
+            "  files (EROFS, mounted read-only on {}):",
+            kokon_wire::vm::DATA_MOUNT
+        );
+        for f in &record.files {
+            println!("    {} sha256 {} ({} bytes)", f.path, f.sha256, f.size);
         }
     }
     Ok(())

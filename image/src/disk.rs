@@ -94,6 +94,26 @@ fn salt(files: &[ImageFile]) -> [u8; 32] {
     hasher.finalize().into()
 }
 
+/// Checks the data disk at `path` against `verity` (the parameters on an
+/// image's measured command line) as the guest's dm-verity would, every
+/// block up to the root hash: an error names the first block that differs.
+pub fn check(path: &Path, verity: &DataVerity) -> Result<(), ImageError> {
+    let mut file = std::fs::File::open(path).map_err(ImageError::io("reading", path))?;
+    let tree = crate::verity::Verity {
+        data_blocks: verity.data_blocks,
+        hash_start_block: verity.hash_start_block,
+        root_hash: verity.root_hash,
+        salt: verity.salt.to_vec(),
+        hash_blocks: crate::verity::hash_blocks(verity.data_blocks),
+    };
+    crate::verity::check(&mut file, &tree).map_err(|e| {
+        ImageError::Layout(format!(
+            "the data disk {} does not match the command line's dm-verity parameters: {e}",
+            path.display()
+        ))
+    })
+}
+
 impl DataDiskRecord {
     /// The dm-verity parameters the command line carries.
     pub fn verity(&self) -> Result<DataVerity, ImageError> {
@@ -113,5 +133,60 @@ impl DataDiskRecord {
             root_hash: digest(&self.root_hash, "root hash")?,
             salt: digest(&self.salt, "salt")?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_disk_checks_against_its_parameters_and_an_altered_one_does_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let source = dir.path().join("weights.bin");
+        let weights: Vec<u8> = (0..20_000u32).flat_map(u32::to_le_bytes).collect();
+        std::fs::write(&source, &weights).expect("write");
+        let files = vec![("m/weights.bin".to_owned(), source)];
+        let path = dir.path().join(DATA_FILE);
+        let record = build(&path, &files).expect("build");
+        let verity = record.verity().expect("parameters");
+        check(&path, &verity).expect("the disk as built");
+        // The same files give the same disk.
+        let again = dir.path().join("again.img");
+        assert_eq!(build(&again, &files).expect("build"), record);
+        assert_eq!(
+            std::fs::read(&again).expect("read"),
+            std::fs::read(&path).expect("read")
+        );
+        assert_eq!(
+            record.files,
+            vec![ImageFile {
+                path: "/data/m/weights.bin".into(),
+                sha256: crate::digest::sha256_hex(&weights),
+                size: weights.len() as u64,
+            }]
+        );
+        // One byte of the file altered on the disk.
+        let mut bytes = std::fs::read(&path).expect("read");
+        let at = bytes
+            .windows(8)
+            .position(|w| w == [0x10, 0x27, 0, 0, 0x11, 0x27, 0, 0])
+            .expect("the words 10000, 10001 are on the disk");
+        bytes[at] ^= 1;
+        std::fs::write(&path, &bytes).expect("write");
+        let err = check(&path, &verity).expect_err("altered").to_string();
+        assert!(
+            err.contains("does not match the command line's dm-verity parameters"),
+            "{err}"
+        );
+        assert!(err.contains("data block"), "{err}");
+        // Another root hash: the disk is not the one the command line names.
+        bytes[at] ^= 1;
+        std::fs::write(&path, &bytes).expect("write");
+        let other = DataVerity {
+            root_hash: [0; 32],
+            ..verity
+        };
+        assert!(check(&path, &other).is_err());
     }
 }

@@ -170,6 +170,11 @@ fn level_sizes(data_blocks: u64) -> Vec<u64> {
     sizes
 }
 
+/// The number of hash blocks in the tree of `data_blocks` data blocks.
+pub fn hash_blocks(data_blocks: u64) -> u64 {
+    level_sizes(data_blocks).iter().sum()
+}
+
 /// First device block of each level (indexed like `sizes`): the top level starts at
 /// `hash_start`, each lower level follows the one above it, level 0 comes last.
 /// Returns the starts and the block just past the tree.
