@@ -48,29 +48,13 @@ pub fn build(path: &Path, files: &[(String, PathBuf)]) -> Result<DataDiskRecord,
     let mut uuid = [0u8; 16];
     uuid.copy_from_slice(&salt[..16]);
 
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".kokon-tmp-")
-        .tempfile_in(dir)
-        .map_err(ImageError::io("creating a temporary file in", dir))?;
-    let mut file = tmp
-        .reopen()
-        .map_err(ImageError::io("writing", tmp.path().to_owned()))?;
+    let mut tmp = crate::output::temporary_beside(path)?;
     let layout = |reason: String| ImageError::Layout(format!("the data disk: {reason}"));
-    let data_len =
-        crate::erofs::write(&mut file, &entries, uuid).map_err(|e| layout(e.to_string()))?;
-    let verity = crate::verity::append_hash_tree(&mut file, data_len, &salt)
+    let data_len = crate::erofs::write(tmp.as_file_mut(), &entries, uuid)
         .map_err(|e| layout(e.to_string()))?;
-    file.sync_all()
-        .map_err(ImageError::io("writing", tmp.path().to_owned()))?;
-    tmp.persist(path).map_err(|e| ImageError::Io {
-        action: "renaming a temporary file to",
-        path: path.to_owned(),
-        source: e.error,
-    })?;
+    let verity = crate::verity::append_hash_tree(tmp.as_file_mut(), data_len, &salt)
+        .map_err(|e| layout(e.to_string()))?;
+    crate::output::persist(tmp, path)?;
     Ok(DataDiskRecord {
         data_blocks: verity.data_blocks,
         hash_start_block: verity.hash_start_block,
