@@ -101,22 +101,13 @@ pub fn check(path: &Path, verity: &DataVerity) -> Result<(), ImageError> {
 impl DataDiskRecord {
     /// The dm-verity parameters the command line carries.
     pub fn verity(&self) -> Result<DataVerity, ImageError> {
-        let digest = |hex_digest: &str, what: &str| -> Result<[u8; 32], ImageError> {
-            hex::decode(hex_digest)
-                .ok()
-                .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
-                .ok_or_else(|| {
-                    ImageError::Layout(format!(
-                        "the data disk's {what} {hex_digest:?} is not 32 bytes of hex"
-                    ))
-                })
-        };
-        Ok(DataVerity {
-            data_blocks: self.data_blocks,
-            hash_start_block: self.hash_start_block,
-            root_hash: digest(&self.root_hash, "root hash")?,
-            salt: digest(&self.salt, "salt")?,
-        })
+        DataVerity::from_parts(
+            self.data_blocks,
+            self.hash_start_block,
+            &self.root_hash,
+            &self.salt,
+        )
+        .map_err(|reason| ImageError::Layout(format!("the data disk's parameters: {reason}")))
     }
 }
 

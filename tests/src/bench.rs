@@ -38,8 +38,9 @@
 //! gave, so that a cost paid once per input shape shows. The default is
 //! `cpu`. `kokon-bench gpu` (what `just bench-gpu` runs) measures magika and the text model alone, without the
 //! VM, verification and billing figures; `kokon-bench magika` magika's
-//! alone. `KOKON_BENCH_BATCH_DELAY_US` sets the enclave's
-//! `--batch-delay-us` for magika.
+//! alone; `kokon-bench floor` the protocol floor alone.
+//! `KOKON_BENCH_BATCH_DELAY_US` sets the enclave's `--batch-delay-us` for
+//! magika and the floor.
 
 mod billing_bench;
 mod llm_bench;

@@ -87,35 +87,52 @@ impl DataVerity {
         if values.next().is_some() {
             return Err(format!("{DATA_PARAM} is given more than once"));
         }
-        let bad = |what: &str| {
+        let bad = |what: String| {
             format!("{DATA_PARAM}={value}: {what} (expected DATA_BLOCKS:HASH_START:ROOT_HEX:SALT_HEX, 32-byte root and salt)")
         };
         let fields: Vec<&str> = value.split(':').collect();
         let [data_blocks, hash_start_block, root, salt] = fields.as_slice() else {
-            return Err(bad(&format!("{} fields", fields.len())));
+            return Err(bad(format!("{} fields", fields.len())));
         };
         let number = |s: &str, what: &str| {
             s.parse::<u64>()
-                .map_err(|e| bad(&format!("{what} {s:?}: {e}")))
+                .map_err(|e| bad(format!("{what} {s:?}: {e}")))
         };
+        Self::from_parts(
+            number(data_blocks, "data blocks")?,
+            number(hash_start_block, "hash start block")?,
+            root,
+            salt,
+        )
+        .map(Some)
+        .map_err(bad)
+    }
+
+    /// The parameters from their parts, the root hash and salt in hex (as
+    /// the command line and the image manifest hold them); an error says
+    /// which part is wrong.
+    pub fn from_parts(
+        data_blocks: u64,
+        hash_start_block: u64,
+        root_hash: &str,
+        salt: &str,
+    ) -> Result<Self, String> {
         let digest = |s: &str, what: &str| -> Result<[u8; 32], String> {
-            let bytes = hex::decode(s).map_err(|e| bad(&format!("{what}: {e}")))?;
+            let bytes = hex::decode(s).map_err(|e| format!("{what}: {e}"))?;
             <[u8; 32]>::try_from(bytes.as_slice())
-                .map_err(|_| bad(&format!("{what} is {} bytes", bytes.len())))
+                .map_err(|_| format!("{what} is {} bytes", bytes.len()))
         };
-        let verity = DataVerity {
-            data_blocks: number(data_blocks, "data blocks")?,
-            hash_start_block: number(hash_start_block, "hash start block")?,
-            root_hash: digest(root, "root hash")?,
-            salt: digest(salt, "salt")?,
-        };
-        if verity.data_blocks == 0 || verity.hash_start_block < verity.data_blocks {
-            return Err(bad(&format!(
-                "the hash tree (from block {}) must follow a non-empty data area ({} blocks)",
-                verity.hash_start_block, verity.data_blocks
-            )));
+        if data_blocks == 0 || hash_start_block < data_blocks {
+            return Err(format!(
+                "the hash tree (from block {hash_start_block}) must follow a non-empty data area ({data_blocks} blocks)"
+            ));
         }
-        Ok(Some(verity))
+        Ok(DataVerity {
+            data_blocks,
+            hash_start_block,
+            root_hash: digest(root_hash, "root hash")?,
+            salt: digest(salt, "salt")?,
+        })
     }
 
     /// The dm-verity target's table parameters for `device`, which holds
