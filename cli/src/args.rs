@@ -205,6 +205,12 @@ pub struct ImageBuildArgs {
     /// OvmfPkg/AmdSev/AmdSevX64.dsc (it must reserve the kernel-hashes table).
     #[arg(long, value_name = "FILE")]
     pub snp_firmware: Option<PathBuf>,
+    /// Build a GPU image: NVIDIA's driver from the lock's [gpu] pins, its
+    /// kernel modules compiled for the pinned kernel in a pinned build root
+    /// (needs unshare and user namespaces), its libraries in the initramfs
+    /// and its GSP firmware on the data disk (docs/image.md).
+    #[arg(long)]
+    pub gpu: bool,
     /// The VM's vCPUs (measured: SEV-SNP has one VMSA per vCPU).
     #[arg(long, default_value_t = 2)]
     pub vcpus: u32,

@@ -127,6 +127,7 @@ pub fn build(args: &ImageBuildArgs) -> anyhow::Result<()> {
             snp_vcpu_type: args.snp_vcpu_type.clone(),
         },
         snp_firmware: args.snp_firmware.clone(),
+        gpu: args.gpu,
     };
     for (what, path) in [("init", &spec.init), ("enclave", &spec.enclave)] {
         if !path.is_file() {

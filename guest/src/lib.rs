@@ -18,6 +18,7 @@
 //! root directory that is `/` in the guest and a fake tree in tests.
 
 pub mod dm;
+pub mod nvidia;
 
 use std::path::{Path, PathBuf};
 

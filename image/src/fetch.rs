@@ -25,33 +25,70 @@ pub struct Fetched {
     pub debs: Vec<(Package, PathBuf)>,
     /// The wheel.
     pub wheel: PathBuf,
+    /// For a GPU image: each pinned GPU driver package and its .deb.
+    pub gpu_debs: Vec<(Package, PathBuf)>,
+    /// For a GPU image: each pinned build-root package and its .deb.
+    pub toolchain_debs: Vec<(Package, PathBuf)>,
 }
 
 /// Makes sure every file `lock` pins is in `cache` with its pinned SHA-256,
-/// downloading what is missing.
-pub fn fetch(lock: &Lock, lock_path: &Path, cache: &Path) -> Result<Fetched, ImageError> {
+/// downloading what is missing; with `gpu`, the GPU driver's and its build
+/// root's packages too.
+pub fn fetch(
+    lock: &Lock,
+    lock_path: &Path,
+    cache: &Path,
+    gpu: bool,
+) -> Result<Fetched, ImageError> {
+    if gpu && lock.gpu.is_none() {
+        return Err(ImageError::Lock {
+            path: lock_path.to_owned(),
+            reason: "a GPU image needs the lock's [gpu] request and its pins (docs/image.md); \
+                     add it and run `kokon image lock` (just image-lock)"
+                .into(),
+        });
+    }
     let cache = prepare_cache(cache)?;
     let _turn = CacheTurn::take(&cache)?;
     let debs_dir = cache.join("debs");
     let mut missing = Vec::new();
-    let mut debs = Vec::new();
-    for package in &lock.package {
-        let path = debs_dir.join(package.deb_name());
-        if !matches_pin(&path, &package.sha256)? {
-            missing.push(package);
+    let mut in_cache = |packages: &'_ [Package]| -> Result<Vec<(Package, PathBuf)>, ImageError> {
+        let mut debs = Vec::new();
+        for package in packages {
+            let path = debs_dir.join(package.deb_name());
+            // A package pinned in two lists (the build root's and the
+            // guest's) is downloaded once.
+            if !matches_pin(&path, &package.sha256)? && !missing.contains(package) {
+                missing.push(package.clone());
+            }
+            debs.push((package.clone(), path));
         }
-        debs.push((package.clone(), path));
-    }
+        Ok(debs)
+    };
+    let debs = in_cache(&lock.package)?;
+    let (gpu_debs, toolchain_debs) = if gpu {
+        (
+            in_cache(&lock.gpu_package)?,
+            in_cache(&lock.toolchain_package)?,
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
     if !missing.is_empty() {
         let apt = Apt::prepare(lock, lock_path, &cache)?;
         apt.update()?;
-        apt.download(&missing, &debs_dir)?;
+        apt.download(&missing.iter().collect::<Vec<_>>(), &debs_dir)?;
     }
     let wheel = cache.join("wheels").join(&lock.wheel.filename);
     if !matches_pin(&wheel, &lock.wheel.sha256)? {
         pip_download(&lock.wheel, &cache, true)?;
     }
-    Ok(Fetched { debs, wheel })
+    Ok(Fetched {
+        debs,
+        wheel,
+        gpu_debs,
+        toolchain_debs,
+    })
 }
 
 /// The pins for `request`'s `[[source]]`, `[request]` and wheel request: the
@@ -80,36 +117,21 @@ pub fn resolve(request: &Lock, lock_path: &Path, cache: &Path) -> Result<Lock, I
             ),
         })?;
     let mut names = request.request.packages.clone();
-    names.push(kernel);
-    let stanzas = apt.show(&names)?;
-    let mut package = Vec::new();
-    for name in &names {
-        let stanza = stanzas
-            .iter()
-            .find(|s| s.get("Package") == Some(name))
-            .ok_or_else(|| ImageError::Lock {
-                path: lock_path.to_owned(),
-                reason: format!("apt-cache show {name} printed no entry for it"),
-            })?;
-        let field = |key: &str| {
-            stanza.get(key).cloned().ok_or_else(|| ImageError::Lock {
-                path: lock_path.to_owned(),
-                reason: format!("apt-cache show {name}: no {key} field"),
-            })
-        };
-        let size = field("Size")?;
-        package.push(Package {
-            name: name.clone(),
-            version: field("Version")?,
-            architecture: field("Architecture")?,
-            sha256: field("SHA256")?,
-            size: size.parse().map_err(|_| ImageError::Lock {
-                path: lock_path.to_owned(),
-                reason: format!("apt-cache show {name}: Size {size:?} is not a number"),
-            })?,
-            filename: field("Filename")?,
-        });
-    }
+    names.push(kernel.clone());
+    let package = apt.pins(&names, lock_path)?;
+    let (gpu_package, toolchain_package) = match &request.gpu {
+        None => (Vec::new(), Vec::new()),
+        Some(gpu) => {
+            let mut names = gpu.packages.clone();
+            names.push(gpu.module_source.clone());
+            // The headers of the kernel just pinned, built for it.
+            let headers = kernel.replacen("linux-image-", "linux-headers-", 1);
+            let mut roots = gpu.toolchain.clone();
+            roots.push(headers);
+            let closure = apt.closure(&roots)?;
+            (apt.pins(&names, lock_path)?, apt.pins(&closure, lock_path)?)
+        }
+    };
     let (wheel_path, (sha256, size)) = pip_download(&request.wheel, &cache, false)?;
     let filename = wheel_path
         .file_name()
@@ -121,6 +143,8 @@ pub fn resolve(request: &Lock, lock_path: &Path, cache: &Path) -> Result<Lock, I
         })?;
     let mut lock = request.clone();
     lock.package = package;
+    lock.gpu_package = gpu_package;
+    lock.toolchain_package = toolchain_package;
     lock.wheel.filename = filename;
     lock.wheel.sha256 = sha256;
     lock.wheel.size = size;
@@ -316,6 +340,58 @@ impl Apt {
         Ok(stanzas(&String::from_utf8_lossy(&out.stdout)))
     }
 
+    /// The pins of `queries` (`NAME` for the candidate version, or
+    /// `NAME=VERSION`) from the archive's index: version, SHA-256, size and
+    /// archive path.
+    fn pins(&self, queries: &[String], lock_path: &Path) -> Result<Vec<Package>, ImageError> {
+        let stanzas = self.show(queries)?;
+        let mut package = Vec::new();
+        for query in queries {
+            let name = query.split('=').next().unwrap_or(query);
+            let stanza = stanzas
+                .iter()
+                .find(|s| s.get("Package").map(String::as_str) == Some(name))
+                .ok_or_else(|| ImageError::Lock {
+                    path: lock_path.to_owned(),
+                    reason: format!("apt-cache show {query} printed no entry for it"),
+                })?;
+            let field = |key: &str| {
+                stanza.get(key).cloned().ok_or_else(|| ImageError::Lock {
+                    path: lock_path.to_owned(),
+                    reason: format!("apt-cache show {query}: no {key} field"),
+                })
+            };
+            let size = field("Size")?;
+            package.push(Package {
+                name: name.to_owned(),
+                version: field("Version")?,
+                architecture: field("Architecture")?,
+                sha256: field("SHA256")?,
+                size: size.parse().map_err(|_| ImageError::Lock {
+                    path: lock_path.to_owned(),
+                    reason: format!("apt-cache show {query}: Size {size:?} is not a number"),
+                })?,
+                filename: field("Filename")?,
+            });
+        }
+        Ok(package)
+    }
+
+    /// The packages, as `NAME=VERSION`, that apt's resolver installs for
+    /// `roots` on an empty system (dependencies, no recommends): a build
+    /// root's closure.
+    fn closure(&self, roots: &[String]) -> Result<Vec<String>, ImageError> {
+        let mut cmd = self.command("apt-get");
+        cmd.args(["-q", "install", "--simulate", "--no-install-recommends"])
+            .args(roots);
+        let out = run(
+            "resolving the GPU driver's build root",
+            &mut cmd,
+            "apt-get is Debian's",
+        )?;
+        Ok(simulated_installs(&String::from_utf8_lossy(&out.stdout)))
+    }
+
     /// `apt-get download` of each package into `dir`, each checked against
     /// its pin before it is renamed to its archive file name.
     fn download(&self, packages: &[&Package], dir: &Path) -> Result<(), ImageError> {
@@ -504,6 +580,19 @@ fn tail(out: &Output) -> String {
     lines.into_iter().skip(skip).collect::<Vec<_>>().join("\n")
 }
 
+/// `NAME=VERSION` of each `Inst NAME (VERSION ...` line of `apt-get
+/// --simulate install`, in apt's order.
+fn simulated_installs(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.strip_prefix("Inst ")?.split_whitespace();
+            let name = words.next()?;
+            let version = words.next()?.strip_prefix('(')?;
+            Some(format!("{name}={version}"))
+        })
+        .collect()
+}
+
 /// apt's RFC 822 style records: `Key: value` lines (continuations indented),
 /// records separated by blank lines. Continuation lines are dropped: none
 /// of the fields read here has them.
@@ -530,6 +619,18 @@ fn stanzas(text: &str) -> Vec<BTreeMap<String, String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn simulated_installs_are_read_from_inst_lines() {
+        let text =
+            "Reading package lists...\nInst gcc-14-base (14.2.0-19 Debian:13.8/stable [amd64])\n\
+                    Inst libc6 (2.41-12+deb13u5 Debian:13.8/stable [amd64]) []\n\
+                    Conf libc6 (2.41-12+deb13u5 Debian:13.8/stable [amd64])\nInst broken\n";
+        assert_eq!(
+            simulated_installs(text),
+            ["gcc-14-base=14.2.0-19", "libc6=2.41-12+deb13u5"]
+        );
+    }
 
     #[test]
     fn stanzas_are_split_on_blank_lines() {

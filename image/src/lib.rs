@@ -18,6 +18,8 @@
 //! - [`tree`]: the packages unpacked, paths looked up as the guest would.
 //! - [`elf`]: the shared libraries the binaries need.
 //! - [`modules`]: the kernel modules, in load order.
+//! - [`nvidia`]: NVIDIA's driver for GPU images, its modules compiled in a
+//!   pinned build root.
 //! - [`cpio`]: the initramfs archive and its compression.
 //! - [`manifest`]: the build's record, `manifest.json`.
 
@@ -31,6 +33,7 @@ pub mod fetch;
 pub mod lock;
 pub mod manifest;
 pub mod modules;
+pub mod nvidia;
 pub mod output;
 pub mod tree;
 pub mod verity;
@@ -44,7 +47,8 @@ pub use manifest::{Manifest, VmShape};
 
 use cpio::Archive;
 use digest::{file_sha256, sha256_hex};
-use manifest::{Artifact, Artifacts, ImageFile, PackageRecord, WheelRecord};
+use lock::Package;
+use manifest::{Artifact, Artifacts, GpuRecord, ImageFile, PackageRecord, WheelRecord};
 use output::write_atomically;
 use tree::Tree;
 
@@ -115,6 +119,10 @@ pub struct ImageSpec {
     /// patches AMD has not yet upstreamed). The manifest records that it was
     /// given, and its digest.
     pub snp_firmware: Option<PathBuf>,
+    /// A GPU image: NVIDIA's driver from the lock's `[gpu]` pins (its
+    /// modules compiled for the pinned kernel, its libraries, and its
+    /// firmware on the data disk; [`nvidia`]).
+    pub gpu: bool,
 }
 
 /// Builds the image into `out` (created if needed): `OVMF.fd`,
@@ -151,11 +159,43 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
     archive.add_char_device("/dev/console", 5, 1)?;
 
     let lock = Lock::load(&spec.lock)?;
-    let fetched = fetch::fetch(&lock, &spec.lock, &spec.cache)?;
+    let fetched = fetch::fetch(&lock, &spec.lock, &spec.cache, spec.gpu)?;
     let member = &lock.wheel.library;
     let ort = wheel_member(&fetched.wheel, member)?;
-    let tree = Tree::unpack(fetched.debs.iter().map(|(_, path)| path.as_path()))?;
+    // The module source is compiled in its own build root, not taken from.
+    let module_source = lock.gpu.as_ref().map(|g| g.module_source.as_str());
+    let (sources, driver_debs): (Vec<_>, Vec<_>) = fetched
+        .gpu_debs
+        .iter()
+        .partition(|(p, _)| Some(p.name.as_str()) == module_source);
+    let tree = Tree::unpack(
+        fetched
+            .debs
+            .iter()
+            .chain(driver_debs)
+            .map(|(_, path)| path.as_path()),
+    )?;
     let (release, vmlinuz) = kernel(&tree)?;
+    let gpu = match sources.as_slice() {
+        [] => None,
+        [(_, source)] => {
+            let toolchain: Vec<&Path> = fetched
+                .toolchain_debs
+                .iter()
+                .map(|(_, p)| p.as_path())
+                .collect();
+            Some((
+                nvidia::driver_files(&tree)?,
+                nvidia::build_modules(&toolchain, source, &release)?,
+            ))
+        }
+        more => {
+            return Err(ImageError::Layout(format!(
+                "{} module source packages pinned, expected one",
+                more.len()
+            )))
+        }
+    };
     let ovmf = tree.read(OVMF_PACKAGE_PATH)?;
     let (snp_ovmf, snp_firmware_source) = match &spec.snp_firmware {
         Some(path) => (
@@ -169,11 +209,19 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
     };
 
     let ort_path = ORT_LIBRARY_PATH.to_owned();
-    let roots = [
+    let mut roots = vec![
         (INIT_PATH.to_owned(), init.as_slice()),
         (ENCLAVE_PATH.to_owned(), enclave.as_slice()),
         (ort_path.clone(), ort.as_slice()),
     ];
+    if let Some((driver, _)) = &gpu {
+        roots.extend(
+            driver
+                .libraries
+                .iter()
+                .map(|(p, d)| (p.clone(), d.as_slice())),
+        );
+    }
     let mut libraries = Vec::new();
     for needed in elf::closure(&roots, &tree)? {
         let data = std::fs::read(&needed.source)
@@ -184,7 +232,34 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
     let ort_sha256 = sha256_hex(&ort);
     archive.add_file(&ort_path, ort, false)?;
 
-    let modules = modules::select(&tree, &release, modules::MODULES)?;
+    let mut modules = modules::select(&tree, &release, modules::MODULES)?;
+    let mut gpu_record = None;
+    let mut data_files = spec.data_files.clone();
+    let mut cmdline = spec.cmdline.clone();
+    if let Some((driver, built)) = gpu {
+        let module_files = built
+            .modules
+            .iter()
+            .map(|m| image_file(&format!("{MODULES_DIR}/{}.ko", m.name), &m.data))
+            .collect();
+        let mut driver_libraries = Vec::new();
+        for (path, data) in driver.libraries {
+            driver_libraries.push(image_file(&path, &data));
+            archive.add_file(&path, data, false)?;
+        }
+        modules.extend(built.modules);
+        data_files.extend(driver.firmware);
+        cmdline = format!("{cmdline} {}", nvidia::FIRMWARE_PARAM);
+        gpu_record = Some(GpuRecord {
+            driver_version: driver.version,
+            packages: package_records(&lock.gpu_package),
+            toolchain: package_records(&lock.toolchain_package),
+            compiler: built.compiler,
+            adaptations: built.adaptations,
+            modules: module_files,
+            libraries: driver_libraries,
+        });
+    }
     let mut module_list = String::new();
     let mut module_names = Vec::new();
     for module in modules {
@@ -202,8 +277,7 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
 
     std::fs::create_dir_all(out).map_err(ImageError::io("creating", out))?;
     // The data disk's root hash goes on the measured command line.
-    let mut cmdline = spec.cmdline.clone();
-    let data_disk = match spec.data_files.as_slice() {
+    let data_disk = match data_files.as_slice() {
         [] => None,
         files => {
             let record = disk::build(&out.join(disk::DATA_FILE), files)?;
@@ -223,17 +297,7 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
             None => None,
         },
     };
-    let mut packages: Vec<PackageRecord> = lock
-        .package
-        .iter()
-        .map(|p| PackageRecord {
-            name: p.name.clone(),
-            version: p.version.clone(),
-            architecture: p.architecture.clone(),
-            sha256: p.sha256.clone(),
-        })
-        .collect();
-    packages.sort_by(|a, b| a.name.cmp(&b.name));
+    let packages = package_records(&lock.package);
     let manifest = Manifest {
         format: manifest::FORMAT,
         artifacts,
@@ -256,6 +320,7 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
         libraries,
         modules: module_names,
         data_disk,
+        gpu: gpu_record,
     };
     write_atomically(&out.join(manifest::MANIFEST), &manifest.to_bytes()?)?;
     Ok(manifest)
@@ -279,6 +344,21 @@ pub fn refresh_lock(lock: &Path, cache: &Path) -> Result<(), ImageError> {
         reason: format!("the refreshed pins: {reason}"),
     })?;
     pinned.save(lock)
+}
+
+/// The manifest's records of `packages`, sorted by name.
+fn package_records(packages: &[Package]) -> Vec<PackageRecord> {
+    let mut records: Vec<PackageRecord> = packages
+        .iter()
+        .map(|p| PackageRecord {
+            name: p.name.clone(),
+            version: p.version.clone(),
+            architecture: p.architecture.clone(),
+            sha256: p.sha256.clone(),
+        })
+        .collect();
+    records.sort_by(|a, b| a.name.cmp(&b.name));
+    records
 }
 
 /// The one kernel in the packages' `/boot`: its release and bytes.

@@ -24,10 +24,43 @@ pub struct Lock {
     pub source: Vec<Source>,
     /// What to pin: the kernel's metapackage and the other packages' names.
     pub request: Request,
+    /// What to pin for GPU images (`kokon image build --gpu`): NVIDIA's
+    /// driver and the build root its kernel modules compile in. None: the
+    /// lock cannot build GPU images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<Gpu>,
     /// The ONNX Runtime wheel from PyPI.
     pub wheel: Wheel,
     /// The pinned packages, sorted by name.
     pub package: Vec<Package>,
+    /// The pinned GPU driver packages ([`Gpu::module_source`] and
+    /// [`Gpu::packages`]), sorted by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpu_package: Vec<Package>,
+    /// The pinned build root of the GPU driver's modules: [`Gpu::toolchain`],
+    /// the pinned kernel's headers and everything they depend on, sorted by
+    /// name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub toolchain_package: Vec<Package>,
+}
+
+/// NVIDIA's driver for GPU images, from Debian's archive (docs/image.md,
+/// "The GPU image").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gpu {
+    /// The open kernel modules' source package
+    /// (`nvidia-open-kernel-source`), compiled against the pinned kernel.
+    pub module_source: String,
+    /// The packages the guest takes driver files from: the GSP firmware,
+    /// `libcuda1`, `libnvidia-ml1`, the libraries those load, and the
+    /// packages of their own libraries.
+    pub packages: Vec<String>,
+    /// The build root's packages (compiler, make, libc headers, a shell and
+    /// the tools the module build calls). `kokon image lock` adds the
+    /// pinned kernel's `linux-headers-*` and pins the whole dependency
+    /// closure apt resolves for them, without recommends.
+    pub toolchain: Vec<String>,
 }
 
 /// One apt archive: `deb [signed-by=KEYRING] URI SUITE COMPONENTS...`.
@@ -133,20 +166,29 @@ const HEADER: &str = "\
 ";
 
 impl Lock {
-    /// What a lock starts from when there is none yet: Debian trixie main
-    /// (forky main for what trixie lacks), the cloud kernel, both OVMF
-    /// builds, the C and C++ runtime libraries, and the project's ONNX
-    /// Runtime. Pins are empty until refreshed.
+    /// What a lock starts from when there is none yet: Debian trixie (forky
+    /// main for what trixie lacks), the cloud kernel, both OVMF builds, the
+    /// C and C++ runtime libraries, the project's ONNX Runtime, and
+    /// trixie's NVIDIA driver with its build root for GPU images. Pins are
+    /// empty until refreshed.
     pub fn unpinned_default() -> Self {
-        let debian = |suite: &str, check_valid_until| Source {
+        let debian = |suite: &str, components: &[&str], check_valid_until| Source {
             uri: "http://deb.debian.org/debian".into(),
             suite: suite.into(),
-            components: vec!["main".into()],
+            components: components.iter().map(|c| (*c).to_owned()).collect(),
             signed_by: "/usr/share/keyrings/debian-archive-keyring.gpg".into(),
             check_valid_until,
         };
         Lock {
-            source: vec![debian("trixie", true), debian("forky", false)],
+            source: vec![
+                // contrib, non-free and non-free-firmware: NVIDIA's driver.
+                debian(
+                    "trixie",
+                    &["main", "contrib", "non-free", "non-free-firmware"],
+                    true,
+                ),
+                debian("forky", &["main"], false),
+            ],
             request: Request {
                 architecture: "amd64".into(),
                 kernel: "linux-image-cloud-amd64".into(),
@@ -154,6 +196,39 @@ impl Lock {
                     .map(String::from)
                     .to_vec(),
             },
+            gpu: Some(Gpu {
+                module_source: "nvidia-open-kernel-source".into(),
+                packages: [
+                    "firmware-nvidia-gsp",
+                    "libcuda1",
+                    "libnvidia-ml1",
+                    "libnvidia-pkcs11-openssl3",
+                    "libnvidia-ptxjitcompiler1",
+                    "libssl3t64",
+                    "libzstd1",
+                    "zlib1g",
+                ]
+                .map(String::from)
+                .to_vec(),
+                toolchain: [
+                    "base-files",
+                    "bash",
+                    "dash",
+                    "debianutils",
+                    "diffutils",
+                    "findutils",
+                    "gcc-14",
+                    "grep",
+                    "libc6-dev",
+                    "make",
+                    "mawk",
+                    "sed",
+                    "tar",
+                    "xz-utils",
+                ]
+                .map(String::from)
+                .to_vec(),
+            }),
             wheel: Wheel {
                 project: "onnxruntime".into(),
                 version: "1.31.1".into(),
@@ -165,6 +240,8 @@ impl Lock {
                 size: 0,
             },
             package: Vec::new(),
+            gpu_package: Vec::new(),
+            toolchain_package: Vec::new(),
         }
     }
 
@@ -196,6 +273,14 @@ impl Lock {
         sorted.package.sort_by(|a, b| a.name.cmp(&b.name));
         sorted.request.packages.sort();
         sorted.request.packages.dedup();
+        sorted.gpu_package.sort_by(|a, b| a.name.cmp(&b.name));
+        sorted.toolchain_package.sort_by(|a, b| a.name.cmp(&b.name));
+        if let Some(gpu) = &mut sorted.gpu {
+            gpu.packages.sort();
+            gpu.packages.dedup();
+            gpu.toolchain.sort();
+            gpu.toolchain.dedup();
+        }
         let body = toml::to_string(&sorted).map_err(|e| ImageError::Lock {
             path: PathBuf::new(),
             reason: format!("serialising: {e}"),
@@ -255,31 +340,7 @@ impl Lock {
             ));
         }
         sha256_field(&format!("wheel {}", w.filename), &w.sha256)?;
-        let mut names = BTreeSet::new();
-        for p in &self.package {
-            word("package name", &p.name, PACKAGE)?;
-            word(&format!("package {} version", p.name), &p.version, VERSION)?;
-            word(
-                &format!("package {} architecture", p.name),
-                &p.architecture,
-                ARCHITECTURE,
-            )?;
-            plain_word(&format!("package {} filename", p.name), &p.filename)?;
-            if !names.insert(p.name.as_str()) {
-                return Err(format!("package {} is pinned twice", p.name));
-            }
-            sha256_field(&format!("package {}", p.name), &p.sha256)?;
-            let base = p.deb_name();
-            if !base.ends_with(".deb")
-                || base.starts_with('.')
-                || p.filename.split('/').any(|c| c == "..")
-            {
-                return Err(format!(
-                    "package {}: filename {:?} is not an archive .deb path",
-                    p.name, p.filename
-                ));
-            }
-        }
+        let names = pins("package", &self.package)?;
         let unpinned: Vec<&str> = self
             .request
             .packages
@@ -302,8 +363,88 @@ impl Lock {
                 self.request.kernel
             ));
         }
+        self.check_gpu()
+    }
+
+    /// The checks of [`Lock::gpu`] and its pins.
+    fn check_gpu(&self) -> Result<(), String> {
+        let gpu_pins = pins("gpu_package", &self.gpu_package)?;
+        let toolchain_pins = pins("toolchain_package", &self.toolchain_package)?;
+        let Some(gpu) = &self.gpu else {
+            if gpu_pins.is_empty() && toolchain_pins.is_empty() {
+                return Ok(());
+            }
+            return Err(
+                "[[gpu_package]] or [[toolchain_package]] pins without a [gpu] request".into(),
+            );
+        };
+        word("gpu.module_source", &gpu.module_source, PACKAGE)?;
+        for name in gpu.packages.iter().chain(&gpu.toolchain) {
+            word("gpu package", name, PACKAGE)?;
+        }
+        let wanted: BTreeSet<&str> = std::iter::once(gpu.module_source.as_str())
+            .chain(gpu.packages.iter().map(String::as_str))
+            .collect();
+        if wanted != gpu_pins {
+            return Err(format!(
+                "[[gpu_package]] pins {gpu_pins:?}, expected gpu.module_source and gpu.packages {wanted:?}; \
+                 run `kokon image lock` (just image-lock)"
+            ));
+        }
+        let unpinned: Vec<&str> = gpu
+            .toolchain
+            .iter()
+            .map(String::as_str)
+            .filter(|n| !toolchain_pins.contains(n))
+            .collect();
+        if !unpinned.is_empty() {
+            return Err(format!(
+                "gpu.toolchain {unpinned:?} have no [[toolchain_package]] pin; run `kokon image lock` (just image-lock)"
+            ));
+        }
+        if !toolchain_pins
+            .iter()
+            .any(|n| n.starts_with("linux-headers-"))
+        {
+            return Err(
+                "[[toolchain_package]] has no linux-headers-* (the pinned kernel's headers); \
+                 run `kokon image lock` (just image-lock)"
+                    .into(),
+            );
+        }
         Ok(())
     }
+}
+
+/// Checks each pin of `list` (the lock's `[[list]]`) and returns their
+/// names; a name pinned twice is an error.
+fn pins<'a>(list: &str, packages: &'a [Package]) -> Result<BTreeSet<&'a str>, String> {
+    let mut names = BTreeSet::new();
+    for p in packages {
+        word(&format!("{list} name"), &p.name, PACKAGE)?;
+        word(&format!("{list} {} version", p.name), &p.version, VERSION)?;
+        word(
+            &format!("{list} {} architecture", p.name),
+            &p.architecture,
+            ARCHITECTURE,
+        )?;
+        plain_word(&format!("{list} {} filename", p.name), &p.filename)?;
+        if !names.insert(p.name.as_str()) {
+            return Err(format!("{list} {} is pinned twice", p.name));
+        }
+        sha256_field(&format!("{list} {}", p.name), &p.sha256)?;
+        let base = p.deb_name();
+        if !base.ends_with(".deb")
+            || base.starts_with('.')
+            || p.filename.split('/').any(|c| c == "..")
+        {
+            return Err(format!(
+                "{list} {}: filename {:?} is not an archive .deb path",
+                p.name, p.filename
+            ));
+        }
+    }
+    Ok(names)
 }
 
 /// A non-empty value without whitespace or characters apt or a shell would
@@ -364,8 +505,39 @@ fn sha256_field(what: &str, value: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    fn pin(name: &str) -> Package {
+        Package {
+            name: name.into(),
+            version: "1.0-1".into(),
+            architecture: "amd64".into(),
+            sha256: "b".repeat(64),
+            size: 2,
+            filename: format!("pool/main/x/{name}/{name}_1.0-1_amd64.deb"),
+        }
+    }
+
+    /// A complete lock with the default `[gpu]` request pinned.
+    fn pinned_gpu() -> Lock {
+        let mut lock = pinned();
+        let gpu = Lock::unpinned_default().gpu.expect("default gpu request");
+        lock.gpu_package = std::iter::once(&gpu.module_source)
+            .chain(&gpu.packages)
+            .map(|n| pin(n))
+            .collect();
+        lock.toolchain_package = gpu
+            .toolchain
+            .iter()
+            .map(|n| pin(n))
+            .chain([pin("linux-headers-6.12.1-cloud-amd64"), pin("cpp-14")])
+            .collect();
+        lock.gpu = Some(gpu);
+        lock
+    }
+
+    /// A complete lock without a `[gpu]` request.
     fn pinned() -> Lock {
         let mut lock = Lock::unpinned_default();
+        lock.gpu = None;
         lock.wheel.filename = "onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl".into();
         lock.wheel.sha256 = "a".repeat(64);
         lock.wheel.size = 1;
@@ -377,14 +549,7 @@ mod tests {
             "libstdc++6",
             "libgcc-s1",
         ] {
-            lock.package.push(Package {
-                name: name.into(),
-                version: "1.0-1".into(),
-                architecture: "amd64".into(),
-                sha256: "b".repeat(64),
-                size: 2,
-                filename: format!("pool/main/x/{name}/{name}_1.0-1_amd64.deb"),
-            });
+            lock.package.push(pin(name));
         }
         lock
     }
@@ -490,6 +655,94 @@ mod tests {
         let mut lock = pinned();
         lock.source.clear();
         assert_eq!(lock.check().expect_err("no source"), "no [[source]]");
+    }
+
+    #[test]
+    fn gpu_pins_are_checked_like_the_images() {
+        let lock = pinned_gpu();
+        lock.check().expect("a complete GPU lock passes");
+        let text = lock.to_text().expect("text");
+        let back: Lock = toml::from_str(&text).expect("parse");
+        assert_eq!(back, {
+            let mut sorted = lock.clone();
+            sorted.package.sort_by(|a, b| a.name.cmp(&b.name));
+            sorted.gpu_package.sort_by(|a, b| a.name.cmp(&b.name));
+            sorted.toolchain_package.sort_by(|a, b| a.name.cmp(&b.name));
+            sorted
+        });
+        assert_eq!(
+            back.to_text().expect("text"),
+            text,
+            "rewriting changes nothing"
+        );
+        // The CPU lock's text has no GPU sections at all.
+        let cpu = pinned().to_text().expect("text");
+        assert!(!cpu.contains("gpu") && !cpu.contains("toolchain"), "{cpu}");
+
+        let mut lock = pinned_gpu();
+        lock.gpu_package.retain(|p| p.name != "libcuda1");
+        let err = lock.check().expect_err("libcuda1 unpinned");
+        assert!(
+            err.starts_with("[[gpu_package]] pins")
+                && err.contains("\"libcuda1\"")
+                && err.contains("image lock"),
+            "{err}"
+        );
+
+        let mut lock = pinned_gpu();
+        lock.gpu_package.push(pin("extra"));
+        assert!(lock
+            .check()
+            .expect_err("extra")
+            .starts_with("[[gpu_package]] pins"));
+
+        let mut lock = pinned_gpu();
+        lock.toolchain_package.retain(|p| p.name != "make");
+        let err = lock.check().expect_err("make unpinned");
+        assert!(
+            err.contains("gpu.toolchain [\"make\"] have no [[toolchain_package]] pin"),
+            "{err}"
+        );
+
+        let mut lock = pinned_gpu();
+        lock.toolchain_package
+            .retain(|p| !p.name.starts_with("linux-headers-"));
+        let err = lock.check().expect_err("no headers");
+        assert!(err.contains("has no linux-headers-*"), "{err}");
+
+        let mut lock = pinned_gpu();
+        if let Some(p) = lock.toolchain_package.first_mut() {
+            p.filename = "pool/../x.deb".into();
+        }
+        let err = lock.check().expect_err("dotdot");
+        assert!(
+            err.starts_with("toolchain_package ") && err.contains("not an archive .deb path"),
+            "{err}"
+        );
+
+        let mut lock = pinned_gpu();
+        let twice = lock.gpu_package.first().cloned().expect("one");
+        lock.gpu_package.push(twice);
+        assert!(lock
+            .check()
+            .expect_err("twice")
+            .contains("gpu_package nvidia-open-kernel-source is pinned twice"));
+
+        let mut lock = pinned_gpu();
+        if let Some(gpu) = &mut lock.gpu {
+            gpu.toolchain.push("--no-download".into());
+        }
+        assert!(lock
+            .check()
+            .expect_err("option-like")
+            .starts_with("gpu package \"--no-download\" must start with a letter or digit"));
+
+        let mut lock = pinned_gpu();
+        lock.gpu = None;
+        assert_eq!(
+            lock.check().expect_err("pins without request"),
+            "[[gpu_package]] or [[toolchain_package]] pins without a [gpu] request"
+        );
     }
 
     #[test]

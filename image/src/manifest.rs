@@ -171,6 +171,31 @@ pub struct Manifest {
     /// The data disk, when the image has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_disk: Option<DataDiskRecord>,
+    /// NVIDIA's driver, in a GPU image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<GpuRecord>,
+}
+
+/// NVIDIA's driver in a GPU image ([`crate::nvidia`]): where each part
+/// came from. Its firmware is among the data disk's files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuRecord {
+    /// The driver version (`550.163.01`).
+    pub driver_version: String,
+    /// The pinned driver packages: the module source, firmware, libraries.
+    pub packages: Vec<PackageRecord>,
+    /// The pinned build root the modules were compiled in.
+    pub toolchain: Vec<PackageRecord>,
+    /// The compiler, the kernel's own (`CONFIG_CC_VERSION_TEXT`).
+    pub compiler: String,
+    /// The source edits made for the pinned kernel before compiling.
+    pub adaptations: Vec<String>,
+    /// The compiled modules in the initramfs, in load order (also at the
+    /// end of [`Manifest::modules`]).
+    pub modules: Vec<ImageFile>,
+    /// The driver's user-space libraries in the initramfs.
+    pub libraries: Vec<ImageFile>,
 }
 
 impl Manifest {
@@ -282,6 +307,7 @@ mod tests {
             libraries: Vec::new(),
             modules: vec!["configfs".into()],
             data_disk: None,
+            gpu: None,
         }
     }
 

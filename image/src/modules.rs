@@ -75,23 +75,7 @@ pub fn select(tree: &Tree, release: &str, wanted: &[&str]) -> Result<Vec<Module>
             reason: format!("neither built into {release} (modules.builtin) nor a module in {dir}"),
         })?;
         let data = decompress(name, path)?;
-        let info = modinfo(name, &data)?;
-        let vermagic = info.get("vermagic").map(String::as_str).unwrap_or("");
-        if vermagic.split(' ').next() != Some(release) {
-            return Err(ImageError::Module {
-                module: name.to_owned(),
-                reason: format!("vermagic {vermagic:?}, expected kernel release {release}"),
-            });
-        }
-        let depends = info
-            .get("depends")
-            .map(|d| {
-                d.split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(normalise)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let depends = dependencies(name, &data, release)?;
         loaded.insert(name.to_owned(), data);
         Ok(Some(depends))
     })?;
@@ -102,6 +86,32 @@ pub fn select(tree: &Tree, release: &str, wanted: &[&str]) -> Result<Vec<Module>
             Some(Module { name, data })
         })
         .collect())
+}
+
+/// The modules module `name` (its `.ko` bytes `ko`) depends on; an error
+/// unless it was built for kernel `release` (its `vermagic`).
+pub(crate) fn dependencies(
+    name: &str,
+    ko: &[u8],
+    release: &str,
+) -> Result<Vec<String>, ImageError> {
+    let info = modinfo(name, ko)?;
+    let vermagic = info.get("vermagic").map(String::as_str).unwrap_or("");
+    if vermagic.split(' ').next() != Some(release) {
+        return Err(ImageError::Module {
+            module: name.to_owned(),
+            reason: format!("vermagic {vermagic:?}, expected kernel release {release}"),
+        });
+    }
+    Ok(info
+        .get("depends")
+        .map(|d| {
+            d.split(',')
+                .filter(|s| !s.is_empty())
+                .map(normalise)
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 /// Module names use `_`; file names and `depends=` may use `-`.

@@ -44,6 +44,12 @@ impl Tree {
         Ok(Tree { root })
     }
 
+    /// The directory the packages are unpacked in (a build root: see
+    /// [`crate::nvidia`]).
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
     /// A tree over an existing directory (tests).
     #[cfg(test)]
     pub(crate) fn over(root: tempfile::TempDir) -> Self {

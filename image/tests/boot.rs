@@ -59,6 +59,10 @@ fn guest_side() {
     println!("{MARK} configfs-tsm {}", if tsm { "ok" } else { "missing" });
     mount("proc", "/proc");
     mount("devtmpfs", "/dev");
+    match kokon_guest::nvidia::device_nodes(Path::new("/")) {
+        Ok(nodes) => println!("{MARK} nvidia device nodes {}", nodes.len()),
+        Err(e) => println!("{MARK} nvidia device nodes error {e:#}"),
+    }
     match kokon_guest::data_disk(Path::new("/")) {
         Ok(Some(verity)) => match kokon_guest::mount_data_disk(&verity) {
             Ok(()) => {
@@ -227,6 +231,9 @@ fn the_image_boots_loads_its_modules_and_reads_its_data_disk_only_as_measured() 
             snp_vcpu_type: "EPYC-v4".into(),
         },
         snp_firmware: None,
+        // A GPU image: the NVIDIA modules it compiles must load into the
+        // pinned kernel as far as a VM without a GPU lets them.
+        gpu: true,
     };
     let out = dir.path().join("out");
     let manifest = build(&spec, &out).unwrap_or_else(|e| {
@@ -247,11 +254,59 @@ fn the_image_boots_loads_its_modules_and_reads_its_data_disk_only_as_measured() 
         // Outside a TEE the TDX and SEV guest drivers find no device
         // (ENODEV), which proves their symbols resolved: a module loaded
         // before its dependencies fails with ENOENT instead.
-        let expected_outside_tee = ["tdx_guest", "sev_guest"].contains(&module.as_str());
+        // So does NVIDIA's driver without a GPU; its unified-memory module
+        // then lacks the symbols only the driver exports (ENOENT).
+        let refused = match module.as_str() {
+            "tdx_guest" | "sev_guest" | "nvidia" => Some("ENODEV"),
+            "nvidia_uvm" => Some("ENOENT"),
+            _ => None,
+        };
         let fine = line == Some(&ok)
-            || (expected_outside_tee && line == Some(&format!("module {module} ENODEV")));
+            || refused.is_some_and(|errno| line == Some(&format!("module {module} {errno}")));
         assert!(fine, "{module}: {line:?}; {tail}");
     }
+    // The driver probed and found no GPU: its symbols had all resolved
+    // against the pinned kernel (a module built for another kernel fails
+    // before it runs).
+    let console = std::fs::read_to_string(dir.path().join("console-data.log")).expect("console");
+    assert!(
+        console.contains("NVRM: No NVIDIA GPU found"),
+        "nvidia.ko did not run; {tail}"
+    );
+    // Every symbol nvidia_uvm could not resolve is one the driver exports
+    // (its RM interface, nvUvmInterface*, and nvidia_*), none the kernel's.
+    let unknown: Vec<&str> = console
+        .lines()
+        .filter_map(|l| l.split_once("nvidia_uvm: Unknown symbol ").map(|(_, r)| r))
+        .filter_map(|r| r.split_whitespace().next())
+        .collect();
+    assert!(
+        !unknown.is_empty(),
+        "nvidia_uvm logged no unknown symbols; {tail}"
+    );
+    let foreign: Vec<&&str> = unknown
+        .iter()
+        .filter(|s| !s.starts_with("nvUvmInterface") && !s.starts_with("nvidia_"))
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "nvidia_uvm lacks kernel symbols {foreign:?}; {tail}"
+    );
+    assert!(
+        lines.iter().any(|l| l == "nvidia device nodes 0"),
+        "no GPU bound, so no device nodes; {tail}"
+    );
+    let gpu = manifest
+        .gpu
+        .as_ref()
+        .expect("the manifest records the driver");
+    assert_eq!(
+        gpu.modules
+            .iter()
+            .map(|m| m.path.as_str())
+            .collect::<Vec<_>>(),
+        ["/lib/modules/nvidia.ko", "/lib/modules/nvidia_uvm.ko"]
+    );
     assert!(
         lines.iter().any(|l| l == "configfs-tsm ok"),
         "configfs-tsm missing; {tail}"

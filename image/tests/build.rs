@@ -57,6 +57,7 @@ fn spec(lock: PathBuf, scratch: &Path) -> ImageSpec {
             snp_vcpu_type: "EPYC-v4".into(),
         },
         snp_firmware: None,
+        gpu: false,
     }
 }
 
@@ -302,8 +303,13 @@ fn read_cpio(bytes: &[u8]) -> Vec<(String, Entry)> {
 
 fn initrd_entries() -> &'static BTreeMap<String, Entry> {
     static ENTRIES: OnceLock<BTreeMap<String, Entry>> = OnceLock::new();
-    ENTRIES.get_or_init(|| {
-        let gz = std::fs::read(out_dir().join("initrd.img")).expect("initrd");
+    ENTRIES.get_or_init(|| read_initrd(&out_dir()))
+}
+
+/// The entries of `out`'s initrd, checked for order, inodes and metadata.
+fn read_initrd(out: &Path) -> BTreeMap<String, Entry> {
+    {
+        let gz = std::fs::read(out.join("initrd.img")).expect("initrd");
         let mut cpio = Vec::new();
         flate2::read::GzDecoder::new(gz.as_slice())
             .read_to_end(&mut cpio)
@@ -325,7 +331,7 @@ fn initrd_entries() -> &'static BTreeMap<String, Entry> {
             }
         }
         entries.into_iter().collect()
-    })
+    }
 }
 
 fn file<'a>(entries: &'a BTreeMap<String, Entry>, path: &str) -> &'a Entry {
@@ -752,4 +758,159 @@ fn a_refreshed_lock_builds() {
     );
     let manifest = must_build(&spec(path, dir.path()), &dir.path().join("out"));
     assert_eq!(manifest.packages.len(), refreshed.package.len());
+}
+
+/// The NVIDIA modules' SHA-256 as `kokon image build --gpu` compiled them
+/// from the committed lock's `[gpu]` pins on the machine that refreshed the
+/// lock (2026-11-28). A build anywhere else from the same pins must give the
+/// same bytes; after refreshing the `[gpu]` pins or changing the build
+/// step, build once and take the digests from the manifest's `gpu.modules`.
+const NVIDIA_MODULES_SHA256: [(&str, &str); 2] = [
+    (
+        "/lib/modules/nvidia.ko",
+        "e04d10cd4e05feec0b332e83ccfa4cb40ef300508a4bbb22e2ae5c4575a48b4c",
+    ),
+    (
+        "/lib/modules/nvidia_uvm.ko",
+        "1bde0f4408bfe4bf0716c18aa8410f0760bdaa5af65ff4bee39ddad35b732ea8",
+    ),
+];
+
+#[test]
+fn a_gpu_image_compiles_the_driver_reproducibly_and_carries_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let mut gpu_spec = spec(committed_lock(), dir.path());
+    gpu_spec.gpu = true;
+    let manifest = must_build(&gpu_spec, &out);
+    let gpu = manifest
+        .gpu
+        .as_ref()
+        .expect("a GPU image records its driver");
+    let lock = Lock::load(&committed_lock()).expect("lock");
+
+    // The modules: compiled for the pinned kernel, the same bytes as where
+    // the lock was refreshed, loaded last.
+    let modules: Vec<(&str, &str)> = gpu
+        .modules
+        .iter()
+        .map(|m| (m.path.as_str(), m.sha256.as_str()))
+        .collect();
+    assert_eq!(
+        modules, NVIDIA_MODULES_SHA256,
+        "the NVIDIA modules differ from the ones built from the same pins elsewhere"
+    );
+    assert!(
+        manifest
+            .modules
+            .ends_with(&["nvidia".into(), "nvidia_uvm".into()]),
+        "{:?}",
+        manifest.modules
+    );
+    assert!(
+        gpu.compiler.starts_with("x86_64-linux-gnu-gcc-14 "),
+        "the kernel's compiler: {}",
+        gpu.compiler
+    );
+    assert_eq!(gpu.adaptations.len(), 1, "{:?}", gpu.adaptations);
+    assert!(gpu.adaptations[0].contains("pci_resize_resource() given exclude_bars = 0"));
+    let pinned = |list: &[kokon_image::lock::Package]| -> Vec<(String, String)> {
+        let mut v: Vec<_> = list
+            .iter()
+            .map(|p| (p.name.clone(), p.version.clone()))
+            .collect();
+        v.sort();
+        v
+    };
+    let recorded = |list: &[kokon_image::manifest::PackageRecord]| -> Vec<(String, String)> {
+        list.iter()
+            .map(|p| (p.name.clone(), p.version.clone()))
+            .collect()
+    };
+    assert_eq!(recorded(&gpu.packages), pinned(&lock.gpu_package));
+    assert_eq!(recorded(&gpu.toolchain), pinned(&lock.toolchain_package));
+    let gsp = lock
+        .gpu_package
+        .iter()
+        .find(|p| p.name == "firmware-nvidia-gsp")
+        .expect("firmware pinned");
+    assert!(
+        gsp.version.starts_with(&format!("{}-", gpu.driver_version)),
+        "driver {} from firmware {}",
+        gpu.driver_version,
+        gsp.version
+    );
+
+    // The libraries, in the initrd on the loader's search path, with
+    // what they need (OpenSSL's libcrypto for the PKCS #11 library).
+    let entries = read_initrd(&out);
+    let version = &gpu.driver_version;
+    let expected_libraries = [
+        "/usr/lib/x86_64-linux-gnu/libcuda.so.1".to_owned(),
+        "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1".to_owned(),
+        "/usr/lib/x86_64-linux-gnu/libnvidia-ptxjitcompiler.so.1".to_owned(),
+        format!("/usr/lib/x86_64-linux-gnu/libnvidia-pkcs11-openssl3.so.{version}"),
+    ];
+    let libraries: Vec<&String> = gpu.libraries.iter().map(|l| &l.path).collect();
+    assert_eq!(libraries, expected_libraries.iter().collect::<Vec<_>>());
+    for record in gpu.libraries.iter().chain(&gpu.modules) {
+        let entry = file(&entries, record.path.trim_start_matches('/'));
+        assert_eq!(
+            kokon_image::digest::sha256_hex(&entry.data),
+            record.sha256,
+            "{}",
+            record.path
+        );
+    }
+    assert!(
+        manifest
+            .libraries
+            .iter()
+            .any(|l| l.path.ends_with("/libcrypto.so.3")),
+        "libnvidia-pkcs11-openssl3 needs libcrypto.so.3"
+    );
+
+    // The firmware, on the data disk, which the measured command line
+    // names to the firmware loader.
+    assert!(
+        manifest.cmdline.contains(&format!(
+            " {} kokon.data=",
+            kokon_image::nvidia::FIRMWARE_PARAM
+        )),
+        "{}",
+        manifest.cmdline
+    );
+    let disk = manifest.data_disk.as_ref().expect("data disk");
+    for name in ["gsp_ga10x.bin", "gsp_tu10x.bin"] {
+        let path = format!("/data/firmware/nvidia/{version}/{name}");
+        assert!(
+            disk.files.iter().any(|f| f.path == path),
+            "{path} not on the data disk"
+        );
+    }
+    assert!(disk.files.iter().any(|f| f.path == "/data/big/weights.bin"));
+
+    // The CPU image carries none of it.
+    let (_, cpu) = image();
+    assert_eq!(cpu.gpu, None);
+    assert!(!cpu.modules.iter().any(|m| m.starts_with("nvidia")));
+    assert!(!cpu.cmdline.contains("firmware_class"));
+}
+
+#[test]
+fn a_gpu_image_needs_the_locks_gpu_pins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lock = edited_lock(dir.path(), |lock| {
+        lock.gpu = None;
+        lock.gpu_package.clear();
+        lock.toolchain_package.clear();
+    });
+    let mut gpu_spec = spec(lock, dir.path());
+    gpu_spec.gpu = true;
+    let err = build(&gpu_spec, &dir.path().join("out")).expect_err("no [gpu]");
+    assert!(
+        err.to_string()
+            .contains("a GPU image needs the lock's [gpu] request and its pins"),
+        "{err}"
+    );
 }

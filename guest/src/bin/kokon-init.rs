@@ -56,6 +56,10 @@ fn run() -> anyhow::Result<()> {
     for module in kokon_guest::modules(root)? {
         load_module(&module);
     }
+    // A GPU image's driver, if it loaded (it refuses without a GPU).
+    for node in kokon_guest::nvidia::device_nodes(root)? {
+        make_device_node(&node)?;
+    }
     // configfs-tsm lives under configfs, a module in distribution kernels.
     mount_fs("configfs", "/sys/kernel/config", "configfs")?;
     if let Some(verity) = kokon_guest::data_disk(root)? {
@@ -117,6 +121,26 @@ fn load_module(path: &Path) {
     match result {
         Ok(()) => log(&format!("loaded {}", path.display())),
         Err(e) => log(&format!("not loaded {}: {e}", path.display())),
+    }
+}
+
+/// Creates a character device node, readable and writable by all (the
+/// enclave is the guest's one service), as `nvidia-modprobe` does.
+fn make_device_node(node: &kokon_guest::nvidia::DeviceNode) -> anyhow::Result<()> {
+    match nix::sys::stat::mknod(
+        node.path.as_str(),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+        nix::sys::stat::makedev(node.major, node.minor),
+    ) {
+        Ok(()) | Err(nix::errno::Errno::EEXIST) => {
+            log(&format!(
+                "created {} ({}:{})",
+                node.path, node.major, node.minor
+            ));
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("creating {}", node.path)),
     }
 }
 
