@@ -310,9 +310,12 @@ pub fn measure(
             .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({ "tee": tee, "registers": registers, "data_disk": data_disk })
-            )?
+            serde_json::to_string_pretty(&serde_json::json!({
+                "tee": tee,
+                "registers": registers,
+                "data_disk": data_disk,
+                "gpu": image.manifest.gpu,
+            }))?
         );
         return Ok(());
     }
@@ -348,7 +351,54 @@ pub fn measure(
             println!("    {} sha256 {} ({} bytes)", f.path, f.sha256, f.size);
         }
     }
+    if let Some(gpu) = &image.manifest.gpu {
+        println!();
+        for line in gpu_driver_lines(gpu) {
+            println!("{line}");
+        }
+    }
     Ok(())
+}
+
+/// What an auditor needs to know of a GPU image's NVIDIA driver: where each
+/// part came from, and how the modules were compiled.
+fn gpu_driver_lines(gpu: &kokon_image::manifest::GpuRecord) -> Vec<String> {
+    let mut lines = vec![
+        format!("GPU driver = NVIDIA {}", gpu.driver_version),
+        format!(
+            "  kernel modules, compiled by the image build from the pinned source package with {} in a build root of {} pinned packages (the manifest's gpu.toolchain), inside the measured initrd:",
+            gpu.compiler,
+            gpu.toolchain.len()
+        ),
+    ];
+    let file = |f: &kokon_image::manifest::ImageFile| {
+        format!("    {} sha256 {} ({} bytes)", f.path, f.sha256, f.size)
+    };
+    lines.extend(gpu.modules.iter().map(file));
+    if gpu.adaptations.is_empty() {
+        lines.push("  source edits: none".into());
+    }
+    lines.extend(
+        gpu.adaptations
+            .iter()
+            .map(|a| format!("  source edit for the pinned kernel: {a}")),
+    );
+    lines.push("  user-space driver libraries, inside the measured initrd:".into());
+    lines.extend(gpu.libraries.iter().map(file));
+    lines.push(format!(
+        "  the GSP firmware is on the data disk (above), named to the kernel by the measured command line's {}",
+        kokon_image::nvidia::FIRMWARE_PARAM
+    ));
+    lines.push("  packages (Debian, pinned):".into());
+    lines.extend(
+        gpu.packages
+            .iter()
+            .map(|p| format!("    {} {} sha256 {}", p.name, p.version, p.sha256)),
+    );
+    lines.push(
+        "  to reproduce the modules' bytes: `kokon image build --gpu` with the same lock and binaries (docs/auditor.md)".into(),
+    );
+    lines
 }
 
 /// The development VM policy `base` with the TDX measurements of the image in `dir`.
@@ -629,6 +679,49 @@ mod tests {
             value: vec![byte; 48],
             explanation: Vec::new(),
         }
+    }
+
+    #[test]
+    fn the_gpu_driver_is_explained_part_by_part() {
+        let file = |path: &str, byte: char| kokon_image::manifest::ImageFile {
+            path: path.into(),
+            sha256: byte.to_string().repeat(64),
+            size: 7,
+        };
+        let package = |name: &str| kokon_image::manifest::PackageRecord {
+            name: name.into(),
+            version: "550.163.01-2".into(),
+            architecture: "amd64".into(),
+            sha256: "c".repeat(64),
+        };
+        let mut gpu = kokon_image::manifest::GpuRecord {
+            driver_version: "550.163.01".into(),
+            packages: vec![package("libcuda1")],
+            toolchain: vec![package("gcc-14"), package("make")],
+            compiler: "x86_64-linux-gnu-gcc-14 (Debian 14.2.0-19) 14.2.0".into(),
+            adaptations: vec!["nvidia/nv-pci.c: an edit".into()],
+            modules: vec![file("/lib/modules/nvidia.ko", 'a')],
+            libraries: vec![file("/usr/lib/x86_64-linux-gnu/libcuda.so.1", 'b')],
+        };
+        let lines = gpu_driver_lines(&gpu);
+        let a = "a".repeat(64);
+        let b = "b".repeat(64);
+        let c = "c".repeat(64);
+        for expected in [
+            "GPU driver = NVIDIA 550.163.01".to_owned(),
+            format!("    /lib/modules/nvidia.ko sha256 {a} (7 bytes)"),
+            "  source edit for the pinned kernel: nvidia/nv-pci.c: an edit".into(),
+            format!("    /usr/lib/x86_64-linux-gnu/libcuda.so.1 sha256 {b} (7 bytes)"),
+            format!("    libcuda1 550.163.01-2 sha256 {c}"),
+        ] {
+            assert!(lines.contains(&expected), "{expected:?} not in {lines:#?}");
+        }
+        assert!(lines[1].contains("with x86_64-linux-gnu-gcc-14 (Debian 14.2.0-19) 14.2.0 in a build root of 2 pinned packages"));
+        assert!(lines
+            .iter()
+            .any(|l| l.ends_with("firmware_class.path=/data/firmware")));
+        gpu.adaptations.clear();
+        assert!(gpu_driver_lines(&gpu).contains(&"  source edits: none".to_owned()));
     }
 
     #[test]
