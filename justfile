@@ -29,11 +29,11 @@ image: setup
     bash scripts/image-binaries.sh
     ./target/release/kokon image build --out .cache/vm/image --enclave target/image/kokon-enclave --init target/image/kokon-init
 
-# The GPU worker VM's image: `just image` plus NVIDIA's driver from the lock's [gpu] pins (its modules compiled in a pinned build root; docs/image.md).
+# The GPU worker VM's image: the enclave built with CUDA, NVIDIA's driver from the lock's [gpu] pins (its modules compiled in a pinned build root) and the CUDA user space on the data disk (docs/image.md).
 image-gpu: setup
     cargo build --release --bin kokon
-    bash scripts/image-binaries.sh
-    ./target/release/kokon image build --gpu --out .cache/vm/image-gpu --enclave target/image/kokon-enclave --init target/image/kokon-init
+    bash scripts/image-binaries.sh --cuda
+    ./target/release/kokon image build --gpu --out .cache/vm/image-gpu --enclave target/image/kokon-enclave-cuda --init target/image/kokon-init
 
 # Two builds of the image from two clones of HEAD at different paths, binaries included, compared byte for byte (long: two release builds).
 image-repro: setup

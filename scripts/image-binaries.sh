@@ -2,7 +2,9 @@
 # Builds the two binaries the guest image holds, kokon-enclave and kokon-init,
 # so that the same source, Cargo.lock and Rust toolchain give the same bytes
 # wherever the checkout and the cargo home are (docs/image.md, "The
-# binaries"). They land in target/image/.
+# binaries"). They land in target/image/. With `--cuda`, the enclave has the
+# CUDA execution provider compiled in and lands as kokon-enclave-cuda (GPU
+# images: `just image-gpu`).
 #
 #   - `--locked`: exactly the crate versions of Cargo.lock.
 #   - profile `image` (Cargo.toml): release, without debug info or symbols,
@@ -21,7 +23,17 @@ prefix_map="-ffile-prefix-map=$root=/kokon -ffile-prefix-map=$cargo_home=/cargo"
 export CFLAGS="${prefix_map}" CXXFLAGS="${prefix_map}" ASMFLAGS="${prefix_map}"
 export CARGO_INCREMENTAL=0 SOURCE_DATE_EPOCH=0
 unset CARGO_BUILD_RUSTFLAGS CARGO_ENCODED_RUSTFLAGS
-cargo build --locked --profile image --target-dir "$root/target" \
-    -p kokon-enclave --bin kokon-enclave -p kokon-guest --bin kokon-init
+if [ "${1:-}" = --cuda ]; then
+  # A GPU image's enclave: the CUDA execution provider compiled in. Kept
+  # apart as kokon-enclave-cuda (the next plain build rebuilds kokon-enclave).
+  cargo build --locked --profile image --target-dir "$root/target" \
+      -p kokon-enclave --bin kokon-enclave --features cuda -p kokon-guest --bin kokon-init
+  cp target/image/kokon-enclave target/image/kokon-enclave-cuda
+  enclave=target/image/kokon-enclave-cuda
+else
+  cargo build --locked --profile image --target-dir "$root/target" \
+      -p kokon-enclave --bin kokon-enclave -p kokon-guest --bin kokon-init
+  enclave=target/image/kokon-enclave
+fi
 echo "reproducible guest binaries:" >&2
-sha256sum target/image/kokon-enclave target/image/kokon-init >&2
+sha256sum "$enclave" target/image/kokon-init >&2

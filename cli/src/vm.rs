@@ -86,10 +86,15 @@ pub fn build(args: &ImageBuildArgs) -> anyhow::Result<()> {
         model_in_image,
         "--model-name".into(),
         "magika".into(),
+        // A GPU image's enclave runs its models on the GPU with the ONNX
+        // Runtime on its data disk.
         "--ort-lib".into(),
-        kokon_image::ORT_LIBRARY_PATH.into(),
+        match args.gpu {
+            false => kokon_image::ORT_LIBRARY_PATH.into(),
+            true => kokon_image::nvidia::RUNTIME_ORT.into(),
+        },
         "--device".into(),
-        "cpu".into(),
+        if args.gpu { "cuda" } else { "cpu" }.into(),
         "--price-nanoton-per-unit".into(),
         args.price_nanoton_per_unit.to_string(),
     ]
@@ -389,6 +394,15 @@ fn gpu_driver_lines(gpu: &kokon_image::manifest::GpuRecord) -> Vec<String> {
         "  the GSP firmware is on the data disk (above), named to the kernel by the measured command line's {}",
         kokon_image::nvidia::FIRMWARE_PARAM
     ));
+    lines.push(format!(
+        "  CUDA user space on the data disk under {} (the enclave's library path; ONNX Runtime with the CUDA provider and NVIDIA's CUDA libraries), from the wheels (PyPI, pinned):",
+        gpu.library_path
+    ));
+    lines.extend(
+        gpu.runtime
+            .iter()
+            .map(|w| format!("    {} sha256 {}", w.filename, w.sha256)),
+    );
     lines.push("  packages (Debian, pinned):".into());
     lines.extend(
         gpu.packages
@@ -702,6 +716,14 @@ mod tests {
             adaptations: vec!["nvidia/nv-pci.c: an edit".into()],
             modules: vec![file("/lib/modules/nvidia.ko", 'a')],
             libraries: vec![file("/usr/lib/x86_64-linux-gnu/libcuda.so.1", 'b')],
+            runtime: vec![kokon_image::lock::PinnedWheel {
+                project: "onnxruntime-gpu".into(),
+                version: "1.26.0".into(),
+                filename: "onnxruntime_gpu-1.26.0-cp311-cp311-manylinux_2_28_x86_64.whl".into(),
+                sha256: "d".repeat(64),
+                size: 9,
+            }],
+            library_path: "/data/gpu/lib".into(),
         };
         let lines = gpu_driver_lines(&gpu);
         let a = "a".repeat(64);
@@ -713,6 +735,10 @@ mod tests {
             "  source edit for the pinned kernel: nvidia/nv-pci.c: an edit".into(),
             format!("    /usr/lib/x86_64-linux-gnu/libcuda.so.1 sha256 {b} (7 bytes)"),
             format!("    libcuda1 550.163.01-2 sha256 {c}"),
+            format!(
+                "    onnxruntime_gpu-1.26.0-cp311-cp311-manylinux_2_28_x86_64.whl sha256 {}",
+                "d".repeat(64)
+            ),
         ] {
             assert!(lines.contains(&expected), "{expected:?} not in {lines:#?}");
         }

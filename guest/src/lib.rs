@@ -87,6 +87,10 @@ fn wait_for(path: &Path, what: &str) -> anyhow::Result<()> {
 #[serde(deny_unknown_fields)]
 struct EnclaveConfig {
     args: Vec<String>,
+    /// Directories the loader searches for the enclave's run-time loaded
+    /// libraries (a GPU image's CUDA user space on the data disk).
+    #[serde(default)]
+    library_path: Option<String>,
 }
 
 /// How the enclave gets its evidence in this VM.
@@ -122,6 +126,8 @@ pub struct Plan {
     pub program: PathBuf,
     /// Its arguments.
     pub args: Vec<String>,
+    /// What it gets in its environment besides the init's.
+    pub env: Vec<(String, String)>,
 }
 
 /// An absolute path of the image, under `root`.
@@ -162,6 +168,16 @@ pub fn plan(root: &Path) -> anyhow::Result<Plan> {
     })?;
     let config: EnclaveConfig = serde_json::from_str(&text)
         .with_context(|| format!("{} is not {{\"args\": [...]}}", config_path.display()))?;
+    let mut env = Vec::new();
+    if let Some(path) = config.library_path {
+        if path.is_empty() || path.split(':').any(|dir| !dir.starts_with('/')) {
+            anyhow::bail!(
+                "{}: library_path {path:?} must be absolute directories separated by ':'",
+                config_path.display()
+            );
+        }
+        env.push(("LD_LIBRARY_PATH".to_owned(), path));
+    }
     let mut args = config.args;
     if args
         .iter()
@@ -199,6 +215,7 @@ pub fn plan(root: &Path) -> anyhow::Result<Plan> {
         evidence,
         program: in_root(root, vm::ENCLAVE_BINARY),
         args,
+        env,
     })
 }
 
@@ -339,6 +356,24 @@ mod tests {
         let written: SimLaunch =
             serde_json::from_slice(&std::fs::read(data.join("sim-launch.json")).unwrap()).unwrap();
         assert_eq!(written, launch());
+    }
+
+    #[test]
+    fn a_gpu_images_library_path_reaches_the_enclaves_loader() {
+        let root = image(r#"{"args": [], "library_path": "/data/gpu/lib"}"#);
+        give_fw_cfg(root.path());
+        assert_eq!(
+            plan(root.path()).unwrap().env,
+            [("LD_LIBRARY_PATH".to_owned(), "/data/gpu/lib".to_owned())]
+        );
+        let root = image(r#"{"args": []}"#);
+        give_fw_cfg(root.path());
+        assert_eq!(plan(root.path()).unwrap().env, []);
+        for bad in ["", "data/gpu", "/data/gpu:lib"] {
+            let root = image(&format!(r#"{{"args": [], "library_path": "{bad}"}}"#));
+            let err = plan(root.path()).expect_err(bad).to_string();
+            assert!(err.contains("must be absolute directories"), "{err}");
+        }
     }
 
     #[test]

@@ -22,6 +22,22 @@ pub const SYSTEM_DIRS: [&str; 4] = [
     "/usr/lib",
 ];
 
+/// The file at `path` in the tree, if it is one: its path in the image
+/// (its directory's links resolved, its own name kept: the soname) and the
+/// host file holding its bytes.
+fn locate(path: &str, tree: &Tree) -> Option<(String, PathBuf)> {
+    let source = tree.resolve(path).filter(|p| p.is_file())?;
+    let (dir, base) = path.rsplit_once('/').unwrap_or(("", path));
+    let dir = tree.canonical(dir).unwrap_or_else(|| dir.to_owned());
+    Some((format!("{dir}/{base}"), source))
+}
+
+/// The sonames the x86-64 ELF object `bytes` needs (`DT_NEEDED`); `label`
+/// names it in errors.
+pub fn needed(label: &str, bytes: &[u8]) -> Result<Vec<String>, ImageError> {
+    Ok(wants(label, label, bytes)?.needed)
+}
+
 /// A file the image gets because a binary needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Needed {
@@ -99,8 +115,14 @@ enum Location {
 /// path, otherwise from `tree`. Each library is placed in the directory the
 /// loader finds it in (links resolved, e.g. `/usr/lib/x86_64-linux-gnu`)
 /// under the name the binary asks for; each interpreter at its `PT_INTERP`
-/// path.
-pub fn closure(roots: &[(String, &[u8])], tree: &Tree) -> Result<Vec<Needed>, ImageError> {
+/// path. `outside` are objects the image's loader serves from elsewhere
+/// (the GPU runtime on the data disk): (label, the sonames they need from
+/// the image's system directories).
+pub fn closure(
+    roots: &[(String, &[u8])],
+    outside: &[(String, Vec<String>)],
+    tree: &Tree,
+) -> Result<Vec<Needed>, ImageError> {
     let in_image: BTreeSet<&str> = roots.iter().map(|(p, _)| p.as_str()).collect();
     let mut found: BTreeMap<String, Needed> = BTreeMap::new();
     // Names already satisfied: by an interpreter (the loader is its own
@@ -109,6 +131,14 @@ pub fn closure(roots: &[(String, &[u8])], tree: &Tree) -> Result<Vec<Needed>, Im
     let mut queue = VecDeque::new();
     for (path, bytes) in roots {
         queue.push_back((path.clone(), wants(path, path, bytes)?));
+    }
+    for (label, needed) in outside {
+        let w = Wants {
+            interpreter: None,
+            needed: needed.clone(),
+            search: Vec::new(),
+        };
+        queue.push_back((label.clone(), w));
     }
     while let Some((path, w)) = queue.pop_front() {
         if let Some(interp) = &w.interpreter {
@@ -151,10 +181,8 @@ pub fn closure(roots: &[(String, &[u8])], tree: &Tree) -> Result<Vec<Needed>, Im
                 if in_image.contains(candidate.as_str()) {
                     return Some(Location::InImage);
                 }
-                let source = tree.resolve(&candidate).filter(|p| p.is_file())?;
-                let (dir, base) = candidate.rsplit_once('/').unwrap_or(("", &candidate));
-                let dir = tree.canonical(dir).unwrap_or_else(|| dir.to_owned());
-                Some(Location::InTree(format!("{dir}/{base}"), source))
+                let (image_path, source) = locate(&candidate, tree)?;
+                Some(Location::InTree(image_path, source))
             });
             match location {
                 None => {
@@ -238,7 +266,7 @@ mod tests {
         let roots = [("/init".to_owned(), binary.as_slice())];
 
         let empty = Tree::over(tempfile::tempdir().expect("tempdir"));
-        let err = closure(&roots, &empty).expect_err("no loader");
+        let err = closure(&roots, &[], &empty).expect_err("no loader");
         assert!(
             matches!(&err, ImageError::MissingLibrary { library, needed_by, .. }
                 if library == "/lib64/ld-test.so.2" && needed_by == "/init"),
@@ -256,7 +284,7 @@ mod tests {
         )
         .expect("link");
         let tree = Tree::over(dir);
-        let found = closure(&roots, &tree).expect("loader");
+        let found = closure(&roots, &[], &tree).expect("loader");
         assert_eq!(found.len(), 1);
         let loader = &found[0];
         assert_eq!(loader.image_path, "/lib64/ld-test.so.2");

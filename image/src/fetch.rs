@@ -17,7 +17,7 @@ use std::process::{Command, Output};
 
 use crate::digest::file_sha256;
 use crate::error::ImageError;
-use crate::lock::{Lock, Package, Wheel};
+use crate::lock::{Lock, Package, PinnedWheel, Wheel, GPU_RUNTIME_PROJECT};
 
 /// The pinned files, verified, in the cache.
 pub struct Fetched {
@@ -29,6 +29,8 @@ pub struct Fetched {
     pub gpu_debs: Vec<(Package, PathBuf)>,
     /// For a GPU image: each pinned build-root package and its .deb.
     pub toolchain_debs: Vec<(Package, PathBuf)>,
+    /// For a GPU image: each pinned runtime wheel and its file.
+    pub gpu_wheels: Vec<(PinnedWheel, PathBuf)>,
 }
 
 /// Makes sure every file `lock` pins is in `cache` with its pinned SHA-256,
@@ -79,15 +81,38 @@ pub fn fetch(
         apt.update()?;
         apt.download(&missing.iter().collect::<Vec<_>>(), &debs_dir)?;
     }
+    let mut gpu_wheels = Vec::new();
+    if gpu {
+        let platforms = lock
+            .gpu
+            .as_ref()
+            .map_or(&[][..], |g| g.platforms.as_slice());
+        for pin in &lock.gpu_wheel {
+            let path = cache.join("wheels").join(&pin.filename);
+            if !matches_pin(&path, &pin.sha256)? {
+                let request = PipRequest {
+                    project: &pin.project,
+                    version: &pin.version,
+                    python_version: &lock.wheel.python_version,
+                    platforms,
+                    pinned: Some((&pin.filename, &pin.sha256)),
+                };
+                pip_download(&request, &cache)?;
+            }
+            gpu_wheels.push((pin.clone(), path));
+        }
+    }
     let wheel = cache.join("wheels").join(&lock.wheel.filename);
     if !matches_pin(&wheel, &lock.wheel.sha256)? {
-        pip_download(&lock.wheel, &cache, true)?;
+        let platforms = [lock.wheel.platform.clone()];
+        pip_download(&PipRequest::wheel(&lock.wheel, &platforms, true), &cache)?;
     }
     Ok(Fetched {
         debs,
         wheel,
         gpu_debs,
         toolchain_debs,
+        gpu_wheels,
     })
 }
 
@@ -132,7 +157,20 @@ pub fn resolve(request: &Lock, lock_path: &Path, cache: &Path) -> Result<Lock, I
             (apt.pins(&names, lock_path)?, apt.pins(&closure, lock_path)?)
         }
     };
-    let (wheel_path, (sha256, size)) = pip_download(&request.wheel, &cache, false)?;
+    let platforms = [request.wheel.platform.clone()];
+    let (wheel_path, (sha256, size)) = pip_download(
+        &PipRequest::wheel(&request.wheel, &platforms, false),
+        &cache,
+    )?;
+    let gpu_wheel = match &request.gpu {
+        Some(gpu) if !gpu.runtime.is_empty() => resolve_gpu_wheels(
+            &gpu.runtime,
+            &request.wheel.python_version,
+            &gpu.platforms,
+            &cache,
+        )?,
+        _ => Vec::new(),
+    };
     let filename = wheel_path
         .file_name()
         .and_then(|n| n.to_str())
@@ -145,6 +183,7 @@ pub fn resolve(request: &Lock, lock_path: &Path, cache: &Path) -> Result<Lock, I
     lock.package = package;
     lock.gpu_package = gpu_package;
     lock.toolchain_package = toolchain_package;
+    lock.gpu_wheel = gpu_wheel;
     lock.wheel.filename = filename;
     lock.wheel.sha256 = sha256;
     lock.wheel.size = size;
@@ -451,14 +490,36 @@ impl Apt {
     }
 }
 
-/// `python3 -m pip download` of the wheel into the cache's wheels; the
-/// downloaded file, its SHA-256 and its size. With `pinned`, a file other
-/// than the one `wheel` pins (name and SHA-256) is an error and stays out of
-/// the cache.
+/// What to ask pip for: one project's wheel at one version, for a CPython
+/// version and the platform tags it may take.
+struct PipRequest<'a> {
+    project: &'a str,
+    version: &'a str,
+    python_version: &'a str,
+    platforms: &'a [String],
+    /// The pinned file name and SHA-256: another file is an error and stays
+    /// out of the cache.
+    pinned: Option<(&'a str, &'a str)>,
+}
+
+impl<'a> PipRequest<'a> {
+    /// The lock's ONNX Runtime wheel.
+    fn wheel(wheel: &'a Wheel, platforms: &'a [String], pinned: bool) -> Self {
+        PipRequest {
+            project: &wheel.project,
+            version: &wheel.version,
+            python_version: &wheel.python_version,
+            platforms,
+            pinned: pinned.then_some((wheel.filename.as_str(), wheel.sha256.as_str())),
+        }
+    }
+}
+
+/// `python3 -m pip download` of one wheel into the cache's wheels; the
+/// downloaded file, its SHA-256 and its size.
 fn pip_download(
-    wheel: &Wheel,
+    request: &PipRequest,
     cache: &Path,
-    pinned: bool,
 ) -> Result<(PathBuf, (String, u64)), ImageError> {
     let wheels = cache.join("wheels");
     let tmp = tempfile::Builder::new()
@@ -468,26 +529,11 @@ fn pip_download(
             "creating a temporary directory in",
             wheels.clone(),
         ))?;
-    let mut cmd = Command::new("python3");
-    cmd.args([
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--disable-pip-version-check",
-        "--implementation",
-        "cp",
-        "--python-version",
-    ])
-    .arg(&wheel.python_version)
-    .arg("--platform")
-    .arg(&wheel.platform)
-    .arg("-d")
-    .arg(tmp.path())
-    .arg(format!("{}=={}", wheel.project, wheel.version));
+    let mut cmd = pip_command(request.python_version, request.platforms, tmp.path());
+    cmd.arg("--no-deps")
+        .arg(format!("{}=={}", request.project, request.version));
     run(
-        &format!("downloading the {} {} wheel from PyPI (needs the network once; later builds use the cache)", wheel.project, wheel.version),
+        &format!("downloading the {} {} wheel from PyPI (needs the network once; later builds use the cache)", request.project, request.version),
         &mut cmd,
         "python3 with pip",
     )?;
@@ -502,8 +548,8 @@ fn pip_download(
                 path: tmp.path().to_owned(),
                 reason: format!(
                     "pip download of {}=={} left {} files, expected one wheel",
-                    wheel.project,
-                    wheel.version,
+                    request.project,
+                    request.version,
                     files.len() + 1
                 ),
             })
@@ -511,28 +557,119 @@ fn pip_download(
     };
     let name = file.file_name().map(PathBuf::from).unwrap_or_default();
     let digest = file_sha256(&file)?;
-    if pinned && name != Path::new(&wheel.filename) {
-        return Err(ImageError::Wheel {
-            path: file.clone(),
-            reason: format!(
-                "pip downloaded {} for {}=={}; the lock pins {}",
-                name.display(),
-                wheel.project,
-                wheel.version,
-                wheel.filename
-            ),
-        });
-    }
-    if pinned && digest.0 != wheel.sha256 {
-        return Err(digest_error(
-            &format!("wheel {}", wheel.filename),
-            &wheel.sha256,
-            digest.0,
-        ));
+    if let Some((filename, sha256)) = request.pinned {
+        if name != Path::new(filename) {
+            return Err(ImageError::Wheel {
+                path: file.clone(),
+                reason: format!(
+                    "pip downloaded {} for {}=={}; the lock pins {filename}",
+                    name.display(),
+                    request.project,
+                    request.version,
+                ),
+            });
+        }
+        if digest.0 != sha256 {
+            return Err(digest_error(&format!("wheel {filename}"), sha256, digest.0));
+        }
     }
     let target = wheels.join(name);
     std::fs::rename(&file, &target).map_err(ImageError::io("renaming into", target.clone()))?;
     Ok((target, digest))
+}
+
+/// `python3 -m pip download` of binary wheels for CPython `python_version`
+/// on `platforms` into `dir`; the caller adds what to download.
+fn pip_command(python_version: &str, platforms: &[String], dir: &Path) -> Command {
+    let mut cmd = Command::new("python3");
+    cmd.args([
+        "-m",
+        "pip",
+        "download",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--implementation",
+        "cp",
+        "--python-version",
+    ])
+    .arg(python_version);
+    for platform in platforms {
+        cmd.arg("--platform").arg(platform);
+    }
+    cmd.arg("-d").arg(dir);
+    cmd
+}
+
+/// The GPU image's runtime wheels pinned now: `requirements` downloaded
+/// with their dependencies (left in the cache), of which
+/// [`GPU_RUNTIME_PROJECT`] and the `nvidia-*` wheels are kept.
+fn resolve_gpu_wheels(
+    requirements: &[String],
+    python_version: &str,
+    platforms: &[String],
+    cache: &Path,
+) -> Result<Vec<PinnedWheel>, ImageError> {
+    let wheels = cache.join("wheels");
+    let tmp = tempfile::Builder::new()
+        .prefix(".download-")
+        .tempdir_in(&wheels)
+        .map_err(ImageError::io(
+            "creating a temporary directory in",
+            wheels.clone(),
+        ))?;
+    let mut cmd = pip_command(python_version, platforms, tmp.path());
+    cmd.args(requirements);
+    run(
+        &format!("resolving the GPU runtime {requirements:?} with PyPI (about 2 GB of wheels)"),
+        &mut cmd,
+        "python3 with pip",
+    )?;
+    let mut pinned = Vec::new();
+    for entry in
+        std::fs::read_dir(tmp.path()).map_err(ImageError::io("reading", tmp.path().to_owned()))?
+    {
+        let path = entry
+            .map_err(ImageError::io("reading", tmp.path().to_owned()))?
+            .path();
+        let filename = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        let Some((project, version)) = wheel_name(&filename) else {
+            return Err(ImageError::Wheel {
+                path,
+                reason: "pip left a file that is not a wheel".into(),
+            });
+        };
+        if project != GPU_RUNTIME_PROJECT && !project.starts_with("nvidia-") {
+            continue;
+        }
+        let (sha256, size) = file_sha256(&path)?;
+        let target = wheels.join(&filename);
+        std::fs::rename(&path, &target).map_err(ImageError::io("renaming into", target))?;
+        pinned.push(PinnedWheel {
+            project,
+            version,
+            filename,
+            sha256,
+            size,
+        });
+    }
+    pinned.sort_by(|a, b| a.project.cmp(&b.project));
+    Ok(pinned)
+}
+
+/// A wheel file name's project (normalised: lowercase, `-`) and version.
+fn wheel_name(filename: &str) -> Option<(String, String)> {
+    let stem = filename.strip_suffix(".whl")?;
+    let mut parts = stem.split('-');
+    let project = parts.next().filter(|p| !p.is_empty())?;
+    let version = parts.next().filter(|v| !v.is_empty())?;
+    Some((
+        project.to_lowercase().replace(['_', '.'], "-"),
+        version.to_owned(),
+    ))
 }
 
 /// Runs `cmd`, capturing its output; an error unless it exits 0.
@@ -619,6 +756,20 @@ fn stanzas(text: &str) -> Vec<BTreeMap<String, String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wheel_names_give_project_and_version() {
+        assert_eq!(
+            wheel_name("nvidia_cublas_cu12-12.9.3.13-py3-none-manylinux_2_27_x86_64.whl"),
+            Some(("nvidia-cublas-cu12".into(), "12.9.3.13".into()))
+        );
+        assert_eq!(
+            wheel_name("onnxruntime_gpu-1.26.0-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl"),
+            Some(("onnxruntime-gpu".into(), "1.26.0".into()))
+        );
+        assert_eq!(wheel_name("numpy-2.4.6.tar.gz"), None);
+        assert_eq!(wheel_name("-1.0-py3-none-any.whl"), None);
+    }
 
     #[test]
     fn simulated_installs_are_read_from_inst_lines() {

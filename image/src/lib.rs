@@ -149,7 +149,15 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
         archive.add_file(&path, data, false)?;
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    let mut enclave_json = serde_json::to_vec(&serde_json::json!({ "args": spec.enclave_args }))
+    // A GPU image's enclave finds the CUDA libraries on the data disk.
+    let enclave_config = match spec.gpu {
+        false => serde_json::json!({ "args": spec.enclave_args }),
+        true => serde_json::json!({
+            "args": spec.enclave_args,
+            "library_path": nvidia::RUNTIME_LIBRARY_PATH,
+        }),
+    };
+    let mut enclave_json = serde_json::to_vec(&enclave_config)
         .map_err(|e| ImageError::Layout(format!("{ENCLAVE_CONFIG_PATH}: {e}")))?;
     enclave_json.push(b'\n');
     archive.add_file(ENCLAVE_CONFIG_PATH, enclave_json, false)?;
@@ -184,9 +192,18 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
                 .iter()
                 .map(|(_, p)| p.as_path())
                 .collect();
+            if fetched.gpu_wheels.is_empty() {
+                return Err(ImageError::Lock {
+                    path: spec.lock.clone(),
+                    reason: "a GPU image needs the CUDA user space, gpu.runtime, pinned as [[gpu_wheel]]; \
+                             run `kokon image lock` (just image-lock)"
+                        .into(),
+                });
+            }
             Some((
                 nvidia::driver_files(&tree)?,
                 nvidia::build_modules(&toolchain, source, &release)?,
+                nvidia::runtime_files(&fetched.gpu_wheels)?,
             ))
         }
         more => {
@@ -214,16 +231,25 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
         (ENCLAVE_PATH.to_owned(), enclave.as_slice()),
         (ort_path.clone(), ort.as_slice()),
     ];
-    if let Some((driver, _)) = &gpu {
+    // The GPU runtime's libraries are on the data disk; what they need of
+    // the system (the C and C++ runtimes) goes into the initramfs.
+    let mut outside = Vec::new();
+    if let Some((driver, _, runtime)) = &gpu {
         roots.extend(
             driver
                 .libraries
                 .iter()
                 .map(|(p, d)| (p.clone(), d.as_slice())),
         );
+        let driver_sonames: Vec<&str> = driver
+            .libraries
+            .iter()
+            .filter_map(|(p, _)| p.rsplit('/').next())
+            .collect();
+        outside = nvidia::runtime_needs(runtime, &driver_sonames)?;
     }
     let mut libraries = Vec::new();
-    for needed in elf::closure(&roots, &tree)? {
+    for needed in elf::closure(&roots, &outside, &tree)? {
         let data = std::fs::read(&needed.source)
             .map_err(ImageError::io("reading", needed.source.clone()))?;
         libraries.push(image_file(&needed.image_path, &data));
@@ -236,7 +262,9 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
     let mut gpu_record = None;
     let mut data_files = spec.data_files.clone();
     let mut cmdline = spec.cmdline.clone();
-    if let Some((driver, built)) = gpu {
+    // Kept until the data disk is written: the runtime's extracted files.
+    let mut runtime_dir = None;
+    if let Some((driver, built, runtime)) = gpu {
         let module_files = built
             .modules
             .iter()
@@ -249,6 +277,8 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
         }
         modules.extend(built.modules);
         data_files.extend(driver.firmware);
+        data_files.extend(runtime.files.iter().cloned());
+        runtime_dir = Some(runtime);
         cmdline = format!("{cmdline} {}", nvidia::FIRMWARE_PARAM);
         gpu_record = Some(GpuRecord {
             driver_version: driver.version,
@@ -258,6 +288,8 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
             adaptations: built.adaptations,
             modules: module_files,
             libraries: driver_libraries,
+            runtime: lock.gpu_wheel.clone(),
+            library_path: nvidia::RUNTIME_LIBRARY_PATH.into(),
         });
     }
     let mut module_list = String::new();
@@ -286,6 +318,7 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
             Some(record)
         }
     };
+    drop(runtime_dir);
     let artifacts = Artifacts {
         ovmf: write_artifact(out, OVMF_FILE, &ovmf)?,
         snp_ovmf: write_artifact(out, SNP_OVMF_FILE, &snp_ovmf)?,

@@ -42,6 +42,9 @@ pub struct Lock {
     /// name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub toolchain_package: Vec<Package>,
+    /// The pinned wheels of [`Gpu::runtime`], sorted by project.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpu_wheel: Vec<PinnedWheel>,
 }
 
 /// NVIDIA's driver for GPU images, from Debian's archive (docs/image.md,
@@ -61,6 +64,38 @@ pub struct Gpu {
     /// pinned kernel's `linux-headers-*` and pins the whole dependency
     /// closure apt resolves for them, without recommends.
     pub toolchain: Vec<String>,
+    /// The CUDA user space for the data disk: pip requirements (e.g.
+    /// `onnxruntime-gpu[cuda,cudnn]==1.26.0`), resolved with their
+    /// dependencies for the wheel's `python_version` and [`Gpu::platforms`].
+    /// Of what pip resolves, [`GPU_RUNTIME_PROJECT`] and the `nvidia-*`
+    /// wheels are pinned (`[[gpu_wheel]]`); the rest are Python packages
+    /// the enclave does not use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runtime: Vec<String>,
+    /// The platform tags pip may take the runtime's wheels for (NVIDIA's
+    /// wheels use several manylinux levels).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
+}
+
+/// The runtime wheel whose ONNX Runtime, with the CUDA provider, a GPU
+/// image's enclave loads.
+pub const GPU_RUNTIME_PROJECT: &str = "onnxruntime-gpu";
+
+/// One pinned wheel of a GPU image's CUDA user space.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinnedWheel {
+    /// The PyPI project, normalised (`nvidia-cublas-cu12`).
+    pub project: String,
+    /// Its version.
+    pub version: String,
+    /// The wheel's file name.
+    pub filename: String,
+    /// The wheel's SHA-256, lowercase hex.
+    pub sha256: String,
+    /// The wheel's size in bytes.
+    pub size: u64,
 }
 
 /// One apt archive: `deb [signed-by=KEYRING] URI SUITE COMPONENTS...`.
@@ -228,6 +263,17 @@ impl Lock {
                 ]
                 .map(String::from)
                 .to_vec(),
+                runtime: vec!["onnxruntime-gpu[cuda,cudnn]==1.26.0".into()],
+                platforms: [
+                    "manylinux_2_28_x86_64",
+                    "manylinux_2_27_x86_64",
+                    "manylinux_2_17_x86_64",
+                    "manylinux2014_x86_64",
+                    "manylinux_2_12_x86_64",
+                    "manylinux2010_x86_64",
+                ]
+                .map(String::from)
+                .to_vec(),
             }),
             wheel: Wheel {
                 project: "onnxruntime".into(),
@@ -242,6 +288,7 @@ impl Lock {
             package: Vec::new(),
             gpu_package: Vec::new(),
             toolchain_package: Vec::new(),
+            gpu_wheel: Vec::new(),
         }
     }
 
@@ -275,6 +322,7 @@ impl Lock {
         sorted.request.packages.dedup();
         sorted.gpu_package.sort_by(|a, b| a.name.cmp(&b.name));
         sorted.toolchain_package.sort_by(|a, b| a.name.cmp(&b.name));
+        sorted.gpu_wheel.sort_by(|a, b| a.project.cmp(&b.project));
         if let Some(gpu) = &mut sorted.gpu {
             gpu.packages.sort();
             gpu.packages.dedup();
@@ -370,14 +418,36 @@ impl Lock {
     fn check_gpu(&self) -> Result<(), String> {
         let gpu_pins = pins("gpu_package", &self.gpu_package)?;
         let toolchain_pins = pins("toolchain_package", &self.toolchain_package)?;
+        let wheel_pins = wheel_pins(&self.gpu_wheel)?;
         let Some(gpu) = &self.gpu else {
-            if gpu_pins.is_empty() && toolchain_pins.is_empty() {
+            if gpu_pins.is_empty() && toolchain_pins.is_empty() && wheel_pins.is_empty() {
                 return Ok(());
             }
             return Err(
-                "[[gpu_package]] or [[toolchain_package]] pins without a [gpu] request".into(),
+                "[[gpu_package]], [[toolchain_package]] or [[gpu_wheel]] pins without a [gpu] request"
+                    .into(),
             );
         };
+        for requirement in &gpu.runtime {
+            word("gpu.runtime", requirement, REQUIREMENT)?;
+        }
+        for platform in &gpu.platforms {
+            word("gpu.platforms", platform, PYPI)?;
+        }
+        match (gpu.runtime.is_empty(), wheel_pins.contains(GPU_RUNTIME_PROJECT)) {
+            (true, _) if !wheel_pins.is_empty() => {
+                return Err("[[gpu_wheel]] pins without gpu.runtime".into())
+            }
+            (false, false) => {
+                return Err(format!(
+                    "gpu.runtime has no [[gpu_wheel]] pin of {GPU_RUNTIME_PROJECT}; run `kokon image lock` (just image-lock)"
+                ))
+            }
+            _ => {}
+        }
+        if !gpu.runtime.is_empty() && gpu.platforms.is_empty() {
+            return Err("gpu.runtime needs gpu.platforms (pip's platform tags)".into());
+        }
         word("gpu.module_source", &gpu.module_source, PACKAGE)?;
         for name in gpu.packages.iter().chain(&gpu.toolchain) {
             word("gpu package", name, PACKAGE)?;
@@ -414,6 +484,33 @@ impl Lock {
         }
         Ok(())
     }
+}
+
+/// Checks each `[[gpu_wheel]]` pin and returns their projects; a project
+/// pinned twice is an error.
+fn wheel_pins(wheels: &[PinnedWheel]) -> Result<BTreeSet<&str>, String> {
+    let mut projects = BTreeSet::new();
+    for w in wheels {
+        word("gpu_wheel project", &w.project, PYPI)?;
+        word(
+            &format!("gpu_wheel {} version", w.project),
+            &w.version,
+            PYPI,
+        )?;
+        plain_word(&format!("gpu_wheel {} filename", w.project), &w.filename)?;
+        if w.filename.contains('/') || w.filename.starts_with('.') || !w.filename.ends_with(".whl")
+        {
+            return Err(format!(
+                "gpu_wheel {}: filename {:?} is not a wheel's file name",
+                w.project, w.filename
+            ));
+        }
+        sha256_field(&format!("gpu_wheel {}", w.project), &w.sha256)?;
+        if !projects.insert(w.project.as_str()) {
+            return Err(format!("gpu_wheel {} is pinned twice", w.project));
+        }
+    }
+    Ok(projects)
 }
 
 /// Checks each pin of `list` (the lock's `[[list]]`) and returns their
@@ -470,6 +567,9 @@ const PACKAGE: &str = "abcdefghijklmnopqrstuvwxyz0123456789+.-";
 const VERSION: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.+~:-";
 const ARCHITECTURE: &str = "abcdefghijklmnopqrstuvwxyz0123456789-";
 const PYPI: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-+!";
+/// A pip requirement: a project, extras in brackets, version specifiers.
+const REQUIREMENT: &str =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-+![],=<>~";
 
 /// A value that starts with a letter or digit and has only `allowed`
 /// characters.
@@ -530,6 +630,15 @@ mod tests {
             .map(|n| pin(n))
             .chain([pin("linux-headers-6.12.1-cloud-amd64"), pin("cpp-14")])
             .collect();
+        lock.gpu_wheel = ["onnxruntime-gpu", "nvidia-cublas-cu12"]
+            .map(|project| PinnedWheel {
+                project: project.into(),
+                version: "1.0".into(),
+                filename: format!("{}-1.0-py3-none-any.whl", project.replace('-', "_")),
+                sha256: "c".repeat(64),
+                size: 3,
+            })
+            .to_vec();
         lock.gpu = Some(gpu);
         lock
     }
@@ -668,6 +777,7 @@ mod tests {
             sorted.package.sort_by(|a, b| a.name.cmp(&b.name));
             sorted.gpu_package.sort_by(|a, b| a.name.cmp(&b.name));
             sorted.toolchain_package.sort_by(|a, b| a.name.cmp(&b.name));
+            sorted.gpu_wheel.sort_by(|a, b| a.project.cmp(&b.project));
             sorted
         });
         assert_eq!(
@@ -741,7 +851,62 @@ mod tests {
         lock.gpu = None;
         assert_eq!(
             lock.check().expect_err("pins without request"),
-            "[[gpu_package]] or [[toolchain_package]] pins without a [gpu] request"
+            "[[gpu_package]], [[toolchain_package]] or [[gpu_wheel]] pins without a [gpu] request"
+        );
+
+        let mut lock = pinned_gpu();
+        lock.gpu_wheel.retain(|w| w.project != "onnxruntime-gpu");
+        let err = lock.check().expect_err("no runtime pin");
+        assert!(
+            err.starts_with("gpu.runtime has no [[gpu_wheel]] pin of onnxruntime-gpu"),
+            "{err}"
+        );
+
+        let mut lock = pinned_gpu();
+        if let Some(w) = lock.gpu_wheel.first_mut() {
+            w.filename = "../evil.whl".into();
+        }
+        let err = lock.check().expect_err("path");
+        assert!(err.contains("is not a wheel's file name"), "{err}");
+
+        let mut lock = pinned_gpu();
+        if let Some(w) = lock.gpu_wheel.first_mut() {
+            w.sha256 = "x".into();
+        }
+        assert!(lock
+            .check()
+            .expect_err("digest")
+            .contains("not 64 lowercase hex"));
+
+        let mut lock = pinned_gpu();
+        let twice = lock.gpu_wheel.first().cloned().expect("one");
+        lock.gpu_wheel.push(twice);
+        assert!(lock.check().expect_err("twice").contains("is pinned twice"));
+
+        let mut lock = pinned_gpu();
+        if let Some(gpu) = &mut lock.gpu {
+            gpu.runtime = vec!["--index-url=http://evil".into()];
+        }
+        assert!(lock.check().expect_err("pip option").starts_with(
+            "gpu.runtime \"--index-url=http://evil\" must start with a letter or digit"
+        ));
+
+        let mut lock = pinned_gpu();
+        if let Some(gpu) = &mut lock.gpu {
+            gpu.platforms.clear();
+        }
+        assert!(lock
+            .check()
+            .expect_err("no platforms")
+            .contains("needs gpu.platforms"));
+
+        let mut lock = pinned_gpu();
+        if let Some(gpu) = &mut lock.gpu {
+            gpu.runtime.clear();
+        }
+        assert_eq!(
+            lock.check().expect_err("wheels without runtime"),
+            "[[gpu_wheel]] pins without gpu.runtime"
         );
     }
 

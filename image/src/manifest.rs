@@ -196,6 +196,13 @@ pub struct GpuRecord {
     pub modules: Vec<ImageFile>,
     /// The driver's user-space libraries in the initramfs.
     pub libraries: Vec<ImageFile>,
+    /// The CUDA user space's pinned wheels (ONNX Runtime with the CUDA
+    /// provider, NVIDIA's CUDA libraries), whose libraries are on the data
+    /// disk under [`GpuRecord::library_path`].
+    pub runtime: Vec<crate::lock::PinnedWheel>,
+    /// The enclave's library path (`/etc/kokon/enclave.json`'s
+    /// `library_path`).
+    pub library_path: String,
 }
 
 impl Manifest {

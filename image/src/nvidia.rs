@@ -17,11 +17,14 @@
 //! measured command line as `firmware_class.path`): the driver loads it
 //! when the GPU is first opened, after the init has mounted the disk.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::elf;
 use crate::error::ImageError;
 use crate::fetch::run;
+use crate::lock::{PinnedWheel, GPU_RUNTIME_PROJECT};
 use crate::modules::{dependencies, Module};
 use crate::tree::Tree;
 
@@ -117,6 +120,147 @@ pub fn driver_files(tree: &Tree) -> Result<DriverFiles, ImageError> {
         libraries,
         firmware,
     })
+}
+
+/// The CUDA user space's directory on the data disk (under `/data`).
+pub const RUNTIME_DIR: &str = "gpu/lib";
+/// The same directory in the guest: the enclave's library path, where the
+/// loader finds the CUDA provider's libraries (it has no `RUNPATH`).
+pub const RUNTIME_LIBRARY_PATH: &str = "/data/gpu/lib";
+/// ONNX Runtime with the CUDA provider in the guest, under one name
+/// whatever its version (the enclave's `--ort-lib`); the providers are
+/// beside it, where it looks for them.
+pub const RUNTIME_ORT: &str = "/data/gpu/lib/libonnxruntime.so";
+/// The members of the `onnxruntime-gpu` wheel taken, by their name on the
+/// data disk: ONNX Runtime (its versioned file), the providers' bridge and
+/// the CUDA provider.
+const ORT_MEMBERS: [(&str, &str); 3] = [
+    ("onnxruntime/capi/libonnxruntime.so.", "libonnxruntime.so"),
+    (
+        "onnxruntime/capi/libonnxruntime_providers_shared.so",
+        "libonnxruntime_providers_shared.so",
+    ),
+    (
+        "onnxruntime/capi/libonnxruntime_providers_cuda.so",
+        "libonnxruntime_providers_cuda.so",
+    ),
+];
+
+/// The CUDA user space taken from the `[[gpu_wheel]]` pins: its files,
+/// extracted into a temporary directory that lives as long as this.
+pub struct Runtime {
+    _dir: tempfile::TempDir,
+    /// (path on the data disk, extracted file), by path.
+    pub files: Vec<(String, PathBuf)>,
+}
+
+/// Extracts the shared libraries of the runtime wheels: ONNX Runtime and
+/// its CUDA provider from `onnxruntime-gpu`, and every `nvidia/*/lib/*.so*`
+/// of NVIDIA's wheels (cuDNN, cuBLAS, the CUDA runtime, ...), into one
+/// directory for the data disk.
+pub fn runtime_files(wheels: &[(PinnedWheel, PathBuf)]) -> Result<Runtime, ImageError> {
+    let dir = tempfile::Builder::new()
+        .prefix("kokon-gpu-runtime-")
+        .tempdir()
+        .map_err(ImageError::io(
+            "creating a temporary directory in",
+            std::env::temp_dir(),
+        ))?;
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    for (pin, wheel) in wheels {
+        let err = |reason: String| ImageError::Wheel {
+            path: wheel.clone(),
+            reason,
+        };
+        let file = std::fs::File::open(wheel).map_err(ImageError::io("reading", wheel.clone()))?;
+        let mut zip =
+            zip::ZipArchive::new(file).map_err(|e| err(format!("not a readable zip: {e}")))?;
+        let names: Vec<String> = zip.file_names().map(str::to_owned).collect();
+        let mut taken = Vec::new();
+        if pin.project == GPU_RUNTIME_PROJECT {
+            for (member, name) in ORT_MEMBERS {
+                let matching: Vec<&String> = names
+                    .iter()
+                    .filter(|n| match member.strip_suffix('.') {
+                        // The versioned library: `libonnxruntime.so.1.x.y`.
+                        Some(_) => n.starts_with(member) && !n.ends_with(".so"),
+                        None => n.as_str() == member,
+                    })
+                    .collect();
+                let [one] = matching.as_slice() else {
+                    return Err(err(format!(
+                        "{} members match {member}, expected one",
+                        matching.len()
+                    )));
+                };
+                taken.push(((*one).clone(), name.to_owned()));
+            }
+        } else {
+            for member in &names {
+                let mut parts = member.split('/');
+                let (Some("nvidia"), Some(_), Some("lib"), Some(base), None) = (
+                    parts.next(),
+                    parts.next(),
+                    parts.next(),
+                    parts.next(),
+                    parts.next(),
+                ) else {
+                    continue;
+                };
+                if base.contains(".so") && !base.starts_with('.') {
+                    taken.push((member.clone(), base.to_owned()));
+                }
+            }
+        }
+        for (member, name) in taken {
+            let path = format!("{RUNTIME_DIR}/{name}");
+            if files.iter().any(|(p, _)| *p == path) {
+                return Err(err(format!(
+                    "{member} would be {path}, which another runtime wheel already supplies"
+                )));
+            }
+            let target = dir.path().join(&name);
+            let mut entry = zip
+                .by_name(&member)
+                .map_err(|e| err(format!("member {member}: {e}")))?;
+            let mut out = std::fs::File::create(&target)
+                .map_err(ImageError::io("creating", target.clone()))?;
+            std::io::copy(&mut entry, &mut out)
+                .map_err(|e| err(format!("extracting {member}: {e}")))?;
+            files.push((path, target));
+        }
+    }
+    files.sort();
+    Ok(Runtime { _dir: dir, files })
+}
+
+/// What the runtime's libraries need from the image's system directories
+/// (for [`elf::closure`], which puts it in the initramfs): for each, its
+/// path in the guest and every `DT_NEEDED` that is neither another runtime
+/// library, nor one of the driver's (`driver_sonames`), nor the loader.
+pub fn runtime_needs(
+    runtime: &Runtime,
+    driver_sonames: &[&str],
+) -> Result<Vec<(String, Vec<String>)>, ImageError> {
+    let provided: BTreeSet<&str> = runtime
+        .files
+        .iter()
+        .filter_map(|(path, _)| path.rsplit('/').next())
+        .chain(driver_sonames.iter().copied())
+        // The loader, which some CUDA libraries name as a DT_NEEDED.
+        .chain(["ld-linux-x86-64.so.2"])
+        .collect();
+    let mut needs = Vec::new();
+    for (path, file) in &runtime.files {
+        let label = format!("/data/{path}");
+        let bytes = std::fs::read(file).map_err(ImageError::io("reading", file.clone()))?;
+        let needed: Vec<String> = elf::needed(&label, &bytes)?
+            .into_iter()
+            .filter(|n| !provided.contains(n.as_str()))
+            .collect();
+        needs.push((label, needed));
+    }
+    Ok(needs)
 }
 
 /// The modules [`build_modules`] compiled, and how.
@@ -519,6 +663,123 @@ mod tests {
         );
         let firmware: Vec<&str> = files.firmware.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(firmware, ["firmware/nvidia/550.163.01/gsp_ga10x.bin"]);
+    }
+
+    /// A wheel at `dir/NAME` holding `members` (name, bytes), stored.
+    fn wheel(dir: &Path, project: &str, members: &[(&str, &[u8])]) -> (PinnedWheel, PathBuf) {
+        use std::io::Write as _;
+        let path = dir.join(format!(
+            "{}-1.0-py3-none-any.whl",
+            project.replace('-', "_")
+        ));
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).expect("create"));
+        for (name, bytes) in members {
+            zip.start_file(*name, zip::write::SimpleFileOptions::default())
+                .expect("member");
+            zip.write_all(bytes).expect("write");
+        }
+        zip.finish().expect("finish");
+        let pin = PinnedWheel {
+            project: project.into(),
+            version: "1.0".into(),
+            filename: String::new(),
+            sha256: String::new(),
+            size: 0,
+        };
+        (pin, path)
+    }
+
+    const ORT_WHEEL: [(&str, &[u8]); 5] = [
+        ("onnxruntime/capi/libonnxruntime.so.1.26.0", b"ort"),
+        (
+            "onnxruntime/capi/libonnxruntime_providers_shared.so",
+            b"shared",
+        ),
+        ("onnxruntime/capi/libonnxruntime_providers_cuda.so", b"cuda"),
+        (
+            "onnxruntime/capi/libonnxruntime_providers_tensorrt.so",
+            b"trt",
+        ),
+        ("onnxruntime/capi/onnxruntime_pybind11_state.so", b"py"),
+    ];
+
+    #[test]
+    fn the_runtime_takes_ort_and_nvidias_libraries_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wheels = [
+            wheel(dir.path(), "onnxruntime-gpu", &ORT_WHEEL),
+            wheel(
+                dir.path(),
+                "nvidia-cublas-cu12",
+                &[
+                    ("nvidia/cublas/lib/libcublas.so.12", b"cublas"),
+                    ("nvidia/cublas/lib/libcublasLt.so.12", b"lt"),
+                    ("nvidia/cublas/include/cublas.h", b"h"),
+                    ("nvidia/cublas/lib/deeper/libx.so", b"x"),
+                    ("nvidia_cublas_cu12-12.9.dist-info/METADATA", b"m"),
+                ],
+            ),
+        ];
+        let runtime = runtime_files(&wheels).expect("runtime");
+        let files: Vec<(&str, Vec<u8>)> = runtime
+            .files
+            .iter()
+            .map(|(p, f)| (p.as_str(), std::fs::read(f).expect("read")))
+            .collect();
+        assert_eq!(
+            files,
+            [
+                ("gpu/lib/libcublas.so.12", b"cublas".to_vec()),
+                ("gpu/lib/libcublasLt.so.12", b"lt".to_vec()),
+                ("gpu/lib/libonnxruntime.so", b"ort".to_vec()),
+                ("gpu/lib/libonnxruntime_providers_cuda.so", b"cuda".to_vec()),
+                (
+                    "gpu/lib/libonnxruntime_providers_shared.so",
+                    b"shared".to_vec()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn runtime_wheels_that_clash_or_lack_ort_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clash = [
+            wheel(dir.path(), "nvidia-a", &[("nvidia/a/lib/libx.so.1", b"a")]),
+            wheel(dir.path(), "nvidia-b", &[("nvidia/b/lib/libx.so.1", b"b")]),
+        ];
+        let err = runtime_files(&clash).err().expect("clash").to_string();
+        assert!(
+            err.contains("which another runtime wheel already supplies"),
+            "{err}"
+        );
+
+        let no_cuda = wheel(dir.path(), "onnxruntime-gpu", &ORT_WHEEL[..2]);
+        let err = runtime_files(&[no_cuda])
+            .err()
+            .expect("no provider")
+            .to_string();
+        assert!(
+            err.contains("0 members match onnxruntime/capi/libonnxruntime_providers_cuda.so"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_runtime_needs_what_it_does_not_provide() {
+        // This test's own executable stands for a runtime library: a
+        // dynamically linked x86-64 ELF that needs libc.
+        let exe = std::env::current_exe().expect("current_exe");
+        let runtime = Runtime {
+            _dir: tempfile::tempdir().expect("tempdir"),
+            files: vec![("gpu/lib/libx.so".into(), exe)],
+        };
+        let needs = runtime_needs(&runtime, &[]).expect("needs");
+        assert_eq!(needs.len(), 1);
+        assert_eq!(needs[0].0, "/data/gpu/lib/libx.so");
+        assert!(needs[0].1.iter().any(|n| n == "libc.so.6"), "{needs:?}");
+        let needs = runtime_needs(&runtime, &["libc.so.6"]).expect("needs");
+        assert!(!needs[0].1.iter().any(|n| n == "libc.so.6"), "{needs:?}");
     }
 
     #[test]

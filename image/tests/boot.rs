@@ -68,6 +68,7 @@ fn guest_side() {
             Ok(()) => {
                 println!("{MARK} data disk mounted");
                 print_data_files(Path::new("/data"));
+                print_loader_check();
             }
             Err(e) => println!("{MARK} data disk error {e:#}"),
         },
@@ -79,8 +80,62 @@ fn guest_side() {
     // QEMU's -no-reboot exits.
 }
 
-/// Prints `data PATH SHA256` (or `data PATH error ...`) for each file under
-/// `dir`, in name order.
+/// The libraries whose dependencies the guest's own loader resolves, as the
+/// enclave's would: ONNX Runtime and its CUDA provider on the data disk
+/// (with the image's library path), and the driver's libraries.
+const LOADER_CHECKED: [&str; 5] = [
+    "/data/gpu/lib/libonnxruntime.so",
+    "/data/gpu/lib/libonnxruntime_providers_cuda.so",
+    "/data/gpu/lib/libcudnn_engines_precompiled.so.9",
+    "/usr/lib/x86_64-linux-gnu/libcuda.so.1",
+    "/usr/lib/x86_64-linux-gnu/libnvidia-pkcs11-openssl3.so.550.163.01",
+];
+
+/// Prints `loader PATH ok`, or `loader PATH missing NAMES`, for each of
+/// [`LOADER_CHECKED`]: `ld.so --list` with the enclave's library path.
+fn print_loader_check() {
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read("/etc/kokon/enclave.json").expect("enclave.json"))
+            .expect("json");
+    let library_path = config["library_path"].as_str().unwrap_or("");
+    println!("{MARK} library path {library_path}");
+    for library in LOADER_CHECKED {
+        let out = std::process::Command::new("/lib64/ld-linux-x86-64.so.2")
+            .arg("--list")
+            .arg(library)
+            .env("LD_LIBRARY_PATH", library_path)
+            .output();
+        match out {
+            Ok(out) if out.status.success() => {
+                let text = String::from_utf8_lossy(&out.stdout);
+                let missing: Vec<&str> = text
+                    .lines()
+                    .filter(|l| l.contains("not found"))
+                    .filter_map(|l| l.split_whitespace().next())
+                    .collect();
+                if missing.is_empty() {
+                    println!("{MARK} loader {library} ok");
+                } else {
+                    println!("{MARK} loader {library} missing {}", missing.join(","));
+                }
+            }
+            Ok(out) => println!(
+                "{MARK} loader {library} failed {} {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            Err(e) => println!("{MARK} loader {library} failed {e}"),
+        }
+    }
+}
+
+/// The largest file the guest hashes: under emulation the GPU runtime's
+/// larger libraries (hundreds of MB each) would take minutes; of those the
+/// guest reports the size.
+const HASHED_UP_TO: u64 = 64 << 20;
+
+/// Prints `data PATH SHA256` (or `data PATH error ...`, or `data PATH size
+/// N` above [`HASHED_UP_TO`]) for each file under `dir`, in name order.
 fn print_data_files(dir: &Path) {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .expect("read_dir")
@@ -90,6 +145,11 @@ fn print_data_files(dir: &Path) {
     for path in entries {
         if path.is_dir() {
             print_data_files(&path);
+            continue;
+        }
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if size > HASHED_UP_TO {
+            println!("{MARK} data {} size {size}", path.display());
             continue;
         }
         match std::fs::read(&path) {
@@ -116,11 +176,12 @@ fn data_files(scratch: &Path) -> Vec<(String, PathBuf)> {
     std::fs::write(&big, blocks).expect("write");
     vec![
         ("notes/hello.txt".into(), small),
-        ("models/blocks.bin".into(), big),
+        ("a-models/blocks.bin".into(), big),
     ]
 }
 
-/// The blocks of `models/blocks.bin`: 3 MiB, so that the tree has two levels.
+/// The blocks of `a-models/blocks.bin` (first on the disk, before the GPU
+/// runtime's gigabytes, so the tampering test finds it quickly): 3 MiB, so that the tree has two levels.
 const PATTERN_BLOCKS: u64 = 768;
 
 /// Boots the image in `out` with `disk` as its data disk; returns the
@@ -292,6 +353,22 @@ fn the_image_boots_loads_its_modules_and_reads_its_data_disk_only_as_measured() 
         foreign.is_empty(),
         "nvidia_uvm lacks kernel symbols {foreign:?}; {tail}"
     );
+    // The guest's loader finds everything the enclave's ONNX Runtime, its
+    // CUDA provider and the driver's libraries need.
+    assert!(
+        lines.iter().any(|l| l == "library path /data/gpu/lib"),
+        "{tail}"
+    );
+    for library in LOADER_CHECKED {
+        let ok = format!("loader {library} ok");
+        assert!(
+            lines.contains(&ok),
+            "{:?}; {tail}",
+            lines
+                .iter()
+                .find(|l| l.starts_with(&format!("loader {library} ")))
+        );
+    }
     assert!(
         lines.iter().any(|l| l == "nvidia device nodes 0"),
         "no GPU bound, so no device nodes; {tail}"
@@ -323,7 +400,10 @@ fn the_image_boots_loads_its_modules_and_reads_its_data_disk_only_as_measured() 
     let expected: Vec<String> = record
         .files
         .iter()
-        .map(|f| format!("data {} {}", f.path, f.sha256))
+        .map(|f| match f.size > HASHED_UP_TO {
+            false => format!("data {} {}", f.path, f.sha256),
+            true => format!("data {} size {}", f.path, f.size),
+        })
         .collect();
     let found: Vec<&String> = lines.iter().filter(|l| l.starts_with("data /")).collect();
     assert_eq!(found, expected.iter().collect::<Vec<_>>(), "{tail}");
@@ -331,17 +411,29 @@ fn the_image_boots_loads_its_modules_and_reads_its_data_disk_only_as_measured() 
 
     // The host alters one byte of one block of the big file: that file
     // fails to read (dm-verity's I/O error), the other still reads.
-    let mut bytes = std::fs::read(&disk).expect("read data.img");
+    // blocks.bin is the disk's first file, within its first 8 MiB.
+    let mut head = vec![0u8; 8 << 20];
+    let mut file = std::fs::File::open(&disk).expect("open data.img");
+    file.read_exact(&mut head).expect("read data.img");
     let block_100: Vec<u8> = std::iter::repeat_n(100u64, 512)
         .flat_map(u64::to_le_bytes)
         .collect();
-    let at = bytes
+    let at = head
         .windows(block_100.len())
         .position(|w| w == block_100.as_slice())
         .expect("block 100 of blocks.bin is on the disk");
-    bytes[at + 7] ^= 0x01;
     let tampered = dir.path().join("tampered.img");
-    std::fs::write(&tampered, &bytes).expect("write");
+    std::fs::copy(&disk, &tampered).expect("copy data.img");
+    {
+        use std::io::{Seek as _, SeekFrom, Write as _};
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&tampered)
+            .expect("open the copy");
+        let offset = u64::try_from(at + 7).expect("offset");
+        file.seek(SeekFrom::Start(offset)).expect("seek");
+        file.write_all(&[head[at + 7] ^ 0x01]).expect("write");
+    }
     let (lines, tail) = boot(&out, &tampered, &append, dir.path());
     assert!(
         lines.iter().any(|l| l == "data disk mounted"),
@@ -359,7 +451,7 @@ fn the_image_boots_loads_its_modules_and_reads_its_data_disk_only_as_measured() 
     assert!(
         lines
             .iter()
-            .any(|l| l.starts_with("data /data/models/blocks.bin error")
+            .any(|l| l.starts_with("data /data/a-models/blocks.bin error")
                 && l.contains("Input/output error")),
         "the altered file must fail to read; {tail}"
     );

@@ -890,6 +890,33 @@ fn a_gpu_image_compiles_the_driver_reproducibly_and_carries_it() {
     }
     assert!(disk.files.iter().any(|f| f.path == "/data/big/weights.bin"));
 
+    // The CUDA user space, on the data disk: ONNX Runtime with the CUDA
+    // provider under one name, and NVIDIA's libraries, from the pinned
+    // wheels; the enclave's library path names their directory.
+    assert_eq!(gpu.runtime, lock.gpu_wheel);
+    assert_eq!(gpu.library_path, "/data/gpu/lib");
+    for name in [
+        "libonnxruntime.so",
+        "libonnxruntime_providers_shared.so",
+        "libonnxruntime_providers_cuda.so",
+        "libcudart.so.12",
+        "libcublas.so.12",
+        "libcublasLt.so.12",
+        "libcudnn.so.9",
+        "libcufft.so.11",
+        "libcurand.so.10",
+    ] {
+        let path = format!("/data/gpu/lib/{name}");
+        assert!(
+            disk.files.iter().any(|f| f.path == path),
+            "{path} not on the data disk"
+        );
+    }
+    let config: serde_json::Value =
+        serde_json::from_slice(&file(&entries, "etc/kokon/enclave.json").data).expect("json");
+    assert_eq!(config["library_path"], "/data/gpu/lib");
+    assert_eq!(config["args"], serde_json::json!(["--vsock-port", "5000"]));
+
     // The CPU image carries none of it.
     let (_, cpu) = image();
     assert_eq!(cpu.gpu, None);
@@ -904,6 +931,7 @@ fn a_gpu_image_needs_the_locks_gpu_pins() {
         lock.gpu = None;
         lock.gpu_package.clear();
         lock.toolchain_package.clear();
+        lock.gpu_wheel.clear();
     });
     let mut gpu_spec = spec(lock, dir.path());
     gpu_spec.gpu = true;

@@ -75,6 +75,7 @@ fn run() -> anyhow::Result<()> {
     log(&format!("evidence: {}", plan.evidence));
     let child = Command::new(&plan.program)
         .args(&plan.args)
+        .envs(plan.env.iter().map(|(k, v)| (k, v)))
         .spawn()
         .with_context(|| format!("starting {}", plan.program.display()))?;
     let enclave = Pid::from_raw(i32::try_from(child.id()).context("pid out of range")?);
