@@ -515,12 +515,9 @@ impl<'a> PipRequest<'a> {
     }
 }
 
-/// `python3 -m pip download` of one wheel into the cache's wheels; the
-/// downloaded file, its SHA-256 and its size.
-fn pip_download(
-    request: &PipRequest,
-    cache: &Path,
-) -> Result<(PathBuf, (String, u64)), ImageError> {
+/// The cache's wheel directory, and a fresh directory in it for pip to
+/// download into (what is kept is renamed from there into the cache).
+fn download_dir(cache: &Path) -> Result<(PathBuf, tempfile::TempDir), ImageError> {
     let wheels = cache.join("wheels");
     let tmp = tempfile::Builder::new()
         .prefix(".download-")
@@ -529,6 +526,16 @@ fn pip_download(
             "creating a temporary directory in",
             wheels.clone(),
         ))?;
+    Ok((wheels, tmp))
+}
+
+/// `python3 -m pip download` of one wheel into the cache's wheels; the
+/// downloaded file, its SHA-256 and its size.
+fn pip_download(
+    request: &PipRequest,
+    cache: &Path,
+) -> Result<(PathBuf, (String, u64)), ImageError> {
+    let (wheels, tmp) = download_dir(cache)?;
     let mut cmd = pip_command(request.python_version, request.platforms, tmp.path());
     cmd.arg("--no-deps")
         .arg(format!("{}=={}", request.project, request.version));
@@ -609,14 +616,7 @@ fn resolve_gpu_wheels(
     platforms: &[String],
     cache: &Path,
 ) -> Result<Vec<PinnedWheel>, ImageError> {
-    let wheels = cache.join("wheels");
-    let tmp = tempfile::Builder::new()
-        .prefix(".download-")
-        .tempdir_in(&wheels)
-        .map_err(ImageError::io(
-            "creating a temporary directory in",
-            wheels.clone(),
-        ))?;
+    let (wheels, tmp) = download_dir(cache)?;
     let mut cmd = pip_command(python_version, platforms, tmp.path());
     cmd.args(requirements);
     run(

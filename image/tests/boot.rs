@@ -69,6 +69,7 @@ fn guest_side() {
                 println!("{MARK} data disk mounted");
                 print_data_files(Path::new("/data"));
                 print_loader_check();
+                print_nvml_init();
             }
             Err(e) => println!("{MARK} data disk error {e:#}"),
         },
@@ -127,6 +128,30 @@ fn print_loader_check() {
             Err(e) => println!("{MARK} loader {library} failed {e}"),
         }
     }
+}
+
+/// NVML's `NVML_ERROR_DRIVER_NOT_LOADED`: what `nvmlInit_v2` returns when
+/// the driver has no GPU to drive.
+const NVML_ERROR_DRIVER_NOT_LOADED: u32 = 9;
+
+/// Prints `nvml init CODE` (or `nvml error ...`): the image's
+/// `libnvidia-ml.so.1`, loaded and initialised as the enclave's NVML does.
+#[allow(unsafe_code)] // dlopen and a C call: NVML's interface.
+fn print_nvml_init() {
+    // SAFETY: loading NVIDIA's library runs only its initialisers, as the
+    // enclave's nvml-wrapper does.
+    let library = match unsafe { libloading::Library::new("libnvidia-ml.so.1") } {
+        Ok(library) => library,
+        Err(e) => return println!("{MARK} nvml error {e}"),
+    };
+    // SAFETY: nvmlInit_v2 takes no arguments and returns nvmlReturn_t.
+    let init = match unsafe { library.get::<unsafe extern "C" fn() -> u32>(b"nvmlInit_v2") } {
+        Ok(init) => init,
+        Err(e) => return println!("{MARK} nvml error {e}"),
+    };
+    // SAFETY: the symbol has that signature (nvml.h).
+    let code = unsafe { init() };
+    println!("{MARK} nvml init {code}");
 }
 
 /// The largest file the guest hashes: under emulation the GPU runtime's
@@ -369,6 +394,13 @@ fn the_image_boots_loads_its_modules_and_reads_its_data_disk_only_as_measured() 
                 .find(|l| l.starts_with(&format!("loader {library} ")))
         );
     }
+    // NVML, from the image, loads and says what the enclave would be told:
+    // no driver (there is no GPU).
+    assert!(
+        lines.contains(&format!("nvml init {NVML_ERROR_DRIVER_NOT_LOADED}")),
+        "{:?}; {tail}",
+        lines.iter().find(|l| l.starts_with("nvml "))
+    );
     assert!(
         lines.iter().any(|l| l == "nvidia device nodes 0"),
         "no GPU bound, so no device nodes; {tail}"
