@@ -119,9 +119,12 @@ pub struct ImageSpec {
     /// patches AMD has not yet upstreamed). The manifest records that it was
     /// given, and its digest.
     pub snp_firmware: Option<PathBuf>,
-    /// A GPU image: NVIDIA's driver from the lock's `[gpu]` pins (its
-    /// modules compiled for the pinned kernel, its libraries, and its
-    /// firmware on the data disk; [`nvidia`]).
+    /// A GPU image ([`nvidia`]): NVIDIA's driver from the lock's `[gpu]`
+    /// pins (its modules compiled for the pinned kernel, its libraries, its
+    /// firmware on the data disk) and the CUDA user space from its
+    /// `[[gpu_wheel]]` pins on the data disk, with the enclave's library
+    /// path. The enclave given should be built with `--features cuda` and
+    /// its arguments say `--device cuda --ort-lib` [`nvidia::RUNTIME_ORT`].
     pub gpu: bool,
 }
 
@@ -186,26 +189,7 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
     let (release, vmlinuz) = kernel(&tree)?;
     let gpu = match sources.as_slice() {
         [] => None,
-        [(_, source)] => {
-            let toolchain: Vec<&Path> = fetched
-                .toolchain_debs
-                .iter()
-                .map(|(_, p)| p.as_path())
-                .collect();
-            if fetched.gpu_wheels.is_empty() {
-                return Err(ImageError::Lock {
-                    path: spec.lock.clone(),
-                    reason: "a GPU image needs the CUDA user space, gpu.runtime, pinned as [[gpu_wheel]]; \
-                             run `kokon image lock` (just image-lock)"
-                        .into(),
-                });
-            }
-            Some((
-                nvidia::driver_files(&tree)?,
-                nvidia::build_modules(&toolchain, source, &release)?,
-                nvidia::runtime_files(&fetched.gpu_wheels)?,
-            ))
-        }
+        [(_, source)] => Some(gpu_parts(spec, &fetched, source, &tree, &release)?),
         more => {
             return Err(ImageError::Layout(format!(
                 "{} module source packages pinned, expected one",
@@ -377,6 +361,36 @@ pub fn refresh_lock(lock: &Path, cache: &Path) -> Result<(), ImageError> {
         reason: format!("the refreshed pins: {reason}"),
     })?;
     pinned.save(lock)
+}
+
+/// A GPU image's parts: the driver's files from `tree`, its modules
+/// compiled from the module `source` package for kernel `release`, and the
+/// CUDA user space from the runtime wheels.
+fn gpu_parts(
+    spec: &ImageSpec,
+    fetched: &fetch::Fetched,
+    source: &Path,
+    tree: &Tree,
+    release: &str,
+) -> Result<(nvidia::DriverFiles, nvidia::BuiltModules, nvidia::Runtime), ImageError> {
+    if fetched.gpu_wheels.is_empty() {
+        return Err(ImageError::Lock {
+            path: spec.lock.clone(),
+            reason: "a GPU image needs the CUDA user space, gpu.runtime, pinned as [[gpu_wheel]]; \
+                     run `kokon image lock` (just image-lock)"
+                .into(),
+        });
+    }
+    let toolchain: Vec<&Path> = fetched
+        .toolchain_debs
+        .iter()
+        .map(|(_, p)| p.as_path())
+        .collect();
+    Ok((
+        nvidia::driver_files(tree)?,
+        nvidia::build_modules(&toolchain, source, release)?,
+        nvidia::runtime_files(&fetched.gpu_wheels)?,
+    ))
 }
 
 /// The manifest's records of `packages`, sorted by name.
