@@ -221,6 +221,25 @@ fn read_image(dir: &Path) -> anyhow::Result<ImageFiles> {
     })
 }
 
+/// An error unless GPUs are passed to the worker VM exactly when its image
+/// (in `dir`) is a GPU image (`has_driver`): without NVIDIA's driver the
+/// guest cannot use them, and a GPU image's enclave (`--device cuda`)
+/// refuses to start without one.
+fn gpus_fit_image(dir: &Path, has_driver: bool, gpus: &[String]) -> anyhow::Result<()> {
+    match (has_driver, gpus.is_empty()) {
+        (false, false) => anyhow::bail!(
+            "--gpu {} passes GPUs to the worker VM, but the image in {} has no NVIDIA driver: build it with `kokon image build --gpu` (just image-gpu)",
+            gpus.join(" --gpu "),
+            dir.display()
+        ),
+        (true, true) => anyhow::bail!(
+            "the image in {} is a GPU image (its enclave runs with --device cuda): pass its GPUs with --gpu PCI_BDF, or build an image without --gpu",
+            dir.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// The TDX registers of an image (also the sim's launch measurements in a development VM).
 fn tdx_registers(image: &ImageFiles) -> anyhow::Result<Vec<Register>> {
     Ok(kokon_measure::tdx::expected(
@@ -495,6 +514,7 @@ pub fn launch(
         "--backend qemu needs --image DIR (build one with `kokon image build --out DIR`)",
     )?;
     let image = read_image(dir)?;
+    gpus_fit_image(dir, image.manifest.gpu.is_some(), &args.gpus)?;
     let tee = match args.tee.as_str() {
         "tdx" => Tee::Tdx,
         "snp" => Tee::Snp,
@@ -693,6 +713,26 @@ mod tests {
             value: vec![byte; 48],
             explanation: Vec::new(),
         }
+    }
+
+    #[test]
+    fn gpus_go_only_to_gpu_images_and_gpu_images_need_them() {
+        let dir = Path::new("/var/lib/kokon/image");
+        let gpu = ["0000:3b:00.0".to_owned()];
+        gpus_fit_image(dir, false, &[]).expect("a CPU image without GPUs");
+        gpus_fit_image(dir, true, &gpu).expect("a GPU image with a GPU");
+        let err = gpus_fit_image(dir, false, &gpu).unwrap_err().to_string();
+        assert!(
+            err.contains("--gpu 0000:3b:00.0 passes GPUs")
+                && err.contains("/var/lib/kokon/image has no NVIDIA driver")
+                && err.contains("kokon image build --gpu"),
+            "{err}"
+        );
+        let err = gpus_fit_image(dir, true, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("is a GPU image") && err.contains("pass its GPUs with --gpu"),
+            "{err}"
+        );
     }
 
     #[test]
