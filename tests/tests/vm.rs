@@ -473,6 +473,28 @@ fn an_images_snp_measurement_equals_sev_snp_measure() {
         e.contains("cannot launch as an SEV-SNP guest") && e.contains("AmdSevX64"),
         "{e}"
     );
+    // A GPU for an image without NVIDIA's driver is refused, before QEMU.
+    let e = kokon_tests::vm::kokon(
+        &env,
+        data.path(),
+        &[
+            "host",
+            "--backend",
+            "qemu",
+            "--tee",
+            "none",
+            "--image",
+            &image.display().to_string(),
+            "--gpu",
+            "0000:3b:00.0",
+        ],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("has no NVIDIA driver") && e.contains("kokon image build --gpu"),
+        "{e}"
+    );
 }
 
 /// A missing image is a clear error naming the fix.
