@@ -967,12 +967,18 @@ mod tests {
             };
             std::thread::spawn(move || b.infer(vec![array], 1).unwrap())
         };
-        // Both runners busy (rows of 4), then two requests of other widths
-        // queue: when the runners come back, each of the two gets one
-        // (whoever gives a runner back, or leads with one while another
-        // is free, wakes the oldest waiter).
-        let blockers = [send(4), send(4)];
+        // Both runners busy (rows of 4 and of 5: two requests of one shape
+        // could merge into one call and leave a runner idle), then two
+        // requests of other widths queue: when the runners come back, each
+        // of the two gets one (whoever gives a runner back, or leads with
+        // one while another is free, wakes the oldest waiter).
+        let blockers = [send(4), send(5)];
+        let deadline = Instant::now() + Duration::from_secs(10);
         while !b.queue.lock().unwrap().idle.is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the two blockers never held both runners"
+            );
             std::thread::sleep(Duration::from_micros(200));
         }
         let (two, three) = (send(2), send(3));
