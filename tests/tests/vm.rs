@@ -453,44 +453,24 @@ fn an_images_snp_measurement_equals_sev_snp_measure() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("AmdSevX64"), "{e}");
+    // The error `kokon host --backend qemu --tee TEE --image IMAGE EXTRA...`
+    // stops with, before QEMU.
+    let host_refusal = |tee: &str, image: &Path, extra: &[&str]| {
+        let image = image.display().to_string();
+        let mut args = vec!["host", "--backend", "qemu", "--tee", tee, "--image", &image];
+        args.extend_from_slice(extra);
+        kokon_tests::vm::kokon(&env, data.path(), &args)
+            .unwrap_err()
+            .to_string()
+    };
     // ... and the host refuses to launch it as an SEV-SNP guest, before QEMU.
-    let e = kokon_tests::vm::kokon(
-        &env,
-        data.path(),
-        &[
-            "host",
-            "--backend",
-            "qemu",
-            "--tee",
-            "snp",
-            "--image",
-            &debian.display().to_string(),
-        ],
-    )
-    .unwrap_err()
-    .to_string();
+    let e = host_refusal("snp", &debian, &[]);
     assert!(
         e.contains("cannot launch as an SEV-SNP guest") && e.contains("AmdSevX64"),
         "{e}"
     );
     // A GPU for an image without NVIDIA's driver is refused, before QEMU.
-    let e = kokon_tests::vm::kokon(
-        &env,
-        data.path(),
-        &[
-            "host",
-            "--backend",
-            "qemu",
-            "--tee",
-            "none",
-            "--image",
-            &image.display().to_string(),
-            "--gpu",
-            "0000:3b:00.0",
-        ],
-    )
-    .unwrap_err()
-    .to_string();
+    let e = host_refusal("none", &image, &["--gpu", "0000:3b:00.0"]);
     assert!(
         e.contains("has no NVIDIA driver") && e.contains("kokon image build --gpu"),
         "{e}"
