@@ -17,13 +17,17 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// pieces.
 pub fn file_sha256(path: &Path) -> Result<(String, u64), ImageError> {
     let mut file = std::fs::File::open(path).map_err(ImageError::io("reading", path))?;
+    reader_sha256(&mut file).map_err(ImageError::io("reading", path))
+}
+
+/// The SHA-256 (lowercase hex) and length of what `reader` yields, read in
+/// pieces.
+pub fn reader_sha256(reader: &mut dyn Read) -> std::io::Result<(String, u64)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
     loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(ImageError::io("reading", path))?;
+        let n = reader.read(&mut buf)?;
         let Some(chunk) = buf.get(..n) else { break };
         if n == 0 {
             break;

@@ -9,29 +9,33 @@
 //! device built from it: the launch measurement covers every byte the
 //! guest can read from the disk, and a block the host alters fails to read.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use kokon_wire::vm::DataVerity;
 use sha2::{Digest, Sha256};
 
-use crate::digest::file_sha256;
+use crate::digest::reader_sha256;
 use crate::error::ImageError;
 use crate::manifest::{DataDiskRecord, ImageFile};
+use crate::source::Source;
+use crate::verity::BLOCK_SIZE;
 
 /// The data disk's file name in the output directory.
 pub const DATA_FILE: &str = "data.img";
 
 /// Writes the data disk holding `files` (path under
-/// [`kokon_wire::vm::DATA_MOUNT`], source file) to `path`, through a
+/// [`kokon_wire::vm::DATA_MOUNT`], contents) to `path`, through a
 /// temporary file and a rename. The salt (and the file system's UUID) is
 /// derived from the files' paths and digests, so the same files give the
 /// same bytes.
-pub fn build(path: &Path, files: &[(String, PathBuf)]) -> Result<DataDiskRecord, ImageError> {
+pub fn build(path: &Path, files: &[(String, Source)]) -> Result<DataDiskRecord, ImageError> {
     let mut records = Vec::new();
     let mut entries = Vec::new();
     for (name, source) in files {
         let name = name.trim_start_matches('/');
-        let (sha256, size) = file_sha256(source)?;
+        let (sha256, size) = source
+            .read_with(reader_sha256)
+            .map_err(|e| ImageError::reading(source, e))?;
         records.push(ImageFile {
             path: format!("{}/{name}", kokon_wire::vm::DATA_MOUNT),
             sha256,
@@ -39,7 +43,7 @@ pub fn build(path: &Path, files: &[(String, PathBuf)]) -> Result<DataDiskRecord,
         });
         entries.push(crate::erofs::Entry {
             path: name.to_owned(),
-            source: crate::erofs::Source::File(source.clone()),
+            source: source.clone(),
             executable: false,
         });
     }
@@ -62,6 +66,22 @@ pub fn build(path: &Path, files: &[(String, PathBuf)]) -> Result<DataDiskRecord,
         salt: hex::encode(salt),
         files: records,
     })
+}
+
+/// An upper bound of the size of the data disk holding `files`: their
+/// blocks, the hash tree (a 32-byte hash per 4 KiB block, about 1/128
+/// more, and its upper levels) and 16 MiB for the file system's metadata.
+pub fn size_bound(files: &[(String, Source)]) -> Result<u64, ImageError> {
+    let mut blocks = 0u64;
+    for (_, source) in files {
+        let size = source.size().map_err(|e| ImageError::reading(source, e))?;
+        blocks = blocks.saturating_add(size.div_ceil(BLOCK_SIZE));
+    }
+    let hash_blocks = blocks.div_ceil(BLOCK_SIZE / 32).saturating_mul(2);
+    Ok(blocks
+        .saturating_add(hash_blocks)
+        .saturating_mul(BLOCK_SIZE)
+        .saturating_add(16 << 20))
 }
 
 /// The salt of a disk holding `files`: SHA-256 over their paths, digests
@@ -121,7 +141,7 @@ mod tests {
         let source = dir.path().join("weights.bin");
         let weights: Vec<u8> = (0..20_000u32).flat_map(u32::to_le_bytes).collect();
         std::fs::write(&source, &weights).expect("write");
-        let files = vec![("m/weights.bin".to_owned(), source)];
+        let files = vec![("m/weights.bin".to_owned(), Source::File(source))];
         let path = dir.path().join(DATA_FILE);
         let record = build(&path, &files).expect("build");
         let verity = record.verity().expect("parameters");
@@ -129,6 +149,9 @@ mod tests {
         // The same files give the same disk.
         let again = dir.path().join("again.img");
         assert_eq!(build(&again, &files).expect("build"), record);
+        let written = std::fs::metadata(&path).expect("stat").len();
+        let bound = size_bound(&files).expect("bound");
+        assert!(written <= bound, "{written} bytes written, bound {bound}");
         assert_eq!(
             std::fs::read(&again).expect("read"),
             std::fs::read(&path).expect("read")
@@ -163,5 +186,44 @@ mod tests {
             ..verity
         };
         assert!(check(&path, &other).is_err());
+    }
+
+    #[test]
+    fn a_wheel_member_gives_the_disk_its_extracted_file_would() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let library: Vec<u8> = (0..50_000u32).flat_map(u32::to_le_bytes).collect();
+        let extracted = dir.path().join("libx.so");
+        std::fs::write(&extracted, &library).expect("write");
+        let wheel = dir.path().join("x.whl");
+        crate::source::write_test_zip(&wheel, &[("nvidia/x/lib/libx.so", &library)]);
+        let from_file = build(
+            &dir.path().join("a.img"),
+            &[("gpu/lib/libx.so".into(), Source::File(extracted))],
+        )
+        .expect("build from the file");
+        let member = Source::ZipMember {
+            archive: wheel.clone(),
+            member: "nvidia/x/lib/libx.so".into(),
+        };
+        let from_wheel = build(
+            &dir.path().join("b.img"),
+            &[("gpu/lib/libx.so".into(), member)],
+        )
+        .expect("build from the wheel");
+        assert_eq!(from_wheel, from_file);
+        assert_eq!(
+            std::fs::read(dir.path().join("a.img")).expect("read"),
+            std::fs::read(dir.path().join("b.img")).expect("read")
+        );
+        // A member the wheel lacks is named, with the wheel.
+        let absent = Source::ZipMember {
+            archive: wheel.clone(),
+            member: "nvidia/x/lib/liby.so".into(),
+        };
+        let err = build(&dir.path().join("c.img"), &[("y".into(), absent)])
+            .expect_err("no such member")
+            .to_string();
+        assert!(err.contains("nvidia/x/lib/liby.so"), "{err}");
+        assert!(err.contains(&wheel.display().to_string()), "{err}");
     }
 }

@@ -27,7 +27,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
+
+use crate::source::Source;
 
 const BLOCK: u64 = 4096;
 const MAGIC: u32 = 0xE0F5_E1E2;
@@ -50,16 +51,6 @@ pub struct Entry {
     pub source: Source,
     /// Mode 0755 when set, 0644 otherwise.
     pub executable: bool,
-}
-
-/// Contents of a file of the image.
-#[derive(Debug, Clone)]
-pub enum Source {
-    /// The contents themselves.
-    Bytes(Vec<u8>),
-    /// A host file, streamed when the image is written; it must not change
-    /// size meanwhile.
-    File(PathBuf),
 }
 
 /// Why an image could not be written.
@@ -91,8 +82,8 @@ pub enum ErofsError {
     },
     /// A source is not a regular file, or its size changed while writing.
     BadSource {
-        /// The host file.
-        path: PathBuf,
+        /// The source, described.
+        source: String,
         /// What was expected of it.
         expected: String,
         /// What was found.
@@ -135,13 +126,12 @@ impl fmt::Display for ErofsError {
                 )
             }
             Self::BadSource {
-                path,
+                source,
                 expected,
                 found,
             } => write!(
                 f,
-                "erofs: source {}: expected {expected}, found {found}",
-                path.display()
+                "erofs: source {source}: expected {expected}, found {found}"
             ),
             Self::TooLarge { what, limit, found } => {
                 write!(
@@ -366,21 +356,9 @@ fn dir_data(nodes: &[Node], id: usize) -> Vec<u8> {
 }
 
 fn source_len(source: &Source) -> Result<u64, ErofsError> {
-    match source {
-        Source::Bytes(bytes) => Ok(bytes.len() as u64),
-        Source::File(path) => {
-            let meta = std::fs::metadata(path)
-                .map_err(io_err(format!("reading metadata of {}", path.display())))?;
-            if !meta.is_file() {
-                return Err(ErofsError::BadSource {
-                    path: path.clone(),
-                    expected: "a regular file".into(),
-                    found: format!("{:?}", meta.file_type()),
-                });
-            }
-            Ok(meta.len())
-        }
-    }
+    source
+        .size()
+        .map_err(io_err(format!("reading the size of {source}")))
 }
 
 /// Counts what it writes, so that padding can aim at absolute offsets.
@@ -421,17 +399,15 @@ impl Out<'_> {
 }
 
 fn copy_source(w: &mut Out<'_>, source: &Source, size: u64) -> Result<(), ErofsError> {
-    let path = match source {
-        Source::Bytes(bytes) => return w.write_all(bytes).map_err(io_err(WRITING)),
-        Source::File(path) => path,
-    };
-    let context = || format!("copying {} into the image", path.display());
-    let mut file = File::open(path).map_err(io_err(context()))?;
-    let copied = io::copy(&mut (&mut file).take(size), w).map_err(io_err(context()))?;
-    let extra = io::copy(&mut file, &mut io::sink()).map_err(io_err(context()))?;
+    let (copied, extra) = source
+        .read_with(|r| {
+            let copied = io::copy(&mut r.take(size), w)?;
+            Ok((copied, io::copy(r, &mut io::sink())?))
+        })
+        .map_err(io_err(format!("copying {source} into the image")))?;
     if copied != size || extra != 0 {
         return Err(ErofsError::BadSource {
-            path: path.clone(),
+            source: source.to_string(),
             expected: format!("{size} bytes (its size when the image was laid out)"),
             found: format!("{} bytes", copied + extra),
         });
@@ -695,7 +671,8 @@ mod tests {
             source: not_file,
             ..file("d", b"")
         }]);
-        assert!(matches!(err, ErofsError::BadSource { .. }), "{err}");
+        assert!(matches!(err, ErofsError::Io { .. }), "{err}");
+        assert!(err.to_string().contains("expected a regular file"), "{err}");
         let missing = Source::File(dir.path().join("missing"));
         let err = refused(&[Entry {
             source: missing,

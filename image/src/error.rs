@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use crate::source::Source;
+
 /// Why building the guest image, or refreshing its lock, failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -107,13 +109,27 @@ pub enum ImageError {
     /// (no kernel, two kernels, no firmware, a bad or clashing path).
     #[error("image layout: {0}")]
     Layout(String),
-    /// The ONNX Runtime wheel is not what the lock describes.
+    /// A wheel (ONNX Runtime, the GPU runtime) is not what the lock
+    /// describes, or cannot be read.
     #[error("wheel {path}: {reason}")]
     Wheel {
         /// The wheel file.
         path: PathBuf,
         /// What is wrong.
         reason: String,
+    },
+    /// A file system has less free space than the build will take of it.
+    #[error(
+        "not enough free space: the build needs {needed} of a file system that has {free} free \
+         ({parts}); free some, or build elsewhere (TMPDIR for the build root, --out, the cache)"
+    )]
+    NoSpace {
+        /// The bytes needed, for people ("6.1 GB").
+        needed: String,
+        /// The bytes free.
+        free: String,
+        /// Each need: what, where, how much.
+        parts: String,
     },
     /// A manifest.json could not be read or written.
     #[error("manifest {path}: {reason}")]
@@ -136,6 +152,23 @@ impl ImageError {
             action,
             path,
             source,
+        }
+    }
+
+    /// An error reading `source`: the host file's I/O error, a wheel
+    /// member's error naming the member.
+    pub(crate) fn reading(source: &Source, error: std::io::Error) -> Self {
+        match source {
+            Source::ZipMember { archive, member } => Self::Wheel {
+                path: archive.clone(),
+                reason: format!("reading {member}: {error}"),
+            },
+            Source::File(path) => Self::Io {
+                action: "reading",
+                path: path.clone(),
+                source: error,
+            },
+            Source::Bytes(_) => Self::Layout(format!("reading {source}: {error}")),
         }
     }
 }

@@ -18,6 +18,7 @@ use std::process::{Command, Output};
 use crate::digest::file_sha256;
 use crate::error::ImageError;
 use crate::lock::{Lock, Package, PinnedWheel, Wheel, GPU_RUNTIME_PROJECT};
+use crate::space::Need;
 
 /// The pinned files, verified, in the cache.
 pub struct Fetched {
@@ -35,12 +36,14 @@ pub struct Fetched {
 
 /// Makes sure every file `lock` pins is in `cache` with its pinned SHA-256,
 /// downloading what is missing; with `gpu`, the GPU driver's and its build
-/// root's packages too.
+/// root's packages too. Before downloading, checks that the downloads and
+/// the space the build takes `later` fit.
 pub fn fetch(
     lock: &Lock,
     lock_path: &Path,
     cache: &Path,
     gpu: bool,
+    later: &[Need],
 ) -> Result<Fetched, ImageError> {
     if gpu && lock.gpu.is_none() {
         return Err(ImageError::Lock {
@@ -76,34 +79,53 @@ pub fn fetch(
     } else {
         (Vec::new(), Vec::new())
     };
-    if !missing.is_empty() {
-        let apt = Apt::prepare(lock, lock_path, &cache)?;
-        apt.update()?;
-        apt.download(&missing.iter().collect::<Vec<_>>(), &debs_dir)?;
-    }
     let mut gpu_wheels = Vec::new();
+    let mut missing_wheels = Vec::new();
     if gpu {
-        let platforms = lock
-            .gpu
-            .as_ref()
-            .map_or(&[][..], |g| g.platforms.as_slice());
         for pin in &lock.gpu_wheel {
             let path = cache.join("wheels").join(&pin.filename);
             if !matches_pin(&path, &pin.sha256)? {
-                let request = PipRequest {
-                    project: &pin.project,
-                    version: &pin.version,
-                    python_version: &lock.wheel.python_version,
-                    platforms,
-                    pinned: Some((&pin.filename, &pin.sha256)),
-                };
-                pip_download(&request, &cache)?;
+                missing_wheels.push(pin);
             }
             gpu_wheels.push((pin.clone(), path));
         }
     }
     let wheel = cache.join("wheels").join(&lock.wheel.filename);
-    if !matches_pin(&wheel, &lock.wheel.sha256)? {
+    let wheel_missing = !matches_pin(&wheel, &lock.wheel.sha256)?;
+    let download_bytes = missing
+        .iter()
+        .map(|p| p.size)
+        .chain(missing_wheels.iter().map(|w| w.size))
+        .chain(wheel_missing.then_some(lock.wheel.size))
+        .fold(0u64, u64::saturating_add);
+    if download_bytes > 0 {
+        let downloads = Need {
+            what: "the downloads the cache lacks".into(),
+            dir: cache.clone(),
+            bytes: download_bytes,
+        };
+        crate::space::check(&[&[downloads], later].concat())?;
+    }
+    if !missing.is_empty() {
+        let apt = Apt::prepare(lock, lock_path, &cache)?;
+        apt.update()?;
+        apt.download(&missing.iter().collect::<Vec<_>>(), &debs_dir)?;
+    }
+    let platforms = lock
+        .gpu
+        .as_ref()
+        .map_or(&[][..], |g| g.platforms.as_slice());
+    for pin in missing_wheels {
+        let request = PipRequest {
+            project: &pin.project,
+            version: &pin.version,
+            python_version: &lock.wheel.python_version,
+            platforms,
+            pinned: Some((&pin.filename, &pin.sha256)),
+        };
+        pip_download(&request, &cache)?;
+    }
+    if wheel_missing {
         let platforms = [lock.wheel.platform.clone()];
         pip_download(&PipRequest::wheel(&lock.wheel, &platforms, true), &cache)?;
     }

@@ -35,6 +35,8 @@ pub mod manifest;
 pub mod modules;
 pub mod nvidia;
 pub mod output;
+pub mod source;
+pub mod space;
 pub mod tree;
 pub mod verity;
 
@@ -50,6 +52,7 @@ use digest::{file_sha256, sha256_hex};
 use lock::Package;
 use manifest::{Artifact, Artifacts, GpuRecord, ImageFile, PackageRecord, WheelRecord};
 use output::write_atomically;
+use source::Source;
 use tree::Tree;
 
 /// The image's layout, shared with the guest's init.
@@ -170,7 +173,8 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
     archive.add_char_device("/dev/console", 5, 1)?;
 
     let lock = Lock::load(&spec.lock)?;
-    let fetched = fetch::fetch(&lock, &spec.lock, &spec.cache, spec.gpu)?;
+    let later = gpu_space_estimate(spec, &lock, out);
+    let fetched = fetch::fetch(&lock, &spec.lock, &spec.cache, spec.gpu, &later)?;
     let member = &lock.wheel.library;
     let ort = wheel_member(&fetched.wheel, member)?;
     // The module source is compiled in its own build root, not taken from.
@@ -189,7 +193,7 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
     let (release, vmlinuz) = kernel(&tree)?;
     let gpu = match sources.as_slice() {
         [] => None,
-        [(_, source)] => Some(gpu_parts(spec, &fetched, source, &tree, &release)?),
+        [(_, source)] => Some(gpu_parts(spec, &fetched, source, &tree, &release, out)?),
         more => {
             return Err(ImageError::Layout(format!(
                 "{} module source packages pinned, expected one",
@@ -244,10 +248,12 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
 
     let mut modules = modules::select(&tree, &release, modules::MODULES)?;
     let mut gpu_record = None;
-    let mut data_files = spec.data_files.clone();
+    let mut data_files: Vec<(String, Source)> = spec
+        .data_files
+        .iter()
+        .map(|(path, file)| (path.clone(), Source::File(file.clone())))
+        .collect();
     let mut cmdline = spec.cmdline.clone();
-    // Kept until the data disk is written: the runtime's extracted files.
-    let mut runtime_dir = None;
     if let Some((driver, built, runtime)) = gpu {
         let module_files = built
             .modules
@@ -260,9 +266,13 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
             archive.add_file(&path, data, false)?;
         }
         modules.extend(built.modules);
-        data_files.extend(driver.firmware);
-        data_files.extend(runtime.files.iter().cloned());
-        runtime_dir = Some(runtime);
+        data_files.extend(
+            driver
+                .firmware
+                .into_iter()
+                .map(|(path, file)| (path, Source::File(file))),
+        );
+        data_files.extend(runtime.files);
         cmdline = format!("{cmdline} {}", nvidia::FIRMWARE_PARAM);
         gpu_record = Some(GpuRecord {
             driver_version: driver.version,
@@ -302,7 +312,6 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
             Some(record)
         }
     };
-    drop(runtime_dir);
     let artifacts = Artifacts {
         ovmf: write_artifact(out, OVMF_FILE, &ovmf)?,
         snp_ovmf: write_artifact(out, SNP_OVMF_FILE, &snp_ovmf)?,
@@ -363,15 +372,45 @@ pub fn refresh_lock(lock: &Path, cache: &Path) -> Result<(), ImageError> {
     pinned.save(lock)
 }
 
+/// What a GPU image's build takes once its downloads are in the cache,
+/// estimated before they are (none for a CPU image): its build root, and
+/// its data disk, the runtime wheels inflated (1.74 times their size for
+/// the pinned CUDA 12.9 wheels; twice, here). [`gpu_parts`] checks the
+/// exact size once they are here.
+fn gpu_space_estimate(spec: &ImageSpec, lock: &Lock, out: &Path) -> Vec<space::Need> {
+    if !spec.gpu {
+        return Vec::new();
+    }
+    let wheels = lock
+        .gpu_wheel
+        .iter()
+        .fold(0u64, |sum, w| sum.saturating_add(w.size));
+    vec![
+        nvidia::build_root_need(),
+        data_disk_need(out, "estimated", wheels.saturating_mul(2)),
+    ]
+}
+
+/// The data disk's need of `bytes` in `out`, `how` they were reckoned.
+fn data_disk_need(out: &Path, how: &str, bytes: u64) -> space::Need {
+    space::Need {
+        what: format!("the data disk, {} ({how})", disk::DATA_FILE),
+        dir: out.to_owned(),
+        bytes,
+    }
+}
+
 /// A GPU image's parts: the driver's files from `tree`, its modules
 /// compiled from the module `source` package for kernel `release`, and the
-/// CUDA user space from the runtime wheels.
+/// CUDA user space from the runtime wheels. Before compiling, checks that
+/// the build root and the data disk (written to `out`) will fit.
 fn gpu_parts(
     spec: &ImageSpec,
     fetched: &fetch::Fetched,
     source: &Path,
     tree: &Tree,
     release: &str,
+    out: &Path,
 ) -> Result<(nvidia::DriverFiles, nvidia::BuiltModules, nvidia::Runtime), ImageError> {
     if fetched.gpu_wheels.is_empty() {
         return Err(ImageError::Lock {
@@ -381,16 +420,26 @@ fn gpu_parts(
                 .into(),
         });
     }
+    let driver = nvidia::driver_files(tree)?;
+    let runtime = nvidia::runtime_files(&fetched.gpu_wheels)?;
+    let data_files: Vec<(String, Source)> = spec
+        .data_files
+        .iter()
+        .chain(&driver.firmware)
+        .map(|(path, file)| (path.clone(), Source::File(file.clone())))
+        .chain(runtime.files.iter().cloned())
+        .collect();
+    space::check(&[
+        nvidia::build_root_need(),
+        data_disk_need(out, "at most", disk::size_bound(&data_files)?),
+    ])?;
     let toolchain: Vec<&Path> = fetched
         .toolchain_debs
         .iter()
         .map(|(_, p)| p.as_path())
         .collect();
-    Ok((
-        nvidia::driver_files(tree)?,
-        nvidia::build_modules(&toolchain, source, release)?,
-        nvidia::runtime_files(&fetched.gpu_wheels)?,
-    ))
+    let modules = nvidia::build_modules(&toolchain, source, release)?;
+    Ok((driver, modules, runtime))
 }
 
 /// The manifest's records of `packages`, sorted by name.

@@ -26,6 +26,8 @@ use crate::error::ImageError;
 use crate::fetch::run;
 use crate::lock::{PinnedWheel, GPU_RUNTIME_PROJECT};
 use crate::modules::{dependencies, Module};
+use crate::source::Source;
+use crate::space::Need;
 use crate::tree::Tree;
 
 /// The modules built, by module name, in load order: the driver, then
@@ -146,34 +148,27 @@ const ORT_MEMBERS: [(&str, &str); 3] = [
     ),
 ];
 
-/// The CUDA user space taken from the `[[gpu_wheel]]` pins: its files,
-/// extracted into a temporary directory that lives as long as this.
+/// The CUDA user space taken from the `[[gpu_wheel]]` pins: the wheel
+/// members that go on the data disk, read from the wheels when the disk
+/// is written (never extracted: they are 3.3 GB).
 pub struct Runtime {
-    _dir: tempfile::TempDir,
-    /// (path on the data disk, extracted file), by path.
-    pub files: Vec<(String, PathBuf)>,
+    /// (path on the data disk, wheel member), by path.
+    pub files: Vec<(String, Source)>,
 }
 
-/// Extracts the shared libraries of the runtime wheels: ONNX Runtime and
+/// Selects the shared libraries of the runtime wheels: ONNX Runtime and
 /// its CUDA provider from `onnxruntime-gpu`, and every `nvidia/*/lib/*.so*`
 /// of NVIDIA's wheels (cuDNN, cuBLAS, the CUDA runtime, ...), into one
-/// directory for the data disk.
+/// directory of the data disk.
 pub fn runtime_files(wheels: &[(PinnedWheel, PathBuf)]) -> Result<Runtime, ImageError> {
-    let dir = tempfile::Builder::new()
-        .prefix("kokon-gpu-runtime-")
-        .tempdir()
-        .map_err(ImageError::io(
-            "creating a temporary directory in",
-            std::env::temp_dir(),
-        ))?;
-    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    let mut files: Vec<(String, Source)> = Vec::new();
     for (pin, wheel) in wheels {
         let err = |reason: String| ImageError::Wheel {
             path: wheel.clone(),
             reason,
         };
         let file = std::fs::File::open(wheel).map_err(ImageError::io("reading", wheel.clone()))?;
-        let mut zip =
+        let zip =
             zip::ZipArchive::new(file).map_err(|e| err(format!("not a readable zip: {e}")))?;
         let names: Vec<String> = zip.file_names().map(str::to_owned).collect();
         let mut taken = Vec::new();
@@ -219,19 +214,17 @@ pub fn runtime_files(wheels: &[(PinnedWheel, PathBuf)]) -> Result<Runtime, Image
                     "{member} would be {path}, which another runtime wheel already supplies"
                 )));
             }
-            let target = dir.path().join(&name);
-            let mut entry = zip
-                .by_name(&member)
-                .map_err(|e| err(format!("member {member}: {e}")))?;
-            let mut out = std::fs::File::create(&target)
-                .map_err(ImageError::io("creating", target.clone()))?;
-            std::io::copy(&mut entry, &mut out)
-                .map_err(|e| err(format!("extracting {member}: {e}")))?;
-            files.push((path, target));
+            files.push((
+                path,
+                Source::ZipMember {
+                    archive: wheel.clone(),
+                    member,
+                },
+            ));
         }
     }
-    files.sort();
-    Ok(Runtime { _dir: dir, files })
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(Runtime { files })
 }
 
 /// What the runtime's libraries need from the image's system directories
@@ -253,7 +246,7 @@ pub fn runtime_needs(
     let mut needs = Vec::new();
     for (path, file) in &runtime.files {
         let label = format!("/data/{path}");
-        let bytes = std::fs::read(file).map_err(ImageError::io("reading", file.clone()))?;
+        let bytes = file.read_all().map_err(|e| ImageError::reading(file, e))?;
         let needed: Vec<String> = elf::needed(&label, &bytes)?
             .into_iter()
             .filter(|n| !provided.contains(n.as_str()))
@@ -261,6 +254,18 @@ pub fn runtime_needs(
         needs.push((label, needed));
     }
     Ok(needs)
+}
+
+/// What the build root of [`build_modules`] takes at most, in the
+/// temporary directory: the toolchain's packages unpacked, the source and
+/// the compiled objects (1.55 GB measured for 550.163.01 with the pinned
+/// gcc-14; 2 GiB reserved). Checked before it is made.
+pub fn build_root_need() -> Need {
+    Need {
+        what: "the NVIDIA modules' build root".into(),
+        dir: std::env::temp_dir(),
+        bytes: 2 * crate::space::GIB,
+    }
 }
 
 /// The modules [`build_modules`] compiled, and how.
@@ -665,20 +670,13 @@ mod tests {
         assert_eq!(firmware, ["firmware/nvidia/550.163.01/gsp_ga10x.bin"]);
     }
 
-    /// A wheel at `dir/NAME` holding `members` (name, bytes), stored.
+    /// A wheel at `dir/NAME` holding `members` (name, bytes).
     fn wheel(dir: &Path, project: &str, members: &[(&str, &[u8])]) -> (PinnedWheel, PathBuf) {
-        use std::io::Write as _;
         let path = dir.join(format!(
             "{}-1.0-py3-none-any.whl",
             project.replace('-', "_")
         ));
-        let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).expect("create"));
-        for (name, bytes) in members {
-            zip.start_file(*name, zip::write::SimpleFileOptions::default())
-                .expect("member");
-            zip.write_all(bytes).expect("write");
-        }
-        zip.finish().expect("finish");
+        crate::source::write_test_zip(&path, members);
         let pin = PinnedWheel {
             project: project.into(),
             version: "1.0".into(),
@@ -724,7 +722,7 @@ mod tests {
         let files: Vec<(&str, Vec<u8>)> = runtime
             .files
             .iter()
-            .map(|(p, f)| (p.as_str(), std::fs::read(f).expect("read")))
+            .map(|(p, f)| (p.as_str(), f.read_all().expect("read")))
             .collect();
         assert_eq!(
             files,
@@ -771,8 +769,7 @@ mod tests {
         // dynamically linked x86-64 ELF that needs libc.
         let exe = std::env::current_exe().expect("current_exe");
         let runtime = Runtime {
-            _dir: tempfile::tempdir().expect("tempdir"),
-            files: vec![("gpu/lib/libx.so".into(), exe)],
+            files: vec![("gpu/lib/libx.so".into(), Source::File(exe))],
         };
         let needs = runtime_needs(&runtime, &[]).expect("needs");
         assert_eq!(needs.len(), 1);
