@@ -248,13 +248,12 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
 
     let mut modules = modules::select(&tree, &release, modules::MODULES)?;
     let mut gpu_record = None;
-    let mut data_files: Vec<(String, Source)> = spec
-        .data_files
-        .iter()
-        .map(|(path, file)| (path.clone(), Source::File(file.clone())))
-        .collect();
+    let data_files = match &gpu {
+        Some((driver, _, runtime)) => data_disk_files(spec, &driver.firmware, &runtime.files),
+        None => data_disk_files(spec, &[], &[]),
+    };
     let mut cmdline = spec.cmdline.clone();
-    if let Some((driver, built, runtime)) = gpu {
+    if let Some((driver, built, _)) = gpu {
         let module_files = built
             .modules
             .iter()
@@ -266,13 +265,6 @@ pub fn build(spec: &ImageSpec, out: &Path) -> Result<Manifest, ImageError> {
             archive.add_file(&path, data, false)?;
         }
         modules.extend(built.modules);
-        data_files.extend(
-            driver
-                .firmware
-                .into_iter()
-                .map(|(path, file)| (path, Source::File(file))),
-        );
-        data_files.extend(runtime.files);
         cmdline = format!("{cmdline} {}", nvidia::FIRMWARE_PARAM);
         gpu_record = Some(GpuRecord {
             driver_version: driver.version,
@@ -391,6 +383,21 @@ fn gpu_space_estimate(spec: &ImageSpec, lock: &Lock, out: &Path) -> Vec<space::N
     ]
 }
 
+/// The data disk's files: the spec's, and a GPU image's `firmware` and
+/// `runtime` (path under `/data`, contents).
+fn data_disk_files(
+    spec: &ImageSpec,
+    firmware: &[(String, PathBuf)],
+    runtime: &[(String, Source)],
+) -> Vec<(String, Source)> {
+    spec.data_files
+        .iter()
+        .chain(firmware)
+        .map(|(path, file)| (path.clone(), Source::File(file.clone())))
+        .chain(runtime.iter().cloned())
+        .collect()
+}
+
 /// The data disk's need of `bytes` in `out`, `how` they were reckoned.
 fn data_disk_need(out: &Path, how: &str, bytes: u64) -> space::Need {
     space::Need {
@@ -422,13 +429,7 @@ fn gpu_parts(
     }
     let driver = nvidia::driver_files(tree)?;
     let runtime = nvidia::runtime_files(&fetched.gpu_wheels)?;
-    let data_files: Vec<(String, Source)> = spec
-        .data_files
-        .iter()
-        .chain(&driver.firmware)
-        .map(|(path, file)| (path.clone(), Source::File(file.clone())))
-        .chain(runtime.files.iter().cloned())
-        .collect();
+    let data_files = data_disk_files(spec, &driver.firmware, &runtime.files);
     space::check(&[
         nvidia::build_root_need(),
         data_disk_need(out, "at most", disk::size_bound(&data_files)?),
