@@ -23,17 +23,19 @@ prefix_map="-ffile-prefix-map=$root=/kokon -ffile-prefix-map=$cargo_home=/cargo"
 export CFLAGS="${prefix_map}" CXXFLAGS="${prefix_map}" ASMFLAGS="${prefix_map}"
 export CARGO_INCREMENTAL=0 SOURCE_DATE_EPOCH=0
 unset CARGO_BUILD_RUSTFLAGS CARGO_ENCODED_RUSTFLAGS
+# A GPU image's enclave (--cuda) has the CUDA execution provider compiled
+# in, and is kept apart as kokon-enclave-cuda (the next plain build rebuilds
+# kokon-enclave).
+features=()
 if [ "${1:-}" = --cuda ]; then
-  # A GPU image's enclave: the CUDA execution provider compiled in. Kept
-  # apart as kokon-enclave-cuda (the next plain build rebuilds kokon-enclave).
-  cargo build --locked --profile image --target-dir "$root/target" \
-      -p kokon-enclave --bin kokon-enclave --features cuda -p kokon-guest --bin kokon-init
-  cp target/image/kokon-enclave target/image/kokon-enclave-cuda
+  features=(--features cuda)
+fi
+cargo build --locked --profile image --target-dir "$root/target" \
+    -p kokon-enclave --bin kokon-enclave "${features[@]}" -p kokon-guest --bin kokon-init
+enclave=target/image/kokon-enclave
+if [ ${#features[@]} -gt 0 ]; then
+  cp "$enclave" target/image/kokon-enclave-cuda
   enclave=target/image/kokon-enclave-cuda
-else
-  cargo build --locked --profile image --target-dir "$root/target" \
-      -p kokon-enclave --bin kokon-enclave -p kokon-guest --bin kokon-init
-  enclave=target/image/kokon-enclave
 fi
 echo "reproducible guest binaries:" >&2
 sha256sum "$enclave" target/image/kokon-init >&2

@@ -79,6 +79,12 @@ pub fn build(args: &ImageBuildArgs) -> anyhow::Result<()> {
         files.push((relative(file)?, file.clone()));
     }
     let model_in_image = format!("/{}", relative(&model)?);
+    // A GPU image's enclave runs its models on the GPU with the ONNX
+    // Runtime on its data disk.
+    let (ort_lib, device) = match args.gpu {
+        false => (kokon_image::ORT_LIBRARY_PATH, "cpu"),
+        true => (kokon_image::nvidia::RUNTIME_ORT, "cuda"),
+    };
     let mut enclave_args: Vec<String> = [
         "--vsock-port".to_string(),
         ENCLAVE_VSOCK_PORT.to_string(),
@@ -86,15 +92,10 @@ pub fn build(args: &ImageBuildArgs) -> anyhow::Result<()> {
         model_in_image,
         "--model-name".into(),
         "magika".into(),
-        // A GPU image's enclave runs its models on the GPU with the ONNX
-        // Runtime on its data disk.
         "--ort-lib".into(),
-        match args.gpu {
-            false => kokon_image::ORT_LIBRARY_PATH.into(),
-            true => kokon_image::nvidia::RUNTIME_ORT.into(),
-        },
+        ort_lib.into(),
         "--device".into(),
-        if args.gpu { "cuda" } else { "cpu" }.into(),
+        device.into(),
         "--price-nanoton-per-unit".into(),
         args.price_nanoton_per_unit.to_string(),
     ]

@@ -380,13 +380,7 @@ impl Lock {
             word(field, value, PYPI)?;
         }
         plain_word("wheel.library", &w.library)?;
-        plain_word("wheel.filename", &w.filename)?;
-        if w.filename.contains('/') || !w.filename.ends_with(".whl") {
-            return Err(format!(
-                "wheel.filename {:?} is not a wheel's file name",
-                w.filename
-            ));
-        }
+        wheel_filename("wheel.filename", &w.filename)?;
         sha256_field(&format!("wheel {}", w.filename), &w.sha256)?;
         let names = pins("package", &self.package)?;
         let unpinned: Vec<&str> = self
@@ -497,14 +491,7 @@ fn wheel_pins(wheels: &[PinnedWheel]) -> Result<BTreeSet<&str>, String> {
             &w.version,
             PYPI,
         )?;
-        plain_word(&format!("gpu_wheel {} filename", w.project), &w.filename)?;
-        if w.filename.contains('/') || w.filename.starts_with('.') || !w.filename.ends_with(".whl")
-        {
-            return Err(format!(
-                "gpu_wheel {}: filename {:?} is not a wheel's file name",
-                w.project, w.filename
-            ));
-        }
+        wheel_filename(&format!("gpu_wheel {} filename", w.project), &w.filename)?;
         sha256_field(&format!("gpu_wheel {}", w.project), &w.sha256)?;
         if !projects.insert(w.project.as_str()) {
             return Err(format!("gpu_wheel {} is pinned twice", w.project));
@@ -542,6 +529,16 @@ fn pins<'a>(list: &str, packages: &'a [Package]) -> Result<BTreeSet<&'a str>, St
         }
     }
     Ok(names)
+}
+
+/// A wheel's file name, as the cache's file name: a plain word ending in
+/// `.whl`, no directory, not hidden.
+fn wheel_filename(field: &str, filename: &str) -> Result<(), String> {
+    plain_word(field, filename)?;
+    if filename.contains('/') || filename.starts_with('.') || !filename.ends_with(".whl") {
+        return Err(format!("{field} {filename:?} is not a wheel's file name"));
+    }
+    Ok(())
 }
 
 /// A non-empty value without whitespace or characters apt or a shell would

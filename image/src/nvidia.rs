@@ -167,9 +167,8 @@ pub fn runtime_files(wheels: &[(PinnedWheel, PathBuf)]) -> Result<Runtime, Image
             path: wheel.clone(),
             reason,
         };
-        let file = std::fs::File::open(wheel).map_err(ImageError::io("reading", wheel.clone()))?;
         let zip =
-            zip::ZipArchive::new(file).map_err(|e| err(format!("not a readable zip: {e}")))?;
+            crate::source::open_zip(wheel).map_err(|e| err(format!("not a readable zip: {e}")))?;
         let names: Vec<String> = zip.file_names().map(str::to_owned).collect();
         let mut taken = Vec::new();
         if pin.project == GPU_RUNTIME_PROJECT {

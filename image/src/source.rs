@@ -88,7 +88,8 @@ impl std::fmt::Display for Source {
     }
 }
 
-fn open_zip(archive: &std::path::Path) -> io::Result<zip::ZipArchive<File>> {
+/// The zip archive at `archive`, its central directory read.
+pub(crate) fn open_zip(archive: &std::path::Path) -> io::Result<zip::ZipArchive<File>> {
     zip::ZipArchive::new(File::open(archive)?).map_err(io::Error::other)
 }
 

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use kokon_image::manifest::GpuRecord;
 use kokon_image::{build, ImageError, ImageSpec, VmShape};
 
 /// What the guest prints before each line the host reads.
@@ -190,7 +191,7 @@ fn print_data_files(dir: &Path) {
 
 /// The checks of a GPU image's boot: the driver's modules, libraries and
 /// NVML as far as a VM without a GPU lets them run.
-fn gpu_checks(manifest: &kokon_image::Manifest, lines: &[String], tail: &str, scratch: &Path) {
+fn gpu_checks(gpu: &GpuRecord, lines: &[String], tail: &str, scratch: &Path) {
     // The driver probed and found no GPU: its symbols had all resolved
     // against the pinned kernel (a module built for another kernel fails
     // before it runs).
@@ -245,10 +246,6 @@ fn gpu_checks(manifest: &kokon_image::Manifest, lines: &[String], tail: &str, sc
         lines.iter().any(|l| l == "nvidia device nodes 0"),
         "no GPU bound, so no device nodes; {tail}"
     );
-    let gpu = manifest
-        .gpu
-        .as_ref()
-        .expect("the manifest records the driver");
     assert_eq!(
         gpu.modules
             .iter()
@@ -435,8 +432,8 @@ fn the_image_boots_loads_its_modules_and_reads_its_data_disk_only_as_measured() 
             || refused.is_some_and(|errno| line == Some(&format!("module {module} {errno}")));
         assert!(fine, "{module}: {line:?}; {tail}");
     }
-    if manifest.gpu.is_some() {
-        gpu_checks(&manifest, &lines, &tail, dir.path());
+    if let Some(gpu) = &manifest.gpu {
+        gpu_checks(gpu, &lines, &tail, dir.path());
     }
     assert!(
         lines.iter().any(|l| l == "configfs-tsm ok"),
